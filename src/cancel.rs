@@ -1,0 +1,125 @@
+//! Cancellation: a token passed down every long operation, and the child processes it stops.
+//!
+//! `main` cancels it on SIGTERM/SIGINT (tests cancel it directly). Cancelling kills every
+//! registered child's process group, so a blocked read on a dump pipe returns at once; the
+//! pipeline then sees `is_cancelled()` and removes its partial file.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+#[derive(Debug, Default)]
+struct Inner {
+    cancelled: AtomicBool,
+    children: Mutex<Vec<i32>>,
+}
+
+/// A cheap, clonable cancellation token.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<Inner>);
+
+/// Error returned by operations that stopped because of a cancellation.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by a shutdown signal")]
+pub struct Interrupted;
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Marks the token cancelled and sends SIGTERM to every registered child process group.
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.signal_children(Signal::SIGTERM);
+    }
+
+    /// Sends SIGKILL to every registered child process group (second signal, or grace expired).
+    pub fn kill_children(&self) {
+        self.signal_children(Signal::SIGKILL);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Interrupted)` once cancelled.
+    pub fn check(&self) -> Result<(), Interrupted> {
+        if self.is_cancelled() {
+            Err(Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Registers a child that leads its own process group; it is signalled on cancel until the
+    /// guard is dropped. A child registered after cancellation is signalled at once.
+    pub fn register(&self, pid: u32) -> ChildGuard {
+        let pid = pid as i32;
+        self.0
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
+        if self.is_cancelled() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        ChildGuard {
+            cancel: self.clone(),
+            pid,
+        }
+    }
+
+    fn signal_children(&self, signal: Signal) {
+        let children = self.0.children.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in children.iter() {
+            // NOTE: the group may already be gone (child exited); that is fine.
+            let _ = killpg(Pid::from_raw(*pid), signal);
+        }
+    }
+}
+
+/// Unregisters a child when dropped (after it has been waited for).
+#[derive(Debug)]
+pub struct ChildGuard {
+    cancel: Cancel,
+    pid: i32,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let mut children = self
+            .cancel
+            .0
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        children.retain(|p| *p != self.pid);
+    }
+}
+
+/// Cancels `cancel` on the first SIGTERM or SIGINT, and SIGKILLs the children on a second one.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn cancel_on_signals(cancel: &Cancel) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let cancel = cancel.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if cancel.is_cancelled() {
+                    tracing::warn!(signal, "Second shutdown signal: killing child processes.");
+                    cancel.kill_children();
+                } else {
+                    tracing::warn!(signal, "Shutdown signal received: stopping.");
+                    cancel.cancel();
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The local catalog: every backup file under `BACKUP_DIR` that parses as ours (or upstream's,
+//! which is the same layout), and deletion of a backup with its sidecars.
+//!
+//! Files that do not parse are invisible here, so nothing else can ever delete them.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use chrono::{NaiveDate, NaiveDateTime};
+use walkdir::WalkDir;
+
+use crate::layout::{self, CHECKSUM_SUFFIX, Class, SIDECAR_SUFFIXES, VERIFIED_SUFFIX};
+
+/// One backup file found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    pub path: PathBuf,
+    /// Path relative to the backup root, e.g. `daily/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz`.
+    pub rel: PathBuf,
+    pub core: String,
+    pub timestamp: NaiveDateTime,
+    pub class: Option<Class>,
+    pub folder_date: NaiveDate,
+    pub extension: &'static str,
+    pub in_progress: bool,
+    pub size: u64,
+    pub modified: SystemTime,
+    pub has_checksum: bool,
+    pub has_verification: bool,
+}
+
+impl BackupFile {
+    /// Ordering for "newest": the timestamp in the name, then the path as a tie-breaker.
+    pub fn sort_key(&self) -> (NaiveDateTime, &Path) {
+        (self.timestamp, &self.path)
+    }
+
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Lists every backup under `root`, sorted oldest first. A missing root is an empty catalog.
+///
+/// # Errors
+/// When a directory under the root cannot be read.
+pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    let mut names = HashSet::new();
+    for entry in WalkDir::new(root).min_depth(2).max_depth(3) {
+        let entry = entry.with_context(|| format!("reading backup folder {}", root.display()))?;
+        if entry.file_type().is_file() {
+            names.insert(entry.path().to_path_buf());
+            files.push(entry);
+        }
+    }
+    let mut out = Vec::new();
+    for entry in files {
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let Some(placement) = layout::parse_relative(rel) else {
+            continue;
+        };
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("reading {}", entry.path().display()))?;
+        let sidecar = |suffix: &str| names.contains(&with_suffix(entry.path(), suffix));
+        out.push(BackupFile {
+            path: entry.path().to_path_buf(),
+            rel: rel.to_path_buf(),
+            core: placement.name.core,
+            timestamp: placement.name.timestamp,
+            class: placement.class,
+            folder_date: placement.folder_date,
+            extension: placement.name.extension,
+            in_progress: placement.name.in_progress,
+            size: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            has_checksum: sidecar(CHECKSUM_SUFFIX),
+            has_verification: sidecar(VERIFIED_SUFFIX),
+        });
+    }
+    out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    Ok(out)
+}
+
+/// `path` + `suffix` (`x.sql.gz` + `.sha256`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Deletes a backup file and its sidecars, then the dated and class folders it leaves empty
+/// (never `root` itself, never a folder that still holds anything).
+///
+/// # Errors
+/// When the backup file cannot be removed. Missing sidecars are fine.
+pub fn delete_backup(root: &Path, path: &Path) -> anyhow::Result<()> {
+    fs::remove_file(path).with_context(|| format!("deleting {}", path.display()))?;
+    for suffix in SIDECAR_SUFFIXES {
+        match fs::remove_file(with_suffix(path, suffix)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), error = %e, "Could not delete a sidecar file.");
+            }
+            _ => {}
+        }
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(root: &Path, rel: &str) -> PathBuf {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, b"x").unwrap();
+        p
+    }
+
+    #[test]
+    fn scan_finds_ours_and_upstreams_and_ignores_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let a = touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
+        touch(
+            root,
+            "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256",
+        );
+        touch(root, "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz");
+        touch(
+            root,
+            "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz.in_progress",
+        );
+        touch(root, "backup.sql");
+        touch(root, "daily/2026-11-20/notes.txt");
+        touch(root, "misc/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
+        let found = scan(root).unwrap();
+        let rels: Vec<String> = found.iter().map(|b| b.rel.display().to_string()).collect();
+        assert_eq!(
+            rels,
+            [
+                "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz",
+                "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+                "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz.in_progress",
+            ]
+        );
+        assert!(found[1].has_checksum && !found[0].has_checksum);
+        assert!(found[2].in_progress);
+        assert_eq!(found[1].path, a);
+    }
+
+    #[test]
+    fn delete_removes_sidecars_and_empty_folders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let a = touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
+        touch(
+            root,
+            "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256",
+        );
+        let b = touch(root, "daily/2026-11-21/db-app_2026-11-21_01-00-00.sql.gz");
+        delete_backup(root, &a).unwrap();
+        assert!(!root.join("daily/2026-11-20").exists());
+        assert!(b.exists());
+        delete_backup(root, &b).unwrap();
+        assert!(!root.join("daily").exists());
+        assert!(root.exists());
+    }
+}

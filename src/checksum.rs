@@ -1,0 +1,132 @@
+//! SHA-256 of backup files, computed while writing (no second read), and the
+//! `<backup>.sha256` sidecar in `sha256sum` format (`<hex>  <file name>`).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::with_suffix;
+use crate::layout::CHECKSUM_SUFFIX;
+
+/// Passes bytes through to `inner`, hashing and counting them.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Returns the inner writer, the hex digest and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex(&self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sidecar's content for `file_name`.
+pub fn sidecar_line(digest: &str, file_name: &str) -> String {
+    format!("{digest}  {file_name}\n")
+}
+
+/// Reads the digest from `<backup>.sha256`; `None` when there is no sidecar.
+///
+/// # Errors
+/// When the sidecar exists but cannot be read or is malformed.
+pub fn read_sidecar(backup: &Path) -> anyhow::Result<Option<String>> {
+    let path = with_suffix(backup, CHECKSUM_SUFFIX);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let digest = text.split_whitespace().next().unwrap_or_default();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{} is not a sha256sum line", path.display());
+    }
+    Ok(Some(digest.to_ascii_lowercase()))
+}
+
+/// Hashes a whole file.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut reader = BufReader::with_capacity(
+        1 << 20,
+        File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_writer_matches_known_digest() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        let (inner, digest, n) = w.finish();
+        assert_eq!(inner, b"abc");
+        assert_eq!(n, 3);
+        assert_eq!(
+            digest,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn sidecar_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("x.sql.gz");
+        std::fs::write(&backup, b"abc").unwrap();
+        assert_eq!(read_sidecar(&backup).unwrap(), None);
+        let digest = sha256_file(&backup).unwrap();
+        std::fs::write(
+            with_suffix(&backup, CHECKSUM_SUFFIX),
+            sidecar_line(&digest, "x.sql.gz"),
+        )
+        .unwrap();
+        assert_eq!(read_sidecar(&backup).unwrap(), Some(digest));
+        std::fs::write(with_suffix(&backup, CHECKSUM_SUFFIX), "nonsense").unwrap();
+        assert!(read_sidecar(&backup).is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! One file per CLI mode; `dispatch` loads settings, picks the mode and runs it.
+
+pub mod list;
+pub mod once;
+pub mod prune;
+pub mod show_config;
+
+use crate::cancel::Cancel;
+use crate::cli::Cli;
+use crate::config::{Env, Settings};
+use crate::error::{Exit, UsageError};
+use crate::mode::{self, Mode};
+
+/// Runs what the command line asks for.
+///
+/// # Errors
+/// Configuration errors (exit 2), usage errors (exit 2), and failures that stop a mode
+/// before it produces a result (exit 1).
+pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let settings = Settings::load(env.clone(), cli.config_file.as_deref())?;
+    let mode = mode::select(&cli.mode_inputs(&env, !settings.cron.is_empty()));
+    if cli.show_config {
+        show_config::run(&settings, &mode);
+        return Ok(Exit::Success);
+    }
+    if cli.list {
+        list::run(&settings)?;
+        return Ok(Exit::Success);
+    }
+    match mode {
+        Mode::Prune => prune::run(&settings, cli.from.as_deref(), cli.force, cli.scheduled),
+        Mode::Once | Mode::Scheduled => once::run(&settings, cancel),
+        Mode::Restore | Mode::Verify { .. } | Mode::Cron | Mode::Legacy => {
+            Err(UsageError(format!(
+                "{} mode is not available yet in this version; use -1 for a backup run",
+                mode.name()
+            ))
+            .into())
+        }
+    }
+}

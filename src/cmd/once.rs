@@ -1,0 +1,23 @@
+//! `-1` (and `-s`): one backup run over every database, then exit 0 (all good), 1 (a backup
+//! or retention failed) or 130 (interrupted).
+
+use crate::cancel::Cancel;
+use crate::config::Settings;
+use crate::error::Exit;
+use crate::run::run_backups;
+
+/// Runs one backup run.
+///
+/// # Errors
+/// Missing credentials (exit 2) or a run that cannot start (lock held, folder unusable).
+pub fn run(settings: &Settings, cancel: &Cancel) -> anyhow::Result<Exit> {
+    settings.check_backup_ready()?;
+    let report = run_backups(settings, cancel)?;
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else if report.succeeded() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
+}

@@ -1,0 +1,135 @@
+//! `-p`: apply the retention policy to every configured database now; or, with `-f FILTER`,
+//! delete the backups whose relative path contains FILTER (or whose path is FILTER).
+//!
+//! Filtered deletion lists the files first, asks on a terminal (`-s` skips the question,
+//! no terminal and no `-s` refuses), and refuses to delete every backup of a database unless
+//! `--force`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use crate::catalog::{self, BackupFile};
+use crate::config::Settings;
+use crate::error::{Exit, UsageError};
+use crate::lock::RunLock;
+use crate::retention::{self, Reason};
+
+/// Runs the prune mode.
+///
+/// # Errors
+/// Lock held, unreadable backup folder, or a refused/unconfirmable filtered deletion.
+pub fn run(
+    settings: &Settings,
+    filter: Option<&str>,
+    force: bool,
+    scripted: bool,
+) -> anyhow::Result<Exit> {
+    let root = &settings.backup_dir;
+    let _lock = RunLock::acquire(root, "prune")?;
+    let backups = catalog::scan(root)?;
+    let selected: Vec<&BackupFile> = match filter {
+        None => {
+            let cores: BTreeSet<String> = settings
+                .databases
+                .iter()
+                .map(|d| d.spec.core_name())
+                .collect();
+            let plan = retention::plan(&backups, &settings.policy, &cores, &[], SystemTime::now());
+            for d in &plan {
+                if let Reason::OverCount { group, keep } = &d.reason {
+                    info!(path = %d.path.display(), group, keep, "Pruning backup.");
+                } else {
+                    warn!(path = %d.path.display(), "Removing a partial file left by an interrupted run.");
+                }
+            }
+            backups
+                .iter()
+                .filter(|b| plan.iter().any(|d| d.path == b.path))
+                .collect()
+        }
+        Some(f) => {
+            let chosen = select_by_filter(&backups, f);
+            if chosen.is_empty() {
+                println!("No backup matches \"{f}\"; nothing deleted.");
+                return Ok(Exit::Success);
+            }
+            check_not_everything(&backups, &chosen, force)?;
+            println!("Backups matching \"{f}\":");
+            for b in &chosen {
+                println!("  {}", b.rel.display());
+            }
+            if !scripted && !confirm(chosen.len())? {
+                println!("Nothing deleted.");
+                return Ok(Exit::Success);
+            }
+            chosen
+        }
+    };
+    let mut failed = false;
+    for b in &selected {
+        match catalog::delete_backup(root, &b.path) {
+            Ok(()) => println!("Deleted {}", b.rel.display()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if selected.is_empty() {
+        println!("Nothing to prune.");
+    }
+    Ok(if failed { Exit::Failed } else { Exit::Success })
+}
+
+/// Backups whose relative path contains `filter`, or whose full path or file name equals it.
+pub fn select_by_filter<'a>(backups: &'a [BackupFile], filter: &str) -> Vec<&'a BackupFile> {
+    let as_path = Path::new(filter);
+    backups
+        .iter()
+        .filter(|b| b.path == as_path || b.rel.to_string_lossy().contains(filter))
+        .collect()
+}
+
+/// Refuses a selection that holds every complete backup of some database.
+fn check_not_everything(
+    all: &[BackupFile],
+    chosen: &[&BackupFile],
+    force: bool,
+) -> anyhow::Result<()> {
+    if force {
+        return Ok(());
+    }
+    let cores: BTreeSet<&str> = chosen.iter().map(|b| b.core.as_str()).collect();
+    for core in cores {
+        let complete = |b: &&BackupFile| b.core == core && !b.in_progress;
+        let total = all.iter().filter(complete).count();
+        let hit = chosen.iter().copied().filter(complete).count();
+        if total > 0 && hit == total {
+            return Err(UsageError(format!(
+                "refusing to delete every backup of {core} ({total} files); narrow the filter or add --force"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Asks on the terminal; without one, refuses (no silent "yes").
+fn confirm(count: usize) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "not on a terminal: cannot ask for confirmation; add -s to delete without asking"
+                .into(),
+        )
+        .into());
+    }
+    print!("Delete these {count} backups? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+}

@@ -1,0 +1,135 @@
+//! `-c`: the effective settings in upstream's order and labels, with secrets redacted
+//! (passwords never shown; webhook and FTP URLs as scheme and host only).
+
+use std::io::Write;
+
+use chrono::Utc;
+
+use crate::config::{Settings, redact_url};
+use crate::layout;
+use crate::mode::Mode;
+use crate::retention::Strategy;
+
+/// Prints the settings to stdout.
+pub fn run(settings: &Settings, mode: &Mode) {
+    let mut out = std::io::stdout().lock();
+    // NOTE: a closed stdout is not worth an error exit for a diagnostic listing.
+    let _ = render(&mut out, settings, mode);
+}
+
+/// Writes the settings text.
+///
+/// # Errors
+/// Write errors on `out`.
+pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result<()> {
+    let now = Utc::now();
+    let today = s.zone.local(now).date();
+    let class = layout::classify(today, &s.policy);
+    writeln!(out, "Settings:")?;
+    writeln!(out, "- Run mode: {}", mode.name())?;
+    writeln!(out)?;
+    writeln!(out, "- Backup strategy: {}", s.policy.strategy.name())?;
+    writeln!(
+        out,
+        "- Current backup type: {}",
+        class.map(|c| c.name()).unwrap_or("flat daily")
+    )?;
+    writeln!(out, "- Backups to retain:")?;
+    match s.policy.strategy {
+        Strategy::Rolling => {
+            writeln!(out, "  - Daily: {}", s.policy.daily)?;
+            writeln!(out, "  - Weekly: {}", s.policy.weekly)?;
+            writeln!(out, "  - Monthly: {}", s.policy.monthly)?;
+        }
+        Strategy::Daily => writeln!(out, "  - Total: {}", s.policy.num_backups)?,
+    }
+    writeln!(
+        out,
+        "- Current backup folder: {}",
+        layout::run_dir(&s.backup_dir, class, today).display()
+    )?;
+    writeln!(out, "- Time Zone: {}", s.zone.description(now))?;
+    writeln!(out, "- Compression: {}", s.compression.describe())?;
+    writeln!(out)?;
+    writeln!(out, "- Schedule:")?;
+    if s.cron.is_empty() {
+        writeln!(
+            out,
+            "  - every {} (BACKUP_PERIOD; legacy mode)",
+            crate::schedule::format_duration(s.backup_period)
+        )?;
+    }
+    for line in &s.cron {
+        let next = line
+            .schedule
+            .next_after(now, &s.zone)
+            .map(|t| s.zone.local(t).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "never".into());
+        writeln!(out, "  - {line}   (line {}; next: {next})", line.line)?;
+    }
+    writeln!(out)?;
+    let conf_state = if s.conf_found { "found" } else { "not found" };
+    writeln!(
+        out,
+        "- Config file: {} ({conf_state})",
+        s.conf_path.display()
+    )?;
+    let origin = if s.databases_from_env {
+        " (from environment: no database lines in the config file)"
+    } else {
+        ""
+    };
+    writeln!(out, "- Databases{origin}:")?;
+    for db in &s.databases {
+        let c = &db.credentials;
+        let user = match &c.user {
+            Some(u) => format!("user {u} from {}", c.user_source),
+            None => format!("NO USER: set one of {}", c.user_source),
+        };
+        let password = match &c.password_source {
+            Some(src) => format!("password from {src}"),
+            None => "no password set".to_string(),
+        };
+        writeln!(out, "  - {} ({user}; {password})", db.spec)?;
+    }
+    for skipped in &s.skipped {
+        writeln!(out, "  - {} (skipped: {})", skipped.spec, skipped.reason)?;
+    }
+    writeln!(out)?;
+    let or_not = |v: Option<String>| v.unwrap_or_else(|| "not configured".into());
+    writeln!(
+        out,
+        "- FTP server: {}",
+        or_not(s.mirrors.ftp_url.as_ref().map(|u| redact_url(u.expose())))
+    )?;
+    let s3 = s
+        .mirrors
+        .s3_endpoint
+        .as_ref()
+        .map(|e| match &s.mirrors.s3_bucket {
+            Some(b) => format!("{} (bucket {b})", redact_url(e)),
+            None => redact_url(e),
+        });
+    writeln!(out, "- S3 endpoint: {}", or_not(s3))?;
+    writeln!(
+        out,
+        "- Webhook Endpoint: {}",
+        or_not(
+            s.notify
+                .webhook_url
+                .as_ref()
+                .map(|u| redact_url(u.expose()))
+        )
+    )?;
+    writeln!(
+        out,
+        "- Environment Friendly Name: {}",
+        or_not(s.notify.friendly_name.clone())
+    )?;
+    writeln!(
+        out,
+        "- Environment Name (Id): {}",
+        or_not(s.notify.environment_name.clone())
+    )?;
+    Ok(())
+}

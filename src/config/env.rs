@@ -1,0 +1,105 @@
+//! The process environment as an injectable snapshot, and the names of every variable we read.
+//!
+//! Nothing outside `config/` reads the environment; tests build an `Env` from pairs.
+
+use std::collections::BTreeMap;
+
+/// A snapshot of environment variables. Empty values count as unset, as bash's `${X:-default}`.
+#[derive(Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+/// Values may be secrets: `Debug` shows the count only.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Env({} variables)", self.0.len())
+    }
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env(std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect())
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
+    }
+
+    /// The value of `name`, or `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Whether a flag-like variable (`RUN_ONCE=1`) is set to anything non-empty.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+// Upstream names (reference §10), unchanged.
+pub const BACKUP_STRATEGY: &str = "BACKUP_STRATEGY";
+pub const BACKUP_DIR: &str = "BACKUP_DIR";
+pub const ROOT_BACKUP_DIR: &str = "ROOT_BACKUP_DIR";
+pub const NUM_BACKUPS: &str = "NUM_BACKUPS";
+pub const DAILY_BACKUPS: &str = "DAILY_BACKUPS";
+pub const WEEKLY_BACKUPS: &str = "WEEKLY_BACKUPS";
+pub const MONTHLY_BACKUPS: &str = "MONTHLY_BACKUPS";
+pub const BACKUP_PERIOD: &str = "BACKUP_PERIOD";
+pub const BACKUP_CONF: &str = "BACKUP_CONF";
+pub const DATABASE_SERVICE_NAME: &str = "DATABASE_SERVICE_NAME";
+pub const POSTGRESQL_DATABASE: &str = "POSTGRESQL_DATABASE";
+pub const POSTGRESQL_PORT_NUM: &str = "POSTGRESQL_PORT_NUM";
+pub const TABLE_SCHEMA: &str = "TABLE_SCHEMA";
+pub const DATABASE_SERVER_TIMEOUT: &str = "DATABASE_SERVER_TIMEOUT";
+pub const DATABASE_USER: &str = "DATABASE_USER";
+pub const DATABASE_PASSWORD: &str = "DATABASE_PASSWORD";
+pub const POSTGRESQL_USER: &str = "POSTGRESQL_USER";
+pub const POSTGRESQL_PASSWORD: &str = "POSTGRESQL_PASSWORD";
+pub const FTP_URL: &str = "FTP_URL";
+pub const FTP_USER: &str = "FTP_USER";
+pub const FTP_PASSWORD: &str = "FTP_PASSWORD";
+pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
+pub const S3_USER: &str = "S3_USER";
+pub const S3_PASSWORD: &str = "S3_PASSWORD";
+pub const S3_BUCKET: &str = "S3_BUCKET";
+pub const WEBHOOK_URL: &str = "WEBHOOK_URL";
+pub const ENVIRONMENT_FRIENDLY_NAME: &str = "ENVIRONMENT_FRIENDLY_NAME";
+pub const ENVIRONMENT_NAME: &str = "ENVIRONMENT_NAME";
+pub const BACKUP_LOG_LEVEL: &str = "BACKUP_LOG_LEVEL";
+pub const TZ: &str = "TZ";
+pub const RUN_ONCE: &str = "RUN_ONCE";
+pub const SCHEDULED_RUN: &str = "SCHEDULED_RUN";
+pub const RUN_PRUNE: &str = "RUN_PRUNE";
+pub const IGNORE_ERRORS: &str = "IGNORE_ERRORS";
+
+// Ours (documented in docs/CONFIG.md).
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
+pub const BACKUP_COMPRESSION: &str = "BACKUP_COMPRESSION";
+pub const BACKUP_COMPRESSION_LEVEL: &str = "BACKUP_COMPRESSION_LEVEL";
+pub const BACKUP_COMPRESSION_THREADS: &str = "BACKUP_COMPRESSION_THREADS";
+pub const PG_BIN_DIR: &str = "PG_BIN_DIR";
+pub const DATABASE_CONNECT_TIMEOUT: &str = "DATABASE_CONNECT_TIMEOUT";
+
+/// Logging options: `RUST_LOG` wins, else `BACKUP_LOG_LEVEL` (default `info`); `LOG_FORMAT=json`.
+pub fn log_options(env: &Env) -> crate::logging::LogOptions {
+    let filter = env.get("RUST_LOG").map(str::to_string).unwrap_or_else(|| {
+        env.get(BACKUP_LOG_LEVEL)
+            .unwrap_or("info")
+            .to_ascii_lowercase()
+    });
+    crate::logging::LogOptions {
+        filter,
+        json: env
+            .get(LOG_FORMAT)
+            .is_some_and(|f| f.eq_ignore_ascii_case("json")),
+    }
+}

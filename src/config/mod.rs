@@ -1,0 +1,365 @@
+//! Settings: everything a run needs, loaded once from the environment and `backup.conf`,
+//! validated, then immutable.
+//!
+//! Parse, then validate, then build: every problem is collected with its source
+//! (`backup.conf:12: ...`, `environment: NUM_BACKUPS=...`) and reported together; the caller
+//! exits 2 before doing any work. Nothing outside this module reads the environment.
+
+pub mod backup_conf;
+pub mod env;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use backup_conf::CronLine;
+pub use env::Env;
+pub use secret::{Secret, redact_url};
+
+use crate::compress::Compression;
+use crate::engine::EngineOptions;
+use crate::retention::Policy;
+use crate::schedule::parse_duration;
+use crate::spec::{DatabaseSpec, EngineKind};
+use crate::timezone::Zone;
+
+/// Credentials for one database, with the variable names they came from (for `-c`).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: Option<String>,
+    /// The variables consulted for the user, e.g. `DB_USER, DATABASE_USER, POSTGRESQL_USER`,
+    /// or the one that supplied it.
+    pub user_source: String,
+    pub password: Option<Secret>,
+    pub password_source: Option<String>,
+}
+
+/// A database to back up: its spec and credentials.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub spec: DatabaseSpec,
+    pub credentials: Credentials,
+}
+
+/// A database spec that this process does not back up, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub spec: DatabaseSpec,
+    pub reason: String,
+}
+
+/// Notification settings (used by the notifier; shown by `-c`).
+#[derive(Debug, Clone, Default)]
+pub struct NotifySettings {
+    pub webhook_url: Option<Secret>,
+    pub friendly_name: Option<String>,
+    pub environment_name: Option<String>,
+}
+
+/// Mirror settings as configured (shown by `-c`).
+#[derive(Debug, Clone, Default)]
+pub struct MirrorSettings {
+    pub ftp_url: Option<Secret>,
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+}
+
+/// All problems found while loading settings.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "configuration error{}:",
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: Policy,
+    pub backup_dir: PathBuf,
+    pub backup_period: Duration,
+    pub conf_path: PathBuf,
+    pub conf_found: bool,
+    pub databases: Vec<Database>,
+    pub skipped: Vec<Skipped>,
+    /// True when the databases came from the env fallback (no spec lines in backup.conf).
+    pub databases_from_env: bool,
+    pub cron: Vec<CronLine>,
+    pub zone: Zone,
+    pub table_schema: Option<String>,
+    pub server_timeout: Duration,
+    pub compression: Compression,
+    pub engine: EngineOptions,
+    pub notify: NotifySettings,
+    pub mirrors: MirrorSettings,
+    env: Env,
+}
+
+struct Loader<'a> {
+    env: &'a Env,
+    errors: Vec<String>,
+}
+
+impl Loader<'_> {
+    fn int(&mut self, name: &str, default: i64) -> i64 {
+        match self.env.get(name) {
+            None => default,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                self.errors
+                    .push(format!("environment: {name}=\"{v}\" is not a whole number"));
+                default
+            }),
+        }
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.env.get(name).map(str::to_string)
+    }
+}
+
+impl Settings {
+    /// Loads settings from `env` and the backup.conf at `conf_override`, `BACKUP_CONF`, or
+    /// `./backup.conf`.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its file and line or its variable.
+    pub fn load(env: Env, conf_override: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        let mut l = Loader {
+            env: &env,
+            errors: Vec::new(),
+        };
+        let strategy = l
+            .text(env::BACKUP_STRATEGY)
+            .unwrap_or_else(|| "rolling".into());
+        let num = l.int(env::NUM_BACKUPS, 31);
+        let daily = l.int(env::DAILY_BACKUPS, 6);
+        let weekly = l.int(env::WEEKLY_BACKUPS, 4);
+        let monthly = l.int(env::MONTHLY_BACKUPS, 1);
+        let policy =
+            Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
+                l.errors.push(format!("environment: BACKUP_STRATEGY: {e}"));
+                Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
+            });
+        let backup_dir = PathBuf::from(
+            l.text(env::ROOT_BACKUP_DIR)
+                .or_else(|| l.text(env::BACKUP_DIR))
+                .unwrap_or_else(|| "/backups/".into()),
+        );
+        let period_text = l.text(env::BACKUP_PERIOD).unwrap_or_else(|| "1d".into());
+        let backup_period = parse_duration(&period_text).unwrap_or_else(|e| {
+            l.errors.push(format!("environment: BACKUP_PERIOD: {e}"));
+            Duration::from_secs(86400)
+        });
+        let timeout = l.int(env::DATABASE_SERVER_TIMEOUT, 120);
+        let connect_timeout = l.int(env::DATABASE_CONNECT_TIMEOUT, 30);
+        let compression = Compression::parse(
+            env.get(env::BACKUP_COMPRESSION),
+            env.get(env::BACKUP_COMPRESSION_LEVEL),
+        )
+        .unwrap_or_else(|e| {
+            l.errors.push(format!("environment: {e}"));
+            Compression::default()
+        });
+
+        let conf_path = conf_override.map(Path::to_path_buf).unwrap_or_else(|| {
+            PathBuf::from(
+                l.text(env::BACKUP_CONF)
+                    .unwrap_or_else(|| "backup.conf".into()),
+            )
+        });
+        let (conf, conf_found) = read_conf(&conf_path, &mut l.errors);
+
+        let mut settings = Settings {
+            policy,
+            backup_dir,
+            backup_period,
+            conf_path,
+            conf_found,
+            databases: Vec::new(),
+            skipped: Vec::new(),
+            databases_from_env: false,
+            cron: conf.cron,
+            zone: Zone::parse(env.get(env::TZ)),
+            table_schema: l.text(env::TABLE_SCHEMA),
+            server_timeout: Duration::from_secs(timeout.max(1) as u64),
+            compression,
+            engine: EngineOptions {
+                pg_bin_dir: l.text(env::PG_BIN_DIR).map(PathBuf::from),
+                connect_timeout_secs: connect_timeout.clamp(1, 3600) as u32,
+            },
+            notify: NotifySettings {
+                webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
+                friendly_name: l.text(env::ENVIRONMENT_FRIENDLY_NAME),
+                environment_name: l.text(env::ENVIRONMENT_NAME),
+            },
+            mirrors: MirrorSettings {
+                ftp_url: l.text(env::FTP_URL).map(Secret::new),
+                s3_endpoint: l.text(env::S3_ENDPOINT),
+                s3_bucket: l.text(env::S3_BUCKET),
+            },
+            env: env.clone(),
+        };
+
+        let mut specs: Vec<(DatabaseSpec, String)> = conf
+            .specs
+            .into_iter()
+            .map(|s| {
+                (
+                    s.spec,
+                    format!("{}:{}", settings.conf_path.display(), s.line),
+                )
+            })
+            .collect();
+        if specs.is_empty() {
+            settings.databases_from_env = true;
+            match fallback_spec(&env) {
+                Ok(spec) => specs.push((spec, "environment".into())),
+                Err(e) => l.errors.push(e),
+            }
+        }
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (spec, source) in specs {
+            if let EngineKind::Foreign(kind) = &spec.engine {
+                let reason = format!(
+                    "{kind} databases are backed up by the {kind} variant of backup-container"
+                );
+                settings.skipped.push(Skipped { spec, reason });
+                continue;
+            }
+            if spec.engine == EngineKind::MariaDb {
+                let reason = "the MariaDB engine is not available in this version".to_string();
+                settings.skipped.push(Skipped { spec, reason });
+                continue;
+            }
+            if let Some(first) = seen.insert(spec.core_name(), source.clone()) {
+                l.errors.push(format!(
+                    "{source}: database {spec} has the same host and database name as {first}; \
+                     their backup files would collide"
+                ));
+                continue;
+            }
+            let credentials = settings.credentials(&spec);
+            settings.databases.push(Database { spec, credentials });
+        }
+        if l.errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigErrors(l.errors))
+        }
+    }
+
+    /// Credentials for any spec: `<HOST>_USER`/`<HOST>_PASSWORD` (host upper-cased, `-` and
+    /// `.` → `_`), then `DATABASE_USER`/`DATABASE_PASSWORD`, then
+    /// `POSTGRESQL_USER`/`POSTGRESQL_PASSWORD`. Empty values count as unset, as upstream.
+    pub fn credentials(&self, spec: &DatabaseSpec) -> Credentials {
+        let prefix = spec.credential_prefix();
+        let user_vars = [
+            format!("{prefix}_USER"),
+            env::DATABASE_USER.into(),
+            env::POSTGRESQL_USER.into(),
+        ];
+        let password_vars = [
+            format!("{prefix}_PASSWORD"),
+            env::DATABASE_PASSWORD.into(),
+            env::POSTGRESQL_PASSWORD.into(),
+        ];
+        let first = |vars: &[String]| {
+            vars.iter()
+                .find_map(|v| Some((v.clone(), self.env.get(v)?.to_string())))
+        };
+        let user = first(&user_vars);
+        let password = first(&password_vars);
+        Credentials {
+            user_source: match &user {
+                Some((var, _)) => var.clone(),
+                None => user_vars.join(", "),
+            },
+            user: user.map(|(_, u)| u),
+            password_source: password.as_ref().map(|(var, _)| var.clone()),
+            password: password.map(|(_, p)| Secret::new(p)),
+        }
+    }
+
+    /// Problems that stop a backup before it starts: databases without a user.
+    pub fn check_backup_ready(&self) -> Result<(), ConfigErrors> {
+        let errors: Vec<String> = self
+            .databases
+            .iter()
+            .filter(|d| d.credentials.user.is_none())
+            .map(|d| {
+                format!(
+                    "database {}: no user name: set one of {}",
+                    d.spec, d.credentials.user_source
+                )
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The environment snapshot, for modules that take extra variables (`config` only).
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+}
+
+/// Reads and parses backup.conf; a missing file is not an error (env fallback, as upstream).
+fn read_conf(path: &Path, errors: &mut Vec<String>) -> (backup_conf::ConfFile, bool) {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => {
+                let conf = backup_conf::parse(&path.display().to_string(), &text);
+                errors.extend(conf.errors.iter().map(ToString::to_string));
+                (conf, true)
+            }
+            Err(_) => {
+                errors.push(format!("{}: not a UTF-8 text file", path.display()));
+                (backup_conf::ConfFile::default(), true)
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (backup_conf::ConfFile::default(), false)
+        }
+        Err(e) => {
+            errors.push(format!("{}: cannot be read: {e}", path.display()));
+            (backup_conf::ConfFile::default(), true)
+        }
+    }
+}
+
+/// Upstream's fallback: `${DATABASE_SERVICE_NAME}${DEFAULT_PORT:+:$DEFAULT_PORT}/${POSTGRESQL_DATABASE}`
+/// with `DEFAULT_PORT=${POSTGRESQL_PORT_NUM:-5432}`.
+fn fallback_spec(env: &Env) -> Result<DatabaseSpec, String> {
+    let host = env.get(env::DATABASE_SERVICE_NAME).unwrap_or("postgresql");
+    let port = env.get(env::POSTGRESQL_PORT_NUM).unwrap_or("5432");
+    let db = env
+        .get(env::POSTGRESQL_DATABASE)
+        .unwrap_or("my_postgres_db");
+    let text = format!("{host}:{port}/{db}");
+    text.parse().map_err(|e| {
+        format!(
+            "environment: the fallback database spec \"{text}\" (DATABASE_SERVICE_NAME, POSTGRESQL_PORT_NUM, \
+             POSTGRESQL_DATABASE) is invalid: {e}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

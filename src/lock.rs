@@ -1,0 +1,90 @@
+//! One run at a time: an exclusive lock file in `BACKUP_DIR` (`.backup-container.lock`).
+//!
+//! The lock is an OS file lock (flock), so a killed process never leaves a stale lock. The
+//! file records who holds it, for the "already running" message.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Name of the lock file inside the backup root.
+pub const LOCK_FILE: &str = ".backup-container.lock";
+
+/// Held while a run (backup, prune, restore, verify) is in progress.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Another process holds the lock.
+#[derive(Debug, thiserror::Error)]
+#[error("another backup-container run holds the lock {path} ({holder}); it must finish first")]
+pub struct Busy {
+    pub path: PathBuf,
+    pub holder: String,
+}
+
+impl RunLock {
+    /// Takes the lock without waiting.
+    ///
+    /// # Errors
+    /// `Busy` (inside the anyhow error) when another process holds it; an I/O error when the
+    /// lock file cannot be created (e.g. the backup volume is read-only).
+    pub fn acquire(root: &Path, what: &str) -> anyhow::Result<RunLock> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating backup folder {}", root.display()))?;
+        let path = root.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim().to_string();
+                let holder = if holder.is_empty() {
+                    "holder unknown".to_string()
+                } else {
+                    holder
+                };
+                return Err(Busy { path, holder }.into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        let info = format!(
+            "pid {}, {what}, since {}",
+            std::process::id(),
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z")
+        );
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(info.as_bytes())?;
+        Ok(RunLock { _file: file, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_busy_until_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path(), "backup").unwrap();
+        let err = RunLock::acquire(dir.path(), "prune").unwrap_err();
+        let busy = err.downcast_ref::<Busy>().expect("Busy");
+        assert!(busy.holder.contains("backup"), "{}", busy.holder);
+        drop(first);
+        RunLock::acquire(dir.path(), "prune").unwrap();
+    }
+}

@@ -1,0 +1,183 @@
+//! Retention: which backups to keep, as a pure function of the catalog, the policy and `now`.
+//!
+//! Same counts as upstream (per database, per class folder for the rolling strategy; across
+//! the whole root for the daily strategy), but exact core-name matching, ordering by the
+//! timestamp in the file name, `.in_progress` files never counted, and two guards upstream
+//! lacks: the backups just written and the newest backup of each database are never deleted.
+//! Applying a plan (deleting files) is `catalog::delete_backup`'s job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::catalog::BackupFile;
+use crate::layout::Class;
+
+/// `BACKUP_STRATEGY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Flat `BACKUP_DIR/YYYY-MM-DD/` folders, `NUM_BACKUPS` per database.
+    Daily,
+    /// `daily/`, `weekly/`, `monthly/` folders, each with its own count.
+    Rolling,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Daily => "daily",
+            Strategy::Rolling => "rolling",
+        }
+    }
+}
+
+/// How many backups to keep, after upstream's normalisation rules (see `Policy::from_counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub strategy: Strategy,
+    pub num_backups: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+impl Policy {
+    /// Applies upstream's rules to the raw env values: `WEEKLY_BACKUPS < 0` selects the daily
+    /// strategy; rolling with `MONTHLY_BACKUPS < 0` is an error ("Unknown backup strategy");
+    /// when daily, weekly and monthly are all ≤ 0, one daily backup is kept.
+    ///
+    /// # Errors
+    /// A message for an unknown strategy name or an impossible combination.
+    pub fn from_counts(
+        strategy: &str,
+        num: i64,
+        daily: i64,
+        weekly: i64,
+        monthly: i64,
+    ) -> Result<Policy, String> {
+        let strategy = match strategy.to_ascii_lowercase().as_str() {
+            "daily" => Strategy::Daily,
+            "rolling" if weekly < 0 => Strategy::Daily,
+            "rolling" if monthly >= 0 => Strategy::Rolling,
+            "rolling" => {
+                return Err(format!(
+                    "Unknown backup strategy: rolling needs MONTHLY_BACKUPS >= 0 (got {monthly})"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "Unknown backup strategy \"{other}\" (expected daily or rolling)"
+                ));
+            }
+        };
+        let clamp = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        let daily = if daily <= 0 && weekly <= 0 && monthly <= 0 {
+            1
+        } else {
+            clamp(daily)
+        };
+        Ok(Policy {
+            strategy,
+            num_backups: clamp(num),
+            daily,
+            weekly: clamp(weekly),
+            monthly: clamp(monthly),
+        })
+    }
+
+    /// How many backups of one database to keep in a class folder (`None` = flat folder).
+    pub fn keep_count(&self, class: Option<Class>) -> u32 {
+        match class {
+            Some(Class::Daily) => self.daily,
+            Some(Class::Weekly) => self.weekly,
+            Some(Class::Monthly) => self.monthly,
+            None => self.num_backups,
+        }
+    }
+}
+
+/// Why a file is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Beyond the count for its group (`kept` newer ones exist).
+    OverCount { group: String, keep: u32 },
+    /// An `.in_progress` file left by a killed run, older than the stale limit.
+    StalePartial,
+}
+
+/// One deletion the plan proposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub path: PathBuf,
+    pub reason: Reason,
+}
+
+/// `.in_progress` files older than this are removed (with a warning) by retention.
+pub const STALE_PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Plans deletions for the databases whose core names are in `cores`.
+///
+/// `protect` lists paths that must survive (the backups this run wrote). Files of other
+/// databases, unparseable files and backups outside the strategy's folders are never touched.
+pub fn plan(
+    backups: &[BackupFile],
+    policy: &Policy,
+    cores: &BTreeSet<String>,
+    protect: &[PathBuf],
+    now: SystemTime,
+) -> Vec<Deletion> {
+    let mut groups: BTreeMap<(String, Option<Class>), Vec<&BackupFile>> = BTreeMap::new();
+    let mut newest_of_core: BTreeMap<&str, &BackupFile> = BTreeMap::new();
+    let mut out = Vec::new();
+    for b in backups.iter().filter(|b| cores.contains(&b.core)) {
+        if b.in_progress {
+            let age = now.duration_since(b.modified).unwrap_or_default();
+            if age > STALE_PARTIAL_AGE {
+                out.push(Deletion {
+                    path: b.path.clone(),
+                    reason: Reason::StalePartial,
+                });
+            }
+            continue;
+        }
+        let newest = newest_of_core.entry(&b.core).or_insert(b);
+        if b.sort_key() > newest.sort_key() {
+            *newest = b;
+        }
+        let key = match (policy.strategy, b.class) {
+            (Strategy::Daily, _) => (b.core.clone(), None),
+            (Strategy::Rolling, Some(class)) => (b.core.clone(), Some(class)),
+            // Flat folders left from a daily strategy are not pruned under rolling (as upstream).
+            (Strategy::Rolling, None) => continue,
+        };
+        groups.entry(key).or_default().push(b);
+    }
+    for ((core, class), mut members) in groups {
+        let keep = policy.keep_count(class);
+        members.sort_by_key(|b| std::cmp::Reverse(b.sort_key()));
+        let group = match class {
+            Some(c) => format!("{core} ({})", c.name()),
+            None => core.clone(),
+        };
+        for b in members.into_iter().skip(keep as usize) {
+            let is_newest = newest_of_core
+                .get(core.as_str())
+                .is_some_and(|n| n.path == b.path);
+            if is_newest || protect.contains(&b.path) {
+                continue;
+            }
+            out.push(Deletion {
+                path: b.path.clone(),
+                reason: Reason::OverCount {
+                    group: group.clone(),
+                    keep,
+                },
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "retention_tests.rs"]
+mod tests;

@@ -1,0 +1,300 @@
+//! Table tests for `retention::plan` with a fixed `now`.
+
+use super::*;
+use crate::layout;
+use std::path::Path;
+
+const ROOT: &str = "/backups";
+
+/// Fixed "now": 2026-11-22T12:00:00Z.
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_348_800)
+}
+
+/// Builds catalog entries from relative paths; mtimes are deliberately the reverse of name
+/// order so a plan that sorted by mtime would fail. `@Nh` after a path sets its age in hours.
+fn files(rels: &[&str]) -> Vec<BackupFile> {
+    rels.iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let (rel, age_h) = match spec.split_once('@') {
+                Some((rel, age)) => (rel, age.trim_end_matches('h').parse::<u64>().unwrap()),
+                None => (*spec, 1000 - i as u64),
+            };
+            let p = layout::parse_relative(Path::new(rel))
+                .unwrap_or_else(|| panic!("bad test path {rel}"));
+            BackupFile {
+                path: Path::new(ROOT).join(rel),
+                rel: rel.into(),
+                core: p.name.core,
+                timestamp: p.name.timestamp,
+                class: p.class,
+                folder_date: p.folder_date,
+                extension: p.name.extension,
+                in_progress: p.name.in_progress,
+                size: 1,
+                modified: now() - Duration::from_secs(age_h * 3600),
+                has_checksum: false,
+                has_verification: false,
+            }
+        })
+        .collect()
+}
+
+struct Case {
+    name: &'static str,
+    policy: Policy,
+    files: &'static [&'static str],
+    cores: &'static [&'static str],
+    protect: &'static [&'static str],
+    deleted: &'static [&'static str],
+}
+
+fn rolling(daily: i64, weekly: i64, monthly: i64) -> Policy {
+    Policy::from_counts("rolling", 31, daily, weekly, monthly).unwrap()
+}
+
+fn daily(num: i64) -> Policy {
+    Policy::from_counts("daily", num, 6, 4, 1).unwrap()
+}
+
+fn f(date: &str, core: &str, class: &str) -> String {
+    let prefix = if class.is_empty() {
+        String::new()
+    } else {
+        format!("{class}/")
+    };
+    format!("{prefix}{date}/{core}_{date}_01-00-00.sql.gz")
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "daily strategy keeps the newest NUM_BACKUPS by name timestamp",
+            policy: daily(3),
+            files: &[
+                "2026-11-17/db-app_2026-11-17_01-00-00.sql.gz",
+                "2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+                "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz",
+                "2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+                "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &[
+                "2026-11-17/db-app_2026-11-17_01-00-00.sql.gz",
+                "2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+            ],
+        },
+        Case {
+            name: "daily strategy counts files in old rolling folders too (upstream prunes the whole root)",
+            policy: daily(2),
+            files: &[
+                "daily/2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+                "weekly/2026-11-15/db-app_2026-11-15_01-00-00.sql.gz",
+                "2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+                "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &[
+                "weekly/2026-11-15/db-app_2026-11-15_01-00-00.sql.gz",
+                "daily/2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+            ],
+        },
+        Case {
+            name: "rolling keeps each class by its own count",
+            policy: rolling(2, 1, 1),
+            files: &[
+                "daily/2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+                "daily/2026-11-19/db-app_2026-11-19_01-00-00.sql.gz",
+                "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+                "weekly/2026-11-08/db-app_2026-11-08_01-00-00.sql.gz",
+                "weekly/2026-11-15/db-app_2026-11-15_01-00-00.sql.gz",
+                "monthly/2026-09-30/db-app_2026-09-30_01-00-00.sql.gz",
+                "monthly/2026-10-31/db-app_2026-10-31_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &[
+                "daily/2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+                "weekly/2026-11-08/db-app_2026-11-08_01-00-00.sql.gz",
+                "monthly/2026-09-30/db-app_2026-09-30_01-00-00.sql.gz",
+            ],
+        },
+        Case {
+            name: "host-app never matches host-app_v2 or otherhost-app",
+            policy: daily(1),
+            files: &[
+                "2026-11-20/host-app_2026-11-20_01-00-00.sql.gz",
+                "2026-11-21/host-app_2026-11-21_01-00-00.sql.gz",
+                "2026-11-19/host-app_v2_2026-11-19_01-00-00.sql.gz",
+                "2026-11-18/host-app_v2_2026-11-18_01-00-00.sql.gz",
+                "2026-11-18/otherhost-app_2026-11-18_01-00-00.sql.gz",
+                "2026-11-17/otherhost-app_2026-11-17_01-00-00.sql.gz",
+            ],
+            cores: &["host-app"],
+            protect: &[],
+            deleted: &["2026-11-20/host-app_2026-11-20_01-00-00.sql.gz"],
+        },
+        Case {
+            name: "WEEKLY_BACKUPS=0 deletes weekly backups but never the newest backup of the database",
+            policy: rolling(6, 0, 1),
+            files: &[
+                "weekly/2026-11-15/db-app_2026-11-15_01-00-00.sql.gz",
+                "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &["weekly/2026-11-15/db-app_2026-11-15_01-00-00.sql.gz"],
+        },
+        Case {
+            name: "N=0 never deletes the backup just written, even when it is not the newest by name",
+            policy: rolling(0, 4, 1),
+            files: &[
+                "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+                "daily/2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
+                "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &["daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz"],
+            deleted: &["daily/2026-11-21/db-app_2026-11-21_01-00-00.sql.gz"],
+        },
+        Case {
+            name: "all counts zero keeps one daily backup (upstream's forced DAILY_BACKUPS=1)",
+            policy: rolling(0, 0, 0),
+            files: &[
+                "daily/2026-11-19/db-app_2026-11-19_01-00-00.sql.gz",
+                "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &["daily/2026-11-19/db-app_2026-11-19_01-00-00.sql.gz"],
+        },
+        Case {
+            name: "in-progress files are not counted; stale ones (>24h) are removed, fresh ones kept",
+            policy: daily(1),
+            files: &[
+                "2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.in_progress@48h",
+                "2026-11-22/db-app_2026-11-22_11-00-00.sql.gz.in_progress@1h",
+                "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &["2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.in_progress"],
+        },
+        Case {
+            name: "rolling leaves flat folders from a former daily strategy alone",
+            policy: rolling(1, 1, 1),
+            files: &[
+                "2026-10-01/db-app_2026-10-01_01-00-00.sql.gz",
+                "2026-10-02/db-app_2026-10-02_01-00-00.sql.gz",
+                "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &[],
+        },
+        Case {
+            name: "databases outside the scope are untouched",
+            policy: daily(1),
+            files: &[
+                "2026-11-20/db-other_2026-11-20_01-00-00.sql.gz",
+                "2026-11-21/db-other_2026-11-21_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &[],
+        },
+        Case {
+            name: "two backups on one day order by time of day",
+            policy: daily(1),
+            files: &[
+                "2026-11-21/db-app_2026-11-21_23-00-00.sql.gz",
+                "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
+            ],
+            cores: &["db-app"],
+            protect: &[],
+            deleted: &["2026-11-21/db-app_2026-11-21_01-00-00.sql.gz"],
+        },
+    ]
+}
+
+#[test]
+fn retention_table() {
+    for case in cases() {
+        let backups = files(case.files);
+        let cores = case.cores.iter().map(|s| s.to_string()).collect();
+        let protect: Vec<PathBuf> = case
+            .protect
+            .iter()
+            .map(|r| Path::new(ROOT).join(r))
+            .collect();
+        let mut got: Vec<String> = plan(&backups, &case.policy, &cores, &protect, now())
+            .into_iter()
+            .map(|d| d.path.strip_prefix(ROOT).unwrap().display().to_string())
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = case.deleted.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want, "case: {}", case.name);
+    }
+}
+
+#[test]
+fn month_end_and_sunday_runs_feed_the_right_groups() {
+    // A month of rolling backups written by classify(): 2026-11-01 .. 2026-11-30.
+    let policy = rolling(6, 4, 1);
+    let mut rels = Vec::new();
+    for day in 1..=30 {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
+        let class = layout::classify(date, &policy).unwrap();
+        rels.push(f(&date.to_string(), "db-app", class.name()));
+    }
+    let leaked: Vec<&'static str> = rels
+        .into_iter()
+        .map(|s| &*Box::leak(s.into_boxed_str()))
+        .collect();
+    let backups = files(&leaked);
+    let cores = ["db-app".to_string()].into_iter().collect();
+    let deleted = plan(&backups, &policy, &cores, &[], now());
+    let kept: Vec<&BackupFile> = backups
+        .iter()
+        .filter(|b| !deleted.iter().any(|d| d.path == b.path))
+        .collect();
+    let count = |c: Class| kept.iter().filter(|b| b.class == Some(c)).count();
+    // Sundays in Nov 2026: 1, 8, 15, 22, 29 (5 weekly); the 30th is monthly.
+    assert_eq!(
+        (
+            count(Class::Daily),
+            count(Class::Weekly),
+            count(Class::Monthly)
+        ),
+        (6, 4, 1)
+    );
+    assert!(kept.iter().any(|b| b.rel.starts_with("monthly/2026-11-30")));
+    assert!(
+        !kept.iter().any(|b| b.rel.starts_with("weekly/2026-11-01")),
+        "oldest weekly goes"
+    );
+}
+
+#[test]
+fn policy_normalisation_matches_upstream() {
+    assert_eq!(
+        Policy::from_counts("ROLLING", 31, 6, -1, 1)
+            .unwrap()
+            .strategy,
+        Strategy::Daily
+    );
+    assert!(Policy::from_counts("rolling", 31, 6, 4, -1).is_err());
+    assert!(Policy::from_counts("weekly", 31, 6, 4, 1).is_err());
+    assert_eq!(
+        Policy::from_counts("rolling", 31, 0, 0, 0).unwrap().daily,
+        1
+    );
+    assert_eq!(
+        Policy::from_counts("rolling", 31, 0, 2, 0).unwrap().daily,
+        0
+    );
+}
