@@ -115,14 +115,19 @@ pub fn delete_backup(root: &Path, path: &Path) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let mut dir = path.parent();
+    remove_empty_dirs(root, path.parent());
+    Ok(())
+}
+
+/// Removes `start` and its parents while they are empty, stopping at (never removing) `root`.
+pub fn remove_empty_dirs(root: &Path, start: Option<&Path>) {
+    let mut dir = start;
     while let Some(d) = dir {
         if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
             break;
         }
         dir = d.parent();
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -124,7 +124,11 @@ pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunRe
         };
         let (pruned, prune_errors) = match &outcome {
             Outcome::Written(_) => apply_retention(settings, &db.spec, &written_paths),
-            _ => (vec![], vec![]),
+            _ => {
+                // Leave no empty dated folder behind a failure.
+                catalog::remove_empty_dirs(&settings.backup_dir, Some(&dir));
+                (vec![], vec![])
+            }
         };
         reports.push(DatabaseReport {
             spec: db.spec.clone(),

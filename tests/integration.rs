@@ -1,1 +1,9 @@
-// integration tests aggregator
+//! One integration-test binary (ripgrep style): the real `backup-container` binary against
+//! real servers started by `harness`.
+
+mod harness;
+
+mod backup;
+mod cli;
+mod config_examples;
+mod prune;

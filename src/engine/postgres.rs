@@ -7,8 +7,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow, bail};
 
 use super::{Engine, EngineOptions, process};
 use crate::cancel::Cancel;
@@ -16,14 +17,19 @@ use crate::config::Database;
 use crate::spec::EngineKind;
 
 /// The PostgreSQL engine.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PostgresEngine {
     options: EngineOptions,
+    /// Major version of the pg_dump in use, looked up once.
+    client_major: OnceLock<u32>,
 }
 
 impl PostgresEngine {
     pub fn new(options: EngineOptions) -> Self {
-        PostgresEngine { options }
+        PostgresEngine {
+            options,
+            client_major: OnceLock::new(),
+        }
     }
 
     fn tool(&self, name: &str) -> PathBuf {
@@ -64,6 +70,41 @@ impl PostgresEngine {
         cmd
     }
 
+    /// `psql -c "SHOW server_version_num"`: checks connection and credentials with the
+    /// server's own message (pg_dumpall only says "could not connect"), and gets the version.
+    pub fn version_command(&self, db: &Database) -> Command {
+        let mut cmd = self.client("psql", db);
+        cmd.args(["-X", "-A", "-t", "-c", "SHOW server_version_num", "-d"])
+            .arg(&db.spec.database);
+        cmd
+    }
+
+    /// The server's major version (e.g. 15), after connecting with `db`'s credentials.
+    ///
+    /// # Errors
+    /// The connection failure as psql reports it (refused, timeout, authentication).
+    pub fn server_major(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<u32> {
+        let out = process::capture(self.version_command(db), "psql", cancel)?;
+        let num: u32 = out
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
+        Ok(num / 10000)
+    }
+
+    /// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15).
+    fn client_major(&self, cancel: &Cancel) -> anyhow::Result<u32> {
+        if let Some(v) = self.client_major.get() {
+            return Ok(*v);
+        }
+        let mut cmd = Command::new(self.tool("pg_dump"));
+        cmd.arg("--version");
+        let out = process::capture(cmd, "pg_dump", cancel)?;
+        let major = parse_major(&out)
+            .ok_or_else(|| anyhow!("cannot read the pg_dump version from {:?}", out.trim()))?;
+        Ok(*self.client_major.get_or_init(|| major))
+    }
+
     /// `pg_dump -Fp <database>`.
     pub fn dump_command(&self, db: &Database) -> Command {
         let mut cmd = self.client("pg_dump", db);
@@ -78,12 +119,32 @@ impl Engine for PostgresEngine {
     }
 
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
+        let server = self
+            .server_major(db, cancel)
+            .context("connecting to the database")?;
+        let client = self.client_major(cancel)?;
+        if client < server {
+            bail!(
+                "pg_dump {client} cannot back up a PostgreSQL {server} server (pg_dump must be at least the \
+                 server's major version): use an image with PostgreSQL {server} client tools, or set PG_BIN_DIR"
+            );
+        }
         process::stream_stdout(self.roles_command(db), "pg_dumpall", out, cancel)
             .context("dumping roles")?;
         process::stream_stdout(self.dump_command(db), "pg_dump", out, cancel)
             .context("dumping the database")?;
         Ok(())
     }
+}
+
+/// The major version in `<tool> (PostgreSQL) 15.18 ...` output (9.6.24 gives 9, matching
+/// `server_version_num / 10000`).
+fn parse_major(version_output: &str) -> Option<u32> {
+    let word = version_output
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -166,6 +227,46 @@ mod tests {
             assert_eq!(env(cmd, "PGPASSWORD").as_deref(), Some("s3cret pw"));
             assert_eq!(env(cmd, "PGCONNECT_TIMEOUT").as_deref(), Some("10"));
         }
+    }
+
+    #[test]
+    fn version_parsing() {
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some(15)
+        );
+        assert_eq!(parse_major("pg_dump (PostgreSQL) 17beta1"), Some(17));
+        assert_eq!(parse_major("pg_dump (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_major("nonsense"), None);
+    }
+
+    #[test]
+    fn version_probe_uses_psql_without_password_in_argv() {
+        let engine = PostgresEngine::new(EngineOptions {
+            pg_bin_dir: None,
+            connect_timeout_secs: 10,
+        });
+        let d = db("db/app", Some("u"), Some("pw"));
+        let cmd = engine.version_command(&d);
+        assert_eq!(
+            argv(&cmd),
+            [
+                "psql",
+                "-h",
+                "db",
+                "-U",
+                "u",
+                "-w",
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                "SHOW server_version_num",
+                "-d",
+                "app"
+            ]
+        );
+        assert_eq!(env(&cmd, "PGPASSWORD").as_deref(), Some("pw"));
     }
 
     #[test]

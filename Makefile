@@ -1,0 +1,18 @@
+# Two commands for a newcomer on a fresh machine: `make demo` and `make test`.
+# Both install what they need (PostgreSQL via apt when missing).
+.PHONY: demo test lint bench deps
+
+deps:
+	scripts/install-deps.sh postgres
+
+demo: deps
+	cargo build --quiet
+	scripts/demo.sh
+
+# Every server-backed test must run: BACKUP_TEST_REQUIRE=all turns a skip into a failure.
+test: deps
+	BACKUP_TEST_REQUIRE=all cargo test --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,226 @@
+//! A throwaway PostgreSQL cluster: initdb into a temp dir (via `runuser -u postgres` when
+//! running as root, because initdb refuses root), a free port on 127.0.0.1, scram password
+//! auth over TCP and trust on its private unix socket (for the test's own admin queries).
+//! Dropping it stops the server (`pg_ctl stop -m immediate`) and removes the directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{free_port, missing};
+
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    bin_dir: PathBuf,
+    as_postgres: bool,
+}
+
+/// The folder holding initdb/pg_ctl: `PG_TEST_BIN_DIR`, PATH, or the newest
+/// `/usr/lib/postgresql/*/bin`.
+fn find_bin_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_TEST_BIN_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+    });
+    versions.pop()
+}
+
+impl PgServer {
+    /// Starts a cluster, or returns `None` (skip) when PostgreSQL is not installed.
+    pub fn start() -> Option<PgServer> {
+        let Some(bin_dir) = find_bin_dir() else {
+            return missing(
+                "postgres",
+                "initdb/pg_ctl not found (apt-get install postgresql)",
+            );
+        };
+        let as_postgres = nix::unistd::Uid::effective().is_root();
+        let dir = tempfile::Builder::new().prefix("pgtest").tempdir().unwrap();
+        if as_postgres {
+            let user = nix::unistd::User::from_name("postgres")
+                .unwrap()
+                .expect("a postgres system user");
+            nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+        }
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, "admin-secret\n").unwrap();
+        if as_postgres {
+            let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+            nix::unistd::chown(&pwfile, Some(user.uid), Some(user.gid)).unwrap();
+        }
+        let server = PgServer {
+            port: free_port(),
+            bin_dir,
+            as_postgres,
+            dir,
+        };
+        let data = server.data_dir();
+        server.must(
+            server
+                .tool("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display())),
+            "initdb",
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+            server.port,
+            server.dir.path().display()
+        );
+        server.must(
+            server
+                .tool("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &opts, "-l"])
+                .arg(server.dir.path().join("log"))
+                .args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        );
+        Some(server)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let path = self.bin_dir.join(name);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn must(&self, cmd: &mut Command, what: &str) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            panic!(
+                "{what} failed: {}\n{}\n{log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// psql as the superuser over the private socket, `ON_ERROR_STOP=1`; returns stdout.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self
+            .psql_cmd(db)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {db} `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A psql command (superuser, socket, tuples only, unaligned) for custom use.
+    pub fn psql_cmd(&self, db: &str) -> Command {
+        let local = self.bin_dir.join("psql");
+        let mut c = Command::new(if local.exists() {
+            local
+        } else {
+            PathBuf::from("psql")
+        });
+        c.arg("-h").arg(self.socket_dir()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-qtAX",
+        ]);
+        c
+    }
+
+    /// Creates a login role with a password and databases owned by it.
+    pub fn create_app(&self, user: &str, password: &str, databases: &[&str]) {
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'"),
+        );
+        for db in databases {
+            self.psql("postgres", &format!("CREATE DATABASE {db} OWNER {user}"));
+        }
+    }
+
+    /// Loads a small but varied data set into `db` as `owner`'s objects.
+    pub fn seed(&self, db: &str, owner: &str, rows: u32) {
+        self.psql(
+            db,
+            &format!(
+                "SET ROLE {owner};
+                 CREATE SCHEMA IF NOT EXISTS sales;
+                 CREATE TABLE public.customers (id serial PRIMARY KEY, name text, email text, created timestamptz DEFAULT now());
+                 CREATE TABLE sales.orders (id bigserial PRIMARY KEY, customer int REFERENCES public.customers(id), total numeric(12,2), note jsonb, blob bytea);
+                 INSERT INTO public.customers (name, email) SELECT 'name ' || g, 'u' || g || '@example.com' FROM generate_series(1, {rows}) g;
+                 INSERT INTO sales.orders (customer, total, note, blob)
+                   SELECT (g % {rows}) + 1, g * 1.5, jsonb_build_object('n', g, 'tag', md5(g::text)), decode(md5(g::text), 'hex')
+                   FROM generate_series(1, {rows} * 2) g;
+                 CREATE VIEW public.big_orders AS SELECT * FROM sales.orders WHERE total > 100;"
+            ),
+        );
+    }
+
+    /// Row counts of every base table in `db`, as `schema.table=count` lines.
+    pub fn row_counts(&self, db: &str) -> String {
+        let tables = self.psql(
+            db,
+            "SELECT string_agg(format('SELECT %L || ''='' || count(*) FROM %I.%I', table_schema || '.' || table_name, table_schema, table_name), ' UNION ALL ' ORDER BY table_schema, table_name)
+             FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+        );
+        if tables.is_empty() {
+            return String::new();
+        }
+        self.psql(db, &tables)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
