@@ -16,3 +16,9 @@ test: deps
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+
+# Benchmark (prints a table; results go in docs/PERFORMANCE.md). SIZE_MB and RUNS tune it.
+bench:
+	scripts/install-deps.sh postgres pigz zstd time bc
+	cargo build --release --quiet
+	scripts/bench.sh

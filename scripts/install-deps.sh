@@ -37,7 +37,7 @@ for item in "${want[@]}"; do
       # runuser (util-linux) runs initdb as the postgres user when we are root.
       command -v runuser >/dev/null || apt_install util-linux
       ;;
-    pigz | zstd | hyperfine)
+    pigz | zstd | hyperfine | bc)
       command -v "$item" >/dev/null || apt_install "$item"
       ;;
     time)

@@ -1,6 +1,9 @@
 //! Log output: tracing to stderr (stdout is for `-l`/`-c` output), human-readable text by
 //! default or JSON lines with `LOG_FORMAT=json`; level from `BACKUP_LOG_LEVEL` (`debug`,
-//! `info`, `warn`, `error`), overridden by `RUST_LOG` when set.
+//! `info`, `warn`, `error`), overridden by `RUST_LOG` when set. Colours only on a terminal,
+//! so container logs carry no escape codes.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +20,7 @@ pub fn init(options: &LogOptions) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if options.json {
         builder.json().flatten_event(true).init();

@@ -209,6 +209,14 @@ fn log_summary(report: &RunReport) {
         succeeded = ok,
         failed = report.databases.len() - ok,
         duration_ms = report.duration.as_millis() as u64,
+        peak_rss_kb = peak_rss_kb(),
         "Backup run finished."
     );
+}
+
+/// This process's peak resident memory in KiB (children not included), for the run summary.
+fn peak_rss_kb() -> i64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map(|u| u.max_rss())
+        .unwrap_or(-1)
 }
