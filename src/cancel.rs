@@ -47,29 +47,18 @@ impl Cancel {
 
     /// `Err(Interrupted)` once cancelled.
     pub fn check(&self) -> Result<(), Interrupted> {
-        if self.is_cancelled() {
-            Err(Interrupted)
-        } else {
-            Ok(())
-        }
+        if self.is_cancelled() { Err(Interrupted) } else { Ok(()) }
     }
 
     /// Registers a child that leads its own process group; it is signalled on cancel until the
     /// guard is dropped. A child registered after cancellation is signalled at once.
     pub fn register(&self, pid: u32) -> ChildGuard {
         let pid = pid as i32;
-        self.0
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(pid);
+        self.0.children.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
         if self.is_cancelled() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
         }
-        ChildGuard {
-            cancel: self.clone(),
-            pid,
-        }
+        ChildGuard { cancel: self.clone(), pid }
     }
 
     fn signal_children(&self, signal: Signal) {
@@ -90,12 +79,7 @@ pub struct ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let mut children = self
-            .cancel
-            .0
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut children = self.cancel.0.children.lock().unwrap_or_else(|e| e.into_inner());
         children.retain(|p| *p != self.pid);
     }
 }
@@ -108,18 +92,16 @@ pub fn cancel_on_signals(cancel: &Cancel) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     let cancel = cancel.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if cancel.is_cancelled() {
-                    tracing::warn!(signal, "Second shutdown signal: killing child processes.");
-                    cancel.kill_children();
-                } else {
-                    tracing::warn!(signal, "Shutdown signal received: stopping.");
-                    cancel.cancel();
-                }
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            if cancel.is_cancelled() {
+                tracing::warn!(signal, "Second shutdown signal: killing child processes.");
+                cancel.kill_children();
+            } else {
+                tracing::warn!(signal, "Shutdown signal received: stopping.");
+                cancel.cancel();
             }
-        })?;
+        }
+    })?;
     Ok(())
 }

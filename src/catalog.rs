@@ -40,10 +40,7 @@ impl BackupFile {
     }
 
     pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 }
 
@@ -70,9 +67,7 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
         let Some(placement) = layout::parse_relative(rel) else {
             continue;
         };
-        let meta = entry
-            .metadata()
-            .with_context(|| format!("reading {}", entry.path().display()))?;
+        let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
         let sidecar = |suffix: &str| names.contains(&with_suffix(entry.path(), suffix));
         out.push(BackupFile {
             path: entry.path().to_path_buf(),
@@ -146,15 +141,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let a = touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
-        touch(
-            root,
-            "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256",
-        );
+        touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256");
         touch(root, "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz");
-        touch(
-            root,
-            "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz.in_progress",
-        );
+        touch(root, "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz.in_progress");
         touch(root, "backup.sql");
         touch(root, "daily/2026-11-20/notes.txt");
         touch(root, "misc/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
@@ -178,10 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let a = touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
-        touch(
-            root,
-            "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256",
-        );
+        touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256");
         let b = touch(root, "daily/2026-11-21/db-app_2026-11-21_01-00-00.sql.gz");
         delete_backup(root, &a).unwrap();
         assert!(!root.join("daily/2026-11-20").exists());

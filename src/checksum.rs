@@ -20,11 +20,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
     }
 
     /// Returns the inner writer, the hex digest and the byte count.
@@ -78,16 +74,12 @@ pub fn read_sidecar(backup: &Path) -> anyhow::Result<Option<String>> {
 /// # Errors
 /// When the file cannot be read.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut reader = BufReader::with_capacity(
-        1 << 20,
-        File::open(path).with_context(|| format!("opening {}", path.display()))?,
-    );
+    let mut reader =
+        BufReader::with_capacity(1 << 20, File::open(path).with_context(|| format!("opening {}", path.display()))?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let n = reader.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -107,10 +99,7 @@ mod tests {
         let (inner, digest, n) = w.finish();
         assert_eq!(inner, b"abc");
         assert_eq!(n, 3);
-        assert_eq!(
-            digest,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(digest, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -120,13 +109,41 @@ mod tests {
         std::fs::write(&backup, b"abc").unwrap();
         assert_eq!(read_sidecar(&backup).unwrap(), None);
         let digest = sha256_file(&backup).unwrap();
-        std::fs::write(
-            with_suffix(&backup, CHECKSUM_SUFFIX),
-            sidecar_line(&digest, "x.sql.gz"),
-        )
-        .unwrap();
+        std::fs::write(with_suffix(&backup, CHECKSUM_SUFFIX), sidecar_line(&digest, "x.sql.gz")).unwrap();
         assert_eq!(read_sidecar(&backup).unwrap(), Some(digest));
         std::fs::write(with_suffix(&backup, CHECKSUM_SUFFIX), "nonsense").unwrap();
         assert!(read_sidecar(&backup).is_err());
     }
+}
+
+/// How a backup's integrity was established before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// The `.sha256` sidecar matched.
+    ChecksumMatched,
+    /// No sidecar (e.g. a bash-version file): the whole compressed stream decoded cleanly.
+    StreamDecoded,
+}
+
+/// Checks a backup before it is restored or verified: the sidecar's sha256 when present,
+/// else a full decompression pass (catches truncation and corruption).
+///
+/// # Errors
+/// A checksum mismatch, a corrupt or truncated stream, or an unreadable file.
+pub fn check_integrity(path: &Path) -> anyhow::Result<Integrity> {
+    if let Some(expected) = read_sidecar(path)? {
+        let actual = sha256_file(path)?;
+        if actual != expected {
+            bail!(
+                "{} does not match its checksum (expected sha256 {expected}, got {actual}): the file is corrupt or was changed",
+                path.display()
+            );
+        }
+        return Ok(Integrity::ChecksumMatched);
+    }
+    let mut decoder = crate::compress::open_decoded(path)?;
+    io::copy(&mut decoder, &mut io::sink()).with_context(|| {
+        format!("{} is corrupt or truncated (no checksum file; decompression failed)", path.display())
+    })?;
+    Ok(Integrity::StreamDecoded)
 }

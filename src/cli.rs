@@ -111,16 +111,13 @@ mod tests {
     use crate::mode::{Mode, select};
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("backup-container").chain(args.iter().copied()))
-            .unwrap()
+        Cli::try_parse_from(std::iter::once("backup-container").chain(args.iter().copied())).unwrap()
     }
 
     #[test]
     fn every_upstream_short_flag_parses() {
-        let cli = parse(&[
-            "-1", "-s", "-l", "-c", "-r", "db/app", "-v", "all", "-f", "2026", "-p", "-a", "pw",
-            "-I", "-n",
-        ]);
+        let cli =
+            parse(&["-1", "-s", "-l", "-c", "-r", "db/app", "-v", "all", "-f", "2026", "-p", "-a", "pw", "-I", "-n"]);
         assert!(
             cli.once
                 && cli.scheduled

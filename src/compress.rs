@@ -30,24 +30,17 @@ impl Compression {
     /// An unknown algorithm or an out-of-range level.
     pub fn parse(algorithm: Option<&str>, level: Option<&str>) -> Result<Compression, String> {
         let level = level
-            .map(|l| {
-                l.parse::<u32>()
-                    .map_err(|_| format!("BACKUP_COMPRESSION_LEVEL \"{l}\" is not a number"))
-            })
+            .map(|l| l.parse::<u32>().map_err(|_| format!("BACKUP_COMPRESSION_LEVEL \"{l}\" is not a number")))
             .transpose()?;
         match algorithm.map(str::to_ascii_lowercase).as_deref() {
             None | Some("gzip") | Some("gz") => {
                 let level = level.unwrap_or(6);
                 if !(1..=9).contains(&level) {
-                    return Err(format!(
-                        "BACKUP_COMPRESSION_LEVEL {level} is out of range for gzip (1-9)"
-                    ));
+                    return Err(format!("BACKUP_COMPRESSION_LEVEL {level} is out of range for gzip (1-9)"));
                 }
                 Ok(Compression::Gzip { level })
             }
-            Some(other) => Err(format!(
-                "BACKUP_COMPRESSION \"{other}\" is not supported (expected gzip)"
-            )),
+            Some(other) => Err(format!("BACKUP_COMPRESSION \"{other}\" is not supported (expected gzip)")),
         }
     }
 
@@ -67,9 +60,7 @@ impl Compression {
     /// Wraps `inner` in an encoder.
     pub fn encoder<W: Write>(&self, inner: W) -> Encoder<W> {
         match *self {
-            Compression::Gzip { level } => {
-                Encoder::Gzip(GzEncoder::new(inner, flate2::Compression::new(level)))
-            }
+            Compression::Gzip { level } => Encoder::Gzip(GzEncoder::new(inner, flate2::Compression::new(level))),
         }
     }
 }
@@ -112,15 +103,20 @@ impl<W: Write> Write for Encoder<W> {
 /// When the file cannot be opened or its type is unknown.
 pub fn open_decoded(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = BufReader::with_capacity(1 << 20, file);
+    decoder(path, file)
+}
+
+/// Wraps `raw` (the bytes of the backup file at `path`) in the decoder its name calls for.
+///
+/// # Errors
+/// When the file type is unknown.
+pub fn decoder<R: Read + Send + 'static>(path: &Path, raw: R) -> anyhow::Result<Box<dyn Read + Send>> {
+    let reader = BufReader::with_capacity(1 << 20, raw);
     let name = path.to_string_lossy();
     if name.ends_with(".gz") {
         Ok(Box::new(MultiGzDecoder::new(reader)))
     } else {
-        anyhow::bail!(
-            "{}: unknown backup file type (expected .sql.gz)",
-            path.display()
-        )
+        anyhow::bail!("{}: unknown backup file type (expected .sql.gz)", path.display())
     }
 }
 
@@ -130,14 +126,8 @@ mod tests {
 
     #[test]
     fn parse_levels_and_algorithms() {
-        assert_eq!(
-            Compression::parse(None, None).unwrap(),
-            Compression::Gzip { level: 6 }
-        );
-        assert_eq!(
-            Compression::parse(Some("GZIP"), Some("1")).unwrap(),
-            Compression::Gzip { level: 1 }
-        );
+        assert_eq!(Compression::parse(None, None).unwrap(), Compression::Gzip { level: 6 });
+        assert_eq!(Compression::parse(Some("GZIP"), Some("1")).unwrap(), Compression::Gzip { level: 1 });
         assert!(Compression::parse(Some("gzip"), Some("0")).is_err());
         assert!(Compression::parse(Some("gzip"), Some("x")).is_err());
         assert!(Compression::parse(Some("bzip2"), None).is_err());
@@ -151,10 +141,7 @@ mod tests {
         enc.write_all(b"SELECT 1;\n").unwrap();
         enc.finish().unwrap().sync_all().unwrap();
         let mut text = String::new();
-        open_decoded(&path)
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
+        open_decoded(&path).unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "SELECT 1;\n");
     }
 }

@@ -35,14 +35,7 @@ impl PartialFile {
             .mode(0o640)
             .open(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
-        Ok((
-            PartialFile {
-                partial,
-                target: target.to_path_buf(),
-                committed: false,
-            },
-            file,
-        ))
+        Ok((PartialFile { partial, target: target.to_path_buf(), committed: false }, file))
     }
 
     pub fn partial_path(&self) -> &Path {
@@ -54,8 +47,7 @@ impl PartialFile {
     /// # Errors
     /// When fsync or rename fails (e.g. disk full); the partial file is then removed.
     pub fn commit(mut self, file: File) -> anyhow::Result<()> {
-        file.sync_all()
-            .with_context(|| format!("syncing {} to disk", self.partial.display()))?;
+        file.sync_all().with_context(|| format!("syncing {} to disk", self.partial.display()))?;
         drop(file);
         fs::rename(&self.partial, &self.target)
             .with_context(|| format!("renaming {} to its final name", self.partial.display()))?;
@@ -84,8 +76,7 @@ impl Drop for PartialFile {
 /// Any I/O failure, naming the file.
 pub fn write_atomic(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let (guard, mut file) = PartialFile::create(path)?;
-    file.write_all(content)
-        .with_context(|| format!("writing {}", guard.partial_path().display()))?;
+    file.write_all(content).with_context(|| format!("writing {}", guard.partial_path().display()))?;
     guard.commit(file)
 }
 
@@ -95,9 +86,7 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> anyhow::Result<()> {
 /// When the directory cannot be opened or synced.
 pub fn sync_parent(path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing folder {}", dir.display()))
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing folder {}", dir.display()))
 }
 
 #[cfg(test)]

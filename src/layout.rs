@@ -103,9 +103,8 @@ pub fn parse_file_name(name: &str) -> Option<ParsedName> {
         Some(n) => (n, true),
         None => (name, false),
     };
-    let (stem, extension) = EXTENSIONS
-        .iter()
-        .find_map(|ext| Some((name.strip_suffix(ext)?.strip_suffix('.')?, *ext)))?;
+    let (stem, extension) =
+        EXTENSIONS.iter().find_map(|ext| Some((name.strip_suffix(ext)?.strip_suffix('.')?, *ext)))?;
     let split = stem.len().checked_sub(TIMESTAMP_LEN)?;
     let (core, ts) = stem.split_at_checked(split)?;
     let ts = ts.strip_prefix('_')?;
@@ -113,12 +112,7 @@ pub fn parse_file_name(name: &str) -> Option<ParsedName> {
     if core.is_empty() {
         return None;
     }
-    Some(ParsedName {
-        core: core.to_string(),
-        timestamp,
-        extension,
-        in_progress,
-    })
+    Some(ParsedName { core: core.to_string(), timestamp, extension, in_progress })
 }
 
 /// A backup's place in the layout, parsed from its path relative to the backup root.
@@ -144,11 +138,7 @@ pub fn parse_relative(rel: &Path) -> Option<Placement> {
         _ => return None,
     };
     let folder_date = NaiveDate::parse_from_str(date, DATE_FORMAT).ok()?;
-    Some(Placement {
-        class,
-        folder_date,
-        name: parse_file_name(file)?,
-    })
+    Some(Placement { class, folder_date, name: parse_file_name(file)? })
 }
 
 #[cfg(test)]
@@ -166,37 +156,13 @@ mod tests {
     #[test]
     fn classification_follows_upstream() {
         let p = rolling(1);
-        assert_eq!(
-            classify(d("2026-11-18"), &p),
-            Some(Class::Daily),
-            "Wednesday"
-        );
+        assert_eq!(classify(d("2026-11-18"), &p), Some(Class::Daily), "Wednesday");
         assert_eq!(classify(d("2026-11-22"), &p), Some(Class::Weekly), "Sunday");
-        assert_eq!(
-            classify(d("2026-11-30"), &p),
-            Some(Class::Monthly),
-            "last day, Monday"
-        );
-        assert_eq!(
-            classify(d("2026-05-31"), &p),
-            Some(Class::Monthly),
-            "last day is a Sunday: monthly wins"
-        );
-        assert_eq!(
-            classify(d("2028-02-29"), &p),
-            Some(Class::Monthly),
-            "leap day"
-        );
-        assert_eq!(
-            classify(d("2028-02-28"), &p),
-            Some(Class::Daily),
-            "not the last day in a leap year"
-        );
-        assert_eq!(
-            classify(d("2026-05-31"), &rolling(0)),
-            Some(Class::Weekly),
-            "MONTHLY_BACKUPS=0"
-        );
+        assert_eq!(classify(d("2026-11-30"), &p), Some(Class::Monthly), "last day, Monday");
+        assert_eq!(classify(d("2026-05-31"), &p), Some(Class::Monthly), "last day is a Sunday: monthly wins");
+        assert_eq!(classify(d("2028-02-29"), &p), Some(Class::Monthly), "leap day");
+        assert_eq!(classify(d("2028-02-28"), &p), Some(Class::Daily), "not the last day in a leap year");
+        assert_eq!(classify(d("2026-05-31"), &rolling(0)), Some(Class::Weekly), "MONTHLY_BACKUPS=0");
         assert_eq!(classify(d("2026-11-30"), &rolling(0)), Some(Class::Daily));
         let daily = Policy::from_counts("daily", 31, 6, 4, 1).unwrap();
         assert_eq!(classify(d("2026-11-30"), &daily), None);
@@ -208,20 +174,14 @@ mod tests {
         let name = file_name("postgresql-my_db", ts, "sql.gz");
         assert_eq!(name, "postgresql-my_db_2026-11-22_01-00-05.sql.gz");
         let p = parse_file_name(&name).unwrap();
-        assert_eq!(
-            (p.core.as_str(), p.timestamp, p.in_progress),
-            ("postgresql-my_db", ts, false)
-        );
+        assert_eq!((p.core.as_str(), p.timestamp, p.in_progress), ("postgresql-my_db", ts, false));
         let p = parse_file_name(&format!("{name}.in_progress")).unwrap();
         assert!(p.in_progress);
         assert_eq!(
             run_dir(Path::new("/backups/"), Some(Class::Weekly), ts.date()),
             Path::new("/backups/weekly/2026-11-22")
         );
-        assert_eq!(
-            run_dir(Path::new("/backups"), None, ts.date()),
-            Path::new("/backups/2026-11-22")
-        );
+        assert_eq!(run_dir(Path::new("/backups"), None, ts.date()), Path::new("/backups/2026-11-22"));
     }
 
     #[test]
@@ -244,13 +204,9 @@ mod tests {
         ] {
             assert_eq!(parse_file_name(name), None, "{name}");
         }
-        assert!(
-            parse_relative(Path::new("daily/2026-11-22/h-d_2026-11-22_01-00-00.sql.gz")).is_some()
-        );
+        assert!(parse_relative(Path::new("daily/2026-11-22/h-d_2026-11-22_01-00-00.sql.gz")).is_some());
         assert!(parse_relative(Path::new("2026-11-22/h-d_2026-11-22_01-00-00.sql.gz")).is_some());
-        assert!(
-            parse_relative(Path::new("other/2026-11-22/h-d_2026-11-22_01-00-00.sql.gz")).is_none()
-        );
+        assert!(parse_relative(Path::new("other/2026-11-22/h-d_2026-11-22_01-00-00.sql.gz")).is_none());
         assert!(parse_relative(Path::new("h-d_2026-11-22_01-00-00.sql.gz")).is_none());
         assert!(parse_relative(Path::new("daily/x/h-d_2026-11-22_01-00-00.sql.gz")).is_none());
     }

@@ -34,8 +34,7 @@ impl RunLock {
     /// `Busy` (inside the anyhow error) when another process holds it; an I/O error when the
     /// lock file cannot be created (e.g. the backup volume is read-only).
     pub fn acquire(root: &Path, what: &str) -> anyhow::Result<RunLock> {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("creating backup folder {}", root.display()))?;
+        std::fs::create_dir_all(root).with_context(|| format!("creating backup folder {}", root.display()))?;
         let path = root.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -50,11 +49,7 @@ impl RunLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim().to_string();
-                let holder = if holder.is_empty() {
-                    "holder unknown".to_string()
-                } else {
-                    holder
-                };
+                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder };
                 return Err(Busy { path, holder }.into());
             }
             Err(std::fs::TryLockError::Error(e)) => {

@@ -57,9 +57,7 @@ pub fn select(i: &ModeInputs) -> Mode {
     } else if i.restore {
         Mode::Restore
     } else if i.verify {
-        Mode::Verify {
-            scheduled: i.scheduled,
-        }
+        Mode::Verify { scheduled: i.scheduled }
     } else if i.once {
         Mode::Once
     } else if i.scheduled {
@@ -77,63 +75,26 @@ mod tests {
 
     #[test]
     fn precedence_matches_upstream() {
-        let all = ModeInputs {
-            prune: true,
-            restore: true,
-            verify: true,
-            once: true,
-            scheduled: true,
-            has_cron_lines: true,
-        };
+        let all =
+            ModeInputs { prune: true, restore: true, verify: true, once: true, scheduled: true, has_cron_lines: true };
         assert_eq!(select(&all), Mode::Prune);
+        assert_eq!(select(&ModeInputs { prune: false, ..all.clone() }), Mode::Restore);
         assert_eq!(
-            select(&ModeInputs {
-                prune: false,
-                ..all.clone()
-            }),
-            Mode::Restore
-        );
-        assert_eq!(
-            select(&ModeInputs {
-                prune: false,
-                restore: false,
-                ..all.clone()
-            }),
+            select(&ModeInputs { prune: false, restore: false, ..all.clone() }),
             Mode::Verify { scheduled: true }
         );
-        let verify = ModeInputs {
-            verify: true,
-            ..Default::default()
-        };
+        let verify = ModeInputs { verify: true, ..Default::default() };
         assert_eq!(select(&verify), Mode::Verify { scheduled: false });
-        let once = ModeInputs {
-            once: true,
-            scheduled: true,
-            has_cron_lines: true,
-            ..Default::default()
-        };
+        let once = ModeInputs { once: true, scheduled: true, has_cron_lines: true, ..Default::default() };
         assert_eq!(select(&once), Mode::Once);
-        let sched = ModeInputs {
-            scheduled: true,
-            has_cron_lines: true,
-            ..Default::default()
-        };
+        let sched = ModeInputs { scheduled: true, has_cron_lines: true, ..Default::default() };
         assert_eq!(select(&sched), Mode::Scheduled);
         assert_eq!(
-            select(&ModeInputs {
-                scheduled: true,
-                ..Default::default()
-            }),
+            select(&ModeInputs { scheduled: true, ..Default::default() }),
             Mode::Scheduled,
             "-s without cron lines"
         );
-        assert_eq!(
-            select(&ModeInputs {
-                has_cron_lines: true,
-                ..Default::default()
-            }),
-            Mode::Cron
-        );
+        assert_eq!(select(&ModeInputs { has_cron_lines: true, ..Default::default() }), Mode::Cron);
         assert_eq!(select(&ModeInputs::default()), Mode::Legacy);
     }
 }

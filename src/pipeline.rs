@@ -58,14 +58,9 @@ pub fn backup_one(
         bail!("{} already exists; not overwriting it", target.display());
     }
     let (partial, file) = PartialFile::create(&target)?;
-    let mut encoder = compression.encoder(HashingWriter::new(BufWriter::with_capacity(
-        WRITE_BUFFER,
-        file,
-    )));
+    let mut encoder = compression.encoder(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)));
     engine.dump(db, &mut encoder, cancel)?;
-    let hashing = encoder
-        .finish()
-        .with_context(|| format!("finishing {}", partial.partial_path().display()))?;
+    let hashing = encoder.finish().with_context(|| format!("finishing {}", partial.partial_path().display()))?;
     let (buffered, sha256, bytes) = hashing.finish();
     let file = buffered
         .into_inner()
@@ -73,15 +68,7 @@ pub fn backup_one(
         .with_context(|| format!("writing {}", partial.partial_path().display()))?;
     cancel.check()?;
     partial.commit(file)?;
-    write_atomic(
-        &with_suffix(&target, CHECKSUM_SUFFIX),
-        sidecar_line(&sha256, &name).as_bytes(),
-    )
-    .context("writing the checksum file")?;
-    Ok(Written {
-        path: target,
-        bytes,
-        sha256,
-        duration: started.elapsed(),
-    })
+    write_atomic(&with_suffix(&target, CHECKSUM_SUFFIX), sidecar_line(&sha256, &name).as_bytes())
+        .context("writing the checksum file")?;
+    Ok(Written { path: target, bytes, sha256, duration: started.elapsed() })
 }

@@ -48,41 +48,21 @@ impl Policy {
     ///
     /// # Errors
     /// A message for an unknown strategy name or an impossible combination.
-    pub fn from_counts(
-        strategy: &str,
-        num: i64,
-        daily: i64,
-        weekly: i64,
-        monthly: i64,
-    ) -> Result<Policy, String> {
+    pub fn from_counts(strategy: &str, num: i64, daily: i64, weekly: i64, monthly: i64) -> Result<Policy, String> {
         let strategy = match strategy.to_ascii_lowercase().as_str() {
             "daily" => Strategy::Daily,
             "rolling" if weekly < 0 => Strategy::Daily,
             "rolling" if monthly >= 0 => Strategy::Rolling,
             "rolling" => {
-                return Err(format!(
-                    "Unknown backup strategy: rolling needs MONTHLY_BACKUPS >= 0 (got {monthly})"
-                ));
+                return Err(format!("Unknown backup strategy: rolling needs MONTHLY_BACKUPS >= 0 (got {monthly})"));
             }
             other => {
-                return Err(format!(
-                    "Unknown backup strategy \"{other}\" (expected daily or rolling)"
-                ));
+                return Err(format!("Unknown backup strategy \"{other}\" (expected daily or rolling)"));
             }
         };
         let clamp = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-        let daily = if daily <= 0 && weekly <= 0 && monthly <= 0 {
-            1
-        } else {
-            clamp(daily)
-        };
-        Ok(Policy {
-            strategy,
-            num_backups: clamp(num),
-            daily,
-            weekly: clamp(weekly),
-            monthly: clamp(monthly),
-        })
+        let daily = if daily <= 0 && weekly <= 0 && monthly <= 0 { 1 } else { clamp(daily) };
+        Ok(Policy { strategy, num_backups: clamp(num), daily, weekly: clamp(weekly), monthly: clamp(monthly) })
     }
 
     /// How many backups of one database to keep in a class folder (`None` = flat folder).
@@ -133,10 +113,7 @@ pub fn plan(
         if b.in_progress {
             let age = now.duration_since(b.modified).unwrap_or_default();
             if age > STALE_PARTIAL_AGE {
-                out.push(Deletion {
-                    path: b.path.clone(),
-                    reason: Reason::StalePartial,
-                });
+                out.push(Deletion { path: b.path.clone(), reason: Reason::StalePartial });
             }
             continue;
         }
@@ -160,19 +137,11 @@ pub fn plan(
             None => core.clone(),
         };
         for b in members.into_iter().skip(keep as usize) {
-            let is_newest = newest_of_core
-                .get(core.as_str())
-                .is_some_and(|n| n.path == b.path);
+            let is_newest = newest_of_core.get(core.as_str()).is_some_and(|n| n.path == b.path);
             if is_newest || protect.contains(&b.path) {
                 continue;
             }
-            out.push(Deletion {
-                path: b.path.clone(),
-                reason: Reason::OverCount {
-                    group: group.clone(),
-                    keep,
-                },
-            });
+            out.push(Deletion { path: b.path.clone(), reason: Reason::OverCount { group: group.clone(), keep } });
         }
     }
     out

@@ -21,8 +21,7 @@ fn files(rels: &[&str]) -> Vec<BackupFile> {
                 Some((rel, age)) => (rel, age.trim_end_matches('h').parse::<u64>().unwrap()),
                 None => (*spec, 1000 - i as u64),
             };
-            let p = layout::parse_relative(Path::new(rel))
-                .unwrap_or_else(|| panic!("bad test path {rel}"));
+            let p = layout::parse_relative(Path::new(rel)).unwrap_or_else(|| panic!("bad test path {rel}"));
             BackupFile {
                 path: Path::new(ROOT).join(rel),
                 rel: rel.into(),
@@ -59,11 +58,7 @@ fn daily(num: i64) -> Policy {
 }
 
 fn f(date: &str, core: &str, class: &str) -> String {
-    let prefix = if class.is_empty() {
-        String::new()
-    } else {
-        format!("{class}/")
-    };
+    let prefix = if class.is_empty() { String::new() } else { format!("{class}/") };
     format!("{prefix}{date}/{core}_{date}_01-00-00.sql.gz")
 }
 
@@ -81,10 +76,7 @@ fn cases() -> Vec<Case> {
             ],
             cores: &["db-app"],
             protect: &[],
-            deleted: &[
-                "2026-11-17/db-app_2026-11-17_01-00-00.sql.gz",
-                "2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
-            ],
+            deleted: &["2026-11-17/db-app_2026-11-17_01-00-00.sql.gz", "2026-11-18/db-app_2026-11-18_01-00-00.sql.gz"],
         },
         Case {
             name: "daily strategy counts files in old rolling folders too (upstream prunes the whole root)",
@@ -209,10 +201,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "two backups on one day order by time of day",
             policy: daily(1),
-            files: &[
-                "2026-11-21/db-app_2026-11-21_23-00-00.sql.gz",
-                "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
-            ],
+            files: &["2026-11-21/db-app_2026-11-21_23-00-00.sql.gz", "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz"],
             cores: &["db-app"],
             protect: &[],
             deleted: &["2026-11-21/db-app_2026-11-21_01-00-00.sql.gz"],
@@ -225,11 +214,7 @@ fn retention_table() {
     for case in cases() {
         let backups = files(case.files);
         let cores = case.cores.iter().map(|s| s.to_string()).collect();
-        let protect: Vec<PathBuf> = case
-            .protect
-            .iter()
-            .map(|r| Path::new(ROOT).join(r))
-            .collect();
+        let protect: Vec<PathBuf> = case.protect.iter().map(|r| Path::new(ROOT).join(r)).collect();
         let mut got: Vec<String> = plan(&backups, &case.policy, &cores, &protect, now())
             .into_iter()
             .map(|d| d.path.strip_prefix(ROOT).unwrap().display().to_string())
@@ -251,50 +236,23 @@ fn month_end_and_sunday_runs_feed_the_right_groups() {
         let class = layout::classify(date, &policy).unwrap();
         rels.push(f(&date.to_string(), "db-app", class.name()));
     }
-    let leaked: Vec<&'static str> = rels
-        .into_iter()
-        .map(|s| &*Box::leak(s.into_boxed_str()))
-        .collect();
+    let leaked: Vec<&'static str> = rels.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
     let backups = files(&leaked);
     let cores = ["db-app".to_string()].into_iter().collect();
     let deleted = plan(&backups, &policy, &cores, &[], now());
-    let kept: Vec<&BackupFile> = backups
-        .iter()
-        .filter(|b| !deleted.iter().any(|d| d.path == b.path))
-        .collect();
+    let kept: Vec<&BackupFile> = backups.iter().filter(|b| !deleted.iter().any(|d| d.path == b.path)).collect();
     let count = |c: Class| kept.iter().filter(|b| b.class == Some(c)).count();
     // Sundays in Nov 2026: 1, 8, 15, 22, 29 (5 weekly); the 30th is monthly.
-    assert_eq!(
-        (
-            count(Class::Daily),
-            count(Class::Weekly),
-            count(Class::Monthly)
-        ),
-        (6, 4, 1)
-    );
+    assert_eq!((count(Class::Daily), count(Class::Weekly), count(Class::Monthly)), (6, 4, 1));
     assert!(kept.iter().any(|b| b.rel.starts_with("monthly/2026-11-30")));
-    assert!(
-        !kept.iter().any(|b| b.rel.starts_with("weekly/2026-11-01")),
-        "oldest weekly goes"
-    );
+    assert!(!kept.iter().any(|b| b.rel.starts_with("weekly/2026-11-01")), "oldest weekly goes");
 }
 
 #[test]
 fn policy_normalisation_matches_upstream() {
-    assert_eq!(
-        Policy::from_counts("ROLLING", 31, 6, -1, 1)
-            .unwrap()
-            .strategy,
-        Strategy::Daily
-    );
+    assert_eq!(Policy::from_counts("ROLLING", 31, 6, -1, 1).unwrap().strategy, Strategy::Daily);
     assert!(Policy::from_counts("rolling", 31, 6, 4, -1).is_err());
     assert!(Policy::from_counts("weekly", 31, 6, 4, 1).is_err());
-    assert_eq!(
-        Policy::from_counts("rolling", 31, 0, 0, 0).unwrap().daily,
-        1
-    );
-    assert_eq!(
-        Policy::from_counts("rolling", 31, 0, 2, 0).unwrap().daily,
-        0
-    );
+    assert_eq!(Policy::from_counts("rolling", 31, 0, 0, 0).unwrap().daily, 1);
+    assert_eq!(Policy::from_counts("rolling", 31, 0, 2, 0).unwrap().daily, 0);
 }

@@ -50,10 +50,7 @@ impl RunReport {
     /// True when every database was backed up and retention had no error.
     pub fn succeeded(&self) -> bool {
         !self.interrupted
-            && self
-                .databases
-                .iter()
-                .all(|d| matches!(d.outcome, Outcome::Written(_)) && d.prune_errors.is_empty())
+            && self.databases.iter().all(|d| matches!(d.outcome, Outcome::Written(_)) && d.prune_errors.is_empty())
     }
 }
 
@@ -84,10 +81,7 @@ pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunRe
             continue;
         }
         let Some(engine) = engine::for_kind(&db.spec.engine, &settings.engine) else {
-            let msg = format!(
-                "no engine for {} databases in this build",
-                db.spec.engine.name()
-            );
+            let msg = format!("no engine for {} databases in this build", db.spec.engine.name());
             error!(error = %msg, "Backup failed.");
             reports.push(DatabaseReport {
                 spec: db.spec.clone(),
@@ -99,14 +93,7 @@ pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunRe
         };
         info!("Starting backup.");
         let timestamp = settings.zone.local(Utc::now());
-        let outcome = match pipeline::backup_one(
-            db,
-            engine.as_ref(),
-            &dir,
-            timestamp,
-            settings.compression,
-            cancel,
-        ) {
+        let outcome = match pipeline::backup_one(db, engine.as_ref(), &dir, timestamp, settings.compression, cancel) {
             Ok(w) => {
                 info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
                 written_paths.push(w.path.clone());
@@ -130,41 +117,22 @@ pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunRe
                 (vec![], vec![])
             }
         };
-        reports.push(DatabaseReport {
-            spec: db.spec.clone(),
-            outcome,
-            pruned,
-            prune_errors,
-        });
+        reports.push(DatabaseReport { spec: db.spec.clone(), outcome, pruned, prune_errors });
     }
-    let report = RunReport {
-        databases: reports,
-        interrupted: cancel.is_cancelled(),
-        duration: started.elapsed(),
-    };
+    let report = RunReport { databases: reports, interrupted: cancel.is_cancelled(), duration: started.elapsed() };
     log_summary(&report);
     Ok(report)
 }
 
 /// Prunes one database's backups after a successful backup. Failures are reported, not fatal.
-fn apply_retention(
-    settings: &Settings,
-    spec: &DatabaseSpec,
-    protect: &[PathBuf],
-) -> (Vec<PathBuf>, Vec<String>) {
+fn apply_retention(settings: &Settings, spec: &DatabaseSpec, protect: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let root = &settings.backup_dir;
     let backups = match catalog::scan(root) {
         Ok(b) => b,
         Err(e) => return (vec![], vec![format!("retention skipped: {e:#}")]),
     };
     let cores = BTreeSet::from([spec.core_name()]);
-    let plan = retention::plan(
-        &backups,
-        &settings.policy,
-        &cores,
-        protect,
-        SystemTime::now(),
-    );
+    let plan = retention::plan(&backups, &settings.policy, &cores, protect, SystemTime::now());
     let (mut pruned, mut errors) = (Vec::new(), Vec::new());
     for d in plan {
         match &d.reason {
@@ -200,11 +168,7 @@ fn log_summary(report: &RunReport) {
             error!(db = %d.spec, error = %e, "Summary: retention failed.");
         }
     }
-    let ok = report
-        .databases
-        .iter()
-        .filter(|d| matches!(d.outcome, Outcome::Written(_)))
-        .count();
+    let ok = report.databases.iter().filter(|d| matches!(d.outcome, Outcome::Written(_))).count();
     info!(
         succeeded = ok,
         failed = report.databases.len() - ok,
@@ -216,7 +180,5 @@ fn log_summary(report: &RunReport) {
 
 /// This process's peak resident memory in KiB (children not included), for the run summary.
 fn peak_rss_kb() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .map(|u| u.max_rss())
-        .unwrap_or(-1)
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map(|u| u.max_rss()).unwrap_or(-1)
 }

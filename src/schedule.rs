@@ -49,10 +49,7 @@ impl FromStr for Schedule {
             return Ok(Schedule::Every(d));
         }
         if text.eq_ignore_ascii_case("@reboot") {
-            return Err(
-                "@reboot is not supported (the daemon does not run a backup at start in cron mode)"
-                    .into(),
-            );
+            return Err("@reboot is not supported (the daemon does not run a backup at start in cron mode)".into());
         }
         let fields = text.split_whitespace().count();
         if !text.starts_with('@') && fields != 5 {
@@ -61,13 +58,8 @@ impl FromStr for Schedule {
             ));
         }
         let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
-        let cron = parser
-            .parse(text)
-            .map_err(|e| format!("invalid cron schedule \"{text}\": {e}"))?;
-        Ok(Schedule::Cron {
-            text: text.to_string(),
-            cron: Box::new(cron),
-        })
+        let cron = parser.parse(text).map_err(|e| format!("invalid cron schedule \"{text}\": {e}"))?;
+        Ok(Schedule::Cron { text: text.to_string(), cron: Box::new(cron) })
     }
 }
 
@@ -114,22 +106,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86400,
             _ => {
-                return Err(format!(
-                    "invalid duration \"{text}\" (use e.g. 45s, 30m, 12h, 1d)"
-                ));
+                return Err(format!("invalid duration \"{text}\" (use e.g. 45s, 30m, 12h, 1d)"));
             }
         };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("invalid duration \"{text}\" (use e.g. 45s, 30m, 12h, 1d)"))?;
+        let n: u64 = digits.parse().map_err(|_| format!("invalid duration \"{text}\" (use e.g. 45s, 30m, 12h, 1d)"))?;
         total = total.saturating_add(n.saturating_mul(unit));
         digits.clear();
         seen_any = true;
     }
     if !seen_any || total == 0 {
-        return Err(format!(
-            "invalid duration \"{text}\": must be greater than zero"
-        ));
+        return Err(format!("invalid duration \"{text}\": must be greater than zero"));
     }
     Ok(Duration::from_secs(total))
 }
@@ -182,15 +168,10 @@ mod tests {
     fn schedules_parse_and_reject() {
         assert!("1 1 * * *".parse::<Schedule>().is_ok());
         assert!("@daily".parse::<Schedule>().is_ok());
-        assert!(
-            matches!("@every 1h".parse::<Schedule>(), Ok(Schedule::Every(d)) if d.as_secs() == 3600)
-        );
+        assert!(matches!("@every 1h".parse::<Schedule>(), Ok(Schedule::Every(d)) if d.as_secs() == 3600));
         assert!("61 * * * *".parse::<Schedule>().is_err());
         assert!("* * * *".parse::<Schedule>().is_err());
-        assert!(
-            "0 1 * * * *".parse::<Schedule>().is_err(),
-            "no seconds field in crontab lines"
-        );
+        assert!("0 1 * * * *".parse::<Schedule>().is_err(), "no seconds field in crontab lines");
         assert!("@reboot".parse::<Schedule>().is_err());
     }
 
@@ -199,14 +180,8 @@ mod tests {
         let s: Schedule = "1 1 * * *".parse().unwrap();
         let z = zone("America/Vancouver");
         // 2026-11-22 09:00 UTC = 01:00 PST; next 01:01 PST = 09:01 UTC.
-        assert_eq!(
-            s.next_after(utc("2026-11-22T09:00:00Z"), &z),
-            Some(utc("2026-11-22T09:01:00Z"))
-        );
-        assert_eq!(
-            s.interval_hint(utc("2026-11-22T09:00:00Z"), &z),
-            Some(Duration::from_secs(86400))
-        );
+        assert_eq!(s.next_after(utc("2026-11-22T09:00:00Z"), &z), Some(utc("2026-11-22T09:01:00Z")));
+        assert_eq!(s.interval_hint(utc("2026-11-22T09:00:00Z"), &z), Some(Duration::from_secs(86400)));
     }
 
     #[test]
@@ -228,11 +203,7 @@ mod tests {
         let first = s.next_after(utc("2026-10-24T22:00:00Z"), &z).unwrap();
         assert_eq!(first, utc("2026-10-25T00:30:00Z"), "02:30 CEST");
         let second = s.next_after(first, &z).unwrap();
-        assert_eq!(
-            second,
-            utc("2026-10-26T01:30:00Z"),
-            "02:30 CET next day, not 02:30 CET the same day"
-        );
+        assert_eq!(second, utc("2026-10-26T01:30:00Z"), "02:30 CET next day, not 02:30 CET the same day");
     }
 
     #[test]
@@ -256,18 +227,8 @@ mod tests {
         let z = zone("UTC");
         let start = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(); // a Sunday
         let a = s.next_after(start, &z).unwrap();
-        assert_eq!(
-            a,
-            Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(),
-            "Monday 23rd"
-        );
-        let b = s
-            .next_after(Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(), &z)
-            .unwrap();
-        assert_eq!(
-            b,
-            Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
-            "Tuesday the 1st"
-        );
+        assert_eq!(a, Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(), "Monday 23rd");
+        let b = s.next_after(Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(), &z).unwrap();
+        assert_eq!(b, Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(), "Tuesday the 1st");
     }
 }

@@ -59,9 +59,7 @@ pub struct DatabaseSpec {
 /// Why a text is not a database spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error(
-        "unknown database type \"{0}\" (expected postgres or mariadb; mongo and mssql are skipped)"
-    )]
+    #[error("unknown database type \"{0}\" (expected postgres or mariadb; mongo and mssql are skipped)")]
     UnknownType(String),
     #[error("missing \"/database\" part (expected [type=]host[:port]/database)")]
     MissingDatabase,
@@ -76,10 +74,7 @@ pub enum SpecError {
 }
 
 fn check_chars(text: &str, what: &'static str, extra: &[char]) -> Result<(), SpecError> {
-    match text
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(c)))
-    {
+    match text.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(c))) {
         Some(c) => Err(SpecError::BadChar(c, what)),
         None => Ok(()),
     }
@@ -94,8 +89,7 @@ impl FromStr for DatabaseSpec {
         let (engine, typed, rest) = match text.rfind('=') {
             Some(i) => {
                 let kind = &text[..i];
-                let engine = EngineKind::parse(kind)
-                    .ok_or_else(|| SpecError::UnknownType(kind.to_string()))?;
+                let engine = EngineKind::parse(kind).ok_or_else(|| SpecError::UnknownType(kind.to_string()))?;
                 (engine, true, &text[i + 1..])
             }
             None => (EngineKind::Postgres, false, text),
@@ -106,11 +100,8 @@ impl FromStr for DatabaseSpec {
         let (host, port) = match server.split_once(':') {
             Some((host, "")) => (host, None),
             Some((host, port)) => {
-                let port = port
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| SpecError::BadPort(port.to_string()))?;
+                let port =
+                    port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| SpecError::BadPort(port.to_string()))?;
                 (host, Some(port))
             }
             None => (server, None),
@@ -123,13 +114,7 @@ impl FromStr for DatabaseSpec {
         }
         check_chars(host, "host", &[])?;
         check_chars(database, "database", &['$'])?;
-        Ok(DatabaseSpec {
-            engine,
-            typed,
-            host: host.to_string(),
-            port,
-            database: database.to_string(),
-        })
+        Ok(DatabaseSpec { engine, typed, host: host.to_string(), port, database: database.to_string() })
     }
 }
 
@@ -185,38 +170,22 @@ mod tests {
     fn parses_the_four_upstream_forms() {
         let s = spec("postgresql/my_db");
         assert_eq!(
-            (
-                s.engine.clone(),
-                s.host.as_str(),
-                s.port,
-                s.database.as_str()
-            ),
+            (s.engine.clone(), s.host.as_str(), s.port, s.database.as_str()),
             (EngineKind::Postgres, "postgresql", None, "my_db")
         );
         assert!(!s.typed);
         let s = spec("wallet-db:5433/tob");
-        assert_eq!(
-            (s.host.as_str(), s.port, s.database.as_str()),
-            ("wallet-db", Some(5433), "tob")
-        );
+        assert_eq!((s.host.as_str(), s.port, s.database.as_str()), ("wallet-db", Some(5433), "tob"));
         let s = spec("postgres=db/app");
         assert!(s.typed);
         assert_eq!(s.engine, EngineKind::Postgres);
         let s = spec("mariadb=maria:3307/shop");
-        assert_eq!(
-            (s.engine.clone(), s.port),
-            (EngineKind::MariaDb, Some(3307))
-        );
+        assert_eq!((s.engine.clone(), s.port), (EngineKind::MariaDb, Some(3307)));
     }
 
     #[test]
     fn display_round_trips() {
-        for text in [
-            "postgresql/my_db",
-            "db:5432/app",
-            "postgres=db.example.com:6543/app",
-            "mariadb=m/x",
-        ] {
+        for text in ["postgresql/my_db", "db:5432/app", "postgres=db.example.com:6543/app", "mariadb=m/x"] {
             assert_eq!(spec(text).to_string(), text);
         }
     }
@@ -230,32 +199,17 @@ mod tests {
         // Types are case-insensitive and `postgresql=` is an alias (upstream silently skipped both).
         assert_eq!(spec("Postgres=db/app").engine, EngineKind::Postgres);
         assert_eq!(spec("postgresql=db/app").engine, EngineKind::Postgres);
-        assert_eq!(
-            spec("mongo=m/app").engine,
-            EngineKind::Foreign("mongo".into())
-        );
+        assert_eq!(spec("mongo=m/app").engine, EngineKind::Foreign("mongo".into()));
     }
 
     #[test]
     fn rejects_malformed_specs() {
-        assert_eq!(
-            "db".parse::<DatabaseSpec>(),
-            Err(SpecError::MissingDatabase)
-        );
+        assert_eq!("db".parse::<DatabaseSpec>(), Err(SpecError::MissingDatabase));
         assert_eq!("/app".parse::<DatabaseSpec>(), Err(SpecError::EmptyHost));
         assert_eq!("db/".parse::<DatabaseSpec>(), Err(SpecError::EmptyDatabase));
-        assert_eq!(
-            "db:99999/app".parse::<DatabaseSpec>(),
-            Err(SpecError::BadPort("99999".into()))
-        );
-        assert_eq!(
-            "postgress=db/app".parse::<DatabaseSpec>(),
-            Err(SpecError::UnknownType("postgress".into()))
-        );
-        assert!(matches!(
-            "db host/app".parse::<DatabaseSpec>(),
-            Err(SpecError::BadChar(' ', "host"))
-        ));
+        assert_eq!("db:99999/app".parse::<DatabaseSpec>(), Err(SpecError::BadPort("99999".into())));
+        assert_eq!("postgress=db/app".parse::<DatabaseSpec>(), Err(SpecError::UnknownType("postgress".into())));
+        assert!(matches!("db host/app".parse::<DatabaseSpec>(), Err(SpecError::BadChar(' ', "host"))));
     }
 
     #[test]
@@ -263,10 +217,7 @@ mod tests {
         let s = spec("postgres=wallet-db:5432/tob");
         assert_eq!(s.core_name(), "wallet-db-tob");
         assert_eq!(s.credential_prefix(), "WALLET_DB");
-        assert_eq!(
-            spec("db.example.com/app").credential_prefix(),
-            "DB_EXAMPLE_COM"
-        );
+        assert_eq!(spec("db.example.com/app").credential_prefix(), "DB_EXAMPLE_COM");
         assert_eq!(spec("db/app").effective_port(), Some(5432));
     }
 }

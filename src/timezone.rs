@@ -59,9 +59,7 @@ impl Zone {
     /// Next fire time of `cron` strictly after `now`, evaluated on this zone's wall clock.
     pub fn next_cron_fire(&self, cron: &Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         fn next<T: TimeZone>(cron: &Cron, now: DateTime<T>) -> Option<DateTime<Utc>> {
-            cron.find_next_occurrence(&now, false)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
+            cron.find_next_occurrence(&now, false).ok().map(|t| t.with_timezone(&Utc))
         }
         match self {
             Zone::Named(tz) => next(cron, now.with_timezone(tz)),
@@ -77,15 +75,9 @@ mod tests {
     #[test]
     fn named_zones_and_fallback() {
         assert!(matches!(Zone::parse(Some("PST8PDT")), Zone::Named(_)));
-        assert!(matches!(
-            Zone::parse(Some(":Europe/Berlin")),
-            Zone::Named(_)
-        ));
+        assert!(matches!(Zone::parse(Some(":Europe/Berlin")), Zone::Named(_)));
         assert!(matches!(Zone::parse(None), Zone::System(None)));
-        assert!(matches!(
-            Zone::parse(Some("EST5EDT,M3.2.0,M11.1.0")),
-            Zone::System(Some(_))
-        ));
+        assert!(matches!(Zone::parse(Some("EST5EDT,M3.2.0,M11.1.0")), Zone::System(Some(_))));
     }
 
     #[test]
@@ -93,9 +85,6 @@ mod tests {
         let z = Zone::parse(Some("America/Vancouver"));
         let t = Utc.with_ymd_and_hms(2026, 11, 22, 7, 30, 0).unwrap();
         assert_eq!(z.local(t).to_string(), "2026-11-21 23:30:00");
-        assert!(
-            z.description(t)
-                .starts_with("America/Vancouver (PST, -0800)")
-        );
+        assert!(z.description(t).starts_with("America/Vancouver (PST, -0800)"));
     }
 }

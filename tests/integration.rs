@@ -7,3 +7,5 @@ mod backup;
 mod cli;
 mod config_examples;
 mod prune;
+mod restore;
+mod verify;

@@ -66,17 +66,9 @@ fn filtered_prune_deletes_only_matches() {
     let (_dir, root, conf) = setup();
     let sidecar = root.join("daily/2026-11-17/db-app_2026-11-17_01-00-00.sql.gz.sha256");
     fs::write(&sidecar, "x").unwrap();
-    let r = run(bin()
-        .args(["-p", "-s", "-f", "2026-11-17"])
-        .env("BACKUP_DIR", &root)
-        .env("BACKUP_CONF", &conf));
+    let r = run(bin().args(["-p", "-s", "-f", "2026-11-17"]).env("BACKUP_DIR", &root).env("BACKUP_CONF", &conf));
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains("daily/2026-11-17/db-app_2026-11-17_01-00-00.sql.gz"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("daily/2026-11-17/db-app_2026-11-17_01-00-00.sql.gz"), "{}", r.stdout);
     let left = backups_under(&root);
     assert_eq!(left.len(), 6, "{left:?}");
     assert!(!left.iter().any(|f| f.contains("2026-11-17")));
@@ -87,22 +79,12 @@ fn filtered_prune_deletes_only_matches() {
 #[test]
 fn filtered_prune_refuses_to_delete_everything_without_force() {
     let (_dir, root, conf) = setup();
-    let r = run(bin()
-        .args(["-p", "-s", "-f", "db-other"])
-        .env("BACKUP_DIR", &root)
-        .env("BACKUP_CONF", &conf));
+    let r = run(bin().args(["-p", "-s", "-f", "db-other"]).env("BACKUP_DIR", &root).env("BACKUP_CONF", &conf));
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stderr
-            .contains("refusing to delete every backup of db-other"),
-        "{}",
-        r.all()
-    );
+    assert!(r.stderr.contains("refusing to delete every backup of db-other"), "{}", r.all());
     assert_eq!(backups_under(&root).len(), 8);
-    let r = run(bin()
-        .args(["-p", "-s", "--force", "-f", "db-other"])
-        .env("BACKUP_DIR", &root)
-        .env("BACKUP_CONF", &conf));
+    let r =
+        run(bin().args(["-p", "-s", "--force", "-f", "db-other"]).env("BACKUP_DIR", &root).env("BACKUP_CONF", &conf));
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(backups_under(&root).len(), 7);
 }
@@ -111,10 +93,7 @@ fn filtered_prune_refuses_to_delete_everything_without_force() {
 #[test]
 fn filtered_prune_without_terminal_or_s_refuses() {
     let (_dir, root, conf) = setup();
-    let r = run(bin()
-        .args(["-p", "-f", "2026-11-16"])
-        .env("BACKUP_DIR", &root)
-        .env("BACKUP_CONF", &conf));
+    let r = run(bin().args(["-p", "-f", "2026-11-16"]).env("BACKUP_DIR", &root).env("BACKUP_CONF", &conf));
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("add -s"), "{}", r.all());
     assert_eq!(backups_under(&root).len(), 8);

@@ -12,6 +12,7 @@ use chrono::Utc;
 use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
 use crate::human;
+use crate::verification;
 
 /// Prints the listing to stdout.
 ///
@@ -64,17 +65,8 @@ fn render(
         if files.is_empty() {
             continue;
         }
-        let width = files
-            .iter()
-            .map(|b| b.rel.as_os_str().len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        writeln!(
-            out,
-            "  {:<8} {:<width$} {:>10} {:>8} {:<8} VERIFIED",
-            "CLASS", "FILE", "SIZE", "AGE", "SHA256"
-        )?;
+        let width = files.iter().map(|b| b.rel.as_os_str().len()).max().unwrap_or(4).max(4);
+        writeln!(out, "  {:<8} {:<width$} {:>10} {:>8} {:<8} VERIFIED", "CLASS", "FILE", "SIZE", "AGE", "SHA256")?;
         for b in files.iter().rev() {
             let class = b.class.map(|c| c.name()).unwrap_or("flat");
             let age = human::age((now - b.timestamp).to_std().unwrap_or_default());
@@ -85,7 +77,12 @@ fn render(
             } else {
                 "-"
             };
-            let verified = if b.has_verification { "yes" } else { "-" };
+            let verified = match b.has_verification.then(|| verification::read(&b.path)).flatten() {
+                Some(r) if r.ok => "ok",
+                Some(_) => "FAILED",
+                None if b.has_verification => "unreadable",
+                None => "-",
+            };
             writeln!(
                 out,
                 "  {class:<8} {:<width$} {:>10} {age:>8} {state:<8} {verified}",
@@ -104,11 +101,7 @@ fn free_space(root: &Path) -> String {
             let total = s.blocks() * frag;
             let free = s.blocks_available() * frag;
             let used_pct = (free * 100).checked_div(total).map_or(0, |f| 100 - f);
-            format!(
-                "Free space: {} of {} ({used_pct}% used)",
-                human::bytes(free),
-                human::bytes(total)
-            )
+            format!("Free space: {} of {} ({used_pct}% used)", human::bytes(free), human::bytes(total))
         }
         Err(e) => format!("Free space: unknown ({e}: {})", root.display()),
     }

@@ -3,11 +3,13 @@
 pub mod list;
 pub mod once;
 pub mod prune;
+pub mod restore;
 pub mod show_config;
+pub mod verify;
 
 use crate::cancel::Cancel;
 use crate::cli::Cli;
-use crate::config::{Env, Settings};
+use crate::config::{Env, Secret, Settings};
 use crate::error::{Exit, UsageError};
 use crate::mode::{self, Mode};
 
@@ -30,12 +32,24 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     match mode {
         Mode::Prune => prune::run(&settings, cli.from.as_deref(), cli.force, cli.scheduled),
         Mode::Once | Mode::Scheduled => once::run(&settings, cancel),
-        Mode::Restore | Mode::Verify { .. } | Mode::Cron | Mode::Legacy => {
-            Err(UsageError(format!(
-                "{} mode is not available yet in this version; use -1 for a backup run",
-                mode.name()
-            ))
-            .into())
+        Mode::Restore => restore::run(
+            &settings,
+            restore::RestoreArgs {
+                target: cli.restore.as_deref().unwrap_or_default(),
+                filter: cli.from.as_deref(),
+                scripted: cli.scheduled,
+                ignore_errors: cli.ignore_errors(&env),
+                admin_password: cli.admin_password.clone().map(Secret::new),
+            },
+            cancel,
+        ),
+        Mode::Verify { .. } => {
+            verify::run(&settings, cli.verify.as_deref().unwrap_or("all"), cli.from.as_deref(), cancel)
         }
+        Mode::Cron | Mode::Legacy => Err(UsageError(format!(
+            "{} mode is not available yet in this version; use -1 for a backup run",
+            mode.name()
+        ))
+        .into()),
     }
 }

@@ -22,22 +22,13 @@ use crate::retention::{self, Reason};
 ///
 /// # Errors
 /// Lock held, unreadable backup folder, or a refused/unconfirmable filtered deletion.
-pub fn run(
-    settings: &Settings,
-    filter: Option<&str>,
-    force: bool,
-    scripted: bool,
-) -> anyhow::Result<Exit> {
+pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: bool) -> anyhow::Result<Exit> {
     let root = &settings.backup_dir;
     let _lock = RunLock::acquire(root, "prune")?;
     let backups = catalog::scan(root)?;
     let selected: Vec<&BackupFile> = match filter {
         None => {
-            let cores: BTreeSet<String> = settings
-                .databases
-                .iter()
-                .map(|d| d.spec.core_name())
-                .collect();
+            let cores: BTreeSet<String> = settings.databases.iter().map(|d| d.spec.core_name()).collect();
             let plan = retention::plan(&backups, &settings.policy, &cores, &[], SystemTime::now());
             for d in &plan {
                 if let Reason::OverCount { group, keep } = &d.reason {
@@ -46,10 +37,7 @@ pub fn run(
                     warn!(path = %d.path.display(), "Removing a partial file left by an interrupted run.");
                 }
             }
-            backups
-                .iter()
-                .filter(|b| plan.iter().any(|d| d.path == b.path))
-                .collect()
+            backups.iter().filter(|b| plan.iter().any(|d| d.path == b.path)).collect()
         }
         Some(f) => {
             let chosen = select_by_filter(&backups, f);
@@ -88,18 +76,11 @@ pub fn run(
 /// Backups whose relative path contains `filter`, or whose full path or file name equals it.
 pub fn select_by_filter<'a>(backups: &'a [BackupFile], filter: &str) -> Vec<&'a BackupFile> {
     let as_path = Path::new(filter);
-    backups
-        .iter()
-        .filter(|b| b.path == as_path || b.rel.to_string_lossy().contains(filter))
-        .collect()
+    backups.iter().filter(|b| b.path == as_path || b.rel.to_string_lossy().contains(filter)).collect()
 }
 
 /// Refuses a selection that holds every complete backup of some database.
-fn check_not_everything(
-    all: &[BackupFile],
-    chosen: &[&BackupFile],
-    force: bool,
-) -> anyhow::Result<()> {
+fn check_not_everything(all: &[BackupFile], chosen: &[&BackupFile], force: bool) -> anyhow::Result<()> {
     if force {
         return Ok(());
     }
@@ -122,8 +103,7 @@ fn check_not_everything(
 fn confirm(count: usize) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(UsageError(
-            "not on a terminal: cannot ask for confirmation; add -s to delete without asking"
-                .into(),
+            "not on a terminal: cannot ask for confirmation; add -s to delete without asking".into(),
         )
         .into());
     }

@@ -29,11 +29,7 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Run mode: {}", mode.name())?;
     writeln!(out)?;
     writeln!(out, "- Backup strategy: {}", s.policy.strategy.name())?;
-    writeln!(
-        out,
-        "- Current backup type: {}",
-        class.map(|c| c.name()).unwrap_or("flat daily")
-    )?;
+    writeln!(out, "- Current backup type: {}", class.map(|c| c.name()).unwrap_or("flat daily"))?;
     writeln!(out, "- Backups to retain:")?;
     match s.policy.strategy {
         Strategy::Rolling => {
@@ -43,21 +39,13 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
         }
         Strategy::Daily => writeln!(out, "  - Total: {}", s.policy.num_backups)?,
     }
-    writeln!(
-        out,
-        "- Current backup folder: {}",
-        layout::run_dir(&s.backup_dir, class, today).display()
-    )?;
+    writeln!(out, "- Current backup folder: {}", layout::run_dir(&s.backup_dir, class, today).display())?;
     writeln!(out, "- Time Zone: {}", s.zone.description(now))?;
     writeln!(out, "- Compression: {}", s.compression.describe())?;
     writeln!(out)?;
     writeln!(out, "- Schedule:")?;
     if s.cron.is_empty() {
-        writeln!(
-            out,
-            "  - every {} (BACKUP_PERIOD; legacy mode)",
-            crate::schedule::format_duration(s.backup_period)
-        )?;
+        writeln!(out, "  - every {} (BACKUP_PERIOD; legacy mode)", crate::schedule::format_duration(s.backup_period))?;
     }
     for line in &s.cron {
         let next = line
@@ -69,16 +57,8 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     }
     writeln!(out)?;
     let conf_state = if s.conf_found { "found" } else { "not found" };
-    writeln!(
-        out,
-        "- Config file: {} ({conf_state})",
-        s.conf_path.display()
-    )?;
-    let origin = if s.databases_from_env {
-        " (from environment: no database lines in the config file)"
-    } else {
-        ""
-    };
+    writeln!(out, "- Config file: {} ({conf_state})", s.conf_path.display())?;
+    let origin = if s.databases_from_env { " (from environment: no database lines in the config file)" } else { "" };
     writeln!(out, "- Databases{origin}:")?;
     for db in &s.databases {
         let c = &db.credentials;
@@ -97,39 +77,14 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     }
     writeln!(out)?;
     let or_not = |v: Option<String>| v.unwrap_or_else(|| "not configured".into());
-    writeln!(
-        out,
-        "- FTP server: {}",
-        or_not(s.mirrors.ftp_url.as_ref().map(|u| redact_url(u.expose())))
-    )?;
-    let s3 = s
-        .mirrors
-        .s3_endpoint
-        .as_ref()
-        .map(|e| match &s.mirrors.s3_bucket {
-            Some(b) => format!("{} (bucket {b})", redact_url(e)),
-            None => redact_url(e),
-        });
+    writeln!(out, "- FTP server: {}", or_not(s.mirrors.ftp_url.as_ref().map(|u| redact_url(u.expose()))))?;
+    let s3 = s.mirrors.s3_endpoint.as_ref().map(|e| match &s.mirrors.s3_bucket {
+        Some(b) => format!("{} (bucket {b})", redact_url(e)),
+        None => redact_url(e),
+    });
     writeln!(out, "- S3 endpoint: {}", or_not(s3))?;
-    writeln!(
-        out,
-        "- Webhook Endpoint: {}",
-        or_not(
-            s.notify
-                .webhook_url
-                .as_ref()
-                .map(|u| redact_url(u.expose()))
-        )
-    )?;
-    writeln!(
-        out,
-        "- Environment Friendly Name: {}",
-        or_not(s.notify.friendly_name.clone())
-    )?;
-    writeln!(
-        out,
-        "- Environment Name (Id): {}",
-        or_not(s.notify.environment_name.clone())
-    )?;
+    writeln!(out, "- Webhook Endpoint: {}", or_not(s.notify.webhook_url.as_ref().map(|u| redact_url(u.expose()))))?;
+    writeln!(out, "- Environment Friendly Name: {}", or_not(s.notify.friendly_name.clone()))?;
+    writeln!(out, "- Environment Name (Id): {}", or_not(s.notify.environment_name.clone()))?;
     Ok(())
 }

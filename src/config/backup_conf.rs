@@ -49,6 +49,40 @@ impl fmt::Display for CronLine {
     }
 }
 
+/// What a cron line's command does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CronAction {
+    /// `./backup.sh -s` (or `-1`, or the binary itself): a backup run, in-process.
+    Backup,
+    /// `./backup.sh -s -v all` or `-v <spec>`: a verification, in-process.
+    Verify(String),
+    /// `./backup.sh -p`: retention, in-process.
+    Prune,
+    /// Anything else: run with `/bin/sh -c`.
+    Shell,
+}
+
+impl CronLine {
+    /// Interprets the command: a call of `backup.sh` (any path) or `backup-container` runs the
+    /// matching mode in-process; any other command is a shell command.
+    pub fn action(&self) -> CronAction {
+        let mut words = self.command.split_whitespace();
+        let program = words.next().unwrap_or_default();
+        let name = program.rsplit('/').next().unwrap_or_default();
+        if name != "backup.sh" && name != "backup-container" {
+            return CronAction::Shell;
+        }
+        let args: Vec<&str> = words.collect();
+        if let Some(i) = args.iter().position(|a| *a == "-v" || *a == "--verify") {
+            return CronAction::Verify(args.get(i + 1).unwrap_or(&"all").to_string());
+        }
+        if args.iter().any(|a| *a == "-p" || *a == "--prune") {
+            return CronAction::Prune;
+        }
+        CronAction::Backup
+    }
+}
+
 /// Everything parsed from one backup.conf.
 #[derive(Debug, Default)]
 pub struct ConfFile {
@@ -72,11 +106,7 @@ pub fn parse(file: &str, text: &str) -> ConfFile {
             parse_spec(content).map(|spec| out.specs.push(SpecLine { line, spec }))
         };
         if let Err(message) = result {
-            out.errors.push(LineError {
-                file: file.to_string(),
-                line,
-                message,
-            });
+            out.errors.push(LineError { file: file.to_string(), line, message });
         }
     }
     out
@@ -103,8 +133,7 @@ fn parse_spec(text: &str) -> Result<DatabaseSpec, String> {
              ([type=]host[:port]/database) and cron lines; set variables in the container environment"
         ));
     }
-    text.parse::<DatabaseSpec>()
-        .map_err(|e| format!("invalid database spec \"{text}\": {e}"))
+    text.parse::<DatabaseSpec>().map_err(|e| format!("invalid database spec \"{text}\": {e}"))
 }
 
 fn parse_cron(text: &str) -> Result<CronLine, String> {
@@ -115,11 +144,8 @@ fn parse_cron(text: &str) -> Result<CronLine, String> {
         _ => 5,
     };
     if tokens.len() < schedule_len + 2 {
-        let hint = if tokens.len() <= 2 && text.contains('/') {
-            " (a database spec may not contain spaces)"
-        } else {
-            ""
-        };
+        let hint =
+            if tokens.len() <= 2 && text.contains('/') { " (a database spec may not contain spaces)" } else { "" };
         return Err(format!(
             "\"{text}\" is neither a database spec ([type=]host[:port]/database) nor a cron line \
              (minute hour day-of-month month day-of-week user command){hint}"
@@ -129,12 +155,7 @@ fn parse_cron(text: &str) -> Result<CronLine, String> {
     // The command keeps its original spacing: take the text after the user column.
     let user = tokens[schedule_len];
     let command = text_after_tokens(text, schedule_len + 1).to_string();
-    Ok(CronLine {
-        line: 0,
-        schedule,
-        user: user.to_string(),
-        command,
-    })
+    Ok(CronLine { line: 0, schedule, user: user.to_string(), command })
 }
 
 /// The remainder of `text` after skipping `n` whitespace-separated tokens.
@@ -165,25 +186,10 @@ mod tests {
         let conf = parse("backup.conf", text);
         assert!(conf.errors.is_empty(), "{:?}", conf.errors);
         let specs: Vec<String> = conf.specs.iter().map(|s| s.spec.to_string()).collect();
-        assert_eq!(
-            specs,
-            [
-                "postgres=db:5432/app",
-                "other-db/reporting",
-                "db.example.com/app"
-            ]
-        );
+        assert_eq!(specs, ["postgres=db:5432/app", "other-db/reporting", "db.example.com/app"]);
         assert_eq!(conf.specs[0].line, 3);
         let cron: Vec<String> = conf.cron.iter().map(|c| c.command.clone()).collect();
-        assert_eq!(
-            cron,
-            [
-                "./backup.sh -s",
-                "./backup.sh -s -v all",
-                "./backup.sh -s",
-                "./backup.sh -s"
-            ]
-        );
+        assert_eq!(cron, ["./backup.sh -s", "./backup.sh -s -v all", "./backup.sh -s", "./backup.sh -s"]);
         assert_eq!(conf.cron[0].user, "default");
         assert_eq!(conf.cron[1].line, 7);
     }
@@ -203,14 +209,36 @@ mod tests {
         assert_eq!(lines, [2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(conf.specs.len(), 1);
         let first = conf.errors[0].to_string();
-        assert!(first.starts_with("/conf/backup.conf:2: invalid database spec \"postgress=db/app\": unknown database type"), "{first}");
         assert!(
-            conf.errors[3].message.contains("invalid cron schedule"),
-            "{}",
-            conf.errors[3]
+            first.starts_with("/conf/backup.conf:2: invalid database spec \"postgress=db/app\": unknown database type"),
+            "{first}"
         );
+        assert!(conf.errors[3].message.contains("invalid cron schedule"), "{}", conf.errors[3]);
         assert!(conf.errors[5].message.contains("environment assignment"));
         assert!(conf.errors[6].message.contains("may not contain spaces"));
+    }
+
+    #[test]
+    fn cron_commands_are_interpreted() {
+        let conf = parse(
+            "b",
+            "1 1 * * * default ./backup.sh -s\n\
+             1 4 * * * default ./backup.sh -s -v all\n\
+             1 5 * * * default /backup.sh -s -v db/app\n\
+             1 6 * * * default backup-container -p\n\
+             1 7 * * * default echo hello\n",
+        );
+        let actions: Vec<CronAction> = conf.cron.iter().map(CronLine::action).collect();
+        assert_eq!(
+            actions,
+            [
+                CronAction::Backup,
+                CronAction::Verify("all".into()),
+                CronAction::Verify("db/app".into()),
+                CronAction::Prune,
+                CronAction::Shell
+            ]
+        );
     }
 
     #[test]

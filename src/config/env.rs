@@ -17,26 +17,16 @@ impl std::fmt::Debug for Env {
 
 impl Env {
     pub fn from_process() -> Env {
-        Env(std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect())
+        Env(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Env {
-        Env(pairs
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect())
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
+        Env(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     /// The value of `name`, or `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Whether a flag-like variable (`RUN_ONCE=1`) is set to anything non-empty.
@@ -88,18 +78,19 @@ pub const BACKUP_COMPRESSION_LEVEL: &str = "BACKUP_COMPRESSION_LEVEL";
 pub const BACKUP_COMPRESSION_THREADS: &str = "BACKUP_COMPRESSION_THREADS";
 pub const PG_BIN_DIR: &str = "PG_BIN_DIR";
 pub const DATABASE_CONNECT_TIMEOUT: &str = "DATABASE_CONNECT_TIMEOUT";
+pub const BACKUP_ADMIN_USER: &str = "BACKUP_ADMIN_USER";
+pub const BACKUP_ADMIN_PASSWORD: &str = "BACKUP_ADMIN_PASSWORD";
+/// libpq's default user, used as the restore admin when `BACKUP_ADMIN_USER` is unset.
+pub const PGUSER: &str = "PGUSER";
+pub const VERIFY_DIR: &str = "VERIFY_DIR";
+pub const VERIFY_MAX_AGE: &str = "VERIFY_MAX_AGE";
+pub const VERIFY_SERVER_OPTIONS: &str = "VERIFY_SERVER_OPTIONS";
 
 /// Logging options: `RUST_LOG` wins, else `BACKUP_LOG_LEVEL` (default `info`); `LOG_FORMAT=json`.
 pub fn log_options(env: &Env) -> crate::logging::LogOptions {
-    let filter = env.get("RUST_LOG").map(str::to_string).unwrap_or_else(|| {
-        env.get(BACKUP_LOG_LEVEL)
-            .unwrap_or("info")
-            .to_ascii_lowercase()
-    });
-    crate::logging::LogOptions {
-        filter,
-        json: env
-            .get(LOG_FORMAT)
-            .is_some_and(|f| f.eq_ignore_ascii_case("json")),
-    }
+    let filter = env
+        .get("RUST_LOG")
+        .map(str::to_string)
+        .unwrap_or_else(|| env.get(BACKUP_LOG_LEVEL).unwrap_or("info").to_ascii_lowercase());
+    crate::logging::LogOptions { filter, json: env.get(LOG_FORMAT).is_some_and(|f| f.eq_ignore_ascii_case("json")) }
 }

@@ -43,6 +43,18 @@ pub struct Database {
     pub credentials: Credentials,
 }
 
+impl Database {
+    /// How the engine connects for a backup: the spec's host and port, these credentials.
+    pub fn conn(&self) -> crate::engine::Conn {
+        crate::engine::Conn {
+            host: self.spec.host.clone(),
+            port: self.spec.port,
+            user: self.credentials.user.clone(),
+            password: self.credentials.password.clone(),
+        }
+    }
+}
+
 /// A database spec that this process does not back up, and why.
 #[derive(Debug, Clone)]
 pub struct Skipped {
@@ -66,17 +78,37 @@ pub struct MirrorSettings {
     pub s3_bucket: Option<String>,
 }
 
+/// `VERIFY_MAX_AGE`: how old the newest backup may be before verification fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxAge {
+    /// `0`: no staleness check.
+    Disabled,
+    Fixed(Duration),
+    /// Unset: twice the backup interval implied by the schedule, else 48 hours.
+    Default,
+}
+
+/// Restore and verification settings.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// `BACKUP_ADMIN_USER`, else `PGUSER`, else `postgres`.
+    pub admin_user: String,
+    /// `BACKUP_ADMIN_PASSWORD` (`-a` overrides; a terminal prompt when neither is given).
+    pub admin_password: Option<Secret>,
+    /// `VERIFY_DIR` (default `/var/lib/pgsql/data`, the upstream verification volume).
+    pub verify_dir: PathBuf,
+    pub verify_max_age: MaxAge,
+    /// `VERIFY_SERVER_OPTIONS`: extra `name=value` settings for the throwaway server.
+    pub verify_server_options: Vec<String>,
+}
+
 /// All problems found while loading settings.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<String>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "configuration error{}:",
-            if self.0.len() == 1 { "" } else { "s" }
-        )?;
+        write!(f, "configuration error{}:", if self.0.len() == 1 { "" } else { "s" })?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
         }
@@ -100,7 +132,9 @@ pub struct Settings {
     pub databases_from_env: bool,
     pub cron: Vec<CronLine>,
     pub zone: Zone,
-    pub table_schema: Option<String>,
+    /// `TABLE_SCHEMA` (comma-separated); `None` = every non-system schema.
+    pub table_schema: Option<Vec<String>>,
+    pub restore: RestoreSettings,
     pub server_timeout: Duration,
     pub compression: Compression,
     pub engine: EngineOptions,
@@ -119,8 +153,7 @@ impl Loader<'_> {
         match self.env.get(name) {
             None => default,
             Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                self.errors
-                    .push(format!("environment: {name}=\"{v}\" is not a whole number"));
+                self.errors.push(format!("environment: {name}=\"{v}\" is not a whole number"));
                 default
             }),
         }
@@ -138,26 +171,18 @@ impl Settings {
     /// # Errors
     /// Every problem found, each naming its file and line or its variable.
     pub fn load(env: Env, conf_override: Option<&Path>) -> Result<Settings, ConfigErrors> {
-        let mut l = Loader {
-            env: &env,
-            errors: Vec::new(),
-        };
-        let strategy = l
-            .text(env::BACKUP_STRATEGY)
-            .unwrap_or_else(|| "rolling".into());
+        let mut l = Loader { env: &env, errors: Vec::new() };
+        let strategy = l.text(env::BACKUP_STRATEGY).unwrap_or_else(|| "rolling".into());
         let num = l.int(env::NUM_BACKUPS, 31);
         let daily = l.int(env::DAILY_BACKUPS, 6);
         let weekly = l.int(env::WEEKLY_BACKUPS, 4);
         let monthly = l.int(env::MONTHLY_BACKUPS, 1);
-        let policy =
-            Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
-                l.errors.push(format!("environment: BACKUP_STRATEGY: {e}"));
-                Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
-            });
+        let policy = Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
+            l.errors.push(format!("environment: BACKUP_STRATEGY: {e}"));
+            Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
+        });
         let backup_dir = PathBuf::from(
-            l.text(env::ROOT_BACKUP_DIR)
-                .or_else(|| l.text(env::BACKUP_DIR))
-                .unwrap_or_else(|| "/backups/".into()),
+            l.text(env::ROOT_BACKUP_DIR).or_else(|| l.text(env::BACKUP_DIR)).unwrap_or_else(|| "/backups/".into()),
         );
         let period_text = l.text(env::BACKUP_PERIOD).unwrap_or_else(|| "1d".into());
         let backup_period = parse_duration(&period_text).unwrap_or_else(|e| {
@@ -165,22 +190,24 @@ impl Settings {
             Duration::from_secs(86400)
         });
         let timeout = l.int(env::DATABASE_SERVER_TIMEOUT, 120);
+        let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
+            None => MaxAge::Default,
+            Some("0") => MaxAge::Disabled,
+            Some(text) => parse_duration(text).map(MaxAge::Fixed).unwrap_or_else(|e| {
+                l.errors.push(format!("environment: VERIFY_MAX_AGE: {e}"));
+                MaxAge::Default
+            }),
+        };
         let connect_timeout = l.int(env::DATABASE_CONNECT_TIMEOUT, 30);
-        let compression = Compression::parse(
-            env.get(env::BACKUP_COMPRESSION),
-            env.get(env::BACKUP_COMPRESSION_LEVEL),
-        )
-        .unwrap_or_else(|e| {
-            l.errors.push(format!("environment: {e}"));
-            Compression::default()
-        });
+        let compression = Compression::parse(env.get(env::BACKUP_COMPRESSION), env.get(env::BACKUP_COMPRESSION_LEVEL))
+            .unwrap_or_else(|e| {
+                l.errors.push(format!("environment: {e}"));
+                Compression::default()
+            });
 
-        let conf_path = conf_override.map(Path::to_path_buf).unwrap_or_else(|| {
-            PathBuf::from(
-                l.text(env::BACKUP_CONF)
-                    .unwrap_or_else(|| "backup.conf".into()),
-            )
-        });
+        let conf_path = conf_override
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(l.text(env::BACKUP_CONF).unwrap_or_else(|| "backup.conf".into())));
         let (conf, conf_found) = read_conf(&conf_path, &mut l.errors);
 
         let mut settings = Settings {
@@ -194,7 +221,22 @@ impl Settings {
             databases_from_env: false,
             cron: conf.cron,
             zone: Zone::parse(env.get(env::TZ)),
-            table_schema: l.text(env::TABLE_SCHEMA),
+            table_schema: l
+                .text(env::TABLE_SCHEMA)
+                .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+            restore: RestoreSettings {
+                admin_user: l
+                    .text(env::BACKUP_ADMIN_USER)
+                    .or_else(|| l.text(env::PGUSER))
+                    .unwrap_or_else(|| "postgres".into()),
+                admin_password: l.text(env::BACKUP_ADMIN_PASSWORD).map(Secret::new),
+                verify_dir: PathBuf::from(l.text(env::VERIFY_DIR).unwrap_or_else(|| "/var/lib/pgsql/data".into())),
+                verify_max_age,
+                verify_server_options: l
+                    .text(env::VERIFY_SERVER_OPTIONS)
+                    .map(|t| t.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default(),
+            },
             server_timeout: Duration::from_secs(timeout.max(1) as u64),
             compression,
             engine: EngineOptions {
@@ -214,16 +256,8 @@ impl Settings {
             env: env.clone(),
         };
 
-        let mut specs: Vec<(DatabaseSpec, String)> = conf
-            .specs
-            .into_iter()
-            .map(|s| {
-                (
-                    s.spec,
-                    format!("{}:{}", settings.conf_path.display(), s.line),
-                )
-            })
-            .collect();
+        let mut specs: Vec<(DatabaseSpec, String)> =
+            conf.specs.into_iter().map(|s| (s.spec, format!("{}:{}", settings.conf_path.display(), s.line))).collect();
         if specs.is_empty() {
             settings.databases_from_env = true;
             match fallback_spec(&env) {
@@ -234,9 +268,7 @@ impl Settings {
         let mut seen: HashMap<String, String> = HashMap::new();
         for (spec, source) in specs {
             if let EngineKind::Foreign(kind) = &spec.engine {
-                let reason = format!(
-                    "{kind} databases are backed up by the {kind} variant of backup-container"
-                );
+                let reason = format!("{kind} databases are backed up by the {kind} variant of backup-container");
                 settings.skipped.push(Skipped { spec, reason });
                 continue;
             }
@@ -255,11 +287,7 @@ impl Settings {
             let credentials = settings.credentials(&spec);
             settings.databases.push(Database { spec, credentials });
         }
-        if l.errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigErrors(l.errors))
-        }
+        if l.errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(l.errors)) }
     }
 
     /// Credentials for any spec: `<HOST>_USER`/`<HOST>_PASSWORD` (host upper-cased, `-` and
@@ -267,20 +295,10 @@ impl Settings {
     /// `POSTGRESQL_USER`/`POSTGRESQL_PASSWORD`. Empty values count as unset, as upstream.
     pub fn credentials(&self, spec: &DatabaseSpec) -> Credentials {
         let prefix = spec.credential_prefix();
-        let user_vars = [
-            format!("{prefix}_USER"),
-            env::DATABASE_USER.into(),
-            env::POSTGRESQL_USER.into(),
-        ];
-        let password_vars = [
-            format!("{prefix}_PASSWORD"),
-            env::DATABASE_PASSWORD.into(),
-            env::POSTGRESQL_PASSWORD.into(),
-        ];
-        let first = |vars: &[String]| {
-            vars.iter()
-                .find_map(|v| Some((v.clone(), self.env.get(v)?.to_string())))
-        };
+        let user_vars = [format!("{prefix}_USER"), env::DATABASE_USER.into(), env::POSTGRESQL_USER.into()];
+        let password_vars =
+            [format!("{prefix}_PASSWORD"), env::DATABASE_PASSWORD.into(), env::POSTGRESQL_PASSWORD.into()];
+        let first = |vars: &[String]| vars.iter().find_map(|v| Some((v.clone(), self.env.get(v)?.to_string())));
         let user = first(&user_vars);
         let password = first(&password_vars);
         Credentials {
@@ -300,17 +318,26 @@ impl Settings {
             .databases
             .iter()
             .filter(|d| d.credentials.user.is_none())
-            .map(|d| {
-                format!(
-                    "database {}: no user name: set one of {}",
-                    d.spec, d.credentials.user_source
-                )
-            })
+            .map(|d| format!("database {}: no user name: set one of {}", d.spec, d.credentials.user_source))
             .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
+        if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// The staleness limit for verification at `now`, or `None` when disabled.
+    pub fn verify_max_age(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+        const FALLBACK: Duration = Duration::from_secs(48 * 3600);
+        match self.restore.verify_max_age {
+            MaxAge::Disabled => None,
+            MaxAge::Fixed(d) => Some(d),
+            MaxAge::Default if self.cron.is_empty() => Some(self.backup_period * 2),
+            MaxAge::Default => Some(
+                self.cron
+                    .iter()
+                    .filter(|c| c.action() == backup_conf::CronAction::Backup)
+                    .filter_map(|c| c.schedule.interval_hint(now, &self.zone))
+                    .max()
+                    .map_or(FALLBACK, |d| d * 2),
+            ),
         }
     }
 
@@ -334,9 +361,7 @@ fn read_conf(path: &Path, errors: &mut Vec<String>) -> (backup_conf::ConfFile, b
                 (backup_conf::ConfFile::default(), true)
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            (backup_conf::ConfFile::default(), false)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (backup_conf::ConfFile::default(), false),
         Err(e) => {
             errors.push(format!("{}: cannot be read: {e}", path.display()));
             (backup_conf::ConfFile::default(), true)
@@ -349,9 +374,7 @@ fn read_conf(path: &Path, errors: &mut Vec<String>) -> (backup_conf::ConfFile, b
 fn fallback_spec(env: &Env) -> Result<DatabaseSpec, String> {
     let host = env.get(env::DATABASE_SERVICE_NAME).unwrap_or("postgresql");
     let port = env.get(env::POSTGRESQL_PORT_NUM).unwrap_or("5432");
-    let db = env
-        .get(env::POSTGRESQL_DATABASE)
-        .unwrap_or("my_postgres_db");
+    let db = env.get(env::POSTGRESQL_DATABASE).unwrap_or("my_postgres_db");
     let text = format!("{host}:{port}/{db}");
     text.parse().map_err(|e| {
         format!(

@@ -57,17 +57,8 @@ mod tests {
 
     #[test]
     fn redact_url_keeps_scheme_and_host_only() {
-        assert_eq!(
-            redact_url("https://chat.example.com/hooks/abc/TOKEN?x=1"),
-            "https://chat.example.com"
-        );
-        assert_eq!(
-            redact_url("ftp://user:pw@ftp.example.com:2121/backups/"),
-            "ftp://ftp.example.com:2121"
-        );
-        assert_eq!(
-            redact_url("not a url with secret"),
-            "(unparseable URL, hidden)"
-        );
+        assert_eq!(redact_url("https://chat.example.com/hooks/abc/TOKEN?x=1"), "https://chat.example.com");
+        assert_eq!(redact_url("ftp://user:pw@ftp.example.com:2121/backups/"), "ftp://ftp.example.com:2121");
+        assert_eq!(redact_url("not a url with secret"), "(unparseable URL, hidden)");
     }
 }

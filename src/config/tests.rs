@@ -14,10 +14,7 @@ fn load_with(conf: Option<&str>, pairs: &[(&str, &str)]) -> Result<Settings, Con
 #[test]
 fn upstream_defaults() {
     let s = load_with(None, &[]).unwrap();
-    assert_eq!(
-        s.policy,
-        Policy::from_counts("rolling", 31, 6, 4, 1).unwrap()
-    );
+    assert_eq!(s.policy, Policy::from_counts("rolling", 31, 6, 4, 1).unwrap());
     assert_eq!(s.backup_dir, PathBuf::from("/backups/"));
     assert_eq!(s.backup_period, Duration::from_secs(86400));
     assert_eq!(s.server_timeout, Duration::from_secs(120));
@@ -32,11 +29,7 @@ fn env_fallback_uses_upstream_variables_when_the_file_has_no_specs() {
     let conf = "# only comments and a schedule\n1 1 * * * default ./backup.sh -s\n";
     let s = load_with(
         Some(conf),
-        &[
-            ("DATABASE_SERVICE_NAME", "patroni-master"),
-            ("POSTGRESQL_PORT_NUM", "5433"),
-            ("POSTGRESQL_DATABASE", "app"),
-        ],
+        &[("DATABASE_SERVICE_NAME", "patroni-master"), ("POSTGRESQL_PORT_NUM", "5433"), ("POSTGRESQL_DATABASE", "app")],
     )
     .unwrap();
     assert!(s.conf_found && s.databases_from_env);
@@ -66,36 +59,15 @@ fn credentials_lookup_order() {
             (
                 d.credentials.user.clone(),
                 d.credentials.user_source.clone(),
-                d.credentials
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose().to_string()),
+                d.credentials.password.as_ref().map(|p| p.expose().to_string()),
             )
         })
         .collect();
-    assert_eq!(
-        c[0],
-        (
-            Some("wallet".into()),
-            "WALLET_DB_USER".into(),
-            Some("pw1".into())
-        )
-    );
-    assert_eq!(
-        c[1],
-        (
-            Some("fq".into()),
-            "DB_EXAMPLE_COM_USER".into(),
-            Some("pgpw".into())
-        )
-    );
+    assert_eq!(c[0], (Some("wallet".into()), "WALLET_DB_USER".into(), Some("pw1".into())));
+    assert_eq!(c[1], (Some("fq".into()), "DB_EXAMPLE_COM_USER".into(), Some("pgpw".into())));
     assert_eq!(
         c[2],
-        (
-            Some("pguser".into()),
-            "POSTGRESQL_USER".into(),
-            Some("pgpw".into())
-        ),
+        (Some("pguser".into()), "POSTGRESQL_USER".into(), Some("pgpw".into())),
         "empty DATABASE_USER falls through"
     );
 }
@@ -104,12 +76,7 @@ fn credentials_lookup_order() {
 fn missing_user_is_reported_before_a_backup() {
     let s = load_with(Some("db/app\n"), &[]).unwrap();
     let err = s.check_backup_ready().unwrap_err().to_string();
-    assert!(
-        err.contains(
-            "database db/app: no user name: set one of DB_USER, DATABASE_USER, POSTGRESQL_USER"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("database db/app: no user name: set one of DB_USER, DATABASE_USER, POSTGRESQL_USER"), "{err}");
 }
 
 #[test]
@@ -124,41 +91,22 @@ fn backup_dir_with_or_without_trailing_slash() {
 #[test]
 fn all_problems_are_reported_together() {
     let conf = "db/app\nbogus line here\n";
-    let err = load_with(
-        Some(conf),
-        &[
-            ("NUM_BACKUPS", "ten"),
-            ("BACKUP_STRATEGY", "hourly"),
-            ("BACKUP_PERIOD", "soon"),
-        ],
-    )
-    .unwrap_err();
+    let err =
+        load_with(Some(conf), &[("NUM_BACKUPS", "ten"), ("BACKUP_STRATEGY", "hourly"), ("BACKUP_PERIOD", "soon")])
+            .unwrap_err();
     let text = err.to_string();
     assert_eq!(err.0.len(), 4, "{text}");
-    assert!(
-        text.contains("environment: NUM_BACKUPS=\"ten\" is not a whole number"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Unknown backup strategy \"hourly\""),
-        "{text}"
-    );
+    assert!(text.contains("environment: NUM_BACKUPS=\"ten\" is not a whole number"), "{text}");
+    assert!(text.contains("Unknown backup strategy \"hourly\""), "{text}");
     assert!(text.contains("BACKUP_PERIOD"), "{text}");
-    assert!(
-        text.contains("backup.conf:2: \"bogus line here\" is neither"),
-        "{text}"
-    );
+    assert!(text.contains("backup.conf:2: \"bogus line here\" is neither"), "{text}");
 }
 
 #[test]
 fn colliding_databases_are_an_error() {
-    let err = load_with(Some("db/app\npostgres=db:5433/app\n"), &[])
-        .unwrap_err()
-        .to_string();
+    let err = load_with(Some("db/app\npostgres=db:5433/app\n"), &[]).unwrap_err().to_string();
     assert!(
-        err.contains(
-            "backup.conf:2: database postgres=db:5433/app has the same host and database name as"
-        ),
+        err.contains("backup.conf:2: database postgres=db:5433/app has the same host and database name as"),
         "{err}"
     );
     assert!(err.contains("backup.conf:1"), "{err}");
@@ -169,26 +117,16 @@ fn foreign_and_unavailable_engines_are_skipped_not_fatal() {
     let s = load_with(Some("mongo=m/app\nmssql=s/app\npostgres=p/app\n"), &[]).unwrap();
     assert_eq!(s.databases.len(), 1);
     assert_eq!(s.skipped.len(), 2);
-    assert!(
-        !s.databases_from_env,
-        "skipped specs still count as the file's specs"
-    );
+    assert!(!s.databases_from_env, "skipped specs still count as the file's specs");
 }
 
 #[test]
 fn secrets_do_not_show_in_debug_output() {
     let s = load_with(
         None,
-        &[
-            ("DATABASE_USER", "u"),
-            ("DATABASE_PASSWORD", "topsecret"),
-            ("WEBHOOK_URL", "https://x/hooks/tok3n"),
-        ],
+        &[("DATABASE_USER", "u"), ("DATABASE_PASSWORD", "topsecret"), ("WEBHOOK_URL", "https://x/hooks/tok3n")],
     )
     .unwrap();
     let debug = format!("{s:?}");
-    assert!(
-        !debug.contains("topsecret") && !debug.contains("tok3n"),
-        "{debug}"
-    );
+    assert!(!debug.contains("topsecret") && !debug.contains("tok3n"), "{debug}");
 }

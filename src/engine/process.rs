@@ -37,10 +37,7 @@ struct Running {
 
 fn spawn(mut cmd: Command, label: &str, stdin: Stdio, cancel: &Cancel) -> anyhow::Result<Running> {
     cancel.check()?;
-    cmd.stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = cmd.spawn().map_err(|e| {
         let hint = if e.kind() == io::ErrorKind::NotFound {
             " (is the client installed and on PATH? PG_BIN_DIR selects a PostgreSQL bin folder)"
@@ -54,12 +51,7 @@ fn spawn(mut cmd: Command, label: &str, stdin: Stdio, cancel: &Cancel) -> anyhow
         let label = label.to_string();
         std::thread::spawn(move || collect_tail(err, &label))
     });
-    Ok(Running {
-        label: label.to_string(),
-        child,
-        stderr,
-        _guard: guard,
-    })
+    Ok(Running { label: label.to_string(), child, stderr, _guard: guard })
 }
 
 fn collect_tail(stderr: impl Read, label: &str) -> Vec<String> {
@@ -92,21 +84,16 @@ impl Running {
         let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
     }
 
-    /// Waits for exit and turns the status into a result quoting stderr.
-    fn finish(mut self, cancel: &Cancel) -> anyhow::Result<()> {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| anyhow!("waiting for {}: {e}", self.label))?;
-        let tail = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+    /// Waits for exit and turns the status into a result quoting stderr; on success returns
+    /// the stderr tail (warnings a caller may want to report).
+    fn finish(mut self, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
+        let status = self.child.wait().map_err(|e| anyhow!("waiting for {}: {e}", self.label))?;
+        let tail = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         if cancel.is_cancelled() && !status.success() {
             return Err(Interrupted.into());
         }
-        check_status(&self.label, status, &tail)
+        check_status(&self.label, status, &tail)?;
+        Ok(tail)
     }
 }
 
@@ -117,9 +104,7 @@ fn check_status(label: &str, status: ExitStatus, tail: &[String]) -> anyhow::Res
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => {
-            let name = Signal::try_from(sig)
-                .map(|s| s.as_str())
-                .unwrap_or("unknown");
+            let name = Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("unknown");
             format!("was killed by signal {sig} ({name})")
         }
         _ => "failed".to_string(),
@@ -136,12 +121,7 @@ fn check_status(label: &str, status: ExitStatus, tail: &[String]) -> anyhow::Res
 /// # Errors
 /// Spawn failure, a non-zero exit or signal (with the stderr tail), a read error, a write
 /// error on `out` (the child is killed), or `Interrupted` when cancelled.
-pub fn stream_stdout(
-    cmd: Command,
-    label: &str,
-    out: &mut dyn Write,
-    cancel: &Cancel,
-) -> anyhow::Result<u64> {
+pub fn stream_stdout(cmd: Command, label: &str, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<u64> {
     let mut run = spawn(cmd, label, Stdio::null(), cancel)?;
     let mut stdout = run.child.stdout.take().expect("stdout is piped");
     let mut buf = vec![0u8; STREAM_BUFFER];
@@ -172,16 +152,19 @@ pub fn stream_stdout(
     Ok(total)
 }
 
-/// Runs `cmd` with `input` copied into its stdin; returns the last 64 KiB of its stdout.
+/// What a tool fed through stdin left behind: the tails of its stdout and stderr.
+#[derive(Debug, Default)]
+pub struct Fed {
+    pub stdout: String,
+    pub stderr: Vec<String>,
+}
+
+/// Runs `cmd` with `input` copied into its stdin; returns the last 64 KiB of its stdout and
+/// the last lines of its stderr.
 ///
 /// # Errors
-/// As `stream_stdout`, plus a broken pipe when the tool stops reading early.
-pub fn feed_stdin(
-    cmd: Command,
-    label: &str,
-    input: &mut dyn Read,
-    cancel: &Cancel,
-) -> anyhow::Result<String> {
+/// As `stream_stdout`, plus a read error on `input` (the tool is killed).
+pub fn feed_stdin(cmd: Command, label: &str, input: &mut dyn Read, cancel: &Cancel) -> anyhow::Result<Fed> {
     let mut run = spawn(cmd, label, Stdio::piped(), cancel)?;
     let mut stdin = run.child.stdin.take().expect("stdin is piped");
     let stdout = run.child.stdout.take().expect("stdout is piped");
@@ -202,18 +185,35 @@ pub fn feed_stdin(
         }
         String::from_utf8_lossy(&kept).into_owned()
     });
-    let copied = io::copy(input, &mut stdin);
+    let mut buf = vec![0u8; STREAM_BUFFER];
+    let fed: anyhow::Result<()> = loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // NOTE: a corrupt or truncated backup surfaces here; the tool must not see a
+            // clean end of input and commit half a restore.
+            Err(e) => break Err(anyhow!("reading the backup while feeding {label}: {e}")),
+        };
+        match stdin.write_all(&buf[..n]) {
+            Ok(()) => {}
+            // The tool stopped reading (e.g. psql ON_ERROR_STOP): its exit status says why.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break Ok(()),
+            Err(e) => break Err(anyhow!("feeding {label}: {e}")),
+        }
+    };
     drop(stdin);
-    if let Err(e) = copied
-        && e.kind() != io::ErrorKind::BrokenPipe
-    {
+    if let Err(e) = fed {
         run.kill();
         let _ = run.child.wait();
-        return Err(anyhow!("feeding {label}: {e}"));
+        if cancel.is_cancelled() {
+            return Err(Interrupted.into());
+        }
+        return Err(e);
     }
     let result = run.finish(cancel);
-    let text = reader.join().unwrap_or_default();
-    result.map(|()| text)
+    let stdout = reader.join().unwrap_or_default();
+    result.map(|stderr| Fed { stdout, stderr })
 }
 
 /// Runs `cmd` to completion and returns its stdout (for short queries).
@@ -254,23 +254,13 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(
-            err,
-            "pg_dump exited with status 3: FATAL: password authentication failed"
-        );
+        assert_eq!(err, "pg_dump exited with status 3: FATAL: password authentication failed");
     }
 
     #[test]
     fn death_by_signal_is_an_error() {
         let mut out = Vec::new();
-        let err = stream_stdout(
-            sh("echo x; kill -9 $$"),
-            "pg_dump",
-            &mut out,
-            &Cancel::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = stream_stdout(sh("echo x; kill -9 $$"), "pg_dump", &mut out, &Cancel::new()).unwrap_err().to_string();
         assert!(err.contains("killed by signal 9 (SIGKILL)"), "{err}");
     }
 
@@ -279,31 +269,21 @@ mod tests {
         struct Full;
         impl Write for Full {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    "No space left on device",
-                ))
+                Err(io::Error::new(io::ErrorKind::StorageFull, "No space left on device"))
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
             }
         }
-        let err = stream_stdout(sh("yes"), "pg_dump", &mut Full, &Cancel::new())
-            .unwrap_err()
-            .to_string();
+        let err = stream_stdout(sh("yes"), "pg_dump", &mut Full, &Cancel::new()).unwrap_err().to_string();
         assert!(err.contains("No space left on device"), "{err}");
     }
 
     #[test]
     fn missing_binary_is_named() {
-        let err = stream_stdout(
-            Command::new("/nonexistent/pg_dump"),
-            "pg_dump",
-            &mut Vec::new(),
-            &Cancel::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = stream_stdout(Command::new("/nonexistent/pg_dump"), "pg_dump", &mut Vec::new(), &Cancel::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("starting pg_dump: No such file"), "{err}");
     }
 
@@ -323,8 +303,26 @@ mod tests {
     }
 
     #[test]
+    fn feed_stdin_fails_on_a_read_error_even_if_the_tool_succeeds() {
+        struct Broken(bool);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if std::mem::replace(&mut self.0, true) {
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "corrupt deflate stream"))
+                } else {
+                    buf[..4].copy_from_slice(b"abc\n");
+                    Ok(4)
+                }
+            }
+        }
+        let err = feed_stdin(sh("cat >/dev/null"), "psql", &mut Broken(false), &Cancel::new()).unwrap_err().to_string();
+        assert!(err.contains("corrupt deflate stream"), "{err}");
+    }
+
+    #[test]
     fn feed_stdin_passes_input() {
-        let out = feed_stdin(sh("tr a-z A-Z"), "tr", &mut &b"abc"[..], &Cancel::new()).unwrap();
-        assert_eq!(out, "ABC");
+        let out = feed_stdin(sh("tr a-z A-Z; echo warn >&2"), "tr", &mut &b"abc"[..], &Cancel::new()).unwrap();
+        assert_eq!(out.stdout, "ABC");
+        assert_eq!(out.stderr, ["warn"]);
     }
 }

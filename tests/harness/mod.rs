@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod postgres;
 
 use std::net::TcpListener;
@@ -30,11 +31,7 @@ pub fn missing<T>(what: &str, why: &str) -> Option<T> {
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The binary under test, with a clean environment (PATH only, TZ fixed) and stdin closed.
@@ -76,10 +73,8 @@ pub fn run(cmd: &mut Command) -> Run {
 
 /// Every file under `root`, relative, sorted.
 pub fn files_under(root: &Path) -> Vec<String> {
-    let mut out: Vec<String> = walk(root)
-        .into_iter()
-        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
-        .collect();
+    let mut out: Vec<String> =
+        walk(root).into_iter().map(|p| p.strip_prefix(root).unwrap().display().to_string()).collect();
     out.sort();
     out
 }
@@ -101,19 +96,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Backup files (`.sql.gz`) under `root`, relative, sorted.
 pub fn backups_under(root: &Path) -> Vec<String> {
-    files_under(root)
-        .into_iter()
-        .filter(|f| f.ends_with(".sql.gz"))
-        .collect()
+    files_under(root).into_iter().filter(|f| f.ends_with(".sql.gz")).collect()
 }
 
 /// Decompresses a gzip file to text.
 pub fn gunzip(path: &Path) -> String {
     use std::io::Read;
     let mut text = String::new();
-    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
     text
 }
 
@@ -121,10 +111,7 @@ pub fn gunzip(path: &Path) -> String {
 pub fn gzip_to(path: &Path, text: &str) {
     use std::io::Write;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
     enc.write_all(text.as_bytes()).unwrap();
     enc.finish().unwrap();
 }

@@ -32,10 +32,7 @@ fn find_bin_dir() -> Option<PathBuf> {
         .map(|e| e.path().join("bin"))
         .filter(|p| p.join("initdb").exists())
         .collect();
-    versions.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
-    });
+    versions.sort_by_key(|p| p.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()));
     versions.pop()
 }
 
@@ -43,17 +40,12 @@ impl PgServer {
     /// Starts a cluster, or returns `None` (skip) when PostgreSQL is not installed.
     pub fn start() -> Option<PgServer> {
         let Some(bin_dir) = find_bin_dir() else {
-            return missing(
-                "postgres",
-                "initdb/pg_ctl not found (apt-get install postgresql)",
-            );
+            return missing("postgres", "initdb/pg_ctl not found (apt-get install postgresql)");
         };
         let as_postgres = nix::unistd::Uid::effective().is_root();
         let dir = tempfile::Builder::new().prefix("pgtest").tempdir().unwrap();
         if as_postgres {
-            let user = nix::unistd::User::from_name("postgres")
-                .unwrap()
-                .expect("a postgres system user");
+            let user = nix::unistd::User::from_name("postgres").unwrap().expect("a postgres system user");
             nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
         }
         let pwfile = dir.path().join("pw");
@@ -62,12 +54,7 @@ impl PgServer {
             let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
             nix::unistd::chown(&pwfile, Some(user.uid), Some(user.gid)).unwrap();
         }
-        let server = PgServer {
-            port: free_port(),
-            bin_dir,
-            as_postgres,
-            dir,
-        };
+        let server = PgServer { port: free_port(), bin_dir, as_postgres, dir };
         let data = server.data_dir();
         server.must(
             server
@@ -138,45 +125,22 @@ impl PgServer {
 
     /// psql as the superuser over the private socket, `ON_ERROR_STOP=1`; returns stdout.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self
-            .psql_cmd(db)
-            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql {db} `{sql}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.psql_cmd(db).args(["-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
+        assert!(out.status.success(), "psql {db} `{sql}` failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// A psql command (superuser, socket, tuples only, unaligned) for custom use.
     pub fn psql_cmd(&self, db: &str) -> Command {
         let local = self.bin_dir.join("psql");
-        let mut c = Command::new(if local.exists() {
-            local
-        } else {
-            PathBuf::from("psql")
-        });
-        c.arg("-h").arg(self.socket_dir()).args([
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-qtAX",
-        ]);
+        let mut c = Command::new(if local.exists() { local } else { PathBuf::from("psql") });
+        c.arg("-h").arg(self.socket_dir()).args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-qtAX"]);
         c
     }
 
     /// Creates a login role with a password and databases owned by it.
     pub fn create_app(&self, user: &str, password: &str, databases: &[&str]) {
-        self.psql(
-            "postgres",
-            &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'"),
-        );
+        self.psql("postgres", &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'"));
         for db in databases {
             self.psql("postgres", &format!("CREATE DATABASE {db} OWNER {user}"));
         }
@@ -200,6 +164,64 @@ impl PgServer {
         );
     }
 
+    /// Adds what a real application has beyond tables: an extra role with grants, a sequence
+    /// that has been used, and a function (call after `seed`).
+    pub fn seed_extras(&self, db: &str, owner: &str) {
+        self.psql(
+            "postgres",
+            "DO $$ BEGIN CREATE ROLE reporting NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        );
+        self.psql(
+            db,
+            &format!(
+                "SET ROLE {owner};
+                 CREATE SEQUENCE sales.invoice_no START 1000;
+                 SELECT nextval('sales.invoice_no'), nextval('sales.invoice_no');
+                 CREATE FUNCTION sales.total_for(c int) RETURNS numeric LANGUAGE sql AS
+                   $f$ SELECT coalesce(sum(total), 0) FROM sales.orders WHERE customer = c $f$;
+                 GRANT USAGE ON SCHEMA sales TO reporting;
+                 GRANT SELECT ON ALL TABLES IN SCHEMA sales TO reporting;"
+            ),
+        );
+    }
+
+    /// A digest of every base table's content, the sequence position and the function's
+    /// result: equal digests mean an equal database for these tests.
+    pub fn content_digest(&self, db: &str) -> String {
+        let tables = self.psql(
+            db,
+            "SELECT string_agg(format('SELECT %L || md5(coalesce(string_agg(t::text, ''|'' ORDER BY t::text), '''')) FROM %I.%I t', table_schema || '.' || table_name || '=', table_schema, table_name), ' UNION ALL ' ORDER BY table_schema, table_name)
+             FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+        );
+        let mut out = self.psql(db, &tables);
+        out.push_str(&self.psql(db, "SELECT '|seq=' || last_value FROM sales.invoice_no"));
+        out.push_str(&self.psql(db, "SELECT '|fn=' || sales.total_for(1)"));
+        out.push_str(&self.psql(db, "SELECT '|grant=' || has_table_privilege('reporting', 'sales.orders', 'SELECT')"));
+        out
+    }
+
+    /// `pg_dumpall --roles-only --no-role-passwords` as the superuser, as upstream ran it.
+    pub fn dumpall_roles(&self) -> String {
+        self.client_output("pg_dumpall", &["--roles-only", "--no-role-passwords"])
+    }
+
+    /// `pg_dump -Fp db` as the superuser.
+    pub fn dump_plain(&self, db: &str) -> String {
+        self.client_output("pg_dump", &["-Fp", db])
+    }
+
+    fn client_output(&self, tool: &str, args: &[&str]) -> String {
+        let out = Command::new(tool)
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Row counts of every base table in `db`, as `schema.table=count` lines.
     pub fn row_counts(&self, db: &str) -> String {
         let tables = self.psql(
@@ -216,11 +238,6 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let _ = self
-            .tool("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        let _ = self.tool("pg_ctl").arg("-D").arg(self.data_dir()).args(["-m", "immediate", "-w", "stop"]).output();
     }
 }

@@ -1,0 +1,128 @@
+//! `-r SPEC [-f FILTER] [-s] [-a PW] [-I]`: restore a database from its newest backup (or the
+//! one `-f` chooses). Everything that can be checked is checked before the database is
+//! touched: the backup exists, its checksum (or whole stream) is intact, the admin can connect.
+//! On a terminal without `-s` it shows what will happen and asks; without a terminal it
+//! refuses unless `-s`.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::cancel::Cancel;
+use crate::catalog;
+use crate::checksum::{Integrity, check_integrity};
+use crate::compress;
+use crate::config::{Secret, Settings};
+use crate::engine::{self, Conn, RestoreRequest};
+use crate::error::{Exit, UsageError};
+use crate::human;
+use crate::layout;
+use crate::lock::RunLock;
+use crate::progress::Meter;
+use crate::prompt;
+use crate::selection::choose_for_restore;
+use crate::spec::DatabaseSpec;
+
+/// What `-r` was asked to do.
+#[derive(Debug)]
+pub struct RestoreArgs<'a> {
+    pub target: &'a str,
+    pub filter: Option<&'a str>,
+    pub scripted: bool,
+    pub ignore_errors: bool,
+    pub admin_password: Option<Secret>,
+}
+
+/// Runs a restore.
+///
+/// # Errors
+/// A bad spec or an unconfirmable prompt (exit 2); no backup, a corrupt backup, or a failed
+/// restore (exit 1).
+pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let spec: DatabaseSpec = args.target.parse().map_err(|e| UsageError(format!("-r {}: {e}", args.target)))?;
+    let engine = engine::for_kind(&spec.engine, &settings.engine)
+        .ok_or_else(|| anyhow!("this build cannot restore {} databases", spec.engine.name()))?;
+    let root = &settings.backup_dir;
+    let _lock = RunLock::acquire(root, "restore")?;
+    let backups = catalog::scan(root)?;
+    let choice = choose_for_restore(&backups, root, &spec.core_name(), args.filter)
+        .context("nothing was restored and the database was not touched")?;
+    let path = choice.path().to_path_buf();
+    let integrity = check_integrity(&path).context("nothing was restored and the database was not touched")?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());
+    let admin_user = settings.restore.admin_user.clone();
+    if !args.scripted {
+        if !prompt::interactive() {
+            return Err(UsageError(
+                "restore asks for confirmation, but stdin is not a terminal; add -s to restore without asking".into(),
+            )
+            .into());
+        }
+        print_summary(settings, &spec, &path, size, integrity);
+        if !prompt::confirm(&format!(
+            "Drop database {} on {} and restore it from this backup?",
+            spec.database, spec.host
+        ))? {
+            println!("Restore cancelled; nothing was changed.");
+            return Ok(Exit::Success);
+        }
+        if admin_password.is_none() {
+            let pw = prompt::password(&format!("Admin password ({admin_user}@{}): ", spec.host))?;
+            admin_password = Some(Secret::new(pw)).filter(|p| !p.expose().is_empty());
+        }
+    }
+    let req = RestoreRequest {
+        database: spec.database.clone(),
+        admin: Conn { host: spec.host.clone(), port: spec.port, user: Some(admin_user), password: admin_password },
+        owner: settings.credentials(&spec).user,
+        ignore_errors: args.ignore_errors,
+    };
+    info!(db = %spec, backup = %path.display(), bytes = size, "Starting restore.");
+    let started = Instant::now();
+    let meter = Meter::start("restoring", size);
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
+    let report = engine
+        .restore(&req, &mut sql, cancel)
+        .with_context(|| format!("restore of {spec} from {} failed", path.display()))?;
+    drop(meter);
+    for w in &report.warnings {
+        warn!(db = %spec, warning = %w, "Restore warning.");
+    }
+    info!(
+        db = %spec,
+        backup = %path.display(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        warnings = report.warnings.len(),
+        "Restore complete."
+    );
+    Ok(Exit::Success)
+}
+
+fn print_summary(settings: &Settings, spec: &DatabaseSpec, path: &std::path::Path, size: u64, integrity: Integrity) {
+    let age = path
+        .file_name()
+        .and_then(|n| layout::parse_file_name(&n.to_string_lossy()))
+        .and_then(|p| (settings.zone.local(Utc::now()) - p.timestamp).to_std().ok())
+        .map(human::age)
+        .unwrap_or_else(|| "unknown".into());
+    let check = match integrity {
+        Integrity::ChecksumMatched => "sha256 matches",
+        Integrity::StreamDecoded => "no checksum file; the whole stream decompressed cleanly",
+    };
+    println!("Restoring database:");
+    println!(
+        "- Database: {} (host {}, port {})",
+        spec.database,
+        spec.host,
+        spec.port.map_or("default".into(), |p| p.to_string())
+    );
+    println!("- Backup file: {}", path.display());
+    println!("- Backup age: {age}; size {}; {check}", human::bytes(size));
+    println!("- The database will be DROPPED and recreated; sessions connected to it are terminated.");
+}

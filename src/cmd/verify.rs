@@ -1,0 +1,157 @@
+//! `-v SPEC|all [-f FILTER]`: restore the newest backup of each database into a throwaway
+//! local server and check it. Fails (exit 1) on no backup, a stale newest backup
+//! (`VERIFY_MAX_AGE`), a checksum mismatch, a server that will not start, a restore error, or
+//! no tables. The result is recorded beside the backup (`.verified`) and shown by `-l`.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::Utc;
+use tracing::{error, info, info_span};
+
+use crate::cancel::Cancel;
+use crate::catalog::{self, BackupFile};
+use crate::checksum::{Integrity, check_integrity};
+use crate::compress;
+use crate::config::Settings;
+use crate::engine::{self, VerifyOptions, VerifyReport};
+use crate::error::{Exit, UsageError};
+use crate::human;
+use crate::layout;
+use crate::lock::RunLock;
+use crate::progress::Meter;
+use crate::selection::choose;
+use crate::spec::DatabaseSpec;
+use crate::verification::{self, Record};
+
+/// Runs verification of `target` (`all` or a spec).
+///
+/// # Errors
+/// A bad spec (exit 2) or a verification that cannot start (lock held, folder unreadable).
+pub fn run(settings: &Settings, target: &str, filter: Option<&str>, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let specs: Vec<DatabaseSpec> = if target == "all" {
+        settings.databases.iter().map(|d| d.spec.clone()).collect()
+    } else {
+        vec![target.parse().map_err(|e| UsageError(format!("-v {target}: {e}")))?]
+    };
+    let root = &settings.backup_dir;
+    let _lock = RunLock::acquire(root, "verification")?;
+    let backups = catalog::scan(root)?;
+    let mut failed = 0;
+    for spec in &specs {
+        let span = info_span!("verify", db = %spec);
+        let _enter = span.enter();
+        if cancel.is_cancelled() {
+            break;
+        }
+        match verify_one(settings, spec, &backups, filter, cancel) {
+            Ok(summary) => info!(summary = %summary, "Verification succeeded."),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "Verification failed.");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if cancel.is_cancelled() {
+        Exit::Interrupted
+    } else if failed > 0 {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
+}
+
+fn verify_one(
+    settings: &Settings,
+    spec: &DatabaseSpec,
+    backups: &[BackupFile],
+    filter: Option<&str>,
+    cancel: &Cancel,
+) -> anyhow::Result<String> {
+    let engine = engine::for_kind(&spec.engine, &settings.engine)
+        .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
+    let choice = choose(backups, &settings.backup_dir, &spec.core_name(), filter)?;
+    let path = choice.path().to_path_buf();
+    if filter.is_none() {
+        check_fresh(settings, &path)?;
+    }
+    info!(backup = %path.display(), "Verifying backup.");
+    let started = Instant::now();
+    let result = check_integrity(&path).and_then(|integrity| {
+        let opts = VerifyOptions {
+            work_dir: settings.restore.verify_dir.clone(),
+            start_timeout: settings.server_timeout,
+            schemas: settings.table_schema.clone(),
+            server_options: settings.restore.verify_server_options.clone(),
+        };
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let meter = Meter::start("verifying", size);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
+        let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
+        Ok((integrity, report))
+    });
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let record = record_for(&result, duration_ms);
+    if let Err(e) = verification::write(&path, &record) {
+        error!(error = %format!("{e:#}"), "Could not write the verification record.");
+    }
+    let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
+    Ok(format!(
+        "{}: {} tables in {} schemas, {} restored, {} warnings, {}",
+        path.display(),
+        report.tables,
+        report.schemas.len(),
+        human::bytes(report.database_size),
+        report.restore.warnings.len(),
+        human::age(std::time::Duration::from_millis(duration_ms))
+    ))
+}
+
+/// Fails when the newest backup is older than the staleness limit (upstream issue #134).
+fn check_fresh(settings: &Settings, path: &Path) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let Some(limit) = settings.verify_max_age(now) else { return Ok(()) };
+    let Some(parsed) = path.file_name().and_then(|n| layout::parse_file_name(&n.to_string_lossy())) else {
+        return Ok(());
+    };
+    let age = (settings.zone.local(now) - parsed.timestamp).to_std().unwrap_or_default();
+    if age > limit {
+        bail!(
+            "the newest backup ({}) is {} old, more than the limit of {} (VERIFY_MAX_AGE): backups may have stopped",
+            path.display(),
+            human::age(age),
+            human::age(limit)
+        );
+    }
+    Ok(())
+}
+
+fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u64) -> Record {
+    let mut record = Record {
+        verified_at: Utc::now().to_rfc3339(),
+        ok: result.is_ok(),
+        error: None,
+        tables: 0,
+        schemas: vec![],
+        database_size_bytes: 0,
+        duration_ms,
+        integrity: String::new(),
+    };
+    match result {
+        Ok((integrity, report)) => {
+            record.integrity = match integrity {
+                Integrity::ChecksumMatched => "checksum".into(),
+                Integrity::StreamDecoded => "stream".into(),
+            };
+            record.tables = report.tables;
+            record.schemas = report.schemas.clone();
+            record.database_size_bytes = report.database_size;
+        }
+        Err(e) => record.error = Some(format!("{e:#}")),
+    }
+    record
+}

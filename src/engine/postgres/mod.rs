@@ -1,0 +1,181 @@
+//! PostgreSQL: a backup is the `pg_dumpall --roles-only --no-role-passwords` output followed by
+//! the `pg_dump -Fp` output, in one stream (contract C4, the same content as upstream).
+//! Restore and verify feed that stream back through `psql`.
+//!
+//! Passwords go to the children through `PGPASSWORD` in their environment, never argv; `-w`
+//! makes the tools fail instead of prompting on a terminal.
+
+mod restore;
+mod sections;
+mod server;
+mod verify;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, anyhow, bail};
+
+use super::{Conn, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process};
+use crate::cancel::Cancel;
+use crate::config::Database;
+use crate::spec::EngineKind;
+
+/// The PostgreSQL engine.
+#[derive(Debug)]
+pub struct PostgresEngine {
+    options: EngineOptions,
+    /// Major version of the pg_dump in use, looked up once.
+    client_major: OnceLock<u32>,
+}
+
+impl PostgresEngine {
+    pub fn new(options: EngineOptions) -> Self {
+        PostgresEngine { options, client_major: OnceLock::new() }
+    }
+
+    /// A client tool: from `PG_BIN_DIR` when set, else from `PATH`.
+    fn tool(&self, name: &str) -> PathBuf {
+        match &self.options.pg_bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// A client command with connection flags and environment for `conn`.
+    fn client(&self, tool: &str, conn: &Conn) -> Command {
+        let mut cmd = Command::new(self.tool(tool));
+        cmd.arg("-h").arg(&conn.host);
+        if let Some(port) = conn.port {
+            cmd.arg("-p").arg(port.to_string());
+        }
+        if let Some(user) = &conn.user {
+            cmd.arg("-U").arg(user);
+        }
+        cmd.arg("-w");
+        match &conn.password {
+            Some(password) => cmd.env("PGPASSWORD", password.expose()),
+            // NOTE: never let an inherited PGPASSWORD meant for another user leak into this one.
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        cmd.env("PGCONNECT_TIMEOUT", self.options.connect_timeout_secs.max(1).to_string());
+        cmd.env("PGAPPNAME", "backup-container");
+        cmd
+    }
+
+    /// `psql` in a database, quiet, no psqlrc, unaligned tuples only.
+    fn psql(&self, conn: &Conn, database: &str) -> Command {
+        let mut cmd = self.client("psql", conn);
+        cmd.args(["-X", "-q", "-A", "-t", "-d"]).arg(database);
+        cmd
+    }
+
+    /// `pg_dumpall --roles-only --no-role-passwords`, connecting to the database being backed
+    /// up (`-l`), which the backup user can certainly reach.
+    pub fn roles_command(&self, db: &Database) -> Command {
+        let mut cmd = self.client("pg_dumpall", &db.conn());
+        cmd.args(["--roles-only", "--no-role-passwords", "-l"]).arg(&db.spec.database);
+        cmd
+    }
+
+    /// `pg_dump -Fp <database>`.
+    pub fn dump_command(&self, db: &Database) -> Command {
+        let mut cmd = self.client("pg_dump", &db.conn());
+        cmd.arg("-Fp").arg(&db.spec.database);
+        cmd
+    }
+
+    /// `psql -c "SHOW server_version_num"`: checks connection and credentials with the
+    /// server's own message (pg_dumpall only says "could not connect"), and gets the version.
+    pub fn version_command(&self, conn: &Conn, database: &str) -> Command {
+        let mut cmd = self.client("psql", conn);
+        cmd.args(["-X", "-A", "-t", "-c", "SHOW server_version_num", "-d"]).arg(database);
+        cmd
+    }
+
+    /// The server's major version (e.g. 15), after connecting as `conn`.
+    ///
+    /// # Errors
+    /// The connection failure as psql reports it (refused, timeout, authentication).
+    pub fn server_major(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<u32> {
+        let out = process::capture(self.version_command(conn, database), "psql", cancel)?;
+        let num: u32 = out.trim().parse().map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
+        Ok(num / 10000)
+    }
+
+    /// Runs one query and returns its unaligned output.
+    fn query(&self, conn: &Conn, database: &str, sql: &str, cancel: &Cancel) -> anyhow::Result<String> {
+        let mut cmd = self.psql(conn, database);
+        cmd.args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
+        process::capture(cmd, "psql", cancel)
+    }
+
+    /// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15).
+    fn client_major(&self, cancel: &Cancel) -> anyhow::Result<u32> {
+        if let Some(v) = self.client_major.get() {
+            return Ok(*v);
+        }
+        let mut cmd = Command::new(self.tool("pg_dump"));
+        cmd.arg("--version");
+        let out = process::capture(cmd, "pg_dump", cancel)?;
+        let major =
+            parse_major(&out).ok_or_else(|| anyhow!("cannot read the pg_dump version from {:?}", out.trim()))?;
+        Ok(*self.client_major.get_or_init(|| major))
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+
+    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
+        let server = self.server_major(&db.conn(), &db.spec.database, cancel).context("connecting to the database")?;
+        let client = self.client_major(cancel)?;
+        if client < server {
+            bail!(
+                "pg_dump {client} cannot back up a PostgreSQL {server} server (pg_dump must be at least the \
+                 server's major version): use an image with PostgreSQL {server} client tools, or set PG_BIN_DIR"
+            );
+        }
+        process::stream_stdout(self.roles_command(db), "pg_dumpall", out, cancel).context("dumping roles")?;
+        process::stream_stdout(self.dump_command(db), "pg_dump", out, cancel).context("dumping the database")?;
+        Ok(())
+    }
+
+    fn restore(&self, req: &RestoreRequest, sql: &mut dyn BufRead, cancel: &Cancel) -> anyhow::Result<RestoreReport> {
+        restore::run(self, req, sql, cancel)
+    }
+
+    fn verify(
+        &self,
+        database: &str,
+        sql: &mut dyn BufRead,
+        opts: &VerifyOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<VerifyReport> {
+        verify::run(self, database, sql, opts, cancel)
+    }
+}
+
+/// The major version in `<tool> (PostgreSQL) 15.18 ...` output (9.6.24 gives 9, matching
+/// `server_version_num / 10000`).
+fn parse_major(version_output: &str) -> Option<u32> {
+    let word = version_output.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// `"name"` with embedded quotes doubled.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with embedded quotes doubled.
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! A throwaway PostgreSQL server for verification: initdb into a fresh temporary folder under
+//! the verification path, start it on a private unix socket (no TCP) with settings that trade
+//! durability for speed, and on drop stop it and remove every file, whatever happened.
+//!
+//! As root, initdb and the server run as the `postgres` user (initdb refuses root).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tracing::{debug, info, warn};
+
+use crate::cancel::Cancel;
+use crate::engine::{Conn, VerifyOptions, process};
+
+/// Socket paths are limited to 107 bytes by the kernel.
+const MAX_SOCKET_PATH: usize = 100;
+const PORT: u16 = 5432;
+
+/// Settings for a server whose data is thrown away: no fsync, no WAL beyond the minimum.
+const FAST_SETTINGS: [&str; 9] = [
+    "fsync=off",
+    "full_page_writes=off",
+    "synchronous_commit=off",
+    "wal_level=minimal",
+    "max_wal_senders=0",
+    "autovacuum=off",
+    "max_wal_size=4GB",
+    "checkpoint_timeout=1h",
+    "shared_buffers=128MB",
+];
+
+/// A running throwaway server. Dropping it stops the server and deletes its folder.
+pub struct Throwaway {
+    dir: tempfile::TempDir,
+    bin_dir: PathBuf,
+    as_postgres: bool,
+    started: bool,
+}
+
+/// The folder holding `initdb` and `pg_ctl`: `PG_BIN_DIR`, else `PATH`, else the newest
+/// `/usr/lib/postgresql/*/bin` (Debian keeps server binaries off `PATH`).
+pub fn server_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = configured {
+        return Ok(dir.to_path_buf());
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p).ok_or_else(|| {
+        anyhow!("PostgreSQL server binaries (initdb, pg_ctl) not found; install the server package or set PG_BIN_DIR")
+    })
+}
+
+impl Throwaway {
+    /// Creates and starts the server.
+    ///
+    /// # Errors
+    /// The verification folder is unusable, initdb fails, or the server does not start within
+    /// `opts.start_timeout` (the server log's last lines are quoted).
+    pub fn start(pg_bin_dir: Option<&Path>, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
+        let bin_dir = server_bin_dir(pg_bin_dir)?;
+        fs::create_dir_all(&opts.work_dir)
+            .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("verify-")
+            .tempdir_in(&opts.work_dir)
+            .with_context(|| format!("creating a folder in {} (VERIFY_DIR)", opts.work_dir.display()))?;
+        if dir.path().join(format!(".s.PGSQL.{PORT}")).as_os_str().len() > MAX_SOCKET_PATH {
+            bail!(
+                "the verification folder path {} is too long for a unix socket; use a shorter VERIFY_DIR",
+                dir.path().display()
+            );
+        }
+        let as_postgres = nix::unistd::Uid::effective().is_root();
+        if as_postgres {
+            let user = nix::unistd::User::from_name("postgres")?.ok_or_else(|| {
+                anyhow!("running as root, but there is no postgres user to run the verification server")
+            })?;
+            nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid))?;
+        }
+        let mut server = Throwaway { dir, bin_dir, as_postgres, started: false };
+        server.init(cancel)?;
+        server.launch(opts, cancel)?;
+        Ok(server)
+    }
+
+    /// How to connect: the socket folder, as the bootstrap superuser (trust auth, local only).
+    pub fn conn(&self) -> Conn {
+        Conn {
+            host: self.dir.path().display().to_string(),
+            port: Some(PORT),
+            user: Some("postgres".into()),
+            password: None,
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let path = self.bin_dir.join(name);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn init(&self, cancel: &Cancel) -> anyhow::Result<()> {
+        let mut cmd = self.tool("initdb");
+        cmd.arg("-D").arg(self.data_dir()).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        process::capture(cmd, "initdb", cancel).context("initialising the verification server")?;
+        Ok(())
+    }
+
+    fn launch(&mut self, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<()> {
+        let mut settings = vec![
+            "listen_addresses=''".to_string(),
+            format!("unix_socket_directories='{}'", self.dir.path().display()),
+            format!("port={PORT}"),
+        ];
+        settings.extend(FAST_SETTINGS.iter().map(|s| s.to_string()));
+        settings.extend(opts.server_options.iter().cloned());
+        let options: Vec<String> = settings.iter().map(|s| format!("-c {s}")).collect();
+        let timeout = opts.start_timeout.as_secs().max(1);
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("-D").arg(self.data_dir()).arg("-l").arg(self.log_file()).args([
+            "-w",
+            "-t",
+            &timeout.to_string(),
+            "-o",
+            &options.join(" "),
+            "start",
+        ]);
+        self.started = true; // pg_ctl may leave a server behind even when it reports failure.
+        info!(folder = %self.dir.path().display(), "Starting the verification server.");
+        if let Err(e) = process::capture(cmd, "pg_ctl", cancel) {
+            let log = fs::read_to_string(self.log_file()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+            bail!(
+                "the verification server did not start within {timeout}s (DATABASE_SERVER_TIMEOUT): {e:#}\nserver log:\n{}",
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if !self.started {
+            return;
+        }
+        self.started = false;
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("-D").arg(self.data_dir()).args(["-m", "immediate", "-w", "-t", "30", "stop"]);
+        match cmd.output() {
+            Ok(o) if o.status.success() => debug!("Verification server stopped."),
+            _ => self.kill_postmaster(),
+        }
+    }
+
+    /// Last resort when pg_ctl cannot stop it: SIGKILL the postmaster named in its pid file.
+    fn kill_postmaster(&self) {
+        let Ok(text) = fs::read_to_string(self.data_dir().join("postmaster.pid")) else { return };
+        if let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+            warn!(pid, "pg_ctl could not stop the verification server; killing it.");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        self.stop();
+        // The TempDir field then removes the folder.
+    }
+}

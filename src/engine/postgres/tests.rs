@@ -1,0 +1,94 @@
+//! Command builders and small pure helpers of the PostgreSQL engine.
+
+use super::*;
+use crate::config::{Credentials, Secret};
+
+fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
+    Database {
+        spec: spec.parse().unwrap(),
+        credentials: Credentials {
+            user: user.map(str::to_string),
+            user_source: "TEST_USER".into(),
+            password: password.map(Secret::new),
+            password_source: password.map(|_| "TEST_PASSWORD".into()),
+        },
+    }
+}
+
+fn argv(cmd: &Command) -> Vec<String> {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect()
+}
+
+fn env(cmd: &Command, name: &str) -> Option<Option<String>> {
+    cmd.get_envs().find(|(k, _)| *k == name).map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+}
+
+fn engine(bin: Option<&str>) -> PostgresEngine {
+    PostgresEngine::new(EngineOptions { pg_bin_dir: bin.map(PathBuf::from), connect_timeout_secs: 10 })
+}
+
+#[test]
+fn commands_match_upstream_flags_and_keep_the_password_out_of_argv() {
+    let engine = engine(None);
+    let d = db("postgres=db.example.com:5433/app", Some("appuser"), Some("s3cret pw"));
+    let dump = engine.dump_command(&d);
+    assert_eq!(argv(&dump), ["pg_dump", "-h", "db.example.com", "-p", "5433", "-U", "appuser", "-w", "-Fp", "app"]);
+    let roles = engine.roles_command(&d);
+    assert_eq!(
+        argv(&roles),
+        [
+            "pg_dumpall",
+            "-h",
+            "db.example.com",
+            "-p",
+            "5433",
+            "-U",
+            "appuser",
+            "-w",
+            "--roles-only",
+            "--no-role-passwords",
+            "-l",
+            "app"
+        ]
+    );
+    for cmd in [&dump, &roles] {
+        assert!(!argv(cmd).iter().any(|a| a.contains("s3cret")));
+        assert_eq!(env(cmd, "PGPASSWORD"), Some(Some("s3cret pw".into())));
+        assert_eq!(env(cmd, "PGCONNECT_TIMEOUT"), Some(Some("10".into())));
+    }
+}
+
+#[test]
+fn no_password_removes_an_inherited_pgpassword() {
+    let engine = engine(Some("/usr/lib/postgresql/16/bin"));
+    let d = db("db/app", None, None);
+    let dump = engine.dump_command(&d);
+    assert_eq!(argv(&dump), ["/usr/lib/postgresql/16/bin/pg_dump", "-h", "db", "-w", "-Fp", "app"]);
+    assert_eq!(env(&dump, "PGPASSWORD"), Some(None), "explicitly removed");
+}
+
+#[test]
+fn version_probe_uses_psql_without_password_in_argv() {
+    let engine = engine(None);
+    let d = db("db/app", Some("u"), Some("pw"));
+    let cmd = engine.version_command(&d.conn(), "app");
+    assert_eq!(
+        argv(&cmd),
+        ["psql", "-h", "db", "-U", "u", "-w", "-X", "-A", "-t", "-c", "SHOW server_version_num", "-d", "app"]
+    );
+    assert_eq!(env(&cmd, "PGPASSWORD"), Some(Some("pw".into())));
+}
+
+#[test]
+fn version_parsing() {
+    assert_eq!(parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), Some(15));
+    assert_eq!(parse_major("pg_dump (PostgreSQL) 17beta1"), Some(17));
+    assert_eq!(parse_major("pg_dump (PostgreSQL) 9.6.24"), Some(9));
+    assert_eq!(parse_major("nonsense"), None);
+}
+
+#[test]
+fn quoting() {
+    assert_eq!(quote_ident("my\"db"), "\"my\"\"db\"");
+    assert_eq!(quote_literal("it's"), "'it''s'");
+}

@@ -1,0 +1,173 @@
+//! `-r`: restores against real PostgreSQL servers, from our files and from upstream-format
+//! files; refusals that leave the target untouched.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::app::Fixture;
+use crate::harness::postgres::PgServer;
+use crate::harness::{gunzip, gzip_to, run};
+
+/// A backup of a seeded database, restored under a new name on the same server and into a
+/// second server, has the same rows, content digest, sequence, function and grants.
+#[test]
+fn round_trip_same_server_new_name_and_second_server() {
+    let Some(fx) = Fixture::start(300) else { return };
+    fx.pg.seed_extras("app1", "app");
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    let r = run(&mut fx.once(&conf));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let original = fx.pg.content_digest("app1");
+    assert!(original.contains("sales.orders="), "{original}");
+
+    // Same server, new database name: -f names the source backup.
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/copy1"), "-f", "localhost-app1", "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Restore complete."), "{}", r.all());
+    assert_eq!(fx.pg.content_digest("copy1"), original);
+    assert_eq!(fx.pg.row_counts("copy1"), fx.pg.row_counts("app1"));
+
+    // Restoring over the original (sessions connected to it are terminated first).
+    let mut holder = fx.pg.psql_cmd("app1").arg("-c").arg("SELECT pg_sleep(60)").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s"]));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Terminating sessions"), "{}", r.all());
+    assert_eq!(fx.pg.content_digest("app1"), original);
+
+    // A second server that has never seen the app role.
+    let Some(other) = PgServer::start() else { return };
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{}/app1", other.port), "-f", "localhost-app1", "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(other.content_digest("app1"), original);
+    assert_eq!(
+        other.psql(
+            "app1",
+            "SELECT pg_catalog.pg_get_userbyid(datdba) = 'postgres' FROM pg_database WHERE datname = 'app1'"
+        ),
+        "t"
+    );
+    assert_eq!(
+        other.psql("app1", "SELECT has_database_privilege('app', 'app1', 'CREATE')"),
+        "t",
+        "GRANT ALL to the app user"
+    );
+}
+
+/// A file written the way the bash version writes it (roles first, `cat | gzip`, no checksum
+/// file) restores with ON_ERROR_STOP on, although its roles already exist (upstream #132).
+#[test]
+fn upstream_format_file_restores_without_ignore_errors() {
+    let Some(fx) = Fixture::start(50) else { return };
+    let port = fx.pg.port;
+    let roles = fx.pg.dumpall_roles();
+    let dump = fx.pg.dump_plain("app1");
+    let file = fx.backups().join("daily/2026-01-05/localhost-app1_2026-01-05_01-00-00.sql.gz");
+    gzip_to(&file, &format!("{roles}{dump}"));
+    assert!(gunzip(&file).starts_with("--\n-- PostgreSQL database cluster dump"));
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    let before = fx.pg.row_counts("app1");
+    fx.pg.psql("app1", "DELETE FROM sales.orders");
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(fx.pg.row_counts("app1"), before);
+}
+
+/// Refusals and failures before anything is dropped: the target keeps its marker row.
+#[test]
+fn bad_backups_and_missing_backups_leave_the_target_untouched() {
+    let Some(fx) = Fixture::start(200) else { return };
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    assert_eq!(run(&mut fx.once(&conf)).code, 0);
+    let good = fx.newest("localhost-app1");
+    fx.pg.psql("postgres", "CREATE DATABASE victim OWNER app");
+    fx.pg.psql("victim", "CREATE TABLE marker (x int); INSERT INTO marker VALUES (42)");
+    let target = format!("localhost:{port}/victim");
+    let untouched = || assert_eq!(fx.pg.psql("victim", "SELECT x FROM marker"), "42");
+
+    // Flipped byte with a checksum file: checksum mismatch.
+    let flipped = good.with_file_name("localhost-app1_2026-01-01_00-00-01.sql.gz");
+    let mut bytes = fs::read(&good).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::create_dir_all(flipped.parent().unwrap()).unwrap();
+    fs::write(&flipped, &bytes).unwrap();
+    fs::copy(good.with_extension("gz.sha256"), flipped.with_extension("gz.sha256")).unwrap();
+    let r = run(fx.cmd(&conf).args(["-r", &target, "-f", flipped.to_str().unwrap(), "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("does not match its checksum") && r.stderr.contains("database was not touched"),
+        "{}",
+        r.all()
+    );
+    untouched();
+
+    // Truncated, no checksum file: the stream check catches it.
+    let truncated = good.with_file_name("localhost-app1_2026-01-01_00-00-02.sql.gz");
+    fs::write(&truncated, &fs::read(&good).unwrap()[..mid]).unwrap();
+    let r = run(fx.cmd(&conf).args(["-r", &target, "-f", truncated.to_str().unwrap(), "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("corrupt or truncated"), "{}", r.all());
+    untouched();
+
+    // Flipped byte, no checksum file.
+    fs::remove_file(flipped.with_extension("gz.sha256")).unwrap();
+    let r = run(fx.cmd(&conf).args(["-r", &target, "-f", flipped.to_str().unwrap(), "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    untouched();
+
+    // No backup of the target and no -f: refused before anything happens.
+    let r = run(fx.cmd(&conf).args(["-r", &target, "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("victim has no backups of its own"), "{}", r.all());
+    untouched();
+
+    // A filter that matches nothing.
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-f", "1999-01-01", "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("no backup of localhost-app1 matches \"1999-01-01\""), "{}", r.all());
+
+    // Wrong admin password: fails before the DROP.
+    let r = run(fx.cmd(&conf).env("BACKUP_ADMIN_PASSWORD", "nope").args([
+        "-r",
+        &target,
+        "-f",
+        good.to_str().unwrap(),
+        "-s",
+    ]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("password authentication failed for user \"postgres\""), "{}", r.all());
+    assert!(!r.all().contains("nope"));
+    untouched();
+
+    // Without a terminal and without -s: refused (exit 2), nothing touched.
+    let r = run(fx.cmd(&conf).args(["-r", &target, "-f", good.to_str().unwrap()]));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("add -s"), "{}", r.all());
+    untouched();
+    assert!(Path::new(&good).exists());
+}
+
+/// A SQL error in the database part stops the restore (exit 1) with psql's message; `-I`
+/// continues past it and reports it.
+#[test]
+fn sql_errors_stop_the_restore_unless_ignored() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let port = fx.pg.port;
+    let dump = fx.pg.dump_plain("app1");
+    let broken = format!("{dump}\nSELECT * FROM no_such_table;\nCREATE TABLE public.after_error (x int);\n");
+    gzip_to(&fx.backups().join("daily/2026-01-05/localhost-app1_2026-01-05_01-00-00.sql.gz"), &broken);
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("relation \"no_such_table\" does not exist"), "{}", r.all());
+    assert!(r.stderr.contains("it is incomplete"), "{}", r.all());
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s", "-I"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("ignored (-I)"), "{}", r.all());
+    assert_eq!(fx.pg.psql("app1", "SELECT count(*) FROM after_error"), "0");
+}

@@ -1,0 +1,121 @@
+//! `-v`: verification in a throwaway server against real backups; every failure reason; no
+//! process or file left behind on any path.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::app::Fixture;
+use crate::harness::{Run, bin, run};
+
+/// Processes whose command line mentions `dir` (a leftover verification server).
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect()
+}
+
+fn assert_clean(verify_dir: &Path, r: &Run) {
+    let left: Vec<_> = fs::read_dir(verify_dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "leftover files in VERIFY_DIR: {left:?}\n{}", r.all());
+    let procs = processes_using(verify_dir);
+    assert!(procs.is_empty(), "leftover processes: {procs:?}");
+}
+
+/// `-v all` restores the newest backup into a throwaway server, reports tables and size,
+/// records the result beside the backup (shown by `-l`), and leaves nothing behind.
+#[test]
+fn verify_all_succeeds_and_records_the_result() {
+    let Some(fx) = Fixture::start(200) else { return };
+    fx.pg.seed_extras("app1", "app");
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\nlocalhost:{port}/app2\n"));
+    assert_eq!(run(&mut fx.once(&conf)).code, 0);
+    let vdir = fx.verify_dir();
+    let r = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", &vdir));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.stderr.matches("Verification succeeded.").count(), 2, "{}", r.all());
+    assert!(r.stderr.contains("2 tables in 2 schemas"), "{}", r.all());
+    assert_clean(&vdir, &r);
+    let record = fs::read_to_string(fx.newest("localhost-app1").with_extension("gz.verified")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(json["ok"], true, "{record}");
+    assert_eq!(json["tables"], 2, "{record}");
+    assert_eq!(json["integrity"], "checksum", "{record}");
+    assert!(json["database_size_bytes"].as_u64().unwrap() > 1_000_000, "{record}");
+    let l = run(bin().arg("-l").env("BACKUP_CONF", &conf).env("BACKUP_DIR", fx.backups()));
+    assert!(
+        l.stdout.lines().any(|line| line.contains("localhost-app1_") && line.trim_end().ends_with("ok")),
+        "{}",
+        l.stdout
+    );
+}
+
+/// Each failure has its reason in the output, exits 1, and leaves no server or folder.
+#[test]
+fn verify_failures_say_why() {
+    let Some(fx) = Fixture::start(50) else { return };
+    let port = fx.pg.port;
+    fx.pg.psql("postgres", "CREATE DATABASE empty OWNER app");
+    let conf = fx.conf(&format!("localhost:{port}/app1\nlocalhost:{port}/empty\n"));
+    assert_eq!(run(&mut fx.once(&conf)).code, 0);
+    let vdir = fx.verify_dir();
+    let verify = |target: &str, extra: &[(&str, &str)]| {
+        let mut cmd = fx.cmd(&conf);
+        cmd.args(["-v", target]).env("VERIFY_DIR", &vdir).env("DATABASE_SERVER_TIMEOUT", "20");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let r = run(&mut cmd);
+        assert_clean(&vdir, &r);
+        r
+    };
+
+    // A dump with no tables.
+    let r = verify(&format!("localhost:{port}/empty"), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("the restored database has no tables in any non-system schema"), "{}", r.all());
+    // TABLE_SCHEMA narrows the check.
+    let r = verify(&format!("localhost:{port}/app1"), &[("TABLE_SCHEMA", "nothing_here")]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("no tables in schemas nothing_here (TABLE_SCHEMA)"), "{}", r.all());
+
+    // A server that cannot start: the reason from its log is quoted.
+    let r = verify(&format!("localhost:{port}/app1"), &[("VERIFY_SERVER_OPTIONS", "shared_buffers=100TB")]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("the verification server did not start"), "{}", r.all());
+
+    // No backup at all for a database.
+    let r = verify(&format!("localhost:{port}/app2"), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("no backup of localhost-app2 was found"), "{}", r.all());
+
+    // A corrupt file: checksum mismatch, recorded as a failed verification.
+    let good = fx.newest("localhost-app1");
+    let original = fs::read(&good).unwrap();
+    let mut bytes = original.clone();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&good, &bytes).unwrap();
+    let r = verify(&format!("localhost:{port}/app1"), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("does not match its checksum"), "{}", r.all());
+    let record = fs::read_to_string(good.with_extension("gz.verified")).unwrap();
+    assert!(record.contains("\"ok\": false") && record.contains("checksum"), "{record}");
+    fs::write(&good, &original).unwrap();
+
+    // A stale newest backup (the schedule stopped): failure unless VERIFY_MAX_AGE=0.
+    let old = fx.backups().join("daily/2026-01-01/localhost-app1_2026-01-01_01-00-00.sql.gz");
+    fs::create_dir_all(old.parent().unwrap()).unwrap();
+    fs::rename(&good, &old).unwrap();
+    fs::remove_file(good.with_extension("gz.sha256")).unwrap();
+    let r = verify(&format!("localhost:{port}/app1"), &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("more than the limit of 2d 0h (VERIFY_MAX_AGE)"), "{}", r.all());
+    let r = verify(&format!("localhost:{port}/app1"), &[("VERIFY_MAX_AGE", "0")]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
