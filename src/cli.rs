@@ -68,6 +68,10 @@ pub struct Cli {
     #[arg(short = 'a', long = "admin-password", value_name = "PASSWORD")]
     pub admin_password: Option<String>,
 
+    /// Restore: the admin user (default $BACKUP_ADMIN_USER, else $PGUSER, else postgres).
+    #[arg(long = "admin-user", value_name = "USER")]
+    pub admin_user: Option<String>,
+
     /// Restore: continue past SQL errors (psql ON_ERROR_STOP=0).
     #[arg(short = 'I', long = "ignore-errors")]
     pub ignore_errors: bool,

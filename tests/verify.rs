@@ -119,3 +119,31 @@ fn verify_failures_say_why() {
     let r = verify(&format!("localhost:{port}/app1"), &[("VERIFY_MAX_AGE", "0")]);
     assert_eq!(r.code, 0, "{}", r.all());
 }
+
+/// SIGTERM while the throwaway server is running: exit 130, server stopped, folder removed.
+#[test]
+fn sigterm_during_verification_cleans_up() {
+    let Some(fx) = Fixture::start(200_000) else { return };
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    assert_eq!(run(&mut fx.once(&conf)).code, 0);
+    let vdir = fx.verify_dir();
+    let child = fx
+        .cmd(&conf)
+        .args(["-v", "all"])
+        .env("VERIFY_DIR", &vdir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while processes_using(&vdir).iter().all(|p| !p.contains("postgres")) {
+        assert!(std::time::Instant::now() < deadline, "the verification server never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 130, "{}", r.all());
+    assert_clean(&vdir, &r);
+}

@@ -40,6 +40,7 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
                 scripted: cli.scheduled,
                 ignore_errors: cli.ignore_errors(&env),
                 admin_password: cli.admin_password.clone().map(Secret::new),
+                admin_user: cli.admin_user.clone(),
             },
             cancel,
         ),

@@ -35,6 +35,7 @@ pub struct RestoreArgs<'a> {
     pub scripted: bool,
     pub ignore_errors: bool,
     pub admin_password: Option<Secret>,
+    pub admin_user: Option<String>,
 }
 
 /// Runs a restore.
@@ -55,7 +56,7 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
     let integrity = check_integrity(&path).context("nothing was restored and the database was not touched")?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());
-    let admin_user = settings.restore.admin_user.clone();
+    let admin_user = args.admin_user.unwrap_or_else(|| settings.restore.admin_user.clone());
     if !args.scripted {
         if !prompt::interactive() {
             return Err(UsageError(
