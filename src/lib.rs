@@ -26,6 +26,7 @@ pub mod cli;
 pub mod cmd;
 pub mod compress;
 pub mod config;
+pub mod daemon;
 pub mod durable;
 pub mod engine;
 pub mod error;

@@ -102,22 +102,6 @@ fn show_config_redacts_secrets() {
     }
 }
 
-/// Modes that are not implemented yet say so with exit 2 instead of pretending.
-#[test]
-fn unavailable_modes_exit_two() {
-    for args in [&[][..] as &[&str]] {
-        let r = run(bin()
-            .args(args)
-            .env("BACKUP_CONF", "/nonexistent/backup.conf")
-            .env("BACKUP_DIR", "/nonexistent/backups"));
-        if r.code == 2 && r.stderr.contains("not available yet") {
-            continue;
-        }
-        // Modes implemented later must not land in this list.
-        panic!("{args:?}: {}", r.all());
-    }
-}
-
 /// A second run while another holds the lock exits 1 and says who holds it.
 #[test]
 fn concurrent_run_is_refused() {

@@ -6,6 +6,7 @@ mod harness;
 mod backup;
 mod cli;
 mod config_examples;
+mod daemon;
 mod prune;
 mod restore;
 mod verify;

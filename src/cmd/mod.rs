@@ -10,7 +10,7 @@ pub mod verify;
 use crate::cancel::Cancel;
 use crate::cli::Cli;
 use crate::config::{Env, Secret, Settings};
-use crate::error::{Exit, UsageError};
+use crate::error::Exit;
 use crate::mode::{self, Mode};
 
 /// Runs what the command line asks for.
@@ -47,10 +47,6 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         Mode::Verify { .. } => {
             verify::run(&settings, cli.verify.as_deref().unwrap_or("all"), cli.from.as_deref(), cancel)
         }
-        Mode::Cron | Mode::Legacy => Err(UsageError(format!(
-            "{} mode is not available yet in this version; use -1 for a backup run",
-            mode.name()
-        ))
-        .into()),
+        Mode::Cron | Mode::Legacy => crate::daemon::run(settings, cancel),
     }
 }

@@ -27,11 +27,34 @@ use crate::selection::choose;
 use crate::spec::DatabaseSpec;
 use crate::verification::{self, Record};
 
-/// Runs verification of `target` (`all` or a spec).
+/// One database's verification result: a summary line, or the reason it failed.
+pub type Outcome = (DatabaseSpec, Result<String, String>);
+
+/// Runs verification of `target` (`all` or a spec) and maps the outcome to an exit code.
 ///
 /// # Errors
 /// A bad spec (exit 2) or a verification that cannot start (lock held, folder unreadable).
 pub fn run(settings: &Settings, target: &str, filter: Option<&str>, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let outcomes = verify_all(settings, target, filter, cancel)?;
+    Ok(if cancel.is_cancelled() {
+        Exit::Interrupted
+    } else if outcomes.iter().any(|(_, r)| r.is_err()) {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
+}
+
+/// Verifies each database named by `target`, one after the other, and logs each result.
+///
+/// # Errors
+/// As `run`.
+pub fn verify_all(
+    settings: &Settings,
+    target: &str,
+    filter: Option<&str>,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<Outcome>> {
     let specs: Vec<DatabaseSpec> = if target == "all" {
         settings.databases.iter().map(|d| d.spec.clone()).collect()
     } else {
@@ -40,28 +63,27 @@ pub fn run(settings: &Settings, target: &str, filter: Option<&str>, cancel: &Can
     let root = &settings.backup_dir;
     let _lock = RunLock::acquire(root, "verification")?;
     let backups = catalog::scan(root)?;
-    let mut failed = 0;
-    for spec in &specs {
+    let mut outcomes = Vec::new();
+    for spec in specs {
         let span = info_span!("verify", db = %spec);
         let _enter = span.enter();
         if cancel.is_cancelled() {
             break;
         }
-        match verify_one(settings, spec, &backups, filter, cancel) {
-            Ok(summary) => info!(summary = %summary, "Verification succeeded."),
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "Verification failed.");
-                failed += 1;
+        let result = match verify_one(settings, &spec, &backups, filter, cancel) {
+            Ok(summary) => {
+                info!(summary = %summary, "Verification succeeded.");
+                Ok(summary)
             }
-        }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                error!(error = %reason, "Verification failed.");
+                Err(reason)
+            }
+        };
+        outcomes.push((spec, result));
     }
-    Ok(if cancel.is_cancelled() {
-        Exit::Interrupted
-    } else if failed > 0 {
-        Exit::Failed
-    } else {
-        Exit::Success
-    })
+    Ok(outcomes)
 }
 
 fn verify_one(

@@ -85,6 +85,11 @@ pub const PGUSER: &str = "PGUSER";
 pub const VERIFY_DIR: &str = "VERIFY_DIR";
 pub const VERIFY_MAX_AGE: &str = "VERIFY_MAX_AGE";
 pub const VERIFY_SERVER_OPTIONS: &str = "VERIFY_SERVER_OPTIONS";
+pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
+pub const HEALTH_FAIL_WHEN_STALE: &str = "HEALTH_FAIL_WHEN_STALE";
+pub const STALE_FACTOR: &str = "STALE_FACTOR";
+pub const SHUTDOWN_GRACE: &str = "SHUTDOWN_GRACE";
+pub const CRON_COMMAND_TIMEOUT: &str = "CRON_COMMAND_TIMEOUT";
 
 /// Logging options: `RUST_LOG` wins, else `BACKUP_LOG_LEVEL` (default `info`); `LOG_FORMAT=json`.
 pub fn log_options(env: &Env) -> crate::logging::LogOptions {

@@ -102,6 +102,22 @@ pub struct RestoreSettings {
     pub verify_server_options: Vec<String>,
 }
 
+/// Daemon settings: health listener, staleness, shutdown.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// `HEALTH_ADDR` (default `0.0.0.0:8080`; `off` disables the listener).
+    pub health_addr: Option<std::net::SocketAddr>,
+    /// `HEALTH_FAIL_WHEN_STALE`: `/healthz` answers 503 while any database is stale.
+    pub fail_when_stale: bool,
+    /// `STALE_FACTOR` (default 1.5): stale when the newest good backup is older than the
+    /// backup interval times this.
+    pub stale_factor: f64,
+    /// `SHUTDOWN_GRACE` (default 30s): how long an in-flight run may continue after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `CRON_COMMAND_TIMEOUT` (default 1h): limit for shell commands in cron lines.
+    pub command_timeout: Duration,
+}
+
 /// All problems found while loading settings.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -135,6 +151,7 @@ pub struct Settings {
     /// `TABLE_SCHEMA` (comma-separated); `None` = every non-system schema.
     pub table_schema: Option<Vec<String>>,
     pub restore: RestoreSettings,
+    pub daemon: DaemonSettings,
     pub server_timeout: Duration,
     pub compression: Compression,
     pub engine: EngineOptions,
@@ -190,6 +207,35 @@ impl Settings {
             Duration::from_secs(86400)
         });
         let timeout = l.int(env::DATABASE_SERVER_TIMEOUT, 120);
+        let mut duration = |name: &str, default: Duration| match l.text(name) {
+            None => default,
+            Some(text) => parse_duration(&text).unwrap_or_else(|e| {
+                l.errors.push(format!("environment: {name}: {e}"));
+                default
+            }),
+        };
+        let shutdown_grace = duration(env::SHUTDOWN_GRACE, Duration::from_secs(30));
+        let command_timeout = duration(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600));
+        let health_addr = match l.text(env::HEALTH_ADDR).as_deref() {
+            Some("off") | Some("none") => None,
+            Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
+                l.errors
+                    .push(format!("environment: HEALTH_ADDR=\"{text}\" is not an address like 0.0.0.0:8080 (or off)"));
+                None
+            }),
+            None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
+        };
+        let stale_factor = match l.text(env::STALE_FACTOR) {
+            None => 1.5,
+            Some(t) => t.parse::<f64>().ok().filter(|f| *f >= 1.0).unwrap_or_else(|| {
+                l.errors.push(format!("environment: STALE_FACTOR=\"{t}\" must be a number >= 1"));
+                1.5
+            }),
+        };
+        let fail_when_stale = matches!(
+            l.text(env::HEALTH_FAIL_WHEN_STALE).map(|v| v.to_ascii_lowercase()).as_deref(),
+            Some("1" | "true" | "yes")
+        );
         let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
             None => MaxAge::Default,
             Some("0") => MaxAge::Disabled,
@@ -224,6 +270,7 @@ impl Settings {
             table_schema: l
                 .text(env::TABLE_SCHEMA)
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+            daemon: DaemonSettings { health_addr, fail_when_stale, stale_factor, shutdown_grace, command_timeout },
             restore: RestoreSettings {
                 admin_user: l
                     .text(env::BACKUP_ADMIN_USER)
@@ -323,21 +370,26 @@ impl Settings {
         if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
     }
 
+    /// The interval between backups that the schedule implies at `now`: the longest gap of
+    /// the cron lines that run backups, or `BACKUP_PERIOD` in legacy mode; `None` when cron
+    /// lines exist but none runs a backup.
+    pub fn backup_interval(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+        if self.cron.is_empty() {
+            return Some(self.backup_period);
+        }
+        self.cron
+            .iter()
+            .filter(|c| c.action() == backup_conf::CronAction::Backup)
+            .filter_map(|c| c.schedule.interval_hint(now, &self.zone))
+            .max()
+    }
+
     /// The staleness limit for verification at `now`, or `None` when disabled.
     pub fn verify_max_age(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-        const FALLBACK: Duration = Duration::from_secs(48 * 3600);
         match self.restore.verify_max_age {
             MaxAge::Disabled => None,
             MaxAge::Fixed(d) => Some(d),
-            MaxAge::Default if self.cron.is_empty() => Some(self.backup_period * 2),
-            MaxAge::Default => Some(
-                self.cron
-                    .iter()
-                    .filter(|c| c.action() == backup_conf::CronAction::Backup)
-                    .filter_map(|c| c.schedule.interval_hint(now, &self.zone))
-                    .max()
-                    .map_or(FALLBACK, |d| d * 2),
-            ),
+            MaxAge::Default => Some(self.backup_interval(now).map_or(Duration::from_secs(48 * 3600), |d| d * 2)),
         }
     }
 

@@ -1,0 +1,187 @@
+//! The daemon (no mode flag): cron mode when backup.conf has cron lines, else legacy mode (a
+//! backup at start and every `BACKUP_PERIOD`). One job at a time: a fire while a job runs is
+//! skipped with a warning, never queued. SIGTERM/SIGINT stop new fires, give the running job
+//! `SHUTDOWN_GRACE` to finish, then cancel it (children killed, partial file removed); exit 0.
+
+pub mod http;
+pub mod jobs;
+pub mod state;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use crate::cancel::Cancel;
+use crate::catalog;
+use crate::config::Settings;
+use crate::error::Exit;
+use crate::schedule::Schedule;
+use jobs::Job;
+use state::State;
+
+/// One schedule entry.
+struct Entry {
+    schedule: Schedule,
+    job: Job,
+    next: DateTime<Utc>,
+}
+
+/// The job running now.
+struct Running {
+    label: String,
+    cancel: Cancel,
+    handle: JoinHandle<()>,
+}
+
+/// How often the loop wakes to check the clock and the shutdown token.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Runs the daemon until `shutdown` is cancelled.
+///
+/// # Errors
+/// Missing credentials (exit 2) or a health listener that cannot bind.
+pub fn run(settings: Settings, shutdown: &Cancel) -> anyhow::Result<Exit> {
+    settings.check_backup_ready()?;
+    let now = Utc::now();
+    let mut entries = entries(&settings, now);
+    if std::process::id() == 1 {
+        warn!(
+            "Running as PID 1 without an init: orphaned processes are not reaped. Use tini (the image does) or `docker run --init`."
+        );
+    }
+    let mode = if settings.cron.is_empty() { "legacy" } else { "cron" };
+    info!(mode, "Starting backup server in {mode} mode ...");
+    for e in &entries {
+        let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
+        info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
+    }
+    let state = Arc::new(Mutex::new(initial_state(&settings, now)));
+    if let Some(addr) = settings.daemon.health_addr {
+        let health = http::Health {
+            state: state.clone(),
+            backup_dir: settings.backup_dir.clone(),
+            fail_when_stale: settings.daemon.fail_when_stale,
+        };
+        let bound = http::serve(addr, health)?;
+        info!(address = %bound, "Health and metrics listener started (/healthz /readyz /status /metrics).");
+    }
+    let settings = Arc::new(settings);
+    let mut running: Option<Running> = None;
+    while !shutdown.is_cancelled() {
+        if running.as_ref().is_some_and(|r| r.handle.is_finished()) {
+            finish(running.take(), &state);
+        }
+        let Some((i, at)) = entries.iter().enumerate().map(|(i, e)| (i, e.next)).min_by_key(|(_, t)| *t) else {
+            warn!("Nothing is scheduled; idling until stopped.");
+            while !shutdown.is_cancelled() {
+                std::thread::sleep(TICK);
+            }
+            break;
+        };
+        lock(&state).next_run = Some(at);
+        let now = Utc::now();
+        if now < at {
+            std::thread::sleep(TICK.min((at - now).to_std().unwrap_or(TICK)));
+            continue;
+        }
+        let entry = &mut entries[i];
+        entry.next = next_fire(&entry.schedule, at, now, &settings);
+        if let Some(r) = &running {
+            warn!(job = %entry.job.describe(), running = %r.label, "Skipping scheduled run; previous run still in progress.");
+            lock(&state).runs_skipped += 1;
+            continue;
+        }
+        running = Some(start(entry.job.clone(), settings.clone(), state.clone()));
+    }
+    stop(running, &state, settings.daemon.shutdown_grace);
+    info!("Backup server stopped.");
+    Ok(Exit::Success)
+}
+
+/// The schedule: cron lines, or one legacy entry firing now and every `BACKUP_PERIOD`.
+fn entries(settings: &Settings, now: DateTime<Utc>) -> Vec<Entry> {
+    if settings.cron.is_empty() {
+        return vec![Entry { schedule: Schedule::Every(settings.backup_period), job: Job::Backup, next: now }];
+    }
+    settings
+        .cron
+        .iter()
+        .filter_map(|line| {
+            let next = line.schedule.next_after(now, &settings.zone)?;
+            Some(Entry { schedule: line.schedule.clone(), job: Job::from_cron(line), next })
+        })
+        .collect()
+}
+
+/// The fire after `at`; fires missed while the clock jumped (suspend, a long skip) are
+/// dropped, so a late schedule runs once, not in a burst.
+fn next_fire(schedule: &Schedule, at: DateTime<Utc>, now: DateTime<Utc>, settings: &Settings) -> DateTime<Utc> {
+    let mut next = schedule.next_after(at, &settings.zone).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    while next <= now {
+        next = schedule.next_after(next, &settings.zone).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    }
+    next
+}
+
+fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
+    let backups = catalog::scan(&settings.backup_dir).unwrap_or_else(|e| {
+        warn!(error = %format!("{e:#}"), "Could not read the backup folder; starting with empty state.");
+        Vec::new()
+    });
+    let dbs: Vec<(String, String)> =
+        settings.databases.iter().map(|d| (d.spec.to_string(), d.spec.core_name())).collect();
+    State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now)
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts `job` on its own thread with its own cancellation token.
+fn start(job: Job, settings: Arc<Settings>, state: Arc<Mutex<State>>) -> Running {
+    let label = job.describe();
+    let cancel = Cancel::new();
+    lock(&state).run_in_progress = Some(label.clone());
+    let token = cancel.clone();
+    let handle = std::thread::spawn(move || {
+        let result = catch_unwind(AssertUnwindSafe(|| jobs::execute(&job, &settings, &state, &token)));
+        if result.is_err() {
+            error!(job = %job.describe(), "The run panicked; the daemon continues. Please report this bug.");
+            lock(&state).runs_failed += 1;
+        }
+    });
+    Running { label, cancel, handle }
+}
+
+fn finish(running: Option<Running>, state: &Mutex<State>) {
+    if let Some(r) = running {
+        let _ = r.handle.join();
+        lock(state).run_in_progress = None;
+    }
+}
+
+/// Shutdown: let the running job finish within `grace`, then cancel it and wait for it.
+fn stop(running: Option<Running>, state: &Mutex<State>, grace: Duration) {
+    let Some(r) = running else { return };
+    info!(running = %r.label, grace_s = grace.as_secs(), "Shutdown requested; waiting for the running job to finish.");
+    let deadline = std::time::Instant::now() + grace;
+    while !r.handle.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(TICK);
+    }
+    if !r.handle.is_finished() {
+        warn!(running = %r.label, "Grace period over; stopping the running job.");
+        r.cancel.cancel();
+        let hard = std::time::Instant::now() + Duration::from_secs(10);
+        while !r.handle.is_finished() && std::time::Instant::now() < hard {
+            std::thread::sleep(TICK);
+        }
+        if !r.handle.is_finished() {
+            r.cancel.kill_children();
+        }
+    }
+    finish(Some(r), state);
+}

@@ -1,0 +1,315 @@
+//! What the daemon knows about each database — last attempt, last success, last verification —
+//! seeded from the backup folder at start and updated after every run; rendered as Prometheus
+//! metrics and as the `/status` JSON. Staleness is judged here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::catalog::BackupFile;
+use crate::cmd::verify::Outcome as VerifyOutcome;
+use crate::run::{Outcome, RunReport};
+use crate::verification;
+
+/// The last backup attempt of one database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_seconds: f64,
+    pub size_bytes: u64,
+}
+
+/// The last verification of one database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One database's state.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DbState {
+    pub last_attempt: Option<Attempt>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_success_size_bytes: u64,
+    pub last_verification: Option<Verification>,
+}
+
+/// Everything `/metrics` and `/status` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    pub started: DateTime<Utc>,
+    pub databases: BTreeMap<String, DbState>,
+    pub runs_succeeded: u64,
+    pub runs_failed: u64,
+    pub runs_skipped: u64,
+    pub run_in_progress: Option<String>,
+    pub next_run: Option<DateTime<Utc>>,
+    /// The interval the schedule implies; `None` when no line runs backups.
+    #[serde(skip)]
+    pub interval: Option<Duration>,
+    #[serde(skip)]
+    pub stale_factor: f64,
+}
+
+impl State {
+    /// State for `databases` (spec text → core name), seeded from the newest complete backup
+    /// of each (its file time) and its verification record.
+    pub fn new(
+        databases: &[(String, String)],
+        backups: &[BackupFile],
+        interval: Option<Duration>,
+        stale_factor: f64,
+        now: DateTime<Utc>,
+    ) -> State {
+        let mut map = BTreeMap::new();
+        for (spec, core) in databases {
+            let mut db = DbState::default();
+            if let Some(newest) =
+                backups.iter().filter(|b| &b.core == core && !b.in_progress).max_by_key(|b| b.sort_key())
+            {
+                db.last_success = Some(DateTime::<Utc>::from(newest.modified));
+                db.last_success_size_bytes = newest.size;
+                if let Some(r) = verification::read(&newest.path) {
+                    let at = DateTime::parse_from_rfc3339(&r.verified_at).map(|t| t.with_timezone(&Utc)).unwrap_or(now);
+                    db.last_verification = Some(Verification { at, ok: r.ok, error: r.error });
+                }
+            }
+            map.insert(spec.clone(), db);
+        }
+        State {
+            started: now,
+            databases: map,
+            runs_succeeded: 0,
+            runs_failed: 0,
+            runs_skipped: 0,
+            run_in_progress: None,
+            next_run: None,
+            interval,
+            stale_factor,
+        }
+    }
+
+    /// Records a backup run's outcome per database.
+    pub fn record_run(&mut self, report: &RunReport, finished: DateTime<Utc>) {
+        for d in &report.databases {
+            let db = self.databases.entry(d.spec.to_string()).or_default();
+            match &d.outcome {
+                Outcome::Written(w) => {
+                    db.last_attempt = Some(Attempt {
+                        at: finished,
+                        ok: true,
+                        error: None,
+                        duration_seconds: w.duration.as_secs_f64(),
+                        size_bytes: w.bytes,
+                    });
+                    db.last_success = Some(finished);
+                    db.last_success_size_bytes = w.bytes;
+                }
+                Outcome::Failed(e) => {
+                    db.last_attempt = Some(Attempt {
+                        at: finished,
+                        ok: false,
+                        error: Some(e.clone()),
+                        duration_seconds: 0.0,
+                        size_bytes: 0,
+                    })
+                }
+                Outcome::NotAttempted => {}
+            }
+        }
+        if report.succeeded() {
+            self.runs_succeeded += 1;
+        } else {
+            self.runs_failed += 1;
+        }
+    }
+
+    /// Records verification outcomes.
+    pub fn record_verify(&mut self, outcomes: &[VerifyOutcome], at: DateTime<Utc>) {
+        for (spec, result) in outcomes {
+            let db = self.databases.entry(spec.to_string()).or_default();
+            db.last_verification = Some(Verification { at, ok: result.is_ok(), error: result.as_ref().err().cloned() });
+        }
+    }
+
+    /// The allowed age of the newest good backup, or `None` when there is no backup schedule.
+    pub fn stale_after(&self) -> Option<Duration> {
+        self.interval.map(|i| i.mul_f64(self.stale_factor))
+    }
+
+    /// Whether `db`'s newest good backup (or, before the first one, the daemon's start) is
+    /// older than the schedule's interval times the tolerance.
+    pub fn is_stale(&self, db: &DbState, now: DateTime<Utc>) -> bool {
+        let Some(limit) = self.stale_after() else { return false };
+        let since = db.last_success.unwrap_or(self.started);
+        (now - since).to_std().unwrap_or_default() > limit
+    }
+
+    /// Databases that are stale now.
+    pub fn stale_databases(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.databases.iter().filter(|(_, d)| self.is_stale(d, now)).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render_metrics(&self, now: DateTime<Utc>) -> String {
+        let mut out = String::new();
+        let ts = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
+        type Metric<'a> = (&'a str, &'a str, &'a str, Box<dyn Fn(&DbState) -> Option<f64> + 'a>);
+        let per_db: Vec<Metric> = vec![
+            (
+                "backup_last_success_timestamp_seconds",
+                "gauge",
+                "Time of the newest good backup.",
+                Box::new(|d| d.last_success.map(ts)),
+            ),
+            (
+                "backup_last_attempt_timestamp_seconds",
+                "gauge",
+                "Time of the last backup attempt.",
+                Box::new(|d| d.last_attempt.as_ref().map(|a| ts(a.at))),
+            ),
+            (
+                "backup_last_attempt_success",
+                "gauge",
+                "1 when the last backup attempt succeeded.",
+                Box::new(|d| d.last_attempt.as_ref().map(|a| f64::from(u8::from(a.ok)))),
+            ),
+            (
+                "backup_last_duration_seconds",
+                "gauge",
+                "Duration of the last successful backup.",
+                Box::new(|d| d.last_attempt.as_ref().filter(|a| a.ok).map(|a| a.duration_seconds)),
+            ),
+            (
+                "backup_last_size_bytes",
+                "gauge",
+                "Compressed size of the newest good backup.",
+                Box::new(|d| d.last_success.map(|_| d.last_success_size_bytes as f64)),
+            ),
+            (
+                "backup_last_verification_timestamp_seconds",
+                "gauge",
+                "Time of the last verification.",
+                Box::new(|d| d.last_verification.as_ref().map(|v| ts(v.at))),
+            ),
+            (
+                "backup_last_verification_success",
+                "gauge",
+                "1 when the last verification succeeded.",
+                Box::new(|d| d.last_verification.as_ref().map(|v| f64::from(u8::from(v.ok)))),
+            ),
+            (
+                "backup_stale",
+                "gauge",
+                "1 when the newest good backup is older than the schedule allows.",
+                Box::new(|d| Some(f64::from(u8::from(self.is_stale(d, now))))),
+            ),
+        ];
+        for (name, kind, help, value) in &per_db {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (db, state) in &self.databases {
+                if let Some(v) = value(state) {
+                    let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", escape_label(db));
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP backup_runs_total Backup runs by result.\n# TYPE backup_runs_total counter");
+        let _ = writeln!(out, "backup_runs_total{{result=\"success\"}} {}", self.runs_succeeded);
+        let _ = writeln!(out, "backup_runs_total{{result=\"failure\"}} {}", self.runs_failed);
+        let _ = writeln!(
+            out,
+            "# HELP backup_scheduled_runs_skipped_total Scheduled runs skipped because a run was in progress.\n\
+             # TYPE backup_scheduled_runs_skipped_total counter\nbackup_scheduled_runs_skipped_total {}",
+            self.runs_skipped
+        );
+        if let Some(limit) = self.stale_after() {
+            let _ = writeln!(
+                out,
+                "# HELP backup_stale_after_seconds Age at which a database's newest backup counts as stale.\n\
+                 # TYPE backup_stale_after_seconds gauge\nbackup_stale_after_seconds {}",
+                limit.as_secs_f64()
+            );
+        }
+        if let Some(next) = self.next_run {
+            let _ = writeln!(
+                out,
+                "# HELP backup_next_run_timestamp_seconds Next scheduled run.\n\
+                 # TYPE backup_next_run_timestamp_seconds gauge\nbackup_next_run_timestamp_seconds {}",
+                ts(next)
+            );
+        }
+        out
+    }
+
+    /// The `/status` document.
+    pub fn status_json(&self, now: DateTime<Utc>) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(dbs) = v.get_mut("databases").and_then(|d| d.as_object_mut()) {
+            for (name, db) in dbs.iter_mut() {
+                let stale = self.databases.get(name).is_some_and(|d| self.is_stale(d, now));
+                db["stale"] = serde_json::Value::Bool(stale);
+            }
+        }
+        v
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn state(interval_h: u64) -> State {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        State::new(&[("db/app".into(), "db-app".into())], &[], Some(Duration::from_secs(interval_h * 3600)), 1.5, now)
+    }
+
+    #[test]
+    fn staleness_counts_from_the_last_success_or_the_start() {
+        let mut s = state(24);
+        let start = s.started;
+        let db = s.databases["db/app"].clone();
+        assert!(!s.is_stale(&db, start + chrono::Duration::hours(35)), "a fresh daemon gets the full tolerance");
+        assert!(s.is_stale(&db, start + chrono::Duration::hours(37)));
+        s.databases.get_mut("db/app").unwrap().last_success = Some(start + chrono::Duration::hours(30));
+        let db = s.databases["db/app"].clone();
+        assert!(!s.is_stale(&db, start + chrono::Duration::hours(60)));
+        assert!(s.is_stale(&db, start + chrono::Duration::hours(67)));
+        s.interval = None;
+        assert!(!s.is_stale(&db, start + chrono::Duration::days(30)), "no backup schedule, no staleness");
+    }
+
+    #[test]
+    fn metrics_text_has_help_type_and_labels() {
+        let mut s = state(24);
+        s.databases.insert("we\"ird".into(), DbState { last_success: Some(s.started), ..Default::default() });
+        s.runs_succeeded = 3;
+        let text = s.render_metrics(s.started);
+        assert!(text.contains("# TYPE backup_last_success_timestamp_seconds gauge"));
+        assert!(text.contains(&format!(
+            "backup_last_success_timestamp_seconds{{database=\"we\\\"ird\"}} {}",
+            s.started.timestamp()
+        )));
+        assert!(text.contains("backup_stale{database=\"db/app\"} 0"));
+        assert!(text.contains("backup_runs_total{result=\"success\"} 3"));
+        assert!(text.contains("backup_stale_after_seconds 129600"));
+        assert!(
+            !text.contains("backup_last_success_timestamp_seconds{database=\"db/app\"}"),
+            "no value without a backup"
+        );
+    }
+}

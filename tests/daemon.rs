@@ -1,0 +1,244 @@
+//! The daemon binary (no mode flag) against real PostgreSQL: cron (`@every`) and legacy
+//! schedules, the health and metrics endpoints, overlapping fires, staleness, and SIGTERM.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::app::Fixture;
+use crate::harness::{Run, backups_under, bin, free_port, gzip_to};
+
+/// A running daemon whose stderr goes to a file; killed on drop if still running.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    pub addr: String,
+}
+
+impl Daemon {
+    fn start(mut cmd: Command, dir: &Path) -> Daemon {
+        let port = free_port();
+        let log = dir.join(format!("daemon-{port}.log"));
+        let child = cmd
+            .env("HEALTH_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child: Some(child), log, addr: format!("127.0.0.1:{port}") };
+        d.wait_for("Health and metrics listener started", Duration::from_secs(20));
+        d
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// SIGTERM, then the exit code and how long the exit took.
+    fn terminate(&mut self) -> (i32, Duration) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let started = Instant::now();
+        let mut child = self.child.take().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), started.elapsed());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "daemon did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP GET: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Cron mode with `@every` lines: backups appear, a shell line runs, /metrics, /status,
+/// /healthz and /readyz reflect them, and SIGTERM stops the daemon with exit 0.
+#[test]
+fn cron_schedule_produces_backups_and_metrics() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let db = format!("localhost:{}/app1", fx.pg.port);
+    let conf = fx.conf(&format!("{db}\n@every 2s default ./backup.sh -s\n@every 3s default echo hello-from-cron\n"));
+    let mut d = Daemon::start(fx.cmd(&conf), fx.dir.path());
+    assert!(d.log().contains("Starting backup server in cron mode"), "{}", d.log());
+    assert!(wait_until(Duration::from_secs(30), || backups_under(&fx.backups()).len() >= 2), "{}", d.log());
+    d.wait_for("Scheduled command succeeded.", Duration::from_secs(15));
+    assert!(d.log().contains("hello-from-cron"), "{}", d.log());
+    let (code, metrics) = get(&d.addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metric(&metrics, "backup_runs_total{result=\"success\"}").unwrap() >= 1.0, "{metrics}");
+    let last =
+        metric(&metrics, &format!("backup_last_success_timestamp_seconds{{database=\"{db}\"}}")).expect("last success");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - last).abs() < 60.0, "{metrics}");
+    assert_eq!(metric(&metrics, &format!("backup_last_attempt_success{{database=\"{db}\"}}")), Some(1.0), "{metrics}");
+    assert_eq!(metric(&metrics, &format!("backup_stale{{database=\"{db}\"}}")), Some(0.0), "{metrics}");
+    assert_eq!(get(&d.addr, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(get(&d.addr, "/readyz").0, 200);
+    let (code, status) = get(&d.addr, "/status");
+    assert_eq!(code, 200);
+    let json: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(json["databases"][&db]["last_attempt"]["ok"], true, "{status}");
+    assert_eq!(get(&d.addr, "/nope").0, 404);
+    let (code, took) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(
+        !fs::read_dir(fx.backups()).unwrap().flatten().any(|e| e.path().to_string_lossy().ends_with(".in_progress"))
+    );
+}
+
+/// Legacy mode (no cron lines): a backup at start, then every BACKUP_PERIOD.
+#[test]
+fn legacy_mode_backs_up_at_start_and_every_period() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let mut d = Daemon::start(
+        {
+            let mut c = fx.cmd(&conf);
+            c.env("BACKUP_PERIOD", "2s");
+            c
+        },
+        fx.dir.path(),
+    );
+    assert!(d.log().contains("Starting backup server in legacy mode"), "{}", d.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || !backups_under(&fx.backups()).is_empty()),
+        "first backup at start:\n{}",
+        d.log()
+    );
+    assert!(wait_until(Duration::from_secs(20), || backups_under(&fx.backups()).len() >= 3), "{}", d.log());
+    assert_eq!(d.terminate().0, 0);
+}
+
+/// A fire while a long backup runs is skipped with a warning (and counted); SIGTERM during
+/// the dump stops it within the grace period: exit 0, no partial file, no pg_dump left.
+#[test]
+fn overlap_is_skipped_and_sigterm_stops_a_long_dump_cleanly() {
+    let Some(fx) = Fixture::start(400_000) else { return };
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n@every 1s default ./backup.sh -s\n"));
+    let mut d = Daemon::start(
+        {
+            let mut c = fx.cmd(&conf);
+            c.env("SHUTDOWN_GRACE", "1s").env("BACKUP_COMPRESSION_LEVEL", "9");
+            c
+        },
+        fx.dir.path(),
+    );
+    d.wait_for("Skipping scheduled run; previous run still in progress.", Duration::from_secs(60));
+    let (_, metrics) = get(&d.addr, "/metrics");
+    assert!(metric(&metrics, "backup_scheduled_runs_skipped_total").unwrap() >= 1.0, "{metrics}");
+    assert!(wait_until(Duration::from_secs(20), || pg_dumps_for(port) > 0), "a dump should be running:\n{}", d.log());
+    let (code, took) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+    assert!(took < Duration::from_secs(15), "stopped in {took:?}");
+    assert!(d.log().contains("Grace period over; stopping the running job."), "{}", d.log());
+    let leftovers: Vec<String> = crate::harness::files_under(&fx.backups())
+        .into_iter()
+        .filter(|f| f.ends_with(".in_progress") || f.ends_with(".sql.gz"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(wait_until(Duration::from_secs(5), || pg_dumps_for(port) == 0), "pg_dump left running");
+}
+
+/// pg_dump processes talking to the test server on `port`.
+fn pg_dumps_for(port: u16) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("pg_dump ") && c.contains(&format!("-p {port} ")) && c.contains(" -Fp "))
+        .count()
+}
+
+/// A database whose newest backup is older than the schedule allows is stale: the metric
+/// says so, and `/healthz` fails only when HEALTH_FAIL_WHEN_STALE is set.
+#[test]
+fn stale_backups_turn_health_red_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    let old = root.join("daily/2026-01-05/db-app_2026-01-05_01-00-00.sql.gz");
+    gzip_to(&old, "-- old\n");
+    let three_days = nix::sys::time::TimeSpec::from_duration(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() - Duration::from_secs(3 * 86400),
+    );
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &old,
+        &three_days,
+        &three_days,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    let conf = dir.path().join("backup.conf");
+    fs::write(&conf, "db/app\n@daily default ./backup.sh -s\n").unwrap();
+    let daemon = |fail: &str| {
+        let mut c = bin();
+        c.env("BACKUP_CONF", &conf)
+            .env("BACKUP_DIR", &root)
+            .env("DATABASE_USER", "u")
+            .env("HEALTH_FAIL_WHEN_STALE", fail);
+        Daemon::start(c, dir.path())
+    };
+    let mut d = daemon("false");
+    let (_, metrics) = get(&d.addr, "/metrics");
+    assert_eq!(metric(&metrics, "backup_stale{database=\"db/app\"}"), Some(1.0), "{metrics}");
+    assert_eq!(metric(&metrics, "backup_stale_after_seconds"), Some(129600.0), "{metrics}");
+    assert_eq!(get(&d.addr, "/healthz").0, 200);
+    assert_eq!(d.terminate().0, 0);
+    let mut d = daemon("true");
+    let (code, body) = get(&d.addr, "/healthz");
+    assert_eq!((code, body.as_str()), (503, "stale: db/app\n"));
+    assert_eq!(d.terminate().0, 0);
+    let _ = Run { code: 0, stdout: String::new(), stderr: String::new() };
+}
