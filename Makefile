@@ -1,6 +1,6 @@
 # Two commands for a newcomer on a fresh machine: `make demo` and `make test`.
 # Both install what they need (PostgreSQL via apt when missing).
-.PHONY: demo test lint bench deps
+.PHONY: demo test lint bench soak deps
 
 deps:
 	scripts/install-deps.sh postgres
@@ -22,3 +22,9 @@ bench:
 	scripts/install-deps.sh postgres pigz zstd time bc
 	cargo build --release --quiet
 	scripts/bench.sh
+
+# Daemon memory soak: RUNS backups one second apart; prints RSS early and late.
+soak:
+	scripts/install-deps.sh postgres
+	cargo build --release --quiet
+	scripts/soak.sh
