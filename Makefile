@@ -3,7 +3,7 @@
 .PHONY: demo test lint bench soak deps
 
 deps:
-	scripts/install-deps.sh postgres
+	scripts/install-deps.sh postgres node
 
 demo: deps
 	cargo build --quiet
@@ -12,6 +12,7 @@ demo: deps
 # Every server-backed test must run: BACKUP_TEST_REQUIRE=all turns a skip into a failure.
 test: deps
 	BACKUP_TEST_REQUIRE=all cargo test --all-targets
+	node --test scripts/
 
 lint:
 	cargo fmt --all -- --check

@@ -40,6 +40,9 @@ for item in "${want[@]}"; do
     pigz | zstd | hyperfine | bc)
       command -v "$item" >/dev/null || apt_install "$item"
       ;;
+    node)
+      command -v node >/dev/null || apt_install nodejs
+      ;;
     time)
       [ -x /usr/bin/time ] || apt_install time
       ;;

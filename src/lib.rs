@@ -35,6 +35,7 @@ pub mod layout;
 pub mod lock;
 pub mod logging;
 pub mod mode;
+pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod prompt;

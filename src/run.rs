@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::engine;
 use crate::layout;
 use crate::lock::RunLock;
+use crate::notify::{Notifiers, event};
 use crate::pipeline::{self, Written};
 use crate::retention::{self, Reason};
 use crate::spec::DatabaseSpec;
@@ -59,7 +60,7 @@ impl RunReport {
 /// # Errors
 /// Only when the run cannot start (lock held, backup folder unusable); per-database failures
 /// are in the report.
-pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunReport> {
+pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let _lock = RunLock::acquire(&settings.backup_dir, "backup run")?;
     let run_date = settings.zone.local(Utc::now()).date();
@@ -92,7 +93,7 @@ pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunRe
             continue;
         };
         info!("Starting backup.");
-        let timestamp = settings.zone.local(Utc::now());
+        let timestamp = fresh_timestamp(settings, &dir, &db.spec.core_name());
         let outcome = match pipeline::backup_one(db, engine.as_ref(), &dir, timestamp, settings.compression, cancel) {
             Ok(w) => {
                 info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
@@ -117,11 +118,43 @@ pub fn run_backups(settings: &Settings, cancel: &Cancel) -> anyhow::Result<RunRe
                 (vec![], vec![])
             }
         };
+        notify_outcome(notifiers, &db.spec, &outcome, &prune_errors);
         reports.push(DatabaseReport { spec: db.spec.clone(), outcome, pruned, prune_errors });
     }
     let report = RunReport { databases: reports, interrupted: cancel.is_cancelled(), duration: started.elapsed() };
     log_summary(&report);
     Ok(report)
+}
+
+/// Now, in `TZ`, at a second no backup of `core` in `dir` is named with yet: two runs in the
+/// same second (a quick re-run, back-to-back fires) wait for the next second instead of
+/// failing on an existing name.
+fn fresh_timestamp(settings: &Settings, dir: &std::path::Path, core: &str) -> chrono::NaiveDateTime {
+    let ext = settings.compression.extension();
+    let mut ts = settings.zone.local(Utc::now());
+    for _ in 0..3 {
+        let name = layout::file_name(core, ts, ext);
+        let taken =
+            [name.clone(), format!("{name}{}", layout::IN_PROGRESS_SUFFIX)].iter().any(|n| dir.join(n).exists());
+        if !taken {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1000 - u64::from(Utc::now().timestamp_subsec_millis()).min(999)));
+        ts = settings.zone.local(Utc::now());
+    }
+    ts
+}
+
+fn notify_outcome(notifiers: &Notifiers, spec: &DatabaseSpec, outcome: &Outcome, prune_errors: &[String]) {
+    let db = spec.to_string();
+    match outcome {
+        Outcome::Written(w) => notifiers.notify(event::backup_succeeded(&db, w)),
+        Outcome::Failed(e) => notifiers.notify(event::backup_failed(&db, e)),
+        Outcome::NotAttempted => {}
+    }
+    for e in prune_errors {
+        notifiers.notify(event::retention_failed(&db, e));
+    }
 }
 
 /// Prunes one database's backups after a successful backup. Failures are reported, not fatal.

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::app::Fixture;
+use crate::harness::receiver::{Behaviour, Receiver};
 use crate::harness::{Run, backups_under, bin, free_port, gzip_to};
 
 /// A running daemon whose stderr goes to a file; killed on drop if still running.
@@ -177,6 +178,13 @@ fn overlap_is_skipped_and_sigterm_stops_a_long_dump_cleanly() {
     d.wait_for("Skipping scheduled run; previous run still in progress.", Duration::from_secs(60));
     let (_, metrics) = get(&d.addr, "/metrics");
     assert!(metric(&metrics, "backup_scheduled_runs_skipped_total").unwrap() >= 1.0, "{metrics}");
+    let sent = rx.requests();
+    assert!(sent[0].form_field("message").unwrap().starts_with("Starting backup server in cron mode ..."), "{sent:#?}");
+    assert!(
+        sent.iter().any(|r| r.form_field("statusCode").as_deref() == Some("WARN")
+            && r.form_field("message").unwrap().contains("Skipped the scheduled backup run")),
+        "{sent:#?}"
+    );
     assert!(wait_until(Duration::from_secs(20), || pg_dumps_for(port) > 0), "a dump should be running:\n{}", d.log());
     let (code, took) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());

@@ -12,6 +12,7 @@ use crate::cli::Cli;
 use crate::config::{Env, Secret, Settings};
 use crate::error::Exit;
 use crate::mode::{self, Mode};
+use crate::notify::{Notifiers, event};
 
 /// Runs what the command line asks for.
 ///
@@ -19,7 +20,17 @@ use crate::mode::{self, Mode};
 /// Configuration errors (exit 2), usage errors (exit 2), and failures that stop a mode
 /// before it produces a result (exit 1).
 pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
-    let settings = Settings::load(env.clone(), cli.config_file.as_deref())?;
+    let settings = match Settings::load(env.clone(), cli.config_file.as_deref()) {
+        Ok(s) => s,
+        Err(errors) => {
+            if !cli.show_config && !cli.list {
+                let notify = crate::config::NotifySettings::from_env(&env);
+                let dir = std::path::PathBuf::from(env.get("BACKUP_DIR").unwrap_or("/backups"));
+                Notifiers::from_settings(&notify, &dir).notify(event::config_error(&errors.0.join("\n")));
+            }
+            return Err(errors.into());
+        }
+    };
     let mode = mode::select(&cli.mode_inputs(&env, !settings.cron.is_empty()));
     if cli.show_config {
         show_config::run(&settings, &mode);
@@ -29,9 +40,10 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         list::run(&settings)?;
         return Ok(Exit::Success);
     }
+    let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir);
     match mode {
         Mode::Prune => prune::run(&settings, cli.from.as_deref(), cli.force, cli.scheduled),
-        Mode::Once | Mode::Scheduled => once::run(&settings, cancel),
+        Mode::Once | Mode::Scheduled => once::run(&settings, &notifiers, cancel),
         Mode::Restore => restore::run(
             &settings,
             restore::RestoreArgs {
@@ -45,8 +57,8 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
             cancel,
         ),
         Mode::Verify { .. } => {
-            verify::run(&settings, cli.verify.as_deref().unwrap_or("all"), cli.from.as_deref(), cancel)
+            verify::run(&settings, &notifiers, cli.verify.as_deref().unwrap_or("all"), cli.from.as_deref(), cancel)
         }
-        Mode::Cron | Mode::Legacy => crate::daemon::run(settings, cancel),
+        Mode::Cron | Mode::Legacy => crate::daemon::run(settings, notifiers, cancel),
     }
 }

@@ -4,15 +4,16 @@
 use crate::cancel::Cancel;
 use crate::config::Settings;
 use crate::error::Exit;
+use crate::notify::Notifiers;
 use crate::run::run_backups;
 
 /// Runs one backup run.
 ///
 /// # Errors
 /// Missing credentials (exit 2) or a run that cannot start (lock held, folder unusable).
-pub fn run(settings: &Settings, cancel: &Cancel) -> anyhow::Result<Exit> {
+pub fn run(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) -> anyhow::Result<Exit> {
     settings.check_backup_ready()?;
-    let report = run_backups(settings, cancel)?;
+    let report = run_backups(settings, notifiers, cancel)?;
     Ok(if report.interrupted {
         Exit::Interrupted
     } else if report.succeeded() {

@@ -22,6 +22,7 @@ use crate::error::{Exit, UsageError};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
+use crate::notify::{Notifiers, event};
 use crate::progress::Meter;
 use crate::selection::choose;
 use crate::spec::DatabaseSpec;
@@ -34,8 +35,14 @@ pub type Outcome = (DatabaseSpec, Result<String, String>);
 ///
 /// # Errors
 /// A bad spec (exit 2) or a verification that cannot start (lock held, folder unreadable).
-pub fn run(settings: &Settings, target: &str, filter: Option<&str>, cancel: &Cancel) -> anyhow::Result<Exit> {
-    let outcomes = verify_all(settings, target, filter, cancel)?;
+pub fn run(
+    settings: &Settings,
+    notifiers: &Notifiers,
+    target: &str,
+    filter: Option<&str>,
+    cancel: &Cancel,
+) -> anyhow::Result<Exit> {
+    let outcomes = verify_all(settings, notifiers, target, filter, cancel)?;
     Ok(if cancel.is_cancelled() {
         Exit::Interrupted
     } else if outcomes.iter().any(|(_, r)| r.is_err()) {
@@ -51,6 +58,7 @@ pub fn run(settings: &Settings, target: &str, filter: Option<&str>, cancel: &Can
 /// As `run`.
 pub fn verify_all(
     settings: &Settings,
+    notifiers: &Notifiers,
     target: &str,
     filter: Option<&str>,
     cancel: &Cancel,
@@ -81,6 +89,7 @@ pub fn verify_all(
                 Err(reason)
             }
         };
+        notifiers.notify(event::verification(&spec.to_string(), &result));
         outcomes.push((spec, result));
     }
     Ok(outcomes)

@@ -62,12 +62,81 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Notification settings (used by the notifier; shown by `-c`).
-#[derive(Debug, Clone, Default)]
+/// `WEBHOOK_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Upstream's form-urlencoded fields (default; Rocket.Chat scripts keep working).
+    Form,
+    Json,
+    /// A Microsoft Teams workflow message with an Adaptive Card.
+    Teams,
+}
+
+/// Notification settings.
+#[derive(Debug, Clone)]
 pub struct NotifySettings {
     pub webhook_url: Option<Secret>,
     pub friendly_name: Option<String>,
     pub environment_name: Option<String>,
+    pub format: WebhookFormat,
+    /// `WEBHOOK_LEVEL`: events below it are not sent (default INFO: everything).
+    pub min_level: crate::notify::Level,
+    /// `WEBHOOK_TIMEOUT` per attempt (default 10s).
+    pub timeout: Duration,
+    /// `WEBHOOK_ATTEMPTS` (default 3): tries on network errors, 429 and 5xx.
+    pub attempts: u32,
+    /// `PGDUTY_SVC_KEY`: the PagerDuty Events v2 routing key.
+    pub pagerduty_key: Option<Secret>,
+    /// `PGDUTY_URL` (default `https://events.pagerduty.com/v2/enqueue`).
+    pub pagerduty_url: Secret,
+}
+
+impl NotifySettings {
+    fn load(l: &mut Loader) -> NotifySettings {
+        let format = match l.text(env::WEBHOOK_FORMAT).map(|f| f.to_ascii_lowercase()).as_deref() {
+            None | Some("form") => WebhookFormat::Form,
+            Some("json") => WebhookFormat::Json,
+            Some("teams") => WebhookFormat::Teams,
+            Some(other) => {
+                l.errors.push(format!("environment: WEBHOOK_FORMAT=\"{other}\" (expected form, json or teams)"));
+                WebhookFormat::Form
+            }
+        };
+        let min_level = match l.text(env::WEBHOOK_LEVEL) {
+            None => crate::notify::Level::Info,
+            Some(t) => crate::notify::Level::parse(&t).unwrap_or_else(|| {
+                l.errors.push(format!("environment: WEBHOOK_LEVEL=\"{t}\" (expected INFO, WARN or ERROR)"));
+                crate::notify::Level::Info
+            }),
+        };
+        let timeout = match l.text(env::WEBHOOK_TIMEOUT) {
+            None => Duration::from_secs(10),
+            Some(t) => parse_duration(&t).unwrap_or_else(|e| {
+                l.errors.push(format!("environment: WEBHOOK_TIMEOUT: {e}"));
+                Duration::from_secs(10)
+            }),
+        };
+        let attempts = l.int(env::WEBHOOK_ATTEMPTS, 3).clamp(1, 10) as u32;
+        NotifySettings {
+            webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
+            friendly_name: l.text(env::ENVIRONMENT_FRIENDLY_NAME),
+            environment_name: l.text(env::ENVIRONMENT_NAME),
+            format,
+            min_level,
+            timeout,
+            attempts,
+            pagerduty_key: l.text(env::PGDUTY_SVC_KEY).map(Secret::new),
+            pagerduty_url: Secret::new(
+                l.text(env::PGDUTY_URL).unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
+            ),
+        }
+    }
+
+    /// Notification settings from the environment alone: for reporting a configuration error
+    /// when the rest of the settings could not be loaded.
+    pub fn from_env(env: &Env) -> NotifySettings {
+        NotifySettings::load(&mut Loader { env, errors: Vec::new() })
+    }
 }
 
 /// Mirror settings as configured (shown by `-c`).
@@ -236,6 +305,7 @@ impl Settings {
             l.text(env::HEALTH_FAIL_WHEN_STALE).map(|v| v.to_ascii_lowercase()).as_deref(),
             Some("1" | "true" | "yes")
         );
+        let notify = NotifySettings::load(&mut l);
         let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
             None => MaxAge::Default,
             Some("0") => MaxAge::Disabled,
@@ -290,11 +360,7 @@ impl Settings {
                 pg_bin_dir: l.text(env::PG_BIN_DIR).map(PathBuf::from),
                 connect_timeout_secs: connect_timeout.clamp(1, 3600) as u32,
             },
-            notify: NotifySettings {
-                webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
-                friendly_name: l.text(env::ENVIRONMENT_FRIENDLY_NAME),
-                environment_name: l.text(env::ENVIRONMENT_NAME),
-            },
+            notify,
             mirrors: MirrorSettings {
                 ftp_url: l.text(env::FTP_URL).map(Secret::new),
                 s3_endpoint: l.text(env::S3_ENDPOINT),

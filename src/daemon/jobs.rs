@@ -17,6 +17,7 @@ use crate::cancel::Cancel;
 use crate::cmd;
 use crate::config::Settings;
 use crate::config::backup_conf::{CronAction, CronLine};
+use crate::notify::{Notifiers, event};
 use crate::run::run_backups;
 
 /// A unit of scheduled work.
@@ -50,38 +51,51 @@ impl Job {
 
 /// Runs `job` to completion, recording its outcome in `state`. Never panics outward: the
 /// caller also catches panics.
-pub fn execute(job: &Job, settings: &Settings, state: &Mutex<State>, cancel: &Cancel) {
+pub fn execute(job: &Job, settings: &Settings, notifiers: &Notifiers, state: &Mutex<State>, cancel: &Cancel) {
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     match job {
-        Job::Backup => match run_backups(settings, cancel) {
+        Job::Backup => match run_backups(settings, notifiers, cancel) {
             Ok(report) => lock().record_run(&report, Utc::now()),
             Err(e) => {
-                error!(error = %format!("{e:#}"), "Backup run could not start.");
+                let reason = format!("{e:#}");
+                error!(error = %reason, "Backup run could not start.");
                 lock().runs_failed += 1;
+                notifiers.notify(event::command_failed("backup run", &reason));
             }
         },
-        Job::Verify(target) => match cmd::verify::verify_all(settings, target, None, cancel) {
+        Job::Verify(target) => match cmd::verify::verify_all(settings, notifiers, target, None, cancel) {
             Ok(outcomes) => lock().record_verify(&outcomes, Utc::now()),
-            Err(e) => error!(error = %format!("{e:#}"), "Verification could not start."),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                error!(error = %reason, "Verification could not start.");
+                notifiers.notify(event::command_failed(&format!("verification of {target}"), &reason));
+            }
         },
         Job::Prune => {
             if let Err(e) = cmd::prune::run(settings, None, false, true) {
                 error!(error = %format!("{e:#}"), "Prune failed.");
             }
         }
-        Job::Shell(command) => run_shell(command, settings.daemon.command_timeout, cancel),
+        Job::Shell(command) => {
+            if let Some(reason) = run_shell(command, settings.daemon.command_timeout, cancel) {
+                notifiers.notify(event::command_failed(command, &reason));
+            }
+        }
     }
 }
 
 /// Runs a cron line's command with `/bin/sh -c`, logging its output and exit status; kills
-/// its whole process group after `timeout` or on cancellation.
-fn run_shell(command: &str, timeout: Duration, cancel: &Cancel) {
+/// its whole process group after `timeout` or on cancellation. Returns why it failed.
+fn run_shell(command: &str, timeout: Duration, cancel: &Cancel) -> Option<String> {
     info!(command, "Running scheduled command.");
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return error!(command, error = %e, "Scheduled command could not start."),
+        Err(e) => {
+            error!(command, error = %e, "Scheduled command could not start.");
+            return Some(format!("could not start: {e}"));
+        }
     };
     let _guard = cancel.register(child.id());
     let pgid = Pid::from_raw(child.id() as i32);
@@ -125,16 +139,28 @@ fn run_shell(command: &str, timeout: Duration, cancel: &Cancel) {
     }
     let duration_ms = started.elapsed().as_millis() as u64;
     match status {
-        Some(s) if s.success() => info!(command, duration_ms, "Scheduled command succeeded."),
-        Some(_) if timed_out => error!(
-            command,
-            timeout_s = timeout.as_secs(),
-            "Scheduled command timed out and was killed (CRON_COMMAND_TIMEOUT)."
-        ),
+        Some(s) if s.success() => {
+            info!(command, duration_ms, "Scheduled command succeeded.");
+            None
+        }
+        Some(_) if timed_out => {
+            error!(
+                command,
+                timeout_s = timeout.as_secs(),
+                "Scheduled command timed out and was killed (CRON_COMMAND_TIMEOUT)."
+            );
+            Some(format!("timed out after {}s and was killed (CRON_COMMAND_TIMEOUT)", timeout.as_secs()))
+        }
         Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => error!(command, code, duration_ms, "Scheduled command failed."),
-            (_, sig) => warn!(command, signal = sig, "Scheduled command was killed by a signal."),
+            (Some(code), _) => {
+                error!(command, code, duration_ms, "Scheduled command failed.");
+                Some(format!("exited with status {code}"))
+            }
+            (_, sig) => {
+                warn!(command, signal = sig, "Scheduled command was killed by a signal.");
+                Some(format!("killed by signal {}", sig.unwrap_or_default()))
+            }
         },
-        None => {}
+        None => Some("could not be waited for".into()),
     }
 }

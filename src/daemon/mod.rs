@@ -19,6 +19,7 @@ use crate::cancel::Cancel;
 use crate::catalog;
 use crate::config::Settings;
 use crate::error::Exit;
+use crate::notify::{Notifiers, event};
 use crate::schedule::Schedule;
 use jobs::Job;
 use state::State;
@@ -44,7 +45,7 @@ const TICK: Duration = Duration::from_millis(100);
 ///
 /// # Errors
 /// Missing credentials (exit 2) or a health listener that cannot bind.
-pub fn run(settings: Settings, shutdown: &Cancel) -> anyhow::Result<Exit> {
+pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyhow::Result<Exit> {
     settings.check_backup_ready()?;
     let now = Utc::now();
     let mut entries = entries(&settings, now);
@@ -59,7 +60,24 @@ pub fn run(settings: Settings, shutdown: &Cancel) -> anyhow::Result<Exit> {
         let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
         info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
     }
-    let state = Arc::new(Mutex::new(initial_state(&settings, now)));
+    let notifiers = Arc::new(notifiers);
+    let schedule_text: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} (next {})",
+                e.schedule,
+                e.job.describe(),
+                settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S")
+            )
+        })
+        .collect();
+    let db_text: Vec<String> = settings.databases.iter().map(|d| d.spec.to_string()).collect();
+    notifiers.notify(event::daemon_started(mode, &schedule_text, &db_text));
+    let mut state = initial_state(&settings, now);
+    state.notify_failures = notifiers.failures.clone();
+    let state = Arc::new(Mutex::new(state));
+    let mut stale_watch = StaleWatch::default();
     if let Some(addr) = settings.daemon.health_addr {
         let health = http::Health {
             state: state.clone(),
@@ -84,6 +102,7 @@ pub fn run(settings: Settings, shutdown: &Cancel) -> anyhow::Result<Exit> {
         };
         lock(&state).next_run = Some(at);
         let now = Utc::now();
+        stale_watch.check(&state, &notifiers, now);
         if now < at {
             std::thread::sleep(TICK.min((at - now).to_std().unwrap_or(TICK)));
             continue;
@@ -93,9 +112,10 @@ pub fn run(settings: Settings, shutdown: &Cancel) -> anyhow::Result<Exit> {
         if let Some(r) = &running {
             warn!(job = %entry.job.describe(), running = %r.label, "Skipping scheduled run; previous run still in progress.");
             lock(&state).runs_skipped += 1;
+            notifiers.notify(event::run_skipped(&entry.job.describe(), &r.label));
             continue;
         }
-        running = Some(start(entry.job.clone(), settings.clone(), state.clone()));
+        running = Some(start(entry.job.clone(), settings.clone(), notifiers.clone(), state.clone()));
     }
     stop(running, &state, settings.daemon.shutdown_grace);
     info!("Backup server stopped.");
@@ -142,13 +162,13 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Starts `job` on its own thread with its own cancellation token.
-fn start(job: Job, settings: Arc<Settings>, state: Arc<Mutex<State>>) -> Running {
+fn start(job: Job, settings: Arc<Settings>, notifiers: Arc<Notifiers>, state: Arc<Mutex<State>>) -> Running {
     let label = job.describe();
     let cancel = Cancel::new();
     lock(&state).run_in_progress = Some(label.clone());
     let token = cancel.clone();
     let handle = std::thread::spawn(move || {
-        let result = catch_unwind(AssertUnwindSafe(|| jobs::execute(&job, &settings, &state, &token)));
+        let result = catch_unwind(AssertUnwindSafe(|| jobs::execute(&job, &settings, &notifiers, &state, &token)));
         if result.is_err() {
             error!(job = %job.describe(), "The run panicked; the daemon continues. Please report this bug.");
             lock(&state).runs_failed += 1;
@@ -161,6 +181,34 @@ fn finish(running: Option<Running>, state: &Mutex<State>) {
     if let Some(r) = running {
         let _ = r.handle.join();
         lock(state).run_in_progress = None;
+    }
+}
+
+/// Notifies once when a database turns stale (and again only after it recovered).
+#[derive(Default)]
+struct StaleWatch {
+    last_check: Option<DateTime<Utc>>,
+    flagged: std::collections::BTreeSet<String>,
+}
+
+impl StaleWatch {
+    fn check(&mut self, state: &Mutex<State>, notifiers: &Notifiers, now: DateTime<Utc>) {
+        if self.last_check.is_some_and(|t| now - t < chrono::Duration::seconds(60)) {
+            return;
+        }
+        self.last_check = Some(now);
+        let state = lock(state);
+        let Some(limit) = state.stale_after() else { return };
+        for (db, d) in &state.databases {
+            if state.is_stale(d, now) {
+                if self.flagged.insert(db.clone()) {
+                    warn!(db = %db, "No recent good backup: the database is stale.");
+                    notifiers.notify(event::stale(db, d.last_success, limit));
+                }
+            } else {
+                self.flagged.remove(db);
+            }
+        }
     }
 }
 

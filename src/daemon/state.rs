@@ -58,6 +58,9 @@ pub struct State {
     pub interval: Option<Duration>,
     #[serde(skip)]
     pub stale_factor: f64,
+    /// Notifications that could not be delivered (shared with `Notifiers`).
+    #[serde(skip)]
+    pub notify_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl State {
@@ -95,6 +98,7 @@ impl State {
             next_run: None,
             interval,
             stale_factor,
+            notify_failures: Default::default(),
         }
     }
 
@@ -230,6 +234,12 @@ impl State {
             "# HELP backup_scheduled_runs_skipped_total Scheduled runs skipped because a run was in progress.\n\
              # TYPE backup_scheduled_runs_skipped_total counter\nbackup_scheduled_runs_skipped_total {}",
             self.runs_skipped
+        );
+        let _ = writeln!(
+            out,
+            "# HELP backup_notifications_failed_total Notifications that could not be delivered.\n\
+             # TYPE backup_notifications_failed_total counter\nbackup_notifications_failed_total {}",
+            self.notify_failures.load(std::sync::atomic::Ordering::Relaxed)
         );
         if let Some(limit) = self.stale_after() {
             let _ = writeln!(

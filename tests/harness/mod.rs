@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod postgres;
+pub mod receiver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

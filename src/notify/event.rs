@@ -1,0 +1,216 @@
+//! Notification events: what happened, at which level, for which database, with a message a
+//! person can read in a chat and figures a machine can use. Built here, in one place, from
+//! the results of runs, verifications, mirrors and the daemon.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::human;
+use crate::pipeline::Written;
+
+/// Severity, named as upstream's `statusCode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Level> {
+        match text.to_ascii_uppercase().as_str() {
+            "INFO" => Some(Level::Info),
+            "WARN" | "WARNING" => Some(Level::Warn),
+            "ERROR" => Some(Level::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One notification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub level: Level,
+    /// Machine name, e.g. `backup_succeeded`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// One line.
+    pub title: String,
+    /// The text for people (several lines, upstream's wording where it had one).
+    pub message: String,
+    pub time: DateTime<Utc>,
+    /// Figures: file, sizes, durations, error text, mirror name...
+    pub details: Map<String, Value>,
+}
+
+fn event(
+    level: Level,
+    kind: &'static str,
+    database: Option<String>,
+    title: String,
+    message: String,
+    details: Value,
+) -> Event {
+    let details = match details {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    Event { level, kind, database, title, message, time: Utc::now(), details }
+}
+
+pub fn backup_succeeded(db: &str, w: &Written) -> Event {
+    let message = format!(
+        "Successfully backed up {db}.\nBackup written to {}.\nBackup size: {}\nSHA-256: {}\nElapsed time: {}",
+        w.path.display(),
+        human::bytes(w.bytes),
+        w.sha256,
+        human::age(w.duration)
+    );
+    let details = json!({"file": w.path.display().to_string(), "size_bytes": w.bytes, "sha256": w.sha256, "duration_ms": w.duration.as_millis() as u64});
+    event(Level::Info, "backup_succeeded", Some(db.into()), format!("Backup of {db} succeeded"), message, details)
+}
+
+pub fn backup_failed(db: &str, error: &str) -> Event {
+    let message =
+        format!("Failed to backup {db}.\nReason: {error}\nNo partial file was kept; older backups are untouched.");
+    event(
+        Level::Error,
+        "backup_failed",
+        Some(db.into()),
+        format!("Backup of {db} FAILED"),
+        message,
+        json!({"error": error}),
+    )
+}
+
+pub fn retention_failed(db: &str, error: &str) -> Event {
+    let message = format!("Backup of {db} succeeded, but pruning old backups failed: {error}");
+    event(
+        Level::Error,
+        "retention_failed",
+        Some(db.into()),
+        format!("Pruning {db} failed"),
+        message,
+        json!({"error": error}),
+    )
+}
+
+pub fn verification(db: &str, result: &Result<String, String>) -> Event {
+    match result {
+        Ok(summary) => event(
+            Level::Info,
+            "verification_succeeded",
+            Some(db.into()),
+            format!("Verification of {db} succeeded"),
+            format!("Successfully verified backup of {db}.\n{summary}"),
+            json!({"summary": summary}),
+        ),
+        Err(reason) => event(
+            Level::Error,
+            "verification_failed",
+            Some(db.into()),
+            format!("Verification of {db} FAILED"),
+            format!("Backup verification failed for {db}.\nReason: {reason}"),
+            json!({"error": reason}),
+        ),
+    }
+}
+
+pub fn mirror_succeeded(db: &str, file: &str, mirror: &str) -> Event {
+    event(
+        Level::Info,
+        "mirror_succeeded",
+        Some(db.into()),
+        format!("Copied {file} to {mirror}"),
+        format!("Successfully transferred {file} to {mirror}."),
+        json!({"file": file, "mirror": mirror}),
+    )
+}
+
+pub fn mirror_failed(db: &str, file: &str, mirror: &str, error: &str) -> Event {
+    event(
+        Level::Warn,
+        "mirror_failed",
+        Some(db.into()),
+        format!("Copy of {file} to {mirror} failed"),
+        format!(
+            "Failed to transfer {file} to {mirror}: {error}\nThe local backup is kept; the copy is retried on the next run."
+        ),
+        json!({"file": file, "mirror": mirror, "error": error}),
+    )
+}
+
+pub fn daemon_started(mode: &str, schedule: &[String], databases: &[String]) -> Event {
+    let message = format!(
+        "Starting backup server in {mode} mode ...\nSchedule:\n{}\nDatabases:\n{}",
+        schedule.iter().map(|s| format!("- {s}")).collect::<Vec<_>>().join("\n"),
+        databases.iter().map(|s| format!("- {s}")).collect::<Vec<_>>().join("\n")
+    );
+    event(
+        Level::Info,
+        "daemon_started",
+        None,
+        format!("Backup server started ({mode} mode)"),
+        message,
+        json!({"mode": mode, "schedule": schedule, "databases": databases}),
+    )
+}
+
+pub fn run_skipped(job: &str, running: &str) -> Event {
+    event(
+        Level::Warn,
+        "run_skipped",
+        None,
+        format!("Scheduled {job} skipped"),
+        format!("Skipped the scheduled {job}: the previous {running} is still in progress."),
+        json!({"job": job, "running": running}),
+    )
+}
+
+pub fn stale(db: &str, since: Option<DateTime<Utc>>, limit: std::time::Duration) -> Event {
+    let since_text = since.map_or("never (since the daemon started)".to_string(), |t| t.to_rfc3339());
+    event(
+        Level::Warn,
+        "backup_stale",
+        Some(db.into()),
+        format!("No recent backup of {db}"),
+        format!(
+            "The newest good backup of {db} is older than {}: last success {since_text}. Backups may have stopped.",
+            human::age(limit)
+        ),
+        json!({"last_success": since, "limit_seconds": limit.as_secs()}),
+    )
+}
+
+pub fn command_failed(command: &str, reason: &str) -> Event {
+    event(
+        Level::Error,
+        "command_failed",
+        None,
+        "Scheduled command failed".into(),
+        format!("The scheduled command `{command}` failed: {reason}"),
+        json!({"command": command, "error": reason}),
+    )
+}
+
+pub fn config_error(errors: &str) -> Event {
+    event(
+        Level::Error,
+        "config_error",
+        None,
+        "Configuration error".into(),
+        format!("Configuration error! Nothing was done.\n{errors}"),
+        json!({"error": errors}),
+    )
+}
