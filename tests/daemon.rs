@@ -167,10 +167,11 @@ fn overlap_is_skipped_and_sigterm_stops_a_long_dump_cleanly() {
     let Some(fx) = Fixture::start(400_000) else { return };
     let port = fx.pg.port;
     let conf = fx.conf(&format!("localhost:{port}/app1\n@every 1s default ./backup.sh -s\n"));
+    let rx = Receiver::start(Behaviour::Ok);
     let mut d = Daemon::start(
         {
             let mut c = fx.cmd(&conf);
-            c.env("SHUTDOWN_GRACE", "1s").env("BACKUP_COMPRESSION_LEVEL", "9");
+            c.env("SHUTDOWN_GRACE", "1s").env("BACKUP_COMPRESSION_LEVEL", "9").env("WEBHOOK_URL", &rx.url);
             c
         },
         fx.dir.path(),
