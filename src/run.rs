@@ -118,7 +118,7 @@ pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) 
                 (vec![], vec![])
             }
         };
-        notify_outcome(notifiers, &db.spec, &outcome, &prune_errors);
+        notify_outcome(notifiers, &db.spec, &outcome, &pruned, &prune_errors);
         reports.push(DatabaseReport { spec: db.spec.clone(), outcome, pruned, prune_errors });
     }
     let report = RunReport { databases: reports, interrupted: cancel.is_cancelled(), duration: started.elapsed() };
@@ -145,10 +145,16 @@ fn fresh_timestamp(settings: &Settings, dir: &std::path::Path, core: &str) -> ch
     ts
 }
 
-fn notify_outcome(notifiers: &Notifiers, spec: &DatabaseSpec, outcome: &Outcome, prune_errors: &[String]) {
+fn notify_outcome(
+    notifiers: &Notifiers,
+    spec: &DatabaseSpec,
+    outcome: &Outcome,
+    pruned: &[PathBuf],
+    prune_errors: &[String],
+) {
     let db = spec.to_string();
     match outcome {
-        Outcome::Written(w) => notifiers.notify(event::backup_succeeded(&db, w)),
+        Outcome::Written(w) => notifiers.notify(event::backup_succeeded(&db, w, pruned)),
         Outcome::Failed(e) => notifiers.notify(event::backup_failed(&db, e)),
         Outcome::NotAttempted => {}
     }
