@@ -3,7 +3,7 @@
 .PHONY: demo test lint bench soak deps
 
 deps:
-	scripts/install-deps.sh postgres node
+	scripts/install-deps.sh postgres node ftps s3
 
 demo: deps
 	cargo build --quiet

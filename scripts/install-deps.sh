@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmark need on a fresh Debian/Ubuntu machine.
+# Tools that are not Debian packages go to .tools/ in the repository (git-ignored).
 # Idempotent: installs only what is missing. Usage: scripts/install-deps.sh [postgres] [pigz] ...
 # With no arguments: everything the test suite needs.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(postgres)
@@ -39,6 +41,23 @@ for item in "${want[@]}"; do
       ;;
     pigz | zstd | hyperfine | bc)
       command -v "$item" >/dev/null || apt_install "$item"
+      ;;
+    ftps)
+      # pyftpdlib with pyOpenSSL: an explicit-FTPS server for the mirror tests.
+      command -v openssl >/dev/null || apt_install openssl
+      if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import pyftpdlib, OpenSSL' 2>/dev/null; then
+        python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+        rm -rf .tools/venv
+        python3 -m venv .tools/venv
+        .tools/venv/bin/pip install -q pyftpdlib pyopenssl
+      fi
+      ;;
+    s3)
+      # s3s-fs: an S3-compatible server that checks SigV4 signatures (0.14.1 builds with rustc 1.95).
+      if [ ! -x .tools/bin/s3s-fs ]; then
+        echo "install-deps: building s3s-fs (a few minutes, once)"
+        cargo install --quiet --locked --root .tools --features binary s3s-fs@0.14.1
+      fi
       ;;
     node)
       command -v node >/dev/null || apt_install nodejs

@@ -80,6 +80,10 @@ pub struct Cli {
     #[arg(short = 'n', long = "allow-null")]
     pub allow_null: bool,
 
+    /// With -l: list the copies on each mirror (FTPS, S3) instead of local backups.
+    #[arg(long = "remote")]
+    pub remote: bool,
+
     /// With -p -f: allow deleting every backup of a database.
     #[arg(long = "force")]
     pub force: bool,

@@ -14,10 +14,12 @@ use crate::config::Settings;
 use crate::engine;
 use crate::layout;
 use crate::lock::RunLock;
+use crate::mirror::{MirrorOutcome, mirror_database};
 use crate::notify::{Notifiers, event};
 use crate::pipeline::{self, Written};
 use crate::retention::{self, Reason};
 use crate::spec::DatabaseSpec;
+use crate::storage::Storage;
 
 /// What happened to one database.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct DatabaseReport {
     pub pruned: Vec<PathBuf>,
     /// Retention problems (the backup itself is fine).
     pub prune_errors: Vec<String>,
+    /// What each mirror did.
+    pub mirrors: Vec<MirrorOutcome>,
 }
 
 /// The result of a run.
@@ -51,7 +55,11 @@ impl RunReport {
     /// True when every database was backed up and retention had no error.
     pub fn succeeded(&self) -> bool {
         !self.interrupted
-            && self.databases.iter().all(|d| matches!(d.outcome, Outcome::Written(_)) && d.prune_errors.is_empty())
+            && self.databases.iter().all(|d| {
+                matches!(d.outcome, Outcome::Written(_))
+                    && d.prune_errors.is_empty()
+                    && d.mirrors.iter().all(|m| m.error.is_none())
+            })
     }
 }
 
@@ -60,7 +68,12 @@ impl RunReport {
 /// # Errors
 /// Only when the run cannot start (lock held, backup folder unusable); per-database failures
 /// are in the report.
-pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) -> anyhow::Result<RunReport> {
+pub fn run_backups(
+    settings: &Settings,
+    mirrors: &[Box<dyn Storage>],
+    notifiers: &Notifiers,
+    cancel: &Cancel,
+) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let _lock = RunLock::acquire(&settings.backup_dir, "backup run")?;
     let run_date = settings.zone.local(Utc::now()).date();
@@ -78,6 +91,7 @@ pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) 
                 outcome: Outcome::NotAttempted,
                 pruned: vec![],
                 prune_errors: vec![],
+                mirrors: vec![],
             });
             continue;
         }
@@ -89,6 +103,7 @@ pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) 
                 outcome: Outcome::Failed(msg),
                 pruned: vec![],
                 prune_errors: vec![],
+                mirrors: vec![],
             });
             continue;
         };
@@ -110,6 +125,12 @@ pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) 
                 Outcome::Failed(msg)
             }
         };
+        let mirrored = match &outcome {
+            Outcome::Written(w) => {
+                mirror_database(mirrors, settings, &db.spec.to_string(), &db.spec.core_name(), &w.path, notifiers)
+            }
+            _ => vec![],
+        };
         let (pruned, prune_errors) = match &outcome {
             Outcome::Written(_) => apply_retention(settings, &db.spec, &written_paths),
             _ => {
@@ -119,7 +140,7 @@ pub fn run_backups(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) 
             }
         };
         notify_outcome(notifiers, &db.spec, &outcome, &pruned, &prune_errors);
-        reports.push(DatabaseReport { spec: db.spec.clone(), outcome, pruned, prune_errors });
+        reports.push(DatabaseReport { spec: db.spec.clone(), outcome, pruned, prune_errors, mirrors: mirrored });
     }
     let report = RunReport { databases: reports, interrupted: cancel.is_cancelled(), duration: started.elapsed() };
     log_summary(&report);
@@ -205,6 +226,16 @@ fn log_summary(report: &RunReport) {
         }
         for e in &d.prune_errors {
             error!(db = %d.spec, error = %e, "Summary: retention failed.");
+        }
+        for m in &d.mirrors {
+            match &m.error {
+                None => {
+                    info!(db = %d.spec, storage = %m.mirror, uploaded = m.uploaded.len(), pruned = m.pruned.len(), "Summary: mirrored.")
+                }
+                Some(e) => {
+                    error!(db = %d.spec, storage = %m.mirror, error = %e, "Summary: mirror FAILED (local backup kept).")
+                }
+            }
         }
     }
     let ok = report.databases.iter().filter(|d| matches!(d.outcome, Outcome::Written(_))).count();

@@ -11,7 +11,9 @@ use chrono::Utc;
 
 use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
+use crate::error::Exit;
 use crate::human;
+use crate::mirror::remote_backup;
 use crate::verification;
 
 /// Prints the listing to stdout.
@@ -105,4 +107,48 @@ fn free_space(root: &Path) -> String {
         }
         Err(e) => format!("Free space: unknown ({e}: {})", root.display()),
     }
+}
+
+/// `-l --remote`: the copies on each mirror, per database, newest first. Exit 1 when a
+/// mirror cannot be listed.
+///
+/// # Errors
+/// When the mirror settings are unusable.
+pub fn run_remote(settings: &Settings) -> anyhow::Result<Exit> {
+    let mirrors = crate::storage::from_settings(&settings.mirrors)?;
+    if mirrors.is_empty() {
+        println!("No mirror is configured (FTP_URL, S3_ENDPOINT).");
+        return Ok(Exit::Success);
+    }
+    let mut failed = false;
+    for m in &mirrors {
+        println!("{}:", m.name());
+        let list = match m.list() {
+            Ok(l) => l,
+            Err(e) => {
+                println!("  cannot be listed: {e:#}");
+                failed = true;
+                continue;
+            }
+        };
+        let sidecars: std::collections::HashSet<&str> =
+            list.iter().filter_map(|o| o.key.strip_suffix(crate::layout::CHECKSUM_SUFFIX)).collect();
+        let mut by_core: BTreeMap<String, Vec<BackupFile>> = BTreeMap::new();
+        for b in list.iter().filter_map(remote_backup) {
+            by_core.entry(b.core.clone()).or_default().push(b);
+        }
+        if by_core.is_empty() {
+            println!("  no backups");
+        }
+        for (core, mut files) in by_core {
+            files.sort_by(|a, b| b.sort_key().cmp(&a.sort_key()));
+            println!("  {core}: {} copies", files.len());
+            for f in files {
+                let size = if f.size > 0 { human::bytes(f.size) } else { "-".into() };
+                let sum = if sidecars.contains(f.rel.to_string_lossy().as_ref()) { "sha256" } else { "-" };
+                println!("    {:<70} {size:>10} {sum}", f.rel.display());
+            }
+        }
+    }
+    Ok(if failed { Exit::Failed } else { Exit::Success })
 }

@@ -36,6 +36,9 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         show_config::run(&settings, &mode);
         return Ok(Exit::Success);
     }
+    if cli.list && cli.remote {
+        return list::run_remote(&settings);
+    }
     if cli.list {
         list::run(&settings)?;
         return Ok(Exit::Success);

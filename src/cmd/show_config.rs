@@ -77,10 +77,21 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     }
     writeln!(out)?;
     let or_not = |v: Option<String>| v.unwrap_or_else(|| "not configured".into());
-    writeln!(out, "- FTP server: {}", or_not(s.mirrors.ftp_url.as_ref().map(|u| redact_url(u.expose()))))?;
-    let s3 = s.mirrors.s3_endpoint.as_ref().map(|e| match &s.mirrors.s3_bucket {
-        Some(b) => format!("{} (bucket {b})", redact_url(e)),
-        None => redact_url(e),
+    let ftp = s.mirrors.ftp.as_ref().map(|f| {
+        let tls = if f.allow_plaintext { "PLAINTEXT allowed" } else { "explicit TLS required" };
+        let prune = if f.prune { "pruned" } else { "not pruned" };
+        format!("{} ({tls}; user {}; {prune})", redact_url(f.url.expose()), f.user.as_deref().unwrap_or("(none)"))
+    });
+    writeln!(out, "- FTP server: {}", or_not(ftp))?;
+    let s3 = s.mirrors.s3.as_ref().map(|c| {
+        let prune = if c.prune { "pruned" } else { "not pruned" };
+        format!(
+            "{} (bucket {}, prefix \"{}\", region {}; {prune})",
+            redact_url(&c.endpoint),
+            c.bucket,
+            c.prefix,
+            c.region
+        )
     });
     writeln!(out, "- S3 endpoint: {}", or_not(s3))?;
     writeln!(out, "- Webhook Endpoint: {}", or_not(s.notify.webhook_url.as_ref().map(|u| redact_url(u.expose()))))?;

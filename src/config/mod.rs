@@ -139,12 +139,104 @@ impl NotifySettings {
     }
 }
 
-/// Mirror settings as configured (shown by `-c`).
+/// The FTPS mirror (`FTP_URL` and friends).
+#[derive(Debug, Clone)]
+pub struct FtpSettings {
+    pub url: Secret,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// `FTP_CA_FILE`: PEM certificates trusted in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `FTP_ALLOW_PLAINTEXT`: permit FTP without TLS (warned on every use).
+    pub allow_plaintext: bool,
+    /// `FTP_PRUNE_BACKUPS`: apply the retention policy to the mirror too.
+    pub prune: bool,
+    pub timeout: Duration,
+}
+
+/// The S3 mirror (`S3_ENDPOINT` and friends).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+    pub prefix: String,
+    pub path_style: bool,
+    pub part_size: usize,
+    pub prune: bool,
+    pub timeout: Duration,
+}
+
+/// Mirrors and how they are used.
 #[derive(Debug, Clone, Default)]
 pub struct MirrorSettings {
-    pub ftp_url: Option<Secret>,
-    pub s3_endpoint: Option<String>,
-    pub s3_bucket: Option<String>,
+    pub ftp: Option<FtpSettings>,
+    pub s3: Option<S3Settings>,
+    /// `MIRROR_ATTEMPTS` (default 3) per operation.
+    pub attempts: u32,
+    /// `MIRROR_CATCHUP` (default 3): how many older local backups missing on a mirror are
+    /// uploaded after a new one.
+    pub catchup: usize,
+}
+
+impl MirrorSettings {
+    fn load(l: &mut Loader) -> MirrorSettings {
+        let timeout = |l: &mut Loader, name: &str| match l.text(name) {
+            None => Duration::from_secs(60),
+            Some(t) => parse_duration(&t).unwrap_or_else(|e| {
+                l.errors.push(format!("environment: {name}: {e}"));
+                Duration::from_secs(60)
+            }),
+        };
+        let ftp = l.text(env::FTP_URL).map(|url| FtpSettings {
+            url: Secret::new(url),
+            user: l.text(env::FTP_USER),
+            password: l.text(env::FTP_PASSWORD).map(Secret::new),
+            ca_file: l.text(env::FTP_CA_FILE).map(PathBuf::from),
+            allow_plaintext: l.flag(env::FTP_ALLOW_PLAINTEXT),
+            prune: l.flag(env::FTP_PRUNE_BACKUPS),
+            timeout: timeout(l, env::FTP_TIMEOUT),
+        });
+        let s3 = match l.text(env::S3_ENDPOINT) {
+            None => None,
+            Some(endpoint) => {
+                let bucket = l.text(env::S3_BUCKET).unwrap_or_else(|| {
+                    l.errors.push("environment: S3_ENDPOINT is set but S3_BUCKET is not".into());
+                    String::new()
+                });
+                let access_key = l.text(env::S3_USER).or_else(|| l.text(env::AWS_ACCESS_KEY_ID)).unwrap_or_else(|| {
+                    l.errors.push("environment: S3_ENDPOINT is set but S3_USER (or AWS_ACCESS_KEY_ID) is not".into());
+                    String::new()
+                });
+                Some(S3Settings {
+                    endpoint,
+                    bucket,
+                    region: l
+                        .text(env::S3_REGION)
+                        .or_else(|| l.text(env::AWS_REGION))
+                        .or_else(|| l.text(env::AWS_DEFAULT_REGION))
+                        .unwrap_or_else(|| "us-east-1".into()),
+                    access_key,
+                    secret_key: Secret::new(
+                        l.text(env::S3_PASSWORD).or_else(|| l.text(env::AWS_SECRET_ACCESS_KEY)).unwrap_or_default(),
+                    ),
+                    prefix: l.text(env::S3_PREFIX).unwrap_or_default(),
+                    path_style: l.text(env::S3_PATH_STYLE).is_none_or(|_| l.flag(env::S3_PATH_STYLE)),
+                    part_size: (l.int(env::S3_PART_SIZE_MB, 8).clamp(5, 5000) as usize) << 20,
+                    prune: l.flag(env::S3_PRUNE_BACKUPS),
+                    timeout: timeout(l, env::S3_TIMEOUT),
+                })
+            }
+        };
+        MirrorSettings {
+            ftp,
+            s3,
+            attempts: l.int(env::MIRROR_ATTEMPTS, 3).clamp(1, 10) as u32,
+            catchup: l.int(env::MIRROR_CATCHUP, 3).clamp(0, 100) as usize,
+        }
+    }
 }
 
 /// `VERIFY_MAX_AGE`: how old the newest backup may be before verification fails.
@@ -248,6 +340,11 @@ impl Loader<'_> {
     fn text(&self, name: &str) -> Option<String> {
         self.env.get(name).map(str::to_string)
     }
+
+    /// `1`, `true`, `yes`, `on` (any case) are true; unset or anything else is false.
+    fn flag(&self, name: &str) -> bool {
+        self.env.get(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    }
 }
 
 impl Settings {
@@ -306,6 +403,7 @@ impl Settings {
             Some("1" | "true" | "yes")
         );
         let notify = NotifySettings::load(&mut l);
+        let mirrors = MirrorSettings::load(&mut l);
         let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
             None => MaxAge::Default,
             Some("0") => MaxAge::Disabled,
@@ -361,11 +459,7 @@ impl Settings {
                 connect_timeout_secs: connect_timeout.clamp(1, 3600) as u32,
             },
             notify,
-            mirrors: MirrorSettings {
-                ftp_url: l.text(env::FTP_URL).map(Secret::new),
-                s3_endpoint: l.text(env::S3_ENDPOINT),
-                s3_bucket: l.text(env::S3_BUCKET),
-            },
+            mirrors,
             env: env.clone(),
         };
 

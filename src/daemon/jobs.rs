@@ -19,6 +19,13 @@ use crate::config::Settings;
 use crate::config::backup_conf::{CronAction, CronLine};
 use crate::notify::{Notifiers, event};
 use crate::run::run_backups;
+use crate::storage::Storage;
+
+/// Where results go: notifications and mirrors, built once at daemon start.
+pub struct Outputs {
+    pub notifiers: Notifiers,
+    pub mirrors: Vec<Box<dyn Storage>>,
+}
 
 /// A unit of scheduled work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +58,11 @@ impl Job {
 
 /// Runs `job` to completion, recording its outcome in `state`. Never panics outward: the
 /// caller also catches panics.
-pub fn execute(job: &Job, settings: &Settings, notifiers: &Notifiers, state: &Mutex<State>, cancel: &Cancel) {
+pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<State>, cancel: &Cancel) {
+    let notifiers = &out.notifiers;
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     match job {
-        Job::Backup => match run_backups(settings, notifiers, cancel) {
+        Job::Backup => match run_backups(settings, &out.mirrors, notifiers, cancel) {
             Ok(report) => lock().record_run(&report, Utc::now()),
             Err(e) => {
                 let reason = format!("{e:#}");

@@ -60,7 +60,10 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
         info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
     }
-    let notifiers = Arc::new(notifiers);
+    let mirrors = crate::storage::from_settings(&settings.mirrors)
+        .map_err(|e| crate::config::ConfigErrors(vec![format!("mirror configuration: {e:#}")]))?;
+    let outputs = Arc::new(jobs::Outputs { notifiers, mirrors });
+    let notifiers = &outputs.notifiers;
     let schedule_text: Vec<String> = entries
         .iter()
         .map(|e| {
@@ -75,7 +78,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
     let db_text: Vec<String> = settings.databases.iter().map(|d| d.spec.to_string()).collect();
     notifiers.notify(event::daemon_started(mode, &schedule_text, &db_text));
     let mut state = initial_state(&settings, now);
-    state.notify_failures = notifiers.failures.clone();
+    state.notify_failures = outputs.notifiers.failures.clone();
     let state = Arc::new(Mutex::new(state));
     let mut stale_watch = StaleWatch::default();
     if let Some(addr) = settings.daemon.health_addr {
@@ -102,7 +105,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         };
         lock(&state).next_run = Some(at);
         let now = Utc::now();
-        stale_watch.check(&state, &notifiers, now);
+        stale_watch.check(&state, notifiers, now);
         if now < at {
             std::thread::sleep(TICK.min((at - now).to_std().unwrap_or(TICK)));
             continue;
@@ -115,7 +118,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
             notifiers.notify(event::run_skipped(&entry.job.describe(), &r.label));
             continue;
         }
-        running = Some(start(entry.job.clone(), settings.clone(), notifiers.clone(), state.clone()));
+        running = Some(start(entry.job.clone(), settings.clone(), outputs.clone(), state.clone()));
     }
     stop(running, &state, settings.daemon.shutdown_grace);
     info!("Backup server stopped.");
@@ -162,13 +165,13 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Starts `job` on its own thread with its own cancellation token.
-fn start(job: Job, settings: Arc<Settings>, notifiers: Arc<Notifiers>, state: Arc<Mutex<State>>) -> Running {
+fn start(job: Job, settings: Arc<Settings>, outputs: Arc<jobs::Outputs>, state: Arc<Mutex<State>>) -> Running {
     let label = job.describe();
     let cancel = Cancel::new();
     lock(&state).run_in_progress = Some(label.clone());
     let token = cancel.clone();
     let handle = std::thread::spawn(move || {
-        let result = catch_unwind(AssertUnwindSafe(|| jobs::execute(&job, &settings, &notifiers, &state, &token)));
+        let result = catch_unwind(AssertUnwindSafe(|| jobs::execute(&job, &settings, &outputs, &state, &token)));
         if result.is_err() {
             error!(job = %job.describe(), "The run panicked; the daemon continues. Please report this bug.");
             lock(&state).runs_failed += 1;

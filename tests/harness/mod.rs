@@ -7,8 +7,10 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod ftps;
 pub mod postgres;
 pub mod receiver;
+pub mod s3;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

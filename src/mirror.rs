@@ -1,0 +1,161 @@
+//! The mirror step of a run, per database: copy the new backup (and its `.sha256`) to every
+//! mirror, catch up on the newest older local backups a mirror is missing (a transient outage
+//! leaves no permanent gap), then, when enabled for that mirror, apply the retention policy to
+//! the mirror's own listing. Each mirror is independent; a failing one never affects the
+//! others or the local backup.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use crate::catalog::{self, BackupFile, with_suffix};
+use crate::config::Settings;
+use crate::layout::{self, CHECKSUM_SUFFIX};
+use crate::notify::{Notifiers, event};
+use crate::retention;
+use crate::storage::{RemoteObject, Storage};
+
+/// What one mirror did for one database.
+#[derive(Debug, Clone)]
+pub struct MirrorOutcome {
+    pub mirror: String,
+    pub uploaded: Vec<String>,
+    pub pruned: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Mirrors `written` (a new backup of `core`) to every mirror.
+pub fn mirror_database(
+    mirrors: &[Box<dyn Storage>],
+    settings: &Settings,
+    db: &str,
+    core: &str,
+    written: &Path,
+    notifiers: &Notifiers,
+) -> Vec<MirrorOutcome> {
+    let root = &settings.backup_dir;
+    let local: Vec<BackupFile> =
+        catalog::scan(root).unwrap_or_default().into_iter().filter(|b| b.core == core && !b.in_progress).collect();
+    mirrors
+        .iter()
+        .map(|m| {
+            let outcome = mirror_one(m.as_ref(), settings, core, written, &local);
+            for key in &outcome.uploaded {
+                notifiers.notify(event::mirror_succeeded(db, key, &outcome.mirror));
+            }
+            if let Some(e) = &outcome.error {
+                warn!(storage = %outcome.mirror, error = %e, "Mirror failed; the local backup is kept.");
+                notifiers.notify(event::mirror_failed(db, &rel_key(root, written), &outcome.mirror, e));
+            }
+            outcome
+        })
+        .collect()
+}
+
+fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, local: &[BackupFile]) -> MirrorOutcome {
+    let root = &settings.backup_dir;
+    let mut out = MirrorOutcome { mirror: m.name(), uploaded: vec![], pruned: vec![], error: None };
+    let listing = m.list();
+    let present: HashSet<String> =
+        listing.as_ref().map(|l| l.iter().map(|o| o.key.clone()).collect()).unwrap_or_default();
+    // The new backup first, then the newest older ones the mirror lacks.
+    let mut todo = vec![written.to_path_buf()];
+    if listing.is_ok() {
+        let mut older: Vec<&BackupFile> = local.iter().filter(|b| b.path != written).collect();
+        older.sort_by(|a, b| b.sort_key().cmp(&a.sort_key()));
+        todo.extend(
+            older
+                .into_iter()
+                .filter(|b| !present.contains(&rel_key(root, &b.path)))
+                .take(settings.mirrors.catchup)
+                .map(|b| b.path.clone()),
+        );
+    }
+    for path in &todo {
+        let key = rel_key(root, path);
+        if let Err(e) = upload(m, path, &key) {
+            out.error = Some(format!("{e:#}"));
+            return out;
+        }
+        info!(storage = %out.mirror, key, "Copied to mirror.");
+        out.uploaded.push(key);
+    }
+    match listing {
+        Err(e) => out.error = Some(format!("listing the mirror (catch-up and pruning skipped): {e:#}")),
+        Ok(mut list) if m.prunes() => {
+            // The listing predates this run's uploads; count them too.
+            list.extend(out.uploaded.iter().map(|k| RemoteObject { key: k.clone(), size: None }));
+            prune_remote(m, settings, core, &rel_key(root, written), list, &mut out)
+        }
+        Ok(_) => {}
+    }
+    out
+}
+
+/// Uploads a backup and then its checksum sidecar (when there is one).
+fn upload(m: &dyn Storage, path: &Path, key: &str) -> anyhow::Result<()> {
+    m.put(path, key)?;
+    let sidecar = with_suffix(path, CHECKSUM_SUFFIX);
+    if sidecar.exists() {
+        m.put(&sidecar, &format!("{key}{CHECKSUM_SUFFIX}"))?;
+    }
+    Ok(())
+}
+
+/// Applies the retention plan to the mirror's own listing: only keys that parse as our
+/// backups of this database, never the copy just made, never the newest.
+fn prune_remote(
+    m: &dyn Storage,
+    settings: &Settings,
+    core: &str,
+    just: &str,
+    list: Vec<RemoteObject>,
+    out: &mut MirrorOutcome,
+) {
+    let keys: HashSet<&str> = list.iter().map(|o| o.key.as_str()).collect();
+    let backups: Vec<BackupFile> = list.iter().filter_map(remote_backup).filter(|b| b.core == core).collect();
+    let cores = BTreeSet::from([core.to_string()]);
+    let plan = retention::plan(&backups, &settings.policy, &cores, &[PathBuf::from(just)], SystemTime::now());
+    for d in plan.into_iter().filter(|d| matches!(d.reason, retention::Reason::OverCount { .. })) {
+        let key = d.path.to_string_lossy().into_owned();
+        let sidecar = format!("{key}{CHECKSUM_SUFFIX}");
+        let result =
+            m.delete(&key).and_then(|()| if keys.contains(sidecar.as_str()) { m.delete(&sidecar) } else { Ok(()) });
+        match result {
+            Ok(()) => {
+                info!(storage = %out.mirror, key, "Pruned from mirror.");
+                out.pruned.push(key);
+            }
+            Err(e) => {
+                out.error = Some(format!("pruning {key}: {e:#}"));
+                return;
+            }
+        }
+    }
+}
+
+/// A remote object as a catalog entry (its key as the path), when it is one of our backups.
+pub fn remote_backup(o: &RemoteObject) -> Option<BackupFile> {
+    let p = layout::parse_relative(Path::new(&o.key))?;
+    Some(BackupFile {
+        path: PathBuf::from(&o.key),
+        rel: PathBuf::from(&o.key),
+        core: p.name.core,
+        timestamp: p.name.timestamp,
+        class: p.class,
+        folder_date: p.folder_date,
+        extension: p.name.extension,
+        in_progress: p.name.in_progress,
+        size: o.size.unwrap_or(0),
+        modified: SystemTime::UNIX_EPOCH,
+        has_checksum: false,
+        has_verification: false,
+    })
+}
+
+/// The backup's key: its path relative to the backup root, `/`-separated.
+fn rel_key(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+}

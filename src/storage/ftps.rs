@@ -1,0 +1,265 @@
+//! FTPS mirror (suppaftp, rustls): explicit TLS (`AUTH TLS`, then `PBSZ 0`/`PROT P` for a
+//! protected data channel) is required; the server certificate is verified against the
+//! system roots plus `FTP_CA_FILE`. Passive mode, socket timeouts on every connection.
+//! Uploads go to `.<name>.part`, are renamed, and their size is checked with `SIZE`.
+//! Plain FTP only with `FTP_ALLOW_PLAINTEXT=true` (a warning on every use).
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use suppaftp::rustls::ClientConfig;
+use suppaftp::rustls::pki_types::CertificateDer;
+use suppaftp::rustls::pki_types::pem::PemObject;
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, ImplFtpStream, RustlsConnector, TlsStream};
+use tracing::warn;
+
+use super::{RemoteObject, Storage, is_layout_dir};
+use crate::config::{FtpSettings, Secret, redact_url};
+
+pub struct FtpsStorage {
+    host: String,
+    port: u16,
+    /// Base folder, without leading or trailing slashes ("" = the login folder).
+    base: String,
+    user: String,
+    password: Secret,
+    /// `None` = plain FTP (explicit opt-in).
+    tls: Option<Arc<ClientConfig>>,
+    timeout: Duration,
+    prune: bool,
+    display: String,
+}
+
+impl FtpsStorage {
+    /// # Errors
+    /// A malformed `FTP_URL`, a missing user, or an unreadable `FTP_CA_FILE`.
+    pub fn new(s: &FtpSettings) -> anyhow::Result<FtpsStorage> {
+        let url = url::Url::parse(s.url.expose()).map_err(|e| anyhow!("FTP_URL is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "ftp" | "ftps") {
+            bail!("FTP_URL must start with ftp:// or ftps:// (explicit TLS is used for both)");
+        }
+        let host = url.host_str().ok_or_else(|| anyhow!("FTP_URL has no host"))?.to_string();
+        let user = s.user.clone().or_else(|| Some(url.username().to_string()).filter(|u| !u.is_empty()));
+        let password =
+            s.password.clone().or_else(|| url.password().map(Secret::new)).unwrap_or_else(|| Secret::new(""));
+        let tls = if s.allow_plaintext { None } else { Some(Arc::new(tls_config(s.ca_file.as_deref())?)) };
+        Ok(FtpsStorage {
+            port: url.port().unwrap_or(21),
+            base: url.path().trim_matches('/').to_string(),
+            user: user.ok_or_else(|| anyhow!("FTP_USER is not set"))?,
+            password,
+            tls,
+            timeout: s.timeout,
+            prune: s.prune,
+            display: format!("{}{}", redact_url(s.url.expose()), if url.path() == "/" { "" } else { url.path() }),
+            host,
+        })
+    }
+
+    /// Connects, secures, logs in and switches to binary mode; runs `f`; quits.
+    fn session<R>(&self, f: impl FnOnce(&mut dyn Ftp) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {}", self.host))?
+            .next()
+            .ok_or_else(|| anyhow!("{} has no address", self.host))?;
+        match &self.tls {
+            Some(cfg) => {
+                let stream = connect(addr, self.timeout, suppaftp::RustlsFtpStream::connect_with_stream)?
+                    .into_secure(RustlsConnector::from(cfg.clone()), &self.host)
+                    .map_err(|e| {
+                        anyhow!(
+                            "TLS with {} failed: {e} (is the certificate trusted? FTP_CA_FILE adds a CA)",
+                            self.host
+                        )
+                    })?;
+                self.run(stream, f)
+            }
+            None => {
+                warn!(storage = %self.display, "FTP without TLS (FTP_ALLOW_PLAINTEXT): the password and backups cross the network in clear text.");
+                self.run(connect(addr, self.timeout, suppaftp::FtpStream::connect_with_stream)?, f)
+            }
+        }
+    }
+
+    fn run<T: TlsStream, R>(
+        &self,
+        mut stream: ImplFtpStream<T>,
+        f: impl FnOnce(&mut dyn Ftp) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        stream
+            .login(self.user.as_str(), self.password.expose())
+            .map_err(|e| anyhow!("FTP login as {} failed: {e}", self.user))?;
+        stream.transfer_type(FileType::Binary).map_err(|e| anyhow!("{e}"))?;
+        let result = (|| {
+            for dir in self.base.split('/').filter(|d| !d.is_empty()) {
+                stream.mkdir_cd(dir).with_context(|| format!("FTP folder /{} is not usable", self.base))?;
+            }
+            f(&mut stream)
+        })();
+        let _ = stream.quit();
+        result
+    }
+}
+
+/// A TCP connection with timeouts, and data connections with the same timeouts.
+fn connect<T: TlsStream>(
+    addr: SocketAddr,
+    timeout: Duration,
+    greet: fn(TcpStream) -> suppaftp::FtpResult<ImplFtpStream<T>>,
+) -> anyhow::Result<ImplFtpStream<T>> {
+    let open = move |a: SocketAddr| -> std::io::Result<TcpStream> {
+        let s = TcpStream::connect_timeout(&a, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        Ok(s)
+    };
+    let tcp = open(addr).with_context(|| format!("connecting to FTP server {addr}"))?;
+    let mut stream = greet(tcp)
+        .map_err(|e| anyhow!("FTP server {addr} did not greet: {e}"))?
+        .passive_stream_builder(move |a| open(a).map_err(FtpError::ConnectionError));
+    stream.set_passive_nat_workaround(true);
+    Ok(stream)
+}
+
+/// System roots plus the PEM certificates in `ca_file`.
+fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<ClientConfig> {
+    let mut roots = suppaftp::rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs =
+            CertificateDer::pem_file_iter(path).with_context(|| format!("reading FTP_CA_FILE {}", path.display()))?;
+        for cert in certs {
+            roots.add(cert.with_context(|| format!("parsing FTP_CA_FILE {}", path.display()))?)?;
+        }
+    }
+    Ok(ClientConfig::builder_with_provider(Arc::new(suppaftp::rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The FTP operations we use, object-safe over TLS and plain streams.
+trait Ftp {
+    fn mkdir_cd(&mut self, dir: &str) -> anyhow::Result<()>;
+    fn upload(&mut self, name: &str, file: &mut File) -> anyhow::Result<()>;
+    fn rename(&mut self, from: &str, to: &str) -> anyhow::Result<()>;
+    fn size(&mut self, name: &str) -> anyhow::Result<u64>;
+    /// Base names in `dir`; an empty or missing folder is an empty list.
+    fn names(&mut self, dir: Option<&str>) -> anyhow::Result<Vec<String>>;
+    fn remove(&mut self, path: &str) -> anyhow::Result<()>;
+    fn remove_dir(&mut self, path: &str) -> bool;
+}
+
+impl<T: TlsStream> Ftp for ImplFtpStream<T> {
+    fn mkdir_cd(&mut self, dir: &str) -> anyhow::Result<()> {
+        if self.cwd(dir).is_err() {
+            self.mkdir(dir).map_err(|e| anyhow!("creating FTP folder {dir}: {e}"))?;
+            self.cwd(dir).map_err(|e| anyhow!("entering FTP folder {dir}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn upload(&mut self, name: &str, file: &mut File) -> anyhow::Result<()> {
+        self.put_file(name, file).map(|_| ()).map_err(|e| anyhow!("uploading {name}: {e}"))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> anyhow::Result<()> {
+        ImplFtpStream::rename(self, from, to).map_err(|e| anyhow!("renaming {from} to {to}: {e}"))
+    }
+
+    fn size(&mut self, name: &str) -> anyhow::Result<u64> {
+        ImplFtpStream::size(self, name).map(|s| s as u64).map_err(|e| anyhow!("SIZE {name}: {e}"))
+    }
+
+    fn names(&mut self, dir: Option<&str>) -> anyhow::Result<Vec<String>> {
+        match self.nlst(dir) {
+            // NOTE: some servers answer NLST of a folder with `folder/name`, others with `name`.
+            Ok(list) => Ok(list.into_iter().filter_map(|n| n.rsplit('/').next().map(str::to_string)).collect()),
+            Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 || r.status.code() == 450 => Ok(Vec::new()),
+            Err(e) => Err(anyhow!("listing {}: {e}", dir.unwrap_or("."))),
+        }
+    }
+
+    fn remove(&mut self, path: &str) -> anyhow::Result<()> {
+        self.rm(path).map_err(|e| anyhow!("deleting {path}: {e}"))
+    }
+
+    fn remove_dir(&mut self, path: &str) -> bool {
+        self.rmdir(path).is_ok()
+    }
+}
+
+impl Storage for FtpsStorage {
+    fn name(&self) -> String {
+        self.display.clone()
+    }
+
+    fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
+        let expected = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
+        let (dirs, name) = key.rsplit_once('/').unwrap_or(("", key));
+        self.session(|ftp| {
+            for dir in dirs.split('/').filter(|d| !d.is_empty()) {
+                ftp.mkdir_cd(dir)?;
+            }
+            let part = format!(".{name}.part");
+            let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
+            ftp.upload(&part, &mut file)?;
+            ftp.rename(&part, name)?;
+            let stored = ftp.size(name)?;
+            if stored != expected {
+                let _ = ftp.remove(name);
+                bail!("{key}: the server stored {stored} bytes instead of {expected}; the copy was deleted");
+            }
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
+        self.session(|ftp| {
+            let mut out = Vec::new();
+            for top in ftp.names(None)?.into_iter().filter(|n| is_layout_dir(n)) {
+                let second = ftp.names(Some(&top))?;
+                if crate::layout::Class::from_dir(&top).is_some() {
+                    for date in second.into_iter().filter(|n| is_layout_dir(n)) {
+                        let dir = format!("{top}/{date}");
+                        out.extend(
+                            ftp.names(Some(&dir))?
+                                .into_iter()
+                                .map(|f| RemoteObject { key: format!("{dir}/{f}"), size: None }),
+                        );
+                    }
+                } else {
+                    out.extend(second.into_iter().map(|f| RemoteObject { key: format!("{top}/{f}"), size: None }));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.session(|ftp| {
+            ftp.remove(key)?;
+            // Remove the dated and class folders when they became empty (errors: not empty).
+            let mut dir = key.rsplit_once('/').map(|(d, _)| d.to_string());
+            while let Some(d) = dir {
+                if !ftp.remove_dir(&d) {
+                    break;
+                }
+                dir = d.rsplit_once('/').map(|(p, _)| p.to_string());
+            }
+            Ok(())
+        })
+    }
+
+    fn prunes(&self) -> bool {
+        self.prune
+    }
+}

@@ -1,0 +1,123 @@
+//! Mirrors: remote copies of backups on FTPS and S3-compatible servers. One `Storage` trait,
+//! one implementation per kind, a `Retrying` decorator, and one factory (`from_settings`).
+//!
+//! Contract of every implementation: keys are the backup's path relative to the backup root
+//! (`daily/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz`) under the mirror's base; a `put` is
+//! complete or absent (temporary name + rename, or a multipart upload that only appears when
+//! completed) and checks the stored size; `list` returns every object under the base that
+//! lies in our folder layout; `delete` removes one key.
+
+pub mod ftps;
+pub mod s3;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::warn;
+
+use crate::config::MirrorSettings;
+
+/// An object on a mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteObject {
+    pub key: String,
+    pub size: Option<u64>,
+}
+
+/// A remote place for copies of backups.
+pub trait Storage: Send + Sync {
+    /// Printable, secret-free name, e.g. `ftps://ftp.example.com/backups`.
+    fn name(&self) -> String;
+
+    /// Uploads `local` as `key`; on success the object is complete and its size checked.
+    ///
+    /// # Errors
+    /// Connection, authentication, TLS, transfer or size-check failures.
+    fn put(&self, local: &Path, key: &str) -> anyhow::Result<()>;
+
+    /// Objects under the base in our folder layout.
+    ///
+    /// # Errors
+    /// Connection or listing failures.
+    fn list(&self) -> anyhow::Result<Vec<RemoteObject>>;
+
+    /// Deletes one object.
+    ///
+    /// # Errors
+    /// Connection or deletion failures.
+    fn delete(&self, key: &str) -> anyhow::Result<()>;
+
+    /// Whether this mirror's old copies are pruned by the retention policy.
+    fn prunes(&self) -> bool;
+}
+
+/// Retries every operation of `inner` with a pause between attempts (1 s, 2 s, 4 s, ...).
+pub struct Retrying {
+    inner: Box<dyn Storage>,
+    attempts: u32,
+}
+
+impl Retrying {
+    pub fn new(inner: Box<dyn Storage>, attempts: u32) -> Retrying {
+        Retrying { inner, attempts: attempts.max(1) }
+    }
+
+    fn retry<T>(&self, what: &str, mut op: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut attempt = 1;
+        loop {
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.attempts => {
+                    warn!(storage = %self.inner.name(), attempt, error = %format!("{e:#}"), "{what} failed; retrying.");
+                    std::thread::sleep(Duration::from_secs(1 << (attempt - 1).min(4)));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e).context(format!("{what} failed after {attempt} attempt(s)")),
+            }
+        }
+    }
+}
+
+impl Storage for Retrying {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
+        self.retry("upload", || self.inner.put(local, key))
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
+        self.retry("listing", || self.inner.list())
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.retry("deletion", || self.inner.delete(key))
+    }
+
+    fn prunes(&self) -> bool {
+        self.inner.prunes()
+    }
+}
+
+/// Every configured mirror, each wrapped in `Retrying`.
+///
+/// # Errors
+/// A mirror whose settings cannot be used (bad URL, unreadable CA file).
+pub fn from_settings(m: &MirrorSettings) -> anyhow::Result<Vec<Box<dyn Storage>>> {
+    let mut out: Vec<Box<dyn Storage>> = Vec::new();
+    if let Some(ftp) = &m.ftp {
+        out.push(Box::new(Retrying::new(Box::new(ftps::FtpsStorage::new(ftp)?), m.attempts)));
+    }
+    if let Some(s3) = &m.s3 {
+        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3)?), m.attempts)));
+    }
+    Ok(out)
+}
+
+/// Whether `key` is in our layout (`[class/]YYYY-MM-DD/<backup or sidecar>`), i.e. a folder
+/// level worth listing into.
+pub fn is_layout_dir(name: &str) -> bool {
+    crate::layout::Class::from_dir(name).is_some() || chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
+}

@@ -1,0 +1,257 @@
+//! S3-compatible mirror: requests signed with SigV4 by rusty-s3 (presigned URLs), sent with
+//! ureq. Files up to one part are sent with a single PUT; larger ones as a multipart upload,
+//! one part in memory at a time (`S3_PART_SIZE`, default 8 MiB), aborted on any error, so an
+//! object only appears when complete. The stored size is checked with HEAD afterwards. A
+//! missing bucket is created (as upstream's `mc mb`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use tracing::info;
+
+use super::{RemoteObject, Storage, is_layout_dir};
+use crate::config::{S3Settings, redact_url};
+
+/// How long presigned URLs stay valid.
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+
+pub struct S3Storage {
+    bucket: Bucket,
+    credentials: Credentials,
+    /// Key prefix, empty or ending in `/`.
+    prefix: String,
+    part_size: usize,
+    agent: ureq::Agent,
+    prune: bool,
+    display: String,
+}
+
+impl S3Storage {
+    /// # Errors
+    /// A malformed endpoint or bucket name.
+    pub fn new(s: &S3Settings) -> anyhow::Result<S3Storage> {
+        let endpoint: url::Url = s.endpoint.parse().map_err(|e| anyhow!("S3_ENDPOINT is not a URL: {e}"))?;
+        let style = if s.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
+        let bucket = Bucket::new(endpoint, style, s.bucket.clone(), s.region.clone())
+            .map_err(|e| anyhow!("S3 bucket {} at {}: {e}", s.bucket, redact_url(&s.endpoint)))?;
+        let mut prefix = s.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        Ok(S3Storage {
+            bucket,
+            credentials: Credentials::new(s.access_key.clone(), s.secret_key.expose().to_string()),
+            display: format!("s3 {}/{}/{prefix}", redact_url(&s.endpoint), s.bucket),
+            prefix,
+            part_size: s.part_size.max(5 << 20),
+            agent: crate::notify::agent(s.timeout),
+            prune: s.prune,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn put_whole(&self, key: &str, body: &[u8]) -> anyhow::Result<()> {
+        let url = self.bucket.put_object(Some(&self.credentials), key).sign(SIGNED_FOR);
+        check(self.agent.put(url.as_str()).send(body), "PUT", key).map(|_| ())
+    }
+
+    fn put_multipart(&self, key: &str, file: &mut File) -> anyhow::Result<()> {
+        let url = self.bucket.create_multipart_upload(Some(&self.credentials), key).sign(SIGNED_FOR);
+        let body = check(self.agent.post(url.as_str()).send(&[][..]), "CreateMultipartUpload", key)?;
+        let created =
+            CreateMultipartUpload::parse_response(&body).map_err(|e| anyhow!("CreateMultipartUpload {key}: {e}"))?;
+        let upload_id = created.upload_id().to_string();
+        let result = self.upload_parts(key, &upload_id, file);
+        if result.is_err() {
+            let url = self.bucket.abort_multipart_upload(Some(&self.credentials), key, &upload_id).sign(SIGNED_FOR);
+            let _ = self.agent.delete(url.as_str()).call();
+        }
+        result
+    }
+
+    fn upload_parts(&self, key: &str, upload_id: &str, file: &mut File) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; self.part_size];
+        let mut etags = Vec::new();
+        for part in 1u16.. {
+            let n = read_full(file, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let url = self.bucket.upload_part(Some(&self.credentials), key, part, upload_id).sign(SIGNED_FOR);
+            let resp =
+                self.agent.put(url.as_str()).send(&buf[..n]).map_err(|e| anyhow!("UploadPart {part} of {key}: {e}"))?;
+            if !resp.status().is_success() {
+                bail!("UploadPart {part} of {key}: HTTP {}", resp.status());
+            }
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| anyhow!("UploadPart {part} of {key}: no ETag"))?;
+            etags.push(etag.to_string());
+        }
+        let complete = self.bucket.complete_multipart_upload(
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = complete.sign(SIGNED_FOR);
+        let body = complete.body();
+        let answer = check(self.agent.post(url.as_str()).send(body.as_str()), "CompleteMultipartUpload", key)?;
+        // S3 may answer 200 with an error document.
+        if answer.contains("<Error>") {
+            bail!("CompleteMultipartUpload {key}: {}", s3_error(&answer));
+        }
+        Ok(())
+    }
+
+    fn size_of(&self, key: &str) -> anyhow::Result<u64> {
+        let url = self.bucket.head_object(Some(&self.credentials), key).sign(SIGNED_FOR);
+        let resp = self.agent.head(url.as_str()).call().map_err(|e| anyhow!("HEAD {key}: {e}"))?;
+        if !resp.status().is_success() {
+            bail!("HEAD {key}: HTTP {}", resp.status());
+        }
+        resp.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .ok_or_else(|| anyhow!("HEAD {key}: no Content-Length"))
+    }
+
+    fn ensure_bucket(&self) -> anyhow::Result<()> {
+        let url = self.bucket.create_bucket(&self.credentials).sign(SIGNED_FOR);
+        info!(bucket = self.bucket.name(), "Creating the S3 bucket.");
+        check(self.agent.put(url.as_str()).send(&[][..]), "CreateBucket", self.bucket.name()).map(|_| ())
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut File, buf: &mut [u8]) -> anyhow::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// The body of a successful response, or an error naming the operation, the key, the HTTP
+/// status and S3's error code and message (never the signed URL).
+fn check(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, op: &str, key: &str) -> anyhow::Result<String> {
+    let mut resp = result.map_err(|e| anyhow!("{op} {key}: {e}"))?;
+    let status = resp.status();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    if status.is_success() { Ok(body) } else { Err(anyhow!("{op} {key}: HTTP {status}: {}", s3_error(&body))) }
+}
+
+/// `Code: Message` from an S3 error document.
+fn s3_error(body: &str) -> String {
+    let tag = |t: &str| {
+        body.split(&format!("<{t}>")).nth(1).and_then(|r| r.split(&format!("</{t}>")).next()).map(str::to_string)
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => "no error details".into(),
+    }
+}
+
+impl Storage for S3Storage {
+    fn name(&self) -> String {
+        self.display.clone()
+    }
+
+    fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
+        let full = self.key(key);
+        let size = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
+        let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
+        let upload = |file: &mut File| -> anyhow::Result<()> {
+            if size as usize <= self.part_size {
+                let mut body = Vec::with_capacity(size as usize);
+                file.read_to_end(&mut body)?;
+                self.put_whole(&full, &body)
+            } else {
+                self.put_multipart(&full, file)
+            }
+        };
+        if let Err(e) = upload(&mut file) {
+            if !format!("{e}").contains("NoSuchBucket") {
+                return Err(e);
+            }
+            self.ensure_bucket()?;
+            let mut file = File::open(local)?;
+            upload(&mut file)?;
+        }
+        let stored = self.size_of(&full)?;
+        if stored != size {
+            let _ = self.delete(key);
+            bail!("{full}: the server stored {stored} bytes instead of {size}; the copy was deleted");
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            if !self.prefix.is_empty() {
+                action.with_prefix(self.prefix.as_str());
+            }
+            if let Some(t) = &token {
+                action.with_continuation_token(t.as_str());
+            }
+            let url = action.sign(SIGNED_FOR);
+            let body = match check(self.agent.get(url.as_str()).call(), "ListObjectsV2", self.bucket.name()) {
+                Ok(b) => b,
+                // A bucket that does not exist yet holds nothing; the next upload creates it.
+                Err(e) if format!("{e}").contains("NoSuchBucket") => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let page = ListObjectsV2::parse_response(&body).map_err(|e| anyhow!("ListObjectsV2: {e}"))?;
+            for obj in page.contents {
+                let Some(rel) = obj.key.strip_prefix(&self.prefix) else { continue };
+                if rel.split('/').next().is_some_and(is_layout_dir) {
+                    out.push(RemoteObject { key: rel.to_string(), size: obj.size });
+                }
+            }
+            match page.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let full = self.key(key);
+        let url = self.bucket.delete_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
+        check(self.agent.delete(url.as_str()).call(), "DELETE", &full).map(|_| ())
+    }
+
+    fn prunes(&self) -> bool {
+        self.prune
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_documents_are_summarised() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>";
+        assert_eq!(s3_error(body), "SignatureDoesNotMatch: The request signature we calculated does not match");
+        assert_eq!(s3_error(""), "no error details");
+    }
+}

@@ -1,0 +1,193 @@
+//! Mirrors against real servers: FTPS (pyftpdlib, TLS required, per-run CA) and S3 (s3s-fs,
+//! SigV4 checked). Uploads with sidecars in the local layout, listing, remote pruning,
+//! catch-up after an outage, untrusted certificates, plaintext refused, wrong S3 secret.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::app::Fixture;
+use crate::harness::ftps::{self, FtpsServer};
+use crate::harness::receiver::{Behaviour, Receiver};
+use crate::harness::s3::{self, S3Server};
+use crate::harness::{backups_under, files_under, run};
+
+fn ftp_env(cmd: &mut std::process::Command, server: &FtpsServer) {
+    cmd.env("FTP_URL", server.url("offsite/"))
+        .env("FTP_USER", ftps::USER)
+        .env("FTP_PASSWORD", ftps::PASSWORD)
+        .env("FTP_CA_FILE", &server.ca)
+        .env("MIRROR_ATTEMPTS", "2");
+}
+
+/// Every local backup file (and sidecar) that the remote folder holds, byte-identical.
+fn assert_mirrored(local_root: &Path, remote_root: &Path) -> usize {
+    let remote = backups_under(remote_root);
+    for f in &remote {
+        assert_eq!(fs::read(remote_root.join(f)).unwrap(), fs::read(local_root.join(f)).unwrap(), "{f} differs");
+        let sum = format!("{f}.sha256");
+        assert_eq!(fs::read(remote_root.join(&sum)).unwrap(), fs::read(local_root.join(&sum)).unwrap(), "{sum}");
+    }
+    remote.len()
+}
+
+/// FTPS: nested upload with checksum, `-l --remote`, an outage (local kept, exit 1, WARN
+/// notified), catch-up when the server is back, then remote pruning that leaves foreign
+/// files alone.
+#[test]
+fn ftps_mirror_outage_catch_up_and_pruning() {
+    let Some(fx) = Fixture::start(50) else { return };
+    let remote_root = fx.dir.path().join("ftp-root");
+    let Some(server) = FtpsServer::start(&remote_root) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let offsite = remote_root.join("offsite");
+
+    let mut cmd = fx.once(&conf);
+    ftp_env(&mut cmd, &server);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(assert_mirrored(&fx.backups(), &offsite), 1);
+    assert!(backups_under(&offsite)[0].contains('/'), "class/date folders are kept remotely");
+
+    let mut list = fx.cmd(&conf);
+    ftp_env(list.args(["-l", "--remote"]), &server);
+    let l = run(&mut list);
+    assert_eq!(l.code, 0, "{}", l.all());
+    assert!(l.stdout.contains("localhost-app1: 1 copies") && l.stdout.contains("sha256"), "{}", l.stdout);
+
+    // Outage: the local backup is kept, the run exits 1, a WARN is notified.
+    let port = server.port;
+    drop(server);
+    let rx = Receiver::start(Behaviour::Ok);
+    let mut cmd = fx.once(&conf);
+    cmd.env("FTP_URL", format!("ftp://127.0.0.1:{port}/offsite/"))
+        .env("FTP_USER", ftps::USER)
+        .env("FTP_PASSWORD", ftps::PASSWORD)
+        .env("MIRROR_ATTEMPTS", "1")
+        .env("WEBHOOK_URL", &rx.url);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("mirror FAILED (local backup kept)"), "{}", r.all());
+    assert_eq!(backups_under(&fx.backups()).len(), 2);
+    let warn =
+        rx.requests().into_iter().find(|q| q.form_field("statusCode").as_deref() == Some("WARN")).expect("a WARN");
+    assert!(warn.form_field("message").unwrap().contains("The local backup is kept"), "{}", warn.body);
+
+    // Back again (same files, new port): the missed backup is caught up.
+    let Some(server) = FtpsServer::start(&remote_root) else { return };
+    let mut cmd = fx.once(&conf);
+    ftp_env(&mut cmd, &server);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(assert_mirrored(&fx.backups(), &offsite), 3, "the new one and the missed one");
+
+    // Remote pruning: counts of 1; foreign files on the server are untouched.
+    fs::write(offsite.join("README.txt"), "not ours").unwrap();
+    let foreign = offsite.join("daily/2026-01-01/someone-else.sql.gz");
+    fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    fs::write(&foreign, "not ours either").unwrap();
+    let mut cmd = fx.once(&conf);
+    ftp_env(&mut cmd, &server);
+    cmd.env("FTP_PRUNE_BACKUPS", "true")
+        .env("DAILY_BACKUPS", "1")
+        .env("WEEKLY_BACKUPS", "1")
+        .env("MONTHLY_BACKUPS", "1");
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let remote: Vec<String> = backups_under(&offsite).into_iter().filter(|f| f.contains("localhost-app1")).collect();
+    assert_eq!(remote.len(), 1, "{remote:?}");
+    assert!(offsite.join("README.txt").exists() && foreign.exists());
+    assert!(files_under(&offsite).iter().all(|f| !f.ends_with(".part")), "no temporary files left");
+}
+
+/// An untrusted server certificate (no FTP_CA_FILE) and a client configured for plain FTP
+/// against a server that requires TLS: clear errors, nothing uploaded, local backup kept.
+#[test]
+fn ftps_refuses_untrusted_certificates_and_plaintext() {
+    let Some(fx) = Fixture::start(10) else { return };
+    let remote_root = fx.dir.path().join("ftp-root");
+    let Some(server) = FtpsServer::start(&remote_root) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+
+    let mut cmd = fx.once(&conf);
+    ftp_env(&mut cmd, &server);
+    cmd.env_remove("FTP_CA_FILE");
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("UnknownIssuer") && r.stderr.contains("FTP_CA_FILE"), "{}", r.all());
+
+    let mut cmd = fx.once(&conf);
+    ftp_env(&mut cmd, &server);
+    cmd.env("FTP_ALLOW_PLAINTEXT", "true");
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("FTP login as backup failed"), "{}", r.all());
+    assert!(r.stderr.contains("clear text"), "plaintext is warned about: {}", r.all());
+
+    assert!(backups_under(&remote_root).is_empty());
+    assert_eq!(backups_under(&fx.backups()).len(), 2, "local backups kept");
+    assert!(!r.all().contains(ftps::PASSWORD));
+}
+
+fn s3_env(cmd: &mut std::process::Command, server: &S3Server) {
+    cmd.env("S3_ENDPOINT", server.endpoint())
+        .env("S3_BUCKET", "backups")
+        .env("S3_USER", s3::ACCESS_KEY)
+        .env("S3_PASSWORD", s3::SECRET_KEY)
+        .env("S3_PREFIX", "team-a")
+        .env("S3_PART_SIZE_MB", "5")
+        .env("MIRROR_ATTEMPTS", "1");
+}
+
+/// S3: a backup larger than one part goes up as a multipart upload (the bucket is created),
+/// byte-identical; a wrong secret surfaces the 403; an outage is caught up; pruning works.
+#[test]
+fn s3_multipart_wrong_secret_catch_up_and_pruning() {
+    let Some(fx) = Fixture::start(10) else { return };
+    // Incompressible rows so that the backup is larger than one 5 MiB part.
+    fx.pg.psql("app1", "SET ROLE app; CREATE TABLE noise AS SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) AS r FROM generate_series(1, 150000) g");
+    let s3_root = fx.dir.path().join("s3-root");
+    let Some(server) = S3Server::start(&s3_root) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let mirrored = s3_root.join("backups/team-a");
+
+    let mut cmd = fx.once(&conf);
+    s3_env(&mut cmd, &server);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let files = backups_under(&fx.backups());
+    assert!(fs::metadata(fx.backups().join(&files[0])).unwrap().len() > 5 << 20, "needs more than one part");
+    assert_eq!(assert_mirrored(&fx.backups(), &mirrored), 1);
+
+    let mut cmd = fx.once(&conf);
+    s3_env(&mut cmd, &server);
+    cmd.env("S3_PASSWORD", "wrong-secret");
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("403") && r.stderr.contains("SignatureDoesNotMatch"), "{}", r.all());
+    assert!(!r.all().contains("wrong-secret") && !r.all().contains("X-Amz-Signature"), "{}", r.all());
+    assert_eq!(assert_mirrored(&fx.backups(), &mirrored), 1);
+
+    // Outage, then catch-up of both missed backups.
+    let port = server.port;
+    drop(server);
+    let mut cmd = fx.once(&conf);
+    s3_env(&mut cmd, &S3Server::start(&fx.dir.path().join("unused")).unwrap());
+    cmd.env("S3_ENDPOINT", format!("http://127.0.0.1:{port}"));
+    assert_eq!(run(&mut cmd).code, 1);
+    let Some(server) = S3Server::start(&s3_root) else { return };
+    let mut cmd = fx.once(&conf);
+    s3_env(&mut cmd, &server);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(assert_mirrored(&fx.backups(), &mirrored), 4);
+
+    let mut cmd = fx.once(&conf);
+    s3_env(&mut cmd, &server);
+    cmd.env("S3_PRUNE_BACKUPS", "true")
+        .env("DAILY_BACKUPS", "2")
+        .env("WEEKLY_BACKUPS", "2")
+        .env("MONTHLY_BACKUPS", "2");
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(backups_under(&mirrored).len(), 2, "{:?}", backups_under(&mirrored));
+}
