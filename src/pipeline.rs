@@ -58,7 +58,9 @@ pub fn backup_one(
         bail!("{} already exists; not overwriting it", target.display());
     }
     let (partial, file) = PartialFile::create(&target)?;
-    let mut encoder = compression.encoder(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)));
+    let mut encoder = compression
+        .encoder(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)))
+        .context("setting up compression")?;
     engine.dump(db, &mut encoder, cancel)?;
     let hashing = encoder.finish().with_context(|| format!("finishing {}", partial.partial_path().display()))?;
     let (buffered, sha256, bytes) = hashing.finish();

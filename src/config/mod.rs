@@ -413,11 +413,15 @@ impl Settings {
             }),
         };
         let connect_timeout = l.int(env::DATABASE_CONNECT_TIMEOUT, 30);
-        let compression = Compression::parse(env.get(env::BACKUP_COMPRESSION), env.get(env::BACKUP_COMPRESSION_LEVEL))
-            .unwrap_or_else(|e| {
-                l.errors.push(format!("environment: {e}"));
-                Compression::default()
-            });
+        let compression = Compression::parse(
+            env.get(env::BACKUP_COMPRESSION),
+            env.get(env::BACKUP_COMPRESSION_LEVEL),
+            env.get(env::BACKUP_COMPRESSION_THREADS),
+        )
+        .unwrap_or_else(|e| {
+            l.errors.push(format!("environment: {e}"));
+            Compression::default()
+        });
 
         let conf_path = conf_override
             .map(Path::to_path_buf)
