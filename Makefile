@@ -2,10 +2,13 @@
 # Both install what they need (PostgreSQL via apt when missing).
 .PHONY: demo test lint bench soak deps
 
+# What the test suite needs: PostgreSQL, node, pyftpdlib, s3s-fs, linters.
 deps:
-	scripts/install-deps.sh postgres node ftps s3
+	scripts/install-deps.sh postgres node ftps s3 lint
 
-demo: deps
+# The demo needs only PostgreSQL.
+demo:
+	scripts/install-deps.sh postgres
 	cargo build --quiet
 	scripts/demo.sh
 
@@ -13,6 +16,7 @@ demo: deps
 test: deps
 	BACKUP_TEST_REQUIRE=all cargo test --all-targets
 	node --test scripts/
+	scripts/lint-deploy.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark: our one-shot backup against pg_dump alone and pg_dump piped into gzip/pigz/zstd,
-# on one throwaway PostgreSQL loaded with a reproducible data set, in the same run.
-# Prints one table: median wall time, CPU time, peak RSS, output size, and ratios.
+# Benchmark: one throwaway PostgreSQL loaded with a reproducible data set; every command below
+# runs against it in the same session, RUNS times, interleaved (each round runs every command
+# in a rotating order, so background noise hits all alike). Prints one table of medians: wall
+# and CPU time, peak RSS, output size, and ratios to `pg_dump > /dev/null` and `gzip -6`.
 #
 #   SIZE_MB=1000 RUNS=3 scripts/bench.sh        (make bench)
+#   EXTRA="gzip:2 gzip:3" adds backup-container variants (algorithm:level).
 #
-# SIZE_MB is the approximate size of the plain-text dump. Rounds are interleaved (every
-# command once per round, in rotating order) so background noise hits all of them alike.
+# SIZE_MB is the approximate size of the plain dump.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/pg-throwaway.sh
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 SIZE_MB="${SIZE_MB:-1000}"
 RUNS="${RUNS:-3}"
+EXTRA="${EXTRA:-}"
 BIN="${BIN:-target/release/backup-container}"
 [ -x "$BIN" ] || cargo build --release --quiet
 WORK="$(mktemp -d /tmp/backup-bench.XXXXXX)"
@@ -25,59 +27,73 @@ PG_EXTRA_OPTS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c
 pg_start "$WORK/pg"
 pg_admin -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER PASSWORD 'bench-pw'" -c "CREATE DATABASE bench OWNER bench"
 
-# Data set: about half pgbench (numeric, narrow rows), half mixed text/JSON/bytea rows.
+# Data set: about half pgbench (numbers, narrow rows), half text/JSON/bytea rows.
 scale=$(( SIZE_MB / 19 )); [ "$scale" -ge 1 ] || scale=1
 mixed_rows=$(( SIZE_MB * 1000000 / 2 / 300 ))
-echo "Loading: pgbench scale $scale + $mixed_rows mixed rows (target dump ~${SIZE_MB} MB) ..." >&2
+echo "Loading: pgbench scale $scale + $mixed_rows mixed rows (dump ~${SIZE_MB} MB) ..." >&2
 PGPASSWORD=bench-pw pgbench -q -i -s "$scale" -h 127.0.0.1 -p "$PGPORT_T" -U bench bench >/dev/null 2>&1
-pg_admin -d bench <<SQL
-CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, who text, email text, note text, payload jsonb, digest bytea);
-INSERT INTO events
-SELECT g, timestamptz '2024-01-01' + g * interval '1 second', 'user ' || (g % 50000),
-       'user' || (g % 50000) || '@example.org', repeat(md5(g::text), 2),
-       jsonb_build_object('n', g, 'kind', (ARRAY['click','view','buy','refund'])[1 + g % 4], 'tags', jsonb_build_array(g % 7, g % 11)),
-       decode(md5((g * 7)::text) || md5((g * 13)::text), 'hex')
-FROM generate_series(1, $mixed_rows) g;
-VACUUM ANALYZE;
-SQL
+pg_admin -d bench -c "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, who text, email text, note text, payload jsonb, digest bytea)"
+pg_admin -d bench -c "INSERT INTO events SELECT g, timestamptz '2024-01-01' + g * interval '1 second', 'user ' || (g % 50000),
+  'user' || (g % 50000) || '@example.org', repeat(md5(g::text), 2),
+  jsonb_build_object('n', g, 'kind', (ARRAY['click','view','buy','refund'])[1 + g % 4], 'tags', jsonb_build_array(g % 7, g % 11)),
+  decode(md5((g * 7)::text) || md5((g * 13)::text), 'hex') FROM generate_series(1, $mixed_rows) g"
+pg_admin -d bench -c "VACUUM ANALYZE"
 
 export PGPASSWORD=bench-pw
 DUMP=(pg_dump -h 127.0.0.1 -p "$PGPORT_T" -U bench -Fp bench)
-cat > "$WORK/backup.conf" <<CONF
-localhost:$PGPORT_T/bench
-CONF
+printf 'localhost:%s/bench\n' "$PGPORT_T" > "$WORK/backup.conf"
+export BACKUP_CONF="$WORK/backup.conf" LOCALHOST_USER=bench LOCALHOST_PASSWORD=bench-pw
+export BACKUP_ADMIN_USER=bench BACKUP_ADMIN_PASSWORD=bench-pw VERIFY_MAX_AGE=0
+mkdir -p "$WORK/verify" && chmod 777 "$WORK/verify"
 
-declare -A wall cpu rss size
-names=()
-add() { names+=("$1"); }
-add "pg_dump > /dev/null"
-add "pg_dump | gzip -6"
-command -v pigz >/dev/null && add "pg_dump | pigz -6 -p2"
-command -v zstd >/dev/null && add "pg_dump | zstd -3 -T2"
-add "backup-container -1 (gzip)"
+# A fixed backup to restore and verify, made once with the default settings.
+BACKUP_DIR="$WORK/source" "$BIN" -1 2>/dev/null
+SOURCE="$(find "$WORK/source" -name '*.sql.gz' | head -n 1)"
 
-# run NAME: executes once, appends "wall cpu rss_kb bytes" to $WORK/NAME.results
+names=("pg_dump > /dev/null" "pg_dump | gzip -6")
+command -v pigz >/dev/null && names+=("pg_dump | pigz -6")
+command -v zstd >/dev/null && names+=("pg_dump | zstd -3 -T0")
+names+=("backup-container -1 (default gzip)" "backup-container -1 (zstd)")
+for v in $EXTRA; do names+=("backup-container -1 ($v)"); done
+names+=("gunzip -c | psql (restore)" "backup-container -r (restore)" "backup-container -v (verify)")
+
+TIMEFMT="%e %U %S %M"
+key() { echo "$1" | tr -c 'a-zA-Z0-9' _; }
+
+# run NAME: one execution; appends "wall cpu rss_kb bytes" to $WORK/<key>.results
 run() {
-  local name="$1" out="$WORK/out" t="$WORK/time"
+  local name="$1" out="$WORK/out" t="$WORK/time" own="" bytes=0
   rm -rf "$out" "$WORK/backups"
   case "$name" in
-    "pg_dump > /dev/null") /usr/bin/time -f "%e %U %S %M" -o "$t" "${DUMP[@]}" >/dev/null ;;
-    "pg_dump | gzip -6") /usr/bin/time -f "%e %U %S %M" -o "$t" bash -o pipefail -c '"$@" | gzip -6 > '"$out" _ "${DUMP[@]}" ;;
-    "pg_dump | pigz -6 -p2") /usr/bin/time -f "%e %U %S %M" -o "$t" bash -o pipefail -c '"$@" | pigz -6 -p2 > '"$out" _ "${DUMP[@]}" ;;
-    "pg_dump | zstd -3 -T2") /usr/bin/time -f "%e %U %S %M" -o "$t" bash -o pipefail -c '"$@" | zstd -q -3 -T2 > '"$out" _ "${DUMP[@]}" ;;
-    "backup-container -1 (gzip)")
-      BACKUP_CONF="$WORK/backup.conf" BACKUP_DIR="$WORK/backups" LOCALHOST_USER=bench LOCALHOST_PASSWORD=bench-pw \
-        /usr/bin/time -f "%e %U %S %M" -o "$t" "$BIN" -1 2>"$WORK/log"
-      # Our own peak RSS (the time figure includes pg_dump, a child).
-      own=$(grep -o 'peak_rss_kb[^0-9]*[0-9]*' "$WORK/log" | grep -o '[0-9]*$' | tail -n 1)
-      out=$(find "$WORK/backups" -name '*.sql.gz' | head -n 1) ;;
+    "pg_dump > /dev/null") /usr/bin/time -f "$TIMEFMT" -o "$t" "${DUMP[@]}" >/dev/null ;;
+    "pg_dump | gzip -6") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | gzip -6 > '"$out" _ "${DUMP[@]}" ;;
+    "pg_dump | pigz -6") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | pigz -6 > '"$out" _ "${DUMP[@]}" ;;
+    "pg_dump | zstd -3 -T0") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | zstd -q -3 -T0 > '"$out" _ "${DUMP[@]}" ;;
+    "backup-container -1 ("*)
+      local v="${name#*(}"; v="${v%)}"; local env=()
+      case "$v" in
+        "default gzip") ;;
+        zstd) env=(BACKUP_COMPRESSION=zstd) ;;
+        *) env=(BACKUP_COMPRESSION="${v%%:*}" BACKUP_COMPRESSION_LEVEL="${v##*:}") ;;
+      esac
+      env "${env[@]}" BACKUP_DIR="$WORK/backups" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -1 2>"$WORK/log"
+      out=$(find "$WORK/backups" -name '*.sql.*' ! -name '*.sha256' | head -n 1) ;;
+    "gunzip -c | psql (restore)")
+      pg_admin -d postgres -c "DROP DATABASE IF EXISTS plain_restore" -c "CREATE DATABASE plain_restore"
+      # shellcheck disable=SC2016 # the inner shell expands $1 and $2
+      /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c 'gunzip -c "$1" | psql -q -X -h 127.0.0.1 -p "$2" -U bench -d plain_restore >/dev/null 2>&1' _ "$SOURCE" "$PGPORT_T" ;;
+    "backup-container -r (restore)")
+      BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
+    "backup-container -v (verify)")
+      BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
   esac
   read -r w u s m < "$t"
-  local bytes=0
-  [ -f "$out" ] && bytes=$(stat -c %s "$out")
-  [ "$name" = "pg_dump > /dev/null" ] && bytes=$("${DUMP[@]}" | wc -c)
-  [ "$name" = "backup-container -1 (gzip)" ] && m="$own"
-  echo "$w $(echo "$u + $s" | bc) $m $bytes" >> "$WORK/$(echo "$name" | tr -c 'a-zA-Z0-9' _).results"
+  case "$name" in
+    "pg_dump > /dev/null") bytes=$("${DUMP[@]}" | wc -c) ;;
+    backup-container*) own=$(grep -o 'peak_rss_kb[^0-9]*[0-9]*' "$WORK/log" | grep -o '[0-9]*$' | tail -n 1); m="${own:-$m}" ;;
+  esac
+  [ -n "$out" ] && [ -f "$out" ] && bytes=$(stat -c %s "$out")
+  echo "$w $(echo "$u + $s" | bc) $m $bytes" >> "$WORK/$(key "$name").results"
 }
 
 for ((round = 0; round < RUNS; round++)); do
@@ -88,21 +104,32 @@ for ((round = 0; round < RUNS; round++)); do
   echo "round $((round + 1))/$RUNS done" >&2
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-col() { awk -v c="$2" '{print $c}' "$WORK/$(echo "$1" | tr -c 'a-zA-Z0-9' _).results" | median; }
+# Correctness of what was measured: the outputs decompress and the restores have the rows.
+rows() { pg_admin -d "$1" -c "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM pgbench_accounts)"; }
+[ "$(rows our_restore)" = "$(rows bench)" ] || { echo "backup-container -r restored different row counts" >&2; exit 1; }
+[ "$(rows plain_restore)" = "$(rows bench)" ] || { echo "gunzip | psql restored different row counts" >&2; exit 1; }
+gzip -t "$SOURCE"
 
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+col() { awk -v c="$2" '{print $c}' "$WORK/$(key "$1").results" | median; }
 raw_wall=$(col "pg_dump > /dev/null" 1)
 raw_bytes=$(col "pg_dump > /dev/null" 4)
 gzip_wall=$(col "pg_dump | gzip -6" 1)
 gzip_bytes=$(col "pg_dump | gzip -6" 4)
-printf '\nData set: plain dump %.0f MB; %s rounds, medians; machine: %s cores\n\n' "$(echo "$raw_bytes/1000000" | bc -l)" "$RUNS" "$(nproc)"
-printf '| %-28s | %8s | %8s | %9s | %9s | %13s | %12s | %11s |\n' command "wall s" "cpu s" "peak RSS" "output MB" "x pg_dump wall" "gzip-6 / this" "size vs gz-6"
-printf '|%s|\n' "------------------------------|----------|----------|-----------|-----------|----------------|---------------|-------------"
+printf '\nData set: plain dump %.0f MB; %s rounds, medians; %s cores; %s\n\n' "$(echo "$raw_bytes/1000000" | bc -l)" "$RUNS" "$(nproc)" "$(date -u +%Y-%m-%d)"
+printf '| %-34s | %6s | %6s | %9s | %9s | %8s | %9s | %8s |\n' command "wall s" "cpu s" "peak RSS" "output MB" "/pg_dump" "gzip-6 /x" "vs gz-6"
+printf '|%s|\n' "------------------------------------|--------|--------|-----------|-----------|----------|-----------|---------"
 for name in "${names[@]}"; do
   w=$(col "$name" 1); c=$(col "$name" 2); m=$(col "$name" 3); b=$(col "$name" 4)
-  printf '| %-28s | %8.2f | %8.2f | %6.1f MB | %9.1f | %14.2f | %13.2f | %11s |\n' "$name" "$w" "$c" "$(echo "$m/1024" | bc -l)" \
-    "$(echo "$b/1000000" | bc -l)" "$(echo "$w/$raw_wall" | bc -l)" "$(echo "$gzip_wall/$w" | bc -l)" \
-    "$( [ "$name" = "pg_dump > /dev/null" ] && echo - || printf '%+.1f%%' "$(echo "($b-$gzip_bytes)*100/$gzip_bytes" | bc -l)")"
+  rel="-"; faster="-"; size="-"
+  case "$name" in
+    *restore* | *verify*) ;;
+    *) rel=$(printf '%.2f' "$(echo "$w/$raw_wall" | bc -l)"); faster=$(printf '%.2f' "$(echo "$gzip_wall/$w" | bc -l)")
+       [ "$name" != "pg_dump > /dev/null" ] && size=$(printf '%+.1f%%' "$(echo "($b-$gzip_bytes)*100/$gzip_bytes" | bc -l)") ;;
+  esac
+  out_mb="-"; [ "$b" != "0" ] && out_mb=$(printf '%.1f' "$(echo "$b/1000000" | bc -l)")
+  printf '| %-34s | %6.2f | %6.2f | %6.1f MB | %9s | %8s | %9s | %8s |\n' "$name" "$w" "$c" "$(echo "$m/1024" | bc -l)" "$out_mb" "$rel" "$faster" "$size"
 done
 echo
-echo "peak RSS of backup-container is its own (getrusage); the others are the pipeline's largest process."
+echo "Peak RSS of backup-container rows is the process's own (getrusage, logged); other rows: the largest process of the pipeline."
+echo "Restore rows restore the same default-gzip backup into a fresh database of the same server."

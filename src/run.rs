@@ -2,7 +2,7 @@
 //! failing does not stop the others), apply retention for each success, and report.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Utc;
@@ -10,8 +10,9 @@ use tracing::{error, info, info_span, warn};
 
 use crate::cancel::{Cancel, Interrupted};
 use crate::catalog;
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use crate::engine;
+use crate::hooks::{self, Phase, Stage};
 use crate::layout;
 use crate::lock::RunLock;
 use crate::mirror::{MirrorOutcome, mirror_database};
@@ -43,18 +44,27 @@ pub struct DatabaseReport {
     pub mirrors: Vec<MirrorOutcome>,
 }
 
+impl DatabaseReport {
+    fn new(spec: &DatabaseSpec, outcome: Outcome) -> DatabaseReport {
+        DatabaseReport { spec: spec.clone(), outcome, pruned: vec![], prune_errors: vec![], mirrors: vec![] }
+    }
+}
+
 /// The result of a run.
 #[derive(Debug)]
 pub struct RunReport {
     pub databases: Vec<DatabaseReport>,
     pub interrupted: bool,
     pub duration: Duration,
+    /// Run-level failures (a `run` hook with `on-error = "fail"`).
+    pub errors: Vec<String>,
 }
 
 impl RunReport {
     /// True when every database was backed up and retention had no error.
     pub fn succeeded(&self) -> bool {
         !self.interrupted
+            && self.errors.is_empty()
             && self.databases.iter().all(|d| {
                 matches!(d.outcome, Outcome::Written(_))
                     && d.prune_errors.is_empty()
@@ -63,7 +73,7 @@ impl RunReport {
     }
 }
 
-/// Runs one backup of every database in `settings`.
+/// Runs one backup of every database in `settings`, inside the `run` hooks.
 ///
 /// # Errors
 /// Only when the run cannot start (lock held, backup folder unusable); per-database failures
@@ -76,75 +86,153 @@ pub fn run_backups(
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let _lock = RunLock::acquire(&settings.backup_dir, "backup run")?;
+    let run_id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
     let run_date = settings.zone.local(Utc::now()).date();
-    let class = layout::classify(run_date, &settings.policy);
-    let dir = layout::run_dir(&settings.backup_dir, class, run_date);
-    info!(folder = %dir.display(), databases = settings.databases.len(), "Starting backup run.");
-    let mut written_paths = Vec::new();
-    let mut reports = Vec::new();
-    for db in &settings.databases {
-        let span = info_span!("backup", db = %db.spec);
-        let _enter = span.enter();
-        if cancel.is_cancelled() {
-            reports.push(DatabaseReport {
-                spec: db.spec.clone(),
-                outcome: Outcome::NotAttempted,
-                pruned: vec![],
-                prune_errors: vec![],
-                mirrors: vec![],
-            });
-            continue;
-        }
-        let Some(engine) = engine::for_kind(&db.spec.engine, &settings.engine) else {
-            let msg = format!("no engine for {} databases in this build", db.spec.engine.name());
-            error!(error = %msg, "Backup failed.");
-            reports.push(DatabaseReport {
-                spec: db.spec.clone(),
-                outcome: Outcome::Failed(msg),
-                pruned: vec![],
-                prune_errors: vec![],
-                mirrors: vec![],
-            });
-            continue;
-        };
-        info!("Starting backup.");
-        let timestamp = fresh_timestamp(settings, &dir, &db.spec.core_name());
-        let outcome = match pipeline::backup_one(db, engine.as_ref(), &dir, timestamp, settings.compression, cancel) {
-            Ok(w) => {
-                info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
-                written_paths.push(w.path.clone());
-                Outcome::Written(w)
-            }
-            Err(e) if e.downcast_ref::<Interrupted>().is_some() || cancel.is_cancelled() => {
-                warn!("Backup interrupted; partial file removed.");
-                Outcome::Failed("interrupted by a shutdown signal".into())
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                error!(error = %msg, "Backup failed; partial file removed, older backups untouched.");
-                Outcome::Failed(msg)
-            }
-        };
-        let mirrored = match &outcome {
-            Outcome::Written(w) => {
-                mirror_database(mirrors, settings, &db.spec.to_string(), &db.spec.core_name(), &w.path, notifiers)
-            }
-            _ => vec![],
-        };
-        let (pruned, prune_errors) = match &outcome {
-            Outcome::Written(_) => apply_retention(settings, &db.spec, &written_paths),
-            _ => {
-                // Leave no empty dated folder behind a failure.
-                catalog::remove_empty_dirs(&settings.backup_dir, Some(&dir));
-                (vec![], vec![])
-            }
-        };
-        notify_outcome(notifiers, &db.spec, &outcome, &pruned, &prune_errors);
-        reports.push(DatabaseReport { spec: db.spec.clone(), outcome, pruned, prune_errors, mirrors: mirrored });
+    let dir = layout::run_dir(&settings.backup_dir, layout::classify(run_date, &settings.policy), run_date);
+    info!(folder = %dir.display(), databases = settings.databases.len(), run_id, "Starting backup run.");
+    let hooks = &settings.hooks;
+    let ctx = hooks::Context { run_id: &run_id, ..Default::default() };
+    let pre = hooks.run(Phase::Run, Stage::Pre, &ctx, &settings.engine, cancel);
+    let mut written = Vec::new();
+    let databases = settings
+        .databases
+        .iter()
+        .map(|db| match &pre {
+            Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e.clone())),
+            Ok(()) => backup_database(settings, db, &dir, &run_id, mirrors, notifiers, &mut written, cancel),
+        })
+        .collect();
+    let mut report = RunReport {
+        databases,
+        interrupted: cancel.is_cancelled(),
+        duration: started.elapsed(),
+        errors: pre.err().into_iter().collect(),
+    };
+    let stage = if report.succeeded() { Stage::Post } else { Stage::OnError };
+    let status = if report.succeeded() { "success" } else { "failure" };
+    let end = hooks::Context { status: Some(status), ..ctx.clone() };
+    if let Err(e) = hooks.run(Phase::Run, stage, &end, &settings.engine, cancel) {
+        report.errors.push(e);
     }
-    let report = RunReport { databases: reports, interrupted: cancel.is_cancelled(), duration: started.elapsed() };
+    let _ = hooks.run(Phase::Run, Stage::Finally, &end, &settings.engine, cancel);
     log_summary(&report);
     Ok(report)
+}
+
+/// One database: the `backup` phase (dump), then `copy` (mirrors) and `prune` (retention),
+/// each inside its hooks; then the notification.
+#[allow(clippy::too_many_arguments)]
+fn backup_database(
+    settings: &Settings,
+    db: &Database,
+    dir: &Path,
+    run_id: &str,
+    mirrors: &[Box<dyn Storage>],
+    notifiers: &Notifiers,
+    written: &mut Vec<PathBuf>,
+    cancel: &Cancel,
+) -> DatabaseReport {
+    let span = info_span!("backup", db = %db.spec);
+    let _enter = span.enter();
+    if cancel.is_cancelled() {
+        return DatabaseReport::new(&db.spec, Outcome::NotAttempted);
+    }
+    let ctx = hooks::Context { run_id, database: Some(db), ..Default::default() };
+    let hooks = &settings.hooks;
+    let dumped = hooks.around(
+        Phase::Backup,
+        &ctx,
+        &settings.engine,
+        cancel,
+        || dump(settings, db, dir, cancel),
+        |w| (Some(w.path.clone()), Some(w.bytes)),
+    );
+    let mut report = match dumped {
+        Ok(w) => {
+            written.push(w.path.clone());
+            DatabaseReport::new(&db.spec, Outcome::Written(w))
+        }
+        Err(e) => {
+            // Leave no empty dated folder behind a failure.
+            catalog::remove_empty_dirs(&settings.backup_dir, Some(dir));
+            DatabaseReport::new(&db.spec, Outcome::Failed(e))
+        }
+    };
+    if let Outcome::Written(w) = &report.outcome {
+        let ctx = hooks::Context { file: Some(&w.path), size: Some(w.bytes), ..ctx.clone() };
+        if !mirrors.is_empty() {
+            let mut copied = Vec::new();
+            let result = hooks.around(
+                Phase::Copy,
+                &ctx,
+                &settings.engine,
+                cancel,
+                || {
+                    copied = mirror_database(
+                        mirrors,
+                        settings,
+                        &db.spec.to_string(),
+                        &db.spec.core_name(),
+                        &w.path,
+                        notifiers,
+                    );
+                    let failed: Vec<String> = copied.iter().filter_map(|m| m.error.clone()).collect();
+                    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+                },
+                |_| (None, None),
+            );
+            if let (Err(e), true) = (result, copied.is_empty()) {
+                copied.push(MirrorOutcome {
+                    mirror: "copy hooks".into(),
+                    uploaded: vec![],
+                    pruned: vec![],
+                    error: Some(e),
+                });
+            }
+            report.mirrors = copied;
+        }
+        let result = hooks.around(
+            Phase::Prune,
+            &ctx,
+            &settings.engine,
+            cancel,
+            || {
+                let (pruned, errors) = apply_retention(settings, &db.spec, written);
+                report.pruned = pruned;
+                if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+            },
+            |_| (None, None),
+        );
+        if let Err(e) = result {
+            report.prune_errors.push(e);
+        }
+    }
+    notify_outcome(notifiers, &db.spec, &report.outcome, &report.pruned, &report.prune_errors);
+    report
+}
+
+/// The dump itself: engine → compressed, checksummed, atomic file.
+fn dump(settings: &Settings, db: &Database, dir: &Path, cancel: &Cancel) -> Result<Written, String> {
+    let Some(engine) = engine::for_kind(&db.spec.engine, &settings.engine) else {
+        return Err(format!("no engine for {} databases in this build", db.spec.engine.name()));
+    };
+    info!("Starting backup.");
+    let timestamp = fresh_timestamp(settings, dir, &db.spec.core_name());
+    match pipeline::backup_one(db, engine.as_ref(), dir, timestamp, settings.compression, cancel) {
+        Ok(w) => {
+            info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
+            Ok(w)
+        }
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() || cancel.is_cancelled() => {
+            warn!("Backup interrupted; partial file removed.");
+            Err("interrupted by a shutdown signal".into())
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            error!(error = %msg, "Backup failed; partial file removed, older backups untouched.");
+            Err(msg)
+        }
+    }
 }
 
 /// Now, in `TZ`, at a second no backup of `core` in `dir` is named with yet: two runs in the
@@ -238,6 +326,9 @@ fn log_summary(report: &RunReport) {
             }
         }
     }
+    for e in &report.errors {
+        error!(error = %e, "Summary: run hook failed.");
+    }
     let ok = report.databases.iter().filter(|d| matches!(d.outcome, Outcome::Written(_))).count();
     info!(
         succeeded = ok,
@@ -248,7 +339,7 @@ fn log_summary(report: &RunReport) {
     );
 }
 
-/// This process's peak resident memory in KiB (children not included), for the run summary.
-fn peak_rss_kb() -> i64 {
+/// This process's peak resident memory in KiB (children not included), for summaries.
+pub fn peak_rss_kb() -> i64 {
     nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map(|u| u.max_rss()).unwrap_or(-1)
 }

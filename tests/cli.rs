@@ -123,3 +123,27 @@ fn concurrent_run_is_refused() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("another backup-container run holds the lock"), "{}", r.all());
 }
+
+/// The image's `/backup.sh` shim runs the binary with the same arguments: same `-h` and `-c`.
+#[test]
+fn backup_sh_shim_gives_the_same_output() {
+    let shim = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/backup.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("backup.conf");
+    fs::write(&conf, "postgres=db:5432/app\n").unwrap();
+    for args in [&["-h"][..], &["-c"]] {
+        let direct = run(bin().args(args).env("BACKUP_CONF", &conf));
+        let via_shim = run(std::process::Command::new("sh")
+            .arg(&shim)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TZ", "America/Vancouver")
+            .env("BACKUP_CONF", &conf)
+            .env("BACKUP_CONTAINER_BIN", env!("CARGO_BIN_EXE_backup-container")));
+        assert_eq!(direct.code, 0, "{}", direct.all());
+        assert_eq!(via_shim.code, direct.code, "{args:?}");
+        let strip_time = |s: &str| s.lines().filter(|l| !l.contains("next:")).collect::<Vec<_>>().join("\n");
+        assert_eq!(strip_time(&via_shim.stdout), strip_time(&direct.stdout), "{args:?}");
+    }
+}

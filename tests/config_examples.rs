@@ -19,3 +19,26 @@ fn example_configs_parse() {
         assert!(!settings.databases.is_empty(), "{} has no database", file.display());
     }
 }
+
+/// `config/backup.toml` and every `config/examples/*.toml` load (with an empty backup.conf).
+#[test]
+fn example_toml_files_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files = vec![root.join("backup.toml")];
+    files.extend(
+        std::fs::read_dir(root.join("examples"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml")),
+    );
+    assert!(files.len() >= 4, "{files:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for file in files {
+        let env = Env::from_pairs([("BACKUP_TOML", file.display().to_string()), ("DATABASE_USER", "u".into())]);
+        let settings = Settings::load(env, Some(&dir.path().join("backup.conf")))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(settings.toml_found, "{}", file.display());
+        assert!(!settings.databases.is_empty() && !settings.databases_from_env, "{}", file.display());
+    }
+}

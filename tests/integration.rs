@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod config_examples;
 mod daemon;
+mod hooks;
 mod mirror;
 mod notify;
 mod prune;

@@ -19,6 +19,7 @@ use crate::compress;
 use crate::config::{Secret, Settings};
 use crate::engine::{self, Conn, RestoreRequest};
 use crate::error::{Exit, UsageError};
+use crate::hooks::{self, Phase};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
@@ -88,9 +89,26 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
     let meter = Meter::start("restoring", size);
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
-    let report = engine
-        .restore(&req, &mut sql, cancel)
-        .with_context(|| format!("restore of {spec} from {} failed", path.display()))?;
+    let target = settings.database_for(&spec);
+    let run_id = format!("restore-{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
+    let ctx = hooks::Context {
+        run_id: &run_id,
+        database: Some(&target),
+        file: Some(&path),
+        size: Some(size),
+        ..Default::default()
+    };
+    let report = settings
+        .hooks
+        .around(
+            Phase::Restore,
+            &ctx,
+            &settings.engine,
+            cancel,
+            || engine.restore(&req, &mut sql, cancel).map_err(|e| format!("{e:#}")),
+            |_| (None, None),
+        )
+        .map_err(|e| anyhow!("restore of {spec} from {} failed: {e}", path.display()))?;
     drop(meter);
     for w in &report.warnings {
         warn!(db = %spec, warning = %w, "Restore warning.");
@@ -100,6 +118,7 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
         backup = %path.display(),
         duration_ms = started.elapsed().as_millis() as u64,
         warnings = report.warnings.len(),
+        peak_rss_kb = crate::run::peak_rss_kb(),
         "Restore complete."
     );
     Ok(Exit::Success)

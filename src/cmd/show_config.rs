@@ -58,6 +58,8 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out)?;
     let conf_state = if s.conf_found { "found" } else { "not found" };
     writeln!(out, "- Config file: {} ({conf_state})", s.conf_path.display())?;
+    let toml_state = if s.toml_found { "found" } else { "not found" };
+    writeln!(out, "- Settings file: {} ({toml_state})", s.toml_path.display())?;
     let origin = if s.databases_from_env { " (from environment: no database lines in the config file)" } else { "" };
     writeln!(out, "- Databases{origin}:")?;
     for db in &s.databases {
@@ -97,5 +99,33 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Webhook Endpoint: {}", or_not(s.notify.webhook_url.as_ref().map(|u| redact_url(u.expose()))))?;
     writeln!(out, "- Environment Friendly Name: {}", or_not(s.notify.friendly_name.clone()))?;
     writeln!(out, "- Environment Name (Id): {}", or_not(s.notify.environment_name.clone()))?;
+    if !s.hooks.0.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "- Hooks (in order):")?;
+        for h in &s.hooks.0 {
+            let what = match &h.action {
+                crate::hooks::Action::Sql(_) => "sql",
+                crate::hooks::Action::Command(crate::command::Program::Argv(_)) => "command",
+                crate::hooks::Action::Command(crate::command::Program::Shell(_)) => "shell",
+            };
+            let policy = if h.fail_on_error { "fail" } else { "continue" };
+            let scope = h.databases.as_ref().map(|d| format!(", databases {}", d.join(" "))).unwrap_or_default();
+            writeln!(
+                out,
+                "  - {} {}: {} ({what}, timeout {}s, on-error {policy}{scope})",
+                h.phase.name(),
+                h.stage.name(),
+                h.name,
+                h.timeout.as_secs()
+            )?;
+        }
+    }
+    if !s.sources.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "- Where values came from (others are defaults):")?;
+        for (name, source) in &s.sources {
+            writeln!(out, "  - {name}: {source}")?;
+        }
+    }
     Ok(())
 }

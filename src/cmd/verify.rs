@@ -19,6 +19,7 @@ use crate::compress;
 use crate::config::Settings;
 use crate::engine::{self, VerifyOptions, VerifyReport};
 use crate::error::{Exit, UsageError};
+use crate::hooks::{self, Phase};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
@@ -72,23 +73,29 @@ pub fn verify_all(
     let _lock = RunLock::acquire(root, "verification")?;
     let backups = catalog::scan(root)?;
     let mut outcomes = Vec::new();
+    let run_id = format!("verify-{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
     for spec in specs {
         let span = info_span!("verify", db = %spec);
         let _enter = span.enter();
         if cancel.is_cancelled() {
             break;
         }
-        let result = match verify_one(settings, &spec, &backups, filter, cancel) {
+        let db = settings.database_for(&spec);
+        let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
+        let result = settings.hooks.around(
+            Phase::Verify,
+            &ctx,
+            &settings.engine,
+            cancel,
+            || verify_one(settings, &spec, &backups, filter, cancel).map_err(|e| format!("{e:#}")),
+            |_| (None, None),
+        );
+        match &result {
             Ok(summary) => {
-                info!(summary = %summary, "Verification succeeded.");
-                Ok(summary)
+                info!(summary = %summary, peak_rss_kb = crate::run::peak_rss_kb(), "Verification succeeded.")
             }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                error!(error = %reason, "Verification failed.");
-                Err(reason)
-            }
-        };
+            Err(reason) => error!(error = %reason, "Verification failed."),
+        }
         notifiers.notify(event::verification(&spec.to_string(), &result));
         outcomes.push((spec, result));
     }

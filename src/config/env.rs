@@ -86,6 +86,7 @@ pub const VERIFY_DIR: &str = "VERIFY_DIR";
 pub const VERIFY_MAX_AGE: &str = "VERIFY_MAX_AGE";
 pub const VERIFY_SERVER_OPTIONS: &str = "VERIFY_SERVER_OPTIONS";
 pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
+pub const BACKUP_TOML: &str = "BACKUP_TOML";
 pub const FTP_CA_FILE: &str = "FTP_CA_FILE";
 pub const FTP_ALLOW_PLAINTEXT: &str = "FTP_ALLOW_PLAINTEXT";
 pub const FTP_PRUNE_BACKUPS: &str = "FTP_PRUNE_BACKUPS";

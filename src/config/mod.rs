@@ -8,8 +8,10 @@
 pub mod backup_conf;
 pub mod env;
 pub mod secret;
+pub mod toml_file;
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub struct Credentials {
 pub struct Database {
     pub spec: DatabaseSpec,
     pub credentials: Credentials,
+    /// Engine options (backup.toml): extra dump arguments, excluded tables.
+    pub options: crate::engine::DumpOptions,
 }
 
 impl Database {
@@ -92,30 +96,24 @@ pub struct NotifySettings {
 }
 
 impl NotifySettings {
-    fn load(l: &mut Loader) -> NotifySettings {
+    fn load(l: &Loader) -> NotifySettings {
         let format = match l.text(env::WEBHOOK_FORMAT).map(|f| f.to_ascii_lowercase()).as_deref() {
             None | Some("form") => WebhookFormat::Form,
             Some("json") => WebhookFormat::Json,
             Some("teams") => WebhookFormat::Teams,
             Some(other) => {
-                l.errors.push(format!("environment: WEBHOOK_FORMAT=\"{other}\" (expected form, json or teams)"));
+                l.error(format!("environment: WEBHOOK_FORMAT=\"{other}\" (expected form, json or teams)"));
                 WebhookFormat::Form
             }
         };
         let min_level = match l.text(env::WEBHOOK_LEVEL) {
             None => crate::notify::Level::Info,
             Some(t) => crate::notify::Level::parse(&t).unwrap_or_else(|| {
-                l.errors.push(format!("environment: WEBHOOK_LEVEL=\"{t}\" (expected INFO, WARN or ERROR)"));
+                l.error(format!("environment: WEBHOOK_LEVEL=\"{t}\" (expected INFO, WARN or ERROR)"));
                 crate::notify::Level::Info
             }),
         };
-        let timeout = match l.text(env::WEBHOOK_TIMEOUT) {
-            None => Duration::from_secs(10),
-            Some(t) => parse_duration(&t).unwrap_or_else(|e| {
-                l.errors.push(format!("environment: WEBHOOK_TIMEOUT: {e}"));
-                Duration::from_secs(10)
-            }),
-        };
+        let timeout = l.duration(env::WEBHOOK_TIMEOUT, Duration::from_secs(10));
         let attempts = l.int(env::WEBHOOK_ATTEMPTS, 3).clamp(1, 10) as u32;
         NotifySettings {
             webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
@@ -135,7 +133,12 @@ impl NotifySettings {
     /// Notification settings from the environment alone: for reporting a configuration error
     /// when the rest of the settings could not be loaded.
     pub fn from_env(env: &Env) -> NotifySettings {
-        NotifySettings::load(&mut Loader { env, errors: Vec::new() })
+        NotifySettings::load(&Loader {
+            env,
+            layer: BTreeMap::new(),
+            errors: Default::default(),
+            sources: Default::default(),
+        })
     }
 }
 
@@ -182,14 +185,7 @@ pub struct MirrorSettings {
 }
 
 impl MirrorSettings {
-    fn load(l: &mut Loader) -> MirrorSettings {
-        let timeout = |l: &mut Loader, name: &str| match l.text(name) {
-            None => Duration::from_secs(60),
-            Some(t) => parse_duration(&t).unwrap_or_else(|e| {
-                l.errors.push(format!("environment: {name}: {e}"));
-                Duration::from_secs(60)
-            }),
-        };
+    fn load(l: &Loader) -> MirrorSettings {
         let ftp = l.text(env::FTP_URL).map(|url| FtpSettings {
             url: Secret::new(url),
             user: l.text(env::FTP_USER),
@@ -197,17 +193,17 @@ impl MirrorSettings {
             ca_file: l.text(env::FTP_CA_FILE).map(PathBuf::from),
             allow_plaintext: l.flag(env::FTP_ALLOW_PLAINTEXT),
             prune: l.flag(env::FTP_PRUNE_BACKUPS),
-            timeout: timeout(l, env::FTP_TIMEOUT),
+            timeout: l.duration(env::FTP_TIMEOUT, Duration::from_secs(60)),
         });
         let s3 = match l.text(env::S3_ENDPOINT) {
             None => None,
             Some(endpoint) => {
                 let bucket = l.text(env::S3_BUCKET).unwrap_or_else(|| {
-                    l.errors.push("environment: S3_ENDPOINT is set but S3_BUCKET is not".into());
+                    l.error("environment: S3_ENDPOINT is set but S3_BUCKET is not".into());
                     String::new()
                 });
                 let access_key = l.text(env::S3_USER).or_else(|| l.text(env::AWS_ACCESS_KEY_ID)).unwrap_or_else(|| {
-                    l.errors.push("environment: S3_ENDPOINT is set but S3_USER (or AWS_ACCESS_KEY_ID) is not".into());
+                    l.error("environment: S3_ENDPOINT is set but S3_USER (or AWS_ACCESS_KEY_ID) is not".into());
                     String::new()
                 });
                 Some(S3Settings {
@@ -226,7 +222,7 @@ impl MirrorSettings {
                     path_style: l.text(env::S3_PATH_STYLE).is_none_or(|_| l.flag(env::S3_PATH_STYLE)),
                     part_size: (l.int(env::S3_PART_SIZE_MB, 8).clamp(5, 5000) as usize) << 20,
                     prune: l.flag(env::S3_PRUNE_BACKUPS),
-                    timeout: timeout(l, env::S3_TIMEOUT),
+                    timeout: l.duration(env::S3_TIMEOUT, Duration::from_secs(60)),
                 })
             }
         };
@@ -318,32 +314,91 @@ pub struct Settings {
     pub engine: EngineOptions,
     pub notify: NotifySettings,
     pub mirrors: MirrorSettings,
+    /// `BACKUP_TOML` (default: `backup.toml` beside backup.conf) and whether it exists.
+    pub toml_path: PathBuf,
+    pub toml_found: bool,
+    /// Lifecycle hooks (backup.toml only).
+    pub hooks: crate::hooks::Hooks,
+    /// Per-database settings from backup.toml, by core name.
+    database_overrides: HashMap<String, toml_file::TomlDatabase>,
+    /// Variable → where its value came from (`environment`, `backup.toml:12 [...] key`, a file).
+    pub sources: BTreeMap<String, String>,
     env: Env,
 }
 
 struct Loader<'a> {
     env: &'a Env,
-    errors: Vec<String>,
+    /// backup.toml values: variable → (value, source).
+    layer: BTreeMap<String, (String, String)>,
+    errors: RefCell<Vec<String>>,
+    /// Where each non-default value came from (for `-c`).
+    sources: RefCell<BTreeMap<String, String>>,
 }
 
 impl Loader<'_> {
-    fn int(&mut self, name: &str, default: i64) -> i64 {
-        match self.env.get(name) {
+    fn error(&self, message: String) {
+        self.errors.borrow_mut().push(message);
+    }
+
+    /// The value of `name`: the environment, then `<name>_FILE` (a file's content, for mounted
+    /// secrets), then backup.toml (and its `<name>_FILE`). Records the source.
+    fn text(&self, name: &str) -> Option<String> {
+        let file_var = format!("{name}_FILE");
+        let found = if let Some(v) = self.env.get(name) {
+            Some((v.to_string(), "environment".to_string()))
+        } else if let Some(path) = self.env.get(&file_var) {
+            self.read_secret(path, &format!("environment {file_var}")).map(|v| (v, format!("file {path} ({file_var})")))
+        } else if let Some((v, src)) = self.layer.get(name) {
+            Some((v.clone(), src.clone()))
+        } else if let Some((path, src)) = self.layer.get(&file_var) {
+            self.read_secret(path, src).map(|v| (v, format!("file {path} ({src})")))
+        } else {
+            None
+        };
+        found.map(|(value, source)| {
+            self.sources.borrow_mut().insert(name.to_string(), source);
+            value
+        })
+    }
+
+    fn read_secret(&self, path: &str, source: &str) -> Option<String> {
+        match std::fs::read_to_string(path) {
+            Ok(v) => Some(v.trim_end_matches(['\n', '\r']).to_string()).filter(|v| !v.is_empty()),
+            Err(e) => {
+                self.error(format!("{source}: cannot read {path}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Where `name`'s value came from, for error messages.
+    fn origin(&self, name: &str) -> String {
+        self.sources.borrow().get(name).cloned().unwrap_or_else(|| "environment".into())
+    }
+
+    fn int(&self, name: &str, default: i64) -> i64 {
+        match self.text(name) {
             None => default,
             Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                self.errors.push(format!("environment: {name}=\"{v}\" is not a whole number"));
+                self.error(format!("{}: {name}=\"{v}\" is not a whole number", self.origin(name)));
                 default
             }),
         }
     }
 
-    fn text(&self, name: &str) -> Option<String> {
-        self.env.get(name).map(str::to_string)
-    }
-
     /// `1`, `true`, `yes`, `on` (any case) are true; unset or anything else is false.
     fn flag(&self, name: &str) -> bool {
-        self.env.get(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        self.text(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    }
+
+    fn duration(&self, name: &str, default: Duration) -> Duration {
+        match self.text(name) {
+            None => default,
+            Some(text) => parse_duration(&text).unwrap_or_else(|e| {
+                self.error(format!("{}: {name}: {e}", self.origin(name)));
+                default
+            }),
+        }
     }
 }
 
@@ -354,14 +409,32 @@ impl Settings {
     /// # Errors
     /// Every problem found, each naming its file and line or its variable.
     pub fn load(env: Env, conf_override: Option<&Path>) -> Result<Settings, ConfigErrors> {
-        let mut l = Loader { env: &env, errors: Vec::new() };
+        let conf_path = conf_override
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(env.get(env::BACKUP_CONF).unwrap_or("backup.conf")));
+        let toml_path = env
+            .get(env::BACKUP_TOML)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| conf_path.parent().unwrap_or(Path::new("")).join("backup.toml"));
+        let (toml, mut early_errors) = match toml_file::load(&toml_path) {
+            Ok(t) => (t, Vec::new()),
+            Err(e) => (None, e),
+        };
+        let toml_found = toml.is_some();
+        let toml = toml.unwrap_or_default();
+        let l = Loader {
+            env: &env,
+            layer: toml.layer.clone(),
+            errors: RefCell::new(std::mem::take(&mut early_errors)),
+            sources: Default::default(),
+        };
         let strategy = l.text(env::BACKUP_STRATEGY).unwrap_or_else(|| "rolling".into());
         let num = l.int(env::NUM_BACKUPS, 31);
         let daily = l.int(env::DAILY_BACKUPS, 6);
         let weekly = l.int(env::WEEKLY_BACKUPS, 4);
         let monthly = l.int(env::MONTHLY_BACKUPS, 1);
         let policy = Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
-            l.errors.push(format!("environment: BACKUP_STRATEGY: {e}"));
+            l.error(format!("{}: BACKUP_STRATEGY: {e}", l.origin(env::BACKUP_STRATEGY)));
             Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
         });
         let backup_dir = PathBuf::from(
@@ -369,24 +442,19 @@ impl Settings {
         );
         let period_text = l.text(env::BACKUP_PERIOD).unwrap_or_else(|| "1d".into());
         let backup_period = parse_duration(&period_text).unwrap_or_else(|e| {
-            l.errors.push(format!("environment: BACKUP_PERIOD: {e}"));
+            l.error(format!("{}: BACKUP_PERIOD: {e}", l.origin(env::BACKUP_PERIOD)));
             Duration::from_secs(86400)
         });
         let timeout = l.int(env::DATABASE_SERVER_TIMEOUT, 120);
-        let mut duration = |name: &str, default: Duration| match l.text(name) {
-            None => default,
-            Some(text) => parse_duration(&text).unwrap_or_else(|e| {
-                l.errors.push(format!("environment: {name}: {e}"));
-                default
-            }),
-        };
-        let shutdown_grace = duration(env::SHUTDOWN_GRACE, Duration::from_secs(30));
-        let command_timeout = duration(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600));
+        let shutdown_grace = l.duration(env::SHUTDOWN_GRACE, Duration::from_secs(30));
+        let command_timeout = l.duration(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600));
         let health_addr = match l.text(env::HEALTH_ADDR).as_deref() {
             Some("off") | Some("none") => None,
             Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
-                l.errors
-                    .push(format!("environment: HEALTH_ADDR=\"{text}\" is not an address like 0.0.0.0:8080 (or off)"));
+                l.error(format!(
+                    "{}: HEALTH_ADDR=\"{text}\" is not an address like 0.0.0.0:8080 (or off)",
+                    l.origin(env::HEALTH_ADDR)
+                ));
                 None
             }),
             None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
@@ -394,39 +462,34 @@ impl Settings {
         let stale_factor = match l.text(env::STALE_FACTOR) {
             None => 1.5,
             Some(t) => t.parse::<f64>().ok().filter(|f| *f >= 1.0).unwrap_or_else(|| {
-                l.errors.push(format!("environment: STALE_FACTOR=\"{t}\" must be a number >= 1"));
+                l.error(format!("{}: STALE_FACTOR=\"{t}\" must be a number >= 1", l.origin(env::STALE_FACTOR)));
                 1.5
             }),
         };
-        let fail_when_stale = matches!(
-            l.text(env::HEALTH_FAIL_WHEN_STALE).map(|v| v.to_ascii_lowercase()).as_deref(),
-            Some("1" | "true" | "yes")
-        );
-        let notify = NotifySettings::load(&mut l);
-        let mirrors = MirrorSettings::load(&mut l);
+        let fail_when_stale = l.flag(env::HEALTH_FAIL_WHEN_STALE);
+        let notify = NotifySettings::load(&l);
+        let mirrors = MirrorSettings::load(&l);
         let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
             None => MaxAge::Default,
             Some("0") => MaxAge::Disabled,
             Some(text) => parse_duration(text).map(MaxAge::Fixed).unwrap_or_else(|e| {
-                l.errors.push(format!("environment: VERIFY_MAX_AGE: {e}"));
+                l.error(format!("{}: VERIFY_MAX_AGE: {e}", l.origin(env::VERIFY_MAX_AGE)));
                 MaxAge::Default
             }),
         };
         let connect_timeout = l.int(env::DATABASE_CONNECT_TIMEOUT, 30);
         let compression = Compression::parse(
-            env.get(env::BACKUP_COMPRESSION),
-            env.get(env::BACKUP_COMPRESSION_LEVEL),
-            env.get(env::BACKUP_COMPRESSION_THREADS),
+            l.text(env::BACKUP_COMPRESSION).as_deref(),
+            l.text(env::BACKUP_COMPRESSION_LEVEL).as_deref(),
+            l.text(env::BACKUP_COMPRESSION_THREADS).as_deref(),
         )
         .unwrap_or_else(|e| {
-            l.errors.push(format!("environment: {e}"));
+            l.error(format!("{}: {e}", l.origin(env::BACKUP_COMPRESSION_LEVEL)));
             Compression::default()
         });
-
-        let conf_path = conf_override
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(l.text(env::BACKUP_CONF).unwrap_or_else(|| "backup.conf".into())));
-        let (conf, conf_found) = read_conf(&conf_path, &mut l.errors);
+        let (conf, conf_found) = read_conf(&conf_path, &mut l.errors.borrow_mut());
+        let mut cron = toml.schedules.clone();
+        cron.extend(conf.cron);
 
         let mut settings = Settings {
             policy,
@@ -437,8 +500,12 @@ impl Settings {
             databases: Vec::new(),
             skipped: Vec::new(),
             databases_from_env: false,
-            cron: conf.cron,
-            zone: Zone::parse(env.get(env::TZ)),
+            cron,
+            zone: Zone::parse(l.text(env::TZ).as_deref()),
+            toml_path,
+            toml_found,
+            hooks: crate::hooks::Hooks(toml.hooks.clone()),
+            database_overrides: toml.databases.iter().map(|d| (d.spec.core_name(), d.clone())).collect(),
             table_schema: l
                 .text(env::TABLE_SCHEMA)
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
@@ -465,15 +532,17 @@ impl Settings {
             notify,
             mirrors,
             env: env.clone(),
+            sources: BTreeMap::new(),
         };
 
         let mut specs: Vec<(DatabaseSpec, String)> =
-            conf.specs.into_iter().map(|s| (s.spec, format!("{}:{}", settings.conf_path.display(), s.line))).collect();
+            toml.databases.iter().map(|d| (d.spec.clone(), d.source.clone())).collect();
+        specs.extend(conf.specs.into_iter().map(|s| (s.spec, format!("{}:{}", settings.conf_path.display(), s.line))));
         if specs.is_empty() {
             settings.databases_from_env = true;
             match fallback_spec(&env) {
                 Ok(spec) => specs.push((spec, "environment".into())),
-                Err(e) => l.errors.push(e),
+                Err(e) => l.error(e),
             }
         }
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -489,16 +558,20 @@ impl Settings {
                 continue;
             }
             if let Some(first) = seen.insert(spec.core_name(), source.clone()) {
-                l.errors.push(format!(
+                l.error(format!(
                     "{source}: database {spec} has the same host and database name as {first}; \
                      their backup files would collide"
                 ));
                 continue;
             }
             let credentials = settings.credentials(&spec);
-            settings.databases.push(Database { spec, credentials });
+            let options =
+                settings.database_overrides.get(&spec.core_name()).map(|d| d.options.clone()).unwrap_or_default();
+            settings.databases.push(Database { spec, credentials, options });
         }
-        if l.errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(l.errors)) }
+        settings.sources = l.sources.take();
+        let errors = l.errors.into_inner();
+        if errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(errors)) }
     }
 
     /// Credentials for any spec: `<HOST>_USER`/`<HOST>_PASSWORD` (host upper-cased, `-` and
@@ -506,12 +579,35 @@ impl Settings {
     /// `POSTGRESQL_USER`/`POSTGRESQL_PASSWORD`. Empty values count as unset, as upstream.
     pub fn credentials(&self, spec: &DatabaseSpec) -> Credentials {
         let prefix = spec.credential_prefix();
-        let user_vars = [format!("{prefix}_USER"), env::DATABASE_USER.into(), env::POSTGRESQL_USER.into()];
-        let password_vars =
-            [format!("{prefix}_PASSWORD"), env::DATABASE_PASSWORD.into(), env::POSTGRESQL_PASSWORD.into()];
-        let first = |vars: &[String]| vars.iter().find_map(|v| Some((v.clone(), self.env.get(v)?.to_string())));
-        let user = first(&user_vars);
-        let password = first(&password_vars);
+        let over = self.database_overrides.get(&spec.core_name());
+        let mut user_vars = vec![format!("{prefix}_USER"), env::DATABASE_USER.into(), env::POSTGRESQL_USER.into()];
+        let mut password_vars =
+            vec![format!("{prefix}_PASSWORD"), env::DATABASE_PASSWORD.into(), env::POSTGRESQL_PASSWORD.into()];
+        if let Some(v) = over.and_then(|o| o.user_env.clone()) {
+            user_vars.insert(0, v);
+        }
+        if let Some(v) = over.and_then(|o| o.password_env.clone()) {
+            password_vars.insert(0, v);
+        }
+        // Each variable, or the file its `_FILE` twin names (mounted Kubernetes secrets).
+        let lookup = |var: &String| -> Option<(String, String)> {
+            if let Some(v) = self.env.get(var) {
+                return Some((var.clone(), v.to_string()));
+            }
+            let file_var = format!("{var}_FILE");
+            let path = self.env.get(&file_var)?;
+            let text = std::fs::read_to_string(path).ok()?;
+            Some((file_var, text.trim_end_matches(['\n', '\r']).to_string())).filter(|(_, t)| !t.is_empty())
+        };
+        let user = match over.and_then(|o| o.user.clone()) {
+            Some(u) => Some((format!("backup.toml ({})", over.map(|o| o.source.as_str()).unwrap_or_default()), u)),
+            None => user_vars.iter().find_map(lookup),
+        };
+        let from_file = over.and_then(|o| o.password_file.as_ref()).and_then(|p| {
+            let text = std::fs::read_to_string(p).ok()?;
+            Some((format!("file {}", p.display()), text.trim_end_matches(['\n', '\r']).to_string()))
+        });
+        let password = from_file.or_else(|| password_vars.iter().find_map(lookup));
         Credentials {
             user_source: match &user {
                 Some((var, _)) => var.clone(),
@@ -521,6 +617,16 @@ impl Settings {
             password_source: password.as_ref().map(|(var, _)| var.clone()),
             password: password.map(|(_, p)| Secret::new(p)),
         }
+    }
+
+    /// The configured database for `spec`, or one with the usual credentials when `spec`
+    /// is not configured (restore or verify of another database).
+    pub fn database_for(&self, spec: &DatabaseSpec) -> Database {
+        self.databases.iter().find(|d| d.spec.core_name() == spec.core_name()).cloned().unwrap_or_else(|| Database {
+            spec: spec.clone(),
+            credentials: self.credentials(spec),
+            options: Default::default(),
+        })
     }
 
     /// Problems that stop a backup before it starts: databases without a user.

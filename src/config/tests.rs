@@ -130,3 +130,62 @@ fn secrets_do_not_show_in_debug_output() {
     let debug = format!("{s:?}");
     assert!(!debug.contains("topsecret") && !debug.contains("tok3n"), "{debug}");
 }
+
+#[test]
+fn precedence_defaults_toml_conf_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("backup.toml");
+    std::fs::write(&toml, "[retention]\ndaily = 10\nweekly = 9\n[[database]]\nspec = \"db/fromtoml\"\n").unwrap();
+    let conf = dir.path().join("backup.conf");
+    std::fs::write(&conf, "db/fromconf\n").unwrap();
+    let s = Settings::load(Env::from_pairs([("WEEKLY_BACKUPS", "2")]), Some(&conf)).unwrap();
+    assert_eq!(s.policy.daily, 10, "backup.toml over the default");
+    assert_eq!(s.policy.weekly, 2, "environment over backup.toml");
+    assert_eq!(s.policy.monthly, 1, "default");
+    let specs: Vec<String> = s.databases.iter().map(|d| d.spec.to_string()).collect();
+    assert_eq!(specs, ["db/fromtoml", "db/fromconf"], "databases from both files");
+    assert_eq!(s.sources["DAILY_BACKUPS"], format!("{}:2 [retention] daily", toml.display()));
+    assert_eq!(s.sources["WEEKLY_BACKUPS"], "environment");
+    std::fs::write(&conf, "db/fromtoml\n").unwrap();
+    let err = Settings::load(Env::default(), Some(&conf)).unwrap_err().to_string();
+    assert!(err.contains("has the same host and database name"), "{err}");
+}
+
+#[test]
+fn secrets_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "from-file\n").unwrap();
+    let s = load_with(
+        Some("db/app\n"),
+        &[
+            ("DATABASE_USER", "u"),
+            ("DATABASE_PASSWORD_FILE", pw.to_str().unwrap()),
+            ("WEBHOOK_URL_FILE", pw.to_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.databases[0].credentials.password.as_ref().unwrap().expose(), "from-file");
+    assert_eq!(s.databases[0].credentials.password_source.as_deref(), Some("DATABASE_PASSWORD_FILE"));
+    assert_eq!(s.notify.webhook_url.as_ref().unwrap().expose(), "from-file");
+    let err = load_with(None, &[("WEBHOOK_URL_FILE", "/nonexistent/secret")]).unwrap_err().to_string();
+    assert!(err.contains("cannot read /nonexistent/secret"), "{err}");
+}
+
+#[test]
+fn toml_databases_carry_credentials_and_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "toml-pw").unwrap();
+    let toml = dir.path().join("backup.toml");
+    std::fs::write(
+        &toml,
+        format!("[[database]]\nspec = \"db/app\"\nuser-env = \"MY_USER\"\npassword-file = \"{}\"\nexclude-tables = [\"t\"]\n", pw.display()),
+    )
+    .unwrap();
+    let s = Settings::load(Env::from_pairs([("MY_USER", "custom")]), Some(&dir.path().join("backup.conf"))).unwrap();
+    let d = &s.databases[0];
+    assert_eq!(d.credentials.user.as_deref(), Some("custom"));
+    assert_eq!(d.credentials.password.as_ref().unwrap().expose(), "toml-pw");
+    assert_eq!(d.options.exclude_tables, ["t"]);
+}

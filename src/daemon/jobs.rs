@@ -1,16 +1,11 @@
 //! What a schedule entry runs: a backup run, a verification or a prune in-process, or a shell
 //! command (any other cron line, as go-crond ran it) with a timeout.
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::state::State;
 use crate::cancel::Cancel;
@@ -92,83 +87,20 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
     }
 }
 
-/// Runs a cron line's command with `/bin/sh -c`, logging its output and exit status; kills
-/// its whole process group after `timeout` or on cancellation. Returns why it failed.
+/// Runs a cron line's command with `/bin/sh -c` (as go-crond did), logging its output and exit
+/// status; its whole process group is killed after `timeout` or on cancellation. Returns why
+/// it failed.
 fn run_shell(command: &str, timeout: Duration, cancel: &Cancel) -> Option<String> {
     info!(command, "Running scheduled command.");
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            error!(command, error = %e, "Scheduled command could not start.");
-            return Some(format!("could not start: {e}"));
-        }
-    };
-    let _guard = cancel.register(child.id());
-    let pgid = Pid::from_raw(child.id() as i32);
-    let readers: Vec<_> = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut r| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = r.by_ref().take(64 * 1024).read_to_string(&mut text);
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-            text
-        })
-    })
-    .collect();
-    let started = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > timeout && !timed_out => {
-                timed_out = true;
-                let _ = killpg(pgid, Signal::SIGTERM);
-            }
-            Ok(None) if timed_out && started.elapsed() > timeout + Duration::from_secs(5) => {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => {
-                error!(command, error = %e, "Waiting for the scheduled command failed.");
-                break None;
-            }
-        }
-    };
-    let output: Vec<String> = readers.into_iter().filter_map(|h| h.join().ok()).collect();
-    for line in output.iter().flat_map(|o| o.lines()).filter(|l| !l.trim().is_empty()).take(50) {
+    let opts = crate::command::Options { timeout: Some(timeout), ..Default::default() };
+    let done = crate::command::run(&crate::command::Program::Shell(command.to_string()), &opts, cancel);
+    for line in done.output.lines().filter(|l| !l.trim().is_empty()).take(50) {
         info!(command, "{line}");
     }
-    let duration_ms = started.elapsed().as_millis() as u64;
-    match status {
-        Some(s) if s.success() => {
-            info!(command, duration_ms, "Scheduled command succeeded.");
-            None
-        }
-        Some(_) if timed_out => {
-            error!(
-                command,
-                timeout_s = timeout.as_secs(),
-                "Scheduled command timed out and was killed (CRON_COMMAND_TIMEOUT)."
-            );
-            Some(format!("timed out after {}s and was killed (CRON_COMMAND_TIMEOUT)", timeout.as_secs()))
-        }
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => {
-                error!(command, code, duration_ms, "Scheduled command failed.");
-                Some(format!("exited with status {code}"))
-            }
-            (_, sig) => {
-                warn!(command, signal = sig, "Scheduled command was killed by a signal.");
-                Some(format!("killed by signal {}", sig.unwrap_or_default()))
-            }
-        },
-        None => Some("could not be waited for".into()),
+    let duration_ms = done.duration.as_millis() as u64;
+    match &done.failure {
+        None => info!(command, duration_ms, "Scheduled command succeeded."),
+        Some(why) => error!(command, duration_ms, error = %why, "Scheduled command failed."),
     }
+    done.failure
 }

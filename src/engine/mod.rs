@@ -23,6 +23,17 @@ pub struct EngineOptions {
     pub connect_timeout_secs: u32,
 }
 
+/// Per-database dump options (backup.toml): extra arguments and excluded tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpOptions {
+    /// Appended to the dump command (e.g. `--no-owner`).
+    pub extra_args: Vec<String>,
+    /// Tables left out entirely (`pg_dump --exclude-table`).
+    pub exclude_tables: Vec<String>,
+    /// Tables whose rows are left out, schema kept (`--exclude-table-data`; upstream #122).
+    pub exclude_table_data: Vec<String>,
+}
+
 /// How to reach a server, as whom.
 #[derive(Debug, Clone)]
 pub struct Conn {
@@ -114,6 +125,19 @@ pub trait Engine: Send + Sync {
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport>;
+
+    /// Runs SQL in `db` with its credentials (SQL hooks such as `CHECKPOINT;`), stopping it
+    /// after `timeout`; returns its output.
+    ///
+    /// # Errors
+    /// Connection or SQL errors, with the tool's message.
+    fn execute_sql(
+        &self,
+        db: &Database,
+        sql: &str,
+        timeout: std::time::Duration,
+        cancel: &Cancel,
+    ) -> anyhow::Result<String>;
 }
 
 /// The engine for `kind`, or `None` when this build cannot handle it.

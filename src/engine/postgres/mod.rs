@@ -79,10 +79,18 @@ impl PostgresEngine {
         cmd
     }
 
-    /// `pg_dump -Fp <database>`.
+    /// `pg_dump -Fp [options] <database>`.
     pub fn dump_command(&self, db: &Database) -> Command {
         let mut cmd = self.client("pg_dump", &db.conn());
-        cmd.arg("-Fp").arg(&db.spec.database);
+        cmd.arg("-Fp");
+        for t in &db.options.exclude_tables {
+            cmd.arg(format!("--exclude-table={t}"));
+        }
+        for t in &db.options.exclude_table_data {
+            cmd.arg(format!("--exclude-table-data={t}"));
+        }
+        cmd.args(&db.options.extra_args);
+        cmd.arg(&db.spec.database);
         cmd
     }
 
@@ -156,6 +164,19 @@ impl Engine for PostgresEngine {
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport> {
         verify::run(self, database, sql, opts, cancel)
+    }
+
+    fn execute_sql(
+        &self,
+        db: &Database,
+        sql: &str,
+        timeout: std::time::Duration,
+        cancel: &Cancel,
+    ) -> anyhow::Result<String> {
+        let mut cmd = self.psql(&db.conn(), &db.spec.database);
+        cmd.env("PGOPTIONS", format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        cmd.args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
+        process::capture(cmd, "psql", cancel)
     }
 }
 

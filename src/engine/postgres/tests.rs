@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{Credentials, Secret};
+use crate::engine::DumpOptions;
 
 fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
     Database {
@@ -12,6 +13,7 @@ fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
             password: password.map(Secret::new),
             password_source: password.map(|_| "TEST_PASSWORD".into()),
         },
+        options: Default::default(),
     }
 }
 
@@ -56,6 +58,32 @@ fn commands_match_upstream_flags_and_keep_the_password_out_of_argv() {
         assert_eq!(env(cmd, "PGPASSWORD"), Some(Some("s3cret pw".into())));
         assert_eq!(env(cmd, "PGCONNECT_TIMEOUT"), Some(Some("10".into())));
     }
+}
+
+#[test]
+fn dump_options_exclude_tables_and_add_arguments() {
+    let mut d = db("db/app", Some("u"), None);
+    d.options = DumpOptions {
+        extra_args: vec!["--no-owner".into()],
+        exclude_tables: vec!["scratch.*".into()],
+        exclude_table_data: vec!["public.audit_log".into()],
+    };
+    assert_eq!(
+        argv(&engine(None).dump_command(&d)),
+        [
+            "pg_dump",
+            "-h",
+            "db",
+            "-U",
+            "u",
+            "-w",
+            "-Fp",
+            "--exclude-table=scratch.*",
+            "--exclude-table-data=public.audit_log",
+            "--no-owner",
+            "app"
+        ]
+    );
 }
 
 #[test]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Offline checks of everything that is deployed: shellcheck on every shell script, hadolint on
+# the Dockerfile, yamllint on all YAML, strict Kubernetes schema validation of every object
+# (also inside OpenShift Templates, after parameter substitution), and the image's runtime
+# install steps (docker/install-runtime.sh with Debian's PostgreSQL) when running as root.
+# Tools come from scripts/install-deps.sh lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LINT=.tools/lint/bin
+
+echo "== shellcheck"
+shellcheck -x scripts/*.sh docker/*.sh .ci/run
+
+echo "== hadolint"
+"$LINT/hadolint" docker/Dockerfile
+
+echo "== yamllint"
+"$LINT/yamllint" -c .yamllint.yaml openshift kubernetes docker-compose.yml
+
+echo "== kubernetes-validate --strict (templates substituted)"
+PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py \
+  openshift/templates/backup/backup-deploy.yaml \
+  openshift/templates/backup/backup-build.yaml \
+  openshift/templates/backup-cronjob/backup-cronjob.yaml \
+  kubernetes/backup-container.yaml
+if PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py tests/fixtures/invalid-deployment.yaml >/dev/null; then
+  echo "the validator accepted tests/fixtures/invalid-deployment.yaml: it checks nothing" >&2
+  exit 1
+fi
+
+if [ "$(id -u)" -eq 0 ] && [ "${LINT_SKIP_RUNTIME:-}" != 1 ]; then
+  echo "== docker/install-runtime.sh (Debian PostgreSQL, the same steps as the image)"
+  PG_MAJOR="${RUNTIME_PG_MAJOR:-15}" PG_SOURCE=debian docker/install-runtime.sh
+fi
+echo "deploy checks passed"
