@@ -5,6 +5,7 @@
 # on a machine without a Docker engine.
 #   PG_MAJOR=17 PG_SOURCE=pgdg docker/install-runtime.sh     (the image: PostgreSQL's apt repository)
 #   PG_MAJOR=15 PG_SOURCE=debian docker/install-runtime.sh   (Debian bookworm's own PostgreSQL)
+#   WITH_MARIADB=1 adds the MariaDB client and server (mariadb= specs: dump, restore, verify).
 set -euo pipefail
 PG_MAJOR="${PG_MAJOR:-17}"
 PG_SOURCE="${PG_SOURCE:-pgdg}"
@@ -26,5 +27,10 @@ apt-get install -y -qq --no-install-recommends "postgresql-${PG_MAJOR}" "postgre
 for tool in pg_dump pg_dumpall psql initdb pg_ctl postgres; do
   test -x "/usr/lib/postgresql/${PG_MAJOR}/bin/${tool}" || { echo "missing ${tool} for PostgreSQL ${PG_MAJOR}" >&2; exit 1; }
 done
+if [ "${WITH_MARIADB:-0}" = 1 ]; then
+  apt-get install -y -qq --no-install-recommends mariadb-client mariadb-server >/dev/null
+  for tool in mariadb mariadb-dump mariadb-admin mariadb-install-db; do command -v "$tool" >/dev/null; done
+  test -x /usr/sbin/mariadbd
+fi
 command -v tini >/dev/null
-echo "runtime packages installed: PostgreSQL ${PG_MAJOR} (${PG_SOURCE}), tini, tzdata, ca-certificates, curl"
+echo "runtime packages installed: PostgreSQL ${PG_MAJOR} (${PG_SOURCE}), MariaDB: ${WITH_MARIADB:-0}, tini, tzdata, ca-certificates, curl"

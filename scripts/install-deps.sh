@@ -39,6 +39,10 @@ for item in "${want[@]}"; do
       # runuser (util-linux) runs initdb as the postgres user when we are root.
       command -v runuser >/dev/null || apt_install util-linux
       ;;
+    mariadb)
+      { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } && command -v mariadb-dump >/dev/null ||
+        apt_install mariadb-server mariadb-client
+      ;;
     pigz | zstd | hyperfine | bc)
       command -v "$item" >/dev/null || apt_install "$item"
       ;;

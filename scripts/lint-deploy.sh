@@ -30,6 +30,6 @@ fi
 
 if [ "$(id -u)" -eq 0 ] && [ "${LINT_SKIP_RUNTIME:-}" != 1 ]; then
   echo "== docker/install-runtime.sh (Debian PostgreSQL, the same steps as the image)"
-  PG_MAJOR="${RUNTIME_PG_MAJOR:-15}" PG_SOURCE=debian docker/install-runtime.sh
+  PG_MAJOR="${RUNTIME_PG_MAJOR:-15}" PG_SOURCE=debian WITH_MARIADB=1 docker/install-runtime.sh
 fi
 echo "deploy checks passed"

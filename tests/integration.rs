@@ -8,6 +8,7 @@ mod cli;
 mod config_examples;
 mod daemon;
 mod hooks;
+mod mariadb;
 mod mirror;
 mod notify;
 mod prune;

@@ -57,7 +57,7 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
     let integrity = check_integrity(&path).context("nothing was restored and the database was not touched")?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());
-    let admin_user = args.admin_user.unwrap_or_else(|| settings.restore.admin_user.clone());
+    let admin_user = args.admin_user.unwrap_or_else(|| settings.restore.admin_user_for(&spec.engine));
     if !args.scripted {
         if !prompt::interactive() {
             return Err(UsageError(
@@ -83,6 +83,7 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
         admin: Conn { host: spec.host.clone(), port: spec.port, user: Some(admin_user), password: admin_password },
         owner: settings.credentials(&spec).user,
         ignore_errors: args.ignore_errors,
+        single_transaction: false,
     };
     info!(db = %spec, backup = %path.display(), bytes = size, "Starting restore.");
     let started = Instant::now();

@@ -66,6 +66,20 @@ pub struct Skipped {
     pub reason: String,
 }
 
+impl RestoreSettings {
+    /// The restore admin for an engine: `BACKUP_ADMIN_USER`, else (PostgreSQL) `PGUSER` or
+    /// `postgres`, (MariaDB) `root`.
+    pub fn admin_user_for(&self, kind: &EngineKind) -> String {
+        if let Some(u) = &self.admin_user {
+            return u.clone();
+        }
+        match kind {
+            EngineKind::MariaDb => "root".into(),
+            _ => self.pg_user.clone().unwrap_or_else(|| "postgres".into()),
+        }
+    }
+}
+
 /// `WEBHOOK_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookFormat {
@@ -248,8 +262,10 @@ pub enum MaxAge {
 /// Restore and verification settings.
 #[derive(Debug, Clone)]
 pub struct RestoreSettings {
-    /// `BACKUP_ADMIN_USER`, else `PGUSER`, else `postgres`.
-    pub admin_user: String,
+    /// `BACKUP_ADMIN_USER` (see `admin_user_for`).
+    pub admin_user: Option<String>,
+    /// `PGUSER`: libpq's default user, the PostgreSQL admin when `BACKUP_ADMIN_USER` is unset.
+    pub pg_user: Option<String>,
     /// `BACKUP_ADMIN_PASSWORD` (`-a` overrides; a terminal prompt when neither is given).
     pub admin_password: Option<Secret>,
     /// `VERIFY_DIR` (default `/var/lib/pgsql/data`, the upstream verification volume).
@@ -511,10 +527,8 @@ impl Settings {
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
             daemon: DaemonSettings { health_addr, fail_when_stale, stale_factor, shutdown_grace, command_timeout },
             restore: RestoreSettings {
-                admin_user: l
-                    .text(env::BACKUP_ADMIN_USER)
-                    .or_else(|| l.text(env::PGUSER))
-                    .unwrap_or_else(|| "postgres".into()),
+                admin_user: l.text(env::BACKUP_ADMIN_USER),
+                pg_user: l.text(env::PGUSER),
                 admin_password: l.text(env::BACKUP_ADMIN_PASSWORD).map(Secret::new),
                 verify_dir: PathBuf::from(l.text(env::VERIFY_DIR).unwrap_or_else(|| "/var/lib/pgsql/data".into())),
                 verify_max_age,
@@ -549,11 +563,6 @@ impl Settings {
         for (spec, source) in specs {
             if let EngineKind::Foreign(kind) = &spec.engine {
                 let reason = format!("{kind} databases are backed up by the {kind} variant of backup-container");
-                settings.skipped.push(Skipped { spec, reason });
-                continue;
-            }
-            if spec.engine == EngineKind::MariaDb {
-                let reason = "the MariaDB engine is not available in this version".to_string();
                 settings.skipped.push(Skipped { spec, reason });
                 continue;
             }

@@ -3,6 +3,7 @@
 //! One trait, one implementation per engine, one factory (`for_kind`). Engines build their
 //! commands purely (unit-tested) and run them through `process`.
 
+pub mod mariadb;
 pub mod postgres;
 pub mod process;
 
@@ -54,6 +55,9 @@ pub struct RestoreRequest {
     pub owner: Option<String>,
     /// `-I`: continue past SQL errors in the database part.
     pub ignore_errors: bool,
+    /// Load the database part in one transaction (throwaway servers: with `wal_level=minimal`
+    /// the data then skips the WAL; all or nothing).
+    pub single_transaction: bool,
 }
 
 /// What a restore noticed without failing.
@@ -144,6 +148,7 @@ pub trait Engine: Send + Sync {
 pub fn for_kind(kind: &EngineKind, options: &EngineOptions) -> Option<Box<dyn Engine>> {
     match kind {
         EngineKind::Postgres => Some(Box::new(postgres::PostgresEngine::new(options.clone()))),
-        EngineKind::MariaDb | EngineKind::Foreign(_) => None,
+        EngineKind::MariaDb => Some(Box::new(mariadb::MariaDbEngine::new(options.clone()))),
+        EngineKind::Foreign(_) => None,
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod ftps;
+pub mod mariadb;
 pub mod postgres;
 pub mod receiver;
 pub mod s3;

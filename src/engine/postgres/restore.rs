@@ -126,6 +126,9 @@ fn load(
     let mut cmd = engine.psql(&req.admin, &req.database);
     let stop = if req.ignore_errors { "ON_ERROR_STOP=0" } else { "ON_ERROR_STOP=1" };
     cmd.args(["-v", stop]);
+    if req.single_transaction {
+        cmd.arg("--single-transaction");
+    }
     let fed = process::feed_stdin(cmd, "psql", sql, cancel).with_context(|| {
         format!("database {} was recreated but the restore stopped; it is incomplete", req.database)
     })?;

@@ -20,7 +20,7 @@ const MAX_SOCKET_PATH: usize = 100;
 const PORT: u16 = 5432;
 
 /// Settings for a server whose data is thrown away: no fsync, no WAL beyond the minimum.
-const FAST_SETTINGS: [&str; 9] = [
+const FAST_SETTINGS: [&str; 11] = [
     "fsync=off",
     "full_page_writes=off",
     "synchronous_commit=off",
@@ -30,6 +30,9 @@ const FAST_SETTINGS: [&str; 9] = [
     "max_wal_size=4GB",
     "checkpoint_timeout=1h",
     "shared_buffers=128MB",
+    "maintenance_work_mem=256MB",
+    // The restore runs in one transaction, which locks every table it creates.
+    "max_locks_per_transaction=4096",
 ];
 
 /// A running throwaway server. Dropping it stops the server and deletes its folder.

@@ -19,10 +19,16 @@ pub fn run(
 ) -> anyhow::Result<VerifyReport> {
     let server = Throwaway::start(engine.options.pg_bin_dir.as_deref(), opts, cancel)?;
     let admin = server.conn();
-    let req =
-        RestoreRequest { database: database.to_string(), admin: admin.clone(), owner: None, ignore_errors: false };
+    let req = RestoreRequest {
+        database: database.to_string(),
+        admin: admin.clone(),
+        owner: None,
+        ignore_errors: false,
+        single_transaction: true,
+    };
     let restore = restore::run(engine, &req, sql, cancel).context("restoring into the verification server")?;
-    engine.query(&admin, database, "ANALYZE", cancel)?;
+    // Row estimates need statistics; a small sample is enough for estimates and much faster.
+    engine.query(&admin, database, "SET default_statistics_target = 1; ANALYZE", cancel)?;
     let schemas = parse_stats(&engine.query(&admin, database, &stats_query(opts.schemas.as_deref()), cancel)?);
     let tables: u64 = schemas.iter().map(|s| s.tables).sum();
     if tables == 0 {
