@@ -40,8 +40,9 @@ for item in "${want[@]}"; do
       command -v runuser >/dev/null || apt_install util-linux
       ;;
     mariadb)
-      { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } && command -v mariadb-dump >/dev/null ||
+      if ! command -v mariadb-dump >/dev/null || ! { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; }; then
         apt_install mariadb-server mariadb-client
+      fi
       ;;
     pigz | zstd | hyperfine | bc)
       command -v "$item" >/dev/null || apt_install "$item"
