@@ -115,7 +115,12 @@ pub trait Engine: Send + Sync {
     ///
     /// # Errors
     /// Connection or SQL failures (with the tool's message); a read error on `sql`.
-    fn restore(&self, req: &RestoreRequest, sql: &mut dyn BufRead, cancel: &Cancel) -> anyhow::Result<RestoreReport>;
+    fn restore(
+        &self,
+        req: &RestoreRequest,
+        sql: &mut (dyn BufRead + Send),
+        cancel: &Cancel,
+    ) -> anyhow::Result<RestoreReport>;
 
     /// Restores `sql` into a throwaway local server, checks the result, and removes the
     /// server and its files on every path.
@@ -125,7 +130,7 @@ pub trait Engine: Send + Sync {
     fn verify(
         &self,
         database: &str,
-        sql: &mut dyn BufRead,
+        sql: &mut (dyn BufRead + Send),
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport>;

@@ -24,6 +24,8 @@ const STDERR_TAIL_LINES: usize = 20;
 const STDERR_LINE_MAX: usize = 1000;
 /// Stdout kept from a tool fed through stdin (the tail).
 const FEED_OUTPUT_MAX: usize = 64 * 1024;
+/// Chunks read ahead while feeding a tool's stdin.
+const READ_AHEAD: usize = 4;
 /// Read buffer for dump streams.
 const STREAM_BUFFER: usize = 256 * 1024;
 
@@ -164,7 +166,7 @@ pub struct Fed {
 ///
 /// # Errors
 /// As `stream_stdout`, plus a read error on `input` (the tool is killed).
-pub fn feed_stdin(cmd: Command, label: &str, input: &mut dyn Read, cancel: &Cancel) -> anyhow::Result<Fed> {
+pub fn feed_stdin(cmd: Command, label: &str, input: &mut (dyn Read + Send), cancel: &Cancel) -> anyhow::Result<Fed> {
     let mut run = spawn(cmd, label, Stdio::piped(), cancel)?;
     let mut stdin = run.child.stdin.take().expect("stdin is piped");
     let stdout = run.child.stdout.take().expect("stdout is piped");
@@ -185,23 +187,41 @@ pub fn feed_stdin(cmd: Command, label: &str, input: &mut dyn Read, cancel: &Canc
         }
         String::from_utf8_lossy(&kept).into_owned()
     });
-    let mut buf = vec![0u8; STREAM_BUFFER];
-    let fed: anyhow::Result<()> = loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+    // Reading (decompressing) runs on its own thread, a few chunks ahead of the writes, so the
+    // tool never waits for the decoder and the decoder never waits for the pipe.
+    let fed: anyhow::Result<()> = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(READ_AHEAD);
+        scope.spawn(move || {
+            loop {
+                let mut buf = vec![0u8; STREAM_BUFFER];
+                let item = match input.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(buf)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for item in rx {
             // NOTE: a corrupt or truncated backup surfaces here; the tool must not see a
             // clean end of input and commit half a restore.
-            Err(e) => break Err(anyhow!("reading the backup while feeding {label}: {e}")),
-        };
-        match stdin.write_all(&buf[..n]) {
-            Ok(()) => {}
-            // The tool stopped reading (e.g. psql ON_ERROR_STOP): its exit status says why.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break Ok(()),
-            Err(e) => break Err(anyhow!("feeding {label}: {e}")),
+            let chunk = item.map_err(|e| anyhow!("reading the backup while feeding {label}: {e}"))?;
+            match stdin.write_all(&chunk) {
+                Ok(()) => {}
+                // The tool stopped reading (e.g. psql ON_ERROR_STOP): its exit status says why.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(anyhow!("feeding {label}: {e}")),
+            }
         }
-    };
+        Ok(())
+    });
     drop(stdin);
     if let Err(e) = fed {
         run.kill();

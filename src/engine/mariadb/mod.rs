@@ -100,7 +100,7 @@ impl MariaDbEngine {
         &self,
         conn: &Conn,
         database: &str,
-        sql: &mut dyn BufRead,
+        sql: &mut (dyn BufRead + Send),
         ignore_errors: bool,
         cancel: &Cancel,
     ) -> anyhow::Result<Vec<String>> {
@@ -126,7 +126,12 @@ impl Engine for MariaDbEngine {
         Ok(())
     }
 
-    fn restore(&self, req: &RestoreRequest, sql: &mut dyn BufRead, cancel: &Cancel) -> anyhow::Result<RestoreReport> {
+    fn restore(
+        &self,
+        req: &RestoreRequest,
+        sql: &mut (dyn BufRead + Send),
+        cancel: &Cancel,
+    ) -> anyhow::Result<RestoreReport> {
         let admin = &req.admin;
         self.query(admin, None, "SELECT 1", cancel)
             .context("connecting as the admin user (BACKUP_ADMIN_USER / BACKUP_ADMIN_PASSWORD, or -a)")?;
@@ -150,7 +155,7 @@ impl Engine for MariaDbEngine {
     fn verify(
         &self,
         database: &str,
-        sql: &mut dyn BufRead,
+        sql: &mut (dyn BufRead + Send),
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport> {

@@ -152,14 +152,19 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
-    fn restore(&self, req: &RestoreRequest, sql: &mut dyn BufRead, cancel: &Cancel) -> anyhow::Result<RestoreReport> {
+    fn restore(
+        &self,
+        req: &RestoreRequest,
+        sql: &mut (dyn BufRead + Send),
+        cancel: &Cancel,
+    ) -> anyhow::Result<RestoreReport> {
         restore::run(self, req, sql, cancel)
     }
 
     fn verify(
         &self,
         database: &str,
-        sql: &mut dyn BufRead,
+        sql: &mut (dyn BufRead + Send),
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport> {

@@ -23,7 +23,7 @@ const MAINTENANCE_DB: &str = "postgres";
 pub fn run(
     engine: &PostgresEngine,
     req: &RestoreRequest,
-    sql: &mut dyn BufRead,
+    sql: &mut (dyn BufRead + Send),
     cancel: &Cancel,
 ) -> anyhow::Result<RestoreReport> {
     let admin = &req.admin;
@@ -120,7 +120,7 @@ fn prepare(
 fn load(
     engine: &PostgresEngine,
     req: &RestoreRequest,
-    sql: &mut dyn Read,
+    sql: &mut (dyn Read + Send),
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<String>> {
     let mut cmd = engine.psql(&req.admin, &req.database);

@@ -13,7 +13,7 @@ use crate::engine::{RestoreRequest, SchemaStats, VerifyOptions, VerifyReport};
 pub fn run(
     engine: &PostgresEngine,
     database: &str,
-    sql: &mut dyn BufRead,
+    sql: &mut (dyn BufRead + Send),
     opts: &VerifyOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<VerifyReport> {
