@@ -7,10 +7,17 @@
 
 pub mod backup_conf;
 pub mod env;
+mod loader;
 pub mod secret;
+mod sections;
 pub mod toml_file;
 
-use std::cell::RefCell;
+use loader::Loader;
+
+pub use sections::{
+    DaemonSettings, FtpSettings, MaxAge, MirrorSettings, NotifySettings, RestoreSettings, S3Settings, WebhookFormat,
+};
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -66,231 +73,6 @@ pub struct Skipped {
     pub reason: String,
 }
 
-impl RestoreSettings {
-    /// The restore admin for an engine: `BACKUP_ADMIN_USER`, else (PostgreSQL) `PGUSER` or
-    /// `postgres`, (MariaDB) `root`.
-    pub fn admin_user_for(&self, kind: &EngineKind) -> String {
-        if let Some(u) = &self.admin_user {
-            return u.clone();
-        }
-        match kind {
-            EngineKind::MariaDb => "root".into(),
-            _ => self.pg_user.clone().unwrap_or_else(|| "postgres".into()),
-        }
-    }
-}
-
-/// `WEBHOOK_FORMAT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// Upstream's form-urlencoded fields (default; Rocket.Chat scripts keep working).
-    Form,
-    Json,
-    /// A Microsoft Teams workflow message with an Adaptive Card.
-    Teams,
-}
-
-/// Notification settings.
-#[derive(Debug, Clone)]
-pub struct NotifySettings {
-    pub webhook_url: Option<Secret>,
-    pub friendly_name: Option<String>,
-    pub environment_name: Option<String>,
-    pub format: WebhookFormat,
-    /// `WEBHOOK_LEVEL`: events below it are not sent (default INFO: everything).
-    pub min_level: crate::notify::Level,
-    /// `WEBHOOK_TIMEOUT` per attempt (default 10s).
-    pub timeout: Duration,
-    /// `WEBHOOK_ATTEMPTS` (default 3): tries on network errors, 429 and 5xx.
-    pub attempts: u32,
-    /// `PGDUTY_SVC_KEY`: the PagerDuty Events v2 routing key.
-    pub pagerduty_key: Option<Secret>,
-    /// `PGDUTY_URL` (default `https://events.pagerduty.com/v2/enqueue`).
-    pub pagerduty_url: Secret,
-}
-
-impl NotifySettings {
-    fn load(l: &Loader) -> NotifySettings {
-        let format = match l.text(env::WEBHOOK_FORMAT).map(|f| f.to_ascii_lowercase()).as_deref() {
-            None | Some("form") => WebhookFormat::Form,
-            Some("json") => WebhookFormat::Json,
-            Some("teams") => WebhookFormat::Teams,
-            Some(other) => {
-                l.error(format!("environment: WEBHOOK_FORMAT=\"{other}\" (expected form, json or teams)"));
-                WebhookFormat::Form
-            }
-        };
-        let min_level = match l.text(env::WEBHOOK_LEVEL) {
-            None => crate::notify::Level::Info,
-            Some(t) => crate::notify::Level::parse(&t).unwrap_or_else(|| {
-                l.error(format!("environment: WEBHOOK_LEVEL=\"{t}\" (expected INFO, WARN or ERROR)"));
-                crate::notify::Level::Info
-            }),
-        };
-        let timeout = l.duration(env::WEBHOOK_TIMEOUT, Duration::from_secs(10));
-        let attempts = l.int(env::WEBHOOK_ATTEMPTS, 3).clamp(1, 10) as u32;
-        NotifySettings {
-            webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
-            friendly_name: l.text(env::ENVIRONMENT_FRIENDLY_NAME),
-            environment_name: l.text(env::ENVIRONMENT_NAME),
-            format,
-            min_level,
-            timeout,
-            attempts,
-            pagerduty_key: l.text(env::PGDUTY_SVC_KEY).map(Secret::new),
-            pagerduty_url: Secret::new(
-                l.text(env::PGDUTY_URL).unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
-            ),
-        }
-    }
-
-    /// Notification settings from the environment alone: for reporting a configuration error
-    /// when the rest of the settings could not be loaded.
-    pub fn from_env(env: &Env) -> NotifySettings {
-        NotifySettings::load(&Loader {
-            env,
-            layer: BTreeMap::new(),
-            errors: Default::default(),
-            sources: Default::default(),
-        })
-    }
-}
-
-/// The FTPS mirror (`FTP_URL` and friends).
-#[derive(Debug, Clone)]
-pub struct FtpSettings {
-    pub url: Secret,
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-    /// `FTP_CA_FILE`: PEM certificates trusted in addition to the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// `FTP_ALLOW_PLAINTEXT`: permit FTP without TLS (warned on every use).
-    pub allow_plaintext: bool,
-    /// `FTP_PRUNE_BACKUPS`: apply the retention policy to the mirror too.
-    pub prune: bool,
-    pub timeout: Duration,
-}
-
-/// The S3 mirror (`S3_ENDPOINT` and friends).
-#[derive(Debug, Clone)]
-pub struct S3Settings {
-    pub endpoint: String,
-    pub bucket: String,
-    pub region: String,
-    pub access_key: String,
-    pub secret_key: Secret,
-    pub prefix: String,
-    pub path_style: bool,
-    pub part_size: usize,
-    pub prune: bool,
-    pub timeout: Duration,
-}
-
-/// Mirrors and how they are used.
-#[derive(Debug, Clone, Default)]
-pub struct MirrorSettings {
-    pub ftp: Option<FtpSettings>,
-    pub s3: Option<S3Settings>,
-    /// `MIRROR_ATTEMPTS` (default 3) per operation.
-    pub attempts: u32,
-    /// `MIRROR_CATCHUP` (default 3): how many older local backups missing on a mirror are
-    /// uploaded after a new one.
-    pub catchup: usize,
-}
-
-impl MirrorSettings {
-    fn load(l: &Loader) -> MirrorSettings {
-        let ftp = l.text(env::FTP_URL).map(|url| FtpSettings {
-            url: Secret::new(url),
-            user: l.text(env::FTP_USER),
-            password: l.text(env::FTP_PASSWORD).map(Secret::new),
-            ca_file: l.text(env::FTP_CA_FILE).map(PathBuf::from),
-            allow_plaintext: l.flag(env::FTP_ALLOW_PLAINTEXT),
-            prune: l.flag(env::FTP_PRUNE_BACKUPS),
-            timeout: l.duration(env::FTP_TIMEOUT, Duration::from_secs(60)),
-        });
-        let s3 = match l.text(env::S3_ENDPOINT) {
-            None => None,
-            Some(endpoint) => {
-                let bucket = l.text(env::S3_BUCKET).unwrap_or_else(|| {
-                    l.error("environment: S3_ENDPOINT is set but S3_BUCKET is not".into());
-                    String::new()
-                });
-                let access_key = l.text(env::S3_USER).or_else(|| l.text(env::AWS_ACCESS_KEY_ID)).unwrap_or_else(|| {
-                    l.error("environment: S3_ENDPOINT is set but S3_USER (or AWS_ACCESS_KEY_ID) is not".into());
-                    String::new()
-                });
-                Some(S3Settings {
-                    endpoint,
-                    bucket,
-                    region: l
-                        .text(env::S3_REGION)
-                        .or_else(|| l.text(env::AWS_REGION))
-                        .or_else(|| l.text(env::AWS_DEFAULT_REGION))
-                        .unwrap_or_else(|| "us-east-1".into()),
-                    access_key,
-                    secret_key: Secret::new(
-                        l.text(env::S3_PASSWORD).or_else(|| l.text(env::AWS_SECRET_ACCESS_KEY)).unwrap_or_default(),
-                    ),
-                    prefix: l.text(env::S3_PREFIX).unwrap_or_default(),
-                    path_style: l.text(env::S3_PATH_STYLE).is_none_or(|_| l.flag(env::S3_PATH_STYLE)),
-                    part_size: (l.int(env::S3_PART_SIZE_MB, 8).clamp(5, 5000) as usize) << 20,
-                    prune: l.flag(env::S3_PRUNE_BACKUPS),
-                    timeout: l.duration(env::S3_TIMEOUT, Duration::from_secs(60)),
-                })
-            }
-        };
-        MirrorSettings {
-            ftp,
-            s3,
-            attempts: l.int(env::MIRROR_ATTEMPTS, 3).clamp(1, 10) as u32,
-            catchup: l.int(env::MIRROR_CATCHUP, 3).clamp(0, 100) as usize,
-        }
-    }
-}
-
-/// `VERIFY_MAX_AGE`: how old the newest backup may be before verification fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxAge {
-    /// `0`: no staleness check.
-    Disabled,
-    Fixed(Duration),
-    /// Unset: twice the backup interval implied by the schedule, else 48 hours.
-    Default,
-}
-
-/// Restore and verification settings.
-#[derive(Debug, Clone)]
-pub struct RestoreSettings {
-    /// `BACKUP_ADMIN_USER` (see `admin_user_for`).
-    pub admin_user: Option<String>,
-    /// `PGUSER`: libpq's default user, the PostgreSQL admin when `BACKUP_ADMIN_USER` is unset.
-    pub pg_user: Option<String>,
-    /// `BACKUP_ADMIN_PASSWORD` (`-a` overrides; a terminal prompt when neither is given).
-    pub admin_password: Option<Secret>,
-    /// `VERIFY_DIR` (default `/var/lib/pgsql/data`, the upstream verification volume).
-    pub verify_dir: PathBuf,
-    pub verify_max_age: MaxAge,
-    /// `VERIFY_SERVER_OPTIONS`: extra `name=value` settings for the throwaway server.
-    pub verify_server_options: Vec<String>,
-}
-
-/// Daemon settings: health listener, staleness, shutdown.
-#[derive(Debug, Clone)]
-pub struct DaemonSettings {
-    /// `HEALTH_ADDR` (default `0.0.0.0:8080`; `off` disables the listener).
-    pub health_addr: Option<std::net::SocketAddr>,
-    /// `HEALTH_FAIL_WHEN_STALE`: `/healthz` answers 503 while any database is stale.
-    pub fail_when_stale: bool,
-    /// `STALE_FACTOR` (default 1.5): stale when the newest good backup is older than the
-    /// backup interval times this.
-    pub stale_factor: f64,
-    /// `SHUTDOWN_GRACE` (default 30s): how long an in-flight run may continue after SIGTERM.
-    pub shutdown_grace: Duration,
-    /// `CRON_COMMAND_TIMEOUT` (default 1h): limit for shell commands in cron lines.
-    pub command_timeout: Duration,
-}
-
 /// All problems found while loading settings.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -342,82 +124,6 @@ pub struct Settings {
     env: Env,
 }
 
-struct Loader<'a> {
-    env: &'a Env,
-    /// backup.toml values: variable → (value, source).
-    layer: BTreeMap<String, (String, String)>,
-    errors: RefCell<Vec<String>>,
-    /// Where each non-default value came from (for `-c`).
-    sources: RefCell<BTreeMap<String, String>>,
-}
-
-impl Loader<'_> {
-    fn error(&self, message: String) {
-        self.errors.borrow_mut().push(message);
-    }
-
-    /// The value of `name`: the environment, then `<name>_FILE` (a file's content, for mounted
-    /// secrets), then backup.toml (and its `<name>_FILE`). Records the source.
-    fn text(&self, name: &str) -> Option<String> {
-        let file_var = format!("{name}_FILE");
-        let found = if let Some(v) = self.env.get(name) {
-            Some((v.to_string(), "environment".to_string()))
-        } else if let Some(path) = self.env.get(&file_var) {
-            self.read_secret(path, &format!("environment {file_var}")).map(|v| (v, format!("file {path} ({file_var})")))
-        } else if let Some((v, src)) = self.layer.get(name) {
-            Some((v.clone(), src.clone()))
-        } else if let Some((path, src)) = self.layer.get(&file_var) {
-            self.read_secret(path, src).map(|v| (v, format!("file {path} ({src})")))
-        } else {
-            None
-        };
-        found.map(|(value, source)| {
-            self.sources.borrow_mut().insert(name.to_string(), source);
-            value
-        })
-    }
-
-    fn read_secret(&self, path: &str, source: &str) -> Option<String> {
-        match std::fs::read_to_string(path) {
-            Ok(v) => Some(v.trim_end_matches(['\n', '\r']).to_string()).filter(|v| !v.is_empty()),
-            Err(e) => {
-                self.error(format!("{source}: cannot read {path}: {e}"));
-                None
-            }
-        }
-    }
-
-    /// Where `name`'s value came from, for error messages.
-    fn origin(&self, name: &str) -> String {
-        self.sources.borrow().get(name).cloned().unwrap_or_else(|| "environment".into())
-    }
-
-    fn int(&self, name: &str, default: i64) -> i64 {
-        match self.text(name) {
-            None => default,
-            Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                self.error(format!("{}: {name}=\"{v}\" is not a whole number", self.origin(name)));
-                default
-            }),
-        }
-    }
-
-    /// `1`, `true`, `yes`, `on` (any case) are true; unset or anything else is false.
-    fn flag(&self, name: &str) -> bool {
-        self.text(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-    }
-
-    fn duration(&self, name: &str, default: Duration) -> Duration {
-        match self.text(name) {
-            None => default,
-            Some(text) => parse_duration(&text).unwrap_or_else(|e| {
-                self.error(format!("{}: {name}: {e}", self.origin(name)));
-                default
-            }),
-        }
-    }
-}
-
 impl Settings {
     /// Loads settings from `env` and the backup.conf at `conf_override`, `BACKUP_CONF`, or
     /// `./backup.conf`.
@@ -438,12 +144,7 @@ impl Settings {
         };
         let toml_found = toml.is_some();
         let toml = toml.unwrap_or_default();
-        let l = Loader {
-            env: &env,
-            layer: toml.layer.clone(),
-            errors: RefCell::new(std::mem::take(&mut early_errors)),
-            sources: Default::default(),
-        };
+        let l = Loader::new(&env, toml.layer.clone(), std::mem::take(&mut early_errors));
         let strategy = l.text(env::BACKUP_STRATEGY).unwrap_or_else(|| "rolling".into());
         let num = l.int(env::NUM_BACKUPS, 31);
         let daily = l.int(env::DAILY_BACKUPS, 6);
