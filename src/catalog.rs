@@ -34,6 +34,30 @@ pub struct BackupFile {
 }
 
 impl BackupFile {
+    /// A backup at `path` (`rel` below the root) whose relative path parsed as `placement`.
+    pub fn new(
+        path: PathBuf,
+        rel: PathBuf,
+        placement: layout::Placement,
+        size: u64,
+        modified: SystemTime,
+    ) -> BackupFile {
+        BackupFile {
+            path,
+            rel,
+            core: placement.name.core,
+            timestamp: placement.name.timestamp,
+            class: placement.class,
+            folder_date: placement.folder_date,
+            extension: placement.name.extension,
+            in_progress: placement.name.in_progress,
+            size,
+            modified,
+            has_checksum: false,
+            has_verification: false,
+        }
+    }
+
     /// Ordering for "newest": the timestamp in the name, then the path as a tie-breaker.
     pub fn sort_key(&self) -> (NaiveDateTime, &Path) {
         (self.timestamp, &self.path)
@@ -69,20 +93,16 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
         };
         let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
         let sidecar = |suffix: &str| names.contains(&with_suffix(entry.path(), suffix));
-        out.push(BackupFile {
-            path: entry.path().to_path_buf(),
-            rel: rel.to_path_buf(),
-            core: placement.name.core,
-            timestamp: placement.name.timestamp,
-            class: placement.class,
-            folder_date: placement.folder_date,
-            extension: placement.name.extension,
-            in_progress: placement.name.in_progress,
-            size: meta.len(),
-            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            has_checksum: sidecar(CHECKSUM_SUFFIX),
-            has_verification: sidecar(VERIFIED_SUFFIX),
-        });
+        let mut file = BackupFile::new(
+            entry.path().to_path_buf(),
+            rel.to_path_buf(),
+            placement,
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        file.has_checksum = sidecar(CHECKSUM_SUFFIX);
+        file.has_verification = sidecar(VERIFIED_SUFFIX);
+        out.push(file);
     }
     out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     Ok(out)

@@ -139,20 +139,7 @@ fn prune_remote(
 /// A remote object as a catalog entry (its key as the path), when it is one of our backups.
 pub fn remote_backup(o: &RemoteObject) -> Option<BackupFile> {
     let p = layout::parse_relative(Path::new(&o.key))?;
-    Some(BackupFile {
-        path: PathBuf::from(&o.key),
-        rel: PathBuf::from(&o.key),
-        core: p.name.core,
-        timestamp: p.name.timestamp,
-        class: p.class,
-        folder_date: p.folder_date,
-        extension: p.name.extension,
-        in_progress: p.name.in_progress,
-        size: o.size.unwrap_or(0),
-        modified: SystemTime::UNIX_EPOCH,
-        has_checksum: false,
-        has_verification: false,
-    })
+    Some(BackupFile::new(PathBuf::from(&o.key), PathBuf::from(&o.key), p, o.size.unwrap_or(0), SystemTime::UNIX_EPOCH))
 }
 
 /// The backup's key: its path relative to the backup root, `/`-separated.

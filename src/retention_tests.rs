@@ -22,20 +22,7 @@ fn files(rels: &[&str]) -> Vec<BackupFile> {
                 None => (*spec, 1000 - i as u64),
             };
             let p = layout::parse_relative(Path::new(rel)).unwrap_or_else(|| panic!("bad test path {rel}"));
-            BackupFile {
-                path: Path::new(ROOT).join(rel),
-                rel: rel.into(),
-                core: p.name.core,
-                timestamp: p.name.timestamp,
-                class: p.class,
-                folder_date: p.folder_date,
-                extension: p.name.extension,
-                in_progress: p.name.in_progress,
-                size: 1,
-                modified: now() - Duration::from_secs(age_h * 3600),
-                has_checksum: false,
-                has_verification: false,
-            }
+            BackupFile::new(Path::new(ROOT).join(rel), rel.into(), p, 1, now() - Duration::from_secs(age_h * 3600))
         })
         .collect()
 }

@@ -97,20 +97,7 @@ mod tests {
         rels.iter()
             .map(|rel| {
                 let p = layout::parse_relative(Path::new(rel)).unwrap();
-                BackupFile {
-                    path: Path::new("/b").join(rel),
-                    rel: rel.into(),
-                    core: p.name.core,
-                    timestamp: p.name.timestamp,
-                    class: p.class,
-                    folder_date: p.folder_date,
-                    extension: p.name.extension,
-                    in_progress: p.name.in_progress,
-                    size: 1,
-                    modified: std::time::SystemTime::UNIX_EPOCH,
-                    has_checksum: false,
-                    has_verification: false,
-                }
+                BackupFile::new(Path::new("/b").join(rel), rel.into(), p, 1, std::time::SystemTime::UNIX_EPOCH)
             })
             .collect()
     }
