@@ -115,6 +115,9 @@ pub fn run_backups(
         report.errors.push(e);
     }
     let _ = hooks.run(Phase::Run, Stage::Finally, &end, &settings.engine, cancel);
+    for e in &report.errors {
+        notifiers.notify(event::command_failed("backup run (run hooks)", e));
+    }
     log_summary(&report);
     Ok(report)
 }

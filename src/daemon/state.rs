@@ -51,6 +51,8 @@ pub struct State {
     pub runs_succeeded: u64,
     pub runs_failed: u64,
     pub runs_skipped: u64,
+    /// Copies to mirrors that failed (the local backups were kept).
+    pub mirror_failures: u64,
     pub run_in_progress: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
     /// The interval the schedule implies; `None` when no line runs backups.
@@ -94,6 +96,7 @@ impl State {
             runs_succeeded: 0,
             runs_failed: 0,
             runs_skipped: 0,
+            mirror_failures: 0,
             run_in_progress: None,
             next_run: None,
             interval,
@@ -105,6 +108,7 @@ impl State {
     /// Records a backup run's outcome per database.
     pub fn record_run(&mut self, report: &RunReport, finished: DateTime<Utc>) {
         for d in &report.databases {
+            self.mirror_failures += d.mirrors.iter().filter(|m| m.error.is_some()).count() as u64;
             let db = self.databases.entry(d.spec.to_string()).or_default();
             match &d.outcome {
                 Outcome::Written(w) => {
@@ -237,6 +241,12 @@ impl State {
         );
         let _ = writeln!(
             out,
+            "# HELP backup_mirror_failures_total Copies to mirrors that failed (local backups kept).\n\
+             # TYPE backup_mirror_failures_total counter\nbackup_mirror_failures_total {}",
+            self.mirror_failures
+        );
+        let _ = writeln!(
+            out,
             "# HELP backup_notifications_failed_total Notifications that could not be delivered.\n\
              # TYPE backup_notifications_failed_total counter\nbackup_notifications_failed_total {}",
             self.notify_failures.load(std::sync::atomic::Ordering::Relaxed)
@@ -316,6 +326,7 @@ mod tests {
         )));
         assert!(text.contains("backup_stale{database=\"db/app\"} 0"));
         assert!(text.contains("backup_runs_total{result=\"success\"} 3"));
+        assert!(text.contains("backup_mirror_failures_total 0"));
         assert!(text.contains("backup_stale_after_seconds 129600"));
         assert!(
             !text.contains("backup_last_success_timestamp_seconds{database=\"db/app\"}"),
