@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use std::io::Read;
 use suppaftp::rustls::ClientConfig;
 use suppaftp::rustls::pki_types::CertificateDer;
 use suppaftp::rustls::pki_types::pem::PemObject;
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, ImplFtpStream, RustlsConnector, TlsStream};
+
+use suppaftp::{FtpError, ImplFtpStream, RustlsConnector, Status, TlsStream};
 use tracing::warn;
 
 use super::{RemoteObject, Storage, is_layout_dir};
@@ -180,12 +182,33 @@ impl<T: TlsStream> Ftp for ImplFtpStream<T> {
     }
 
     fn names(&mut self, dir: Option<&str>) -> anyhow::Result<Vec<String>> {
-        match self.nlst(dir) {
-            // NOTE: some servers answer NLST of a folder with `folder/name`, others with `name`.
-            Ok(list) => Ok(list.into_iter().filter_map(|n| n.rsplit('/').next().map(str::to_string)).collect()),
-            Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 || r.status.code() == 450 => Ok(Vec::new()),
-            Err(e) => Err(anyhow!("listing {}: {e}", dir.unwrap_or("."))),
+        let command = dir.map_or_else(|| "NLST".to_string(), |d| format!("NLST {d}"));
+        let shown = dir.unwrap_or(".");
+        let (_, mut stream) = match self.custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen]) {
+            Ok(opened) => opened,
+            // An empty or missing folder.
+            Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 || r.status.code() == 450 => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(anyhow!("listing {shown}: {e}")),
+        };
+        let mut data = Vec::new();
+        match stream.read_to_end(&mut data) {
+            Ok(_) => {}
+            // NOTE: some servers (pyftpdlib, for empty listings) close the TLS data channel
+            // without close_notify. The server's 226 on the control channel, checked by
+            // `finish`, is what proves the listing complete (a cut transfer gets 426).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(anyhow!("listing {shown}: {e}")),
         }
+        stream.finish().map_err(|e| anyhow!("listing {shown}: {e}"))?;
+        // NOTE: some servers answer NLST of a folder with `folder/name`, others with `name`.
+        Ok(String::from_utf8_lossy(&data)
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
+            .filter_map(|n| n.rsplit('/').next().map(str::to_string))
+            .collect())
     }
 
     fn remove(&mut self, path: &str) -> anyhow::Result<()> {
