@@ -171,7 +171,10 @@ fn overlap_is_skipped_and_sigterm_stops_a_long_dump_cleanly() {
     let mut d = Daemon::start(
         {
             let mut c = fx.cmd(&conf);
-            c.env("SHUTDOWN_GRACE", "1s").env("BACKUP_COMPRESSION_LEVEL", "9").env("WEBHOOK_URL", &rx.url);
+            c.env("SHUTDOWN_GRACE", "1s")
+                .env("BACKUP_COMPRESSION_LEVEL", "9")
+                .env("BACKUP_COMPRESSION_THREADS", "1")
+                .env("WEBHOOK_URL", &rx.url);
             c
         },
         fx.dir.path(),
