@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::app::Fixture;
 use crate::harness::receiver::{Behaviour, Receiver};
-use crate::harness::{Run, backups_under, bin, free_port, gzip_to};
+use crate::harness::{backups_under, bin, free_port, gzip_to};
 
 /// A running daemon whose stderr goes to a file; killed on drop if still running.
 struct Daemon {
@@ -252,5 +252,4 @@ fn stale_backups_turn_health_red_when_asked() {
     let (code, body) = get(&d.addr, "/healthz");
     assert_eq!((code, body.as_str()), (503, "stale: db/app\n"));
     assert_eq!(d.terminate().0, 0);
-    let _ = Run { code: 0, stdout: String::new(), stderr: String::new() };
 }

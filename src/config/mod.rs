@@ -372,11 +372,6 @@ impl Settings {
             MaxAge::Default => Some(self.backup_interval(now).map_or(Duration::from_secs(48 * 3600), |d| d * 2)),
         }
     }
-
-    /// The environment snapshot, for modules that take extra variables (`config` only).
-    pub fn env(&self) -> &Env {
-        &self.env
-    }
 }
 
 /// Reads and parses backup.conf; a missing file is not an error (env fallback, as upstream).
