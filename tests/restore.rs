@@ -171,3 +171,32 @@ fn sql_errors_stop_the_restore_unless_ignored() {
     assert!(r.stderr.contains("ignored (-I)"), "{}", r.all());
     assert_eq!(fx.pg.psql("app1", "SELECT count(*) FROM after_error"), "0");
 }
+
+/// `BACKUP_COMPRESSION=zstd`: `.sql.zst` files are listed, restored and verified like gzip ones,
+/// and count for retention.
+#[test]
+fn zstd_backups_list_restore_verify_and_prune() {
+    let Some(fx) = Fixture::start(200) else { return };
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    for _ in 0..2 {
+        let r = run(fx
+            .once(&conf)
+            .env("BACKUP_COMPRESSION", "zstd")
+            .env("BACKUP_STRATEGY", "daily")
+            .env("NUM_BACKUPS", "1"));
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+    let files: Vec<String> =
+        crate::harness::files_under(&fx.backups()).into_iter().filter(|f| f.ends_with(".sql.zst")).collect();
+    assert_eq!(files.len(), 1, "NUM_BACKUPS=1 pruned the older .sql.zst: {files:?}");
+    let l = run(fx.cmd(&conf).arg("-l"));
+    assert!(l.stdout.contains(".sql.zst") && l.stdout.contains("localhost-app1: 1 backups"), "{}", l.stdout);
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/zcopy"), "-f", "localhost-app1", "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(fx.pg.row_counts("zcopy"), fx.pg.row_counts("app1"));
+    let vdir = fx.verify_dir();
+    let r = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", &vdir));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Verification succeeded."), "{}", r.all());
+}
