@@ -182,13 +182,16 @@ fn overlap_is_skipped_and_sigterm_stops_a_long_dump_cleanly() {
     d.wait_for("Skipping scheduled run; previous run still in progress.", Duration::from_secs(60));
     let (_, metrics) = get(&d.addr, "/metrics");
     assert!(metric(&metrics, "backup_scheduled_runs_skipped_total").unwrap() >= 1.0, "{metrics}");
+    // The notification follows the log line; give its HTTP request a moment to arrive.
+    let skipped_warn = |sent: &[crate::harness::receiver::Request]| {
+        sent.iter().any(|r| {
+            r.form_field("statusCode").as_deref() == Some("WARN")
+                && r.form_field("message").unwrap().contains("Skipped the scheduled backup run")
+        })
+    };
+    assert!(wait_until(Duration::from_secs(10), || skipped_warn(&rx.requests())), "{:#?}", rx.requests());
     let sent = rx.requests();
     assert!(sent[0].form_field("message").unwrap().starts_with("Starting backup server in cron mode ..."), "{sent:#?}");
-    assert!(
-        sent.iter().any(|r| r.form_field("statusCode").as_deref() == Some("WARN")
-            && r.form_field("message").unwrap().contains("Skipped the scheduled backup run")),
-        "{sent:#?}"
-    );
     assert!(wait_until(Duration::from_secs(20), || pg_dumps_for(port) > 0), "a dump should be running:\n{}", d.log());
     let (code, took) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
