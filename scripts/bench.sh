@@ -21,9 +21,17 @@ BIN="${BIN:-target/release/backup-container}"
 [ -x "$BIN" ] || cargo build --release --quiet
 WORK="$(mktemp -d /tmp/backup-bench.XXXXXX)"
 chmod 755 "$WORK"
-cleanup() { pg_stop; rm -rf "$WORK"; }
+NORMAL_DIR=""
+cleanup() { pg_stop; [ -z "$NORMAL_DIR" ] || PG_DIR_T="$NORMAL_DIR" pg_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# A server with PostgreSQL's stock settings (fsync on): the "normal server" that the plain
+# restore baseline for verification goes into (verification tunes its own throwaway server).
+PG_EXTRA_OPTS="" pg_start "$WORK/pg-normal"
+NORMAL_DIR="$PG_DIR_T" NORMAL_PORT="$PGPORT_T"
+pg_admin -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER PASSWORD 'bench-pw'"
+
+# The server holding the data set, tuned for loading it quickly.
 PG_EXTRA_OPTS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=4GB"
 pg_start "$WORK/pg"
 pg_admin -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER PASSWORD 'bench-pw'" -c "CREATE DATABASE bench OWNER bench"
@@ -56,7 +64,8 @@ command -v pigz >/dev/null && names+=("pg_dump | pigz -6")
 command -v zstd >/dev/null && names+=("pg_dump | zstd -3 -T0")
 names+=("backup-container -1 (default gzip)" "backup-container -1 (zstd)")
 for v in $EXTRA; do names+=("backup-container -1 ($v)"); done
-names+=("drop, create, gunzip -c | psql" "backup-container -r (restore)" "backup-container -v (verify)")
+names+=("drop, create, gunzip -c | psql" "backup-container -r (restore)")
+names+=("same, into a stock server" "backup-container -v (verify)")
 if [ -n "${ONLY:-}" ]; then
   kept=()
   for n in "${names[@]}"; do
@@ -66,12 +75,21 @@ if [ -n "${ONLY:-}" ]; then
 fi
 
 TIMEFMT="%e %U %S %M"
+# What a restore has to do: drop the old copy, create the database, load the dump ($1: file,
+# $2: port).
+# shellcheck disable=SC2016 # the inner shell expands $1 and $2
+PLAIN_RESTORE='psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATABASE IF EXISTS plain_restore WITH (FORCE)" \
+  -c "CREATE DATABASE plain_restore" && gunzip -c "$1" | psql -q -X -h 127.0.0.1 -p "$2" -U bench -d plain_restore >/dev/null 2>&1'
+
 key() { echo "$1" | tr -c 'a-zA-Z0-9' _; }
 
 # run NAME: one execution; appends "wall cpu rss_kb bytes" to $WORK/<key>.results
 run() {
   local name="$1" out="$WORK/out" t="$WORK/time" own="" bytes=0
   rm -rf "$out" "$WORK/backups"
+  # Every command starts with no dirty buffers and no pending checkpoint on either server.
+  pg_admin -d postgres -c CHECKPOINT
+  psql -q -X -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d postgres -c CHECKPOINT
   case "$name" in
     "pg_dump > /dev/null") /usr/bin/time -f "$TIMEFMT" -o "$t" "${DUMP[@]}" >/dev/null ;;
     "pg_dump | gzip -6") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | gzip -6 > '"$out" _ "${DUMP[@]}" ;;
@@ -86,11 +104,8 @@ run() {
       esac
       env "${env[@]}" BACKUP_DIR="$WORK/backups" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -1 2>"$WORK/log"
       out=$(find "$WORK/backups" -name '*.sql.*' ! -name '*.sha256' | head -n 1) ;;
-    "drop, create, gunzip -c | psql")
-      # What a restore has to do: drop the old copy, create the database, load the dump.
-      # shellcheck disable=SC2016 # the inner shell expands $1 and $2
-      /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c 'psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATABASE IF EXISTS plain_restore WITH (FORCE)" -c "CREATE DATABASE plain_restore" \
-        && gunzip -c "$1" | psql -q -X -h 127.0.0.1 -p "$2" -U bench -d plain_restore >/dev/null 2>&1' _ "$SOURCE" "$PGPORT_T" ;;
+    "drop, create, gunzip -c | psql") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$PGPORT_T" ;;
+    "same, into a stock server") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$NORMAL_PORT" ;;
     "backup-container -r (restore)")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -v (verify)")
@@ -120,6 +135,10 @@ for db in our_restore plain_restore; do
     [ "$(rows "$db")" = "$(rows bench)" ] || { echo "$db has different row counts" >&2; exit 1; }
   fi
 done
+if [ -n "$(psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'plain_restore'")" ]; then
+  [ "$(psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d plain_restore -c "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM pgbench_accounts)")" = "$(rows bench)" ] \
+    || { echo "the stock server's plain_restore has different row counts" >&2; exit 1; }
+fi
 gzip -t "$SOURCE"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -5,6 +5,7 @@
 //! Passwords go to the children through `PGPASSWORD` in their environment, never argv; `-w`
 //! makes the tools fail instead of prompting on a terminal.
 
+mod bin;
 mod restore;
 mod sections;
 mod server;
@@ -35,12 +36,10 @@ impl PostgresEngine {
         PostgresEngine { options, client_major: OnceLock::new() }
     }
 
-    /// A client tool: from `PG_BIN_DIR` when set, else from `PATH`.
+    /// A client tool: from `PG_BIN_DIR` when set, else from `PATH` (looking through
+    /// Debian's `pg_wrapper`, see `bin`).
     fn tool(&self, name: &str) -> PathBuf {
-        match &self.options.pg_bin_dir {
-            Some(dir) => dir.join(name),
-            None => PathBuf::from(name),
-        }
+        bin::client_tool(self.options.pg_bin_dir.as_deref(), name)
     }
 
     /// A client command with connection flags and environment for `conn`.
@@ -112,10 +111,14 @@ impl PostgresEngine {
         Ok(num / 10000)
     }
 
-    /// Runs one query and returns its unaligned output.
-    fn query(&self, conn: &Conn, database: &str, sql: &str, cancel: &Cancel) -> anyhow::Result<String> {
+    /// Runs statements in order in one session (one `-c` each, so each is its own
+    /// transaction), stopping at the first error; returns their output, concatenated.
+    fn queries(&self, conn: &Conn, database: &str, sql: &[&str], cancel: &Cancel) -> anyhow::Result<String> {
         let mut cmd = self.psql(conn, database);
-        cmd.args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
+        cmd.args(["-v", "ON_ERROR_STOP=1"]);
+        for statement in sql {
+            cmd.arg("-c").arg(statement);
+        }
         process::capture(cmd, "psql", cancel)
     }
 

@@ -35,9 +35,8 @@ pub fn run(
     if let Some(roles) = &split.roles {
         report.warnings.extend(apply_roles(engine, admin, roles, cancel)?);
     }
-    report.terminated_connections = recreate(engine, admin, &req.database, major, cancel)?;
-    prepare(engine, req, &mut report, cancel)?;
-    let mut rest = Cursor::new(split.replay).chain(sql);
+    report.terminated_connections = recreate(engine, req, major, &mut report, cancel)?;
+    let mut rest = Cursor::new(patroni_cleanup().into_bytes()).chain(Cursor::new(split.replay)).chain(sql);
     report.warnings.extend(load(engine, req, &mut rest, cancel)?);
     Ok(report)
 }
@@ -61,59 +60,63 @@ fn apply_roles(engine: &PostgresEngine, admin: &Conn, roles: &str, cancel: &Canc
     Ok(warnings)
 }
 
-/// Drops (terminating sessions) and recreates the database; returns how many sessions had
-/// to be terminated.
-fn recreate(engine: &PostgresEngine, admin: &Conn, db: &str, major: u32, cancel: &Cancel) -> anyhow::Result<u64> {
-    let sessions = format!("FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()", quote_literal(db));
-    let count: u64 = engine
-        .query(admin, MAINTENANCE_DB, &format!("SELECT count(*) {sessions}"), cancel)?
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    if count > 0 {
-        warn!(database = db, sessions = count, "Terminating sessions connected to the database before dropping it.");
-    }
-    let drop = if major >= 13 {
-        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db))
-    } else {
-        engine.query(admin, MAINTENANCE_DB, &format!("SELECT pg_terminate_backend(pid) {sessions}"), cancel)?;
-        format!("DROP DATABASE IF EXISTS {}", quote_ident(db))
-    };
-    info!(database = db, "Dropping and recreating the database.");
-    engine.query(admin, MAINTENANCE_DB, &drop, cancel).with_context(|| format!("dropping database {db}"))?;
-    engine
-        .query(admin, MAINTENANCE_DB, &format!("CREATE DATABASE {}", quote_ident(db)), cancel)
-        .with_context(|| format!("creating database {db}"))?;
-    Ok(count)
-}
-
-/// Drops the Patroni template schemas and grants the application user, as upstream does.
-fn prepare(
+/// Drops (terminating sessions) and recreates the database, and grants the application user
+/// (as upstream does), in one psql session. Returns how many sessions had to be terminated.
+fn recreate(
     engine: &PostgresEngine,
     req: &RestoreRequest,
+    major: u32,
     report: &mut RestoreReport,
     cancel: &Cancel,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let db = &req.database;
-    for schema in PATRONI_SCHEMAS {
-        engine.query(&req.admin, db, &format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema)), cancel)?;
+    info!(database = %db, "Dropping and recreating the database.");
+    let statements = recreate_statements(db, req.owner.as_deref(), major);
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    let out = engine
+        .queries(&req.admin, MAINTENANCE_DB, &statements, cancel)
+        .with_context(|| format!("dropping and recreating database {db} (the old copy may already be gone)"))?;
+    let mut lines = out.lines().map(str::trim);
+    let terminated: u64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    if terminated > 0 {
+        warn!(database = %db, sessions = terminated, "Terminated sessions that were connected to the database.");
     }
-    let Some(owner) = &req.owner else { return Ok(()) };
-    let exists = engine.query(
-        &req.admin,
-        MAINTENANCE_DB,
-        &format!("SELECT 1 FROM pg_roles WHERE rolname = {}", quote_literal(owner)),
-        cancel,
-    )?;
-    if exists.trim() == "1" {
-        let grant = format!("GRANT ALL ON DATABASE {} TO {}", quote_ident(db), quote_ident(owner));
-        engine.query(&req.admin, MAINTENANCE_DB, &grant, cancel).context("granting the application user")?;
-    } else {
+    if let Some(owner) = &req.owner
+        && lines.next() != Some("1")
+    {
         let w = format!("role {owner} does not exist on the target server; GRANT skipped");
         warn!(warning = %w, "Grant skipped.");
         report.warnings.push(w);
     }
-    Ok(())
+    Ok(terminated)
+}
+
+/// The statements `recreate` runs, one `-c` each (DROP DATABASE cannot run in a transaction
+/// block). Output: the number of other sessions, then (with an owner) 1 if the owner exists.
+fn recreate_statements(db: &str, owner: Option<&str>, major: u32) -> Vec<String> {
+    let sessions = format!("FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()", quote_literal(db));
+    let mut sql = Vec::new();
+    if major >= 13 {
+        sql.push(format!("SELECT count(*) {sessions}"));
+        sql.push(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db)));
+    } else {
+        sql.push(format!("SELECT count(pg_terminate_backend(pid)) {sessions}"));
+        sql.push(format!("DROP DATABASE IF EXISTS {}", quote_ident(db)));
+    }
+    sql.push(format!("CREATE DATABASE {}", quote_ident(db)));
+    if let Some(owner) = owner {
+        let exists = format!("SELECT 1 FROM pg_roles WHERE rolname = {}", quote_literal(owner));
+        let grant = format!("GRANT ALL ON DATABASE {} TO {}", quote_ident(db), quote_ident(owner));
+        sql.push(format!("SELECT count(*) FROM ({exists}) AS owner"));
+        sql.push(format!("DO {}", quote_literal(&format!("BEGIN IF EXISTS ({exists}) THEN {grant}; END IF; END"))));
+    }
+    sql
+}
+
+/// Run first in the new database, in the same session as the load: drops the schemas
+/// Patroni's template puts in every new database (the dump brings its own copies).
+fn patroni_cleanup() -> String {
+    PATRONI_SCHEMAS.iter().map(|s| format!("DROP SCHEMA IF EXISTS {} CASCADE;\n", quote_ident(s))).collect()
 }
 
 /// Streams the database section into psql.
@@ -134,4 +137,26 @@ fn load(
     })?;
     // With -I psql exits 0 despite errors; report them rather than hide them.
     Ok(fed.stderr.into_iter().filter(|l| l.contains("ERROR")).map(|l| format!("ignored (-I): {l}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recreate_statements_quote_names_and_grant_only_an_existing_owner() {
+        let sql = recreate_statements("app\"db", Some("o'wner"), 15);
+        assert_eq!(sql[1], "DROP DATABASE IF EXISTS \"app\"\"db\" WITH (FORCE)");
+        assert_eq!(sql[2], "CREATE DATABASE \"app\"\"db\"");
+        assert_eq!(sql[3], "SELECT count(*) FROM (SELECT 1 FROM pg_roles WHERE rolname = 'o''wner') AS owner");
+        assert_eq!(
+            sql[4],
+            "DO 'BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ''o''''wner'') \
+             THEN GRANT ALL ON DATABASE \"app\"\"db\" TO \"o''wner\"; END IF; END'"
+        );
+        let old = recreate_statements("db", None, 12);
+        assert_eq!(old.len(), 3);
+        assert!(old[0].starts_with("SELECT count(pg_terminate_backend(pid))"), "{}", old[0]);
+        assert_eq!(old[1], "DROP DATABASE IF EXISTS \"db\"");
+    }
 }

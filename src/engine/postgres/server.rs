@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use tracing::{debug, info, warn};
 
+use super::bin::server_bin_dir;
 use crate::cancel::Cancel;
 use crate::engine::{Conn, VerifyOptions, process};
 
@@ -41,30 +42,6 @@ pub struct Throwaway {
     bin_dir: PathBuf,
     as_postgres: bool,
     started: bool,
-}
-
-/// The folder holding `initdb` and `pg_ctl`: `PG_BIN_DIR`, else `PATH`, else the newest
-/// `/usr/lib/postgresql/*/bin` (Debian keeps server binaries off `PATH`).
-pub fn server_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = configured {
-        return Ok(dir.to_path_buf());
-    }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-            return Ok(dir);
-        }
-    }
-    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
-        .collect();
-    found.sort();
-    found.pop().map(|(_, p)| p).ok_or_else(|| {
-        anyhow!("PostgreSQL server binaries (initdb, pg_ctl) not found; install the server package or set PG_BIN_DIR")
-    })
 }
 
 impl Throwaway {

@@ -28,8 +28,18 @@ pub fn run(
     };
     let restore = restore::run(engine, &req, sql, cancel).context("restoring into the verification server")?;
     // Row estimates need statistics; a small sample is enough for estimates and much faster.
-    engine.query(&admin, database, "SET default_statistics_target = 1; ANALYZE", cancel)?;
-    let schemas = parse_stats(&engine.query(&admin, database, &stats_query(opts.schemas.as_deref()), cancel)?);
+    // The last line is the database size; the lines before it, the per-schema statistics.
+    let stats = stats_query(opts.schemas.as_deref());
+    let out = engine.queries(
+        &admin,
+        database,
+        &["SET default_statistics_target = 1", "ANALYZE", &stats, "SELECT pg_database_size(current_database())"],
+        cancel,
+    )?;
+    let (database_size, schemas) = match out.trim_end().rsplit_once('\n') {
+        Some((stats, size)) => (size.trim().parse().unwrap_or(0), parse_stats(stats)),
+        None => (out.trim().parse().unwrap_or(0), Vec::new()),
+    };
     let tables: u64 = schemas.iter().map(|s| s.tables).sum();
     if tables == 0 {
         let scope = match &opts.schemas {
@@ -38,11 +48,6 @@ pub fn run(
         };
         bail!("the restored database has no tables in {scope}");
     }
-    let database_size = engine
-        .query(&admin, database, "SELECT pg_database_size(current_database())", cancel)?
-        .trim()
-        .parse()
-        .unwrap_or(0);
     drop(server);
     Ok(VerifyReport { tables, schemas, database_size, restore })
 }
