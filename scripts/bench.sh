@@ -65,7 +65,7 @@ command -v zstd >/dev/null && names+=("pg_dump | zstd -3 -T0")
 names+=("backup-container -1 (default gzip)" "backup-container -1 (zstd)")
 for v in $EXTRA; do names+=("backup-container -1 ($v)"); done
 names+=("drop, create, gunzip -c | psql" "backup-container -r (restore)")
-names+=("same, into a stock server" "backup-container -v (verify)")
+names+=("gunzip -c | psql, stock server" "backup-container -v (verify)")
 if [ -n "${ONLY:-}" ]; then
   kept=()
   for n in "${names[@]}"; do
@@ -87,9 +87,11 @@ key() { echo "$1" | tr -c 'a-zA-Z0-9' _; }
 run() {
   local name="$1" out="$WORK/out" t="$WORK/time" own="" bytes=0
   rm -rf "$out" "$WORK/backups"
-  # Every command starts with no dirty buffers and no pending checkpoint on either server.
+  # Every command starts with no dirty buffers and no pending checkpoint on either server, and
+  # no dirty pages in the kernel left by the previous command.
   pg_admin -d postgres -c CHECKPOINT
   psql -q -X -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d postgres -c CHECKPOINT
+  sync
   case "$name" in
     "pg_dump > /dev/null") /usr/bin/time -f "$TIMEFMT" -o "$t" "${DUMP[@]}" >/dev/null ;;
     "pg_dump | gzip -6") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | gzip -6 > '"$out" _ "${DUMP[@]}" ;;
@@ -105,7 +107,7 @@ run() {
       env "${env[@]}" BACKUP_DIR="$WORK/backups" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -1 2>"$WORK/log"
       out=$(find "$WORK/backups" -name '*.sql.*' ! -name '*.sha256' | head -n 1) ;;
     "drop, create, gunzip -c | psql") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$PGPORT_T" ;;
-    "same, into a stock server") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$NORMAL_PORT" ;;
+    "gunzip -c | psql, stock server") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$NORMAL_PORT" ;;
     "backup-container -r (restore)")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -v (verify)")
@@ -160,6 +162,11 @@ for name in "${names[@]}"; do
   esac
   out_mb="-"; [ "$b" != "0" ] && out_mb=$(printf '%.1f' "$(echo "$b/1000000" | bc -l)")
   printf '| %-34s | %6.2f | %6.2f | %6.1f MB | %9s | %8s | %9s | %8s |\n' "$name" "$w" "$c" "$(echo "$m/1024" | bc -l)" "$out_mb" "$rel" "$faster" "$size"
+done
+echo
+echo "Wall times of every run (this machine is a VM; single runs vary by up to 20%):"
+for name in "${names[@]}"; do
+  printf '  %-34s %s\n' "$name" "$(awk '{printf "%s ", $1}' "$WORK/$(key "$name").results")"
 done
 echo
 echo "Peak RSS of backup-container rows is the process's own (getrusage, logged); other rows: the largest process of the pipeline."

@@ -28,6 +28,8 @@ const FEED_OUTPUT_MAX: usize = 64 * 1024;
 const READ_AHEAD: usize = 4;
 /// Read buffer for dump streams.
 const STREAM_BUFFER: usize = 256 * 1024;
+/// Pipe capacity asked for on the dump and restore pipes.
+const PIPE_SIZE: i32 = 1 << 20;
 
 /// A spawned tool with its stderr being collected in the background.
 struct Running {
@@ -126,6 +128,7 @@ fn check_status(label: &str, status: ExitStatus, tail: &[String]) -> anyhow::Res
 pub fn stream_stdout(cmd: Command, label: &str, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<u64> {
     let mut run = spawn(cmd, label, Stdio::null(), cancel)?;
     let mut stdout = run.child.stdout.take().expect("stdout is piped");
+    enlarge_pipe(&stdout);
     let mut buf = vec![0u8; STREAM_BUFFER];
     let mut total = 0u64;
     let copy_result: anyhow::Result<()> = loop {
@@ -154,6 +157,14 @@ pub fn stream_stdout(cmd: Command, label: &str, out: &mut dyn Write, cancel: &Ca
     Ok(total)
 }
 
+/// Grows a pipe from the default 64 KiB to 1 MiB, so the tool on the other end blocks, and we
+/// wake up, less often. Best effort: the kernel may refuse (`fs.pipe-max-size`, per-user limits).
+fn enlarge_pipe(pipe: &impl std::os::fd::AsFd) {
+    if let Err(e) = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)) {
+        tracing::debug!("could not enlarge a pipe to {PIPE_SIZE} bytes: {e}");
+    }
+}
+
 /// What a tool fed through stdin left behind: the tails of its stdout and stderr.
 #[derive(Debug, Default)]
 pub struct Fed {
@@ -169,6 +180,7 @@ pub struct Fed {
 pub fn feed_stdin(cmd: Command, label: &str, input: &mut (dyn Read + Send), cancel: &Cancel) -> anyhow::Result<Fed> {
     let mut run = spawn(cmd, label, Stdio::piped(), cancel)?;
     let mut stdin = run.child.stdin.take().expect("stdin is piped");
+    enlarge_pipe(&stdin);
     let stdout = run.child.stdout.take().expect("stdout is piped");
     // Drain stdout fully (a tool blocked on a full pipe would never read its stdin), keeping
     // only the last part.
