@@ -38,10 +38,10 @@ pub fn server_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = configured {
         return Ok(dir.to_path_buf());
     }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-            return Ok(dir);
-        }
+    if let Some(dir) = on_path("initdb").and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+        && dir.join("pg_ctl").is_file()
+    {
+        return Ok(dir);
     }
     newest_versioned(Path::new(VERSIONED_ROOT), "initdb").and_then(|p| p.parent().map(Path::to_path_buf)).ok_or_else(
         || {
