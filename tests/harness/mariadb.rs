@@ -30,11 +30,14 @@ impl MariaDbServer {
         };
         let dir = tempfile::tempdir().unwrap();
         let root = nix::unistd::Uid::effective().is_root();
-        let user: Vec<&str> = if root { vec!["--user=root"] } else { vec![] };
+        let mut shared: Vec<String> = if root { vec!["--user=root".into()] } else { vec![] };
+        // A private tmpdir: parallel servers sharing /tmp collide on temporary table names.
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        shared.push(format!("--tmpdir={}", dir.path().join("tmp").display()));
         let out = Command::new(install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
-            .args(&user)
+            .args(&shared)
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .output()
             .unwrap();
@@ -43,7 +46,7 @@ impl MariaDbServer {
         let child = Command::new(server)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
-            .args(&user)
+            .args(&shared)
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--port={port}"))
             .args(["--bind-address=127.0.0.1", "--skip-name-resolve", "--innodb-buffer-pool-size=64M"])

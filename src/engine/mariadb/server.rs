@@ -30,11 +30,16 @@ impl Throwaway {
         let dir = tempfile::Builder::new().prefix("verify-").tempdir_in(&opts.work_dir)?;
         let data = dir.path().join("data");
         let as_root = nix::unistd::Uid::effective().is_root();
-        let user: Vec<String> = if as_root { vec!["--user=root".into()] } else { vec![] };
+        let mut shared: Vec<String> = if as_root { vec!["--user=root".into()] } else { vec![] };
+        // Its own temporary folder: servers sharing /tmp collide on temporary table names
+        // while bootstrapping ("Could not remove temporary table ... Aborting").
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        shared.push(format!("--tmpdir={}", tmp.display()));
         let mut init = Command::new(find_tool(&["mariadb-install-db", "mysql_install_db"]));
         init.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .args(&user)
+            .args(&shared)
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         process::capture(init, "mariadb-install-db", cancel).context("initialising the verification server")?;
         let mut server = Throwaway { child: None, dir };
@@ -42,7 +47,7 @@ impl Throwaway {
         let mut cmd = Command::new(find_tool(&["mariadbd", "mysqld"]));
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .args(&user)
+            .args(&shared)
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", server.dir.path().join("mariadbd.pid").display()))
             .arg(format!("--log-error={}", server.log().display()))
