@@ -60,6 +60,55 @@ fn round_trip_same_server_new_name_and_second_server() {
     assert_eq!(other.psql("app1", "SELECT count(*) FROM pg_namespace WHERE nspname = 'metric_helpers'"), "0");
 }
 
+/// WAL flushes the server has made (`pg_stat_wal`, PostgreSQL 14+), read once the counters
+/// have settled (a backend reports its statistics as it exits, after its client is gone).
+fn wal_syncs(pg: &PgServer) -> u64 {
+    let mut last = u64::MAX;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let now: u64 = pg.psql("postgres", "SELECT wal_sync FROM pg_stat_wal").parse().unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Into a server with stock durability settings, the load commits asynchronously: a dump of
+/// many objects restores with a handful of WAL flushes, where psql alone makes one per
+/// statement. The restored data is complete.
+#[test]
+fn restore_load_does_not_flush_the_wal_per_statement() {
+    let Some(fx) = Fixture::start(50) else { return };
+    fx.pg.psql("app1", "DO $$ BEGIN FOR i IN 1..150 LOOP EXECUTE format('CREATE TABLE public.t%s (id int PRIMARY KEY, v text); INSERT INTO public.t%s VALUES (1, ''x''); ALTER TABLE public.t%s OWNER TO app', i, i, i); END LOOP; END $$");
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let r = run(&mut fx.once(&conf));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let Some(durable) = PgServer::start_durable() else { return };
+    durable.psql("postgres", "ALTER SYSTEM SET autovacuum = off");
+    durable.psql("postgres", "SELECT pg_reload_conf()");
+    durable.psql("postgres", "CREATE ROLE app");
+
+    // The baseline: the same SQL through psql alone.
+    let sql = gunzip(&fx.newest("localhost-app1"));
+    durable.psql("postgres", "CREATE DATABASE plain");
+    let before = wal_syncs(&durable);
+    let mut psql = durable.psql_cmd("plain").stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(psql.stdin.as_mut().unwrap(), sql.as_bytes()).unwrap();
+    drop(psql.stdin.take());
+    assert!(psql.wait().unwrap().success());
+    let plain = wal_syncs(&durable) - before;
+    assert!(plain > 300, "psql alone flushed the WAL {plain} times");
+
+    let before = wal_syncs(&durable);
+    let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{}/app1", durable.port), "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let ours = wal_syncs(&durable) - before;
+    eprintln!("WAL flushes: psql alone {plain}, restore {ours}");
+    assert!(ours * 10 < plain, "restore flushed the WAL {ours} times, psql alone {plain}");
+    assert_eq!(durable.row_counts("app1"), fx.pg.row_counts("app1"));
+}
+
 /// A file written the way the bash version writes it (roles first, `cat | gzip`, no checksum
 /// file) restores with ON_ERROR_STOP on, although its roles already exist (upstream #132).
 #[test]

@@ -37,8 +37,20 @@ fn find_bin_dir() -> Option<PathBuf> {
 }
 
 impl PgServer {
-    /// Starts a cluster, or returns `None` (skip) when PostgreSQL is not installed.
+    /// Starts a cluster tuned for tests (no fsync), or returns `None` (skip) when PostgreSQL
+    /// is not installed.
     pub fn start() -> Option<PgServer> {
+        Self::start_with("-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+    }
+
+    /// Starts a cluster with PostgreSQL's stock durability settings (fsync, synchronous
+    /// commits), for tests that count WAL flushes.
+    #[allow(dead_code)]
+    pub fn start_durable() -> Option<PgServer> {
+        Self::start_with("")
+    }
+
+    fn start_with(settings: &str) -> Option<PgServer> {
         let Some(bin_dir) = find_bin_dir() else {
             return missing("postgres", "initdb/pg_ctl not found (apt-get install postgresql)");
         };
@@ -74,11 +86,8 @@ impl PgServer {
                 .arg(format!("--pwfile={}", pwfile.display())),
             "initdb",
         );
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
-            server.port,
-            server.dir.path().display()
-        );
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 {settings}", server.port, server.dir.path().display());
         server.must(
             server
                 .tool("pg_ctl")
@@ -232,7 +241,8 @@ impl PgServer {
         if tables.is_empty() {
             return String::new();
         }
-        self.psql(db, &tables)
+        // UNION ALL keeps no order: sort the lines.
+        self.psql(db, &format!("SELECT c FROM ({tables}) AS counts(c) ORDER BY c"))
     }
 }
 

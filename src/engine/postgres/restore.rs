@@ -2,6 +2,10 @@
 //! (terminating other sessions), drop the Patroni template schemas, grant the application
 //! user, and stream the database section into psql with ON_ERROR_STOP (unless `-I`).
 //!
+//! The load commits asynchronously (a dump of many objects commits once per statement, and
+//! each synchronous commit waits for a WAL flush); one synchronous commit at the end makes
+//! all of them durable before the restore is reported done.
+//!
 //! Everything that can fail before data is lost (admin connection, a broken roles section) is
 //! checked before the DROP.
 
@@ -36,8 +40,11 @@ pub fn run(
         report.warnings.extend(apply_roles(engine, admin, roles, cancel)?);
     }
     report.terminated_connections = recreate(engine, req, major, &mut report, cancel)?;
-    let mut rest = Cursor::new(patroni_cleanup().into_bytes()).chain(Cursor::new(split.replay)).chain(sql);
+    let mut rest = Cursor::new(load_prelude().into_bytes()).chain(Cursor::new(split.replay)).chain(sql);
     report.warnings.extend(load(engine, req, &mut rest, cancel)?);
+    engine.queries(admin, MAINTENANCE_DB, &DURABLE_COMMIT, cancel).with_context(|| {
+        format!("database {} was loaded, but the server did not confirm it is on disk", req.database)
+    })?;
     Ok(report)
 }
 
@@ -113,11 +120,17 @@ fn recreate_statements(db: &str, owner: Option<&str>, major: u32) -> Vec<String>
     sql
 }
 
-/// Run first in the new database, in the same session as the load: drops the schemas
-/// Patroni's template puts in every new database (the dump brings its own copies).
-fn patroni_cleanup() -> String {
-    PATRONI_SCHEMAS.iter().map(|s| format!("DROP SCHEMA IF EXISTS {} CASCADE;\n", quote_ident(s))).collect()
+/// Run first in the new database, in the same session as the load: commits stop waiting for
+/// WAL flushes one by one (`DURABLE_COMMIT` follows the load), and the schemas Patroni's
+/// template puts in every new database are dropped (the dump brings its own copies).
+fn load_prelude() -> String {
+    let drops = PATRONI_SCHEMAS.iter().map(|s| format!("DROP SCHEMA IF EXISTS {} CASCADE;\n", quote_ident(s)));
+    std::iter::once("SET synchronous_commit = off;\n".to_string()).chain(drops).collect()
 }
+
+/// A synchronous commit (assigning a transaction id makes it write a commit record) flushes
+/// the WAL up to its own record, which covers every asynchronous commit of the load before it.
+const DURABLE_COMMIT: [&str; 2] = ["SET synchronous_commit = on", "SELECT txid_current()"];
 
 /// Streams the database section into psql.
 fn load(
@@ -158,5 +171,14 @@ mod tests {
         assert_eq!(old.len(), 3);
         assert!(old[0].starts_with("SELECT count(pg_terminate_backend(pid))"), "{}", old[0]);
         assert_eq!(old[1], "DROP DATABASE IF EXISTS \"db\"");
+    }
+
+    #[test]
+    fn load_prelude_turns_off_synchronous_commit_before_anything_else() {
+        let prelude = load_prelude();
+        let lines: Vec<&str> = prelude.lines().collect();
+        assert_eq!(lines[0], "SET synchronous_commit = off;");
+        assert!(lines[1..].iter().all(|l| l.starts_with("DROP SCHEMA IF EXISTS ")), "{prelude}");
+        assert_eq!(lines.len(), 1 + PATRONI_SCHEMAS.len());
     }
 }
