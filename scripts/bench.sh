@@ -65,7 +65,7 @@ command -v zstd >/dev/null && names+=("pg_dump | zstd -3 -T0")
 names+=("backup-container -1 (default gzip)" "backup-container -1 (zstd)")
 for v in $EXTRA; do names+=("backup-container -1 ($v)"); done
 names+=("drop, create, gunzip -c | psql" "backup-container -r (restore)")
-names+=("gunzip -c | psql, stock server" "backup-container -v (verify)")
+names+=("gunzip -c | psql, stock server" "backup-container -r, stock server" "backup-container -v (verify)")
 if [ -n "${ONLY:-}" ]; then
   kept=()
   for n in "${names[@]}"; do
@@ -110,6 +110,8 @@ run() {
     "gunzip -c | psql, stock server") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$NORMAL_PORT" ;;
     "backup-container -r (restore)")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
+    "backup-container -r, stock server")
+      BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$NORMAL_PORT/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -v (verify)")
       BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
   esac
@@ -137,10 +139,13 @@ for db in our_restore plain_restore; do
     [ "$(rows "$db")" = "$(rows bench)" ] || { echo "$db has different row counts" >&2; exit 1; }
   fi
 done
-if [ -n "$(psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'plain_restore'")" ]; then
-  [ "$(psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d plain_restore -c "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM pgbench_accounts)")" = "$(rows bench)" ] \
-    || { echo "the stock server's plain_restore has different row counts" >&2; exit 1; }
-fi
+normal() { psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench "$@"; }
+for db in our_restore plain_restore; do
+  if [ -n "$(normal -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+    [ "$(normal -d "$db" -c "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM pgbench_accounts)")" = "$(rows bench)" ] \
+      || { echo "the stock server's $db has different row counts" >&2; exit 1; }
+  fi
+done
 gzip -t "$SOURCE"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
