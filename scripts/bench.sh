@@ -165,7 +165,7 @@ for name in "${names[@]}"; do
   w=$(col "$name" 1); c=$(col "$name" 2); m=$(col "$name" 3); b=$(col "$name" 4)
   rel="-"; faster="-"; size="-"
   case "$name" in
-    *restore* | *verify* | *psql*) ;;
+    *restore* | *verify* | *psql* | *"-r, "*) ;;
     *) rel=$(printf '%.2f' "$(echo "$w/$raw_wall" | bc -l)"); faster=$(printf '%.2f' "$(echo "$gzip_wall/$w" | bc -l)")
        [ "$name" != "pg_dump > /dev/null" ] && size=$(printf '%+.1f%%' "$(echo "($b-$gzip_bytes)*100/$gzip_bytes" | bc -l)") ;;
   esac
