@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use chrono::Utc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cancel::Cancel;
 use crate::catalog;
@@ -55,6 +55,7 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
         .context("nothing was restored and the database was not touched")?;
     let path = choice.path().to_path_buf();
     let integrity = check_integrity(&path).context("nothing was restored and the database was not touched")?;
+    debug!(backup = %path.display(), ?integrity, "Backup checked.");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());
     let admin_user = args.admin_user.unwrap_or_else(|| settings.restore.admin_user_for(&spec.engine));

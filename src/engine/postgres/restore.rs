@@ -12,7 +12,7 @@
 use std::io::{BufRead, Cursor, Read};
 
 use anyhow::Context;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::sections::{split_roles, tolerate_existing_roles};
 use super::{PostgresEngine, quote_ident, quote_literal};
@@ -41,7 +41,9 @@ pub fn run(
     }
     report.terminated_connections = recreate(engine, req, major, &mut report, cancel)?;
     let mut rest = Cursor::new(load_prelude().into_bytes()).chain(Cursor::new(split.replay)).chain(sql);
+    debug!(database = %req.database, "Loading the database section.");
     report.warnings.extend(load(engine, req, &mut rest, cancel)?);
+    debug!(database = %req.database, "Loaded; waiting for one synchronous commit.");
     engine.queries(admin, MAINTENANCE_DB, &DURABLE_COMMIT, cancel).with_context(|| {
         format!("database {} was loaded, but the server did not confirm it is on disk", req.database)
     })?;
