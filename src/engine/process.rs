@@ -28,7 +28,7 @@ const FEED_OUTPUT_MAX: usize = 64 * 1024;
 const READ_AHEAD: usize = 4;
 /// Read buffer for dump streams.
 const STREAM_BUFFER: usize = 256 * 1024;
-/// Pipe capacity asked for on the dump and restore pipes.
+/// Pipe capacity asked for on the dump pipe.
 const PIPE_SIZE: i32 = 1 << 20;
 
 /// A spawned tool with its stderr being collected in the background.
@@ -179,8 +179,9 @@ pub struct Fed {
 /// As `stream_stdout`, plus a read error on `input` (the tool is killed).
 pub fn feed_stdin(cmd: Command, label: &str, input: &mut (dyn Read + Send), cancel: &Cancel) -> anyhow::Result<Fed> {
     let mut run = spawn(cmd, label, Stdio::piped(), cancel)?;
+    // The pipe into the tool keeps its default size: a 1 MiB one made no difference to a
+    // restore's wall time and cost 20% more CPU (docs/PERFORMANCE.md).
     let mut stdin = run.child.stdin.take().expect("stdin is piped");
-    enlarge_pipe(&stdin);
     let stdout = run.child.stdout.take().expect("stdout is piped");
     // Drain stdout fully (a tool blocked on a full pipe would never read its stdin), keeping
     // only the last part.
