@@ -33,6 +33,7 @@ trap cleanup EXIT
 # restore baseline for verification goes into (verification tunes its own throwaway server).
 PG_EXTRA_OPTS="-c autovacuum=off" pg_start "$WORK/pg-normal"
 NORMAL_DIR="$PG_DIR_T" NORMAL_PORT="$PGPORT_T"
+normal() { psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench "$@"; }
 pg_admin -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER PASSWORD 'bench-pw'"
 
 # The server holding the data set, tuned for loading it quickly.
@@ -94,7 +95,7 @@ run() {
   # Every command starts with no dirty buffers and no pending checkpoint on either server, and
   # no dirty pages in the kernel left by the previous command.
   pg_admin -d postgres -c CHECKPOINT
-  psql -q -X -h 127.0.0.1 -p "$NORMAL_PORT" -U bench -d postgres -c CHECKPOINT
+  normal -d postgres -c CHECKPOINT
   sync
   case "$name" in
     "pg_dump > /dev/null") /usr/bin/time -f "$TIMEFMT" -o "$t" "${DUMP[@]}" >/dev/null ;;
@@ -143,7 +144,6 @@ for db in our_restore plain_restore; do
     [ "$(rows "$db")" = "$(rows bench)" ] || { echo "$db has different row counts" >&2; exit 1; }
   fi
 done
-normal() { psql -qtAX -h 127.0.0.1 -p "$NORMAL_PORT" -U bench "$@"; }
 for db in our_restore plain_restore; do
   if [ -n "$(normal -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
     [ "$(normal -d "$db" -c "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM pgbench_accounts)")" = "$(rows bench)" ] \

@@ -44,10 +44,10 @@ impl PgServer {
     }
 
     /// Starts a cluster with PostgreSQL's stock durability settings (fsync, synchronous
-    /// commits), for tests that count WAL flushes.
-    #[allow(dead_code)]
+    /// commits), for tests that count WAL flushes; autovacuum is off so that only the test's
+    /// own sessions flush.
     pub fn start_durable() -> Option<PgServer> {
-        Self::start_with("")
+        Self::start_with("-c autovacuum=off")
     }
 
     fn start_with(settings: &str) -> Option<PgServer> {
