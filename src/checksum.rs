@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::with_suffix;
 use crate::layout::CHECKSUM_SUFFIX;
+use crate::scan::Summary;
+use crate::spec::EngineKind;
 
 /// Passes bytes through to `inner`, hashing and counting them.
 pub struct HashingWriter<W> {
@@ -125,25 +127,74 @@ pub enum Integrity {
     StreamDecoded,
 }
 
-/// Checks a backup before it is restored or verified: the sidecar's sha256 when present,
-/// else a full decompression pass (catches truncation and corruption).
+/// The result of the integrity pass.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub integrity: Integrity,
+    /// What the scanner found, when the stream was decoded (always without a sidecar).
+    pub stream: Option<Summary>,
+}
+
+/// Passes reads through, hashing them (the compressed file, while it is being decoded).
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Checks a backup before it is restored or verified: the sidecar's sha256 when present;
+/// and, when there is no sidecar or `scan` asks for it, a full decompression pass through
+/// the engine's scanner in the same read, which catches truncation and corruption of the
+/// compressed stream and a dump that did not finish (no trailer).
 ///
 /// # Errors
-/// A checksum mismatch, a corrupt or truncated stream, or an unreadable file.
-pub fn check_integrity(path: &Path) -> anyhow::Result<Integrity> {
-    if let Some(expected) = read_sidecar(path)? {
+/// A checksum mismatch, a corrupt or truncated stream, an incomplete dump, or an unreadable
+/// file; each message says the file is not usable.
+pub fn check_integrity(path: &Path, kind: &EngineKind, scan: bool) -> anyhow::Result<Checked> {
+    let expected = read_sidecar(path)?;
+    if !scan && let Some(expected) = &expected {
         let actual = sha256_file(path)?;
-        if actual != expected {
-            bail!(
-                "{} does not match its checksum (expected sha256 {expected}, got {actual}): the file is corrupt or was changed",
-                path.display()
-            );
-        }
-        return Ok(Integrity::ChecksumMatched);
+        check_digest(path, expected, &actual)?;
+        return Ok(Checked { integrity: Integrity::ChecksumMatched, stream: None });
     }
-    let mut decoder = crate::compress::open_decoded(path)?;
-    io::copy(&mut decoder, &mut io::sink()).with_context(|| {
-        format!("{} is corrupt or truncated (no checksum file; decompression failed)", path.display())
-    })?;
-    Ok(Integrity::StreamDecoded)
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new() };
+    let stream = {
+        let mut decoder = crate::compress::decoder(path, &mut hashing)?;
+        let what = || format!("{} is corrupt or truncated (decompression failed)", path.display());
+        match crate::scan::for_kind(kind) {
+            Some(mut scanner) => Some(crate::scan::scan_all(scanner.as_mut(), &mut decoder).with_context(what)?),
+            None => {
+                io::copy(&mut decoder, &mut io::sink()).with_context(what)?;
+                None
+            }
+        }
+    };
+    // The decoder may stop at the end of the compressed stream; hash what follows, too.
+    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(expected) = &expected {
+        check_digest(path, expected, &hex(&hashing.hasher.finalize()))?;
+    }
+    if let Some(summary) = &stream {
+        summary.check_complete().with_context(|| format!("{} is not a complete backup", path.display()))?;
+    }
+    let integrity = if expected.is_some() { Integrity::ChecksumMatched } else { Integrity::StreamDecoded };
+    Ok(Checked { integrity, stream })
+}
+
+fn check_digest(path: &Path, expected: &str, actual: &str) -> anyhow::Result<()> {
+    if actual != expected {
+        bail!(
+            "{} does not match its checksum (expected sha256 {expected}, got {actual}): the file is corrupt or was changed",
+            path.display()
+        );
+    }
+    Ok(())
 }

@@ -44,6 +44,7 @@ pub mod progress;
 pub mod prompt;
 pub mod retention;
 pub mod run;
+pub mod scan;
 pub mod schedule;
 pub mod selection;
 pub mod spec;

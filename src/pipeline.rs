@@ -1,5 +1,5 @@
-//! One backup of one database: engine dump → compress → hash → `<name>.in_progress` → fsync →
-//! rename → `.sha256` sidecar. Streaming end to end: no uncompressed bytes touch the disk and
+//! One backup of one database: engine dump → scan (completeness, rows per table) → compress →
+//! hash → `<name>.in_progress` → fsync → rename → `.sha256` sidecar. Streaming end to end: no uncompressed bytes touch the disk and
 //! memory stays bounded whatever the database size.
 
 use std::fs::DirBuilder;
@@ -19,6 +19,7 @@ use crate::config::Database;
 use crate::durable::{PartialFile, write_atomic};
 use crate::engine::Engine;
 use crate::layout::{self, CHECKSUM_SUFFIX};
+use crate::scan::{ScanWriter, Summary};
 
 /// Output buffer between the compressor and the file.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -31,6 +32,8 @@ pub struct Written {
     pub bytes: u64,
     pub sha256: String,
     pub duration: Duration,
+    /// What the scanner counted in the uncompressed stream (rows per table, objects).
+    pub stream: Summary,
 }
 
 /// Backs up `db` into `dir` with a file name stamped `timestamp`.
@@ -61,7 +64,14 @@ pub fn backup_one(
     let mut encoder = compression
         .encoder(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)))
         .context("setting up compression")?;
-    engine.dump(db, &mut encoder, cancel)?;
+    let stream = {
+        let scanner = crate::scan::for_kind(&db.spec.engine).context("no scanner for this engine")?;
+        let mut scanned = ScanWriter::new(&mut encoder, scanner);
+        engine.dump(db, &mut scanned, cancel)?;
+        scanned.finish()
+    };
+    // The tools exited 0; the stream must still end as a finished dump does.
+    stream.check_complete().context("the dump tools reported success, but their output is not a complete dump")?;
     let hashing = encoder.finish().with_context(|| format!("finishing {}", partial.partial_path().display()))?;
     let (buffered, sha256, bytes) = hashing.finish();
     let file = buffered
@@ -72,5 +82,5 @@ pub fn backup_one(
     partial.commit(file)?;
     write_atomic(&with_suffix(&target, CHECKSUM_SUFFIX), sidecar_line(&sha256, &name).as_bytes())
         .context("writing the checksum file")?;
-    Ok(Written { path: target, bytes, sha256, duration: started.elapsed() })
+    Ok(Written { path: target, bytes, sha256, duration: started.elapsed(), stream })
 }

@@ -212,7 +212,7 @@ fn pg_dumps_for(port: u16) -> usize {
         .flatten()
         .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("pg_dump ") && c.contains(&format!("-p {port} ")) && c.contains(" -Fp "))
+        .filter(|c| c.contains("pg_dump ") && c.contains(&format!(" port={port} ")) && c.contains(" -Fp"))
         .count()
 }
 

@@ -13,4 +13,5 @@ mod mirror;
 mod notify;
 mod prune;
 mod restore;
+mod restore_safety;
 mod verify;

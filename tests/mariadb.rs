@@ -76,11 +76,28 @@ fn sandbox_mode_first_line_is_handled() {
     let file = fx.dir.path().join("backups/daily/2026-01-05/127.0.0.1-shop_2026-01-05_01-00-00.sql.gz");
     gzip_to(
         &file,
-        "/*M!999999\\- enable the sandbox mode */\nCREATE TABLE t (x INT);\nINSERT INTO t VALUES (1),(2),(3);\n",
+        "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB\n\
+         CREATE TABLE t (x INT);\nINSERT INTO `t` VALUES (1),(2),(3);\n\n-- Dump completed on 2026-01-05  1:00:00\n",
     );
     let r = run(fx.cmd(&format!("{}\n", fx.spec("shop"))).args(["-r", &fx.spec("shop"), "-s"]));
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(fx.maria.sql("shop", "SELECT COUNT(*) FROM t"), "3");
+    assert!(r.stderr.contains("1 tables checked, 3 rows checked"), "{}", r.all());
+}
+
+/// A MariaDB file cut short (no `-- Dump completed` trailer) is refused before the database
+/// is dropped: MariaDB restores in place, so the whole file is checked first.
+#[test]
+fn cut_mariadb_file_is_refused_before_the_drop() {
+    let Some(fx) = Fx::start(0) else { return };
+    fx.maria.sql("shop", "CREATE TABLE marker (x INT); INSERT INTO marker VALUES (42)");
+    let file = fx.dir.path().join("backups/daily/2026-01-05/127.0.0.1-shop_2026-01-05_01-00-00.sql.gz");
+    gzip_to(&file, "-- MariaDB dump 10.19\nCREATE TABLE t (x INT);\nINSERT INTO `t` VALUES (1),(2");
+    let r = run(fx.cmd(&format!("{}\n", fx.spec("shop"))).args(["-r", &fx.spec("shop"), "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("cut short") && r.stderr.contains("-- Dump completed"), "{}", r.all());
+    assert!(r.stderr.contains("not touched"), "{}", r.all());
+    assert_eq!(fx.maria.sql("shop", "SELECT x FROM marker"), "42");
 }
 
 /// Wrong password and a server that is down: exit 1 with the client's message, no file.

@@ -203,23 +203,29 @@ fn bad_backups_and_missing_backups_leave_the_target_untouched() {
     assert!(Path::new(&good).exists());
 }
 
-/// A SQL error in the database part stops the restore (exit 1) with psql's message; `-I`
-/// continues past it and reports it.
+/// A SQL error in the database part stops the restore (exit 1) with psql's message and the
+/// target unchanged; `-I` continues past it, and still exits 1 with the error counted.
 #[test]
 fn sql_errors_stop_the_restore_unless_ignored() {
     let Some(fx) = Fixture::start(20) else { return };
     let port = fx.pg.port;
     let dump = fx.pg.dump_plain("app1");
-    let broken = format!("{dump}\nSELECT * FROM no_such_table;\nCREATE TABLE public.after_error (x int);\n");
+    let trailer = dump.rfind("--\n-- PostgreSQL database dump complete").unwrap();
+    let broken = format!(
+        "{}SELECT * FROM no_such_table;\nCREATE TABLE public.after_error (x int);\n\n{}",
+        &dump[..trailer],
+        &dump[trailer..]
+    );
     gzip_to(&fx.backups().join("daily/2026-01-05/localhost-app1_2026-01-05_01-00-00.sql.gz"), &broken);
     let conf = fx.conf(&format!("localhost:{port}/app1\n"));
     let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s"]));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("relation \"no_such_table\" does not exist"), "{}", r.all());
-    assert!(r.stderr.contains("it is incomplete"), "{}", r.all());
+    assert!(r.stderr.contains("database app1 was not changed"), "{}", r.all());
     let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s", "-I"]));
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("ignored (-I)"), "{}", r.all());
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("errors=1"), "{}", r.all());
+    assert!(r.stderr.contains("Restore finished WITH ERRORS."), "{}", r.all());
     assert_eq!(fx.pg.psql("app1", "SELECT count(*) FROM after_error"), "0");
 }
 

@@ -49,6 +49,7 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         Mode::Once | Mode::Scheduled => once::run(&settings, &notifiers, cancel),
         Mode::Restore => restore::run(
             &settings,
+            &notifiers,
             restore::RestoreArgs {
                 target: cli.restore.as_deref().unwrap_or_default(),
                 filter: cli.from.as_deref(),

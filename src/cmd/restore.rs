@@ -1,6 +1,7 @@
 //! `-r SPEC [-f FILTER] [-s] [-a PW] [-I]`: restore a database from its newest backup (or the
 //! one `-f` chooses). Everything that can be checked is checked before the database is
-//! touched: the backup exists, its checksum (or whole stream) is intact, the admin can connect.
+//! touched: the backup exists, its checksum (or whole stream) is intact and complete, the admin
+//! can connect; the load goes beside the target and replaces it only once it is complete.
 //! On a terminal without `-s` it shows what will happen and asks; without a terminal it
 //! refuses unless `-s`.
 
@@ -10,19 +11,20 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use chrono::Utc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cancel::Cancel;
 use crate::catalog;
 use crate::checksum::{Integrity, check_integrity};
 use crate::compress;
 use crate::config::{Secret, Settings};
-use crate::engine::{self, Conn, RestoreRequest};
+use crate::engine::{self, Conn, Placement, RestoreRequest};
 use crate::error::{Exit, UsageError};
 use crate::hooks::{self, Phase};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
+use crate::notify::{Notifiers, event};
 use crate::progress::Meter;
 use crate::prompt;
 use crate::selection::choose_for_restore;
@@ -42,20 +44,23 @@ pub struct RestoreArgs<'a> {
 /// Runs a restore.
 ///
 /// # Errors
-/// A bad spec or an unconfirmable prompt (exit 2); no backup, a corrupt backup, or a failed
-/// restore (exit 1).
-pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::Result<Exit> {
+/// A bad spec or an unconfirmable prompt (exit 2); no backup, a corrupt or incomplete backup,
+/// or a failed restore (exit 1). A restore with `-I` that loaded despite SQL errors or missing
+/// rows returns `Exit::Failed` (unless `RESTORE_ACCEPT_ERRORS`).
+pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel: &Cancel) -> anyhow::Result<Exit> {
     let spec: DatabaseSpec = args.target.parse().map_err(|e| UsageError(format!("-r {}: {e}", args.target)))?;
     let engine = engine::for_kind(&spec.engine, &settings.engine)
         .ok_or_else(|| anyhow!("this build cannot restore {} databases", spec.engine.name()))?;
     let root = &settings.backup_dir;
     let _lock = RunLock::acquire(root, "restore")?;
     let backups = catalog::scan(root)?;
-    let choice = choose_for_restore(&backups, root, &spec.core_name(), args.filter)
-        .context("nothing was restored and the database was not touched")?;
+    let untouched = "nothing was restored and the database was not touched";
+    let choice = choose_for_restore(&backups, root, &spec.core_name(), args.filter).context(untouched)?;
     let path = choice.path().to_path_buf();
-    let integrity = check_integrity(&path).context("nothing was restored and the database was not touched")?;
-    debug!(backup = %path.display(), ?integrity, "Backup checked.");
+    // A restore that drops the target first must know the file is whole before it starts.
+    let in_place = settings.restore.in_place || !engine.restores_beside_target();
+    let checked = check_integrity(&path, &spec.engine, in_place).context(untouched)?;
+    debug!(backup = %path.display(), integrity = ?checked.integrity, "Backup checked.");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());
     let admin_user = args.admin_user.unwrap_or_else(|| settings.restore.admin_user_for(&spec.engine));
@@ -66,11 +71,8 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
             )
             .into());
         }
-        print_summary(settings, &spec, &path, size, integrity);
-        if !prompt::confirm(&format!(
-            "Drop database {} on {} and restore it from this backup?",
-            spec.database, spec.host
-        ))? {
+        print_summary(settings, &spec, &path, size, checked.integrity, in_place);
+        if !prompt::confirm(&format!("Replace database {} on {} with this backup?", spec.database, spec.host))? {
             println!("Restore cancelled; nothing was changed.");
             return Ok(Exit::Success);
         }
@@ -85,8 +87,14 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
         owner: settings.credentials(&spec).user,
         ignore_errors: args.ignore_errors,
         single_transaction: false,
+        placement: if in_place {
+            Placement::InPlace
+        } else {
+            Placement::Swap { keep_previous: settings.restore.keep_previous }
+        },
+        count_check: settings.restore.count_check,
     };
-    info!(db = %spec, backup = %path.display(), bytes = size, "Starting restore.");
+    info!(database = %spec, backup = %path.display(), bytes = size, "Starting restore.");
     let started = Instant::now();
     let meter = Meter::start("restoring", size);
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -100,33 +108,74 @@ pub fn run(settings: &Settings, args: RestoreArgs, cancel: &Cancel) -> anyhow::R
         size: Some(size),
         ..Default::default()
     };
-    let report = settings
-        .hooks
-        .around(
-            Phase::Restore,
-            &ctx,
-            &settings.engine,
-            cancel,
-            || engine.restore(&req, &mut sql, cancel).map_err(|e| format!("{e:#}")),
-            |_| (None, None),
-        )
-        .map_err(|e| anyhow!("restore of {spec} from {} failed: {e}", path.display()))?;
+    let result = settings.hooks.around(
+        Phase::Restore,
+        &ctx,
+        &settings.engine,
+        cancel,
+        || engine.restore(&req, &mut sql, cancel).map_err(|e| format!("{e:#}")),
+        |_| (None, None),
+    );
     drop(meter);
+    let report = match result {
+        Ok(r) => r,
+        Err(_) if cancel.is_cancelled() => return Err(crate::cancel::Interrupted.into()),
+        Err(e) => {
+            let reason =
+                if in_place { e.to_string() } else { format!("{e} (database {} was not changed)", spec.database) };
+            notifiers.notify(event::restore(&spec.to_string(), &Err(reason.clone()), &[]));
+            return Err(anyhow!("restore of {spec} from {} failed: {reason}", path.display()));
+        }
+    };
     for w in &report.warnings {
-        warn!(db = %spec, warning = %w, "Restore warning.");
+        warn!(database = %spec, warning = %w, "Restore warning.");
     }
+    let problems = report.problems();
+    for p in &problems {
+        error!(database = %spec, problem = %p, "Restore problem.");
+    }
+    for e in report.errors.first.iter().skip(1) {
+        error!(database = %spec, error = %e, "A further SQL error.");
+    }
+    let summary = format!(
+        "{}: {}, errors={}, {} warnings, {}",
+        path.display(),
+        report.counts.describe(),
+        report.errors.count,
+        report.warnings.len(),
+        human::age(started.elapsed())
+    );
+    notifiers.notify(event::restore(&spec.to_string(), &Ok(summary.clone()), &problems));
     info!(
-        db = %spec,
+        database = %spec,
         backup = %path.display(),
         duration_ms = started.elapsed().as_millis() as u64,
+        errors = report.errors.count,
         warnings = report.warnings.len(),
+        checked = %report.counts.describe(),
+        kept_previous = report.kept_previous.as_deref().unwrap_or("-"),
         peak_rss_kb = crate::run::peak_rss_kb(),
-        "Restore complete."
+        "{}",
+        if problems.is_empty() { "Restore complete." } else { "Restore finished WITH ERRORS." }
     );
-    Ok(Exit::Success)
+    if problems.is_empty() {
+        return Ok(Exit::Success);
+    }
+    if settings.restore.accept_errors {
+        warn!(database = %spec, "The restore had errors; exiting 0 because RESTORE_ACCEPT_ERRORS=true.");
+        return Ok(Exit::Success);
+    }
+    Ok(Exit::Failed)
 }
 
-fn print_summary(settings: &Settings, spec: &DatabaseSpec, path: &std::path::Path, size: u64, integrity: Integrity) {
+fn print_summary(
+    settings: &Settings,
+    spec: &DatabaseSpec,
+    path: &std::path::Path,
+    size: u64,
+    integrity: Integrity,
+    in_place: bool,
+) {
     let age = path
         .file_name()
         .and_then(|n| layout::parse_file_name(&n.to_string_lossy()))
@@ -146,5 +195,10 @@ fn print_summary(settings: &Settings, spec: &DatabaseSpec, path: &std::path::Pat
     );
     println!("- Backup file: {}", path.display());
     println!("- Backup age: {age}; size {}; {check}", human::bytes(size));
-    println!("- The database will be DROPPED and recreated; sessions connected to it are terminated.");
+    if in_place {
+        println!("- The database will be DROPPED, then loaded (in place); sessions connected to it are terminated.");
+    } else {
+        println!("- The backup is loaded beside the database and checked; only then does it replace the database");
+        println!("  (sessions connected to it are terminated). If anything fails, the database is not changed.");
+    }
 }

@@ -1,7 +1,7 @@
 //! `-v SPEC|all [-f FILTER]`: restore the newest backup of each database into a throwaway
 //! local server and check it. Fails (exit 1) on no backup, a stale newest backup
-//! (`VERIFY_MAX_AGE`), a checksum mismatch, a server that will not start, a restore error, or
-//! no tables. The result is recorded beside the backup (`.verified`) and shown by `-l`.
+//! (`VERIFY_MAX_AGE`), a checksum mismatch, an incomplete dump (no trailer), a server that will
+//! not start, any SQL error, a table whose restored rows differ from the dump's, or no tables. The result is recorded beside the backup (`.verified`) and shown by `-l`.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -118,7 +118,8 @@ fn verify_one(
     }
     info!(backup = %path.display(), "Verifying backup.");
     let started = Instant::now();
-    let result = check_integrity(&path).and_then(|integrity| {
+    let result = check_integrity(&path, &spec.engine, false).and_then(|checked| {
+        let integrity = checked.integrity;
         let opts = VerifyOptions {
             work_dir: settings.restore.verify_dir.clone(),
             start_timeout: settings.server_timeout,
@@ -139,10 +140,11 @@ fn verify_one(
     }
     let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
     Ok(format!(
-        "{}: {} tables in {} schemas, {} restored, {} warnings, {}",
+        "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}",
         path.display(),
         report.tables,
         report.schemas.len(),
+        report.restore.counts.describe(),
         human::bytes(report.database_size),
         report.restore.warnings.len(),
         human::age(std::time::Duration::from_millis(duration_ms))

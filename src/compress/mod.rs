@@ -169,7 +169,7 @@ pub fn open_decoded(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
 ///
 /// # Errors
 /// When the file type is unknown.
-pub fn decoder<R: Read + Send + 'static>(path: &Path, raw: R) -> anyhow::Result<Box<dyn Read + Send>> {
+pub fn decoder<'a, R: Read + Send + 'a>(path: &Path, raw: R) -> anyhow::Result<Box<dyn Read + Send + 'a>> {
     let reader = BufReader::with_capacity(1 << 20, raw);
     let name = path.to_string_lossy();
     if name.ends_with(".gz") {

@@ -78,6 +78,20 @@ impl<'a> Loader<'a> {
         self.text(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
     }
 
+    /// A strict boolean: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case);
+    /// anything else is an error naming the variable.
+    pub(super) fn boolean(&self, name: &str, default: bool) -> bool {
+        let Some(v) = self.text(name) else { return default };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                self.error(format!("{}: {name}=\"{v}\" is not a boolean (use true or false)", self.origin(name)));
+                default
+            }
+        }
+    }
+
     pub(super) fn duration(&self, name: &str, default: Duration) -> Duration {
         match self.text(name) {
             None => default,

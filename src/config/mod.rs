@@ -237,6 +237,10 @@ impl Settings {
                     .text(env::VERIFY_SERVER_OPTIONS)
                     .map(|t| t.split_whitespace().map(str::to_string).collect())
                     .unwrap_or_default(),
+                in_place: l.boolean(env::RESTORE_IN_PLACE, false),
+                keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
+                count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
+                accept_errors: l.boolean(env::RESTORE_ACCEPT_ERRORS, false),
             },
             server_timeout: Duration::from_secs(timeout.max(1) as u64),
             compression,

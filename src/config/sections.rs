@@ -211,6 +211,16 @@ pub struct RestoreSettings {
     pub verify_max_age: MaxAge,
     /// `VERIFY_SERVER_OPTIONS`: extra `name=value` settings for the throwaway server.
     pub verify_server_options: Vec<String>,
+    /// `RESTORE_IN_PLACE` (default false): drop the target and load into it, instead of
+    /// loading beside it and swapping (for servers without room for two copies).
+    pub in_place: bool,
+    /// `RESTORE_KEEP_PREVIOUS` (default false): keep the replaced database, renamed.
+    pub keep_previous: bool,
+    /// `RESTORE_COUNT_CHECK` (default true): compare each table's rows with the dump's.
+    pub count_check: bool,
+    /// `RESTORE_ACCEPT_ERRORS` (default false): a `-I` restore whose load had SQL errors (or
+    /// missing rows) exits 0 instead of 1.
+    pub accept_errors: bool,
 }
 
 /// Daemon settings: health listener, staleness, shutdown.

@@ -24,6 +24,7 @@ struct Raw {
     backup: Section,
     retention: Section,
     verify: Section,
+    restore: Section,
     health: Section,
     daemon: Section,
     notify: Section,
@@ -111,6 +112,10 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("verify", "table-schemas", "TABLE_SCHEMA"),
     ("verify", "server-options", "VERIFY_SERVER_OPTIONS"),
     ("verify", "admin-user", "BACKUP_ADMIN_USER"),
+    ("restore", "in-place", "RESTORE_IN_PLACE"),
+    ("restore", "keep-previous", "RESTORE_KEEP_PREVIOUS"),
+    ("restore", "count-check", "RESTORE_COUNT_CHECK"),
+    ("restore", "accept-errors", "RESTORE_ACCEPT_ERRORS"),
     ("verify", "admin-password-file", "BACKUP_ADMIN_PASSWORD_FILE"),
     ("health", "addr", "HEALTH_ADDR"),
     ("health", "fail-when-stale", "HEALTH_FAIL_WHEN_STALE"),
@@ -191,10 +196,11 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
     })?;
     let mut errors = Vec::new();
     let mut out = TomlConfig::default();
-    let sections: [(&str, &Section); 7] = [
+    let sections: [(&str, &Section); 8] = [
         ("backup", &raw.backup),
         ("retention", &raw.retention),
         ("verify", &raw.verify),
+        ("restore", &raw.restore),
         ("health", &raw.health),
         ("daemon", &raw.daemon),
         ("notify", &raw.notify),

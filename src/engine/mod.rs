@@ -3,6 +3,7 @@
 //! One trait, one implementation per engine, one factory (`for_kind`). Engines build their
 //! commands purely (unit-tested) and run them through `process`.
 
+pub mod load;
 pub mod mariadb;
 pub mod postgres;
 pub mod process;
@@ -45,28 +46,65 @@ pub struct Conn {
     pub password: Option<Secret>,
 }
 
+/// Where a restore puts the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Load into a temporary database beside the target, check it, then swap it in by rename;
+    /// on any failure the target is as it was (the default).
+    Swap { keep_previous: bool },
+    /// Drop the target and load into it (`RESTORE_IN_PLACE=true`; MariaDB always: it cannot
+    /// rename a database).
+    InPlace,
+    /// A new database on a throwaway server (verification).
+    Fresh,
+}
+
 /// A restore into `database` on the server `admin` reaches.
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
     pub database: String,
-    /// The administrative connection that drops, creates and fills the database.
+    /// The administrative connection that creates, fills and swaps the database.
     pub admin: Conn,
     /// The application user granted access to the new database (upstream's GRANT step).
     pub owner: Option<String>,
-    /// `-I`: continue past SQL errors in the database part.
+    /// `-I`: continue past SQL errors in the database part (they are still counted).
     pub ignore_errors: bool,
     /// Load the database part in one transaction (throwaway servers: with `wal_level=minimal`
     /// the data then skips the WAL; all or nothing).
     pub single_transaction: bool,
+    pub placement: Placement,
+    /// Compare each table's rows with the dump's after the load (`RESTORE_COUNT_CHECK`).
+    pub count_check: bool,
 }
 
-/// What a restore noticed without failing.
+/// What a restore did and found. A restore that returns a report loaded everything it could;
+/// `problems()` says whether it is nevertheless a failure (errors with `-I`, missing rows).
 #[derive(Debug, Clone, Default)]
 pub struct RestoreReport {
-    /// Role statements that failed (other than "already exists"), SQL errors ignored with `-I`.
+    /// Role statements that failed (other than "already exists"), skipped grants.
     pub warnings: Vec<String>,
+    /// SQL errors of the load (only possible with `-I`: without it the first one stops it).
+    pub errors: load::SqlErrors,
     /// Sessions that were connected to the database and had to be terminated.
     pub terminated_connections: u64,
+    /// What the scanner saw in the stream.
+    pub stream: crate::scan::Summary,
+    /// Rows compared after the load.
+    pub counts: load::CountCheck,
+    /// The previous database, renamed and kept (`RESTORE_KEEP_PREVIOUS=true`).
+    pub kept_previous: Option<String>,
+}
+
+impl RestoreReport {
+    /// What makes this restore a failure although it ran to the end.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.errors.count > 0 {
+            out.push(self.errors.describe());
+        }
+        out.extend(self.counts.mismatches.iter().map(|m| m.to_string()));
+        out
+    }
 }
 
 /// How to run a verification.
@@ -87,7 +125,7 @@ pub struct VerifyOptions {
 pub struct SchemaStats {
     pub schema: String,
     pub tables: u64,
-    /// Row estimate after ANALYZE.
+    /// Rows counted (`count(*)`) in the tables that have data in the dump.
     pub rows: u64,
 }
 
@@ -103,6 +141,12 @@ pub struct VerifyReport {
 /// A database engine.
 pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
+
+    /// Whether `restore` can load beside the target and swap it in (`Placement::Swap`);
+    /// engines that cannot always restore in place, after a full check of the file.
+    fn restores_beside_target(&self) -> bool {
+        true
+    }
 
     /// Writes the complete plain-SQL backup of `db` into `out`, streaming.
     ///

@@ -31,6 +31,9 @@ const STREAM_BUFFER: usize = 256 * 1024;
 /// Pipe capacity asked for on the dump pipe.
 const PIPE_SIZE: i32 = 1 << 20;
 
+/// Sees every stderr line of a tool as it arrives (e.g. to count a load's SQL errors).
+pub type StderrTap = Box<dyn FnMut(&str) + Send>;
+
 /// A spawned tool with its stderr being collected in the background.
 struct Running {
     label: String,
@@ -39,7 +42,13 @@ struct Running {
     _guard: crate::cancel::ChildGuard,
 }
 
-fn spawn(mut cmd: Command, label: &str, stdin: Stdio, cancel: &Cancel) -> anyhow::Result<Running> {
+fn spawn(
+    mut cmd: Command,
+    label: &str,
+    stdin: Stdio,
+    tap: Option<StderrTap>,
+    cancel: &Cancel,
+) -> anyhow::Result<Running> {
     cancel.check()?;
     cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = cmd.spawn().map_err(|e| {
@@ -53,18 +62,21 @@ fn spawn(mut cmd: Command, label: &str, stdin: Stdio, cancel: &Cancel) -> anyhow
     let guard = cancel.register(child.id());
     let stderr = child.stderr.take().map(|err| {
         let label = label.to_string();
-        std::thread::spawn(move || collect_tail(err, &label))
+        std::thread::spawn(move || collect_tail(err, &label, tap))
     });
     Ok(Running { label: label.to_string(), child, stderr, _guard: guard })
 }
 
-fn collect_tail(stderr: impl Read, label: &str) -> Vec<String> {
+fn collect_tail(stderr: impl Read, label: &str, mut tap: Option<StderrTap>) -> Vec<String> {
     let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
     for line in BufReader::new(stderr).split(b'\n') {
         let Ok(line) = line else { break };
         let mut text = String::from_utf8_lossy(&line).trim_end().to_string();
         if text.is_empty() {
             continue;
+        }
+        if let Some(tap) = tap.as_mut() {
+            tap(&text);
         }
         if text.len() > STDERR_LINE_MAX {
             let mut cut = STDERR_LINE_MAX;
@@ -126,7 +138,7 @@ fn check_status(label: &str, status: ExitStatus, tail: &[String]) -> anyhow::Res
 /// Spawn failure, a non-zero exit or signal (with the stderr tail), a read error, a write
 /// error on `out` (the child is killed), or `Interrupted` when cancelled.
 pub fn stream_stdout(cmd: Command, label: &str, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<u64> {
-    let mut run = spawn(cmd, label, Stdio::null(), cancel)?;
+    let mut run = spawn(cmd, label, Stdio::null(), None, cancel)?;
     let mut stdout = run.child.stdout.take().expect("stdout is piped");
     enlarge_pipe(&stdout);
     let mut buf = vec![0u8; STREAM_BUFFER];
@@ -178,7 +190,21 @@ pub struct Fed {
 /// # Errors
 /// As `stream_stdout`, plus a read error on `input` (the tool is killed).
 pub fn feed_stdin(cmd: Command, label: &str, input: &mut (dyn Read + Send), cancel: &Cancel) -> anyhow::Result<Fed> {
-    let mut run = spawn(cmd, label, Stdio::piped(), cancel)?;
+    feed_stdin_tapped(cmd, label, input, None, cancel)
+}
+
+/// `feed_stdin`, with every stderr line also given to `tap` as it arrives.
+///
+/// # Errors
+/// As `feed_stdin`.
+pub fn feed_stdin_tapped(
+    cmd: Command,
+    label: &str,
+    input: &mut (dyn Read + Send),
+    tap: Option<StderrTap>,
+    cancel: &Cancel,
+) -> anyhow::Result<Fed> {
+    let mut run = spawn(cmd, label, Stdio::piped(), tap, cancel)?;
     // The pipe into the tool keeps its default size: a 1 MiB one made no difference to a
     // restore's wall time and cost 20% more CPU (docs/PERFORMANCE.md).
     let mut stdin = run.child.stdin.take().expect("stdin is piped");

@@ -131,6 +131,37 @@ pub fn verification(db: &str, result: &Result<String, String>) -> Event {
     }
 }
 
+/// A restore's outcome: done, done with errors (`-I`), or failed (target untouched unless the
+/// message says otherwise).
+pub fn restore(db: &str, result: &Result<String, String>, problems: &[String]) -> Event {
+    match (result, problems.is_empty()) {
+        (Ok(summary), true) => event(
+            Level::Info,
+            "restore_succeeded",
+            Some(db.into()),
+            format!("Restore of {db} complete"),
+            format!("Restored {db}.\n{summary}"),
+            json!({"summary": summary}),
+        ),
+        (Ok(summary), false) => event(
+            Level::Error,
+            "restore_with_errors",
+            Some(db.into()),
+            format!("Restore of {db} finished WITH ERRORS"),
+            format!("Restored {db}, but the load had problems (-I):\n{}\n{summary}", problems.join("\n")),
+            json!({"summary": summary, "errors": problems}),
+        ),
+        (Err(reason), _) => event(
+            Level::Error,
+            "restore_failed",
+            Some(db.into()),
+            format!("Restore of {db} FAILED"),
+            format!("Restore of {db} failed.\nReason: {reason}"),
+            json!({"error": reason}),
+        ),
+    }
+}
+
 pub fn mirror_succeeded(db: &str, file: &str, mirror: &str) -> Event {
     event(
         Level::Info,

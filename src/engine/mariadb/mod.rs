@@ -6,6 +6,7 @@
 //! never argv; `--no-defaults` keeps `/etc/mysql/*.cnf` out; `--protocol=TCP` keeps
 //! `localhost` from meaning a local socket.
 
+mod restore;
 mod server;
 
 use std::io::{BufRead, Write};
@@ -13,10 +14,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use tracing::{info, warn};
 
 use super::{
-    Conn, Engine, EngineOptions, RestoreReport, RestoreRequest, SchemaStats, VerifyOptions, VerifyReport, process,
+    Conn, Engine, EngineOptions, Placement, RestoreReport, RestoreRequest, SchemaStats, VerifyOptions, VerifyReport,
+    process,
 };
 use crate::cancel::Cancel;
 use crate::config::Database;
@@ -41,7 +42,7 @@ pub(crate) fn find_tool(names: &[&str]) -> PathBuf {
 }
 
 /// `` `name` `` with embedded backticks doubled.
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
@@ -52,7 +53,7 @@ impl MariaDbEngine {
 
     /// A client command with connection flags and environment for `conn`. A `host` that is an
     /// absolute path is a unix socket (throwaway servers).
-    fn client(&self, tools: &[&str], conn: &Conn) -> Command {
+    pub(super) fn client(&self, tools: &[&str], conn: &Conn) -> Command {
         let mut cmd = Command::new(find_tool(tools));
         cmd.arg("--no-defaults");
         if conn.host.starts_with('/') {
@@ -80,44 +81,37 @@ impl MariaDbEngine {
             cmd.arg(format!("--ignore-table={}.{t}", db.spec.database));
         }
         cmd.args(&db.options.extra_args);
-        cmd.arg(&db.spec.database);
+        // `--` ends the options: a database named `--all-databases` is a name.
+        cmd.arg("--").arg(&db.spec.database);
         cmd
     }
 
     /// Runs SQL with the `mariadb` client; batch output (tab-separated, no headers).
-    fn query(&self, conn: &Conn, database: Option<&str>, sql: &str, cancel: &Cancel) -> anyhow::Result<String> {
+    pub(super) fn query(
+        &self,
+        conn: &Conn,
+        database: Option<&str>,
+        sql: &str,
+        cancel: &Cancel,
+    ) -> anyhow::Result<String> {
         let mut cmd = self.client(&["mariadb", "mysql"], conn);
         // Only the client knows --connect-timeout; the dump is preceded by this probe.
         cmd.arg(format!("--connect-timeout={}", self.options.connect_timeout_secs.max(1)));
         cmd.args(["--batch", "--skip-column-names", "-e", sql]);
         if let Some(db) = database {
-            cmd.arg(db);
+            cmd.arg(format!("--database={db}"));
         }
         process::capture(cmd, "mariadb", cancel)
-    }
-
-    fn load(
-        &self,
-        conn: &Conn,
-        database: &str,
-        sql: &mut (dyn BufRead + Send),
-        ignore_errors: bool,
-        cancel: &Cancel,
-    ) -> anyhow::Result<Vec<String>> {
-        let mut cmd = self.client(&["mariadb", "mysql"], conn);
-        if ignore_errors {
-            cmd.arg("--force");
-        }
-        cmd.arg(database);
-        let fed = process::feed_stdin(cmd, "mariadb", sql, cancel)
-            .with_context(|| format!("database {database} was recreated but the restore stopped; it is incomplete"))?;
-        Ok(fed.stderr.into_iter().filter(|l| l.contains("ERROR")).map(|l| format!("ignored (-I): {l}")).collect())
     }
 }
 
 impl Engine for MariaDbEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::MariaDb
+    }
+
+    fn restores_beside_target(&self) -> bool {
+        false
     }
 
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
@@ -132,24 +126,7 @@ impl Engine for MariaDbEngine {
         sql: &mut (dyn BufRead + Send),
         cancel: &Cancel,
     ) -> anyhow::Result<RestoreReport> {
-        let admin = &req.admin;
-        self.query(admin, None, "SELECT 1", cancel)
-            .context("connecting as the admin user (BACKUP_ADMIN_USER / BACKUP_ADMIN_PASSWORD, or -a)")?;
-        let db = quote_ident(&req.database);
-        info!(database = %req.database, "Dropping and recreating the database.");
-        self.query(admin, None, &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"), cancel)
-            .with_context(|| format!("recreating database {}", req.database))?;
-        let mut report = RestoreReport::default();
-        if let Some(owner) = &req.owner {
-            let grant = format!("GRANT ALL PRIVILEGES ON {db}.* TO {}", quote_account(owner));
-            if let Err(e) = self.query(admin, None, &grant, cancel) {
-                let w = format!("GRANT to {owner} skipped: {e:#}");
-                warn!(warning = %w, "Grant skipped.");
-                report.warnings.push(w);
-            }
-        }
-        report.warnings.extend(self.load(admin, &req.database, sql, req.ignore_errors, cancel)?);
-        Ok(report)
+        restore::run(self, req, sql, cancel)
     }
 
     fn verify(
@@ -167,6 +144,8 @@ impl Engine for MariaDbEngine {
             owner: None,
             ignore_errors: false,
             single_transaction: false,
+            placement: Placement::Fresh,
+            count_check: true,
         };
         let restore = self.restore(&req, sql, cancel).context("restoring into the verification server")?;
         let filter = match &opts.schemas {
@@ -187,8 +166,10 @@ impl Engine for MariaDbEngine {
         let mut size = 0u64;
         for line in stats.lines() {
             let f: Vec<&str> = line.split('\t').collect();
-            if let [schema, tables, rows, bytes] = f.as_slice() {
-                schemas.push(SchemaStats { schema: schema.to_string(), tables: tables.parse()?, rows: rows.parse()? });
+            if let [schema, tables, _estimate, bytes] = f.as_slice() {
+                // Rows: the exact counts the restore compared with the dump.
+                let rows = if *schema == database { restore.stream.total_rows() } else { 0 };
+                schemas.push(SchemaStats { schema: schema.to_string(), tables: tables.parse()?, rows });
                 size += bytes.parse::<u64>()?;
             }
         }
@@ -213,7 +194,7 @@ impl Engine for MariaDbEngine {
 }
 
 /// `'user'@'%'` (or the `user@host` given).
-fn quote_account(owner: &str) -> String {
+pub(super) fn quote_account(owner: &str) -> String {
     let (user, host) = owner.split_once('@').unwrap_or((owner, "%"));
     format!("'{}'@'{}'", user.replace('\'', "''"), host.replace('\'', "''"))
 }
@@ -256,6 +237,7 @@ mod tests {
                 "--hex-blob",
                 "--default-character-set=utf8mb4",
                 "--ignore-table=shop.sessions",
+                "--",
                 "shop"
             ]
         );

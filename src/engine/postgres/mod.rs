@@ -6,9 +6,11 @@
 //! makes the tools fail instead of prompting on a terminal.
 
 mod bin;
+mod counts;
 mod restore;
 mod sections;
 mod server;
+mod swap;
 mod verify;
 
 use std::io::{BufRead, Write};
@@ -42,22 +44,20 @@ impl PostgresEngine {
         bin::client_tool(self.options.pg_bin_dir.as_deref(), name)
     }
 
-    /// A client command with connection flags and environment for `conn`.
-    fn client(&self, tool: &str, conn: &Conn) -> Command {
+    /// A client command connected to `database` as `conn`. Every name (host, user, database)
+    /// goes into one quoted connection string (`-d "host='..' dbname='..'"`), so that no tool
+    /// can read a database named `--schema-only` as an option or `a=b` as a connection string.
+    fn client(&self, tool: &str, conn: &Conn, database: &str) -> Command {
         let mut cmd = Command::new(self.tool(tool));
-        cmd.arg("-h").arg(&conn.host);
-        if let Some(port) = conn.port {
-            cmd.arg("-p").arg(port.to_string());
-        }
-        if let Some(user) = &conn.user {
-            cmd.arg("-U").arg(user);
-        }
-        cmd.arg("-w");
+        cmd.arg("-w").arg("-d").arg(conninfo(conn, database));
         match &conn.password {
             Some(password) => cmd.env("PGPASSWORD", password.expose()),
             // NOTE: never let an inherited PGPASSWORD meant for another user leak into this one.
             None => cmd.env_remove("PGPASSWORD"),
         };
+        for var in ["PGSERVICE", "PGDATABASE", "PGHOST", "PGPORT", "PGOPTIONS"] {
+            cmd.env_remove(var);
+        }
         cmd.env("PGCONNECT_TIMEOUT", self.options.connect_timeout_secs.max(1).to_string());
         cmd.env("PGAPPNAME", "backup-container");
         cmd
@@ -65,22 +65,22 @@ impl PostgresEngine {
 
     /// `psql` in a database, quiet, no psqlrc, unaligned tuples only.
     fn psql(&self, conn: &Conn, database: &str) -> Command {
-        let mut cmd = self.client("psql", conn);
-        cmd.args(["-X", "-q", "-A", "-t", "-d"]).arg(database);
+        let mut cmd = self.client("psql", conn, database);
+        cmd.args(["-X", "-q", "-A", "-t"]);
         cmd
     }
 
     /// `pg_dumpall --roles-only --no-role-passwords`, connecting to the database being backed
-    /// up (`-l`), which the backup user can certainly reach.
+    /// up, which the backup user can certainly reach.
     pub fn roles_command(&self, db: &Database) -> Command {
-        let mut cmd = self.client("pg_dumpall", &db.conn());
-        cmd.args(["--roles-only", "--no-role-passwords", "-l"]).arg(&db.spec.database);
+        let mut cmd = self.client("pg_dumpall", &db.conn(), &db.spec.database);
+        cmd.args(["--roles-only", "--no-role-passwords"]);
         cmd
     }
 
-    /// `pg_dump -Fp [options] <database>`.
+    /// `pg_dump -Fp [options]` of the database.
     pub fn dump_command(&self, db: &Database) -> Command {
-        let mut cmd = self.client("pg_dump", &db.conn());
+        let mut cmd = self.client("pg_dump", &db.conn(), &db.spec.database);
         cmd.arg("-Fp");
         for t in &db.options.exclude_tables {
             cmd.arg(format!("--exclude-table={t}"));
@@ -89,15 +89,14 @@ impl PostgresEngine {
             cmd.arg(format!("--exclude-table-data={t}"));
         }
         cmd.args(&db.options.extra_args);
-        cmd.arg(&db.spec.database);
         cmd
     }
 
     /// `psql -c "SHOW server_version_num"`: checks connection and credentials with the
     /// server's own message (pg_dumpall only says "could not connect"), and gets the version.
     pub fn version_command(&self, conn: &Conn, database: &str) -> Command {
-        let mut cmd = self.client("psql", conn);
-        cmd.args(["-X", "-A", "-t", "-c", "SHOW server_version_num", "-d"]).arg(database);
+        let mut cmd = self.client("psql", conn, database);
+        cmd.args(["-X", "-A", "-t", "-c", "SHOW server_version_num"]);
         cmd
     }
 
@@ -199,6 +198,21 @@ fn parse_major(version_output: &str) -> Option<u32> {
 /// `"name"` with embedded quotes doubled.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A libpq connection string naming everything: each value in single quotes with `\\` and
+/// `'` escaped, as libpq's conninfo parser reads them.
+pub(crate) fn conninfo(conn: &Conn, database: &str) -> String {
+    let value = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut parts = vec![format!("host={}", value(&conn.host))];
+    if let Some(port) = conn.port {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = &conn.user {
+        parts.push(format!("user={}", value(user)));
+    }
+    parts.push(format!("dbname={}", value(database)));
+    parts.join(" ")
 }
 
 /// `'text'` with embedded quotes doubled.

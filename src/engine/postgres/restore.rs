@@ -1,28 +1,33 @@
-//! PostgreSQL restore: roles (tolerating existing ones), then drop and recreate the database
-//! (terminating other sessions), drop the Patroni template schemas, grant the application
-//! user, and stream the database section into psql with ON_ERROR_STOP (unless `-I`).
+//! PostgreSQL restore, in the order that never loses the target:
+//!
+//! 1. connect as the admin; read the roles section off the front of the stream and apply it
+//!    (existing roles tolerated);
+//! 2. create the database to load into (`swap::LoadDatabase`: a temporary one by default);
+//! 3. stream the database section into `psql -f -` (ON_ERROR_STOP unless `-I`), counting
+//!    every SQL error with its line in the file, while the scanner checks that the dump is
+//!    complete and counts each table's rows;
+//! 4. compare those rows with `count(*)` of the restored tables; make the load durable;
+//! 5. swap the loaded copy in by rename.
+//!
+//! Any failure before step 5 drops the temporary database: the target is as it was.
 //!
 //! The load commits asynchronously (a dump of many objects commits once per statement, and
-//! each synchronous commit waits for a WAL flush); one synchronous commit at the end makes
-//! all of them durable before the restore is reported done.
-//!
-//! Everything that can fail before data is lost (admin connection, a broken roles section) is
-//! checked before the DROP.
+//! each synchronous commit waits for a WAL flush); one synchronous commit before the swap makes
+//! all of them durable.
 
 use std::io::{BufRead, Cursor, Read};
+use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tracing::{debug, info, warn};
 
 use super::sections::{split_roles, tolerate_existing_roles};
-use super::{PostgresEngine, quote_ident, quote_literal};
+use super::swap::{LoadDatabase, MAINTENANCE_DB};
+use super::{PostgresEngine, counts};
 use crate::cancel::Cancel;
+use crate::engine::load::{SqlErrors, snapshot};
 use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
-
-/// Schemas Patroni's template puts in every new database; the dump brings its own copies.
-const PATRONI_SCHEMAS: [&str; 2] = ["metric_helpers", "user_management"];
-/// The maintenance database the admin connects to.
-const MAINTENANCE_DB: &str = "postgres";
+use crate::scan::{ScanReader, Scanner, Summary, postgres::PgScanner};
 
 pub fn run(
     engine: &PostgresEngine,
@@ -36,17 +41,36 @@ pub fn run(
         .context("connecting as the admin user (set BACKUP_ADMIN_USER / BACKUP_ADMIN_PASSWORD, or -a)")?;
     let split = split_roles(sql).context("reading the backup")?;
     let mut report = RestoreReport::default();
+    // The scanner sees the whole file, roles section included, to judge it complete.
+    let mut scanner = PgScanner::new();
+    let mut offset = 0;
     if let Some(roles) = &split.roles {
+        scanner.feed(roles.as_bytes());
+        offset = roles.matches('\n').count() as u64;
         report.warnings.extend(apply_roles(engine, admin, roles, cancel)?);
     }
-    report.terminated_connections = recreate(engine, req, major, &mut report, cancel)?;
-    let mut rest = Cursor::new(load_prelude().into_bytes()).chain(Cursor::new(split.replay)).chain(sql);
-    debug!(database = %req.database, "Loading the database section.");
-    report.warnings.extend(load(engine, req, &mut rest, cancel)?);
-    debug!(database = %req.database, "Loaded; waiting for one synchronous commit.");
+    let (target, terminated) = LoadDatabase::create(engine, req, major, cancel)?;
+    report.terminated_connections = terminated;
+    report.warnings.extend(target.grant_owner(cancel)?);
+    let mut rest = ScanReader::new(Cursor::new(split.replay).chain(sql), Box::new(scanner));
+    debug!(database = %target.name, "Loading the database section.");
+    let (errors, stream) = load(engine, req, &target.name, &mut rest, offset, cancel)?;
+    report.errors = errors;
+    report.stream = stream;
+    if req.count_check {
+        report.counts = counts::check(engine, admin, &target.name, &report.stream, cancel)?;
+        if !report.counts.mismatches.is_empty() && !req.ignore_errors {
+            let list: Vec<String> = report.counts.mismatches.iter().map(ToString::to_string).collect();
+            bail!("the restored tables do not hold the backup's rows: {}", list.join("; "));
+        }
+    }
+    debug!(database = %target.name, "Loaded; waiting for one synchronous commit.");
     engine.queries(admin, MAINTENANCE_DB, &DURABLE_COMMIT, cancel).with_context(|| {
-        format!("database {} was loaded, but the server did not confirm it is on disk", req.database)
+        format!("database {} was loaded, but the server did not confirm it is on disk", target.name)
     })?;
+    let (swapped_terminated, kept) = target.finish(cancel)?;
+    report.terminated_connections += swapped_terminated;
+    report.kept_previous = kept;
     Ok(report)
 }
 
@@ -55,6 +79,7 @@ pub fn run(
 fn apply_roles(engine: &PostgresEngine, admin: &Conn, roles: &str, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
     let mut cmd = engine.psql(admin, MAINTENANCE_DB);
     cmd.args(["-v", "ON_ERROR_STOP=0"]);
+    cmd.env("PGOPTIONS", "-c client_min_messages=warning");
     let sql = tolerate_existing_roles(roles);
     let fed = process::feed_stdin(cmd, "psql (roles)", &mut sql.as_bytes(), cancel).context("applying roles")?;
     let warnings: Vec<String> = fed
@@ -69,118 +94,56 @@ fn apply_roles(engine: &PostgresEngine, admin: &Conn, roles: &str, cancel: &Canc
     Ok(warnings)
 }
 
-/// Drops (terminating sessions) and recreates the database, and grants the application user
-/// (as upstream does), in one psql session. Returns how many sessions had to be terminated.
-fn recreate(
-    engine: &PostgresEngine,
-    req: &RestoreRequest,
-    major: u32,
-    report: &mut RestoreReport,
-    cancel: &Cancel,
-) -> anyhow::Result<u64> {
-    let db = &req.database;
-    info!(database = %db, "Dropping and recreating the database.");
-    let statements = recreate_statements(db, req.owner.as_deref(), major);
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    let out = engine
-        .queries(&req.admin, MAINTENANCE_DB, &statements, cancel)
-        .with_context(|| format!("dropping and recreating database {db} (the old copy may already be gone)"))?;
-    let mut lines = out.lines().map(str::trim);
-    let terminated: u64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
-    if terminated > 0 {
-        warn!(database = %db, sessions = terminated, "Terminated sessions that were connected to the database.");
-    }
-    if let Some(owner) = &req.owner
-        && lines.next() != Some("1")
-    {
-        let w = format!("role {owner} does not exist on the target server; GRANT skipped");
-        warn!(warning = %w, "Grant skipped.");
-        report.warnings.push(w);
-    }
-    Ok(terminated)
-}
-
-/// The statements `recreate` runs, one `-c` each (DROP DATABASE cannot run in a transaction
-/// block). Output: the number of other sessions, then (with an owner) 1 if the owner exists.
-fn recreate_statements(db: &str, owner: Option<&str>, major: u32) -> Vec<String> {
-    let sessions = format!("FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()", quote_literal(db));
-    let mut sql = Vec::new();
-    if major >= 13 {
-        sql.push(format!("SELECT count(*) {sessions}"));
-        sql.push(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db)));
-    } else {
-        sql.push(format!("SELECT count(pg_terminate_backend(pid)) {sessions}"));
-        sql.push(format!("DROP DATABASE IF EXISTS {}", quote_ident(db)));
-    }
-    sql.push(format!("CREATE DATABASE {}", quote_ident(db)));
-    if let Some(owner) = owner {
-        let exists = format!("SELECT 1 FROM pg_roles WHERE rolname = {}", quote_literal(owner));
-        let grant = format!("GRANT ALL ON DATABASE {} TO {}", quote_ident(db), quote_ident(owner));
-        sql.push(format!("SELECT count(*) FROM ({exists}) AS owner"));
-        sql.push(format!("DO {}", quote_literal(&format!("BEGIN IF EXISTS ({exists}) THEN {grant}; END IF; END"))));
-    }
-    sql
-}
-
-/// Run first in the new database, in the same session as the load: commits stop waiting for
-/// WAL flushes one by one (`DURABLE_COMMIT` follows the load), and the schemas Patroni's
-/// template puts in every new database are dropped (the dump brings its own copies).
-fn load_prelude() -> String {
-    let drops = PATRONI_SCHEMAS.iter().map(|s| format!("DROP SCHEMA IF EXISTS {} CASCADE;\n", quote_ident(s)));
-    std::iter::once("SET synchronous_commit = off;\n".to_string()).chain(drops).collect()
-}
-
 /// A synchronous commit (assigning a transaction id makes it write a commit record) flushes
 /// the WAL up to its own record, which covers every asynchronous commit of the load before it.
 const DURABLE_COMMIT: [&str; 2] = ["SET synchronous_commit = on", "SELECT txid_current()"];
 
-/// Streams the database section into psql.
+/// Streams the database section into `psql -f -` (so that its errors carry line numbers) in
+/// database `into`. Returns the SQL errors (only possible with `-I`) and the stream's summary.
+///
+/// # Errors
+/// The first SQL error without `-I`, an incomplete dump, a read error, an interruption.
 fn load(
     engine: &PostgresEngine,
     req: &RestoreRequest,
-    sql: &mut (dyn Read + Send),
+    into: &str,
+    sql: &mut ScanReader<impl Read + Send>,
+    offset: u64,
     cancel: &Cancel,
-) -> anyhow::Result<Vec<String>> {
-    let mut cmd = engine.psql(&req.admin, &req.database);
+) -> anyhow::Result<(SqlErrors, Summary)> {
+    let mut cmd = engine.psql(&req.admin, into);
     let stop = if req.ignore_errors { "ON_ERROR_STOP=0" } else { "ON_ERROR_STOP=1" };
-    cmd.args(["-v", stop]);
+    cmd.args(["-v", stop, "-f", "-"]);
     if req.single_transaction {
         cmd.arg("--single-transaction");
     }
-    let fed = process::feed_stdin(cmd, "psql", sql, cancel).with_context(|| {
-        format!("database {} was recreated but the restore stopped; it is incomplete", req.database)
-    })?;
-    // With -I psql exits 0 despite errors; report them rather than hide them.
-    Ok(fed.stderr.into_iter().filter(|l| l.contains("ERROR")).map(|l| format!("ignored (-I): {l}")).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recreate_statements_quote_names_and_grant_only_an_existing_owner() {
-        let sql = recreate_statements("app\"db", Some("o'wner"), 15);
-        assert_eq!(sql[1], "DROP DATABASE IF EXISTS \"app\"\"db\" WITH (FORCE)");
-        assert_eq!(sql[2], "CREATE DATABASE \"app\"\"db\"");
-        assert_eq!(sql[3], "SELECT count(*) FROM (SELECT 1 FROM pg_roles WHERE rolname = 'o''wner') AS owner");
-        assert_eq!(
-            sql[4],
-            "DO 'BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ''o''''wner'') \
-             THEN GRANT ALL ON DATABASE \"app\"\"db\" TO \"o''wner\"; END IF; END'"
-        );
-        let old = recreate_statements("db", None, 12);
-        assert_eq!(old.len(), 3);
-        assert!(old[0].starts_with("SELECT count(pg_terminate_backend(pid))"), "{}", old[0]);
-        assert_eq!(old[1], "DROP DATABASE IF EXISTS \"db\"");
+    // Session settings that are not part of the stream, so that line numbers stay the file's.
+    cmd.env("PGOPTIONS", "-c synchronous_commit=off -c client_min_messages=warning");
+    let tally = Arc::new(Mutex::new(SqlErrors::default()));
+    let tap = {
+        let tally = Arc::clone(&tally);
+        Box::new(move |line: &str| {
+            if let Ok(mut t) = tally.lock() {
+                t.observe_psql(line, offset);
+            }
+        })
+    };
+    let fed = process::feed_stdin_tapped(cmd, "psql", sql, Some(tap), cancel);
+    let errors = snapshot(&tally);
+    let summary = sql.finish();
+    if let Err(e) = fed {
+        if errors.count > 0 && !req.ignore_errors && e.downcast_ref::<crate::cancel::Interrupted>().is_none() {
+            bail!(
+                "the restore stopped at the first SQL error (-I continues past errors): {}",
+                errors.first.first().map(String::as_str).unwrap_or_default()
+            );
+        }
+        return Err(e).context("the restore stopped before the end of the backup");
     }
-
-    #[test]
-    fn load_prelude_turns_off_synchronous_commit_before_anything_else() {
-        let prelude = load_prelude();
-        let lines: Vec<&str> = prelude.lines().collect();
-        assert_eq!(lines[0], "SET synchronous_commit = off;");
-        assert!(lines[1..].iter().all(|l| l.starts_with("DROP SCHEMA IF EXISTS ")), "{prelude}");
-        assert_eq!(lines.len(), 1 + PATRONI_SCHEMAS.len());
+    summary.check_complete().context("the backup is incomplete; what was loaded is discarded")?;
+    if errors.count > 0 {
+        warn!(errors = errors.count, first = %errors.first.first().map(String::as_str).unwrap_or_default(), "SQL errors during the load (-I): continuing.");
     }
+    info!(stream = %summary, "Backup stream loaded.");
+    Ok((errors, summary))
 }

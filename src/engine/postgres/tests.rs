@@ -32,33 +32,41 @@ fn engine(bin: Option<&str>) -> PostgresEngine {
 }
 
 #[test]
-fn commands_match_upstream_flags_and_keep_the_password_out_of_argv() {
+fn commands_connect_through_one_quoted_conninfo_and_keep_the_password_out_of_argv() {
     let engine = engine(None);
     let d = db("postgres=db.example.com:5433/app", Some("appuser"), Some("s3cret pw"));
+    let info = "host='db.example.com' port=5433 user='appuser' dbname='app'";
     let dump = engine.dump_command(&d);
-    assert_eq!(argv(&dump), ["pg_dump", "-h", "db.example.com", "-p", "5433", "-U", "appuser", "-w", "-Fp", "app"]);
+    assert_eq!(argv(&dump), ["pg_dump", "-w", "-d", info, "-Fp"]);
     let roles = engine.roles_command(&d);
-    assert_eq!(
-        argv(&roles),
-        [
-            "pg_dumpall",
-            "-h",
-            "db.example.com",
-            "-p",
-            "5433",
-            "-U",
-            "appuser",
-            "-w",
-            "--roles-only",
-            "--no-role-passwords",
-            "-l",
-            "app"
-        ]
-    );
+    assert_eq!(argv(&roles), ["pg_dumpall", "-w", "-d", info, "--roles-only", "--no-role-passwords"]);
     for cmd in [&dump, &roles] {
         assert!(!argv(cmd).iter().any(|a| a.contains("s3cret")));
         assert_eq!(env(cmd, "PGPASSWORD"), Some(Some("s3cret pw".into())));
         assert_eq!(env(cmd, "PGCONNECT_TIMEOUT"), Some(Some("10".into())));
+        assert_eq!(env(cmd, "PGDATABASE"), Some(None), "an inherited PGDATABASE cannot redirect the dump");
+    }
+}
+
+/// Names that look like options or connection strings stay names: only ever inside the
+/// quoted `dbname='...'` value, with quotes and backslashes escaped as libpq reads them.
+#[test]
+fn option_like_and_quoted_names_are_never_options() {
+    let conn = |user: &str| Conn { host: "db".into(), port: None, user: Some(user.into()), password: None };
+    for (name, quoted) in [
+        ("--schema-only", "'--schema-only'"),
+        ("a=b", "'a=b'"),
+        ("with space", "'with space'"),
+        ("it's", r"'it\'s'"),
+        (r"back\slash", r"'back\\slash'"),
+        ("données-ü", "'données-ü'"),
+        ("postgresql://x", "'postgresql://x'"),
+    ] {
+        assert_eq!(conninfo(&conn("-U"), name), format!("host='db' user='-U' dbname={quoted}"));
+        let mut d = db("db/placeholder", Some("u"), None);
+        d.spec.database = name.to_string();
+        let args = argv(&engine(None).dump_command(&d));
+        assert!(!args.iter().any(|a| a == name), "{name} passed bare: {args:?}");
     }
 }
 
@@ -74,16 +82,13 @@ fn dump_options_exclude_tables_and_add_arguments() {
         argv(&engine(None).dump_command(&d)),
         [
             "pg_dump",
-            "-h",
-            "db",
-            "-U",
-            "u",
             "-w",
+            "-d",
+            "host='db' user='u' dbname='app'",
             "-Fp",
             "--exclude-table=scratch.*",
             "--exclude-table-data=public.audit_log",
             "--no-owner",
-            "app"
         ]
     );
 }
@@ -94,7 +99,7 @@ fn no_password_removes_an_inherited_pgpassword() {
     let d = db("db/app", None, None);
     let dump = engine.dump_command(&d);
     assert_eq!(dump.get_program(), "/usr/lib/postgresql/16/bin/pg_dump", "PG_BIN_DIR is used as is");
-    assert_eq!(argv(&dump), ["pg_dump", "-h", "db", "-w", "-Fp", "app"]);
+    assert_eq!(argv(&dump), ["pg_dump", "-w", "-d", "host='db' dbname='app'", "-Fp"]);
     assert_eq!(env(&dump, "PGPASSWORD"), Some(None), "explicitly removed");
 }
 
@@ -105,7 +110,7 @@ fn version_probe_uses_psql_without_password_in_argv() {
     let cmd = engine.version_command(&d.conn(), "app");
     assert_eq!(
         argv(&cmd),
-        ["psql", "-h", "db", "-U", "u", "-w", "-X", "-A", "-t", "-c", "SHOW server_version_num", "-d", "app"]
+        ["psql", "-w", "-d", "host='db' user='u' dbname='app'", "-X", "-A", "-t", "-c", "SHOW server_version_num"]
     );
     assert_eq!(env(&cmd, "PGPASSWORD"), Some(Some("pw".into())));
 }
