@@ -143,7 +143,17 @@ impl PgServer {
     pub fn psql_cmd(&self, db: &str) -> Command {
         let local = self.bin_dir.join("psql");
         let mut c = Command::new(if local.exists() { local } else { PathBuf::from("psql") });
-        c.arg("-h").arg(self.socket_dir()).args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-qtAX"]);
+        // The name inside a quoted conninfo value, so that any database name works.
+        let dbname = format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"));
+        c.arg("-h").arg(self.socket_dir()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            &dbname,
+            "-qtAX",
+        ]);
         c
     }
 

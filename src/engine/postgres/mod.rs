@@ -1,5 +1,6 @@
-//! PostgreSQL: a backup is the `pg_dumpall --roles-only --no-role-passwords` output followed by
-//! the `pg_dump -Fp` output, in one stream (contract C4, the same content as upstream).
+//! PostgreSQL: a backup is the `pg_dumpall --roles-only --no-role-passwords` output, our
+//! database settings section (`settings`), then the `pg_dump -Fp` output, in one stream
+//! (contract C4: what upstream wrote, plus a section plain psql also accepts).
 //! Restore and verify feed that stream back through `psql`.
 //!
 //! Passwords go to the children through `PGPASSWORD` in their environment, never argv; `-w`
@@ -10,6 +11,7 @@ mod counts;
 mod restore;
 mod sections;
 mod server;
+mod settings;
 mod swap;
 mod verify;
 
@@ -150,6 +152,12 @@ impl Engine for PostgresEngine {
             );
         }
         process::stream_stdout(self.roles_command(db), "pg_dumpall", out, cancel).context("dumping roles")?;
+        let captured = self
+            .queries(&db.conn(), &db.spec.database, &[&settings::capture_query(server)], cancel)
+            .context("reading the database's own settings")?;
+        let captured: settings::Captured = serde_json::from_str(captured.trim())
+            .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
+        out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
         process::stream_stdout(self.dump_command(db), "pg_dump", out, cancel).context("dumping the database")?;
         Ok(())
     }

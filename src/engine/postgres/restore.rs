@@ -1,12 +1,14 @@
 //! PostgreSQL restore, in the order that never loses the target:
 //!
-//! 1. connect as the admin; read the roles section off the front of the stream and apply it
-//!    (existing roles tolerated);
-//! 2. create the database to load into (`swap::LoadDatabase`: a temporary one by default);
+//! 1. connect as the admin; read the roles and database settings sections off the front of
+//!    the stream; apply the roles (existing roles tolerated);
+//! 2. create the database to load into (`swap::LoadDatabase`: a temporary one by default),
+//!    with the backup's encoding and locale;
 //! 3. stream the database section into `psql -f -` (ON_ERROR_STOP unless `-I`), counting
 //!    every SQL error with its line in the file, while the scanner checks that the dump is
 //!    complete and counts each table's rows;
-//! 4. compare those rows with `count(*)` of the restored tables; make the load durable;
+//! 4. compare those rows with `count(*)` of the restored tables; apply the database's own
+//!    settings, comment and privileges; make the load durable;
 //! 5. swap the loaded copy in by rename.
 //!
 //! Any failure before step 5 drops the temporary database: the target is as it was.
@@ -21,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use tracing::{debug, info, warn};
 
-use super::sections::{split_roles, tolerate_existing_roles};
+use super::sections::{split_front, tolerate_existing_roles};
 use super::swap::{LoadDatabase, MAINTENANCE_DB};
-use super::{PostgresEngine, counts};
+use super::{PostgresEngine, counts, settings};
 use crate::cancel::Cancel;
 use crate::engine::load::{SqlErrors, snapshot};
 use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
@@ -39,20 +41,20 @@ pub fn run(
     let major = engine
         .server_major(admin, MAINTENANCE_DB, cancel)
         .context("connecting as the admin user (set BACKUP_ADMIN_USER / BACKUP_ADMIN_PASSWORD, or -a)")?;
-    let split = split_roles(sql).context("reading the backup")?;
+    let front = split_front(sql).context("reading the backup")?;
     let mut report = RestoreReport::default();
-    // The scanner sees the whole file, roles section included, to judge it complete.
+    // The scanner sees the whole file, front sections included, to judge it complete.
     let mut scanner = PgScanner::new();
-    let mut offset = 0;
-    if let Some(roles) = &split.roles {
-        scanner.feed(roles.as_bytes());
-        offset = roles.matches('\n').count() as u64;
+    scanner.feed(&front.consumed);
+    let offset = front.consumed.iter().filter(|b| **b == b'\n').count() as u64;
+    if let Some(roles) = &front.roles {
         report.warnings.extend(apply_roles(engine, admin, roles, cancel)?);
     }
-    let (target, terminated) = LoadDatabase::create(engine, req, major, cancel)?;
+    let locale = front.settings.as_deref().and_then(settings::parse_locale);
+    let (target, terminated) = LoadDatabase::create(engine, req, major, locale.as_ref(), cancel)?;
     report.terminated_connections = terminated;
     report.warnings.extend(target.grant_owner(cancel)?);
-    let mut rest = ScanReader::new(Cursor::new(split.replay).chain(sql), Box::new(scanner));
+    let mut rest = ScanReader::new(Cursor::new(front.replay).chain(sql), Box::new(scanner));
     debug!(database = %target.name, "Loading the database section.");
     let (errors, stream) = load(engine, req, &target.name, &mut rest, offset, cancel)?;
     report.errors = errors;
@@ -63,6 +65,9 @@ pub fn run(
             let list: Vec<String> = report.counts.mismatches.iter().map(ToString::to_string).collect();
             bail!("the restored tables do not hold the backup's rows: {}", list.join("; "));
         }
+    }
+    if let Some(section) = &front.settings {
+        report.warnings.extend(apply_settings(engine, admin, &target.name, section, cancel)?);
     }
     debug!(database = %target.name, "Loaded; waiting for one synchronous commit.");
     engine.queries(admin, MAINTENANCE_DB, &DURABLE_COMMIT, cancel).with_context(|| {
@@ -90,6 +95,29 @@ fn apply_roles(engine: &PostgresEngine, admin: &Conn, roles: &str, cancel: &Canc
         .collect();
     for w in &warnings {
         warn!(warning = %w, "A role statement failed; continuing.");
+    }
+    Ok(warnings)
+}
+
+/// Applies the database settings section in the loaded database (after the load and the
+/// counts, so that settings such as `default_transaction_read_only` affect neither); each
+/// statement that could not be applied is a warning.
+fn apply_settings(
+    engine: &PostgresEngine,
+    admin: &Conn,
+    database: &str,
+    section: &str,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<String>> {
+    let mut cmd = engine.psql(admin, database);
+    cmd.args(["-v", "ON_ERROR_STOP=1"]);
+    cmd.env("PGOPTIONS", "-c client_min_messages=warning");
+    let fed = process::feed_stdin(cmd, "psql (database settings)", &mut section.as_bytes(), cancel)
+        .context("applying the database's own settings")?;
+    let warnings: Vec<String> =
+        fed.stderr.into_iter().filter(|l| l.contains("WARNING")).map(|l| format!("settings: {l}")).collect();
+    for w in &warnings {
+        warn!(warning = %w, "A database setting could not be restored; continuing.");
     }
     Ok(warnings)
 }

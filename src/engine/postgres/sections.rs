@@ -1,63 +1,95 @@
-//! The two sections of a PostgreSQL backup: the `pg_dumpall --roles-only` output (when
-//! present, it comes first, in our files and in the bash version's) and the `pg_dump` output.
+//! The sections of a PostgreSQL backup: the `pg_dumpall --roles-only` output (when present,
+//! it comes first, in our files and in the bash version's), our database settings section
+//! (our files since this format; see `settings`), and the `pg_dump` output.
 //!
-//! Pure stream handling: split the roles section off the front, and make its `CREATE ROLE`
-//! statements tolerate roles that already exist (upstream issue #132).
+//! Pure stream handling: split the front sections off, and make the roles section's `CREATE
+//! ROLE` statements tolerate roles that already exist (upstream issue #132).
 
 use std::io::{self, BufRead};
 
+use crate::scan::{SETTINGS_FOOTER, SETTINGS_HEADER};
+
 const HEADER: &str = "-- PostgreSQL database cluster dump";
 const FOOTER: &str = "-- PostgreSQL database cluster dump complete";
-/// A roles section larger than this is not a roles section.
-const MAX_ROLES_BYTES: usize = 64 << 20;
+/// A section larger than this is not a roles or settings section.
+const MAX_SECTION_BYTES: usize = 64 << 20;
 
 /// The front of a backup stream, split.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Split {
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct Front {
     /// The roles section, when the stream starts with one.
     pub roles: Option<String>,
+    /// Our database settings section (`settings`), when present.
+    pub settings: Option<String>,
+    /// Every byte taken off the front that is not replayed (the sections and the comment and
+    /// blank lines around them), in order.
+    pub consumed: Vec<u8>,
     /// Bytes read while looking that belong to the database section (replay them first).
     pub replay: Vec<u8>,
 }
 
-/// Reads the roles section off the front of `sql`, leaving the database section unread
-/// (except for `replay`).
+/// Reads the roles section and the settings section off the front of `sql`, leaving the
+/// database section unread (except for `replay`).
 ///
 /// # Errors
-/// Read errors, or a roles section that never ends or is implausibly large.
-pub fn split_roles(sql: &mut dyn BufRead) -> io::Result<Split> {
-    let mut first = String::new();
-    sql.read_line(&mut first)?;
-    if first.trim_end() != "--" {
-        return Ok(Split { roles: None, replay: first.into_bytes() });
+/// Read errors, or a section that never ends or is implausibly large.
+pub fn split_front(sql: &mut dyn BufRead) -> io::Result<Front> {
+    let mut front = Front::default();
+    let mut pending = String::new();
+    loop {
+        let mut line = String::new();
+        if sql.read_line(&mut line)? == 0 {
+            front.replay = pending.into_bytes();
+            return Ok(front);
+        }
+        let body = line.trim_end();
+        if body.is_empty() || body == "--" {
+            pending.push_str(&line);
+            continue;
+        }
+        let (footer, what) = match body {
+            HEADER if front.roles.is_none() && front.settings.is_none() => (FOOTER, "roles"),
+            SETTINGS_HEADER if front.settings.is_none() => (SETTINGS_FOOTER, "database settings"),
+            _ => {
+                pending.push_str(&line);
+                front.replay = pending.into_bytes();
+                return Ok(front);
+            }
+        };
+        let mut section = std::mem::take(&mut pending);
+        section.push_str(&line);
+        read_until(sql, &mut section, footer, what)?;
+        front.consumed.extend_from_slice(section.as_bytes());
+        if what == "roles" {
+            front.roles = Some(section);
+        } else {
+            front.settings = Some(section);
+        }
     }
-    let mut second = String::new();
-    sql.read_line(&mut second)?;
-    if second.trim_end() != HEADER {
-        return Ok(Split { roles: None, replay: [first, second].concat().into_bytes() });
-    }
-    let mut roles = [first, second].concat();
+}
+
+/// Appends lines to `section` up to and including the `footer` line.
+fn read_until(sql: &mut dyn BufRead, section: &mut String, footer: &str, what: &str) -> io::Result<()> {
     loop {
         let mut line = String::new();
         if sql.read_line(&mut line)? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "the roles section of the backup never ends (truncated file?)",
+                format!("the {what} section of the backup never ends (truncated file?)"),
             ));
         }
-        let done = line.trim_end() == FOOTER;
-        roles.push_str(&line);
-        if roles.len() > MAX_ROLES_BYTES {
+        let done = line.trim_end() == footer;
+        section.push_str(&line);
+        if section.len() > MAX_SECTION_BYTES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "the roles section of the backup is larger than 64 MiB",
+                format!("the {what} section of the backup is larger than 64 MiB"),
             ));
         }
         if done {
-            break;
+            return Ok(());
         }
     }
-    Ok(Split { roles: Some(roles), replay: Vec::new() })
 }
 
 /// Rewrites each `CREATE ROLE name;` line so that an existing role is kept instead of being an
@@ -83,35 +115,52 @@ mod tests {
     use super::*;
 
     const ROLES: &str = "--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict abc\n\nSET default_transaction_read_only = off;\n\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE \"odd name\";\n\n\\unrestrict abc\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
+    const SETTINGS: &str = "--\n-- backup-container database settings\n--\n-- encoding: UTF8\nDO $bc$BEGIN NULL; END$bc$;\n--\n-- backup-container database settings complete\n--\n\n";
     const DUMP: &str = "--\n-- PostgreSQL database dump\n--\n\nCREATE TABLE t (id int);\n";
 
-    #[test]
-    fn splits_roles_first_files() {
-        let text = format!("{ROLES}{DUMP}");
+    fn split(text: &str) -> (Front, String) {
         let mut reader = text.as_bytes();
-        let split = split_roles(&mut reader).unwrap();
-        let roles = split.roles.unwrap();
+        let front = split_front(&mut reader).unwrap();
+        let rest = String::from_utf8([front.replay.clone(), reader.to_vec()].concat()).unwrap();
+        (front, rest)
+    }
+
+    #[test]
+    fn splits_roles_and_settings_off_the_front() {
+        let text = format!("{ROLES}{SETTINGS}{DUMP}");
+        let (front, rest) = split(&text);
+        let roles = front.roles.clone().unwrap();
         assert!(roles.starts_with("--\n-- PostgreSQL database cluster dump\n"));
         assert!(roles.ends_with("-- PostgreSQL database cluster dump complete\n"));
-        let rest = [split.replay, reader.to_vec()].concat();
-        assert_eq!(String::from_utf8(rest).unwrap(), format!("--\n\n{DUMP}"));
+        let settings = front.settings.clone().unwrap();
+        assert!(settings.contains("DO $bc$") && settings.ends_with("settings complete\n"), "{settings}");
+        assert_eq!(rest, format!("--\n\n{DUMP}"));
+        // Nothing is lost: consumed + rest is the whole stream.
+        let consumed = String::from_utf8(front.consumed).unwrap();
+        assert_eq!(format!("{consumed}{rest}"), text);
     }
 
     #[test]
-    fn files_without_roles_pass_through_whole() {
-        let mut reader = DUMP.as_bytes();
-        let split = split_roles(&mut reader).unwrap();
-        assert_eq!(split.roles, None);
-        let rest = [split.replay, reader.to_vec()].concat();
-        assert_eq!(String::from_utf8(rest).unwrap(), DUMP);
-        let mut reader = "SELECT 1;\n".as_bytes();
-        assert_eq!(split_roles(&mut reader).unwrap().replay, b"SELECT 1;\n");
+    fn files_without_front_sections_pass_through_whole() {
+        let (front, rest) = split(DUMP);
+        assert_eq!((front.roles, front.settings), (None, None));
+        assert_eq!(rest, DUMP);
+        let (front, rest) = split("SELECT 1;\n");
+        assert_eq!(front.replay, b"SELECT 1;\n");
+        assert_eq!(rest, "SELECT 1;\n");
+        let (front, rest) = split(&format!("{ROLES}{DUMP}"));
+        assert!(front.roles.is_some() && front.settings.is_none());
+        assert_eq!(rest, format!("--\n\n{DUMP}"));
     }
 
     #[test]
-    fn unterminated_roles_section_is_an_error() {
+    fn unterminated_sections_are_errors() {
         let mut reader = "--\n-- PostgreSQL database cluster dump\n--\nCREATE ROLE app;\n".as_bytes();
-        assert!(split_roles(&mut reader).is_err());
+        assert!(split_front(&mut reader).is_err());
+        let cut = &SETTINGS[..SETTINGS.find("--\n-- backup-container database settings complete").unwrap()];
+        let text = format!("{ROLES}{cut}");
+        let mut reader = text.as_bytes();
+        assert!(split_front(&mut reader).unwrap_err().to_string().contains("database settings section"));
     }
 
     #[test]

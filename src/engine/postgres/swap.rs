@@ -10,6 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use tracing::{info, warn};
 
+use super::settings::Locale;
 use super::{PostgresEngine, quote_ident, quote_literal};
 use crate::cancel::Cancel;
 use crate::engine::{Placement, RestoreRequest};
@@ -40,7 +41,8 @@ pub struct LoadDatabase<'a> {
 }
 
 impl<'a> LoadDatabase<'a> {
-    /// Creates the database to load into (dropping, for `InPlace`, the target first).
+    /// Creates the database to load into (dropping, for `InPlace`, the target first), with the
+    /// backup's encoding and locale when it recorded them.
     /// Returns it and the number of sessions terminated on the target.
     ///
     /// # Errors
@@ -49,6 +51,7 @@ impl<'a> LoadDatabase<'a> {
         engine: &'a PostgresEngine,
         req: &'a RestoreRequest,
         major: u32,
+        locale: Option<&Locale>,
         cancel: &Cancel,
     ) -> anyhow::Result<(Self, u64)> {
         let db = &req.database;
@@ -66,14 +69,31 @@ impl<'a> LoadDatabase<'a> {
             // A temporary database left by a killed restore of the same target.
             sql.extend(drop_statements(&name, major));
         }
-        sql.push(format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name)));
+        let create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name));
+        let options = locale.map(|l| l.create_options(major)).unwrap_or_default();
+        sql.push(format!("{create}{options}"));
         let statements: Vec<&str> = sql.iter().map(String::as_str).collect();
         let what = if req.placement == Placement::InPlace {
             format!("dropping and recreating database {db} (the old copy may already be gone)")
         } else {
             format!("creating database {name} to restore into (the target {db} is untouched)")
         };
-        engine.queries(&req.admin, MAINTENANCE_DB, &statements, cancel).context(what)?;
+        match engine.queries(&req.admin, MAINTENANCE_DB, &statements, cancel) {
+            Ok(_) => {}
+            // A throwaway verification server may lack the backup's locale; the data is
+            // still proven with the server's own.
+            Err(e) if req.placement == Placement::Fresh && !options.is_empty() => {
+                warn!(error = %format!("{e:#}"), locale = %options.trim(), "The verification server cannot create the backup's locale; using its own.");
+                engine.queries(&req.admin, MAINTENANCE_DB, &[&create], cancel).context(what)?;
+            }
+            Err(e) if !options.is_empty() => {
+                return Err(e).context(format!(
+                    "{what}, with the backup's encoding and locale ({}): install that locale on the server",
+                    options.trim()
+                ));
+            }
+            Err(e) => return Err(e).context(what),
+        }
         Ok((LoadDatabase { engine, req, name, temporary, major }, terminated))
     }
 
