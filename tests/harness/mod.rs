@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod daemon;
 pub mod ftps;
 pub mod mariadb;
 pub mod postgres;
