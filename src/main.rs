@@ -18,11 +18,22 @@ fn main() -> ExitCode {
         eprintln!("backup-container: cannot install signal handlers: {e}");
         return Exit::Failed.into();
     }
-    match cmd::dispatch(&cli, env, &cancel) {
-        Ok(exit) => exit.into(),
-        Err(e) => {
+    // A panic is a bug; no input may cause one (property-tested). Should one escape anyway
+    // (the daemon turns a job's panic into a failed job), exit 2 with its message, not 101.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::dispatch(&cli, env, &cancel))) {
+        Ok(Ok(exit)) => exit.into(),
+        Ok(Err(e)) => {
             eprintln!("backup-container: {e:#}");
             Exit::for_error(&e).into()
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            eprintln!("backup-container: internal error (please report it): {message}");
+            Exit::Usage.into()
         }
     }
 }

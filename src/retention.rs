@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::catalog::BackupFile;
 use crate::layout::Class;
@@ -81,8 +81,9 @@ impl Policy {
 pub enum Reason {
     /// Beyond the count for its group (`kept` newer ones exist).
     OverCount { group: String, keep: u32 },
-    /// An `.in_progress` file left by a killed run, older than the stale limit.
-    StalePartial,
+    /// An `.in_progress` file left by a killed run. The caller holds the run lock, so no live
+    /// process is writing it (liveness is decided by the lock, never by a PID or an age).
+    DeadPartial,
 }
 
 /// One deletion the plan proposes.
@@ -91,9 +92,6 @@ pub struct Deletion {
     pub path: PathBuf,
     pub reason: Reason,
 }
-
-/// `.in_progress` files older than this are removed (with a warning) by retention.
-pub const STALE_PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Plans deletions for the databases whose core names are in `cores`.
 ///
@@ -111,10 +109,7 @@ pub fn plan(
     let mut out = Vec::new();
     for b in backups.iter().filter(|b| cores.contains(&b.core)) {
         if b.in_progress {
-            let age = now.duration_since(b.modified).unwrap_or_default();
-            if age > STALE_PARTIAL_AGE {
-                out.push(Deletion { path: b.path.clone(), reason: Reason::StalePartial });
-            }
+            out.push(Deletion { path: b.path.clone(), reason: Reason::DeadPartial });
             continue;
         }
         let newest = newest_of_core.entry(&b.core).or_insert(b);

@@ -3,6 +3,7 @@
 use super::*;
 use crate::layout;
 use std::path::Path;
+use std::time::Duration;
 
 const ROOT: &str = "/backups";
 
@@ -151,7 +152,7 @@ fn cases() -> Vec<Case> {
             deleted: &["daily/2026-11-19/db-app_2026-11-19_01-00-00.sql.gz"],
         },
         Case {
-            name: "in-progress files are not counted; stale ones (>24h) are removed, fresh ones kept",
+            name: "in-progress files are not counted, and removed whatever their age (the caller holds the lock)",
             policy: daily(1),
             files: &[
                 "2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.in_progress@48h",
@@ -160,7 +161,10 @@ fn cases() -> Vec<Case> {
             ],
             cores: &["db-app"],
             protect: &[],
-            deleted: &["2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.in_progress"],
+            deleted: &[
+                "2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.in_progress",
+                "2026-11-22/db-app_2026-11-22_11-00-00.sql.gz.in_progress",
+            ],
         },
         Case {
             name: "rolling leaves flat folders from a former daily strategy alone",

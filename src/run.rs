@@ -86,6 +86,7 @@ pub fn run_backups(
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let _lock = RunLock::acquire(&settings.backup_dir, "backup run")?;
+    remove_dead_partials(&settings.backup_dir);
     let run_id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
     let run_date = settings.zone.local(Utc::now()).date();
     let dir = layout::run_dir(&settings.backup_dir, layout::classify(run_date, &settings.policy), run_date);
@@ -238,6 +239,18 @@ fn dump(settings: &Settings, db: &Database, dir: &Path, cancel: &Cancel) -> Resu
     }
 }
 
+/// Removes every `.in_progress` file: the caller holds the run lock, so none of them is being
+/// written (their runs were killed), and the space they hold is needed now, before new dumps.
+fn remove_dead_partials(root: &Path) {
+    let Ok(backups) = catalog::scan(root) else { return };
+    for b in backups.iter().filter(|b| b.in_progress) {
+        warn!(path = %b.path.display(), bytes = b.size, "Removing a partial file left by a killed run.");
+        if let Err(e) = catalog::delete_backup(root, &b.path) {
+            error!(path = %b.path.display(), error = %format!("{e:#}"), "Could not remove a partial file.");
+        }
+    }
+}
+
 /// Now, in `TZ`, at a second no backup of `core` in `dir` is named with yet: two runs in the
 /// same second (a quick re-run, back-to-back fires) wait for the next second instead of
 /// failing on an existing name.
@@ -287,7 +300,7 @@ fn apply_retention(settings: &Settings, spec: &DatabaseSpec, protect: &[PathBuf]
     let (mut pruned, mut errors) = (Vec::new(), Vec::new());
     for d in plan {
         match &d.reason {
-            Reason::StalePartial => {
+            Reason::DeadPartial => {
                 warn!(path = %d.path.display(), "Removing a partial file left by an interrupted run.")
             }
             Reason::OverCount { group, keep } => {

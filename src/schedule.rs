@@ -68,7 +68,7 @@ impl Schedule {
     /// the first real instant after it; in a fall-back overlap it runs once (croner semantics).
     pub fn next_after(&self, now: DateTime<Utc>, zone: &Zone) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Every(d) => Some(now + chrono::Duration::from_std(*d).ok()?),
+            Schedule::Every(d) => now.checked_add_signed(chrono::Duration::from_std(*d).ok()?),
             Schedule::Cron { cron, .. } => zone.next_cron_fire(cron, now),
         }
     }
@@ -110,7 +110,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
         };
         let n: u64 = digits.parse().map_err(|_| format!("invalid duration \"{text}\" (use e.g. 45s, 30m, 12h, 1d)"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
+        total = n
+            .checked_mul(unit)
+            .and_then(|part| total.checked_add(part))
+            .ok_or_else(|| format!("invalid duration \"{text}\": too large"))?;
         digits.clear();
         seen_any = true;
     }
@@ -142,7 +145,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn zone(name: &str) -> Zone {
-        Zone::parse(Some(name))
+        Zone::parse(Some(name)).unwrap()
     }
 
     fn utc(s: &str) -> DateTime<Utc> {

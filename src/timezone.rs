@@ -1,9 +1,9 @@
 //! The time zone all dates are computed in: backup folder dates, file timestamps, the
 //! daily/weekly/monthly classification and cron fire times (`TZ`, as upstream).
 //!
-//! An IANA name (`America/Vancouver`, `PST8PDT`, `UTC`) is resolved with chrono-tz; anything
-//! else (unset, or a POSIX rule string) falls back to the C library's local time, which reads
-//! `TZ` itself.
+//! An IANA name (`America/Vancouver`, `PST8PDT`, `UTC`) is resolved with chrono-tz; unset
+//! means the C library's local time. Anything else is a configuration error: a typo must not
+//! silently move every backup's date and schedule to the system's zone.
 
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -13,20 +13,29 @@ use croner::Cron;
 #[derive(Debug, Clone)]
 pub enum Zone {
     Named(Tz),
-    /// The system's local time zone (TZ unset, or not an IANA name).
+    /// The system's local time zone (TZ unset).
     System(Option<String>),
 }
 
 impl Zone {
-    /// Resolves the `TZ` value. An unknown name falls back to the system zone, and
-    /// `description()` says so (shown by `-c`).
-    pub fn parse(tz: Option<&str>) -> Zone {
-        match tz.map(|t| t.trim_start_matches(':')) {
-            None | Some("") => Zone::System(None),
-            Some(name) => match name.parse::<Tz>() {
-                Ok(tz) => Zone::Named(tz),
-                Err(_) => Zone::System(Some(name.to_string())),
-            },
+    /// Resolves the `TZ` value: unset is the system's local time; otherwise it must be an IANA
+    /// name (`America/Vancouver`, `PST8PDT`, `UTC`; a leading `:` is allowed).
+    ///
+    /// # Errors
+    /// Anything else (a typo, a POSIX rule string), with the closest IANA name when there is one.
+    pub fn parse(tz: Option<&str>) -> Result<Zone, String> {
+        match tz.map(|t| t.trim().trim_start_matches(':')) {
+            None | Some("") => Ok(Zone::System(None)),
+            Some(name) => name.parse::<Tz>().map(Zone::Named).map_err(|_| {
+                let lower = name.to_ascii_lowercase();
+                let best = chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .map(|z| (strsim::damerau_levenshtein(&lower, &z.name().to_ascii_lowercase()), z.name()))
+                    .min_by_key(|(d, _)| *d)
+                    .filter(|(d, n)| *d <= 3.max(n.len() / 5));
+                let hint = best.map(|(_, n)| format!("; did you mean {n}?")).unwrap_or_default();
+                format!("TZ=\"{name}\" is not an IANA time zone name (e.g. America/Vancouver, PST8PDT, UTC){hint}")
+            }),
         }
     }
 
@@ -73,16 +82,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn named_zones_and_fallback() {
-        assert!(matches!(Zone::parse(Some("PST8PDT")), Zone::Named(_)));
-        assert!(matches!(Zone::parse(Some(":Europe/Berlin")), Zone::Named(_)));
-        assert!(matches!(Zone::parse(None), Zone::System(None)));
-        assert!(matches!(Zone::parse(Some("EST5EDT,M3.2.0,M11.1.0")), Zone::System(Some(_))));
+    fn named_zones_only_with_suggestions() {
+        assert!(matches!(Zone::parse(Some("PST8PDT")), Ok(Zone::Named(_))));
+        assert!(matches!(Zone::parse(Some(":Europe/Berlin")), Ok(Zone::Named(_))));
+        assert!(matches!(Zone::parse(None), Ok(Zone::System(None))));
+        let e = Zone::parse(Some("Amercia/Vancouver")).unwrap_err();
+        assert!(e.ends_with("did you mean America/Vancouver?"), "{e}");
+        let e = Zone::parse(Some("Mars/Olympus")).unwrap_err();
+        assert!(e.contains("not an IANA time zone name"), "{e}");
+        assert!(Zone::parse(Some("EST5EDT,M3.2.0,M11.1.0")).is_err());
     }
 
     #[test]
     fn local_wall_clock() {
-        let z = Zone::parse(Some("America/Vancouver"));
+        let z = Zone::parse(Some("America/Vancouver")).unwrap();
         let t = Utc.with_ymd_and_hms(2026, 11, 22, 7, 30, 0).unwrap();
         assert_eq!(z.local(t).to_string(), "2026-11-21 23:30:00");
         assert!(z.description(t).starts_with("America/Vancouver (PST, -0800)"));

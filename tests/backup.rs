@@ -230,3 +230,36 @@ fn upstream_folder_is_listed_and_pruned_like_ours() {
     assert!(!stale.exists(), "stale partial removed");
     assert!(r.stderr.contains("partial file left by an interrupted run"), "{}", r.all());
 }
+
+/// Partial files of killed runs (ours and the bash version's, of any age, of any database)
+/// are removed by the next run, which holds the lock and so knows nobody writes them; while
+/// another process holds the lock (a live run), they are left alone.
+#[test]
+fn partials_of_killed_runs_are_removed_at_once_but_never_a_live_ones() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let ours = fx.backups().join("daily/2026-11-30/localhost-app1_2026-11-30_01-00-00.sql.gz.in_progress");
+    let theirs = fx.backups().join("2026-11-29/localhost-app2_2026-11-29_01-00-00.sql.gz.in_progress");
+    for p in [&ours, &theirs] {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, vec![b'x'; 4096]).unwrap();
+    }
+    // A live run holds the lock: its partials stay, and the second run is refused.
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(fx.backups().join(".backup-container.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let r = run(&mut fx.once(&conf));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(ours.exists() && theirs.exists());
+    drop(lock);
+    // Fresh files (written a moment ago) of a run that is gone: removed at once.
+    let r = run(&mut fx.once(&conf));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!ours.exists() && !theirs.exists(), "{:?}", files_under(&fx.backups()));
+    assert_eq!(r.stderr.matches("Removing a partial file left by a killed run.").count(), 2, "{}", r.all());
+    assert_eq!(backups_under(&fx.backups()).len(), 1);
+}

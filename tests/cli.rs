@@ -139,6 +139,7 @@ fn backup_sh_shim_gives_the_same_output() {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TZ", "America/Vancouver")
+            .env("BACKUP_LOG_LEVEL", "info")
             .env("BACKUP_CONF", &conf)
             .env("BACKUP_CONTAINER_BIN", env!("CARGO_BIN_EXE_backup-container")));
         assert_eq!(direct.code, 0, "{}", direct.all());
@@ -146,4 +147,46 @@ fn backup_sh_shim_gives_the_same_output() {
         let strip_time = |s: &str| s.lines().filter(|l| !l.contains("next:")).collect::<Vec<_>>().join("\n");
         assert_eq!(strip_time(&via_shim.stdout), strip_time(&direct.stdout), "{args:?}");
     }
+}
+
+/// Values that were accepted silently (or panicked the daemon) are configuration errors:
+/// exit 2 naming the variable, for `-c`, `-1` and the daemon alike, before any work.
+#[test]
+fn bad_values_stop_every_mode_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    for day in ["2026-11-20", "2026-11-21", "2026-11-22"] {
+        crate::harness::gzip_to(&root.join(format!("{day}/db-app_{day}_01-00-00.sql.gz")), "x");
+    }
+    let conf = dir.path().join("backup.conf");
+    std::fs::write(&conf, "db/app\n").unwrap();
+    let cases = [
+        ("TZ", "Amercia/Vancouver"),
+        ("TZ", "Mars/Olympus"),
+        ("DATABASE_CONNECT_TIMEOUT", "-5"),
+        ("LOG_FORMAT", "xml"),
+        ("BACKUP_LOG_LEVEL", "loud"),
+        ("HEALTH_FAIL_WHEN_STALE", "ture"),
+        ("NUM_BACKUPS", "-3"),
+        ("BACKUP_PERIOD", "100000000000d"),
+        ("BACKUP_PERIOD", "18446744073709551615s"),
+        ("STALE_FACTOR", "inf"),
+    ];
+    for (var, value) in cases {
+        for mode in [&["-c"][..], &["-1"][..], &["-p", "-s"][..], &[][..]] {
+            let r = run(bin()
+                .args(mode)
+                .env("BACKUP_CONF", &conf)
+                .env("BACKUP_DIR", &root)
+                .env("BACKUP_STRATEGY", "daily")
+                .env("DATABASE_USER", "u")
+                .env("HEALTH_ADDR", "off")
+                .env(var, value));
+            assert_eq!(r.code, 2, "{var}={value} {mode:?}: {}", r.all());
+            assert!(r.stderr.contains(var), "{var}={value} {mode:?}: {}", r.all());
+        }
+    }
+    assert_eq!(crate::harness::backups_under(&root).len(), 3, "NUM_BACKUPS=-3 pruned nothing");
+    let r = run(bin().arg("-c").env("BACKUP_CONF", &conf).env("TZ", "Amercia/Vancouver"));
+    assert!(r.stderr.contains("did you mean America/Vancouver?"), "{}", r.all());
 }

@@ -63,19 +63,52 @@ impl<'a> Loader<'a> {
         self.sources.borrow().get(name).cloned().unwrap_or_else(|| "environment".into())
     }
 
-    pub(super) fn int(&self, name: &str, default: i64) -> i64 {
+    /// A whole number within `min..=max` (an error names the range).
+    pub(super) fn int_in(&self, name: &str, default: i64, min: i64, max: i64) -> i64 {
         match self.text(name) {
             None => default,
-            Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                self.error(format!("{}: {name}=\"{v}\" is not a whole number", self.origin(name)));
-                default
-            }),
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                Ok(_) => {
+                    self.error(format!("{}: {name}=\"{v}\" is out of range ({min} to {max})", self.origin(name)));
+                    default
+                }
+                Err(_) => {
+                    self.error(format!("{}: {name}=\"{v}\" is not a whole number", self.origin(name)));
+                    default
+                }
+            },
         }
     }
 
-    /// `1`, `true`, `yes`, `on` (any case) are true; unset or anything else is false.
-    pub(super) fn flag(&self, name: &str) -> bool {
-        self.text(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    /// A number within `min..=max`, finite.
+    pub(super) fn float_in(&self, name: &str, default: f64, min: f64, max: f64) -> f64 {
+        match self.text(name) {
+            None => default,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() && (min..=max).contains(&f) => f,
+                _ => {
+                    self.error(format!("{}: {name}=\"{v}\" must be a number from {min} to {max}", self.origin(name)));
+                    default
+                }
+            },
+        }
+    }
+
+    /// One of `choices` (case-insensitive); anything else is an error with a suggestion.
+    pub(super) fn choice(&self, name: &str, choices: &[&'static str]) -> Option<&'static str> {
+        let v = self.text(name)?;
+        let lower = v.trim().to_ascii_lowercase();
+        match choices.iter().find(|c| **c == lower) {
+            Some(c) => Some(*c),
+            None => {
+                let hint = suggest(&lower, choices.iter().copied())
+                    .map(|s| format!("; did you mean {s}?"))
+                    .unwrap_or_default();
+                self.error(format!("{}: {name}=\"{v}\" is not one of {}{hint}", self.origin(name), choices.join(", ")));
+                None
+            }
+        }
     }
 
     /// A strict boolean: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case);
@@ -92,13 +125,34 @@ impl<'a> Loader<'a> {
         }
     }
 
-    pub(super) fn duration(&self, name: &str, default: Duration) -> Duration {
+    /// A duration (`45s`, `30m`, `12h`, `1d`, combinations) of at most `max`.
+    pub(super) fn duration_max(&self, name: &str, default: Duration, max: Duration) -> Duration {
         match self.text(name) {
             None => default,
-            Some(text) => parse_duration(&text).unwrap_or_else(|e| {
-                self.error(format!("{}: {name}: {e}", self.origin(name)));
-                default
-            }),
+            Some(text) => match parse_duration(&text) {
+                Ok(d) if d <= max => d,
+                Ok(_) => {
+                    self.error(format!(
+                        "{}: {name}=\"{text}\" is too long (at most {})",
+                        self.origin(name),
+                        crate::schedule::format_duration(max)
+                    ));
+                    default
+                }
+                Err(e) => {
+                    self.error(format!("{}: {name}: {e}", self.origin(name)));
+                    default
+                }
+            },
         }
     }
+}
+
+/// The closest of `choices` to `input`, when it is close enough to be a typo.
+pub(super) fn suggest<'c>(input: &str, choices: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    choices
+        .map(|c| (strsim::damerau_levenshtein(&input.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }

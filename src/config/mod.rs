@@ -30,7 +30,6 @@ pub use secret::{Secret, redact_url};
 use crate::compress::Compression;
 use crate::engine::EngineOptions;
 use crate::retention::Policy;
-use crate::schedule::parse_duration;
 use crate::spec::{DatabaseSpec, EngineKind};
 use crate::timezone::Zone;
 
@@ -146,10 +145,12 @@ impl Settings {
         let toml = toml.unwrap_or_default();
         let l = Loader::new(&env, toml.layer.clone(), std::mem::take(&mut early_errors));
         let strategy = l.text(env::BACKUP_STRATEGY).unwrap_or_else(|| "rolling".into());
-        let num = l.int(env::NUM_BACKUPS, 31);
-        let daily = l.int(env::DAILY_BACKUPS, 6);
-        let weekly = l.int(env::WEEKLY_BACKUPS, 4);
-        let monthly = l.int(env::MONTHLY_BACKUPS, 1);
+        // Counts: upstream gave a negative WEEKLY_BACKUPS a meaning (the daily strategy) and a
+        // negative MONTHLY_BACKUPS one under it (ignored); other negatives had none.
+        let num = l.int_in(env::NUM_BACKUPS, 31, 0, MAX_COUNT);
+        let daily = l.int_in(env::DAILY_BACKUPS, 6, 0, MAX_COUNT);
+        let weekly = l.int_in(env::WEEKLY_BACKUPS, 4, -MAX_COUNT, MAX_COUNT);
+        let monthly = l.int_in(env::MONTHLY_BACKUPS, 1, -MAX_COUNT, MAX_COUNT);
         let policy = Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
             l.error(format!("{}: BACKUP_STRATEGY: {e}", l.origin(env::BACKUP_STRATEGY)));
             Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
@@ -157,14 +158,10 @@ impl Settings {
         let backup_dir = PathBuf::from(
             l.text(env::ROOT_BACKUP_DIR).or_else(|| l.text(env::BACKUP_DIR)).unwrap_or_else(|| "/backups/".into()),
         );
-        let period_text = l.text(env::BACKUP_PERIOD).unwrap_or_else(|| "1d".into());
-        let backup_period = parse_duration(&period_text).unwrap_or_else(|e| {
-            l.error(format!("{}: BACKUP_PERIOD: {e}", l.origin(env::BACKUP_PERIOD)));
-            Duration::from_secs(86400)
-        });
-        let timeout = l.int(env::DATABASE_SERVER_TIMEOUT, 120);
-        let shutdown_grace = l.duration(env::SHUTDOWN_GRACE, Duration::from_secs(30));
-        let command_timeout = l.duration(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600));
+        let backup_period = l.duration_max(env::BACKUP_PERIOD, DAY, 366 * DAY);
+        let timeout = l.int_in(env::DATABASE_SERVER_TIMEOUT, 120, 1, 86_400);
+        let shutdown_grace = l.duration_max(env::SHUTDOWN_GRACE, Duration::from_secs(30), DAY);
+        let command_timeout = l.duration_max(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600), 7 * DAY);
         let health_addr = match l.text(env::HEALTH_ADDR).as_deref() {
             Some("off") | Some("none") => None,
             Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
@@ -176,25 +173,18 @@ impl Settings {
             }),
             None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
         };
-        let stale_factor = match l.text(env::STALE_FACTOR) {
-            None => 1.5,
-            Some(t) => t.parse::<f64>().ok().filter(|f| *f >= 1.0).unwrap_or_else(|| {
-                l.error(format!("{}: STALE_FACTOR=\"{t}\" must be a number >= 1", l.origin(env::STALE_FACTOR)));
-                1.5
-            }),
-        };
-        let fail_when_stale = l.flag(env::HEALTH_FAIL_WHEN_STALE);
+        let stale_factor = l.float_in(env::STALE_FACTOR, 1.5, 1.0, 1000.0);
+        let fail_when_stale = l.boolean(env::HEALTH_FAIL_WHEN_STALE, false);
+        l.choice(env::LOG_FORMAT, &["text", "json"]);
+        l.choice(env::BACKUP_LOG_LEVEL, &["error", "warn", "info", "debug", "trace"]);
         let notify = NotifySettings::load(&l);
         let mirrors = MirrorSettings::load(&l);
         let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
             None => MaxAge::Default,
             Some("0") => MaxAge::Disabled,
-            Some(text) => parse_duration(text).map(MaxAge::Fixed).unwrap_or_else(|e| {
-                l.error(format!("{}: VERIFY_MAX_AGE: {e}", l.origin(env::VERIFY_MAX_AGE)));
-                MaxAge::Default
-            }),
+            Some(_) => MaxAge::Fixed(l.duration_max(env::VERIFY_MAX_AGE, 2 * DAY, 3650 * DAY)),
         };
-        let connect_timeout = l.int(env::DATABASE_CONNECT_TIMEOUT, 30);
+        let connect_timeout = l.int_in(env::DATABASE_CONNECT_TIMEOUT, 30, 1, 3600);
         let compression = Compression::parse(
             l.text(env::BACKUP_COMPRESSION).as_deref(),
             l.text(env::BACKUP_COMPRESSION_LEVEL).as_deref(),
@@ -218,7 +208,10 @@ impl Settings {
             skipped: Vec::new(),
             databases_from_env: false,
             cron,
-            zone: Zone::parse(l.text(env::TZ).as_deref()),
+            zone: Zone::parse(l.text(env::TZ).as_deref()).unwrap_or_else(|e| {
+                l.error(format!("{}: {e}", l.origin(env::TZ)));
+                Zone::System(None)
+            }),
             toml_path,
             toml_found,
             hooks: crate::hooks::Hooks(toml.hooks.clone()),
@@ -233,10 +226,7 @@ impl Settings {
                 admin_password: l.text(env::BACKUP_ADMIN_PASSWORD).map(Secret::new),
                 verify_dir: PathBuf::from(l.text(env::VERIFY_DIR).unwrap_or_else(|| "/var/lib/pgsql/data".into())),
                 verify_max_age,
-                verify_server_options: l
-                    .text(env::VERIFY_SERVER_OPTIONS)
-                    .map(|t| t.split_whitespace().map(str::to_string).collect())
-                    .unwrap_or_default(),
+                verify_server_options: server_options(&l),
                 in_place: l.boolean(env::RESTORE_IN_PLACE, false),
                 keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
                 count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
@@ -246,7 +236,7 @@ impl Settings {
             compression,
             engine: EngineOptions {
                 pg_bin_dir: l.text(env::PG_BIN_DIR).map(PathBuf::from),
-                connect_timeout_secs: connect_timeout.clamp(1, 3600) as u32,
+                connect_timeout_secs: connect_timeout as u32,
             },
             notify,
             mirrors,
@@ -378,6 +368,22 @@ impl Settings {
     }
 }
 
+/// Upper bound of every retention count (more would be a typo, not a policy).
+const MAX_COUNT: i64 = 100_000;
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `VERIFY_SERVER_OPTIONS`: space-separated `name=value` settings.
+fn server_options(l: &Loader) -> Vec<String> {
+    let options: Vec<String> = l
+        .text(env::VERIFY_SERVER_OPTIONS)
+        .map(|t| t.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    for o in options.iter().filter(|o| !o.contains('=') || o.starts_with('=')) {
+        l.error(format!("{}: VERIFY_SERVER_OPTIONS: \"{o}\" is not name=value", l.origin(env::VERIFY_SERVER_OPTIONS)));
+    }
+    options
+}
+
 /// Reads and parses backup.conf; a missing file is not an error (env fallback, as upstream).
 fn read_conf(path: &Path, errors: &mut Vec<String>) -> (backup_conf::ConfFile, bool) {
     match std::fs::read(path) {
@@ -415,5 +421,7 @@ fn fallback_spec(env: &Env) -> Result<DatabaseSpec, String> {
     })
 }
 
+#[cfg(test)]
+mod never_panics;
 #[cfg(test)]
 mod tests;

@@ -70,8 +70,8 @@ impl NotifySettings {
                 crate::notify::Level::Info
             }),
         };
-        let timeout = l.duration(env::WEBHOOK_TIMEOUT, Duration::from_secs(10));
-        let attempts = l.int(env::WEBHOOK_ATTEMPTS, 3).clamp(1, 10) as u32;
+        let timeout = l.duration_max(env::WEBHOOK_TIMEOUT, Duration::from_secs(10), Duration::from_secs(600));
+        let attempts = l.int_in(env::WEBHOOK_ATTEMPTS, 3, 1, 10) as u32;
         NotifySettings {
             webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
             friendly_name: l.text(env::ENVIRONMENT_FRIENDLY_NAME),
@@ -143,9 +143,9 @@ impl MirrorSettings {
             user: l.text(env::FTP_USER),
             password: l.text(env::FTP_PASSWORD).map(Secret::new),
             ca_file: l.text(env::FTP_CA_FILE).map(PathBuf::from),
-            allow_plaintext: l.flag(env::FTP_ALLOW_PLAINTEXT),
-            prune: l.flag(env::FTP_PRUNE_BACKUPS),
-            timeout: l.duration(env::FTP_TIMEOUT, Duration::from_secs(60)),
+            allow_plaintext: l.boolean(env::FTP_ALLOW_PLAINTEXT, false),
+            prune: l.boolean(env::FTP_PRUNE_BACKUPS, false),
+            timeout: l.duration_max(env::FTP_TIMEOUT, Duration::from_secs(60), Duration::from_secs(3600)),
         });
         let s3 = match l.text(env::S3_ENDPOINT) {
             None => None,
@@ -171,18 +171,18 @@ impl MirrorSettings {
                         l.text(env::S3_PASSWORD).or_else(|| l.text(env::AWS_SECRET_ACCESS_KEY)).unwrap_or_default(),
                     ),
                     prefix: l.text(env::S3_PREFIX).unwrap_or_default(),
-                    path_style: l.text(env::S3_PATH_STYLE).is_none_or(|_| l.flag(env::S3_PATH_STYLE)),
-                    part_size: (l.int(env::S3_PART_SIZE_MB, 8).clamp(5, 5000) as usize) << 20,
-                    prune: l.flag(env::S3_PRUNE_BACKUPS),
-                    timeout: l.duration(env::S3_TIMEOUT, Duration::from_secs(60)),
+                    path_style: l.boolean(env::S3_PATH_STYLE, true),
+                    part_size: (l.int_in(env::S3_PART_SIZE_MB, 8, 5, 5000) as usize) << 20,
+                    prune: l.boolean(env::S3_PRUNE_BACKUPS, false),
+                    timeout: l.duration_max(env::S3_TIMEOUT, Duration::from_secs(60), Duration::from_secs(3600)),
                 })
             }
         };
         MirrorSettings {
             ftp,
             s3,
-            attempts: l.int(env::MIRROR_ATTEMPTS, 3).clamp(1, 10) as u32,
-            catchup: l.int(env::MIRROR_CATCHUP, 3).clamp(0, 100) as usize,
+            attempts: l.int_in(env::MIRROR_ATTEMPTS, 3, 1, 10) as u32,
+            catchup: l.int_in(env::MIRROR_CATCHUP, 3, 0, 100) as usize,
         }
     }
 }

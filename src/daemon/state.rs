@@ -151,7 +151,8 @@ impl State {
 
     /// The allowed age of the newest good backup, or `None` when there is no backup schedule.
     pub fn stale_after(&self) -> Option<Duration> {
-        self.interval.map(|i| i.mul_f64(self.stale_factor))
+        // Settings bound both factors; a product too large for a Duration means "never stale".
+        self.interval.map(|i| Duration::try_from_secs_f64(i.as_secs_f64() * self.stale_factor).unwrap_or(Duration::MAX))
     }
 
     /// Whether `db`'s newest good backup (or, before the first one, the daemon's start) is
