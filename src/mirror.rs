@@ -117,7 +117,7 @@ fn prune_remote(
     let keys: HashSet<&str> = list.iter().map(|o| o.key.as_str()).collect();
     let backups: Vec<BackupFile> = list.iter().filter_map(remote_backup).filter(|b| b.core == core).collect();
     let cores = BTreeSet::from([core.to_string()]);
-    let plan = retention::plan(&backups, &settings.policy, &cores, &[PathBuf::from(just)], SystemTime::now());
+    let plan = retention::plan(&backups, &settings.policy, &cores, &[PathBuf::from(just)]);
     for d in plan.into_iter().filter(|d| matches!(d.reason, retention::Reason::OverCount { .. })) {
         let key = d.path.to_string_lossy().into_owned();
         let sidecar = format!("{key}{CHECKSUM_SUFFIX}");

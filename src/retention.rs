@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use crate::catalog::BackupFile;
 use crate::layout::Class;
@@ -97,13 +96,7 @@ pub struct Deletion {
 ///
 /// `protect` lists paths that must survive (the backups this run wrote). Files of other
 /// databases, unparseable files and backups outside the strategy's folders are never touched.
-pub fn plan(
-    backups: &[BackupFile],
-    policy: &Policy,
-    cores: &BTreeSet<String>,
-    protect: &[PathBuf],
-    now: SystemTime,
-) -> Vec<Deletion> {
+pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, protect: &[PathBuf]) -> Vec<Deletion> {
     let mut groups: BTreeMap<(String, Option<Class>), Vec<&BackupFile>> = BTreeMap::new();
     let mut newest_of_core: BTreeMap<&str, &BackupFile> = BTreeMap::new();
     let mut out = Vec::new();

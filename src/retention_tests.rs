@@ -3,7 +3,7 @@
 use super::*;
 use crate::layout;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 const ROOT: &str = "/backups";
 
@@ -206,7 +206,7 @@ fn retention_table() {
         let backups = files(case.files);
         let cores = case.cores.iter().map(|s| s.to_string()).collect();
         let protect: Vec<PathBuf> = case.protect.iter().map(|r| Path::new(ROOT).join(r)).collect();
-        let mut got: Vec<String> = plan(&backups, &case.policy, &cores, &protect, now())
+        let mut got: Vec<String> = plan(&backups, &case.policy, &cores, &protect)
             .into_iter()
             .map(|d| d.path.strip_prefix(ROOT).unwrap().display().to_string())
             .collect();
@@ -230,7 +230,7 @@ fn month_end_and_sunday_runs_feed_the_right_groups() {
     let leaked: Vec<&'static str> = rels.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
     let backups = files(&leaked);
     let cores = ["db-app".to_string()].into_iter().collect();
-    let deleted = plan(&backups, &policy, &cores, &[], now());
+    let deleted = plan(&backups, &policy, &cores, &[]);
     let kept: Vec<&BackupFile> = backups.iter().filter(|b| !deleted.iter().any(|d| d.path == b.path)).collect();
     let count = |c: Class| kept.iter().filter(|b| b.class == Some(c)).count();
     // Sundays in Nov 2026: 1, 8, 15, 22, 29 (5 weekly); the 30th is monthly.

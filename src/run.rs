@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tracing::{error, info, info_span, warn};
@@ -296,7 +296,7 @@ fn apply_retention(settings: &Settings, spec: &DatabaseSpec, protect: &[PathBuf]
         Err(e) => return (vec![], vec![format!("retention skipped: {e:#}")]),
     };
     let cores = BTreeSet::from([spec.core_name()]);
-    let plan = retention::plan(&backups, &settings.policy, &cores, protect, SystemTime::now());
+    let plan = retention::plan(&backups, &settings.policy, &cores, protect);
     let (mut pruned, mut errors) = (Vec::new(), Vec::new());
     for d in plan {
         match &d.reason {

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::time::SystemTime;
 
 use tracing::{info, warn};
 
@@ -29,7 +28,7 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
     let selected: Vec<&BackupFile> = match filter {
         None => {
             let cores: BTreeSet<String> = settings.databases.iter().map(|d| d.spec.core_name()).collect();
-            let plan = retention::plan(&backups, &settings.policy, &cores, &[], SystemTime::now());
+            let plan = retention::plan(&backups, &settings.policy, &cores, &[]);
             for d in &plan {
                 if let Reason::OverCount { group, keep } = &d.reason {
                     info!(path = %d.path.display(), group, keep, "Pruning backup.");
