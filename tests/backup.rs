@@ -228,7 +228,7 @@ fn upstream_folder_is_listed_and_pruned_like_ours() {
     assert_eq!(remaining.iter().filter(|f| f.contains("localhost-app1_v2_")).count(), 5, "_v2 untouched");
     assert!(remaining.contains(&"backup.sql".to_string()) && remaining.contains(&"2026-01-01/readme.txt".to_string()));
     assert!(!stale.exists(), "stale partial removed");
-    assert!(r.stderr.contains("partial file left by an interrupted run"), "{}", r.all());
+    assert!(r.stderr.contains("partial file left by a killed run"), "{}", r.all());
 }
 
 /// Partial files of killed runs (ours and the bash version's, of any age, of any database)
