@@ -48,8 +48,10 @@ for item in "${want[@]}"; do
       command -v "$item" >/dev/null || apt_install "$item"
       ;;
     ftps)
-      # pyftpdlib with pyOpenSSL: an explicit-FTPS server for the mirror tests.
+      # pyftpdlib with pyOpenSSL: an explicit-FTPS server for the mirror tests; vsftpd (the
+      # server many sites run) in explicit and implicit mode. Its service is never started.
       command -v openssl >/dev/null || apt_install openssl
+      [ -x /usr/sbin/vsftpd ] || apt_install vsftpd
       if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import pyftpdlib, OpenSSL' 2>/dev/null; then
         python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
         rm -rf .tools/venv

@@ -58,6 +58,13 @@ fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, 
     let root = &settings.backup_dir;
     let mut out = MirrorOutcome { mirror: m.name(), uploaded: vec![], pruned: vec![], error: None };
     let listing = m.list();
+    if let Err(e) = &listing
+        && e.downcast_ref::<crate::storage::Permanent>().is_some()
+    {
+        // The upload would fail the same way (TLS mode, certificate, login): say it once.
+        out.error = Some(format!("{e:#}"));
+        return out;
+    }
     let present: HashSet<String> =
         listing.as_ref().map(|l| l.iter().map(|o| o.key.clone()).collect()).unwrap_or_default();
     // The new backup first, then the newest older ones the mirror lacks.

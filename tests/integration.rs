@@ -8,6 +8,7 @@ mod cli;
 mod config_examples;
 mod daemon;
 mod db_settings;
+mod ftps_modes;
 mod health_listener;
 mod hooks;
 mod mariadb;

@@ -93,6 +93,7 @@ pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
 pub const BACKUP_TOML: &str = "BACKUP_TOML";
 pub const FTP_CA_FILE: &str = "FTP_CA_FILE";
 pub const FTP_ALLOW_PLAINTEXT: &str = "FTP_ALLOW_PLAINTEXT";
+pub const FTP_TLS: &str = "FTP_TLS";
 pub const FTP_PRUNE_BACKUPS: &str = "FTP_PRUNE_BACKUPS";
 pub const FTP_TIMEOUT: &str = "FTP_TIMEOUT";
 pub const S3_REGION: &str = "S3_REGION";
@@ -175,6 +176,7 @@ pub const KNOWN: &[&str] = &[
     BACKUP_TOML,
     FTP_CA_FILE,
     FTP_ALLOW_PLAINTEXT,
+    FTP_TLS,
     FTP_PRUNE_BACKUPS,
     FTP_TIMEOUT,
     S3_REGION,
@@ -203,9 +205,10 @@ pub const KNOWN: &[&str] = &[
 
 /// Logging options: `RUST_LOG` wins, else `BACKUP_LOG_LEVEL` (default `info`); `LOG_FORMAT=json`.
 pub fn log_options(env: &Env) -> crate::logging::LogOptions {
-    let filter = env
-        .get("RUST_LOG")
-        .map(str::to_string)
-        .unwrap_or_else(|| env.get(BACKUP_LOG_LEVEL).unwrap_or("info").to_ascii_lowercase());
+    // suppaftp logs its own view of failures (e.g. "error in flushing rustls stream on drop")
+    // on top of ours, which already name what failed: keep one line per failure.
+    let filter = env.get("RUST_LOG").map(str::to_string).unwrap_or_else(|| {
+        format!("{},suppaftp=off", env.get(BACKUP_LOG_LEVEL).unwrap_or("info").to_ascii_lowercase())
+    });
     crate::logging::LogOptions { filter, json: env.get(LOG_FORMAT).is_some_and(|f| f.eq_ignore_ascii_case("json")) }
 }

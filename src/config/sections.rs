@@ -104,6 +104,8 @@ pub struct FtpSettings {
     pub ca_file: Option<PathBuf>,
     /// `FTP_ALLOW_PLAINTEXT`: permit FTP without TLS (warned on every use).
     pub allow_plaintext: bool,
+    /// `FTP_TLS`: `Some(true)` implicit, `Some(false)` explicit, `None` by the URL's scheme.
+    pub implicit_tls: Option<bool>,
     /// `FTP_PRUNE_BACKUPS`: apply the retention policy to the mirror too.
     pub prune: bool,
     pub timeout: Duration,
@@ -144,6 +146,7 @@ impl MirrorSettings {
             password: l.text(env::FTP_PASSWORD).map(Secret::new),
             ca_file: l.text(env::FTP_CA_FILE).map(PathBuf::from),
             allow_plaintext: l.boolean(env::FTP_ALLOW_PLAINTEXT, false),
+            implicit_tls: l.choice(env::FTP_TLS, &["explicit", "implicit"]).map(|m| m == "implicit"),
             prune: l.boolean(env::FTP_PRUNE_BACKUPS, false),
             timeout: l.duration_max(env::FTP_TIMEOUT, Duration::from_secs(60), Duration::from_secs(3600)),
         });

@@ -1,6 +1,9 @@
-//! FTPS mirror (suppaftp, rustls): explicit TLS (`AUTH TLS`, then `PBSZ 0`/`PROT P` for a
-//! protected data channel) is required; the server certificate is verified against the
-//! system roots plus `FTP_CA_FILE`. Passive mode, socket timeouts on every connection.
+//! FTPS mirror (suppaftp, rustls). TLS is required, in the mode the URL names as curl reads
+//! it: `ftp://` explicit (`AUTH TLS` after a plain greeting), `ftps://` implicit (TLS from the
+//! first byte, port 990); `FTP_TLS` overrides. Then `PBSZ 0`/`PROT P` for a protected data
+//! channel. Certificates: see `ftps_tls` (system roots, `FTP_CA_FILE`, pinning). Passive mode,
+//! socket timeouts on every connection and handshake. Failures that a retry cannot fix (TLS,
+//! mode, certificate, login) are `Permanent`: reported once, not retried.
 //! Uploads go to `.<name>.part`, are renamed, and their size is checked with `SIZE`.
 //! Plain FTP only with `FTP_ALLOW_PLAINTEXT=true` (a warning on every use).
 
@@ -13,14 +16,13 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use std::io::Read;
 use suppaftp::rustls::ClientConfig;
-use suppaftp::rustls::pki_types::CertificateDer;
-use suppaftp::rustls::pki_types::pem::PemObject;
 use suppaftp::types::FileType;
 
 use suppaftp::{FtpError, ImplFtpStream, RustlsConnector, Status, TlsStream};
 use tracing::warn;
 
-use super::{RemoteObject, Storage, is_layout_dir};
+use super::ftps_tls::{TimeoutConnector, TlsMode, client_config, greeting_error, handshake_error};
+use super::{Permanent, RemoteObject, Storage, is_layout_dir};
 use crate::config::{FtpSettings, Secret, redact_url};
 
 pub struct FtpsStorage {
@@ -32,6 +34,7 @@ pub struct FtpsStorage {
     password: Secret,
     /// `None` = plain FTP (explicit opt-in).
     tls: Option<Arc<ClientConfig>>,
+    mode: TlsMode,
     timeout: Duration,
     prune: bool,
     display: String,
@@ -42,16 +45,19 @@ impl FtpsStorage {
     /// A malformed `FTP_URL`, a missing user, or an unreadable `FTP_CA_FILE`.
     pub fn new(s: &FtpSettings) -> anyhow::Result<FtpsStorage> {
         let url = url::Url::parse(s.url.expose()).map_err(|e| anyhow!("FTP_URL is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "ftp" | "ftps") {
-            bail!("FTP_URL must start with ftp:// or ftps:// (explicit TLS is used for both)");
-        }
+        let mode = match (s.implicit_tls, url.scheme()) {
+            (Some(true), _) | (None, "ftps") => TlsMode::Implicit,
+            (Some(false), _) | (None, "ftp") => TlsMode::Explicit,
+            _ => bail!("FTP_URL must start with ftp:// (explicit TLS) or ftps:// (implicit TLS)"),
+        };
         let host = url.host_str().ok_or_else(|| anyhow!("FTP_URL has no host"))?.to_string();
         let user = s.user.clone().or_else(|| Some(url.username().to_string()).filter(|u| !u.is_empty()));
         let password =
             s.password.clone().or_else(|| url.password().map(Secret::new)).unwrap_or_else(|| Secret::new(""));
-        let tls = if s.allow_plaintext { None } else { Some(Arc::new(tls_config(s.ca_file.as_deref())?)) };
+        let tls = if s.allow_plaintext { None } else { Some(Arc::new(client_config(s.ca_file.as_deref())?)) };
         Ok(FtpsStorage {
-            port: url.port().unwrap_or(21),
+            port: url.port().unwrap_or(mode.default_port()),
+            mode,
             base: url.path().trim_matches('/').to_string(),
             user: user.ok_or_else(|| anyhow!("FTP_USER is not set"))?,
             password,
@@ -72,14 +78,13 @@ impl FtpsStorage {
             .ok_or_else(|| anyhow!("{} has no address", self.host))?;
         match &self.tls {
             Some(cfg) => {
-                let stream = connect(addr, self.timeout, suppaftp::RustlsFtpStream::connect_with_stream)?
-                    .into_secure(RustlsConnector::from(cfg.clone()), &self.host)
-                    .map_err(|e| {
-                        anyhow!(
-                            "TLS with {} failed: {e} (is the certificate trusted? FTP_CA_FILE adds a CA)",
-                            self.host
-                        )
-                    })?;
+                let connector = TimeoutConnector { inner: RustlsConnector::from(cfg.clone()), timeout: self.timeout };
+                let stream = match self.mode {
+                    TlsMode::Explicit => connect(addr, self.timeout, suppaftp::RustlsFtpStream::connect_with_stream)?
+                        .into_secure(connector, &self.host)
+                        .map_err(|e| Permanent(handshake_error(&self.host, self.mode, &e.to_string())))?,
+                    TlsMode::Implicit => self.connect_implicit(addr, connector)?,
+                };
                 self.run(stream, f)
             }
             None => {
@@ -89,6 +94,35 @@ impl FtpsStorage {
         }
     }
 
+    /// TLS from the first byte, then `PBSZ 0` and `PROT P` as in explicit mode.
+    fn connect_implicit(
+        &self,
+        addr: SocketAddr,
+        connector: TimeoutConnector,
+    ) -> anyhow::Result<suppaftp::RustlsFtpStream> {
+        // suppaftp's implicit connect has no connect timeout: probe the port with one first.
+        drop(
+            TcpStream::connect_timeout(&addr, self.timeout)
+                .with_context(|| format!("connecting to FTP server {addr}"))?,
+        );
+        let timeout = self.timeout;
+        let mut stream = suppaftp::RustlsFtpStream::connect_secure_implicit(addr, connector, &self.host)
+            .map_err(|e| Permanent(handshake_error(&self.host, self.mode, &e.to_string())))?
+            .passive_stream_builder(move |a| {
+                let s = TcpStream::connect_timeout(&a, timeout).map_err(FtpError::ConnectionError)?;
+                s.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+                s.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+                Ok(s)
+            });
+        stream.set_passive_nat_workaround(true);
+        for command in ["PBSZ 0", "PROT P"] {
+            stream
+                .custom_command(command, &[Status::CommandOk])
+                .map_err(|e| Permanent(format!("{command} after implicit TLS with {}: {e}", self.host)))?;
+        }
+        Ok(stream)
+    }
+
     fn run<T: TlsStream, R>(
         &self,
         mut stream: ImplFtpStream<T>,
@@ -96,7 +130,7 @@ impl FtpsStorage {
     ) -> anyhow::Result<R> {
         stream
             .login(self.user.as_str(), self.password.expose())
-            .map_err(|e| anyhow!("FTP login as {} failed: {e}", self.user))?;
+            .map_err(|e| Permanent(format!("FTP login as {} failed: {e}", self.user)))?;
         stream.transfer_type(FileType::Binary).map_err(|e| anyhow!("{e}"))?;
         let result = (|| {
             for dir in self.base.split('/').filter(|d| !d.is_empty()) {
@@ -123,29 +157,10 @@ fn connect<T: TlsStream>(
     };
     let tcp = open(addr).with_context(|| format!("connecting to FTP server {addr}"))?;
     let mut stream = greet(tcp)
-        .map_err(|e| anyhow!("FTP server {addr} did not greet: {e}"))?
+        .map_err(|e| Permanent(greeting_error(&addr.to_string(), &e.to_string())))?
         .passive_stream_builder(move |a| open(a).map_err(FtpError::ConnectionError));
     stream.set_passive_nat_workaround(true);
     Ok(stream)
-}
-
-/// System roots plus the PEM certificates in `ca_file`.
-fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<ClientConfig> {
-    let mut roots = suppaftp::rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        let certs =
-            CertificateDer::pem_file_iter(path).with_context(|| format!("reading FTP_CA_FILE {}", path.display()))?;
-        for cert in certs {
-            roots.add(cert.with_context(|| format!("parsing FTP_CA_FILE {}", path.display()))?)?;
-        }
-    }
-    Ok(ClientConfig::builder_with_provider(Arc::new(suppaftp::rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// The FTP operations we use, object-safe over TLS and plain streams.

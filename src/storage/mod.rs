@@ -8,6 +8,7 @@
 //! lies in our folder layout; `delete` removes one key.
 
 pub mod ftps;
+mod ftps_tls;
 pub mod s3;
 
 use std::path::Path;
@@ -52,7 +53,13 @@ pub trait Storage: Send + Sync {
     fn prunes(&self) -> bool;
 }
 
-/// Retries every operation of `inner` with a pause between attempts (1 s, 2 s, 4 s, ...).
+/// A failure that retrying cannot fix (TLS mode, certificate, login): reported at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Permanent(pub String);
+
+/// Retries every operation of `inner` with a pause between attempts (1 s, 2 s, 4 s, ...),
+/// except `Permanent` failures.
 pub struct Retrying {
     inner: Box<dyn Storage>,
     attempts: u32,
@@ -65,15 +72,22 @@ impl Retrying {
 
     fn retry<T>(&self, what: &str, mut op: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut attempt = 1;
+        let started = std::time::Instant::now();
         loop {
             match op() {
                 Ok(v) => return Ok(v),
+                Err(e) if e.downcast_ref::<Permanent>().is_some() => {
+                    return Err(e).context(format!("{what} failed (not retried: a retry cannot fix this)"));
+                }
                 Err(e) if attempt < self.attempts => {
                     warn!(storage = %self.inner.name(), attempt, error = %format!("{e:#}"), "{what} failed; retrying.");
                     std::thread::sleep(Duration::from_secs(1 << (attempt - 1).min(4)));
                     attempt += 1;
                 }
-                Err(e) => return Err(e).context(format!("{what} failed after {attempt} attempt(s)")),
+                Err(e) => {
+                    let took = crate::human::age(started.elapsed());
+                    return Err(e).context(format!("{what} failed after {attempt} attempt(s) in {took}"));
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod receiver;
 pub mod s3;
+pub mod vsftpd;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
