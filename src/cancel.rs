@@ -5,7 +5,8 @@
 //! pipeline then sees `is_cancelled()` and removes its partial file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -14,6 +15,9 @@ use nix::unistd::Pid;
 struct Inner {
     cancelled: AtomicBool,
     children: Mutex<Vec<i32>>,
+    /// Bumped by `wake` (and `cancel`): lets a loop sleep until something happened.
+    wakes: Mutex<u64>,
+    woken: Condvar,
 }
 
 /// A cheap, clonable cancellation token.
@@ -34,6 +38,24 @@ impl Cancel {
     pub fn cancel(&self) {
         self.0.cancelled.store(true, Ordering::SeqCst);
         self.signal_children(Signal::SIGTERM);
+        self.wake();
+    }
+
+    /// Wakes whoever waits in `wait_for_wake` (e.g. the daemon loop when a job ends).
+    pub fn wake(&self) {
+        *self.0.wakes.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.woken.notify_all();
+    }
+
+    /// The current wake count, to pass to `wait_for_wake`.
+    pub fn wakes(&self) -> u64 {
+        *self.0.wakes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleeps until a wake after `seen` (or a cancellation), or `timeout`; no polling.
+    pub fn wait_for_wake(&self, seen: u64, timeout: Duration) {
+        let guard = self.0.wakes.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.0.woken.wait_timeout_while(guard, timeout, |n| *n == seen && !self.is_cancelled());
     }
 
     /// Sends SIGKILL to every registered child process group (second signal, or grace expired).

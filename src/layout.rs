@@ -9,7 +9,8 @@ use std::path::{Component, Path, PathBuf};
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Weekday};
 
-use crate::retention::{Policy, Strategy};
+pub use crate::policy::Class;
+use crate::policy::{Policy, Strategy};
 
 /// Suffix of a backup being written.
 pub const IN_PROGRESS_SUFFIX: &str = ".in_progress";
@@ -27,33 +28,6 @@ const TIMESTAMP_LEN: usize = 20;
 
 /// Backup file extensions we write and read, by compression.
 pub const EXTENSIONS: [&str; 2] = ["sql.gz", "sql.zst"];
-
-/// The rolling strategy's folders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Class {
-    Daily,
-    Weekly,
-    Monthly,
-}
-
-impl Class {
-    pub fn name(self) -> &'static str {
-        match self {
-            Class::Daily => "daily",
-            Class::Weekly => "weekly",
-            Class::Monthly => "monthly",
-        }
-    }
-
-    pub fn from_dir(name: &str) -> Option<Class> {
-        match name {
-            "daily" => Some(Class::Daily),
-            "weekly" => Some(Class::Weekly),
-            "monthly" => Some(Class::Monthly),
-            _ => None,
-        }
-    }
-}
 
 /// Upstream's `getBackupType`: under the rolling strategy, the last day of the month is
 /// monthly when `MONTHLY_BACKUPS > 0`, else a Sunday is weekly (whatever `WEEKLY_BACKUPS`

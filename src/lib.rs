@@ -19,6 +19,7 @@
 //! - `layout` (names and folders), `catalog` (files on disk), `retention` (pure plan), `lock`.
 //! - `cmd`: one module per CLI mode. `cancel`: shutdown token. `error`: exit codes.
 
+pub mod backoff;
 pub mod cancel;
 pub mod catalog;
 pub mod checksum;
@@ -28,10 +29,12 @@ pub mod command;
 pub mod compress;
 pub mod config;
 pub mod daemon;
+pub mod database;
 pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod hooks;
+pub mod http_client;
 pub mod human;
 pub mod layout;
 pub mod lock;
@@ -40,14 +43,19 @@ pub mod mirror;
 pub mod mode;
 pub mod notify;
 pub mod pipeline;
+pub mod policy;
 pub mod progress;
 pub mod prompt;
+pub mod prune;
 pub mod retention;
 pub mod run;
 pub mod scan;
 pub mod schedule;
+pub mod secret;
 pub mod selection;
+pub mod severity;
 pub mod spec;
 pub mod storage;
 pub mod timezone;
 pub mod verification;
+pub mod verify;

@@ -15,7 +15,7 @@ use crate::cancel::Cancel;
 use crate::catalog::with_suffix;
 use crate::checksum::{HashingWriter, sidecar_line};
 use crate::compress::Compression;
-use crate::config::Database;
+use crate::database::Database;
 use crate::durable::{PartialFile, write_atomic};
 use crate::engine::Engine;
 use crate::layout::{self, CHECKSUM_SUFFIX};

@@ -10,7 +10,8 @@ use tracing::{error, info, info_span, warn};
 
 use crate::cancel::{Cancel, Interrupted};
 use crate::catalog;
-use crate::config::{Database, Settings};
+use crate::config::Settings;
+use crate::database::Database;
 use crate::engine;
 use crate::hooks::{self, Phase, Stage};
 use crate::layout;

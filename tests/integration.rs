@@ -13,6 +13,7 @@ mod health_listener;
 mod hooks;
 mod mariadb;
 mod mirror;
+mod module_graph;
 mod names;
 mod notify;
 mod prune;

@@ -9,13 +9,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use tracing::{info, warn};
-
 use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
 use crate::error::{Exit, UsageError};
 use crate::lock::RunLock;
-use crate::retention::{self, Reason};
 
 /// Runs the prune mode.
 ///
@@ -25,39 +22,35 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
     let root = &settings.backup_dir;
     let _lock = RunLock::acquire(root, "prune")?;
     let backups = catalog::scan(root)?;
-    let selected: Vec<&BackupFile> = match filter {
-        None => {
-            let cores: BTreeSet<String> = settings.databases.iter().map(|d| d.spec.core_name()).collect();
-            let plan = retention::plan(&backups, &settings.policy, &cores, &[]);
-            for d in &plan {
-                if let Reason::OverCount { group, keep } = &d.reason {
-                    info!(path = %d.path.display(), group, keep, "Pruning backup.");
-                } else {
-                    warn!(path = %d.path.display(), "Removing a partial file left by an interrupted run.");
-                }
-            }
-            backups.iter().filter(|b| plan.iter().any(|d| d.path == b.path)).collect()
+    let Some(f) = filter else {
+        let report = crate::prune::apply_policy(settings, &backups);
+        for rel in &report.deleted {
+            println!("Deleted {}", rel.display());
         }
-        Some(f) => {
-            let chosen = select_by_filter(&backups, f);
-            if chosen.is_empty() {
-                println!("No backup matches \"{f}\"; nothing deleted.");
-                return Ok(Exit::Success);
-            }
-            check_not_everything(&backups, &chosen, force)?;
-            println!("Backups matching \"{f}\":");
-            for b in &chosen {
-                println!("  {}", b.rel.display());
-            }
-            if !scripted && !confirm(chosen.len())? {
-                println!("Nothing deleted.");
-                return Ok(Exit::Success);
-            }
-            chosen
+        for e in &report.failed {
+            eprintln!("error: {e}");
         }
+        if report.deleted.is_empty() && report.failed.is_empty() {
+            println!("Nothing to prune.");
+        }
+        return Ok(if report.failed.is_empty() { Exit::Success } else { Exit::Failed });
     };
+    let chosen = select_by_filter(&backups, f);
+    if chosen.is_empty() {
+        println!("No backup matches \"{f}\"; nothing deleted.");
+        return Ok(Exit::Success);
+    }
+    check_not_everything(&backups, &chosen, force)?;
+    println!("Backups matching \"{f}\":");
+    for b in &chosen {
+        println!("  {}", b.rel.display());
+    }
+    if !scripted && !confirm(chosen.len())? {
+        println!("Nothing deleted.");
+        return Ok(Exit::Success);
+    }
     let mut failed = false;
-    for b in &selected {
+    for b in &chosen {
         match catalog::delete_backup(root, &b.path) {
             Ok(()) => println!("Deleted {}", b.rel.display()),
             Err(e) => {
@@ -65,9 +58,6 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
                 failed = true;
             }
         }
-    }
-    if selected.is_empty() {
-        println!("Nothing to prune.");
     }
     Ok(if failed { Exit::Failed } else { Exit::Success })
 }

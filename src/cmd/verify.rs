@@ -1,36 +1,14 @@
-//! `-v SPEC|all [-f FILTER]`: restore the newest backup of each database into a throwaway
+//! `-v SPEC|all [-f FILTER]`: verify (see `crate::verify`) and map the outcome to an exit code:
+//! restore the newest backup of each database into a throwaway
 //! local server and check it. Fails (exit 1) on no backup, a stale newest backup
 //! (`VERIFY_MAX_AGE`), a checksum mismatch, an incomplete dump (no trailer), a server that will
-//! not start, any SQL error, a table whose restored rows differ from the dump's, or no tables. The result is recorded beside the backup (`.verified`) and shown by `-l`.
-
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
-use std::time::Instant;
-
-use anyhow::{Context, anyhow, bail};
-use chrono::Utc;
-use tracing::{error, info, info_span};
+//! not start, any SQL error, a table whose restored rows differ from the dump's, or no tables.
 
 use crate::cancel::Cancel;
-use crate::catalog::{self, BackupFile};
-use crate::checksum::{Integrity, check_integrity};
-use crate::compress;
 use crate::config::Settings;
-use crate::engine::{self, VerifyOptions, VerifyReport};
-use crate::error::{Exit, UsageError};
-use crate::hooks::{self, Phase};
-use crate::human;
-use crate::layout;
-use crate::lock::RunLock;
-use crate::notify::{Notifiers, event};
-use crate::progress::Meter;
-use crate::selection::choose;
-use crate::spec::DatabaseSpec;
-use crate::verification::{self, Record};
-
-/// One database's verification result: a summary line, or the reason it failed.
-pub type Outcome = (DatabaseSpec, Result<String, String>);
+use crate::error::Exit;
+use crate::notify::Notifiers;
+use crate::verify::verify_all;
 
 /// Runs verification of `target` (`all` or a spec) and maps the outcome to an exit code.
 ///
@@ -51,147 +29,4 @@ pub fn run(
     } else {
         Exit::Success
     })
-}
-
-/// Verifies each database named by `target`, one after the other, and logs each result.
-///
-/// # Errors
-/// As `run`.
-pub fn verify_all(
-    settings: &Settings,
-    notifiers: &Notifiers,
-    target: &str,
-    filter: Option<&str>,
-    cancel: &Cancel,
-) -> anyhow::Result<Vec<Outcome>> {
-    let specs: Vec<DatabaseSpec> = if target == "all" {
-        settings.databases.iter().map(|d| d.spec.clone()).collect()
-    } else {
-        vec![target.parse().map_err(|e| UsageError(format!("-v {target}: {e}")))?]
-    };
-    let root = &settings.backup_dir;
-    let _lock = RunLock::acquire(root, "verification")?;
-    let backups = catalog::scan(root)?;
-    let mut outcomes = Vec::new();
-    let run_id = format!("verify-{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
-    for spec in specs {
-        let span = info_span!("verify", db = %spec);
-        let _enter = span.enter();
-        if cancel.is_cancelled() {
-            break;
-        }
-        let db = settings.database_for(&spec);
-        let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
-        let result = settings.hooks.around(
-            Phase::Verify,
-            &ctx,
-            &settings.engine,
-            cancel,
-            || verify_one(settings, &spec, &backups, filter, cancel).map_err(|e| format!("{e:#}")),
-            |_| (None, None),
-        );
-        match &result {
-            Ok(summary) => {
-                info!(summary = %summary, peak_rss_kb = crate::run::peak_rss_kb(), "Verification succeeded.")
-            }
-            Err(reason) => error!(error = %reason, "Verification failed."),
-        }
-        notifiers.notify(event::verification(&spec.to_string(), &result));
-        outcomes.push((spec, result));
-    }
-    Ok(outcomes)
-}
-
-fn verify_one(
-    settings: &Settings,
-    spec: &DatabaseSpec,
-    backups: &[BackupFile],
-    filter: Option<&str>,
-    cancel: &Cancel,
-) -> anyhow::Result<String> {
-    let engine = engine::for_kind(&spec.engine, &settings.engine)
-        .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
-    let choice = choose(backups, &settings.backup_dir, &spec.core_name(), filter)?;
-    let path = choice.path().to_path_buf();
-    if filter.is_none() {
-        check_fresh(settings, &path)?;
-    }
-    info!(backup = %path.display(), "Verifying backup.");
-    let started = Instant::now();
-    let result = check_integrity(&path, &spec.engine, false).and_then(|checked| {
-        let integrity = checked.integrity;
-        let opts = VerifyOptions {
-            work_dir: settings.restore.verify_dir.clone(),
-            start_timeout: settings.server_timeout,
-            schemas: settings.table_schema.clone(),
-            server_options: settings.restore.verify_server_options.clone(),
-        };
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let meter = Meter::start("verifying", size);
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
-        let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
-        Ok((integrity, report))
-    });
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let record = record_for(&result, duration_ms);
-    if let Err(e) = verification::write(&path, &record) {
-        error!(error = %format!("{e:#}"), "Could not write the verification record.");
-    }
-    let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
-    Ok(format!(
-        "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}",
-        path.display(),
-        report.tables,
-        report.schemas.len(),
-        report.restore.counts.describe(),
-        human::bytes(report.database_size),
-        report.restore.warnings.len(),
-        human::age(std::time::Duration::from_millis(duration_ms))
-    ))
-}
-
-/// Fails when the newest backup is older than the staleness limit (upstream issue #134).
-fn check_fresh(settings: &Settings, path: &Path) -> anyhow::Result<()> {
-    let now = Utc::now();
-    let Some(limit) = settings.verify_max_age(now) else { return Ok(()) };
-    let Some(parsed) = path.file_name().and_then(|n| layout::parse_file_name(&n.to_string_lossy())) else {
-        return Ok(());
-    };
-    let age = (settings.zone.local(now) - parsed.timestamp).to_std().unwrap_or_default();
-    if age > limit {
-        bail!(
-            "the newest backup ({}) is {} old, more than the limit of {} (VERIFY_MAX_AGE): backups may have stopped",
-            path.display(),
-            human::age(age),
-            human::age(limit)
-        );
-    }
-    Ok(())
-}
-
-fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u64) -> Record {
-    let mut record = Record {
-        verified_at: Utc::now().to_rfc3339(),
-        ok: result.is_ok(),
-        error: None,
-        tables: 0,
-        schemas: vec![],
-        database_size_bytes: 0,
-        duration_ms,
-        integrity: String::new(),
-    };
-    match result {
-        Ok((integrity, report)) => {
-            record.integrity = match integrity {
-                Integrity::ChecksumMatched => "checksum".into(),
-                Integrity::StreamDecoded => "stream".into(),
-            };
-            record.tables = report.tables;
-            record.schemas = report.schemas.clone();
-            record.database_size_bytes = report.database_size;
-        }
-        Err(e) => record.error = Some(format!("{e:#}")),
-    }
-    record
 }

@@ -7,8 +7,8 @@
 
 pub mod backup_conf;
 pub mod env;
+pub mod hooks;
 mod loader;
-pub mod secret;
 mod sections;
 pub mod toml_file;
 
@@ -23,47 +23,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::database::{Credentials, Database};
+pub use crate::secret::{Secret, redact_url};
 pub use backup_conf::CronLine;
 pub use env::Env;
-pub use secret::{Secret, redact_url};
 
 use crate::compress::Compression;
-use crate::engine::EngineOptions;
-use crate::retention::Policy;
+use crate::database::EngineOptions;
+use crate::policy::Policy;
 use crate::spec::{DatabaseSpec, EngineKind};
 use crate::timezone::Zone;
-
-/// Credentials for one database, with the variable names they came from (for `-c`).
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub user: Option<String>,
-    /// The variables consulted for the user, e.g. `DB_USER, DATABASE_USER, POSTGRESQL_USER`,
-    /// or the one that supplied it.
-    pub user_source: String,
-    pub password: Option<Secret>,
-    pub password_source: Option<String>,
-}
-
-/// A database to back up: its spec and credentials.
-#[derive(Debug, Clone)]
-pub struct Database {
-    pub spec: DatabaseSpec,
-    pub credentials: Credentials,
-    /// Engine options (backup.toml): extra dump arguments, excluded tables.
-    pub options: crate::engine::DumpOptions,
-}
-
-impl Database {
-    /// How the engine connects for a backup: the spec's host and port, these credentials.
-    pub fn conn(&self) -> crate::engine::Conn {
-        crate::engine::Conn {
-            host: self.spec.host.clone(),
-            port: self.spec.port,
-            user: self.credentials.user.clone(),
-            password: self.credentials.password.clone(),
-        }
-    }
-}
 
 /// A database spec that this process does not back up, and why.
 #[derive(Debug, Clone)]
@@ -115,7 +84,7 @@ pub struct Settings {
     pub toml_path: PathBuf,
     pub toml_found: bool,
     /// Lifecycle hooks (backup.toml only).
-    pub hooks: crate::hooks::Hooks,
+    pub hooks: hooks::Hooks,
     /// Per-database settings from backup.toml, by core name.
     database_overrides: HashMap<String, toml_file::TomlDatabase>,
     /// Variable → where its value came from (`environment`, `backup.toml:12 [...] key`, a file).
@@ -214,7 +183,7 @@ impl Settings {
             }),
             toml_path,
             toml_found,
-            hooks: crate::hooks::Hooks(toml.hooks.clone()),
+            hooks: hooks::Hooks(toml.hooks.clone()),
             database_overrides: toml.databases.iter().map(|d| (d.spec.core_name(), d.clone())).collect(),
             table_schema: l
                 .text(env::TABLE_SCHEMA)

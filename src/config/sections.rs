@@ -41,7 +41,7 @@ pub struct NotifySettings {
     pub environment_name: Option<String>,
     pub format: WebhookFormat,
     /// `WEBHOOK_LEVEL`: events below it are not sent (default INFO: everything).
-    pub min_level: crate::notify::Level,
+    pub min_level: crate::severity::Level,
     /// `WEBHOOK_TIMEOUT` per attempt (default 10s).
     pub timeout: Duration,
     /// `WEBHOOK_ATTEMPTS` (default 3): tries on network errors, 429 and 5xx.
@@ -64,10 +64,10 @@ impl NotifySettings {
             }
         };
         let min_level = match l.text(env::WEBHOOK_LEVEL) {
-            None => crate::notify::Level::Info,
-            Some(t) => crate::notify::Level::parse(&t).unwrap_or_else(|| {
+            None => crate::severity::Level::Info,
+            Some(t) => crate::severity::Level::parse(&t).unwrap_or_else(|| {
                 l.error(format!("environment: WEBHOOK_LEVEL=\"{t}\" (expected INFO, WARN or ERROR)"));
-                crate::notify::Level::Info
+                crate::severity::Level::Info
             }),
         };
         let timeout = l.duration_max(env::WEBHOOK_TIMEOUT, Duration::from_secs(10), Duration::from_secs(600));

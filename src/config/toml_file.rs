@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::backup_conf::CronLine;
+use super::hooks::{Action, Hook, Phase, Stage};
 use crate::command::Program;
-use crate::hooks::{Action, Hook, Phase, Stage};
 use crate::schedule::{Schedule, parse_duration};
 use crate::spec::DatabaseSpec;
 
@@ -159,7 +159,7 @@ pub struct TomlDatabase {
     pub user_env: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
-    pub options: crate::engine::DumpOptions,
+    pub options: crate::database::DumpOptions,
 }
 
 /// Everything backup.toml contributes.
@@ -244,7 +244,7 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
                 user_env: d.user_env,
                 password_env: d.password_env,
                 password_file: d.password_file,
-                options: crate::engine::DumpOptions {
+                options: crate::database::DumpOptions {
                     extra_args: d.dump_args,
                     exclude_tables: d.exclude_tables,
                     exclude_table_data: d.exclude_table_data,

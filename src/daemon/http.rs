@@ -40,7 +40,7 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 /// Time a client has to send its whole request, and then to read the response.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How often `/readyz`'s write probe of the backup folder runs (while ready, and while not).
-const READY_INTERVAL: Duration = Duration::from_secs(5);
+const READY_INTERVAL: Duration = Duration::from_secs(30);
 const NOT_READY_INTERVAL: Duration = Duration::from_millis(500);
 const LISTENER: Token = Token(usize::MAX);
 

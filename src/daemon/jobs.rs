@@ -9,7 +9,6 @@ use tracing::{error, info};
 
 use super::state::State;
 use crate::cancel::Cancel;
-use crate::cmd;
 use crate::config::Settings;
 use crate::config::backup_conf::{CronAction, CronLine};
 use crate::notify::{Notifiers, event};
@@ -66,7 +65,7 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
                 notifiers.notify(event::command_failed("backup run", &reason));
             }
         },
-        Job::Verify(target) => match cmd::verify::verify_all(settings, notifiers, target, None, cancel) {
+        Job::Verify(target) => match crate::verify::verify_all(settings, notifiers, target, None, cancel) {
             Ok(outcomes) => lock().record_verify(&outcomes, Utc::now()),
             Err(e) => {
                 let reason = format!("{e:#}");
@@ -74,11 +73,17 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
                 notifiers.notify(event::command_failed(&format!("verification of {target}"), &reason));
             }
         },
-        Job::Prune => {
-            if let Err(e) = cmd::prune::run(settings, None, false, true) {
-                error!(error = %format!("{e:#}"), "Prune failed.");
+        Job::Prune => match crate::prune::run_policy(settings) {
+            Ok(report) if !report.failed.is_empty() => {
+                notifiers.notify(event::command_failed("prune", &report.failed.join("; ")));
             }
-        }
+            Ok(_) => {}
+            Err(e) => {
+                let reason = format!("{e:#}");
+                error!(error = %reason, "Prune could not start.");
+                notifiers.notify(event::command_failed("prune", &reason));
+            }
+        },
         Job::Shell(command) => {
             if let Some(reason) = run_shell(command, settings.daemon.command_timeout, cancel) {
                 notifiers.notify(event::command_failed(command, &reason));

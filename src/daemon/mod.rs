@@ -38,8 +38,11 @@ struct Running {
     handle: JoinHandle<()>,
 }
 
-/// How often the loop wakes to check the clock and the shutdown token.
-const TICK: Duration = Duration::from_millis(100);
+/// The longest the loop sleeps without a fire, a signal or a job's end: staleness is checked
+/// at this pace.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How often a stopping daemon checks whether its last job has ended.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// Runs the daemon until `shutdown` is cancelled.
 ///
@@ -93,13 +96,15 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
     let settings = Arc::new(settings);
     let mut running: Option<Running> = None;
     while !shutdown.is_cancelled() {
+        // Taken before looking at the clock and the job: a wake after this is never missed.
+        let seen = shutdown.wakes();
         if running.as_ref().is_some_and(|r| r.handle.is_finished()) {
             finish(running.take(), &state);
         }
         let Some((i, at)) = entries.iter().enumerate().map(|(i, e)| (i, e.next)).min_by_key(|(_, t)| *t) else {
             warn!("Nothing is scheduled; idling until stopped.");
             while !shutdown.is_cancelled() {
-                std::thread::sleep(TICK);
+                shutdown.wait_for_wake(shutdown.wakes(), MAX_SLEEP);
             }
             break;
         };
@@ -107,7 +112,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         let now = Utc::now();
         stale_watch.check(&state, notifiers, now);
         if now < at {
-            std::thread::sleep(TICK.min((at - now).to_std().unwrap_or(TICK)));
+            shutdown.wait_for_wake(seen, MAX_SLEEP.min((at - now).to_std().unwrap_or(MAX_SLEEP)));
             continue;
         }
         let entry = &mut entries[i];
@@ -118,7 +123,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
             notifiers.notify(event::run_skipped(&entry.job.describe(), &r.label));
             continue;
         }
-        running = Some(start(entry.job.clone(), settings.clone(), outputs.clone(), state.clone()));
+        running = Some(start(entry.job.clone(), settings.clone(), outputs.clone(), state.clone(), shutdown.clone()));
     }
     stop(running, &state, settings.daemon.shutdown_grace);
     info!("Backup server stopped.");
@@ -165,7 +170,13 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Starts `job` on its own thread with its own cancellation token.
-fn start(job: Job, settings: Arc<Settings>, outputs: Arc<jobs::Outputs>, state: Arc<Mutex<State>>) -> Running {
+fn start(
+    job: Job,
+    settings: Arc<Settings>,
+    outputs: Arc<jobs::Outputs>,
+    state: Arc<Mutex<State>>,
+    loop_waker: Cancel,
+) -> Running {
     let label = job.describe();
     let cancel = Cancel::new();
     lock(&state).run_in_progress = Some(label.clone());
@@ -176,6 +187,7 @@ fn start(job: Job, settings: Arc<Settings>, outputs: Arc<jobs::Outputs>, state: 
             error!(job = %job.describe(), "The run panicked; the daemon continues. Please report this bug.");
             lock(&state).runs_failed += 1;
         }
+        loop_waker.wake();
     });
     Running { label, cancel, handle }
 }
@@ -219,17 +231,17 @@ impl StaleWatch {
 fn stop(running: Option<Running>, state: &Mutex<State>, grace: Duration) {
     let Some(r) = running else { return };
     info!(running = %r.label, grace_s = grace.as_secs(), "Shutdown requested; waiting for the running job to finish.");
-    let deadline = std::time::Instant::now() + grace;
-    while !r.handle.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(TICK);
-    }
+    // Only while stopping: poll the job's handle (the shutdown token's waits return at once now).
+    let until = |deadline: std::time::Instant| {
+        while !r.handle.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(STOP_POLL);
+        }
+    };
+    until(std::time::Instant::now() + grace);
     if !r.handle.is_finished() {
         warn!(running = %r.label, "Grace period over; stopping the running job.");
         r.cancel.cancel();
-        let hard = std::time::Instant::now() + Duration::from_secs(10);
-        while !r.handle.is_finished() && std::time::Instant::now() < hard {
-            std::thread::sleep(TICK);
-        }
+        until(std::time::Instant::now() + Duration::from_secs(10));
         if !r.handle.is_finished() {
             r.cancel.kill_children();
         }

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::catalog::BackupFile;
-use crate::cmd::verify::Outcome as VerifyOutcome;
 use crate::run::{Outcome, RunReport};
 use crate::verification;
+use crate::verify::Outcome as VerifyOutcome;
 
 /// The last backup attempt of one database.
 #[derive(Debug, Clone, Serialize)]

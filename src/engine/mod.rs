@@ -13,38 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cancel::Cancel;
-use crate::config::{Database, Secret};
+use crate::database::Database;
+pub use crate::database::{Conn, DumpOptions, EngineOptions};
 use crate::spec::EngineKind;
-
-/// Settings every engine may need, taken from `Settings`.
-#[derive(Debug, Clone, Default)]
-pub struct EngineOptions {
-    /// Folder holding the client tools (`PG_BIN_DIR`); `None` = search `PATH`.
-    pub pg_bin_dir: Option<PathBuf>,
-    /// Seconds a client waits for a connection (`DATABASE_CONNECT_TIMEOUT`).
-    pub connect_timeout_secs: u32,
-}
-
-/// Per-database dump options (backup.toml): extra arguments and excluded tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DumpOptions {
-    /// Appended to the dump command (e.g. `--no-owner`).
-    pub extra_args: Vec<String>,
-    /// Tables left out entirely (`pg_dump --exclude-table`).
-    pub exclude_tables: Vec<String>,
-    /// Tables whose rows are left out, schema kept (`--exclude-table-data`; upstream #122).
-    pub exclude_table_data: Vec<String>,
-}
-
-/// How to reach a server, as whom.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    /// Host name, IP, or a unix socket folder (absolute path).
-    pub host: String,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-}
 
 /// Where a restore puts the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,33 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::human;
 use crate::pipeline::Written;
 
-/// Severity, named as upstream's `statusCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Info => "INFO",
-            Level::Warn => "WARN",
-            Level::Error => "ERROR",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Level> {
-        match text.to_ascii_uppercase().as_str() {
-            "INFO" => Some(Level::Info),
-            "WARN" | "WARNING" => Some(Level::Warn),
-            "ERROR" => Some(Level::Error),
-            _ => None,
-        }
-    }
-}
+pub use crate::severity::Level;
 
 /// One notification.
 #[derive(Debug, Clone, Serialize)]

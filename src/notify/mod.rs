@@ -8,14 +8,12 @@ pub mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anyhow::anyhow;
 use tracing::{debug, warn};
 
 pub use event::{Event, Level};
 
-use crate::config::{NotifySettings, Secret};
+use crate::config::NotifySettings;
 
 /// Something that delivers events.
 pub trait Notifier: Send + Sync {
@@ -71,47 +69,6 @@ impl Notifiers {
     }
 }
 
-/// An HTTP agent with a total and a connect timeout, system CA roots, no redirects, and
-/// status codes returned rather than turned into errors.
-pub fn agent(timeout: Duration) -> ureq::Agent {
-    use ureq::tls::{RootCerts, TlsConfig};
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout.min(Duration::from_secs(5))))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .tls_config(TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build())
-        .build()
-        .new_agent()
-}
-
-/// POSTs `body` with up to `attempts` tries, backing off 1 s, 2 s, 4 s... between them.
-/// Network errors, 429 and 5xx are retried; other statuses fail at once. Error texts never
-/// contain the URL (it carries the token).
-///
-/// # Errors
-/// The last failure.
-pub fn post(agent: &ureq::Agent, url: &Secret, content_type: &str, body: &[u8], attempts: u32) -> anyhow::Result<()> {
-    let mut last = anyhow!("no attempt made");
-    for attempt in 1..=attempts.max(1) {
-        if attempt > 1 {
-            std::thread::sleep(Duration::from_secs(1 << (attempt - 2).min(3)));
-        }
-        match agent.post(url.expose()).content_type(content_type).send(body) {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) => {
-                let status = resp.status();
-                last = anyhow!("HTTP status {status}");
-                if !(status.is_server_error() || status.as_u16() == 429) {
-                    return Err(last);
-                }
-            }
-            Err(e) => last = anyhow!("{}", e.to_string().replace(url.expose(), "<url>")),
-        }
-    }
-    Err(last.context(format!("after {attempts} attempts")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +79,7 @@ mod tests {
             "failing".into()
         }
         fn notify(&self, _: &Event) -> anyhow::Result<()> {
-            Err(anyhow!("down"))
+            Err(anyhow::anyhow!("down"))
         }
     }
 

@@ -9,9 +9,11 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
-use super::{Event, Level, Notifier, agent, post};
-use crate::config::{NotifySettings, Secret, redact_url};
+use super::{Event, Level, Notifier};
+use crate::config::NotifySettings;
 use crate::durable::write_atomic;
+use crate::http_client::{agent, post};
+use crate::secret::{Secret, redact_url};
 
 const STATE_FILE: &str = ".pagerduty-open.json";
 

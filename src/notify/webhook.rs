@@ -9,8 +9,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Event, Level, Notifier, agent, post};
-use crate::config::{NotifySettings, Secret, WebhookFormat, redact_url};
+use super::{Event, Level, Notifier};
+use crate::config::{NotifySettings, WebhookFormat};
+use crate::http_client::{agent, post};
+use crate::secret::{Secret, redact_url};
 
 pub struct WebhookNotifier {
     url: Secret,

@@ -23,7 +23,8 @@ use tracing::warn;
 
 use super::ftps_tls::{TimeoutConnector, TlsMode, client_config, greeting_error, handshake_error};
 use super::{Permanent, RemoteObject, Storage, is_layout_dir};
-use crate::config::{FtpSettings, Secret, redact_url};
+use crate::config::FtpSettings;
+use crate::secret::{Secret, redact_url};
 
 pub struct FtpsStorage {
     host: String,

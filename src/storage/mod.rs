@@ -12,11 +12,9 @@ mod ftps_tls;
 pub mod s3;
 
 use std::path::Path;
-use std::time::Duration;
-
-use anyhow::Context;
 use tracing::warn;
 
+use crate::backoff;
 use crate::config::MirrorSettings;
 
 /// An object on a mirror.
@@ -71,25 +69,20 @@ impl Retrying {
     }
 
     fn retry<T>(&self, what: &str, mut op: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut attempt = 1;
-        let started = std::time::Instant::now();
-        loop {
-            match op() {
-                Ok(v) => return Ok(v),
-                Err(e) if e.downcast_ref::<Permanent>().is_some() => {
-                    return Err(e).context(format!("{what} failed (not retried: a retry cannot fix this)"));
-                }
-                Err(e) if attempt < self.attempts => {
-                    warn!(storage = %self.inner.name(), attempt, error = %format!("{e:#}"), "{what} failed; retrying.");
-                    std::thread::sleep(Duration::from_secs(1 << (attempt - 1).min(4)));
-                    attempt += 1;
-                }
-                Err(e) => {
-                    let took = crate::human::age(started.elapsed());
-                    return Err(e).context(format!("{what} failed after {attempt} attempt(s) in {took}"));
-                }
+        let name = self.inner.name();
+        backoff::retry(
+            self.attempts,
+            |_| op(),
+            |e: &anyhow::Error| e.downcast_ref::<Permanent>().is_none(),
+            |attempt, e| warn!(storage = %name, attempt, error = %format!("{e:#}"), "{what} failed; retrying."),
+        )
+        .map_err(|f| {
+            if f.error.downcast_ref::<Permanent>().is_some() {
+                return f.error.context(format!("{what} failed (not retried: a retry cannot fix this)"));
             }
-        }
+            let took = crate::human::age(f.elapsed);
+            f.error.context(format!("{what} failed after {} attempt(s) in {took}", f.attempts))
+        })
     }
 }
 

@@ -15,7 +15,8 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tracing::info;
 
 use super::{RemoteObject, Storage, is_layout_dir};
-use crate::config::{S3Settings, redact_url};
+use crate::config::S3Settings;
+use crate::secret::redact_url;
 
 /// How long presigned URLs stay valid.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -49,7 +50,7 @@ impl S3Storage {
             display: format!("s3 {}/{}/{prefix}", redact_url(&s.endpoint), s.bucket),
             prefix,
             part_size: s.part_size.max(5 << 20),
-            agent: crate::notify::agent(s.timeout),
+            agent: crate::http_client::agent(s.timeout),
             prune: s.prune,
         })
     }

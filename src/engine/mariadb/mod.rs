@@ -20,7 +20,7 @@ use super::{
     process,
 };
 use crate::cancel::Cancel;
-use crate::config::Database;
+use crate::database::Database;
 use crate::spec::EngineKind;
 
 /// The MariaDB engine.
@@ -202,7 +202,8 @@ pub(super) fn quote_account(owner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Credentials, Secret};
+    use crate::database::Credentials;
+    use crate::secret::Secret;
 
     #[test]
     fn dump_command_is_consistent_and_keeps_the_password_out_of_argv() {

@@ -24,7 +24,7 @@ use anyhow::{Context, anyhow, bail};
 
 use super::{Conn, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process};
 use crate::cancel::Cancel;
-use crate::config::Database;
+use crate::database::Database;
 use crate::spec::EngineKind;
 
 /// The PostgreSQL engine.

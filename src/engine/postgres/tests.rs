@@ -1,8 +1,9 @@
 //! Command builders and small pure helpers of the PostgreSQL engine.
 
 use super::*;
-use crate::config::{Credentials, Secret};
+use crate::database::Credentials;
 use crate::engine::DumpOptions;
+use crate::secret::Secret;
 
 fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
     Database {
