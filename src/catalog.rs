@@ -1,11 +1,11 @@
 //! The local catalog: every backup file under `BACKUP_DIR` that parses as ours (or upstream's,
-//! which is the same layout), and deletion of a backup with its sidecars.
+//! which is the same layout), with the sidecars beside it. Deleting goes through
+//! `storage::local` and `prune::apply`.
 //!
 //! Files that do not parse are invisible here, so nothing else can ever delete them.
 
 use std::collections::HashSet;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -13,7 +13,7 @@ use anyhow::Context;
 use chrono::{NaiveDate, NaiveDateTime};
 use walkdir::WalkDir;
 
-use crate::layout::{self, CHECKSUM_SUFFIX, Class, SIDECAR_SUFFIXES, VERIFIED_SUFFIX};
+use crate::layout::{self, CHECKSUM_SUFFIX, Class, VERIFIED_SUFFIX};
 
 /// One backup file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,11 @@ impl BackupFile {
     /// Ordering for "newest": the timestamp in the name, then the path as a tie-breaker.
     pub fn sort_key(&self) -> (NaiveDateTime, &Path) {
         (self.timestamp, &self.path)
+    }
+
+    /// The backup's key in a `Storage`: its relative path, `/`-separated.
+    pub fn key(&self) -> String {
+        self.rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
     }
 
     pub fn file_name(&self) -> String {
@@ -115,25 +120,6 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Deletes a backup file and its sidecars, then the dated and class folders it leaves empty
-/// (never `root` itself, never a folder that still holds anything).
-///
-/// # Errors
-/// When the backup file cannot be removed. Missing sidecars are fine.
-pub fn delete_backup(root: &Path, path: &Path) -> anyhow::Result<()> {
-    fs::remove_file(path).with_context(|| format!("deleting {}", path.display()))?;
-    for suffix in SIDECAR_SUFFIXES {
-        match fs::remove_file(with_suffix(path, suffix)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                tracing::warn!(path = %path.display(), error = %e, "Could not delete a sidecar file.");
-            }
-            _ => {}
-        }
-    }
-    remove_empty_dirs(root, path.parent());
-    Ok(())
-}
-
 /// Removes `start` and its parents while they are empty, stopping at (never removing) `root`.
 pub fn remove_empty_dirs(root: &Path, start: Option<&Path>) {
     let mut dir = start;
@@ -180,20 +166,5 @@ mod tests {
         assert!(found[1].has_checksum && !found[0].has_checksum);
         assert!(found[2].in_progress);
         assert_eq!(found[1].path, a);
-    }
-
-    #[test]
-    fn delete_removes_sidecars_and_empty_folders_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let a = touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
-        touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256");
-        let b = touch(root, "daily/2026-11-21/db-app_2026-11-21_01-00-00.sql.gz");
-        delete_backup(root, &a).unwrap();
-        assert!(!root.join("daily/2026-11-20").exists());
-        assert!(b.exists());
-        delete_backup(root, &b).unwrap();
-        assert!(!root.join("daily").exists());
-        assert!(root.exists());
     }
 }

@@ -12,7 +12,7 @@
 //! - Context reaches hooks as `BACKUP_*` environment variables (see `env_for`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tracing::{error, info, warn};
 
@@ -34,31 +34,60 @@ pub struct Context<'a> {
     pub error: Option<&'a str>,
 }
 
-impl Hooks {
+/// A hook with `on-error = "fail"` failed: its phase fails.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage} hook \"{hook}\" of the {phase} phase failed: {reason}")]
+pub struct HookFailure {
+    pub hook: String,
+    pub phase: &'static str,
+    pub stage: &'static str,
+    pub reason: String,
+}
+
+/// What a phase's result tells its `post` and `finally` hooks (the file written, its size).
+pub trait Facts {
+    fn file(&self) -> Option<&Path> {
+        None
+    }
+    fn size(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl Facts for () {}
+impl Facts for String {}
+impl Facts for crate::engine::RestoreReport {}
+
+/// The hooks, bound once to what running them needs: one value to pass down a run.
+#[derive(Clone, Copy)]
+pub struct Phases<'a> {
+    hooks: &'a Hooks,
+    engine: &'a engine::EngineOptions,
+    cancel: &'a Cancel,
+}
+
+impl<'a> Phases<'a> {
+    pub fn new(hooks: &'a Hooks, engine: &'a engine::EngineOptions, cancel: &'a Cancel) -> Phases<'a> {
+        Phases { hooks, engine, cancel }
+    }
+
     /// Runs the hooks of `phase`/`stage` that apply to the context's database, in order.
     ///
     /// # Errors
-    /// The first failure of a hook with `on-error = "fail"`, as a message naming the hook.
-    pub fn run(
-        &self,
-        phase: Phase,
-        stage: Stage,
-        ctx: &Context,
-        engine_options: &engine::EngineOptions,
-        cancel: &Cancel,
-    ) -> Result<(), String> {
-        for hook in self.0.iter().filter(|h| h.phase == phase && h.stage == stage && applies(h, ctx.database)) {
-            let result = run_one(hook, ctx, engine_options, cancel);
+    /// The first failure of a hook with `on-error = "fail"`.
+    pub fn run(&self, phase: Phase, stage: Stage, ctx: &Context) -> Result<(), HookFailure> {
+        for hook in self.hooks.0.iter().filter(|h| h.phase == phase && h.stage == stage && applies(h, ctx.database)) {
+            let result = run_one(hook, ctx, self.engine, self.cancel);
             match (result, hook.fail_on_error) {
                 (Ok(()), _) => {}
                 (Err(why), true) => {
                     error!(hook = %hook.name, phase = phase.name(), stage = stage.name(), error = %why, "Hook failed.");
-                    return Err(format!(
-                        "{} hook \"{}\" of the {} phase failed: {why}",
-                        stage.name(),
-                        hook.name,
-                        phase.name()
-                    ));
+                    return Err(HookFailure {
+                        hook: hook.name.clone(),
+                        phase: phase.name(),
+                        stage: stage.name(),
+                        reason: why,
+                    });
                 }
                 (Err(why), false) => {
                     warn!(hook = %hook.name, phase = phase.name(), stage = stage.name(), error = %why, "Hook failed; continuing (on-error = continue).");
@@ -69,54 +98,43 @@ impl Hooks {
     }
 
     /// Runs a phase with its stages: `pre`, then `body` (skipped when a `pre` hook failed),
-    /// then `post` or `on-error`, then `finally`. Returns the body's result, or the hook failure.
+    /// then `post` or `on-error`, then `finally`.
     ///
     /// # Errors
-    /// The body's error or a failing hook's message.
-    pub fn around<T>(
+    /// The body's error, or a failing hook's (as `E`).
+    pub fn around<T: Facts, E: From<HookFailure> + std::fmt::Display>(
         &self,
         phase: Phase,
         ctx: &Context,
-        engine_options: &engine::EngineOptions,
-        cancel: &Cancel,
-        body: impl FnOnce() -> Result<T, String>,
-        post_ctx: impl Fn(&T) -> (Option<PathBuf>, Option<u64>),
-    ) -> Result<T, String> {
-        let result = self.run(phase, Stage::Pre, ctx, engine_options, cancel).and_then(|()| body());
+        body: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let result = self.run(phase, Stage::Pre, ctx).map_err(E::from).and_then(|()| body());
         let result = match result {
             Ok(value) => {
-                let (file, size) = post_ctx(&value);
                 let post = Context {
-                    file: file.as_deref().or(ctx.file),
-                    size: size.or(ctx.size),
+                    file: value.file().or(ctx.file),
+                    size: value.size().or(ctx.size),
                     status: Some("success"),
                     ..ctx.clone()
                 };
-                match self.run(phase, Stage::Post, &post, engine_options, cancel) {
-                    Ok(()) => Ok((value, file, size)),
-                    Err(e) => Err(e),
-                }
+                self.run(phase, Stage::Post, &post).map_err(E::from).map(|()| value)
             }
             Err(e) => Err(e),
         };
-        let (status, error) = match &result {
-            Ok(_) => ("success", None),
-            Err(e) => ("failure", Some(e.as_str())),
-        };
-        if let Err(e) = &result {
+        let error_text = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error_text {
             let failed = Context { status: Some("failure"), error: Some(e), ..ctx.clone() };
-            let _ = self.run(phase, Stage::OnError, &failed, engine_options, cancel);
+            let _ = self.run(phase, Stage::OnError, &failed);
         }
-        let (file, size) = result.as_ref().map(|(_, f, s)| (f.clone(), *s)).unwrap_or((None, None));
         let last = Context {
-            status: Some(status),
-            error,
-            file: file.as_deref().or(ctx.file),
-            size: size.or(ctx.size),
+            status: Some(if result.is_ok() { "success" } else { "failure" }),
+            error: error_text.as_deref(),
+            file: result.as_ref().ok().and_then(Facts::file).or(ctx.file),
+            size: result.as_ref().ok().and_then(Facts::size).or(ctx.size),
             ..ctx.clone()
         };
-        let _ = self.run(phase, Stage::Finally, &last, engine_options, cancel);
-        result.map(|(v, _, _)| v)
+        let _ = self.run(phase, Stage::Finally, &last);
+        result
     }
 }
 

@@ -14,6 +14,7 @@ use crate::catalog::{self, BackupFile, with_suffix};
 use crate::config::Settings;
 use crate::layout::{self, CHECKSUM_SUFFIX};
 use crate::notify::{Notifiers, event};
+use crate::prune;
 use crate::retention;
 use crate::storage::{RemoteObject, Storage};
 
@@ -121,25 +122,16 @@ fn prune_remote(
     list: Vec<RemoteObject>,
     out: &mut MirrorOutcome,
 ) {
-    let keys: HashSet<&str> = list.iter().map(|o| o.key.as_str()).collect();
     let backups: Vec<BackupFile> = list.iter().filter_map(remote_backup).filter(|b| b.core == core).collect();
     let cores = BTreeSet::from([core.to_string()]);
-    let plan = retention::plan(&backups, &settings.policy, &cores, &[PathBuf::from(just)]);
-    for d in plan.into_iter().filter(|d| matches!(d.reason, retention::Reason::OverCount { .. })) {
-        let key = d.path.to_string_lossy().into_owned();
-        let sidecar = format!("{key}{CHECKSUM_SUFFIX}");
-        let result =
-            m.delete(&key).and_then(|()| if keys.contains(sidecar.as_str()) { m.delete(&sidecar) } else { Ok(()) });
-        match result {
-            Ok(()) => {
-                info!(storage = %out.mirror, key, "Pruned from mirror.");
-                out.pruned.push(key);
-            }
-            Err(e) => {
-                out.error = Some(format!("pruning {key}: {e:#}"));
-                return;
-            }
-        }
+    let plan: Vec<retention::Deletion> = retention::plan(&backups, &settings.policy, &cores, &[just.to_string()])
+        .into_iter()
+        .filter(|d| matches!(d.reason, retention::Reason::OverCount { .. }))
+        .collect();
+    let report = prune::apply(m, &plan, &list);
+    out.pruned = report.deleted;
+    if !report.failed.is_empty() {
+        out.error = Some(format!("pruning: {}", report.failed.join("; ")));
     }
 }
 

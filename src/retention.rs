@@ -4,10 +4,9 @@
 //! the whole root for the daily strategy), but exact core-name matching, ordering by the
 //! timestamp in the file name, `.in_progress` files never counted, and two guards upstream
 //! lacks: the backups just written and the newest backup of each database are never deleted.
-//! Applying a plan (deleting files) is `catalog::delete_backup`'s job.
+//! Applying a plan (deleting the objects of a `Storage`) is `prune::apply`'s job.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use crate::catalog::BackupFile;
 use crate::layout::Class;
@@ -19,29 +18,32 @@ pub use crate::policy::{Policy, Strategy};
 pub enum Reason {
     /// Beyond the count for its group (`kept` newer ones exist).
     OverCount { group: String, keep: u32 },
+    /// Named by the operator (`-p -f`).
+    Requested,
     /// An `.in_progress` file left by a killed run. The caller holds the run lock, so no live
     /// process is writing it (liveness is decided by the lock, never by a PID or an age).
     DeadPartial,
 }
 
-/// One deletion the plan proposes.
+/// One deletion the plan proposes: a backup's key (its path relative to the backup root or
+/// the mirror's base, `/`-separated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
-    pub path: PathBuf,
+    pub key: String,
     pub reason: Reason,
 }
 
 /// Plans deletions for the databases whose core names are in `cores`.
 ///
-/// `protect` lists paths that must survive (the backups this run wrote). Files of other
+/// `protect` lists keys that must survive (the backups this run wrote). Files of other
 /// databases, unparseable files and backups outside the strategy's folders are never touched.
-pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, protect: &[PathBuf]) -> Vec<Deletion> {
+pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, protect: &[String]) -> Vec<Deletion> {
     let mut groups: BTreeMap<(String, Option<Class>), Vec<&BackupFile>> = BTreeMap::new();
     let mut newest_of_core: BTreeMap<&str, &BackupFile> = BTreeMap::new();
     let mut out = Vec::new();
     for b in backups.iter().filter(|b| cores.contains(&b.core)) {
         if b.in_progress {
-            out.push(Deletion { path: b.path.clone(), reason: Reason::DeadPartial });
+            out.push(Deletion { key: b.key(), reason: Reason::DeadPartial });
             continue;
         }
         let newest = newest_of_core.entry(&b.core).or_insert(b);
@@ -65,10 +67,10 @@ pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, p
         };
         for b in members.into_iter().skip(keep as usize) {
             let is_newest = newest_of_core.get(core.as_str()).is_some_and(|n| n.path == b.path);
-            if is_newest || protect.contains(&b.path) {
+            if is_newest || protect.contains(&b.key()) {
                 continue;
             }
-            out.push(Deletion { path: b.path.clone(), reason: Reason::OverCount { group: group.clone(), keep } });
+            out.push(Deletion { key: b.key(), reason: Reason::OverCount { group: group.clone(), keep } });
         }
     }
     out

@@ -205,11 +205,8 @@ fn retention_table() {
     for case in cases() {
         let backups = files(case.files);
         let cores = case.cores.iter().map(|s| s.to_string()).collect();
-        let protect: Vec<PathBuf> = case.protect.iter().map(|r| Path::new(ROOT).join(r)).collect();
-        let mut got: Vec<String> = plan(&backups, &case.policy, &cores, &protect)
-            .into_iter()
-            .map(|d| d.path.strip_prefix(ROOT).unwrap().display().to_string())
-            .collect();
+        let protect: Vec<String> = case.protect.iter().map(|r| r.to_string()).collect();
+        let mut got: Vec<String> = plan(&backups, &case.policy, &cores, &protect).into_iter().map(|d| d.key).collect();
         got.sort();
         let mut want: Vec<String> = case.deleted.iter().map(|s| s.to_string()).collect();
         want.sort();
@@ -231,7 +228,7 @@ fn month_end_and_sunday_runs_feed_the_right_groups() {
     let backups = files(&leaked);
     let cores = ["db-app".to_string()].into_iter().collect();
     let deleted = plan(&backups, &policy, &cores, &[]);
-    let kept: Vec<&BackupFile> = backups.iter().filter(|b| !deleted.iter().any(|d| d.path == b.path)).collect();
+    let kept: Vec<&BackupFile> = backups.iter().filter(|b| !deleted.iter().any(|d| d.key == b.key())).collect();
     let count = |c: Class| kept.iter().filter(|b| b.class == Some(c)).count();
     // Sundays in Nov 2026: 1, 8, 15, 22, 29 (5 weekly); the 30th is monthly.
     assert_eq!((count(Class::Daily), count(Class::Weekly), count(Class::Monthly)), (6, 4, 1));

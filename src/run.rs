@@ -1,8 +1,9 @@
-//! One backup run over every configured database: lock, back up each database in turn (one
-//! failing does not stop the others), apply retention for each success, and report.
+//! One backup run over every configured database: lock, remove partial files of killed runs,
+//! then for each database in turn (one failing does not stop the others) the steps
+//! dump → copy → prune → notify, each inside its hooks; then the run's own hooks and a
+//! summary. `Run::backup_database` is the whole per-database pipeline.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -13,21 +14,35 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::database::Database;
 use crate::engine;
-use crate::hooks::{self, Phase, Stage};
+use crate::hooks::{Context, Facts, HookFailure, Phase, Phases, Stage};
 use crate::layout;
 use crate::lock::RunLock;
 use crate::mirror::{MirrorOutcome, mirror_database};
 use crate::notify::{Notifiers, event};
 use crate::pipeline::{self, Written};
-use crate::retention::{self, Reason};
+use crate::prune::{self, PruneReport};
+use crate::retention::{self, Deletion, Reason};
 use crate::spec::DatabaseSpec;
 use crate::storage::Storage;
+use crate::storage::local::{LocalStorage, objects};
+
+/// Why a database's backup failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Hook(#[from] HookFailure),
+    #[error("interrupted by a shutdown signal")]
+    Interrupted,
+    /// The dump, its compression or its file (the full error chain).
+    #[error("{0}")]
+    Backup(String),
+}
 
 /// What happened to one database.
 #[derive(Debug)]
 pub enum Outcome {
     Written(Written),
-    Failed(String),
+    Failed(Failure),
     /// Not attempted because the run was interrupted.
     NotAttempted,
 }
@@ -37,8 +52,8 @@ pub enum Outcome {
 pub struct DatabaseReport {
     pub spec: DatabaseSpec,
     pub outcome: Outcome,
-    /// Backups deleted by retention after this backup.
-    pub pruned: Vec<PathBuf>,
+    /// Keys of the backups deleted by retention after this backup.
+    pub pruned: Vec<String>,
     /// Retention problems (the backup itself is fine).
     pub prune_errors: Vec<String>,
     /// What each mirror did.
@@ -58,7 +73,7 @@ pub struct RunReport {
     pub interrupted: bool,
     pub duration: Duration,
     /// Run-level failures (a `run` hook with `on-error = "fail"`).
-    pub errors: Vec<String>,
+    pub errors: Vec<HookFailure>,
 }
 
 impl RunReport {
@@ -87,169 +102,269 @@ pub fn run_backups(
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let _lock = RunLock::acquire(&settings.backup_dir, "backup run")?;
-    remove_dead_partials(&settings.backup_dir);
-    let run_id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
-    let run_date = settings.zone.local(Utc::now()).date();
-    let dir = layout::run_dir(&settings.backup_dir, layout::classify(run_date, &settings.policy), run_date);
-    info!(folder = %dir.display(), databases = settings.databases.len(), run_id, "Starting backup run.");
-    let hooks = &settings.hooks;
-    let ctx = hooks::Context { run_id: &run_id, ..Default::default() };
-    let pre = hooks.run(Phase::Run, Stage::Pre, &ctx, &settings.engine, cancel);
-    let mut written = Vec::new();
-    let databases = settings
-        .databases
-        .iter()
-        .map(|db| match &pre {
-            Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e.clone())),
-            Ok(()) => backup_database(settings, db, &dir, &run_id, mirrors, notifiers, &mut written, cancel),
-        })
-        .collect();
-    let mut report = RunReport {
-        databases,
-        interrupted: cancel.is_cancelled(),
-        duration: started.elapsed(),
-        errors: pre.err().into_iter().collect(),
-    };
-    let stage = if report.succeeded() { Stage::Post } else { Stage::OnError };
-    let status = if report.succeeded() { "success" } else { "failure" };
-    let end = hooks::Context { status: Some(status), ..ctx.clone() };
-    if let Err(e) = hooks.run(Phase::Run, stage, &end, &settings.engine, cancel) {
-        report.errors.push(e);
+    let run = Run::new(settings, mirrors, notifiers, cancel);
+    run.remove_dead_partials();
+    info!(folder = %run.dir.display(), databases = settings.databases.len(), run_id = %run.id, "Starting backup run.");
+    let ctx = run.context(None);
+    let pre = run.phases.run(Phase::Run, Stage::Pre, &ctx);
+    let mut written: Vec<String> = Vec::new();
+    let mut databases = Vec::new();
+    for db in &settings.databases {
+        let report = match &pre {
+            Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e.clone().into())),
+            Ok(()) => run.backup_database(db, &mut written),
+        };
+        databases.push(report);
     }
-    let _ = hooks.run(Phase::Run, Stage::Finally, &end, &settings.engine, cancel);
+    let mut report =
+        RunReport { databases, interrupted: cancel.is_cancelled(), duration: started.elapsed(), errors: vec![] };
+    report.errors.extend(pre.err());
+    let status = if report.succeeded() { "success" } else { "failure" };
+    let end = Context { status: Some(status), ..ctx.clone() };
+    let stage = if report.succeeded() { Stage::Post } else { Stage::OnError };
+    report.errors.extend(run.phases.run(Phase::Run, stage, &end).err());
+    let _ = run.phases.run(Phase::Run, Stage::Finally, &end);
     for e in &report.errors {
-        notifiers.notify(event::command_failed("backup run (run hooks)", e));
+        notifiers.notify(event::command_failed("backup run (run hooks)", &e.to_string()));
     }
     log_summary(&report);
     Ok(report)
 }
 
-/// One database: the `backup` phase (dump), then `copy` (mirrors) and `prune` (retention),
-/// each inside its hooks; then the notification.
-#[allow(clippy::too_many_arguments)]
-fn backup_database(
-    settings: &Settings,
-    db: &Database,
-    dir: &Path,
-    run_id: &str,
-    mirrors: &[Box<dyn Storage>],
-    notifiers: &Notifiers,
-    written: &mut Vec<PathBuf>,
-    cancel: &Cancel,
-) -> DatabaseReport {
-    let span = info_span!("backup", db = %db.spec);
-    let _enter = span.enter();
-    if cancel.is_cancelled() {
-        return DatabaseReport::new(&db.spec, Outcome::NotAttempted);
+/// What the steps of one run share.
+struct Run<'a> {
+    settings: &'a Settings,
+    mirrors: &'a [Box<dyn Storage>],
+    notifiers: &'a Notifiers,
+    cancel: &'a Cancel,
+    phases: Phases<'a>,
+    local: LocalStorage,
+    /// The dated folder this run writes into.
+    dir: PathBuf,
+    id: String,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        settings: &'a Settings,
+        mirrors: &'a [Box<dyn Storage>],
+        notifiers: &'a Notifiers,
+        cancel: &'a Cancel,
+    ) -> Self {
+        let date = settings.zone.local(Utc::now()).date();
+        Run {
+            settings,
+            mirrors,
+            notifiers,
+            cancel,
+            phases: Phases::new(&settings.hooks, &settings.engine, cancel),
+            local: LocalStorage::new(&settings.backup_dir),
+            dir: layout::run_dir(&settings.backup_dir, layout::classify(date, &settings.policy), date),
+            id: run_id("", Utc::now()),
+        }
     }
-    let ctx = hooks::Context { run_id, database: Some(db), ..Default::default() };
-    let hooks = &settings.hooks;
-    let dumped = hooks.around(
-        Phase::Backup,
-        &ctx,
-        &settings.engine,
-        cancel,
-        || dump(settings, db, dir, cancel),
-        |w| (Some(w.path.clone()), Some(w.bytes)),
-    );
-    let mut report = match dumped {
-        Ok(w) => {
-            written.push(w.path.clone());
-            DatabaseReport::new(&db.spec, Outcome::Written(w))
+
+    fn context(&self, database: Option<&'a Database>) -> Context<'_> {
+        Context { run_id: &self.id, database, ..Default::default() }
+    }
+
+    /// One database: dump, copy, prune, notify — each step inside its phase's hooks.
+    /// `written` holds the keys this run wrote so far (retention never deletes them).
+    fn backup_database(&self, db: &'a Database, written: &mut Vec<String>) -> DatabaseReport {
+        let _span = info_span!("backup", database = %db.spec).entered();
+        if self.cancel.is_cancelled() {
+            return DatabaseReport::new(&db.spec, Outcome::NotAttempted);
         }
-        Err(e) => {
+        let ctx = self.context(Some(db));
+        let mut report = match self.phases.around(Phase::Backup, &ctx, || self.dump(db)) {
+            Ok(w) => DatabaseReport::new(&db.spec, Outcome::Written(w)),
+            Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e)),
+        };
+        if let Outcome::Written(w) = &report.outcome {
+            written.push(self.key(w));
+            let ctx = Context { file: Some(&w.path), size: Some(w.bytes), ..ctx };
+            report.mirrors = self.copy(db, w, &ctx);
+            let pruned = self.prune(db, written, &ctx);
+            (report.pruned, report.prune_errors) = (pruned.deleted, pruned.failed);
+        } else {
             // Leave no empty dated folder behind a failure.
-            catalog::remove_empty_dirs(&settings.backup_dir, Some(dir));
-            DatabaseReport::new(&db.spec, Outcome::Failed(e))
+            catalog::remove_empty_dirs(&self.settings.backup_dir, Some(&self.dir));
         }
-    };
-    if let Outcome::Written(w) = &report.outcome {
-        let ctx = hooks::Context { file: Some(&w.path), size: Some(w.bytes), ..ctx.clone() };
-        if !mirrors.is_empty() {
-            let mut copied = Vec::new();
-            let result = hooks.around(
-                Phase::Copy,
-                &ctx,
-                &settings.engine,
-                cancel,
-                || {
-                    copied = mirror_database(
-                        mirrors,
-                        settings,
-                        &db.spec.to_string(),
-                        &db.spec.core_name(),
-                        &w.path,
-                        notifiers,
-                    );
-                    let failed: Vec<String> = copied.iter().filter_map(|m| m.error.clone()).collect();
-                    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
-                },
-                |_| (None, None),
+        self.notify(&report);
+        report
+    }
+
+    /// Step 1: the dump, into a compressed, checksummed, atomically committed file.
+    fn dump(&self, db: &Database) -> Result<Written, Failure> {
+        let Some(engine) = engine::for_kind(&db.spec.engine, &self.settings.engine) else {
+            return Err(Failure::Backup(format!("no engine for {} databases in this build", db.spec.engine.name())));
+        };
+        info!("Starting backup.");
+        let timestamp = fresh_timestamp(self.settings, &self.dir, &db.spec.core_name());
+        match pipeline::backup_one(db, engine.as_ref(), &self.dir, timestamp, self.settings.compression, self.cancel) {
+            Ok(w) => {
+                info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
+                Ok(w)
+            }
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() || self.cancel.is_cancelled() => {
+                warn!("Backup interrupted; partial file removed.");
+                Err(Failure::Interrupted)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                error!(error = %msg, "Backup failed; partial file removed, older backups untouched.");
+                Err(Failure::Backup(msg))
+            }
+        }
+    }
+
+    /// Step 2: copies to every mirror (the new backup, then catch-up of missed ones).
+    fn copy(&self, db: &Database, w: &Written, ctx: &Context) -> Vec<MirrorOutcome> {
+        if self.mirrors.is_empty() {
+            return Vec::new();
+        }
+        let result = self.phases.around(Phase::Copy, ctx, || {
+            let outcomes = mirror_database(
+                self.mirrors,
+                self.settings,
+                &db.spec.to_string(),
+                &db.spec.core_name(),
+                &w.path,
+                self.notifiers,
             );
-            if let (Err(e), true) = (result, copied.is_empty()) {
-                copied.push(MirrorOutcome {
+            if outcomes.iter().all(|m| m.error.is_none()) {
+                Ok(Copied(outcomes))
+            } else {
+                Err(CopyError::Mirrors(outcomes))
+            }
+        });
+        match result {
+            Ok(Copied(outcomes)) | Err(CopyError::Mirrors(outcomes)) => outcomes,
+            Err(CopyError::Hook(h)) => {
+                vec![MirrorOutcome {
                     mirror: "copy hooks".into(),
                     uploaded: vec![],
                     pruned: vec![],
-                    error: Some(e),
-                });
+                    error: Some(h.to_string()),
+                }]
             }
-            report.mirrors = copied;
-        }
-        let result = hooks.around(
-            Phase::Prune,
-            &ctx,
-            &settings.engine,
-            cancel,
-            || {
-                let (pruned, errors) = apply_retention(settings, &db.spec, written);
-                report.pruned = pruned;
-                if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
-            },
-            |_| (None, None),
-        );
-        if let Err(e) = result {
-            report.prune_errors.push(e);
         }
     }
-    notify_outcome(notifiers, &db.spec, &report.outcome, &report.pruned, &report.prune_errors);
-    report
+
+    /// Step 3: retention for this database on the local folder; never a backup of this run.
+    fn prune(&self, db: &Database, written: &[String], ctx: &Context) -> PruneReport {
+        let result = self.phases.around(Phase::Prune, ctx, || {
+            let backups = catalog::scan(&self.settings.backup_dir).map_err(|e| {
+                PruneError::Failed(PruneReport {
+                    failed: vec![format!("retention skipped: {e:#}")],
+                    ..Default::default()
+                })
+            })?;
+            let cores = [db.spec.core_name()].into_iter().collect();
+            let plan = retention::plan(&backups, &self.settings.policy, &cores, written);
+            let report = prune::apply(&self.local, &plan, &objects(&backups));
+            if report.failed.is_empty() { Ok(Pruned(report)) } else { Err(PruneError::Failed(report)) }
+        });
+        match result {
+            Ok(Pruned(r)) | Err(PruneError::Failed(r)) => r,
+            Err(PruneError::Hook(h)) => PruneReport { failed: vec![h.to_string()], ..Default::default() },
+        }
+    }
+
+    /// Step 4: the notification of this database's outcome.
+    fn notify(&self, report: &DatabaseReport) {
+        let db = report.spec.to_string();
+        match &report.outcome {
+            Outcome::Written(w) => self.notifiers.notify(event::backup_succeeded(&db, w, &report.pruned)),
+            Outcome::Failed(e) => self.notifiers.notify(event::backup_failed(&db, &e.to_string())),
+            Outcome::NotAttempted => {}
+        }
+        for e in &report.prune_errors {
+            self.notifiers.notify(event::retention_failed(&db, e));
+        }
+    }
+
+    /// Removes every `.in_progress` file: the run holds the lock, so none of them is being
+    /// written (their runs were killed), and the space they hold is needed now.
+    fn remove_dead_partials(&self) {
+        let Ok(backups) = catalog::scan(&self.settings.backup_dir) else { return };
+        let plan: Vec<Deletion> = backups
+            .iter()
+            .filter(|b| b.in_progress)
+            .map(|b| Deletion { key: b.key(), reason: Reason::DeadPartial })
+            .collect();
+        prune::apply(&self.local, &plan, &objects(&backups));
+    }
+
+    fn key(&self, w: &Written) -> String {
+        let rel = w.path.strip_prefix(&self.settings.backup_dir).unwrap_or(&w.path);
+        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    }
 }
 
-/// The dump itself: engine → compressed, checksummed, atomic file.
-fn dump(settings: &Settings, db: &Database, dir: &Path, cancel: &Cancel) -> Result<Written, String> {
-    let Some(engine) = engine::for_kind(&db.spec.engine, &settings.engine) else {
-        return Err(format!("no engine for {} databases in this build", db.spec.engine.name()));
-    };
-    info!("Starting backup.");
-    let timestamp = fresh_timestamp(settings, dir, &db.spec.core_name());
-    match pipeline::backup_one(db, engine.as_ref(), dir, timestamp, settings.compression, cancel) {
-        Ok(w) => {
-            info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
-            Ok(w)
-        }
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() || cancel.is_cancelled() => {
-            warn!("Backup interrupted; partial file removed.");
-            Err("interrupted by a shutdown signal".into())
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            error!(error = %msg, "Backup failed; partial file removed, older backups untouched.");
-            Err(msg)
+impl Facts for Written {
+    fn file(&self) -> Option<&std::path::Path> {
+        Some(&self.path)
+    }
+    fn size(&self) -> Option<u64> {
+        Some(self.bytes)
+    }
+}
+
+struct Copied(Vec<MirrorOutcome>);
+impl Facts for Copied {}
+
+/// The copy step failed: a hook, or a mirror (its outcomes say which).
+enum CopyError {
+    Hook(HookFailure),
+    Mirrors(Vec<MirrorOutcome>),
+}
+
+impl From<HookFailure> for CopyError {
+    fn from(h: HookFailure) -> Self {
+        CopyError::Hook(h)
+    }
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Hook(h) => write!(f, "{h}"),
+            CopyError::Mirrors(m) => {
+                let failed: Vec<&str> = m.iter().filter_map(|o| o.error.as_deref()).collect();
+                write!(f, "{}", failed.join("; "))
+            }
         }
     }
 }
 
-/// Removes every `.in_progress` file: the caller holds the run lock, so none of them is being
-/// written (their runs were killed), and the space they hold is needed now, before new dumps.
-fn remove_dead_partials(root: &Path) {
-    let Ok(backups) = catalog::scan(root) else { return };
-    for b in backups.iter().filter(|b| b.in_progress) {
-        warn!(path = %b.path.display(), bytes = b.size, "Removing a partial file left by a killed run.");
-        if let Err(e) = catalog::delete_backup(root, &b.path) {
-            error!(path = %b.path.display(), error = %format!("{e:#}"), "Could not remove a partial file.");
+struct Pruned(PruneReport);
+impl Facts for Pruned {}
+
+/// The prune step failed: a hook, or deletions (the report says which).
+enum PruneError {
+    Hook(HookFailure),
+    Failed(PruneReport),
+}
+
+impl From<HookFailure> for PruneError {
+    fn from(h: HookFailure) -> Self {
+        PruneError::Hook(h)
+    }
+}
+
+impl std::fmt::Display for PruneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PruneError::Hook(h) => write!(f, "{h}"),
+            PruneError::Failed(r) => write!(f, "{}", r.failed.join("; ")),
         }
     }
+}
+
+/// A run's id: `<kind->YYYYMMDDTHHMMSS-<pid>` (hooks see it as `BACKUP_RUN_ID`).
+pub fn run_id(kind: &str, now: chrono::DateTime<Utc>) -> String {
+    format!("{kind}{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id())
 }
 
 /// Now, in `TZ`, at a second no backup of `core` in `dir` is named with yet: two runs in the
@@ -271,74 +386,26 @@ fn fresh_timestamp(settings: &Settings, dir: &std::path::Path, core: &str) -> ch
     ts
 }
 
-fn notify_outcome(
-    notifiers: &Notifiers,
-    spec: &DatabaseSpec,
-    outcome: &Outcome,
-    pruned: &[PathBuf],
-    prune_errors: &[String],
-) {
-    let db = spec.to_string();
-    match outcome {
-        Outcome::Written(w) => notifiers.notify(event::backup_succeeded(&db, w, pruned)),
-        Outcome::Failed(e) => notifiers.notify(event::backup_failed(&db, e)),
-        Outcome::NotAttempted => {}
-    }
-    for e in prune_errors {
-        notifiers.notify(event::retention_failed(&db, e));
-    }
-}
-
-/// Prunes one database's backups after a successful backup. Failures are reported, not fatal.
-fn apply_retention(settings: &Settings, spec: &DatabaseSpec, protect: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
-    let root = &settings.backup_dir;
-    let backups = match catalog::scan(root) {
-        Ok(b) => b,
-        Err(e) => return (vec![], vec![format!("retention skipped: {e:#}")]),
-    };
-    let cores = BTreeSet::from([spec.core_name()]);
-    let plan = retention::plan(&backups, &settings.policy, &cores, protect);
-    let (mut pruned, mut errors) = (Vec::new(), Vec::new());
-    for d in plan {
-        match &d.reason {
-            Reason::DeadPartial => {
-                warn!(path = %d.path.display(), "Removing a partial file left by an interrupted run.")
-            }
-            Reason::OverCount { group, keep } => {
-                info!(path = %d.path.display(), group, keep, "Pruning backup.")
-            }
-        }
-        match catalog::delete_backup(root, &d.path) {
-            Ok(()) => pruned.push(d.path),
-            Err(e) => {
-                error!(error = format!("{e:#}"), "Pruning failed.");
-                errors.push(format!("{e:#}"));
-            }
-        }
-    }
-    (pruned, errors)
-}
-
 fn log_summary(report: &RunReport) {
     for d in &report.databases {
         match &d.outcome {
             Outcome::Written(w) => info!(
-                db = %d.spec, path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64,
+                database = %d.spec, path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64,
                 pruned = d.pruned.len(), "Summary: backed up."
             ),
-            Outcome::Failed(e) => error!(db = %d.spec, error = %e, "Summary: FAILED."),
-            Outcome::NotAttempted => warn!(db = %d.spec, "Summary: not attempted (interrupted)."),
+            Outcome::Failed(e) => error!(database = %d.spec, error = %e, "Summary: FAILED."),
+            Outcome::NotAttempted => warn!(database = %d.spec, "Summary: not attempted (interrupted)."),
         }
         for e in &d.prune_errors {
-            error!(db = %d.spec, error = %e, "Summary: retention failed.");
+            error!(database = %d.spec, error = %e, "Summary: retention failed.");
         }
         for m in &d.mirrors {
             match &m.error {
                 None => {
-                    info!(db = %d.spec, storage = %m.mirror, uploaded = m.uploaded.len(), pruned = m.pruned.len(), "Summary: mirrored.")
+                    info!(database = %d.spec, storage = %m.mirror, uploaded = m.uploaded.len(), pruned = m.pruned.len(), "Summary: mirrored.")
                 }
                 Some(e) => {
-                    error!(db = %d.spec, storage = %m.mirror, error = %e, "Summary: mirror FAILED (local backup kept).")
+                    error!(database = %d.spec, storage = %m.mirror, error = %e, "Summary: mirror FAILED (local backup kept).")
                 }
             }
         }

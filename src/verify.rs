@@ -21,7 +21,7 @@ use crate::compress;
 use crate::config::Settings;
 use crate::engine::{self, VerifyOptions, VerifyReport};
 use crate::error::UsageError;
-use crate::hooks::{self, Phase};
+use crate::hooks::{self, Phase, Phases};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
@@ -54,23 +54,19 @@ pub fn verify_all(
     let _lock = RunLock::acquire(root, "verification")?;
     let backups = catalog::scan(root)?;
     let mut outcomes = Vec::new();
-    let run_id = format!("verify-{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
+    let run_id = crate::run::run_id("verify-", Utc::now());
+    let phases = Phases::new(&settings.hooks, &settings.engine, cancel);
     for spec in specs {
-        let span = info_span!("verify", db = %spec);
+        let span = info_span!("verify", database = %spec);
         let _enter = span.enter();
         if cancel.is_cancelled() {
             break;
         }
         let db = settings.database_for(&spec);
         let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
-        let result = settings.hooks.around(
-            Phase::Verify,
-            &ctx,
-            &settings.engine,
-            cancel,
-            || verify_one(settings, &spec, &backups, filter, cancel).map_err(|e| format!("{e:#}")),
-            |_| (None, None),
-        );
+        let result = phases
+            .around(Phase::Verify, &ctx, || verify_one(settings, &spec, &backups, filter, cancel))
+            .map_err(|e: anyhow::Error| format!("{e:#}"));
         match &result {
             Ok(summary) => {
                 info!(summary = %summary, peak_rss_kb = crate::run::peak_rss_kb(), "Verification succeeded.")

@@ -13,6 +13,8 @@ use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
 use crate::error::{Exit, UsageError};
 use crate::lock::RunLock;
+use crate::retention::{Deletion, Reason};
+use crate::storage::local::{LocalStorage, objects};
 
 /// Runs the prune mode.
 ///
@@ -24,8 +26,8 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
     let backups = catalog::scan(root)?;
     let Some(f) = filter else {
         let report = crate::prune::apply_policy(settings, &backups);
-        for rel in &report.deleted {
-            println!("Deleted {}", rel.display());
+        for key in &report.deleted {
+            println!("Deleted {key}");
         }
         for e in &report.failed {
             eprintln!("error: {e}");
@@ -49,17 +51,15 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
         println!("Nothing deleted.");
         return Ok(Exit::Success);
     }
-    let mut failed = false;
-    for b in &chosen {
-        match catalog::delete_backup(root, &b.path) {
-            Ok(()) => println!("Deleted {}", b.rel.display()),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                failed = true;
-            }
-        }
+    let plan: Vec<Deletion> = chosen.iter().map(|b| Deletion { key: b.key(), reason: Reason::Requested }).collect();
+    let report = crate::prune::apply(&LocalStorage::new(root), &plan, &objects(&backups));
+    for key in &report.deleted {
+        println!("Deleted {key}");
     }
-    Ok(if failed { Exit::Failed } else { Exit::Success })
+    for e in &report.failed {
+        eprintln!("error: {e}");
+    }
+    Ok(if report.failed.is_empty() { Exit::Success } else { Exit::Failed })
 }
 
 /// Backups whose relative path contains `filter`, or whose full path or file name equals it.

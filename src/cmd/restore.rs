@@ -20,7 +20,7 @@ use crate::compress;
 use crate::config::{Secret, Settings};
 use crate::engine::{self, Conn, Placement, RestoreRequest};
 use crate::error::{Exit, UsageError};
-use crate::hooks::{self, Phase};
+use crate::hooks::{self, Phase, Phases};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
@@ -100,7 +100,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
     let target = settings.database_for(&spec);
-    let run_id = format!("restore-{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), std::process::id());
+    let run_id = crate::run::run_id("restore-", Utc::now());
     let ctx = hooks::Context {
         run_id: &run_id,
         database: Some(&target),
@@ -108,14 +108,10 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
         size: Some(size),
         ..Default::default()
     };
-    let result = settings.hooks.around(
-        Phase::Restore,
-        &ctx,
-        &settings.engine,
-        cancel,
-        || engine.restore(&req, &mut sql, cancel).map_err(|e| format!("{e:#}")),
-        |_| (None, None),
-    );
+    let phases = Phases::new(&settings.hooks, &settings.engine, cancel);
+    let result = phases
+        .around(Phase::Restore, &ctx, || engine.restore(&req, &mut sql, cancel))
+        .map_err(|e: anyhow::Error| format!("{e:#}"));
     drop(meter);
     let report = match result {
         Ok(r) => r,

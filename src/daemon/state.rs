@@ -126,7 +126,7 @@ impl State {
                     db.last_attempt = Some(Attempt {
                         at: finished,
                         ok: false,
-                        error: Some(e.clone()),
+                        error: Some(e.to_string()),
                         duration_seconds: 0.0,
                         size_bytes: 0,
                     })

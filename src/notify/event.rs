@@ -43,7 +43,7 @@ fn event(
     Event { level, kind, database, title, message, time: Utc::now(), details }
 }
 
-pub fn backup_succeeded(db: &str, w: &Written, pruned: &[std::path::PathBuf]) -> Event {
+pub fn backup_succeeded(db: &str, w: &Written, pruned: &[String]) -> Event {
     let mut message = format!(
         "Successfully backed up {db}.\nBackup written to {}.\nBackup size: {}\nSHA-256: {}\nElapsed time: {}",
         w.path.display(),
@@ -54,7 +54,6 @@ pub fn backup_succeeded(db: &str, w: &Written, pruned: &[std::path::PathBuf]) ->
     if !pruned.is_empty() {
         message.push_str(&format!("\nPruned {} old backup(s).", pruned.len()));
     }
-    let pruned: Vec<String> = pruned.iter().map(|p| p.display().to_string()).collect();
     let details = json!({"file": w.path.display().to_string(), "size_bytes": w.bytes, "sha256": w.sha256, "duration_ms": w.duration.as_millis() as u64, "pruned": pruned});
     event(Level::Info, "backup_succeeded", Some(db.into()), format!("Backup of {db} succeeded"), message, details)
 }

@@ -1,5 +1,6 @@
-//! Mirrors: remote copies of backups on FTPS and S3-compatible servers. One `Storage` trait,
-//! one implementation per kind, a `Retrying` decorator, and one factory (`from_settings`).
+//! Where backups are kept: the local backup folder and the mirrors (FTPS, S3-compatible). One
+//! `Storage` trait, one implementation per kind (`local`, `ftps`, `s3`, `memory` for tests), a
+//! `Retrying` decorator, and one factory for the mirrors (`from_settings`).
 //!
 //! Contract of every implementation: keys are the backup's path relative to the backup root
 //! (`daily/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz`) under the mirror's base; a `put` is
@@ -9,6 +10,7 @@
 
 pub mod ftps;
 mod ftps_tls;
+pub mod local;
 pub mod s3;
 
 use std::path::Path;

@@ -1,0 +1,77 @@
+//! The backup folder as a `Storage`: its listing is the catalog (backups, their sidecars,
+//! partial files), deleting a key removes that file and the dated and class folders it leaves
+//! empty. Writing a new backup stays the streaming pipeline's job; `put` copies a finished
+//! file in (atomically), for the conformance suite and for restoring copies from a mirror.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{RemoteObject, Storage};
+use crate::catalog::{self, BackupFile};
+use crate::durable::PartialFile;
+use crate::layout::{CHECKSUM_SUFFIX, VERIFIED_SUFFIX};
+
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: &Path) -> LocalStorage {
+        LocalStorage { root: root.to_path_buf() }
+    }
+}
+
+/// The objects of a catalog: every backup file and the sidecars beside it.
+pub fn objects(backups: &[BackupFile]) -> Vec<RemoteObject> {
+    let mut out = Vec::new();
+    for b in backups {
+        let key = b.key();
+        for (present, suffix) in [(b.has_checksum, CHECKSUM_SUFFIX), (b.has_verification, VERIFIED_SUFFIX)] {
+            if present {
+                out.push(RemoteObject { key: format!("{key}{suffix}"), size: None });
+            }
+        }
+        out.push(RemoteObject { key, size: Some(b.size) });
+    }
+    out
+}
+
+impl Storage for LocalStorage {
+    fn name(&self) -> String {
+        format!("local {}", self.root.display())
+    }
+
+    fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
+        let target = self.root.join(key);
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let (partial, mut file) = PartialFile::create(&target)?;
+        let mut source = fs::File::open(local).with_context(|| format!("opening {}", local.display()))?;
+        io::copy(&mut source, &mut file).with_context(|| format!("writing {}", partial.partial_path().display()))?;
+        partial.commit(file)
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
+        Ok(objects(&catalog::scan(&self.root)?))
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let path = self.root.join(key);
+        anyhow::ensure!(
+            path.starts_with(&self.root) && !key.contains(".."),
+            "{key} is not inside {}",
+            self.root.display()
+        );
+        fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+        catalog::remove_empty_dirs(&self.root, path.parent());
+        Ok(())
+    }
+
+    fn prunes(&self) -> bool {
+        true
+    }
+}
