@@ -179,13 +179,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("survivor");
         // A background grandchild that would touch the marker after the timeout.
-        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let script = format!("(sleep 5.4321; touch {}) & sleep 30", marker.display());
         let opts = Options { timeout: Some(Duration::from_millis(300)), ..Default::default() };
         let started = Instant::now();
         let f = run(&Program::Shell(script), &opts, &Cancel::new());
         assert!(f.failure.unwrap().starts_with("timed out"));
         assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_secs(3));
+        // The grandchild must be gone long before it would touch the marker.
+        let alive = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                .any(|c| String::from_utf8_lossy(&c).contains("5.4321"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while alive() {
+            assert!(Instant::now() < deadline, "the grandchild outlived its group's kill");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(!marker.exists(), "the grandchild was killed with the group");
     }
 }

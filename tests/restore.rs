@@ -30,7 +30,11 @@ fn round_trip_same_server_new_name_and_second_server() {
 
     // Restoring over the original (sessions connected to it are terminated first).
     let mut holder = fx.pg.psql_cmd("app1").arg("-c").arg("SELECT pg_sleep(60)").spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fx.pg.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app1' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()") != "1" {
+        assert!(std::time::Instant::now() < deadline, "the holding session never connected");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/app1"), "-s"]));
     let _ = holder.kill();
     let _ = holder.wait();

@@ -141,7 +141,6 @@ fn sigterm_during_verification_cleans_up() {
         assert!(std::time::Instant::now() < deadline, "the verification server never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let r = Run::from(child.wait_with_output().unwrap());
     assert_eq!(r.code, 130, "{}", r.all());

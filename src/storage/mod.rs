@@ -8,9 +8,11 @@
 //! completed) and checks the stored size; `list` returns every object under the base that
 //! lies in our folder layout; `delete` removes one key.
 
+pub mod conformance;
 pub mod ftps;
 mod ftps_tls;
 pub mod local;
+pub mod memory;
 pub mod s3;
 
 use std::path::Path;
@@ -129,4 +131,17 @@ pub fn from_settings(m: &MirrorSettings) -> anyhow::Result<Vec<Box<dyn Storage>>
 /// level worth listing into.
 pub fn is_layout_dir(name: &str) -> bool {
     crate::layout::Class::from_dir(name).is_some() || chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_and_memory_storage_keep_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        super::conformance::check(&super::local::LocalStorage::new(&root), &scratch).unwrap();
+        super::conformance::check(&super::memory::MemoryStorage::new(true), &scratch).unwrap();
+    }
 }

@@ -1,0 +1,65 @@
+//! The contract every `Storage` keeps, as one suite that the tests run against each kind
+//! (local folder, memory, FTPS on pyftpdlib and vsftpd, S3 on s3s-fs): nested keys are
+//! created, listed with the right size (where the storage reports sizes), replaced, and
+//! deleted, and the listing is back to what it was.
+
+use std::path::Path;
+
+use anyhow::{Context, ensure};
+
+use super::Storage;
+
+const DAILY: &str = "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz";
+const FLAT: &str = "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz";
+
+/// Runs the suite against `storage`, with scratch files in `scratch`.
+///
+/// # Errors
+/// The first broken promise, naming it.
+pub fn check(storage: &dyn Storage, scratch: &Path) -> anyhow::Result<()> {
+    let file = |name: &str, len: usize| -> anyhow::Result<std::path::PathBuf> {
+        let p = scratch.join(name);
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        Ok(p)
+    };
+    let keys = |s: &dyn Storage| -> anyhow::Result<Vec<(String, Option<u64>)>> {
+        let mut l: Vec<_> = s.list()?.into_iter().map(|o| (o.key, o.size)).collect();
+        l.sort();
+        Ok(l)
+    };
+    let name = storage.name();
+    let before = keys(storage)?;
+    ensure!(!before.iter().any(|(k, _)| k == DAILY || k == FLAT), "{name}: not empty at the start: {before:?}");
+
+    let big = file("big", 70_000)?;
+    let small = file("small", 65)?;
+    storage.put(&big, DAILY).context("put of a nested key")?;
+    storage.put(&small, &format!("{DAILY}.sha256")).context("put of a sidecar")?;
+    storage.put(&small, FLAT).context("put of a flat-layout key")?;
+    let listed = keys(storage)?;
+    for (key, len) in [(DAILY, 70_000), (FLAT, 65)] {
+        let found = listed.iter().find(|(k, _)| k == key);
+        ensure!(found.is_some(), "{name}: {key} not listed after put: {listed:?}");
+        if let Some((_, Some(size))) = found {
+            ensure!(*size == len, "{name}: {key} listed with {size} bytes, put {len}");
+        }
+    }
+    ensure!(listed.iter().any(|(k, _)| k == &format!("{DAILY}.sha256")), "{name}: sidecar not listed: {listed:?}");
+
+    storage.put(&small, DAILY).context("replacing an object")?;
+    if let Some((_, Some(size))) = keys(storage)?.into_iter().find(|(k, _)| k == DAILY) {
+        ensure!(size == 65, "{name}: a replaced object kept its old size ({size})");
+    }
+
+    storage.delete(DAILY).context("delete")?;
+    storage.delete(&format!("{DAILY}.sha256")).context("delete of the sidecar")?;
+    storage.delete(FLAT).context("delete of the flat key")?;
+    let after = keys(storage)?;
+    ensure!(after == before, "{name}: after deleting everything put, the listing is {after:?}, was {before:?}");
+    // Deleting a missing key may succeed (S3 deletes are idempotent) or fail (FTP's 550); it
+    // must not bring anything back.
+    let _ = storage.delete(DAILY);
+    ensure!(keys(storage)? == before, "{name}: deleting a missing key changed the listing");
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The library driven in-process (no binary): a backup run with an in-memory mirror that
+//! prunes, and the daemon loop started and stopped through its shutdown token.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backup_container::cancel::Cancel;
+use backup_container::config::{Env, Settings};
+use backup_container::error::Exit;
+use backup_container::notify::Notifiers;
+use backup_container::run::run_backups;
+use backup_container::storage::memory::MemoryStorage;
+use backup_container::storage::{RemoteObject, Storage};
+
+use crate::harness::app::{APP_PASSWORD, Fixture};
+use crate::harness::backups_under;
+
+/// Shares one in-memory storage between the run and the test.
+struct Shared(Arc<MemoryStorage>);
+
+impl Storage for Shared {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
+        self.0.put(local, key)
+    }
+    fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
+        self.0.list()
+    }
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.0.delete(key)
+    }
+    fn prunes(&self) -> bool {
+        self.0.prunes()
+    }
+}
+
+fn settings(fx: &Fixture, extra: &[(&str, &str)]) -> Settings {
+    let backups = fx.backups().display().to_string();
+    let mut pairs = vec![
+        ("BACKUP_DIR", backups.as_str()),
+        ("LOCALHOST_USER", "app"),
+        ("LOCALHOST_PASSWORD", APP_PASSWORD),
+        ("BACKUP_STRATEGY", "daily"),
+        ("TZ", "UTC"),
+        ("HEALTH_ADDR", "off"),
+    ];
+    pairs.extend_from_slice(extra);
+    let conf = fx.dir.path().join("in-process.conf");
+    let text =
+        format!("localhost:{}/app1\n{}", fx.pg.port, extra.iter().find(|(k, _)| *k == "CRON").map_or("", |(_, v)| v));
+    std::fs::write(&conf, text).unwrap();
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().filter(|(k, _)| *k != "CRON").collect();
+    Settings::load(Env::from_pairs(pairs), Some(&conf)).unwrap()
+}
+
+#[test]
+fn a_run_with_an_in_memory_mirror_copies_and_prunes() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let memory = Arc::new(MemoryStorage::new(true));
+    let mirrors: Vec<Box<dyn Storage>> = vec![Box::new(Shared(memory.clone()))];
+    let s = settings(&fx, &[("NUM_BACKUPS", "1")]);
+    let notifiers = Notifiers::from_settings(&s.notify, &s.backup_dir);
+    for round in 1..=2 {
+        let report = run_backups(&s, &mirrors, &notifiers, &Cancel::new()).unwrap();
+        assert!(report.succeeded(), "round {round}: {report:?}");
+    }
+    let local = backups_under(&fx.backups());
+    assert_eq!(local.len(), 1, "NUM_BACKUPS=1 pruned the older local backup: {local:?}");
+    let keys = memory.keys();
+    assert_eq!(keys, vec![local[0].clone(), format!("{}.sha256", local[0])], "the mirror was pruned the same way");
+    assert_eq!(memory.get(&local[0]).unwrap(), std::fs::read(fx.backups().join(&local[0])).unwrap());
+}
+
+#[test]
+fn the_daemon_loop_runs_schedules_and_stops_on_its_token() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let s = settings(&fx, &[("CRON", "@every 1s default ./backup.sh -s\n")]);
+    let shutdown = Cancel::new();
+    let token = shutdown.clone();
+    let notifiers = Notifiers::from_settings(&s.notify, &s.backup_dir);
+    let daemon = std::thread::spawn(move || backup_container::daemon::run(s, notifiers, &token));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while backups_under(&fx.backups()).len() < 2 {
+        assert!(Instant::now() < deadline, "no backups from the schedule");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopping = Instant::now();
+    shutdown.cancel();
+    let exit = daemon.join().unwrap().unwrap();
+    assert_eq!(exit, Exit::Success);
+    assert!(stopping.elapsed() < Duration::from_secs(15), "{:?}", stopping.elapsed());
+}
