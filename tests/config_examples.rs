@@ -12,9 +12,11 @@ fn example_configs_parse() {
     if let Ok(entries) = std::fs::read_dir(root.join("examples")) {
         files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "conf")));
     }
+    let dir = tempfile::tempdir().unwrap();
+    let no_toml = dir.path().join("none.toml").display().to_string();
     for file in files {
-        let settings =
-            Settings::load(Env::default(), Some(&file)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let settings = Settings::load(Env::from_pairs([("BACKUP_TOML", no_toml.as_str())]), Some(&file))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(settings.conf_found, "{}", file.display());
         assert!(!settings.databases.is_empty(), "{} has no database", file.display());
     }
@@ -34,8 +36,17 @@ fn example_toml_files_parse() {
     );
     assert!(files.len() >= 4, "{files:?}");
     let dir = tempfile::tempdir().unwrap();
+    // Secret files are read at load: point the examples' /run/secrets/ paths at real files.
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
     for file in files {
-        let env = Env::from_pairs([("BACKUP_TOML", file.display().to_string()), ("DATABASE_USER", "u".into())]);
+        let text = std::fs::read_to_string(&file).unwrap();
+        for name in text.split("\"/run/secrets/").skip(1).filter_map(|rest| rest.split('"').next()) {
+            std::fs::write(secrets.join(name), "example-secret\n").unwrap();
+        }
+        let copy = dir.path().join(file.file_name().unwrap());
+        std::fs::write(&copy, text.replace("/run/secrets/", &format!("{}/", secrets.display()))).unwrap();
+        let env = Env::from_pairs([("BACKUP_TOML", copy.display().to_string()), ("DATABASE_USER", "u".into())]);
         let settings = Settings::load(env, Some(&dir.path().join("backup.conf")))
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(settings.toml_found, "{}", file.display());

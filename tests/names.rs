@@ -27,7 +27,7 @@ fn database(spec: &str, name: &str, user: &str, password: &str) -> Database {
         credentials: Credentials {
             user: Some(user.into()),
             user_source: "test".into(),
-            password: Some(Secret::new(password)),
+            password: Some(backup_container::database::PasswordSource::Value(Secret::new(password))),
             password_source: Some("test".into()),
         },
         options: Default::default(),
@@ -50,8 +50,11 @@ fn request(name: &str, admin: Conn, placement: Placement) -> RestoreRequest {
 fn postgres_tools_take_every_name_as_a_name() {
     let Some(fx) = Fixture::start(5) else { return };
     let pg = &fx.pg;
-    let engine =
-        engine::for_kind(&EngineKind::Postgres, &EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10 }).unwrap();
+    let engine = engine::for_kind(
+        &EngineKind::Postgres,
+        &EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10, ..Default::default() },
+    )
+    .unwrap();
     let admin = Conn {
         host: "127.0.0.1".into(),
         port: Some(pg.port),
@@ -117,8 +120,11 @@ fn option_like_database_through_the_binary() {
 #[test]
 fn mariadb_tools_take_every_name_as_a_name() {
     let Some(maria) = MariaDbServer::start() else { return };
-    let engine =
-        engine::for_kind(&EngineKind::MariaDb, &EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10 }).unwrap();
+    let engine = engine::for_kind(
+        &EngineKind::MariaDb,
+        &EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10, ..Default::default() },
+    )
+    .unwrap();
     let admin = Conn {
         host: "127.0.0.1".into(),
         port: Some(maria.port),

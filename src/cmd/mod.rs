@@ -24,8 +24,7 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         Ok(s) => s,
         Err(errors) => {
             if !cli.show_config && !cli.list {
-                let notify = crate::config::NotifySettings::from_env(&env);
-                let dir = std::path::PathBuf::from(env.get("BACKUP_DIR").unwrap_or("/backups"));
+                let (notify, dir) = crate::config::for_config_error(&env);
                 Notifiers::from_settings(&notify, &dir).notify(event::config_error(&errors.0.join("\n")));
             }
             return Err(errors.into());

@@ -84,7 +84,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     let req = RestoreRequest {
         database: spec.database.clone(),
         admin: Conn { host: spec.host.clone(), port: spec.port, user: Some(admin_user), password: admin_password },
-        owner: settings.credentials(&spec).user,
+        owner: settings.database_for(&spec).credentials.user,
         ignore_errors: args.ignore_errors,
         single_transaction: false,
         placement: if in_place {

@@ -29,6 +29,11 @@ impl Env {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// Every variable name in the snapshot.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// Whether a flag-like variable (`RUN_ONCE=1`) is set to anything non-empty.
     pub fn is_set(&self, name: &str) -> bool {
         self.get(name).is_some()

@@ -6,6 +6,7 @@
 //! exits 2 before doing any work. Nothing outside this module reads the environment.
 
 pub mod backup_conf;
+mod credentials;
 pub mod env;
 pub mod hooks;
 mod loader;
@@ -89,7 +90,8 @@ pub struct Settings {
     database_overrides: HashMap<String, toml_file::TomlDatabase>,
     /// Variable → where its value came from (`environment`, `backup.toml:12 [...] key`, a file).
     pub sources: BTreeMap<String, String>,
-    env: Env,
+    /// The credential variables, taken from the environment at load.
+    credentials: credentials::CredentialVars,
 }
 
 impl Settings {
@@ -124,35 +126,13 @@ impl Settings {
             l.error(format!("{}: BACKUP_STRATEGY: {e}", l.origin(env::BACKUP_STRATEGY)));
             Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
         });
-        let backup_dir = PathBuf::from(
-            l.text(env::ROOT_BACKUP_DIR).or_else(|| l.text(env::BACKUP_DIR)).unwrap_or_else(|| "/backups/".into()),
-        );
+        let backup_dir = backup_dir(&l);
         let backup_period = l.duration_max(env::BACKUP_PERIOD, DAY, 366 * DAY);
         let timeout = l.int_in(env::DATABASE_SERVER_TIMEOUT, 120, 1, 86_400);
-        let shutdown_grace = l.duration_max(env::SHUTDOWN_GRACE, Duration::from_secs(30), DAY);
-        let command_timeout = l.duration_max(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600), 7 * DAY);
-        let health_addr = match l.text(env::HEALTH_ADDR).as_deref() {
-            Some("off") | Some("none") => None,
-            Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
-                l.error(format!(
-                    "{}: HEALTH_ADDR=\"{text}\" is not an address like 0.0.0.0:8080 (or off)",
-                    l.origin(env::HEALTH_ADDR)
-                ));
-                None
-            }),
-            None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
-        };
-        let stale_factor = l.float_in(env::STALE_FACTOR, 1.5, 1.0, 1000.0);
-        let fail_when_stale = l.boolean(env::HEALTH_FAIL_WHEN_STALE, false);
         l.choice(env::LOG_FORMAT, &["text", "json"]);
         l.choice(env::BACKUP_LOG_LEVEL, &["error", "warn", "info", "debug", "trace"]);
         let notify = NotifySettings::load(&l);
         let mirrors = MirrorSettings::load(&l);
-        let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
-            None => MaxAge::Default,
-            Some("0") => MaxAge::Disabled,
-            Some(_) => MaxAge::Fixed(l.duration_max(env::VERIFY_MAX_AGE, 2 * DAY, 3650 * DAY)),
-        };
         let connect_timeout = l.int_in(env::DATABASE_CONNECT_TIMEOUT, 30, 1, 3600);
         let compression = Compression::parse(
             l.text(env::BACKUP_COMPRESSION).as_deref(),
@@ -188,28 +168,21 @@ impl Settings {
             table_schema: l
                 .text(env::TABLE_SCHEMA)
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
-            daemon: DaemonSettings { health_addr, fail_when_stale, stale_factor, shutdown_grace, command_timeout },
-            restore: RestoreSettings {
-                admin_user: l.text(env::BACKUP_ADMIN_USER),
-                pg_user: l.text(env::PGUSER),
-                admin_password: l.text(env::BACKUP_ADMIN_PASSWORD).map(Secret::new),
-                verify_dir: PathBuf::from(l.text(env::VERIFY_DIR).unwrap_or_else(|| "/var/lib/pgsql/data".into())),
-                verify_max_age,
-                verify_server_options: server_options(&l),
-                in_place: l.boolean(env::RESTORE_IN_PLACE, false),
-                keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
-                count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
-                accept_errors: l.boolean(env::RESTORE_ACCEPT_ERRORS, false),
-            },
+            daemon: DaemonSettings::load(&l),
+            restore: RestoreSettings::load(&l),
             server_timeout: Duration::from_secs(timeout.max(1) as u64),
             compression,
             engine: EngineOptions {
                 pg_bin_dir: l.text(env::PG_BIN_DIR).map(PathBuf::from),
                 connect_timeout_secs: connect_timeout as u32,
+                search_path: env.get("PATH").map(|p| std::env::split_paths(p).collect()).unwrap_or_default(),
             },
             notify,
             mirrors,
-            env: env.clone(),
+            credentials: credentials::CredentialVars::capture(
+                &env,
+                toml.databases.iter().map(|d| (d.spec.core_name(), d.clone())).collect(),
+            ),
             sources: BTreeMap::new(),
         };
 
@@ -237,7 +210,10 @@ impl Settings {
                 ));
                 continue;
             }
-            let credentials = settings.credentials(&spec);
+            let (credentials, problems) = settings.credentials.resolve(&spec);
+            for p in problems {
+                l.error(p);
+            }
             let options =
                 settings.database_overrides.get(&spec.core_name()).map(|d| d.options.clone()).unwrap_or_default();
             settings.databases.push(Database { spec, credentials, options });
@@ -247,57 +223,14 @@ impl Settings {
         if errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(errors)) }
     }
 
-    /// Credentials for any spec: `<HOST>_USER`/`<HOST>_PASSWORD` (host upper-cased, `-` and
-    /// `.` → `_`), then `DATABASE_USER`/`DATABASE_PASSWORD`, then
-    /// `POSTGRESQL_USER`/`POSTGRESQL_PASSWORD`. Empty values count as unset, as upstream.
-    pub fn credentials(&self, spec: &DatabaseSpec) -> Credentials {
-        let prefix = spec.credential_prefix();
-        let over = self.database_overrides.get(&spec.core_name());
-        let mut user_vars = vec![format!("{prefix}_USER"), env::DATABASE_USER.into(), env::POSTGRESQL_USER.into()];
-        let mut password_vars =
-            vec![format!("{prefix}_PASSWORD"), env::DATABASE_PASSWORD.into(), env::POSTGRESQL_PASSWORD.into()];
-        if let Some(v) = over.and_then(|o| o.user_env.clone()) {
-            user_vars.insert(0, v);
-        }
-        if let Some(v) = over.and_then(|o| o.password_env.clone()) {
-            password_vars.insert(0, v);
-        }
-        // Each variable, or the file its `_FILE` twin names (mounted Kubernetes secrets).
-        let lookup = |var: &String| -> Option<(String, String)> {
-            if let Some(v) = self.env.get(var) {
-                return Some((var.clone(), v.to_string()));
-            }
-            let file_var = format!("{var}_FILE");
-            let path = self.env.get(&file_var)?;
-            let text = std::fs::read_to_string(path).ok()?;
-            Some((file_var, text.trim_end_matches(['\n', '\r']).to_string())).filter(|(_, t)| !t.is_empty())
-        };
-        let user = match over.and_then(|o| o.user.clone()) {
-            Some(u) => Some((format!("backup.toml ({})", over.map(|o| o.source.as_str()).unwrap_or_default()), u)),
-            None => user_vars.iter().find_map(lookup),
-        };
-        let from_file = over.and_then(|o| o.password_file.as_ref()).and_then(|p| {
-            let text = std::fs::read_to_string(p).ok()?;
-            Some((format!("file {}", p.display()), text.trim_end_matches(['\n', '\r']).to_string()))
-        });
-        let password = from_file.or_else(|| password_vars.iter().find_map(lookup));
-        Credentials {
-            user_source: match &user {
-                Some((var, _)) => var.clone(),
-                None => user_vars.join(", "),
-            },
-            user: user.map(|(_, u)| u),
-            password_source: password.as_ref().map(|(var, _)| var.clone()),
-            password: password.map(|(_, p)| Secret::new(p)),
-        }
-    }
-
     /// The configured database for `spec`, or one with the usual credentials when `spec`
     /// is not configured (restore or verify of another database).
     pub fn database_for(&self, spec: &DatabaseSpec) -> Database {
+        // For a database that is not configured, problems (an unreadable password file) show
+        // when it is used: `Database::conn` reads the file again and names it.
         self.databases.iter().find(|d| d.spec.core_name() == spec.core_name()).cloned().unwrap_or_else(|| Database {
             spec: spec.clone(),
-            credentials: self.credentials(spec),
+            credentials: self.credentials.resolve(spec).0,
             options: Default::default(),
         })
     }
@@ -337,21 +270,23 @@ impl Settings {
     }
 }
 
+/// `ROOT_BACKUP_DIR`, else `BACKUP_DIR`, else `/backups/` (upstream's order and default).
+fn backup_dir(l: &Loader) -> PathBuf {
+    PathBuf::from(
+        l.text(env::ROOT_BACKUP_DIR).or_else(|| l.text(env::BACKUP_DIR)).unwrap_or_else(|| "/backups/".into()),
+    )
+}
+
+/// What is still needed when the settings cannot be loaded: where to notify about it, and
+/// the backup folder (for PagerDuty's state), by the same rules as `Settings::load`.
+pub fn for_config_error(env: &Env) -> (NotifySettings, PathBuf) {
+    let l = Loader::new(env, Default::default(), Vec::new());
+    (NotifySettings::load(&l), backup_dir(&l))
+}
+
 /// Upper bound of every retention count (more would be a typo, not a policy).
 const MAX_COUNT: i64 = 100_000;
-const DAY: Duration = Duration::from_secs(86_400);
-
-/// `VERIFY_SERVER_OPTIONS`: space-separated `name=value` settings.
-fn server_options(l: &Loader) -> Vec<String> {
-    let options: Vec<String> = l
-        .text(env::VERIFY_SERVER_OPTIONS)
-        .map(|t| t.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
-    for o in options.iter().filter(|o| !o.contains('=') || o.starts_with('=')) {
-        l.error(format!("{}: VERIFY_SERVER_OPTIONS: \"{o}\" is not name=value", l.origin(env::VERIFY_SERVER_OPTIONS)));
-    }
-    options
-}
+pub(super) const DAY: Duration = Duration::from_secs(86_400);
 
 /// Reads and parses backup.conf; a missing file is not an error (env fallback, as upstream).
 fn read_conf(path: &Path, errors: &mut Vec<String>) -> (backup_conf::ConfFile, bool) {

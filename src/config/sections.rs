@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::env;
 use super::loader::Loader;
-use super::{Env, Secret};
+use super::{DAY, Secret};
 use crate::spec::EngineKind;
 
 impl RestoreSettings {
@@ -85,12 +85,6 @@ impl NotifySettings {
                 l.text(env::PGDUTY_URL).unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
             ),
         }
-    }
-
-    /// Notification settings from the environment alone: for reporting a configuration error
-    /// when the rest of the settings could not be loaded.
-    pub fn from_env(env: &Env) -> NotifySettings {
-        NotifySettings::load(&Loader::new(env, Default::default(), Vec::new()))
     }
 }
 
@@ -198,6 +192,61 @@ pub enum MaxAge {
     Fixed(Duration),
     /// Unset: twice the backup interval implied by the schedule, else 48 hours.
     Default,
+}
+
+impl DaemonSettings {
+    pub(super) fn load(l: &Loader) -> DaemonSettings {
+        let shutdown_grace = l.duration_max(env::SHUTDOWN_GRACE, Duration::from_secs(30), DAY);
+        let command_timeout = l.duration_max(env::CRON_COMMAND_TIMEOUT, Duration::from_secs(3600), 7 * DAY);
+        let health_addr = match l.text(env::HEALTH_ADDR).as_deref() {
+            Some("off") | Some("none") => None,
+            Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
+                l.error(format!(
+                    "{}: HEALTH_ADDR=\"{text}\" is not an address like 0.0.0.0:8080 (or off)",
+                    l.origin(env::HEALTH_ADDR)
+                ));
+                None
+            }),
+            None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
+        };
+        let stale_factor = l.float_in(env::STALE_FACTOR, 1.5, 1.0, 1000.0);
+        let fail_when_stale = l.boolean(env::HEALTH_FAIL_WHEN_STALE, false);
+        DaemonSettings { health_addr, fail_when_stale, stale_factor, shutdown_grace, command_timeout }
+    }
+}
+
+impl RestoreSettings {
+    pub(super) fn load(l: &Loader) -> RestoreSettings {
+        let verify_max_age = match l.text(env::VERIFY_MAX_AGE).as_deref() {
+            None => MaxAge::Default,
+            Some("0") => MaxAge::Disabled,
+            Some(_) => MaxAge::Fixed(l.duration_max(env::VERIFY_MAX_AGE, 2 * DAY, 3650 * DAY)),
+        };
+        RestoreSettings {
+            admin_user: l.text(env::BACKUP_ADMIN_USER),
+            pg_user: l.text(env::PGUSER),
+            admin_password: l.text(env::BACKUP_ADMIN_PASSWORD).map(Secret::new),
+            verify_dir: PathBuf::from(l.text(env::VERIFY_DIR).unwrap_or_else(|| "/var/lib/pgsql/data".into())),
+            verify_max_age,
+            verify_server_options: server_options(l),
+            in_place: l.boolean(env::RESTORE_IN_PLACE, false),
+            keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
+            count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
+            accept_errors: l.boolean(env::RESTORE_ACCEPT_ERRORS, false),
+        }
+    }
+}
+
+/// `VERIFY_SERVER_OPTIONS`: space-separated `name=value` settings.
+fn server_options(l: &Loader) -> Vec<String> {
+    let options: Vec<String> = l
+        .text(env::VERIFY_SERVER_OPTIONS)
+        .map(|t| t.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    for o in options.iter().filter(|o| !o.contains('=') || o.starts_with('=')) {
+        l.error(format!("{}: VERIFY_SERVER_OPTIONS: \"{o}\" is not name=value", l.origin(env::VERIFY_SERVER_OPTIONS)));
+    }
+    options
 }
 
 /// Restore and verification settings.

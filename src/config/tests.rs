@@ -59,7 +59,7 @@ fn credentials_lookup_order() {
             (
                 d.credentials.user.clone(),
                 d.credentials.user_source.clone(),
-                d.credentials.password.as_ref().map(|p| p.expose().to_string()),
+                d.credentials.password.as_ref().map(|p| p.read().unwrap().expose().to_string()),
             )
         })
         .collect();
@@ -165,7 +165,7 @@ fn secrets_from_files() {
         ],
     )
     .unwrap();
-    assert_eq!(s.databases[0].credentials.password.as_ref().unwrap().expose(), "from-file");
+    assert_eq!(s.databases[0].credentials.password.as_ref().unwrap().read().unwrap().expose(), "from-file");
     assert_eq!(s.databases[0].credentials.password_source.as_deref(), Some("DATABASE_PASSWORD_FILE"));
     assert_eq!(s.notify.webhook_url.as_ref().unwrap().expose(), "from-file");
     let err = load_with(None, &[("WEBHOOK_URL_FILE", "/nonexistent/secret")]).unwrap_err().to_string();
@@ -186,6 +186,37 @@ fn toml_databases_carry_credentials_and_options() {
     let s = Settings::load(Env::from_pairs([("MY_USER", "custom")]), Some(&dir.path().join("backup.conf"))).unwrap();
     let d = &s.databases[0];
     assert_eq!(d.credentials.user.as_deref(), Some("custom"));
-    assert_eq!(d.credentials.password.as_ref().unwrap().expose(), "toml-pw");
+    assert_eq!(d.credentials.password.as_ref().unwrap().read().unwrap().expose(), "toml-pw");
     assert_eq!(d.options.exclude_tables, ["t"]);
+}
+
+/// A password file is read again at each use (a rotated Kubernetes secret is picked up); an
+/// unreadable one is a configuration error at load, not a silent fallback to the next
+/// variable; the variables themselves are read once, at load.
+#[test]
+fn password_files_are_checked_at_load_and_read_at_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "first\n").unwrap();
+    let s = load_with(
+        Some("db/app\n"),
+        &[("DATABASE_USER", "u"), ("DB_PASSWORD_FILE", pw.to_str().unwrap()), ("DATABASE_PASSWORD", "fallback")],
+    )
+    .unwrap();
+    let db = &s.databases[0];
+    assert_eq!(db.conn().unwrap().password.unwrap().expose(), "first");
+    std::fs::write(&pw, "rotated\n").unwrap();
+    assert_eq!(db.conn().unwrap().password.unwrap().expose(), "rotated");
+    std::fs::remove_file(&pw).unwrap();
+    let e = db.conn().unwrap_err().to_string();
+    assert!(e.contains("cannot read the password file") && e.contains("pw"), "{e}");
+
+    let missing = dir.path().join("missing");
+    let err = load_with(
+        Some("db/app\n"),
+        &[("DATABASE_USER", "u"), ("DB_PASSWORD_FILE", missing.to_str().unwrap()), ("DATABASE_PASSWORD", "fallback")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("DB_PASSWORD_FILE") && err.contains("missing"), "{err}");
 }

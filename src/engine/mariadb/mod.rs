@@ -29,16 +29,10 @@ pub struct MariaDbEngine {
     options: EngineOptions,
 }
 
-/// The first of `names` found on `PATH` (or in `/usr/sbin`, where Debian puts `mariadbd`).
-pub(crate) fn find_tool(names: &[&str]) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
-    dirs.extend([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]);
-    for name in names {
-        if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
-            return p;
-        }
-    }
-    PathBuf::from(names[0])
+/// The first of `names` found on `PATH` (or in `/usr/sbin`, where Debian puts `mariadbd`);
+/// the bare first name (spawning it then fails with an error that names it) otherwise.
+pub(crate) fn find_tool(options: &EngineOptions, names: &[&str]) -> PathBuf {
+    options.find(names, &["/usr/sbin", "/usr/bin"]).unwrap_or_else(|| PathBuf::from(names[0]))
 }
 
 /// `` `name` `` with embedded backticks doubled.
@@ -54,7 +48,7 @@ impl MariaDbEngine {
     /// A client command with connection flags and environment for `conn`. A `host` that is an
     /// absolute path is a unix socket (throwaway servers).
     pub(super) fn client(&self, tools: &[&str], conn: &Conn) -> Command {
-        let mut cmd = Command::new(find_tool(tools));
+        let mut cmd = Command::new(find_tool(&self.options, tools));
         cmd.arg("--no-defaults");
         if conn.host.starts_with('/') {
             cmd.arg(format!("--socket={}", conn.host));
@@ -73,8 +67,8 @@ impl MariaDbEngine {
     }
 
     /// `mariadb-dump` of one database, consistent for InnoDB.
-    pub fn dump_command(&self, db: &Database) -> Command {
-        let mut cmd = self.client(&["mariadb-dump", "mysqldump"], &db.conn());
+    pub fn dump_command(&self, db: &Database, conn: &Conn) -> Command {
+        let mut cmd = self.client(&["mariadb-dump", "mysqldump"], conn);
         cmd.args(["--single-transaction", "--quick", "--routines", "--events", "--triggers", "--hex-blob"]);
         cmd.arg("--default-character-set=utf8mb4");
         for t in db.options.exclude_tables.iter().chain(&db.options.exclude_table_data) {
@@ -115,8 +109,10 @@ impl Engine for MariaDbEngine {
     }
 
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
-        self.query(&db.conn(), Some(&db.spec.database), "SELECT 1", cancel).context("connecting to the database")?;
-        process::stream_stdout(self.dump_command(db), "mariadb-dump", out, cancel).context("dumping the database")?;
+        let conn = db.conn()?;
+        self.query(&conn, Some(&db.spec.database), "SELECT 1", cancel).context("connecting to the database")?;
+        process::stream_stdout(self.dump_command(db, &conn), "mariadb-dump", out, cancel)
+            .context("dumping the database")?;
         Ok(())
     }
 
@@ -136,7 +132,7 @@ impl Engine for MariaDbEngine {
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport> {
-        let server = server::Throwaway::start(opts, cancel)?;
+        let server = server::Throwaway::start(&self.options, opts, cancel)?;
         let admin = server.conn();
         let req = RestoreRequest {
             database: database.to_string(),
@@ -189,7 +185,7 @@ impl Engine for MariaDbEngine {
         cancel: &Cancel,
     ) -> anyhow::Result<String> {
         let sql = format!("SET SESSION max_statement_time = {}; {sql}", timeout.as_secs_f64().max(0.001));
-        self.query(&db.conn(), Some(&db.spec.database), &sql, cancel)
+        self.query(&db.conn()?, Some(&db.spec.database), &sql, cancel)
     }
 }
 
@@ -212,12 +208,14 @@ mod tests {
             credentials: Credentials {
                 user: Some("backup".into()),
                 user_source: "X".into(),
-                password: Some(Secret::new("s3cret")),
+                password: Some(crate::database::PasswordSource::Value(Secret::new("s3cret"))),
                 password_source: Some("Y".into()),
             },
             options: crate::engine::DumpOptions { exclude_tables: vec!["sessions".into()], ..Default::default() },
         };
-        let cmd = MariaDbEngine::new(EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10 }).dump_command(&db);
+        let cmd =
+            MariaDbEngine::new(EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10, ..Default::default() })
+                .dump_command(&db, &db.conn().unwrap());
         let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             args,

@@ -13,18 +13,20 @@ use tracing::{info, warn};
 
 use super::find_tool;
 use crate::cancel::Cancel;
-use crate::engine::{Conn, VerifyOptions, process};
+use crate::engine::{Conn, EngineOptions, VerifyOptions, process};
 
 pub struct Throwaway {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// `mariadb-admin`, for pings and the shutdown.
+    admin: std::path::PathBuf,
 }
 
 impl Throwaway {
     /// # Errors
     /// The folder is unusable, initialisation fails, or the server does not answer within
     /// `opts.start_timeout` (its error log is quoted).
-    pub fn start(opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
+    pub fn start(options: &EngineOptions, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
         fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
         let dir = tempfile::Builder::new().prefix("verify-").tempdir_in(&opts.work_dir)?;
@@ -36,15 +38,16 @@ impl Throwaway {
         let tmp = dir.path().join("tmp");
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         shared.push(format!("--tmpdir={}", tmp.display()));
-        let mut init = Command::new(find_tool(&["mariadb-install-db", "mysql_install_db"]));
+        let mut init = Command::new(find_tool(options, &["mariadb-install-db", "mysql_install_db"]));
         init.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .args(&shared)
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
         process::capture(init, "mariadb-install-db", cancel).context("initialising the verification server")?;
-        let mut server = Throwaway { child: None, dir };
+        let admin = find_tool(options, &["mariadb-admin", "mysqladmin"]);
+        let mut server = Throwaway { child: None, dir, admin };
         let socket = server.socket();
-        let mut cmd = Command::new(find_tool(&["mariadbd", "mysqld"]));
+        let mut cmd = Command::new(find_tool(options, &["mariadbd", "mysqld"]));
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .args(&shared)
@@ -84,7 +87,7 @@ impl Throwaway {
         let started = Instant::now();
         loop {
             cancel.check()?;
-            let mut ping = Command::new(find_tool(&["mariadb-admin", "mysqladmin"]));
+            let mut ping = Command::new(&self.admin);
             ping.arg("--no-defaults").arg(format!("--socket={}", self.socket().display())).args(["-uroot", "ping"]);
             if process::capture(ping, "mariadb-admin", cancel).is_ok() {
                 return Ok(());
@@ -107,7 +110,7 @@ impl Throwaway {
 impl Drop for Throwaway {
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let mut stop = Command::new(find_tool(&["mariadb-admin", "mysqladmin"]));
+        let mut stop = Command::new(&self.admin);
         stop.arg("--no-defaults").arg(format!("--socket={}", self.socket().display())).args(["-uroot", "shutdown"]);
         let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -13,15 +13,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
+use crate::database::EngineOptions;
+
 /// Where Debian installs versioned PostgreSQL binaries.
 const VERSIONED_ROOT: &str = "/usr/lib/postgresql";
 
 /// The program to run for a client tool such as `psql` or `pg_dump`.
-pub fn client_tool(configured: Option<&Path>, name: &str) -> PathBuf {
-    if let Some(dir) = configured {
+pub fn client_tool(options: &EngineOptions, name: &str) -> PathBuf {
+    if let Some(dir) = &options.pg_bin_dir {
         return dir.join(name);
     }
-    match on_path(name) {
+    match options.find(&[name], &[]) {
         Some(found) if is_debian_wrapper(&found) => newest_versioned(Path::new(VERSIONED_ROOT), name).unwrap_or(found),
         Some(found) => found,
         // Spawning the bare name fails with an error that names it.
@@ -34,11 +36,11 @@ pub fn client_tool(configured: Option<&Path>, name: &str) -> PathBuf {
 ///
 /// # Errors
 /// When no folder has both programs.
-pub fn server_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = configured {
+pub fn server_bin_dir(options: &EngineOptions) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &options.pg_bin_dir {
         return Ok(dir.to_path_buf());
     }
-    if let Some(dir) = on_path("initdb").and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+    if let Some(dir) = options.find(&["initdb"], &[]).and_then(|initdb| initdb.parent().map(Path::to_path_buf))
         && dir.join("pg_ctl").is_file()
     {
         return Ok(dir);
@@ -50,10 +52,6 @@ pub fn server_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
             )
         },
     )
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 fn is_debian_wrapper(path: &Path) -> bool {
@@ -108,7 +106,13 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_folder_is_used_as_is() {
-        assert_eq!(client_tool(Some(Path::new("/opt/pg/bin")), "psql"), PathBuf::from("/opt/pg/bin/psql"));
+    fn a_configured_folder_is_used_as_is_and_path_is_the_loaded_one() {
+        let configured = EngineOptions { pg_bin_dir: Some(PathBuf::from("/opt/pg/bin")), ..Default::default() };
+        assert_eq!(client_tool(&configured, "psql"), PathBuf::from("/opt/pg/bin/psql"));
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("pg_dump"), "").unwrap();
+        let on_path = EngineOptions { search_path: vec![dir.path().to_path_buf()], ..Default::default() };
+        assert_eq!(client_tool(&on_path, "pg_dump"), dir.path().join("pg_dump"));
+        assert_eq!(client_tool(&EngineOptions::default(), "pg_dump"), PathBuf::from("pg_dump"), "nothing on PATH");
     }
 }

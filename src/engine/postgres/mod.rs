@@ -43,7 +43,7 @@ impl PostgresEngine {
     /// A client tool: from `PG_BIN_DIR` when set, else from `PATH` (looking through
     /// Debian's `pg_wrapper`, see `bin`).
     fn tool(&self, name: &str) -> PathBuf {
-        bin::client_tool(self.options.pg_bin_dir.as_deref(), name)
+        bin::client_tool(&self.options, name)
     }
 
     /// A client command connected to `database` as `conn`. Every name (host, user, database)
@@ -74,15 +74,15 @@ impl PostgresEngine {
 
     /// `pg_dumpall --roles-only --no-role-passwords`, connecting to the database being backed
     /// up, which the backup user can certainly reach.
-    pub fn roles_command(&self, db: &Database) -> Command {
-        let mut cmd = self.client("pg_dumpall", &db.conn(), &db.spec.database);
+    pub fn roles_command(&self, db: &Database, conn: &Conn) -> Command {
+        let mut cmd = self.client("pg_dumpall", conn, &db.spec.database);
         cmd.args(["--roles-only", "--no-role-passwords"]);
         cmd
     }
 
     /// `pg_dump -Fp [options]` of the database.
-    pub fn dump_command(&self, db: &Database) -> Command {
-        let mut cmd = self.client("pg_dump", &db.conn(), &db.spec.database);
+    pub fn dump_command(&self, db: &Database, conn: &Conn) -> Command {
+        let mut cmd = self.client("pg_dump", conn, &db.spec.database);
         cmd.arg("-Fp");
         for t in &db.options.exclude_tables {
             cmd.arg(format!("--exclude-table={t}"));
@@ -143,7 +143,8 @@ impl Engine for PostgresEngine {
     }
 
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
-        let server = self.server_major(&db.conn(), &db.spec.database, cancel).context("connecting to the database")?;
+        let conn = db.conn()?;
+        let server = self.server_major(&conn, &db.spec.database, cancel).context("connecting to the database")?;
         let client = self.client_major(cancel)?;
         if client < server {
             bail!(
@@ -151,14 +152,14 @@ impl Engine for PostgresEngine {
                  server's major version): use an image with PostgreSQL {server} client tools, or set PG_BIN_DIR"
             );
         }
-        process::stream_stdout(self.roles_command(db), "pg_dumpall", out, cancel).context("dumping roles")?;
+        process::stream_stdout(self.roles_command(db, &conn), "pg_dumpall", out, cancel).context("dumping roles")?;
         let captured = self
-            .queries(&db.conn(), &db.spec.database, &[&settings::capture_query(server)], cancel)
+            .queries(&conn, &db.spec.database, &[&settings::capture_query(server)], cancel)
             .context("reading the database's own settings")?;
         let captured: settings::Captured = serde_json::from_str(captured.trim())
             .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
         out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
-        process::stream_stdout(self.dump_command(db), "pg_dump", out, cancel).context("dumping the database")?;
+        process::stream_stdout(self.dump_command(db, &conn), "pg_dump", out, cancel).context("dumping the database")?;
         Ok(())
     }
 
@@ -188,7 +189,7 @@ impl Engine for PostgresEngine {
         timeout: std::time::Duration,
         cancel: &Cancel,
     ) -> anyhow::Result<String> {
-        let mut cmd = self.psql(&db.conn(), &db.spec.database);
+        let mut cmd = self.psql(&db.conn()?, &db.spec.database);
         cmd.env("PGOPTIONS", format!("-c statement_timeout={}", timeout.as_millis().max(1)));
         cmd.args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
         process::capture(cmd, "psql", cancel)

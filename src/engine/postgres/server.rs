@@ -5,7 +5,7 @@
 //! As root, initdb and the server run as the `postgres` user (initdb refuses root).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::bin::server_bin_dir;
 use crate::cancel::Cancel;
-use crate::engine::{Conn, VerifyOptions, process};
+use crate::engine::{Conn, EngineOptions, VerifyOptions, process};
 
 /// Socket paths are limited to 107 bytes by the kernel.
 const MAX_SOCKET_PATH: usize = 100;
@@ -50,8 +50,8 @@ impl Throwaway {
     /// # Errors
     /// The verification folder is unusable, initdb fails, or the server does not start within
     /// `opts.start_timeout` (the server log's last lines are quoted).
-    pub fn start(pg_bin_dir: Option<&Path>, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
-        let bin_dir = server_bin_dir(pg_bin_dir)?;
+    pub fn start(options: &EngineOptions, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
+        let bin_dir = server_bin_dir(options)?;
         fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
         let dir = tempfile::Builder::new()

@@ -11,7 +11,7 @@ fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
         credentials: Credentials {
             user: user.map(str::to_string),
             user_source: "TEST_USER".into(),
-            password: password.map(Secret::new),
+            password: password.map(|p| crate::database::PasswordSource::Value(Secret::new(p))),
             password_source: password.map(|_| "TEST_PASSWORD".into()),
         },
         options: Default::default(),
@@ -29,7 +29,11 @@ fn env(cmd: &Command, name: &str) -> Option<Option<String>> {
 }
 
 fn engine(bin: Option<&str>) -> PostgresEngine {
-    PostgresEngine::new(EngineOptions { pg_bin_dir: bin.map(PathBuf::from), connect_timeout_secs: 10 })
+    PostgresEngine::new(EngineOptions {
+        pg_bin_dir: bin.map(PathBuf::from),
+        connect_timeout_secs: 10,
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -37,9 +41,9 @@ fn commands_connect_through_one_quoted_conninfo_and_keep_the_password_out_of_arg
     let engine = engine(None);
     let d = db("postgres=db.example.com:5433/app", Some("appuser"), Some("s3cret pw"));
     let info = "host='db.example.com' port=5433 user='appuser' dbname='app'";
-    let dump = engine.dump_command(&d);
+    let dump = engine.dump_command(&d, &d.conn().unwrap());
     assert_eq!(argv(&dump), ["pg_dump", "-w", "-d", info, "-Fp"]);
-    let roles = engine.roles_command(&d);
+    let roles = engine.roles_command(&d, &d.conn().unwrap());
     assert_eq!(argv(&roles), ["pg_dumpall", "-w", "-d", info, "--roles-only", "--no-role-passwords"]);
     for cmd in [&dump, &roles] {
         assert!(!argv(cmd).iter().any(|a| a.contains("s3cret")));
@@ -66,7 +70,7 @@ fn option_like_and_quoted_names_are_never_options() {
         assert_eq!(conninfo(&conn("-U"), name), format!("host='db' user='-U' dbname={quoted}"));
         let mut d = db("db/placeholder", Some("u"), None);
         d.spec.database = name.to_string();
-        let args = argv(&engine(None).dump_command(&d));
+        let args = argv(&engine(None).dump_command(&d, &d.conn().unwrap()));
         assert!(!args.iter().any(|a| a == name), "{name} passed bare: {args:?}");
     }
 }
@@ -80,7 +84,7 @@ fn dump_options_exclude_tables_and_add_arguments() {
         exclude_table_data: vec!["public.audit_log".into()],
     };
     assert_eq!(
-        argv(&engine(None).dump_command(&d)),
+        argv(&engine(None).dump_command(&d, &d.conn().unwrap())),
         [
             "pg_dump",
             "-w",
@@ -98,7 +102,7 @@ fn dump_options_exclude_tables_and_add_arguments() {
 fn no_password_removes_an_inherited_pgpassword() {
     let engine = engine(Some("/usr/lib/postgresql/16/bin"));
     let d = db("db/app", None, None);
-    let dump = engine.dump_command(&d);
+    let dump = engine.dump_command(&d, &d.conn().unwrap());
     assert_eq!(dump.get_program(), "/usr/lib/postgresql/16/bin/pg_dump", "PG_BIN_DIR is used as is");
     assert_eq!(argv(&dump), ["pg_dump", "-w", "-d", "host='db' dbname='app'", "-Fp"]);
     assert_eq!(env(&dump, "PGPASSWORD"), Some(None), "explicitly removed");
@@ -108,7 +112,7 @@ fn no_password_removes_an_inherited_pgpassword() {
 fn version_probe_uses_psql_without_password_in_argv() {
     let engine = engine(None);
     let d = db("db/app", Some("u"), Some("pw"));
-    let cmd = engine.version_command(&d.conn(), "app");
+    let cmd = engine.version_command(&d.conn().unwrap(), "app");
     assert_eq!(
         argv(&cmd),
         ["psql", "-w", "-d", "host='db' user='u' dbname='app'", "-X", "-A", "-t", "-c", "SHOW server_version_num"]

@@ -18,7 +18,7 @@ pub fn run(
     opts: &VerifyOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<VerifyReport> {
-    let server = Throwaway::start(engine.options.pg_bin_dir.as_deref(), opts, cancel)?;
+    let server = Throwaway::start(&engine.options, opts, cancel)?;
     let admin = server.conn();
     let req = RestoreRequest {
         database: database.to_string(),
