@@ -1,23 +1,37 @@
 //! backup-container: a containerized database backup daemon, compatible with the bash
 //! `backup-container` (same `backup.conf`, env vars, flags, file layout and webhook), with
-//! streamed, checksummed, atomic backups that never fail silently.
+//! streamed, checksummed, atomic backups that never fail silently, and restores that refuse
+//! incomplete dumps and never destroy the target.
 //!
 //! ```text
-//! env + backup.conf ─► config::Settings ─► cmd::dispatch ─► mode (once | prune | list | ...)
-//!                                                  │
-//!      run::run_backups: lock, then per database:  ▼
-//!        engine.dump ─stream─► compress ─► checksum ─► <name>.in_progress ─► fsync ─► rename
-//!        ─► <name>.sha256 ─► retention::plan + catalog::delete_backup ─► RunReport ─► exit code
+//! env + backup.conf + backup.toml ─► config::Settings (once) ─► cmd::dispatch ─► mode
+//!                                                                     │
+//!   run::run_backups: lock, remove dead partials, then per database   ▼
+//!     Run::backup_database:  dump ─► copy ─► prune ─► notify   (each inside its hooks)
+//!       dump  = engine.dump ─stream─► scan ─► compress ─► sha256 ─► <name>.in_progress ─► fsync ─► rename
+//!       copy  = mirror::mirror_database (Storage: FTPS, S3)
+//!       prune = retention::plan (pure) ─► prune::apply(Storage: local folder)
+//!   ─► RunReport ─► summary log lines ─► exit code
 //! ```
 //!
 //! # Layout
-//! - `cli`, `mode`: flags and upstream's mode precedence.
-//! - `config`: env snapshot, backup.conf parser, `Secret`, validated `Settings`.
-//! - `spec`: `[type=]host[:port]/db`. `schedule`, `timezone`: cron/DST and `TZ`.
-//! - `engine`: the `Engine` trait, PostgreSQL, child-process handling.
-//! - `pipeline` (one database), `run` (one run), `compress`, `checksum`, `durable` (atomic files).
-//! - `layout` (names and folders), `catalog` (files on disk), `retention` (pure plan), `lock`.
-//! - `cmd`: one module per CLI mode. `cancel`: shutdown token. `error`: exit codes.
+//! - `cli`, `mode`: flags and upstream's mode precedence. `cmd`: one module per CLI mode
+//!   (printing lives there only). `daemon`: scheduler loop, jobs, health state, listener.
+//! - `config`: the loader (env, `*_FILE`, backup.toml), backup.conf parser, hook data,
+//!   credentials, validated `Settings`.
+//! - Leaf types: `spec` (`[type=]host[:port]/db`), `database` (database, credentials,
+//!   connection, engine options), `secret`, `policy`, `severity`, `schedule`, `timezone`.
+//! - `engine`: the `Engine` trait, PostgreSQL, MariaDB, child processes, load accounting.
+//! - `scan`: the dump stream scanner (completeness, rows per table).
+//! - `run` (one run), `pipeline` (one dump into a file), `compress`, `checksum`, `durable`.
+//! - `layout` (names and folders), `catalog` (files on disk), `retention` (pure plan),
+//!   `prune` (applying a plan to a `Storage`), `lock`.
+//! - `storage`: the `Storage` trait — local folder, FTPS, S3, memory — with retries and a
+//!   conformance suite; `mirror`: the copy step.
+//! - `verify`, `verification`, `selection`: verification runs, their records, picking a backup.
+//! - `notify`: events and notifiers; `http_client`, `backoff`: the shared HTTP client and retry.
+//! - `hooks` (running hooks), `command` (user commands), `cancel` (shutdown token and waits),
+//!   `error` (exit codes), `progress`, `prompt`, `human`, `logging`.
 
 pub mod backoff;
 pub mod cancel;

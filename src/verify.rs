@@ -93,7 +93,7 @@ fn verify_one(
     if filter.is_none() {
         check_fresh(settings, &path)?;
     }
-    info!(backup = %path.display(), "Verifying backup.");
+    info!(path = %path.display(), "Verifying backup.");
     let started = Instant::now();
     let result = check_integrity(&path, &spec.engine, false).and_then(|checked| {
         let integrity = checked.integrity;

@@ -6,7 +6,6 @@
 //! `--force`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use crate::catalog::{self, BackupFile};
@@ -90,15 +89,11 @@ fn check_not_everything(all: &[BackupFile], chosen: &[&BackupFile], force: bool)
 
 /// Asks on the terminal; without one, refuses (no silent "yes").
 fn confirm(count: usize) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
+    if !crate::prompt::interactive() {
         return Err(UsageError(
             "not on a terminal: cannot ask for confirmation; add -s to delete without asking".into(),
         )
         .into());
     }
-    print!("Delete these {count} backups? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+    Ok(crate::prompt::confirm(&format!("Delete these {count} backups?"))?)
 }

@@ -60,7 +60,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     // A restore that drops the target first must know the file is whole before it starts.
     let in_place = settings.restore.in_place || !engine.restores_beside_target();
     let checked = check_integrity(&path, &spec.engine, in_place).context(untouched)?;
-    debug!(backup = %path.display(), integrity = ?checked.integrity, "Backup checked.");
+    debug!(path = %path.display(), integrity = ?checked.integrity, "Backup checked.");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());
     let admin_user = args.admin_user.unwrap_or_else(|| settings.restore.admin_user_for(&spec.engine));
@@ -94,7 +94,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
         },
         count_check: settings.restore.count_check,
     };
-    info!(database = %spec, backup = %path.display(), bytes = size, "Starting restore.");
+    info!(database = %spec, path = %path.display(), bytes = size, "Starting restore.");
     let started = Instant::now();
     let meter = Meter::start("restoring", size);
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -144,7 +144,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     notifiers.notify(event::restore(&spec.to_string(), &Ok(summary.clone()), &problems));
     info!(
         database = %spec,
-        backup = %path.display(),
+        path = %path.display(),
         duration_ms = started.elapsed().as_millis() as u64,
         errors = report.errors.count,
         warnings = report.warnings.len(),

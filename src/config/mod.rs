@@ -1,5 +1,6 @@
-//! Settings: everything a run needs, loaded once from the environment and `backup.conf`,
-//! validated, then immutable.
+//! Settings: everything a run needs, loaded once from the environment, `backup.conf` and
+//! `backup.toml`, validated, then immutable. Credentials and `PATH` are taken at load too;
+//! only password files are read again at use (rotated secrets).
 //!
 //! Parse, then validate, then build: every problem is collected with its source
 //! (`backup.conf:12: ...`, `environment: NUM_BACKUPS=...`) and reported together; the caller

@@ -63,8 +63,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
         info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
     }
-    let mirrors = crate::storage::from_settings(&settings.mirrors)
-        .map_err(|e| crate::config::ConfigErrors(vec![format!("mirror configuration: {e:#}")]))?;
+    let mirrors = crate::storage::from_settings(&settings.mirrors)?;
     let outputs = Arc::new(jobs::Outputs { notifiers, mirrors });
     let notifiers = &outputs.notifiers;
     let schedule_text: Vec<String> = entries
@@ -217,7 +216,7 @@ impl StaleWatch {
         for (db, d) in &state.databases {
             if state.is_stale(d, now) {
                 if self.flagged.insert(db.clone()) {
-                    warn!(db = %db, "No recent good backup: the database is stale.");
+                    warn!(database = %db, "No recent good backup: the database is stale.");
                     notifiers.notify(event::stale(db, d.last_success, limit));
                 }
             } else {

@@ -19,7 +19,7 @@ use std::path::Path;
 use tracing::warn;
 
 use crate::backoff;
-use crate::config::MirrorSettings;
+use crate::config::{ConfigErrors, MirrorSettings};
 
 /// An object on a mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,17 +112,19 @@ impl Storage for Retrying {
     }
 }
 
-/// Every configured mirror, each wrapped in `Retrying`.
+/// Every configured mirror, each wrapped in `Retrying`: the one place mirrors are built.
 ///
 /// # Errors
-/// A mirror whose settings cannot be used (bad URL, unreadable CA file).
-pub fn from_settings(m: &MirrorSettings) -> anyhow::Result<Vec<Box<dyn Storage>>> {
+/// A mirror whose settings cannot be used (bad URL, unreadable CA file): a configuration
+/// error (exit 2) for every mode alike.
+pub fn from_settings(m: &MirrorSettings) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
+    let bad = |e: anyhow::Error| ConfigErrors(vec![format!("mirror configuration: {e:#}")]);
     let mut out: Vec<Box<dyn Storage>> = Vec::new();
     if let Some(ftp) = &m.ftp {
-        out.push(Box::new(Retrying::new(Box::new(ftps::FtpsStorage::new(ftp)?), m.attempts)));
+        out.push(Box::new(Retrying::new(Box::new(ftps::FtpsStorage::new(ftp).map_err(bad)?), m.attempts)));
     }
     if let Some(s3) = &m.s3 {
-        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3)?), m.attempts)));
+        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3).map_err(bad)?), m.attempts)));
     }
     Ok(out)
 }

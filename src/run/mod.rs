@@ -14,7 +14,7 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::database::Database;
 use crate::engine;
-use crate::hooks::{Context, Facts, HookFailure, Phase, Phases, Stage};
+use crate::hooks::{Context, HookFailure, Phase, Phases, Stage};
 use crate::layout;
 use crate::lock::RunLock;
 use crate::mirror::{MirrorOutcome, mirror_database};
@@ -25,6 +25,9 @@ use crate::retention::{self, Deletion, Reason};
 use crate::spec::DatabaseSpec;
 use crate::storage::Storage;
 use crate::storage::local::{LocalStorage, objects};
+
+mod steps;
+use steps::{Copied, CopyError, PruneError, Pruned};
 
 /// Why a database's backup failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -299,66 +302,6 @@ impl<'a> Run<'a> {
     fn key(&self, w: &Written) -> String {
         let rel = w.path.strip_prefix(&self.settings.backup_dir).unwrap_or(&w.path);
         rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
-    }
-}
-
-impl Facts for Written {
-    fn file(&self) -> Option<&std::path::Path> {
-        Some(&self.path)
-    }
-    fn size(&self) -> Option<u64> {
-        Some(self.bytes)
-    }
-}
-
-struct Copied(Vec<MirrorOutcome>);
-impl Facts for Copied {}
-
-/// The copy step failed: a hook, or a mirror (its outcomes say which).
-enum CopyError {
-    Hook(HookFailure),
-    Mirrors(Vec<MirrorOutcome>),
-}
-
-impl From<HookFailure> for CopyError {
-    fn from(h: HookFailure) -> Self {
-        CopyError::Hook(h)
-    }
-}
-
-impl std::fmt::Display for CopyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CopyError::Hook(h) => write!(f, "{h}"),
-            CopyError::Mirrors(m) => {
-                let failed: Vec<&str> = m.iter().filter_map(|o| o.error.as_deref()).collect();
-                write!(f, "{}", failed.join("; "))
-            }
-        }
-    }
-}
-
-struct Pruned(PruneReport);
-impl Facts for Pruned {}
-
-/// The prune step failed: a hook, or deletions (the report says which).
-enum PruneError {
-    Hook(HookFailure),
-    Failed(PruneReport),
-}
-
-impl From<HookFailure> for PruneError {
-    fn from(h: HookFailure) -> Self {
-        PruneError::Hook(h)
-    }
-}
-
-impl std::fmt::Display for PruneError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PruneError::Hook(h) => write!(f, "{h}"),
-            PruneError::Failed(r) => write!(f, "{}", r.failed.join("; ")),
-        }
     }
 }
 
