@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::with_suffix;
 use crate::layout::CHECKSUM_SUFFIX;
+use crate::layout::with_suffix;
 use crate::scan::Summary;
 use crate::spec::EngineKind;
 
@@ -131,8 +131,24 @@ pub enum Integrity {
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub integrity: Integrity,
-    /// What the scanner found, when the stream was decoded (always without a sidecar).
+    /// What the scanner found, when the stream was decoded (always without a known checksum).
     pub stream: Option<Summary>,
+    /// The file's sha256, when this pass computed it.
+    pub sha256: Option<String>,
+}
+
+impl Checked {
+    /// Fails unless the decoded stream is a complete dump (a pass that did not decode proves
+    /// nothing about it: the recorded checksum vouches for a file checked when written).
+    ///
+    /// # Errors
+    /// What is missing, naming the file.
+    pub fn require_complete(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(summary) = &self.stream {
+            summary.check_complete().with_context(|| format!("{} is not a complete backup", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Passes reads through, hashing them (the compressed file, while it is being decoded).
@@ -149,44 +165,40 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Checks a backup before it is restored or verified: the sidecar's sha256 when present;
-/// and, when there is no sidecar or `scan` asks for it, a full decompression pass through
-/// the engine's scanner in the same read, which catches truncation and corruption of the
-/// compressed stream and a dump that did not finish (no trailer).
+/// Checks a backup before it is restored or verified: against `expected` (the sha256 its
+/// manifest records) when known; and, when it is not known or `scan` asks for it, a full
+/// decompression pass through the engine's scanner in the same read, which catches truncation
+/// and corruption of the compressed stream and (see `Checked::require_complete`) a dump that
+/// did not finish.
 ///
 /// # Errors
-/// A checksum mismatch, a corrupt or truncated stream, an incomplete dump, or an unreadable
-/// file; each message says the file is not usable.
-pub fn check_integrity(path: &Path, kind: &EngineKind, scan: bool) -> anyhow::Result<Checked> {
-    let expected = read_sidecar(path)?;
-    if !scan && let Some(expected) = &expected {
+/// A checksum mismatch, a corrupt or truncated compressed stream, or an unreadable file.
+pub fn check_integrity(path: &Path, expected: Option<&str>, kind: &EngineKind, scan: bool) -> anyhow::Result<Checked> {
+    if !scan && let Some(expected) = expected {
         let actual = sha256_file(path)?;
         check_digest(path, expected, &actual)?;
-        return Ok(Checked { integrity: Integrity::ChecksumMatched, stream: None });
+        return Ok(Checked { integrity: Integrity::ChecksumMatched, stream: None, sha256: Some(actual) });
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new() };
-    let stream = {
-        let mut decoder = crate::compress::decoder(path, &mut hashing)?;
-        let what = || format!("{} is corrupt or truncated (decompression failed)", path.display());
+    let decoded: io::Result<Option<Summary>> = (|| {
+        let mut decoder = crate::compress::decoder(path, &mut hashing).map_err(io::Error::other)?;
         match crate::scan::for_kind(kind) {
-            Some(mut scanner) => Some(crate::scan::scan_all(scanner.as_mut(), &mut decoder).with_context(what)?),
-            None => {
-                io::copy(&mut decoder, &mut io::sink()).with_context(what)?;
-                None
-            }
+            Some(mut scanner) => crate::scan::scan_all(scanner.as_mut(), &mut decoder).map(Some),
+            None => io::copy(&mut decoder, &mut io::sink()).map(|_| None),
         }
-    };
-    // The decoder may stop at the end of the compressed stream; hash what follows, too.
+    })();
+    // The decoder may stop at the end of the compressed stream (or at the damage); hash the
+    // rest too, so that a known checksum names a changed file as such.
     io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("reading {}", path.display()))?;
-    if let Some(expected) = &expected {
-        check_digest(path, expected, &hex(&hashing.hasher.finalize()))?;
+    let actual = hex(&hashing.hasher.finalize());
+    if let Some(expected) = expected {
+        check_digest(path, expected, &actual)?;
     }
-    if let Some(summary) = &stream {
-        summary.check_complete().with_context(|| format!("{} is not a complete backup", path.display()))?;
-    }
+    let stream =
+        decoded.with_context(|| format!("{} is corrupt or truncated (decompression failed)", path.display()))?;
     let integrity = if expected.is_some() { Integrity::ChecksumMatched } else { Integrity::StreamDecoded };
-    Ok(Checked { integrity, stream })
+    Ok(Checked { integrity, stream, sha256: Some(actual) })
 }
 
 fn check_digest(path: &Path, expected: &str, actual: &str) -> anyhow::Result<()> {

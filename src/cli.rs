@@ -84,6 +84,10 @@ pub struct Cli {
     #[arg(long = "remote")]
     pub remote: bool,
 
+    /// With -l: print the catalog (every backup with its manifest) as JSON, for scripts.
+    #[arg(long = "json")]
+    pub json: bool,
+
     /// With -p -f: allow deleting every backup of a database.
     #[arg(long = "force")]
     pub force: bool,

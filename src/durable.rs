@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::catalog::with_suffix;
 use crate::layout::IN_PROGRESS_SUFFIX;
+use crate::layout::with_suffix;
 
 /// A file being written under its `.in_progress` name. Dropped uncommitted, it is deleted.
 #[derive(Debug)]

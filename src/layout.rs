@@ -115,6 +115,13 @@ pub fn parse_relative(rel: &Path) -> Option<Placement> {
     Some(Placement { class, folder_date, name: parse_file_name(file)? })
 }
 
+/// `path` + `suffix` (`x.sql.gz` + `.sha256`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

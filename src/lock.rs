@@ -1,4 +1,4 @@
-//! One run at a time: an exclusive lock file in `BACKUP_DIR` (`.backup-container.lock`).
+//! One run at a time: an exclusive lock file in `BACKUP_DIR` (`.backup_container.lock`).
 //!
 //! The lock is an OS file lock (flock), so a killed process never leaves a stale lock. The
 //! file records who holds it, for the "already running" message.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 /// Name of the lock file inside the backup root.
-pub const LOCK_FILE: &str = ".backup-container.lock";
+pub const LOCK_FILE: &str = ".backup_container.lock";
 
 /// Held while a run (backup, prune, restore, verify) is in progress.
 #[derive(Debug)]

@@ -10,9 +10,10 @@ use std::time::SystemTime;
 
 use tracing::{info, warn};
 
-use crate::catalog::{self, BackupFile, with_suffix};
+use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
-use crate::layout::{self, CHECKSUM_SUFFIX};
+use crate::layout::{self, SIDECAR_SUFFIXES};
+use crate::manifest;
 use crate::notify::{Notifiers, event};
 use crate::prune;
 use crate::retention;
@@ -83,12 +84,15 @@ fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, 
     }
     for path in &todo {
         let key = rel_key(root, path);
-        if let Err(e) = upload(m, path, &key) {
+        if let Err(e) = upload(m, root, path, &key) {
             out.error = Some(format!("{e:#}"));
             return out;
         }
         info!(storage = %out.mirror, key, "Copied to mirror.");
         out.uploaded.push(key);
+    }
+    if listing.is_ok() {
+        tidy_records(m, root, local, &present);
     }
     match listing {
         Err(e) => out.error = Some(format!("listing the mirror (catch-up and pruning skipped): {e:#}")),
@@ -102,14 +106,37 @@ fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, 
     out
 }
 
-/// Uploads a backup and then its checksum sidecar (when there is one).
-fn upload(m: &dyn Storage, path: &Path, key: &str) -> anyhow::Result<()> {
+/// Uploads a backup and then its record (manifest), under the mirror's catalog folder.
+fn upload(m: &dyn Storage, root: &Path, path: &Path, key: &str) -> anyhow::Result<()> {
     m.put(path, key)?;
-    let sidecar = with_suffix(path, CHECKSUM_SUFFIX);
-    if sidecar.exists() {
-        m.put(&sidecar, &format!("{key}{CHECKSUM_SUFFIX}"))?;
+    let record = manifest::record_path(root, key);
+    if record.exists() {
+        m.put(&record, &manifest::record_key(key))?;
     }
     Ok(())
+}
+
+/// Copies that predate records on the mirror: their record is uploaded, and the `.sha256` and
+/// `.verified` files of older releases are removed from beside them (the bash version's tools
+/// would trip on them there). Best effort: a failure here leaves the copies as they are.
+fn tidy_records(m: &dyn Storage, root: &Path, local: &[BackupFile], present: &HashSet<String>) {
+    for b in local {
+        let key = b.key();
+        if !present.contains(&key) {
+            continue;
+        }
+        let record_key = manifest::record_key(&key);
+        let record = manifest::record_path(root, &key);
+        if !present.contains(&record_key) && record.exists() && m.put(&record, &record_key).is_err() {
+            continue;
+        }
+        for suffix in SIDECAR_SUFFIXES {
+            let sidecar = format!("{key}{suffix}");
+            if present.contains(&sidecar) && m.delete(&sidecar).is_ok() {
+                info!(storage = %m.name(), key = %sidecar, "Removed an old sidecar from the mirror (moved into the record).");
+            }
+        }
+    }
 }
 
 /// Applies the retention plan to the mirror's own listing: only keys that parse as our

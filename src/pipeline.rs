@@ -1,5 +1,5 @@
 //! One backup of one database: engine dump → scan (completeness, rows per table) → compress →
-//! hash → `<name>.in_progress` → fsync → rename → `.sha256` sidecar. Streaming end to end: no uncompressed bytes touch the disk and
+//! hash → `<name>.in_progress` → fsync → rename → manifest (sha256, versions, rows per table). Streaming end to end: no uncompressed bytes touch the disk and
 //! memory stays bounded whatever the database size.
 
 use std::fs::DirBuilder;
@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Utc};
 
 use crate::cancel::Cancel;
-use crate::catalog::with_suffix;
-use crate::checksum::{HashingWriter, sidecar_line};
+use crate::checksum::HashingWriter;
 use crate::compress::Compression;
 use crate::database::Database;
-use crate::durable::{PartialFile, write_atomic};
-use crate::engine::Engine;
-use crate::layout::{self, CHECKSUM_SUFFIX};
+use crate::durable::PartialFile;
+use crate::engine::{DumpInfo, Engine};
+use crate::layout;
+use crate::manifest::{self, Manifest, Origin};
 use crate::scan::{ScanWriter, Summary};
 
 /// Output buffer between the compressor and the file.
@@ -36,20 +36,23 @@ pub struct Written {
     pub stream: Summary,
 }
 
-/// Backs up `db` into `dir` with a file name stamped `timestamp`.
+/// Backs up `db` into `dir` (under the backup `root`) with a file name stamped `timestamp`,
+/// and writes its manifest.
 ///
 /// # Errors
-/// Any failure of the dump, compression, write, fsync or rename; the partial file is removed
-/// and no final file exists.
+/// Any failure of the dump, compression, write, fsync, rename or manifest; the partial (or
+/// final) file is removed and no backup exists.
 pub fn backup_one(
     db: &Database,
     engine: &dyn Engine,
+    root: &Path,
     dir: &Path,
     timestamp: NaiveDateTime,
     compression: Compression,
     cancel: &Cancel,
 ) -> anyhow::Result<Written> {
     let started = Instant::now();
+    let started_at = Utc::now();
     DirBuilder::new()
         .recursive(true)
         .mode(0o775)
@@ -64,11 +67,11 @@ pub fn backup_one(
     let mut encoder = compression
         .encoder(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)))
         .context("setting up compression")?;
-    let stream = {
+    let (stream, info) = {
         let scanner = crate::scan::for_kind(&db.spec.engine).context("no scanner for this engine")?;
         let mut scanned = ScanWriter::new(&mut encoder, scanner);
-        engine.dump(db, &mut scanned, cancel)?;
-        scanned.finish()
+        let info = engine.dump(db, &mut scanned, cancel)?;
+        (scanned.finish(), info)
     };
     // The tools exited 0; the stream must still end as a finished dump does.
     stream.check_complete().context("the dump tools reported success, but their output is not a complete dump")?;
@@ -80,7 +83,43 @@ pub fn backup_one(
         .with_context(|| format!("writing {}", partial.partial_path().display()))?;
     cancel.check()?;
     partial.commit(file)?;
-    write_atomic(&with_suffix(&target, CHECKSUM_SUFFIX), sidecar_line(&sha256, &name).as_bytes())
-        .context("writing the checksum file")?;
-    Ok(Written { path: target, bytes, sha256, duration: started.elapsed(), stream })
+    let written = Written { path: target, bytes, sha256, duration: started.elapsed(), stream };
+    let m = manifest_of(db, &info, compression, root, &written, started_at);
+    if let Err(e) = manifest::write(root, &m) {
+        // A backup without its record would be counted but not provable: it is not kept.
+        let _ = std::fs::remove_file(&written.path);
+        return Err(e).context("the backup was written but its manifest was not; the backup was removed");
+    }
+    Ok(written)
+}
+
+/// The record of a backup just written.
+fn manifest_of(
+    db: &Database,
+    info: &DumpInfo,
+    compression: Compression,
+    root: &Path,
+    w: &Written,
+    started_at: chrono::DateTime<Utc>,
+) -> Manifest {
+    let rel = w.path.strip_prefix(root).unwrap_or(&w.path);
+    let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+    let mut m = Manifest::new(&key, Origin::Written, w.bytes);
+    m.database = Some(db.spec.to_string());
+    m.engine = Some(db.spec.engine.name().to_string());
+    m.server_version = info.server_version.clone();
+    m.client_version = info.client_version.clone();
+    m.dump_options = info.options.clone();
+    m.compression = Some(compression.describe());
+    m.started_at = Some(started_at.to_rfc3339());
+    m.finished_at = Some(Utc::now().to_rfc3339());
+    m.duration_ms = Some(w.duration.as_millis() as u64);
+    m.modified_unix = std::fs::metadata(&w.path)
+        .and_then(|md| md.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64);
+    m.sha256 = Some(w.sha256.clone());
+    m.set_stream(&w.stream);
+    m
 }

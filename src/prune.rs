@@ -5,23 +5,54 @@ use std::collections::{BTreeSet, HashSet};
 
 use tracing::{error, info, warn};
 
-use crate::catalog;
+use std::path::Path;
+
+use crate::catalog::{self, BackupFile};
+use crate::checksum::check_integrity;
 use crate::config::Settings;
 use crate::layout::SIDECAR_SUFFIXES;
 use crate::lock::RunLock;
-use crate::retention::{self, Deletion, Reason};
+use crate::manifest;
+use crate::retention::{self, Deletion, Kept, Reason};
+use crate::spec::EngineKind;
 use crate::storage::local::{LocalStorage, objects};
 use crate::storage::{RemoteObject, Storage};
 
-/// What a prune deleted (keys) and what it could not.
+/// What a prune deleted (keys), what it could not, and what it kept beyond the counts.
 #[derive(Debug, Default)]
 pub struct PruneReport {
     pub deleted: Vec<String>,
     pub failed: Vec<String>,
+    pub kept: Vec<Kept>,
 }
 
-/// Deletes each planned backup and the sidecars of it that `listing` shows; a failure is
-/// recorded and the rest go on.
+/// Decodes and scans, once, the backups of `core` whose completeness is not known yet (the
+/// bash version's files, ours from before manifests) and records the verdict, so that
+/// retention never counts an incomplete file as a good backup. Returns the catalog again
+/// when anything was recorded.
+///
+/// # Errors
+/// The folder cannot be read again.
+pub fn settle(root: &Path, backups: Vec<BackupFile>, core: &str, kind: &EngineKind) -> anyhow::Result<Vec<BackupFile>> {
+    let unknown: Vec<&BackupFile> = backups
+        .iter()
+        .filter(|b| b.core == core && !b.in_progress && b.manifest.as_ref().is_none_or(|m| m.complete.is_none()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(backups);
+    }
+    for b in unknown {
+        info!(path = %b.path.display(), "Checking a backup without a record before retention counts it.");
+        match check_integrity(&b.path, b.sha256(), kind, true) {
+            Ok(checked) => catalog::record_scan(root, b, &checked),
+            Err(e) => catalog::record_unreadable(root, b, &format!("{e:#}")),
+        }
+    }
+    catalog::scan(root)
+}
+
+/// Deletes each planned backup and its record (and old sidecars) where `listing` shows them;
+/// a failure is recorded and the rest go on.
 pub fn apply(storage: &dyn Storage, plan: &[Deletion], listing: &[RemoteObject]) -> PruneReport {
     let present: HashSet<&str> = listing.iter().map(|o| o.key.as_str()).collect();
     let mut report = PruneReport::default();
@@ -35,8 +66,12 @@ pub fn apply(storage: &dyn Storage, plan: &[Deletion], listing: &[RemoteObject])
                 warn!(storage = %storage.name(), key = %d.key, "Removing a partial file left by a killed run.")
             }
         }
-        let mut sidecars =
-            SIDECAR_SUFFIXES.iter().map(|s| format!("{}{s}", d.key)).filter(|k| present.contains(k.as_str()));
+        // Its record, and the `.sha256`/`.verified` files of older releases where they remain.
+        let mut sidecars = SIDECAR_SUFFIXES
+            .iter()
+            .map(|s| format!("{}{s}", d.key))
+            .chain(std::iter::once(manifest::record_key(&d.key)))
+            .filter(|k| present.contains(k.as_str()));
         let result = storage.delete(&d.key).and_then(|()| sidecars.try_for_each(|k| storage.delete(&k)));
         match result {
             Ok(()) => report.deleted.push(d.key.clone()),
@@ -56,15 +91,24 @@ pub fn apply(storage: &dyn Storage, plan: &[Deletion], listing: &[RemoteObject])
 pub fn run_policy(settings: &Settings) -> anyhow::Result<PruneReport> {
     let _lock = RunLock::acquire(&settings.backup_dir, "prune")?;
     let backups = catalog::scan(&settings.backup_dir)?;
-    Ok(apply_policy(settings, &backups))
+    apply_policy(settings, backups)
 }
 
 /// Prunes the local `backups` of every configured database by the policy; the caller holds
 /// the lock.
-pub fn apply_policy(settings: &Settings, backups: &[catalog::BackupFile]) -> PruneReport {
+///
+/// # Errors
+/// The folder cannot be read again after settling unknown files.
+pub fn apply_policy(settings: &Settings, mut backups: Vec<BackupFile>) -> anyhow::Result<PruneReport> {
+    let root = &settings.backup_dir;
+    for db in &settings.databases {
+        backups = settle(root, backups, &db.spec.core_name(), &db.spec.engine)?;
+    }
     let cores: BTreeSet<String> = settings.databases.iter().map(|d| d.spec.core_name()).collect();
-    let plan = retention::plan(backups, &settings.policy, &cores, &[]);
-    apply(&LocalStorage::new(&settings.backup_dir), &plan, &objects(backups))
+    let (plan, kept) = retention::plan_with_notes(&backups, &settings.policy, &cores, &[]);
+    let mut report = apply(&LocalStorage::new(root), &plan, &objects(&backups));
+    report.kept = kept;
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //!
 //! Same counts as upstream (per database, per class folder for the rolling strategy; across
 //! the whole root for the daily strategy), but exact core-name matching, ordering by the
-//! timestamp in the file name, `.in_progress` files never counted, and two guards upstream
-//! lacks: the backups just written and the newest backup of each database are never deleted.
+//! timestamp in the file name, `.in_progress` files and known-incomplete files never counted,
+//! and guards upstream lacks: the backups just written, the newest complete backup and the
+//! newest verified backup of each database are never deleted.
 //! Applying a plan (deleting the objects of a `Storage`) is `prune::apply`'s job.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,22 +34,54 @@ pub struct Deletion {
     pub reason: Reason,
 }
 
+/// A backup kept beyond the configured counts, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub key: String,
+    pub why: &'static str,
+}
+
 /// Plans deletions for the databases whose core names are in `cores`.
 ///
 /// `protect` lists keys that must survive (the backups this run wrote). Files of other
 /// databases, unparseable files and backups outside the strategy's folders are never touched.
 pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, protect: &[String]) -> Vec<Deletion> {
+    plan_with_notes(backups, policy, cores, protect).0
+}
+
+/// `plan`, and the backups it keeps beyond the counts: retention keeps more, never fewer.
+///
+/// - A backup known to be incomplete (a scanned file without its dump's trailer) does not
+///   count as one of the backups to keep: it never pushes a complete one out.
+/// - The newest complete backup of a database is never deleted, nor its newest verified one
+///   (the one last proved restorable), whatever the counts say.
+pub fn plan_with_notes(
+    backups: &[BackupFile],
+    policy: &Policy,
+    cores: &BTreeSet<String>,
+    protect: &[String],
+) -> (Vec<Deletion>, Vec<Kept>) {
     let mut groups: BTreeMap<(String, Option<Class>), Vec<&BackupFile>> = BTreeMap::new();
-    let mut newest_of_core: BTreeMap<&str, &BackupFile> = BTreeMap::new();
+    let mut newest_complete: BTreeMap<&str, &BackupFile> = BTreeMap::new();
+    let mut newest_verified: BTreeMap<&str, &BackupFile> = BTreeMap::new();
     let mut out = Vec::new();
+    let mut kept = Vec::new();
     for b in backups.iter().filter(|b| cores.contains(&b.core)) {
         if b.in_progress {
             out.push(Deletion { key: b.key(), reason: Reason::DeadPartial });
             continue;
         }
-        let newest = newest_of_core.entry(&b.core).or_insert(b);
-        if b.sort_key() > newest.sort_key() {
-            *newest = b;
+        if !b.known_incomplete() {
+            let n = newest_complete.entry(&b.core).or_insert(b);
+            if b.sort_key() > n.sort_key() {
+                *n = b;
+            }
+        }
+        if b.verified() {
+            let n = newest_verified.entry(&b.core).or_insert(b);
+            if b.sort_key() > n.sort_key() {
+                *n = b;
+            }
         }
         let key = match (policy.strategy, b.class) {
             (Strategy::Daily, _) => (b.core.clone(), None),
@@ -59,21 +92,36 @@ pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, p
         groups.entry(key).or_default().push(b);
     }
     for ((core, class), mut members) in groups {
-        let keep = policy.keep_count(class);
+        let keep = policy.keep_count(class) as usize;
         members.sort_by_key(|b| std::cmp::Reverse(b.sort_key()));
         let group = match class {
             Some(c) => format!("{core} ({})", c.name()),
             None => core.clone(),
         };
-        for b in members.into_iter().skip(keep as usize) {
-            let is_newest = newest_of_core.get(core.as_str()).is_some_and(|n| n.path == b.path);
-            if is_newest || protect.contains(&b.key()) {
+        let mut counted = 0;
+        for b in members {
+            if counted < keep {
+                if !b.known_incomplete() {
+                    counted += 1;
+                }
                 continue;
             }
-            out.push(Deletion { key: b.key(), reason: Reason::OverCount { group: group.clone(), keep } });
+            let is = |m: &BTreeMap<&str, &BackupFile>| m.get(core.as_str()).is_some_and(|n| n.path == b.path);
+            if protect.contains(&b.key()) {
+                continue;
+            }
+            if is(&newest_complete) {
+                kept.push(Kept { key: b.key(), why: "the newest complete backup of its database" });
+                continue;
+            }
+            if is(&newest_verified) {
+                kept.push(Kept { key: b.key(), why: "the newest verified backup of its database" });
+                continue;
+            }
+            out.push(Deletion { key: b.key(), reason: Reason::OverCount { group: group.clone(), keep: keep as u32 } });
         }
     }
-    out
+    (out, kept)
 }
 
 #[cfg(test)]

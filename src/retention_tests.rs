@@ -244,3 +244,58 @@ fn policy_normalisation_matches_upstream() {
     assert_eq!(Policy::from_counts("rolling", 31, 0, 0, 0).unwrap().daily, 1);
     assert_eq!(Policy::from_counts("rolling", 31, 0, 2, 0).unwrap().daily, 0);
 }
+
+fn with_manifest(b: &mut BackupFile, complete: Option<bool>, verified: bool) {
+    use crate::manifest::{Manifest, Origin, Verification};
+    let mut m = Manifest::new(&b.key(), Origin::Scanned, b.size);
+    m.complete = complete;
+    if verified {
+        m.verifications.push(Verification {
+            verified_at: "2026-11-20T00:00:00Z".into(),
+            ok: true,
+            error: None,
+            tables: 1,
+            rows: 1,
+            schemas: vec![],
+            database_size_bytes: 1,
+            duration_ms: 1,
+            integrity: "checksum".into(),
+        });
+    }
+    b.manifest = Some(m);
+}
+
+/// Retention keeps more, never fewer: an incomplete upstream file does not count as one of
+/// the backups to keep (it never pushes the last complete one out), and the newest verified
+/// backup stays whatever the counts say; the plan says why it kept them.
+#[test]
+fn incomplete_files_do_not_count_and_the_newest_verified_stays() {
+    let mut backups = files(&[
+        "2026-11-18/db-app_2026-11-18_01-00-00.sql.gz",
+        "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz",
+        "2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
+        "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz",
+    ]);
+    with_manifest(&mut backups[1], Some(true), true);
+    with_manifest(&mut backups[2], Some(true), false);
+    with_manifest(&mut backups[3], Some(false), false);
+    let cores = ["db-app".to_string()].into_iter().collect();
+    let (deleted, kept) = plan_with_notes(&backups, &daily(1), &cores, &[]);
+    let deleted: Vec<String> = deleted.into_iter().map(|d| d.key).collect();
+    // The 21st is incomplete: kept (newest, not counted), the 20th is the one counted, the
+    // 19th is the newest verified, the 18th goes.
+    assert_eq!(deleted, ["2026-11-18/db-app_2026-11-18_01-00-00.sql.gz"]);
+    assert_eq!(
+        kept,
+        [Kept {
+            key: "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz".into(),
+            why: "the newest verified backup of its database"
+        }]
+    );
+    // With only incomplete newer files, the newest complete one is never deleted.
+    let mut backups =
+        files(&["2026-11-20/db-app_2026-11-20_01-00-00.sql.gz", "2026-11-21/db-app_2026-11-21_01-00-00.sql.gz"]);
+    with_manifest(&mut backups[1], Some(false), false);
+    let (deleted, _) = plan_with_notes(&backups, &daily(0), &cores, &[]);
+    assert!(deleted.iter().all(|d| !d.key.contains("11-20")), "{deleted:?}");
+}

@@ -11,15 +11,54 @@ use std::path::{Path, PathBuf};
 use crate::catalog::BackupFile;
 
 /// What was chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Choice {
     /// A backup from the catalog.
-    Catalog(BackupFile),
+    Catalog(Box<BackupFile>),
     /// A file path given with `-f` that is not in the catalog (used as given).
     Path(PathBuf),
 }
 
 impl Choice {
+    /// The sha256 the file must have: its manifest's, or (a file given by path, outside the
+    /// catalog) a `.sha256` file beside it.
+    ///
+    /// # Errors
+    /// A `.sha256` file that exists but cannot be read.
+    pub fn expected_sha256(&self) -> anyhow::Result<Option<String>> {
+        match self {
+            Choice::Catalog(b) => Ok(b.sha256().map(str::to_string)),
+            Choice::Path(p) => crate::checksum::read_sidecar(p),
+        }
+    }
+
+    /// What its record knows: `Some(true)` complete (checked when written or scanned),
+    /// `Some(false)` with the reason, `None` unknown (decode and scan it to find out).
+    pub fn completeness(&self) -> (Option<bool>, Option<String>) {
+        match self {
+            Choice::Catalog(b) => {
+                b.manifest.as_ref().map_or((None, None), |m| (m.complete, m.incomplete_reason.clone()))
+            }
+            Choice::Path(_) => (None, None),
+        }
+    }
+
+    /// Fails when the record says the file is incomplete; returns whether its completeness
+    /// is known (no scan needed for that).
+    ///
+    /// # Errors
+    /// The file is known to be incomplete (the reason recorded when it was scanned).
+    pub fn check_recorded(&self) -> anyhow::Result<bool> {
+        match self.completeness() {
+            (Some(false), reason) => anyhow::bail!(
+                "{} is not a complete backup: {}",
+                self.path().display(),
+                reason.unwrap_or_else(|| "recorded as incomplete".into())
+            ),
+            (known, _) => Ok(known == Some(true)),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         match self {
             Choice::Catalog(b) => &b.path,
@@ -52,11 +91,13 @@ pub fn choose(backups: &[BackupFile], root: &Path, core: &str, filter: Option<&s
     let own: Vec<&BackupFile> = complete().filter(|b| b.core == core).collect();
     let newest = |list: Vec<&BackupFile>| list.into_iter().max_by(|a, b| a.sort_key().cmp(&b.sort_key())).cloned();
     let Some(filter) = filter else {
-        return newest(own).map(Choice::Catalog).ok_or(NotFound::NoBackups { core: core.to_string(), root: root_text });
+        return newest(own)
+            .map(|b| Choice::Catalog(Box::new(b)))
+            .ok_or(NotFound::NoBackups { core: core.to_string(), root: root_text });
     };
     let as_path = Path::new(filter);
     if let Some(b) = complete().find(|b| b.path == as_path || b.file_name() == filter) {
-        return Ok(Choice::Catalog(b.clone()));
+        return Ok(Choice::Catalog(Box::new(b.clone())));
     }
     if as_path.is_file() {
         return Ok(Choice::Path(as_path.to_path_buf()));
@@ -64,7 +105,7 @@ pub fn choose(backups: &[BackupFile], root: &Path, core: &str, filter: Option<&s
     let matches = |b: &&BackupFile| b.rel.to_string_lossy().contains(filter);
     let pool: Vec<&BackupFile> =
         if own.is_empty() { complete().filter(matches).collect() } else { own.into_iter().filter(matches).collect() };
-    newest(pool).map(Choice::Catalog).ok_or(NotFound::NoMatch {
+    newest(pool).map(|b| Choice::Catalog(Box::new(b))).ok_or(NotFound::NoMatch {
         core: core.to_string(),
         filter: filter.to_string(),
         root: root_text,

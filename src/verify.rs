@@ -2,8 +2,9 @@
 //! newest backup of each database into a throwaway local server and check it. Fails on no
 //! backup, a stale newest backup (`VERIFY_MAX_AGE`), a checksum mismatch, an incomplete dump
 //! (no trailer), a server that will not start, any SQL error, a table whose restored rows
-//! differ from the dump's, or no tables. The result is recorded beside the backup
-//! (`.verified`) and shown by `-l`. Returns results; printing is the caller's.
+//! differ from the dump's, or no tables. The result is recorded in the backup's manifest and
+//! shown by `-l`; with `VERIFY_DRILL=true` one older backup is drilled too. Returns results;
+//! printing is the caller's.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -25,11 +26,11 @@ use crate::hooks::{self, Phase, Phases};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
+use crate::manifest::{self, Verification};
 use crate::notify::{Notifiers, event};
 use crate::progress::Meter;
-use crate::selection::choose;
+use crate::selection::{Choice, choose};
 use crate::spec::DatabaseSpec;
-use crate::verification::{self, Record};
 
 /// One database's verification result: a summary line, or the reason it failed.
 pub type Outcome = (DatabaseSpec, Result<String, String>);
@@ -65,7 +66,14 @@ pub fn verify_all(
         let db = settings.database_for(&spec);
         let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
         let result = phases
-            .around(Phase::Verify, &ctx, || verify_one(settings, &spec, &backups, filter, cancel))
+            .around(Phase::Verify, &ctx, || {
+                let choice = choose(&backups, root, &spec.core_name(), filter)?;
+                let mut summary = verify_one(settings, &spec, &choice, filter.is_none(), cancel)?;
+                if settings.restore.verify_drill && filter.is_none() {
+                    summary.push_str(&drill(settings, &spec, &backups, choice.path(), cancel)?);
+                }
+                Ok(summary)
+            })
             .map_err(|e: anyhow::Error| format!("{e:#}"));
         match &result {
             Ok(summary) => {
@@ -79,24 +87,60 @@ pub fn verify_all(
     Ok(outcomes)
 }
 
-fn verify_one(
+/// A restore drill (`VERIFY_DRILL=true`): besides the newest, one older backup of the database
+/// is verified each run — the one whose last verification is oldest, or that was never
+/// verified — across daily, weekly and monthly, so that long-kept backups are proved again.
+fn drill(
     settings: &Settings,
     spec: &DatabaseSpec,
     backups: &[BackupFile],
-    filter: Option<&str>,
+    newest: &Path,
+    cancel: &Cancel,
+) -> anyhow::Result<String> {
+    let Some(older) = drill_candidate(backups, &spec.core_name(), newest) else {
+        return Ok("; no older backup to drill".into());
+    };
+    info!(path = %older.path.display(), "Restore drill of an older backup.");
+    let summary = verify_one(settings, spec, &Choice::Catalog(Box::new(older.clone())), false, cancel)
+        .with_context(|| format!("restore drill of {}", older.path.display()))?;
+    Ok(format!("; restore drill: {summary}"))
+}
+
+/// The older backup whose last verification is oldest (never verified first, then the oldest
+/// backup among those).
+pub fn drill_candidate<'a>(backups: &'a [BackupFile], core: &str, newest: &Path) -> Option<&'a BackupFile> {
+    backups.iter().filter(|b| b.core == core && !b.in_progress && !b.known_incomplete() && b.path != newest).min_by(
+        |a, b| {
+            let last =
+                |f: &BackupFile| f.manifest.as_ref().and_then(|m| m.last_verification()).map(|v| v.verified_at.clone());
+            last(a).cmp(&last(b)).then(a.sort_key().cmp(&b.sort_key()))
+        },
+    )
+}
+
+fn verify_one(
+    settings: &Settings,
+    spec: &DatabaseSpec,
+    choice: &Choice,
+    fresh_check: bool,
     cancel: &Cancel,
 ) -> anyhow::Result<String> {
     let engine = engine::for_kind(&spec.engine, &settings.engine)
         .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
-    let choice = choose(backups, &settings.backup_dir, &spec.core_name(), filter)?;
     let path = choice.path().to_path_buf();
-    if filter.is_none() {
+    if fresh_check {
         check_fresh(settings, &path)?;
     }
     info!(path = %path.display(), "Verifying backup.");
     let started = Instant::now();
-    let result = check_integrity(&path, &spec.engine, false).and_then(|checked| {
-        let integrity = checked.integrity;
+    let root = &settings.backup_dir;
+    let result = choice.expected_sha256().and_then(|expected| {
+        let known_complete = choice.check_recorded()?;
+        let checked = check_integrity(&path, expected.as_deref(), &spec.engine, !known_complete)?;
+        if let Choice::Catalog(b) = choice {
+            catalog::record_scan(root, b, &checked);
+        }
+        checked.require_complete(&path)?;
         let opts = VerifyOptions {
             work_dir: settings.restore.verify_dir.clone(),
             start_timeout: settings.server_timeout,
@@ -108,12 +152,13 @@ fn verify_one(
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
         let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
-        Ok((integrity, report))
+        Ok((checked.integrity, report))
     });
     let duration_ms = started.elapsed().as_millis() as u64;
-    let record = record_for(&result, duration_ms);
-    if let Err(e) = verification::write(&path, &record) {
-        error!(error = %format!("{e:#}"), "Could not write the verification record.");
+    if let Choice::Catalog(b) = choice
+        && let Err(e) = manifest::add_verification(root, &b.key(), b.size, record_for(&result, duration_ms))
+    {
+        error!(error = %format!("{e:#}"), "Could not record the verification in the manifest.");
     }
     let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
     Ok(format!(
@@ -147,12 +192,13 @@ fn check_fresh(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u64) -> Record {
-    let mut record = Record {
+fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u64) -> Verification {
+    let mut record = Verification {
         verified_at: Utc::now().to_rfc3339(),
         ok: result.is_ok(),
         error: None,
         tables: 0,
+        rows: 0,
         schemas: vec![],
         database_size_bytes: 0,
         duration_ms,
@@ -165,6 +211,7 @@ fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u
                 Integrity::StreamDecoded => "stream".into(),
             };
             record.tables = report.tables;
+            record.rows = report.restore.counts.rows;
             record.schemas = report.schemas.clone();
             record.database_size_bytes = report.database_size;
         }

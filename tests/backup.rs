@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use backup_container::checksum::{read_sidecar, sha256_file};
+use backup_container::checksum::sha256_file;
 
 use crate::harness::app::{APP_PASSWORD, Fixture};
 use crate::harness::{backups_under, bin, files_under, free_port, gunzip, gzip_to, run};
@@ -28,7 +28,14 @@ fn one_shot_backup_of_two_databases_round_trips() {
         let name = Path::new(file).file_name().unwrap().to_string_lossy().to_string();
         assert!(name.starts_with(&format!("localhost-{db}_")), "{name}");
         let path = fx.backups().join(file);
-        assert_eq!(read_sidecar(&path).unwrap(), Some(sha256_file(&path).unwrap()), "checksum of {file}");
+        let record = crate::harness::record(&fx.backups(), file).expect("a manifest");
+        assert_eq!(record["sha256"], sha256_file(&path).unwrap(), "checksum of {file}");
+        assert_eq!(record["complete"], true, "{record}");
+        assert_eq!(record["origin"], "written", "{record}");
+        let rows: u64 = record["tables"].as_array().unwrap().iter().map(|t| t["rows"].as_u64().unwrap()).sum();
+        assert!(rows > 0, "rows counted in the stream: {record}");
+        assert!(record["server_version"].as_str().unwrap().starts_with("PostgreSQL 15"), "{record}");
+        assert!(!files_under(&fx.backups()).iter().any(|f| f.ends_with(".sha256")), "no sidecar beside the backup");
         let sql = gunzip(&path);
         assert!(sql.starts_with("--\n-- PostgreSQL database cluster dump\n--"), "roles section first: {}", &sql[..200]);
         let roles_end = sql.find("PostgreSQL database cluster dump complete").expect("roles section end");
@@ -95,7 +102,7 @@ fn wrong_password_fails_without_a_file_and_keeps_older_backups() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("password authentication failed for user \"app\""), "{}", r.all());
     assert!(!r.all().contains("not the password"), "password leaked: {}", r.all());
-    let after: Vec<String> = files_under(&fx.backups()).into_iter().filter(|f| f != ".backup-container.lock").collect();
+    let after: Vec<String> = files_under(&fx.backups()).into_iter().filter(|f| f != ".backup_container.lock").collect();
     assert_eq!(after, before, "nothing written, nothing deleted");
     assert!(old.iter().all(|p| p.exists()));
 }
@@ -188,11 +195,14 @@ fn child_named(parent: u32, name: &str) -> Option<i32> {
 fn upstream_folder_is_listed_and_pruned_like_ours() {
     let Some(fx) = Fixture::start(10) else { return };
     let root = fx.backups();
-    let upstream_sql = "--\n-- PostgreSQL database cluster dump\n--\nCREATE ROLE app;\n--\n-- PostgreSQL database cluster dump complete\n--\n--\n-- PostgreSQL database dump\n--\n";
+    let upstream_sql = format!(
+        "--\n-- PostgreSQL database cluster dump\n--\nCREATE ROLE app;\n--\n-- PostgreSQL database cluster dump complete\n--\n{}",
+        crate::harness::COMPLETE_DUMP
+    );
     for day in 1..=5 {
         let date = format!("2026-01-0{day}");
-        gzip_to(&root.join(&date).join(format!("localhost-app1_{date}_01-00-00.sql.gz")), upstream_sql);
-        gzip_to(&root.join(&date).join(format!("localhost-app1_v2_{date}_01-00-00.sql.gz")), upstream_sql);
+        gzip_to(&root.join(&date).join(format!("localhost-app1_{date}_01-00-00.sql.gz")), &upstream_sql);
+        gzip_to(&root.join(&date).join(format!("localhost-app1_v2_{date}_01-00-00.sql.gz")), &upstream_sql);
     }
     fs::write(root.join("backup.sql"), "upstream temp file").unwrap();
     fs::write(root.join("2026-01-01/readme.txt"), "not a backup").unwrap();
@@ -249,7 +259,7 @@ fn partials_of_killed_runs_are_removed_at_once_but_never_a_live_ones() {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(fx.backups().join(".backup-container.lock"))
+        .open(fx.backups().join(".backup_container.lock"))
         .unwrap();
     lock.lock().unwrap();
     let r = run(&mut fx.once(&conf));

@@ -112,7 +112,7 @@ fn concurrent_run_is_refused() {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(backups.join(".backup-container.lock"))
+        .open(backups.join(".backup_container.lock"))
         .unwrap();
     lock.lock().unwrap();
     let r = run(bin()
@@ -156,7 +156,10 @@ fn bad_values_stop_every_mode_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("backups");
     for day in ["2026-11-20", "2026-11-21", "2026-11-22"] {
-        crate::harness::gzip_to(&root.join(format!("{day}/db-app_{day}_01-00-00.sql.gz")), "x");
+        crate::harness::gzip_to(
+            &root.join(format!("{day}/db-app_{day}_01-00-00.sql.gz")),
+            crate::harness::COMPLETE_DUMP,
+        );
     }
     let conf = dir.path().join("backup.conf");
     std::fs::write(&conf, "db/app\n").unwrap();

@@ -21,13 +21,19 @@ fn ftp_env(cmd: &mut std::process::Command, server: &FtpsServer) {
         .env("MIRROR_ATTEMPTS", "2");
 }
 
-/// Every local backup file (and sidecar) that the remote folder holds, byte-identical.
+/// Every local backup file (and its record) that the remote folder holds, byte-identical; the
+/// records live in the catalog folder, never beside the backups.
 fn assert_mirrored(local_root: &Path, remote_root: &Path) -> usize {
     let remote = backups_under(remote_root);
     for f in &remote {
         assert_eq!(fs::read(remote_root.join(f)).unwrap(), fs::read(local_root.join(f)).unwrap(), "{f} differs");
-        let sum = format!("{f}.sha256");
-        assert_eq!(fs::read(remote_root.join(&sum)).unwrap(), fs::read(local_root.join(&sum)).unwrap(), "{sum}");
+        let record = backup_container::manifest::record_key(f);
+        assert_eq!(
+            fs::read(remote_root.join(&record)).unwrap(),
+            fs::read(local_root.join(&record)).unwrap(),
+            "{record}"
+        );
+        assert!(!remote_root.join(format!("{f}.sha256")).exists(), "no sidecar beside {f}");
     }
     remote.len()
 }
@@ -103,7 +109,7 @@ fn mirror_scenario<M: Mirror>() {
     server.env(list.args(["-l", "--remote"]), port);
     let l = run(&mut list);
     assert_eq!(l.code, 0, "{}", l.all());
-    assert!(l.stdout.contains("localhost-app1: 1 copies") && l.stdout.contains("sha256"), "{}", l.stdout);
+    assert!(l.stdout.contains("localhost-app1: 1 copies") && l.stdout.contains("record"), "{}", l.stdout);
 
     // Outage: the local backup is kept, the run exits 1, a WARN is notified.
     drop(server);

@@ -7,7 +7,7 @@ use crate::harness::{backups_under, bin, gzip_to, run};
 
 fn plant(root: &Path, rels: &[&str]) {
     for rel in rels {
-        gzip_to(&root.join(rel), "-- backup\n");
+        gzip_to(&root.join(rel), crate::harness::COMPLETE_DUMP);
     }
 }
 
@@ -60,19 +60,21 @@ fn prune_applies_policy_per_class() {
     );
 }
 
-/// `-p -f X -s` deletes only matching backups (with sidecars) and lists them.
+/// `-p -f X -s` deletes only matching backups (with their records, and the sidecars of older
+/// releases) and lists them.
 #[test]
 fn filtered_prune_deletes_only_matches() {
     let (_dir, root, conf) = setup();
     let sidecar = root.join("daily/2026-11-17/db-app_2026-11-17_01-00-00.sql.gz.sha256");
-    fs::write(&sidecar, "x").unwrap();
+    fs::write(&sidecar, format!("{}  x\n", "ab".repeat(32))).unwrap();
     let r = run(bin().args(["-p", "-s", "-f", "2026-11-17"]).env("BACKUP_DIR", &root).env("BACKUP_CONF", &conf));
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("daily/2026-11-17/db-app_2026-11-17_01-00-00.sql.gz"), "{}", r.stdout);
     let left = backups_under(&root);
     assert_eq!(left.len(), 6, "{left:?}");
     assert!(!left.iter().any(|f| f.contains("2026-11-17")));
-    assert!(!sidecar.exists());
+    assert!(!sidecar.exists(), "moved into the record, which went with the backup");
+    assert!(crate::harness::record(&root, "daily/2026-11-17/db-app_2026-11-17_01-00-00.sql.gz").is_none());
 }
 
 /// A filter that would delete every backup of a database is refused unless `--force`.

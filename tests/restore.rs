@@ -151,7 +151,11 @@ fn bad_backups_and_missing_backups_leave_the_target_untouched() {
     bytes[mid] ^= 0xff;
     fs::create_dir_all(flipped.parent().unwrap()).unwrap();
     fs::write(&flipped, &bytes).unwrap();
-    fs::copy(good.with_extension("gz.sha256"), flipped.with_extension("gz.sha256")).unwrap();
+    // The checksum of the good file, as an older release wrote it beside the backup (it is
+    // moved into the flipped file's manifest on first sight).
+    let good_rel = good.strip_prefix(fx.backups()).unwrap().display().to_string();
+    let sha = crate::harness::record(&fx.backups(), &good_rel).unwrap()["sha256"].as_str().unwrap().to_string();
+    fs::write(flipped.with_extension("gz.sha256"), format!("{sha}  x.sql.gz\n")).unwrap();
     let r = run(fx.cmd(&conf).args(["-r", &target, "-f", flipped.to_str().unwrap(), "-s"]));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
@@ -169,8 +173,9 @@ fn bad_backups_and_missing_backups_leave_the_target_untouched() {
     assert!(r.stderr.contains("corrupt or truncated"), "{}", r.all());
     untouched();
 
-    // Flipped byte, no checksum file.
-    fs::remove_file(flipped.with_extension("gz.sha256")).unwrap();
+    // Flipped byte, no checksum (its record removed): the stream check catches it.
+    let flipped_rel = flipped.strip_prefix(fx.backups()).unwrap().display().to_string();
+    fs::remove_file(fx.backups().join(backup_container::manifest::record_key(&flipped_rel))).unwrap();
     let r = run(fx.cmd(&conf).args(["-r", &target, "-f", flipped.to_str().unwrap(), "-s"]));
     assert_eq!(r.code, 1, "{}", r.all());
     untouched();

@@ -27,7 +27,7 @@ fn assert_clean(verify_dir: &Path, r: &Run) {
 }
 
 /// `-v all` restores the newest backup into a throwaway server, reports tables and size,
-/// records the result beside the backup (shown by `-l`), and leaves nothing behind.
+/// records the result in the backup's manifest (shown by `-l`), and leaves nothing behind.
 #[test]
 fn verify_all_succeeds_and_records_the_result() {
     let Some(fx) = Fixture::start(200) else { return };
@@ -41,15 +41,18 @@ fn verify_all_succeeds_and_records_the_result() {
     assert_eq!(r.stderr.matches("Verification succeeded.").count(), 2, "{}", r.all());
     assert!(r.stderr.contains("2 tables in 2 schemas"), "{}", r.all());
     assert_clean(&vdir, &r);
-    let record = fs::read_to_string(fx.newest("localhost-app1").with_extension("gz.verified")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let newest = fx.newest("localhost-app1");
+    let rel = newest.strip_prefix(fx.backups()).unwrap().display().to_string();
+    let manifest = crate::harness::record(&fx.backups(), &rel).unwrap();
+    let json = manifest["verifications"].as_array().unwrap().last().unwrap().clone();
+    let record = json.to_string();
     assert_eq!(json["ok"], true, "{record}");
     assert_eq!(json["tables"], 2, "{record}");
     assert_eq!(json["integrity"], "checksum", "{record}");
     assert!(json["database_size_bytes"].as_u64().unwrap() > 1_000_000, "{record}");
     let l = run(bin().arg("-l").env("BACKUP_CONF", &conf).env("BACKUP_DIR", fx.backups()));
     assert!(
-        l.stdout.lines().any(|line| line.contains("localhost-app1_") && line.trim_end().ends_with("ok")),
+        l.stdout.lines().any(|line| line.contains("localhost-app1_") && line.contains(" ok 20") && line.contains(" 600 ")),
         "{}",
         l.stdout
     );
@@ -104,15 +107,17 @@ fn verify_failures_say_why() {
     let r = verify(&format!("localhost:{port}/app1"), &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("does not match its checksum"), "{}", r.all());
-    let record = fs::read_to_string(good.with_extension("gz.verified")).unwrap();
-    assert!(record.contains("\"ok\": false") && record.contains("checksum"), "{record}");
+    let rel = good.strip_prefix(fx.backups()).unwrap().display().to_string();
+    let manifest = crate::harness::record(&fx.backups(), &rel).unwrap();
+    let last = manifest["verifications"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ok"], false, "{last}");
+    assert!(last["error"].as_str().unwrap().contains("checksum"), "{last}");
     fs::write(&good, &original).unwrap();
 
     // A stale newest backup (the schedule stopped): failure unless VERIFY_MAX_AGE=0.
     let old = fx.backups().join("daily/2026-01-01/localhost-app1_2026-01-01_01-00-00.sql.gz");
     fs::create_dir_all(old.parent().unwrap()).unwrap();
     fs::rename(&good, &old).unwrap();
-    fs::remove_file(good.with_extension("gz.sha256")).unwrap();
     let r = verify(&format!("localhost:{port}/app1"), &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("more than the limit of 2d 0h (VERIFY_MAX_AGE)"), "{}", r.all());

@@ -14,17 +14,39 @@ use crate::config::Settings;
 use crate::error::Exit;
 use crate::human;
 use crate::mirror::remote_backup;
-use crate::verification;
 
-/// Prints the listing to stdout.
+/// Prints the listing (or, with `json`, the catalog as JSON) to stdout.
 ///
 /// # Errors
 /// When the backup folder cannot be read or stdout cannot be written.
-pub fn run(settings: &Settings) -> anyhow::Result<()> {
+pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let backups = catalog::scan(&settings.backup_dir)?;
-    let now = settings.zone.local(Utc::now());
     let mut out = std::io::stdout().lock();
+    if json {
+        return writeln!(out, "{:#}", catalog_json(&backups)).context("writing the listing");
+    }
+    let now = settings.zone.local(Utc::now());
     render(&mut out, settings, &backups, now).context("writing the listing")
+}
+
+/// Every backup: where it is, what it is, and its manifest (`null` when it has none).
+pub fn catalog_json(backups: &[BackupFile]) -> serde_json::Value {
+    serde_json::Value::Array(
+        backups
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "path": b.key(),
+                    "core": b.core,
+                    "class": b.class.map(|c| c.name()),
+                    "timestamp": b.timestamp.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                    "size_bytes": b.size,
+                    "in_progress": b.in_progress,
+                    "manifest": b.manifest,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn render(
@@ -53,7 +75,7 @@ fn render(
     writeln!(out, "{}", free_space(root))?;
     for (core, files) in &by_core {
         writeln!(out)?;
-        let complete: Vec<&&BackupFile> = files.iter().filter(|b| !b.in_progress).collect();
+        let complete: Vec<&&BackupFile> = files.iter().filter(|b| !b.in_progress && !b.known_incomplete()).collect();
         match complete.last() {
             Some(newest) => writeln!(
                 out,
@@ -68,26 +90,37 @@ fn render(
             continue;
         }
         let width = files.iter().map(|b| b.rel.as_os_str().len()).max().unwrap_or(4).max(4);
-        writeln!(out, "  {:<8} {:<width$} {:>10} {:>8} {:<8} VERIFIED", "CLASS", "FILE", "SIZE", "AGE", "SHA256")?;
+        writeln!(
+            out,
+            "  {:<8} {:<width$} {:>10} {:>8} {:>6} {:>10} {:<10} VERIFIED",
+            "CLASS", "FILE", "SIZE", "AGE", "TABLES", "ROWS", "STATE"
+        )?;
         for b in files.iter().rev() {
             let class = b.class.map(|c| c.name()).unwrap_or("flat");
             let age = human::age((now - b.timestamp).to_std().unwrap_or_default());
+            let m = b.manifest.as_ref();
             let state = if b.in_progress {
                 "partial"
-            } else if b.has_checksum {
-                "yes"
+            } else if b.known_incomplete() {
+                "INCOMPLETE"
+            } else if b.sha256().is_some() {
+                "sha256"
             } else {
                 "-"
             };
-            let verified = match b.has_verification.then(|| verification::read(&b.path)).flatten() {
-                Some(r) if r.ok => "ok",
-                Some(_) => "FAILED",
-                None if b.has_verification => "unreadable",
-                None => "-",
+            let tables = m.filter(|m| m.complete.is_some()).map_or("-".into(), |m| m.tables.len().to_string());
+            let rows = match m.filter(|m| m.complete.is_some()) {
+                Some(m) => m.rows().map_or("unknown".into(), |r| r.to_string()),
+                None => "-".into(),
+            };
+            let verified = match m.and_then(|m| m.last_verification()) {
+                Some(v) if v.ok => format!("ok {}", v.verified_at.get(..10).unwrap_or_default()),
+                Some(_) => "FAILED".into(),
+                None => "-".into(),
             };
             writeln!(
                 out,
-                "  {class:<8} {:<width$} {:>10} {age:>8} {state:<8} {verified}",
+                "  {class:<8} {:<width$} {:>10} {age:>8} {tables:>6} {rows:>10} {state:<10} {verified}",
                 b.rel.display(),
                 human::bytes(b.size)
             )?;
@@ -131,8 +164,7 @@ pub fn run_remote(settings: &Settings) -> anyhow::Result<Exit> {
                 continue;
             }
         };
-        let sidecars: std::collections::HashSet<&str> =
-            list.iter().filter_map(|o| o.key.strip_suffix(crate::layout::CHECKSUM_SUFFIX)).collect();
+        let keys: std::collections::HashSet<&str> = list.iter().map(|o| o.key.as_str()).collect();
         let mut by_core: BTreeMap<String, Vec<BackupFile>> = BTreeMap::new();
         for b in list.iter().filter_map(remote_backup) {
             by_core.entry(b.core.clone()).or_default().push(b);
@@ -145,7 +177,7 @@ pub fn run_remote(settings: &Settings) -> anyhow::Result<Exit> {
             println!("  {core}: {} copies", files.len());
             for f in files {
                 let size = if f.size > 0 { human::bytes(f.size) } else { "-".into() };
-                let sum = if sidecars.contains(f.rel.to_string_lossy().as_ref()) { "sha256" } else { "-" };
+                let sum = if keys.contains(crate::manifest::record_key(&f.key()).as_str()) { "record" } else { "-" };
                 println!("    {:<70} {size:>10} {sum}", f.rel.display());
             }
         }

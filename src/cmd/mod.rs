@@ -39,7 +39,7 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         return list::run_remote(&settings);
     }
     if cli.list {
-        list::run(&settings)?;
+        list::run(&settings, cli.json)?;
         return Ok(Exit::Success);
     }
     let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir);

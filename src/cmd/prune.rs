@@ -24,9 +24,12 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
     let _lock = RunLock::acquire(root, "prune")?;
     let backups = catalog::scan(root)?;
     let Some(f) = filter else {
-        let report = crate::prune::apply_policy(settings, &backups);
+        let report = crate::prune::apply_policy(settings, backups)?;
         for key in &report.deleted {
             println!("Deleted {key}");
+        }
+        for k in &report.kept {
+            println!("Kept {} beyond the count: {}", k.key, k.why);
         }
         for e in &report.failed {
             eprintln!("error: {e}");

@@ -27,7 +27,7 @@ use crate::lock::RunLock;
 use crate::notify::{Notifiers, event};
 use crate::progress::Meter;
 use crate::prompt;
-use crate::selection::choose_for_restore;
+use crate::selection::{Choice, choose_for_restore};
 use crate::spec::DatabaseSpec;
 
 /// What `-r` was asked to do.
@@ -59,7 +59,14 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     let path = choice.path().to_path_buf();
     // A restore that drops the target first must know the file is whole before it starts.
     let in_place = settings.restore.in_place || !engine.restores_beside_target();
-    let checked = check_integrity(&path, &spec.engine, in_place).context(untouched)?;
+    let expected = choice.expected_sha256().context(untouched)?;
+    let known_complete = choice.check_recorded().context(untouched)?;
+    let scan = in_place || !known_complete;
+    let checked = check_integrity(&path, expected.as_deref(), &spec.engine, scan).context(untouched)?;
+    if let Choice::Catalog(b) = &choice {
+        catalog::record_scan(root, b, &checked);
+    }
+    checked.require_complete(&path).context(untouched)?;
     debug!(path = %path.display(), integrity = ?checked.integrity, "Backup checked.");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut admin_password = args.admin_password.or_else(|| settings.restore.admin_password.clone());

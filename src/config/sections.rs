@@ -229,6 +229,7 @@ impl RestoreSettings {
             verify_dir: PathBuf::from(l.text(env::VERIFY_DIR).unwrap_or_else(|| "/var/lib/pgsql/data".into())),
             verify_max_age,
             verify_server_options: server_options(l),
+            verify_drill: l.boolean(env::VERIFY_DRILL, false),
             in_place: l.boolean(env::RESTORE_IN_PLACE, false),
             keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
             count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
@@ -263,6 +264,9 @@ pub struct RestoreSettings {
     pub verify_max_age: MaxAge,
     /// `VERIFY_SERVER_OPTIONS`: extra `name=value` settings for the throwaway server.
     pub verify_server_options: Vec<String>,
+    /// `VERIFY_DRILL` (default false): each verification also restores one older backup per
+    /// database, the one verified longest ago.
+    pub verify_drill: bool,
     /// `RESTORE_IN_PLACE` (default false): drop the target and load into it, instead of
     /// loading beside it and swapping (for servers without room for two copies).
     pub in_place: bool,

@@ -112,6 +112,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("verify", "table-schemas", "TABLE_SCHEMA"),
     ("verify", "server-options", "VERIFY_SERVER_OPTIONS"),
     ("verify", "admin-user", "BACKUP_ADMIN_USER"),
+    ("verify", "drill", "VERIFY_DRILL"),
     ("restore", "in-place", "RESTORE_IN_PLACE"),
     ("restore", "keep-previous", "RESTORE_KEEP_PREVIOUS"),
     ("restore", "count-check", "RESTORE_COUNT_CHECK"),

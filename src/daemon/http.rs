@@ -337,7 +337,7 @@ pub fn route(path: &str, health: &Health, ready: &Mutex<Result<(), String>>) -> 
 }
 
 fn writable(dir: &std::path::Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".readyz-{}", std::process::id()));
+    let probe = dir.join(format!(".backup_container_readyz_{}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
 }

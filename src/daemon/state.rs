@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::catalog::BackupFile;
 use crate::run::{Outcome, RunReport};
-use crate::verification;
 use crate::verify::Outcome as VerifyOutcome;
 
 /// The last backup attempt of one database.
@@ -83,7 +82,7 @@ impl State {
             {
                 db.last_success = Some(DateTime::<Utc>::from(newest.modified));
                 db.last_success_size_bytes = newest.size;
-                if let Some(r) = verification::read(&newest.path) {
+                if let Some(r) = newest.manifest.as_ref().and_then(|m| m.last_verification()).cloned() {
                     let at = DateTime::parse_from_rfc3339(&r.verified_at).map(|t| t.with_timezone(&Utc)).unwrap_or(now);
                     db.last_verification = Some(Verification { at, ok: r.ok, error: r.error });
                 }

@@ -17,6 +17,15 @@ use crate::database::Database;
 pub use crate::database::{Conn, DumpOptions, EngineOptions};
 use crate::spec::EngineKind;
 
+/// What a dump ran against and with (for the manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpInfo {
+    pub server_version: Option<String>,
+    pub client_version: Option<String>,
+    /// The dump tool's options, connection options left out.
+    pub options: Vec<String>,
+}
+
 /// Where a restore puts the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -119,12 +128,12 @@ pub trait Engine: Send + Sync {
         true
     }
 
-    /// Writes the complete plain-SQL backup of `db` into `out`, streaming.
+    /// Writes the complete plain-SQL backup of `db` into `out`, streaming; says what dumped it.
     ///
     /// # Errors
     /// Any client failure (with its stderr tail), a write error on `out`, or `Interrupted`.
     /// On error, what was written to `out` is garbage and must be discarded.
-    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()>;
+    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo>;
 
     /// Drops and recreates `req.database` and fills it from the plain SQL in `sql`.
     ///

@@ -1,6 +1,6 @@
 //! PagerDuty Events API v2: an ERROR triggers an incident with a dedup key per database (or
 //! `config` for errors without one); the next success of that database resolves it. Open
-//! keys are kept in `BACKUP_DIR/.pagerduty-open.json` so one-shot runs (CronJobs) resolve
+//! keys are kept in `BACKUP_DIR/.backup_container_pagerduty.json` so one-shot runs (CronJobs) resolve
 //! what an earlier run triggered.
 
 use std::collections::BTreeSet;
@@ -15,7 +15,7 @@ use crate::durable::write_atomic;
 use crate::http_client::{agent, post};
 use crate::secret::{Secret, redact_url};
 
-const STATE_FILE: &str = ".pagerduty-open.json";
+const STATE_FILE: &str = ".backup_container_pagerduty.json";
 
 pub struct PagerDuty {
     key: Secret,

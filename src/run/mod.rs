@@ -204,7 +204,15 @@ impl<'a> Run<'a> {
         };
         info!("Starting backup.");
         let timestamp = fresh_timestamp(self.settings, &self.dir, &db.spec.core_name());
-        match pipeline::backup_one(db, engine.as_ref(), &self.dir, timestamp, self.settings.compression, self.cancel) {
+        match pipeline::backup_one(
+            db,
+            engine.as_ref(),
+            &self.settings.backup_dir,
+            &self.dir,
+            timestamp,
+            self.settings.compression,
+            self.cancel,
+        ) {
             Ok(w) => {
                 info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
                 Ok(w)
@@ -257,15 +265,22 @@ impl<'a> Run<'a> {
     /// Step 3: retention for this database on the local folder; never a backup of this run.
     fn prune(&self, db: &Database, written: &[String], ctx: &Context) -> PruneReport {
         let result = self.phases.around(Phase::Prune, ctx, || {
-            let backups = catalog::scan(&self.settings.backup_dir).map_err(|e| {
+            let skipped = |e: anyhow::Error| {
                 PruneError::Failed(PruneReport {
                     failed: vec![format!("retention skipped: {e:#}")],
                     ..Default::default()
                 })
-            })?;
+            };
+            let root = &self.settings.backup_dir;
+            let backups = catalog::scan(root).map_err(skipped)?;
+            let backups = prune::settle(root, backups, &db.spec.core_name(), &db.spec.engine).map_err(skipped)?;
             let cores = [db.spec.core_name()].into_iter().collect();
-            let plan = retention::plan(&backups, &self.settings.policy, &cores, written);
-            let report = prune::apply(&self.local, &plan, &objects(&backups));
+            let (plan, kept) = retention::plan_with_notes(&backups, &self.settings.policy, &cores, written);
+            for k in &kept {
+                info!(key = %k.key, why = k.why, "Kept beyond the retention count.");
+            }
+            let mut report = prune::apply(&self.local, &plan, &objects(&backups));
+            report.kept = kept;
             if report.failed.is_empty() { Ok(Pruned(report)) } else { Err(PruneError::Failed(report)) }
         });
         match result {

@@ -1,6 +1,6 @@
 //! The contract every `Storage` keeps, as one suite that the tests run against each kind
-//! (local folder, memory, FTPS on pyftpdlib and vsftpd, S3 on s3s-fs): nested keys are
-//! created, listed with the right size (where the storage reports sizes), replaced, and
+//! (local folder, memory, FTPS on pyftpdlib and vsftpd, S3 on s3s-fs): nested keys and
+//! records in the hidden catalog folder are created, listed with the right size (where the storage reports sizes), replaced, and
 //! deleted, and the listing is back to what it was.
 
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 
 use super::Storage;
+use crate::manifest::{self, Manifest, Origin};
 
 const DAILY: &str = "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz";
 const FLAT: &str = "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz";
@@ -34,8 +35,11 @@ pub fn check(storage: &dyn Storage, scratch: &Path) -> anyhow::Result<()> {
 
     let big = file("big", 70_000)?;
     let small = file("small", 65)?;
+    let record = scratch.join("record.json");
+    std::fs::write(&record, serde_json::to_vec(&Manifest::new(DAILY, Origin::Written, 70_000))?)?;
+    let record_key = manifest::record_key(DAILY);
     storage.put(&big, DAILY).context("put of a nested key")?;
-    storage.put(&small, &format!("{DAILY}.sha256")).context("put of a sidecar")?;
+    storage.put(&record, &record_key).context("put of a record in the catalog folder")?;
     storage.put(&small, FLAT).context("put of a flat-layout key")?;
     let listed = keys(storage)?;
     for (key, len) in [(DAILY, 70_000), (FLAT, 65)] {
@@ -45,7 +49,7 @@ pub fn check(storage: &dyn Storage, scratch: &Path) -> anyhow::Result<()> {
             ensure!(*size == len, "{name}: {key} listed with {size} bytes, put {len}");
         }
     }
-    ensure!(listed.iter().any(|(k, _)| k == &format!("{DAILY}.sha256")), "{name}: sidecar not listed: {listed:?}");
+    ensure!(listed.iter().any(|(k, _)| *k == record_key), "{name}: the record is not listed: {listed:?}");
 
     storage.put(&small, DAILY).context("replacing an object")?;
     if let Some((_, Some(size))) = keys(storage)?.into_iter().find(|(k, _)| k == DAILY) {
@@ -53,7 +57,7 @@ pub fn check(storage: &dyn Storage, scratch: &Path) -> anyhow::Result<()> {
     }
 
     storage.delete(DAILY).context("delete")?;
-    storage.delete(&format!("{DAILY}.sha256")).context("delete of the sidecar")?;
+    storage.delete(&record_key).context("delete of the record")?;
     storage.delete(FLAT).context("delete of the flat key")?;
     let after = keys(storage)?;
     ensure!(after == before, "{name}: after deleting everything put, the listing is {after:?}, was {before:?}");

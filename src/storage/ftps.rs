@@ -24,6 +24,7 @@ use tracing::warn;
 use super::ftps_tls::{TimeoutConnector, TlsMode, client_config, greeting_error, handshake_error};
 use super::{Permanent, RemoteObject, Storage, is_layout_dir};
 use crate::config::FtpSettings;
+use crate::manifest::CATALOG_DIR;
 use crate::secret::{Secret, redact_url};
 
 pub struct FtpsStorage {
@@ -275,10 +276,16 @@ impl Storage for FtpsStorage {
                                 .map(|f| RemoteObject { key: format!("{dir}/{f}"), size: None }),
                         );
                     }
-                } else {
+                } else if top != CATALOG_DIR {
                     out.extend(second.into_iter().map(|f| RemoteObject { key: format!("{top}/{f}"), size: None }));
                 }
             }
+            // The catalog folder is hidden: servers leave dot folders out of listings.
+            out.extend(
+                ftp.names(Some(CATALOG_DIR))?
+                    .into_iter()
+                    .map(|f| RemoteObject { key: format!("{CATALOG_DIR}/{f}"), size: None }),
+            );
             Ok(out)
         })
     }

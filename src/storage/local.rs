@@ -12,7 +12,7 @@ use anyhow::Context;
 use super::{RemoteObject, Storage};
 use crate::catalog::{self, BackupFile};
 use crate::durable::PartialFile;
-use crate::layout::{CHECKSUM_SUFFIX, VERIFIED_SUFFIX};
+use crate::manifest::record_key;
 
 pub struct LocalStorage {
     root: PathBuf,
@@ -24,15 +24,13 @@ impl LocalStorage {
     }
 }
 
-/// The objects of a catalog: every backup file and the sidecars beside it.
+/// The objects of a catalog: every backup file and the record of each that has one.
 pub fn objects(backups: &[BackupFile]) -> Vec<RemoteObject> {
     let mut out = Vec::new();
     for b in backups {
         let key = b.key();
-        for (present, suffix) in [(b.has_checksum, CHECKSUM_SUFFIX), (b.has_verification, VERIFIED_SUFFIX)] {
-            if present {
-                out.push(RemoteObject { key: format!("{key}{suffix}"), size: None });
-            }
+        if b.manifest.is_some() {
+            out.push(RemoteObject { key: record_key(&key), size: None });
         }
         out.push(RemoteObject { key, size: Some(b.size) });
     }

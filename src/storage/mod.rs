@@ -132,7 +132,9 @@ pub fn from_settings(m: &MirrorSettings) -> Result<Vec<Box<dyn Storage>>, Config
 /// Whether `key` is in our layout (`[class/]YYYY-MM-DD/<backup or sidecar>`), i.e. a folder
 /// level worth listing into.
 pub fn is_layout_dir(name: &str) -> bool {
-    crate::layout::Class::from_dir(name).is_some() || chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
+    name == crate::manifest::CATALOG_DIR
+        || crate::layout::Class::from_dir(name).is_some()
+        || chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
 }
 
 #[cfg(test)]

@@ -113,6 +113,16 @@ pub fn gunzip(path: &Path) -> String {
     text
 }
 
+/// The smallest complete PostgreSQL dump (pg_dump's header and trailer), for planted files
+/// that retention must count as good backups.
+pub const COMPLETE_DUMP: &str = "--\n-- PostgreSQL database dump\n--\n\nCREATE TABLE public.t (x int);\n\n--\n-- PostgreSQL database dump complete\n--\n\n";
+
+/// The manifest of the backup at `root`/`rel`, as JSON.
+pub fn record(root: &Path, rel: &str) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(root.join(backup_container::manifest::record_key(rel))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Writes a gzip file.
 pub fn gzip_to(path: &Path, text: &str) {
     use std::io::Write;

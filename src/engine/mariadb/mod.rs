@@ -16,8 +16,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::{
-    Conn, Engine, EngineOptions, Placement, RestoreReport, RestoreRequest, SchemaStats, VerifyOptions, VerifyReport,
-    process,
+    Conn, DumpInfo, Engine, EngineOptions, Placement, RestoreReport, RestoreRequest, SchemaStats, VerifyOptions,
+    VerifyReport, process,
 };
 use crate::cancel::Cancel;
 use crate::database::Database;
@@ -108,12 +108,23 @@ impl Engine for MariaDbEngine {
         false
     }
 
-    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
+    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo> {
         let conn = db.conn()?;
-        self.query(&conn, Some(&db.spec.database), "SELECT 1", cancel).context("connecting to the database")?;
-        process::stream_stdout(self.dump_command(db, &conn), "mariadb-dump", out, cancel)
-            .context("dumping the database")?;
-        Ok(())
+        let server = self
+            .query(&conn, Some(&db.spec.database), "SELECT VERSION()", cancel)
+            .context("connecting to the database")?;
+        let dump = self.dump_command(db, &conn);
+        let mut version = Command::new(dump.get_program());
+        version.arg("--version");
+        let client = process::capture(version, "mariadb-dump", cancel).ok().map(|v| v.trim().to_string());
+        let options: Vec<String> = dump
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .skip_while(|a| a != "--single-transaction")
+            .take_while(|a| a != "--")
+            .collect();
+        process::stream_stdout(dump, "mariadb-dump", out, cancel).context("dumping the database")?;
+        Ok(DumpInfo { server_version: Some(format!("MariaDB {}", server.trim())), client_version: client, options })
     }
 
     fn restore(

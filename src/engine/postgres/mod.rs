@@ -22,7 +22,9 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, anyhow, bail};
 
-use super::{Conn, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process};
+use super::{
+    Conn, DumpInfo, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process,
+};
 use crate::cancel::Cancel;
 use crate::database::Database;
 use crate::spec::EngineKind;
@@ -32,12 +34,12 @@ use crate::spec::EngineKind;
 pub struct PostgresEngine {
     options: EngineOptions,
     /// Major version of the pg_dump in use, looked up once.
-    client_major: OnceLock<u32>,
+    client: OnceLock<(u32, String)>,
 }
 
 impl PostgresEngine {
     pub fn new(options: EngineOptions) -> Self {
-        PostgresEngine { options, client_major: OnceLock::new() }
+        PostgresEngine { options, client: OnceLock::new() }
     }
 
     /// A client tool: from `PG_BIN_DIR` when set, else from `PATH` (looking through
@@ -98,7 +100,7 @@ impl PostgresEngine {
     /// server's own message (pg_dumpall only says "could not connect"), and gets the version.
     pub fn version_command(&self, conn: &Conn, database: &str) -> Command {
         let mut cmd = self.client("psql", conn, database);
-        cmd.args(["-X", "-A", "-t", "-c", "SHOW server_version_num"]);
+        cmd.args(["-X", "-A", "-t", "-c", VERSION_QUERY]);
         cmd
     }
 
@@ -107,9 +109,18 @@ impl PostgresEngine {
     /// # Errors
     /// The connection failure as psql reports it (refused, timeout, authentication).
     pub fn server_major(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<u32> {
+        Ok(self.server_version(conn, database, cancel)?.0)
+    }
+
+    /// The server's major version and its full version text (`15.18 (Debian ...)`).
+    ///
+    /// # Errors
+    /// As `server_major`.
+    pub fn server_version(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
         let out = process::capture(self.version_command(conn, database), "psql", cancel)?;
-        let num: u32 = out.trim().parse().map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
-        Ok(num / 10000)
+        let (num, text) = out.trim().split_once(' ').unwrap_or((out.trim(), ""));
+        let num: u32 = num.parse().map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
+        Ok((num / 10000, text.to_string()))
     }
 
     /// Runs statements in order in one session (one `-c` each, so each is its own
@@ -123,17 +134,18 @@ impl PostgresEngine {
         process::capture(cmd, "psql", cancel)
     }
 
-    /// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15).
-    fn client_major(&self, cancel: &Cancel) -> anyhow::Result<u32> {
-        if let Some(v) = self.client_major.get() {
-            return Ok(*v);
+    /// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15) and
+    /// that text.
+    fn client_version(&self, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
+        if let Some(v) = self.client.get() {
+            return Ok(v.clone());
         }
         let mut cmd = Command::new(self.tool("pg_dump"));
         cmd.arg("--version");
         let out = process::capture(cmd, "pg_dump", cancel)?;
         let major =
             parse_major(&out).ok_or_else(|| anyhow!("cannot read the pg_dump version from {:?}", out.trim()))?;
-        Ok(*self.client_major.get_or_init(|| major))
+        Ok(self.client.get_or_init(|| (major, out.trim().to_string())).clone())
     }
 }
 
@@ -142,10 +154,11 @@ impl Engine for PostgresEngine {
         EngineKind::Postgres
     }
 
-    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<()> {
+    fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo> {
         let conn = db.conn()?;
-        let server = self.server_major(&conn, &db.spec.database, cancel).context("connecting to the database")?;
-        let client = self.client_major(cancel)?;
+        let (server, server_text) =
+            self.server_version(&conn, &db.spec.database, cancel).context("connecting to the database")?;
+        let (client, client_text) = self.client_version(cancel)?;
         if client < server {
             bail!(
                 "pg_dump {client} cannot back up a PostgreSQL {server} server (pg_dump must be at least the \
@@ -159,8 +172,15 @@ impl Engine for PostgresEngine {
         let captured: settings::Captured = serde_json::from_str(captured.trim())
             .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
         out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
-        process::stream_stdout(self.dump_command(db, &conn), "pg_dump", out, cancel).context("dumping the database")?;
-        Ok(())
+        let dump = self.dump_command(db, &conn);
+        // The options it ran with, without the connection (`-w -d <conninfo>`).
+        let options: Vec<String> = dump.get_args().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
+        process::stream_stdout(dump, "pg_dump", out, cancel).context("dumping the database")?;
+        Ok(DumpInfo {
+            server_version: Some(format!("PostgreSQL {server_text}")),
+            client_version: Some(client_text),
+            options,
+        })
     }
 
     fn restore(
@@ -195,6 +215,9 @@ impl Engine for PostgresEngine {
         process::capture(cmd, "psql", cancel)
     }
 }
+
+/// The server's version: `150018 15.18 (Debian 15.18-0+deb12u1)`.
+const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
 
 /// The major version in `<tool> (PostgreSQL) 15.18 ...` output (9.6.24 gives 9, matching
 /// `server_version_num / 10000`).

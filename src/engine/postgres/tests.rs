@@ -115,7 +115,7 @@ fn version_probe_uses_psql_without_password_in_argv() {
     let cmd = engine.version_command(&d.conn().unwrap(), "app");
     assert_eq!(
         argv(&cmd),
-        ["psql", "-w", "-d", "host='db' user='u' dbname='app'", "-X", "-A", "-t", "-c", "SHOW server_version_num"]
+        ["psql", "-w", "-d", "host='db' user='u' dbname='app'", "-X", "-A", "-t", "-c", VERSION_QUERY]
     );
     assert_eq!(env(&cmd, "PGPASSWORD"), Some(Some("pw".into())));
 }
