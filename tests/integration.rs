@@ -4,6 +4,7 @@
 mod harness;
 
 mod backup;
+mod bash_compat;
 mod cli;
 mod config_examples;
 mod daemon;

@@ -52,7 +52,9 @@ fn verify_all_succeeds_and_records_the_result() {
     assert!(json["database_size_bytes"].as_u64().unwrap() > 1_000_000, "{record}");
     let l = run(bin().arg("-l").env("BACKUP_CONF", &conf).env("BACKUP_DIR", fx.backups()));
     assert!(
-        l.stdout.lines().any(|line| line.contains("localhost-app1_") && line.contains(" ok 20") && line.contains(" 600 ")),
+        l.stdout
+            .lines()
+            .any(|line| line.contains("localhost-app1_") && line.contains(" ok 20") && line.contains(" 600 ")),
         "{}",
         l.stdout
     );
