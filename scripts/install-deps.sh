@@ -66,6 +66,11 @@ for item in "${want[@]}"; do
         cargo install --quiet --locked --root .tools --features binary s3s-fs@0.14.1
       fi
       ;;
+    promtool)
+      # promtool (Debian's prometheus package) lints /metrics in the tests. Its service is
+      # never started.
+      command -v promtool >/dev/null || apt_install prometheus
+      ;;
     lint)
       # Linters: the shell linter from apt; hadolint, yamllint, kubernetes-validate from pip.
       command -v shellcheck >/dev/null || apt_install shellcheck

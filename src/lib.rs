@@ -33,6 +33,7 @@
 //! - `hooks` (running hooks), `command` (user commands), `cancel` (shutdown token and waits),
 //!   `error` (exit codes), `progress`, `prompt`, `human`, `logging`.
 
+pub mod anomaly;
 pub mod backoff;
 pub mod cancel;
 pub mod catalog;

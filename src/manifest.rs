@@ -123,6 +123,46 @@ pub struct Manifest {
     pub objects: BTreeMap<String, u64>,
     #[serde(default)]
     pub verifications: Vec<Verification>,
+    /// What the anomaly guard found against the previous good backup (`anomaly`), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<Anomaly>,
+}
+
+/// The anomaly guard's finding on a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// The key of the previous good backup it was compared with (retention holds it).
+    pub baseline: String,
+    pub findings: Vec<Finding>,
+}
+
+/// One difference beyond the thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Finding {
+    /// A table of the baseline is not in this backup.
+    TableDisappeared { table: String, rows: u64 },
+    /// A table lost more than the allowed share of its rows.
+    RowsDropped { table: String, before: u64, after: u64 },
+    /// The dump's size (uncompressed when known) changed by more than allowed.
+    SizeChanged { before: u64, after: u64 },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |before: u64, after: u64| {
+            if before == 0 { 0.0 } else { (after as f64 - before as f64) * 100.0 / before as f64 }
+        };
+        match self {
+            Finding::TableDisappeared { table, rows } => write!(f, "table {table} disappeared (had {rows} rows)"),
+            Finding::RowsDropped { table, before, after } => {
+                write!(f, "table {table}: {before} → {after} rows ({:+.0}%)", pct(*before, *after))
+            }
+            Finding::SizeChanged { before, after } => {
+                write!(f, "size {before} → {after} bytes ({:+.0}%)", pct(*before, *after))
+            }
+        }
+    }
 }
 
 impl Manifest {
@@ -152,6 +192,7 @@ impl Manifest {
             tables: vec![],
             objects: BTreeMap::new(),
             verifications: vec![],
+            anomaly: None,
         }
     }
 

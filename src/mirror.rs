@@ -140,7 +140,8 @@ fn tidy_records(m: &dyn Storage, root: &Path, local: &[BackupFile], present: &Ha
 }
 
 /// Applies the retention plan to the mirror's own listing: only keys that parse as our
-/// backups of this database, never the copy just made, never the newest.
+/// backups of this database, never the copy just made, never the newest, and what the
+/// local records protect (`retention::plan_with_notes`).
 fn prune_remote(
     m: &dyn Storage,
     settings: &Settings,
@@ -149,7 +150,17 @@ fn prune_remote(
     list: Vec<RemoteObject>,
     out: &mut MirrorOutcome,
 ) {
-    let backups: Vec<BackupFile> = list.iter().filter_map(remote_backup).filter(|b| b.core == core).collect();
+    // With the local records (same keys): the newest-verified, newest-complete and anomaly
+    // rules hold on the mirror too.
+    let backups: Vec<BackupFile> = list
+        .iter()
+        .filter_map(remote_backup)
+        .filter(|b| b.core == core)
+        .map(|mut b| {
+            b.manifest = manifest::read(&settings.backup_dir, &b.key());
+            b
+        })
+        .collect();
     let cores = BTreeSet::from([core.to_string()]);
     let plan: Vec<retention::Deletion> = retention::plan(&backups, &settings.policy, &cores, &[just.to_string()])
         .into_iter()

@@ -55,6 +55,9 @@ pub struct Policy {
     pub daily: u32,
     pub weekly: u32,
     pub monthly: u32,
+    /// `BACKUP_ANOMALY_HOLD` (default 2): the backup from before an anomaly is kept until a
+    /// later backup is verified or this many later good backups without anomaly exist.
+    pub anomaly_hold: u32,
 }
 
 impl Policy {
@@ -78,7 +81,14 @@ impl Policy {
         };
         let clamp = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
         let daily = if daily <= 0 && weekly <= 0 && monthly <= 0 { 1 } else { clamp(daily) };
-        Ok(Policy { strategy, num_backups: clamp(num), daily, weekly: clamp(weekly), monthly: clamp(monthly) })
+        Ok(Policy {
+            strategy,
+            num_backups: clamp(num),
+            daily,
+            weekly: clamp(weekly),
+            monthly: clamp(monthly),
+            anomaly_hold: 2,
+        })
     }
 
     /// How many backups of one database to keep in a class folder (`None` = flat folder).

@@ -55,6 +55,9 @@ pub fn plan(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>, p
 ///   count as one of the backups to keep: it never pushes a complete one out.
 /// - The newest complete backup of a database is never deleted, nor its newest verified one
 ///   (the one last proved restorable), whatever the counts say.
+/// - The baseline of an anomaly (the last good backup before a table disappeared or lost
+///   rows, `anomaly`) is held until a backup taken after the anomalous one is verified, or
+///   `anomaly_hold` later complete backups without anomaly exist. `-p -f` still deletes it.
 pub fn plan_with_notes(
     backups: &[BackupFile],
     policy: &Policy,
@@ -91,6 +94,7 @@ pub fn plan_with_notes(
         };
         groups.entry(key).or_default().push(b);
     }
+    let held = anomaly_holds(backups, policy, cores);
     for ((core, class), mut members) in groups {
         let keep = policy.keep_count(class) as usize;
         members.sort_by_key(|b| std::cmp::Reverse(b.sort_key()));
@@ -118,10 +122,37 @@ pub fn plan_with_notes(
                 kept.push(Kept { key: b.key(), why: "the newest verified backup of its database" });
                 continue;
             }
+            if held.contains(&b.key()) {
+                kept.push(Kept {
+                    key: b.key(),
+                    why: "the last good backup before an anomaly (held until a later backup is verified \
+                          or BACKUP_ANOMALY_HOLD good backups follow)",
+                });
+                continue;
+            }
             out.push(Deletion { key: b.key(), reason: Reason::OverCount { group: group.clone(), keep: keep as u32 } });
         }
     }
     (out, kept)
+}
+
+/// Keys of the baselines that anomalies still hold.
+fn anomaly_holds(backups: &[BackupFile], policy: &Policy, cores: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut held = BTreeSet::new();
+    for a in backups.iter().filter(|b| cores.contains(&b.core) && !b.in_progress) {
+        let Some(anomaly) = a.manifest.as_ref().and_then(|m| m.anomaly.as_ref()) else { continue };
+        let later: Vec<&BackupFile> =
+            backups.iter().filter(|b| b.core == a.core && !b.in_progress && b.sort_key() > a.sort_key()).collect();
+        let verified = later.iter().any(|b| b.verified());
+        let good = later
+            .iter()
+            .filter(|b| b.manifest.as_ref().is_some_and(|m| m.complete == Some(true) && m.anomaly.is_none()))
+            .count();
+        if !verified && good < policy.anomaly_hold as usize {
+            held.insert(anomaly.baseline.clone());
+        }
+    }
+    held
 }
 
 #[cfg(test)]

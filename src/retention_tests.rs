@@ -299,3 +299,54 @@ fn incomplete_files_do_not_count_and_the_newest_verified_stays() {
     let (deleted, _) = plan_with_notes(&backups, &daily(0), &cores, &[]);
     assert!(deleted.iter().all(|d| !d.key.contains("11-20")), "{deleted:?}");
 }
+
+/// The last good backup before an anomaly is held beyond the counts until a later backup is
+/// verified or `anomaly_hold` later good backups exist.
+#[test]
+fn an_anomaly_holds_its_baseline_until_released() {
+    use crate::manifest::{Anomaly, Finding};
+    let day = |d: u32| format!("2026-11-{d}/db-app_2026-11-{d}_01-00-00.sql.gz");
+    let build = |n: u32| {
+        let rels: Vec<String> = (10..10 + n).map(day).collect();
+        let rels: Vec<&str> = rels.iter().map(String::as_str).collect();
+        let mut backups = files(&rels);
+        for b in &mut backups {
+            with_manifest(b, Some(true), false);
+        }
+        // The 11th lost a table against the 10th.
+        backups[1].manifest.as_mut().unwrap().anomaly = Some(Anomaly {
+            baseline: day(10),
+            findings: vec![Finding::TableDisappeared { table: "public.t".into(), rows: 5 }],
+        });
+        backups
+    };
+    let cores = ["db-app".to_string()].into_iter().collect();
+    let deleted = |backups: &[BackupFile]| -> Vec<String> {
+        let mut keys: Vec<String> =
+            plan_with_notes(backups, &daily(1), &cores, &[]).0.into_iter().map(|d| d.key).collect();
+        keys.sort();
+        keys
+    };
+    // 10 (baseline), 11 (anomaly), 12 (one good backup after): held.
+    let backups = build(3);
+    assert_eq!(deleted(&backups), [day(11)]);
+    let (_, kept) = plan_with_notes(&backups, &daily(1), &cores, &[]);
+    assert!(kept.iter().any(|k| k.key == day(10) && k.why.contains("anomaly")), "{kept:?}");
+    // Two good backups after the anomaly: released.
+    assert_eq!(deleted(&build(4)), [day(10), day(11), day(12)]);
+    // One later backup verified: released.
+    let mut backups = build(3);
+    with_manifest(&mut backups[2], Some(true), true);
+    assert_eq!(deleted(&backups), [day(10), day(11)]);
+    // The anomalous backup's own verification proves nothing about the lost data: still held.
+    let mut backups = build(3);
+    let anomaly = backups[1].manifest.as_ref().unwrap().anomaly.clone();
+    with_manifest(&mut backups[1], Some(true), true);
+    backups[1].manifest.as_mut().unwrap().anomaly = anomaly;
+    assert!(!deleted(&backups).contains(&day(10)));
+    // BACKUP_ANOMALY_HOLD=0 holds nothing.
+    let policy = Policy { anomaly_hold: 0, ..daily(1) };
+    let mut got: Vec<String> = plan_with_notes(&build(3), &policy, &cores, &[]).0.into_iter().map(|d| d.key).collect();
+    got.sort();
+    assert_eq!(got, [day(10), day(11)]);
+}

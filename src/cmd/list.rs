@@ -103,6 +103,8 @@ fn render(
                 "partial"
             } else if b.known_incomplete() {
                 "INCOMPLETE"
+            } else if m.is_some_and(|m| m.anomaly.is_some()) {
+                "ANOMALY"
             } else if b.sha256().is_some() {
                 "sha256"
             } else {
@@ -124,6 +126,11 @@ fn render(
                 b.rel.display(),
                 human::bytes(b.size)
             )?;
+            if let Some(a) = m.and_then(|m| m.anomaly.as_ref()) {
+                for f in &a.findings {
+                    writeln!(out, "           anomaly: {f} (against {})", a.baseline)?;
+                }
+            }
         }
     }
     Ok(())

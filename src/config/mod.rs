@@ -30,6 +30,7 @@ pub use crate::secret::{Secret, redact_url};
 pub use backup_conf::CronLine;
 pub use env::Env;
 
+use crate::anomaly::Thresholds;
 use crate::compress::Compression;
 use crate::database::EngineOptions;
 use crate::policy::Policy;
@@ -63,6 +64,8 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policy: Policy,
+    /// `BACKUP_ANOMALY_ROWS_PCT`, `BACKUP_ANOMALY_SIZE_PCT` (the hold is in `policy`).
+    pub anomaly: Thresholds,
     pub backup_dir: PathBuf,
     pub backup_period: Duration,
     pub conf_path: PathBuf,
@@ -123,10 +126,15 @@ impl Settings {
         let daily = l.int_in(env::DAILY_BACKUPS, 6, 0, MAX_COUNT);
         let weekly = l.int_in(env::WEEKLY_BACKUPS, 4, -MAX_COUNT, MAX_COUNT);
         let monthly = l.int_in(env::MONTHLY_BACKUPS, 1, -MAX_COUNT, MAX_COUNT);
-        let policy = Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
+        let mut policy = Policy::from_counts(&strategy, num, daily, weekly, monthly).unwrap_or_else(|e| {
             l.error(format!("{}: BACKUP_STRATEGY: {e}", l.origin(env::BACKUP_STRATEGY)));
             Policy::from_counts("rolling", 31, 6, 4, 1).expect("defaults are valid")
         });
+        policy.anomaly_hold = l.int_in(env::BACKUP_ANOMALY_HOLD, 2, 0, MAX_COUNT) as u32;
+        let anomaly = Thresholds {
+            rows_pct: l.int_in(env::BACKUP_ANOMALY_ROWS_PCT, 50, 0, 100) as u32,
+            size_pct: l.int_in(env::BACKUP_ANOMALY_SIZE_PCT, 50, 0, 100_000) as u32,
+        };
         let backup_dir = backup_dir(&l);
         let backup_period = l.duration_max(env::BACKUP_PERIOD, DAY, 366 * DAY);
         let timeout = l.int_in(env::DATABASE_SERVER_TIMEOUT, 120, 1, 86_400);
@@ -150,6 +158,7 @@ impl Settings {
 
         let mut settings = Settings {
             policy,
+            anomaly,
             backup_dir,
             backup_period,
             conf_path,

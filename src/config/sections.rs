@@ -211,7 +211,16 @@ impl DaemonSettings {
         };
         let stale_factor = l.float_in(env::STALE_FACTOR, 1.5, 1.0, 1000.0);
         let fail_when_stale = l.boolean(env::HEALTH_FAIL_WHEN_STALE, false);
-        DaemonSettings { health_addr, fail_when_stale, stale_factor, shutdown_grace, command_timeout }
+        let target = |name: &str| l.text(name).is_some().then(|| l.duration_max(name, DAY, 3650 * DAY));
+        DaemonSettings {
+            health_addr,
+            fail_when_stale,
+            stale_factor,
+            shutdown_grace,
+            command_timeout,
+            rpo_target: target(env::RPO_TARGET),
+            rto_target: target(env::RTO_TARGET),
+        }
     }
 }
 
@@ -293,4 +302,8 @@ pub struct DaemonSettings {
     pub shutdown_grace: Duration,
     /// `CRON_COMMAND_TIMEOUT` (default 1h): limit for shell commands in cron lines.
     pub command_timeout: Duration,
+    /// `RPO_TARGET`: the newest verified backup of each database should be younger than this.
+    pub rpo_target: Option<Duration>,
+    /// `RTO_TARGET`: a verification restore should take less than this.
+    pub rto_target: Option<Duration>,
 }

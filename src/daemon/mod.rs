@@ -3,6 +3,7 @@
 //! skipped with a warning, never queued. SIGTERM/SIGINT stop new fires, give the running job
 //! `SHUTDOWN_GRACE` to finish, then cancel it (children killed, partial file removed); exit 0.
 
+pub mod evidence;
 pub mod http;
 pub mod jobs;
 pub mod state;
@@ -161,7 +162,10 @@ fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
     });
     let dbs: Vec<(String, String)> =
         settings.databases.iter().map(|d| (d.spec.to_string(), d.spec.core_name())).collect();
-    State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now)
+    let mut state = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
+    state.rpo_target = settings.daemon.rpo_target;
+    state.rto_target = settings.daemon.rto_target;
+    state
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -198,11 +202,13 @@ fn finish(running: Option<Running>, state: &Mutex<State>) {
     }
 }
 
-/// Notifies once when a database turns stale (and again only after it recovered).
+/// Notifies once when a database turns stale or misses its RPO or RTO target (and again
+/// only after it recovered). Never a liveness failure: a failing `/healthz` restarts the pod,
+/// possibly mid-backup.
 #[derive(Default)]
 struct StaleWatch {
     last_check: Option<DateTime<Utc>>,
-    flagged: std::collections::BTreeSet<String>,
+    flagged: std::collections::BTreeSet<(&'static str, String)>,
 }
 
 impl StaleWatch {
@@ -212,16 +218,44 @@ impl StaleWatch {
         }
         self.last_check = Some(now);
         let state = lock(state);
-        let Some(limit) = state.stale_after() else { return };
         for (db, d) in &state.databases {
-            if state.is_stale(d, now) {
-                if self.flagged.insert(db.clone()) {
-                    warn!(database = %db, "No recent good backup: the database is stale.");
-                    notifiers.notify(event::stale(db, d.last_success, limit));
-                }
-            } else {
-                self.flagged.remove(db);
+            if let Some(limit) = state.stale_after()
+                && self.turned("stale", db, state.is_stale(d, now))
+            {
+                warn!(database = %db, "No recent good backup: the database is stale.");
+                notifiers.notify(event::stale(db, d.last_success, limit));
             }
+            if let Some(target) = state.rpo_target
+                && self.turned("rpo", db, state.rpo_exceeded(d, now))
+            {
+                let held = d.evidence.rpo(state.started, now);
+                warn!(database = %db, rpo_s = held.as_secs(), "The newest verified backup is older than RPO_TARGET.");
+                notifiers.notify(event::target_missed(db, "RPO", held, target, "age of the newest verified backup"));
+            }
+            if let Some(target) = state.rto_target
+                && self.turned("rto", db, d.evidence.rto_exceeded(Some(target)))
+            {
+                let took = Duration::from_secs_f64(d.evidence.last_verification_seconds.unwrap_or_default());
+                warn!(database = %db, rto_s = took.as_secs(), "The last verification restore took longer than RTO_TARGET.");
+                notifiers.notify(event::target_missed(
+                    db,
+                    "RTO",
+                    took,
+                    target,
+                    "duration of the last verification restore",
+                ));
+            }
+        }
+    }
+
+    /// Whether `db`'s `kind` condition turned on now (it was off at the last check).
+    fn turned(&mut self, kind: &'static str, db: &str, on: bool) -> bool {
+        let key = (kind, db.to_string());
+        if on {
+            self.flagged.insert(key)
+        } else {
+            self.flagged.remove(&key);
+            false
         }
     }
 }

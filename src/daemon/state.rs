@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::evidence::Evidence;
 use crate::catalog::BackupFile;
 use crate::run::{Outcome, RunReport};
 use crate::verify::Outcome as VerifyOutcome;
@@ -40,6 +41,8 @@ pub struct DbState {
     pub last_success: Option<DateTime<Utc>>,
     pub last_success_size_bytes: u64,
     pub last_verification: Option<Verification>,
+    /// What the manifests prove (rows, anomaly, RPO held, RTO measured).
+    pub evidence: Evidence,
 }
 
 /// Everything `/metrics` and `/status` report.
@@ -59,6 +62,11 @@ pub struct State {
     pub interval: Option<Duration>,
     #[serde(skip)]
     pub stale_factor: f64,
+    /// `RPO_TARGET` and `RTO_TARGET`.
+    #[serde(skip)]
+    pub rpo_target: Option<Duration>,
+    #[serde(skip)]
+    pub rto_target: Option<Duration>,
     /// Notifications that could not be delivered (shared with `Notifiers`).
     #[serde(skip)]
     pub notify_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -87,6 +95,7 @@ impl State {
                     db.last_verification = Some(Verification { at, ok: r.ok, error: r.error });
                 }
             }
+            db.evidence = Evidence::of(core, backups);
             map.insert(spec.clone(), db);
         }
         State {
@@ -100,8 +109,22 @@ impl State {
             next_run: None,
             interval,
             stale_factor,
+            rpo_target: None,
+            rto_target: None,
             notify_failures: Default::default(),
         }
+    }
+
+    /// Takes the evidence of every database again from the catalog (after each job).
+    pub fn refresh_evidence(&mut self, cores: &[(String, String)], backups: &[BackupFile]) {
+        for (spec, core) in cores {
+            self.databases.entry(spec.clone()).or_default().evidence = Evidence::of(core, backups);
+        }
+    }
+
+    /// Whether `db` misses the RPO target now.
+    pub fn rpo_exceeded(&self, db: &DbState, now: DateTime<Utc>) -> bool {
+        db.evidence.rpo_exceeded(self.rpo_target, self.started, now)
     }
 
     /// Records a backup run's outcome per database.
@@ -216,6 +239,50 @@ impl State {
                 Box::new(|d| d.last_verification.as_ref().map(|v| f64::from(u8::from(v.ok)))),
             ),
             (
+                "backup_newest_rows",
+                "gauge",
+                "Rows in the newest complete backup, counted from its stream.",
+                Box::new(|d| d.evidence.newest_rows.map(|r| r as f64)),
+            ),
+            (
+                "backup_newest_tables",
+                "gauge",
+                "Tables in the newest complete backup.",
+                Box::new(|d| d.evidence.newest_tables.map(|r| r as f64)),
+            ),
+            (
+                "backup_anomaly",
+                "gauge",
+                "1 when the newest backup differs sharply from the previous good one (see -l).",
+                Box::new(|d| Some(f64::from(u8::from(!d.evidence.anomaly.is_empty())))),
+            ),
+            (
+                "backup_rpo_seconds",
+                "gauge",
+                "Age of the newest verified backup: the recovery point actually held.",
+                Box::new(|d| {
+                    d.evidence.newest_verified_backup_at.map(|_| d.evidence.rpo(self.started, now).as_secs_f64())
+                }),
+            ),
+            (
+                "backup_rto_seconds",
+                "gauge",
+                "Duration of the last verification restore: the recovery time measured.",
+                Box::new(|d| d.evidence.last_verification_seconds),
+            ),
+            (
+                "backup_rpo_target_exceeded",
+                "gauge",
+                "1 when the newest verified backup is older than RPO_TARGET.",
+                Box::new(|d| self.rpo_target.map(|_| f64::from(u8::from(self.rpo_exceeded(d, now))))),
+            ),
+            (
+                "backup_rto_target_exceeded",
+                "gauge",
+                "1 when the last verification restore took longer than RTO_TARGET.",
+                Box::new(|d| self.rto_target.map(|_| f64::from(u8::from(d.evidence.rto_exceeded(self.rto_target))))),
+            ),
+            (
                 "backup_stale",
                 "gauge",
                 "1 when the newest good backup is older than the schedule allows.",
@@ -258,6 +325,14 @@ impl State {
                  # TYPE backup_stale_after_seconds gauge\nbackup_stale_after_seconds {}",
                 limit.as_secs_f64()
             );
+        }
+        for (name, help, target) in [
+            ("backup_rpo_target_seconds", "RPO_TARGET.", self.rpo_target),
+            ("backup_rto_target_seconds", "RTO_TARGET.", self.rto_target),
+        ] {
+            if let Some(t) = target {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", t.as_secs_f64());
+            }
         }
         if let Some(next) = self.next_run {
             let _ = writeln!(

@@ -186,6 +186,42 @@ pub fn run_skipped(job: &str, running: &str) -> Event {
     )
 }
 
+pub fn anomaly(db: &str, a: &crate::manifest::Anomaly) -> Event {
+    let lines: Vec<String> = a.findings.iter().map(|f| format!("- {f}")).collect();
+    event(
+        Level::Warn,
+        "backup_anomaly",
+        Some(db.into()),
+        format!("Backup of {db} differs sharply from the previous one"),
+        format!(
+            "The new backup of {db} was written, but compared with the previous good backup ({}):\n{}\n\
+             If this was not intended, restore from that backup: retention keeps it until a later backup is verified \
+             or enough good backups follow.",
+            a.baseline,
+            lines.join("\n")
+        ),
+        json!({"baseline": a.baseline, "findings": a.findings}),
+    )
+}
+
+/// A recovery objective missed: `what` ("RPO"/"RTO") is `actual`, the target `target`.
+pub fn target_missed(
+    db: &str,
+    what: &str,
+    actual: std::time::Duration,
+    target: std::time::Duration,
+    measure: &str,
+) -> Event {
+    event(
+        Level::Warn,
+        if what == "RPO" { "rpo_target_missed" } else { "rto_target_missed" },
+        Some(db.into()),
+        format!("{what} target missed for {db}"),
+        format!("The {measure} of {db} is {}, beyond the {what} target of {}.", human::age(actual), human::age(target)),
+        json!({"actual_seconds": actual.as_secs_f64(), "target_seconds": target.as_secs_f64()}),
+    )
+}
+
 pub fn stale(db: &str, since: Option<DateTime<Utc>>, limit: std::time::Duration) -> Event {
     let since_text = since.map_or("never (since the daemon started)".to_string(), |t| t.to_rfc3339());
     event(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn};
 
+use crate::anomaly;
 use crate::cancel::{Cancel, Interrupted};
 use crate::catalog;
 use crate::config::Settings;
@@ -17,6 +18,7 @@ use crate::engine;
 use crate::hooks::{Context, HookFailure, Phase, Phases, Stage};
 use crate::layout;
 use crate::lock::RunLock;
+use crate::manifest::{self, Anomaly};
 use crate::mirror::{MirrorOutcome, mirror_database};
 use crate::notify::{Notifiers, event};
 use crate::pipeline::{self, Written};
@@ -61,11 +63,20 @@ pub struct DatabaseReport {
     pub prune_errors: Vec<String>,
     /// What each mirror did.
     pub mirrors: Vec<MirrorOutcome>,
+    /// What the anomaly guard found against the previous good backup.
+    pub anomaly: Option<Anomaly>,
 }
 
 impl DatabaseReport {
     fn new(spec: &DatabaseSpec, outcome: Outcome) -> DatabaseReport {
-        DatabaseReport { spec: spec.clone(), outcome, pruned: vec![], prune_errors: vec![], mirrors: vec![] }
+        DatabaseReport {
+            spec: spec.clone(),
+            outcome,
+            pruned: vec![],
+            prune_errors: vec![],
+            mirrors: vec![],
+            anomaly: None,
+        }
     }
 }
 
@@ -171,7 +182,7 @@ impl<'a> Run<'a> {
         Context { run_id: &self.id, database, ..Default::default() }
     }
 
-    /// One database: dump, copy, prune, notify — each step inside its phase's hooks.
+    /// One database: dump, guard, copy, prune, notify — each step inside its phase's hooks.
     /// `written` holds the keys this run wrote so far (retention never deletes them).
     fn backup_database(&self, db: &'a Database, written: &mut Vec<String>) -> DatabaseReport {
         let _span = info_span!("backup", database = %db.spec).entered();
@@ -185,6 +196,7 @@ impl<'a> Run<'a> {
         };
         if let Outcome::Written(w) = &report.outcome {
             written.push(self.key(w));
+            report.anomaly = self.guard(w);
             let ctx = Context { file: Some(&w.path), size: Some(w.bytes), ..ctx };
             report.mirrors = self.copy(db, w, &ctx);
             let pruned = self.prune(db, written, &ctx);
@@ -227,6 +239,31 @@ impl<'a> Run<'a> {
                 Err(Failure::Backup(msg))
             }
         }
+    }
+
+    /// Step 1b: the anomaly guard: the new backup against the previous good one, recorded in
+    /// its manifest before the copy (so mirrors carry it) and before retention (which holds
+    /// the baseline). Best effort: a catalog that cannot be read only skips the check.
+    fn guard(&self, w: &Written) -> Option<Anomaly> {
+        let root = &self.settings.backup_dir;
+        let backups = match catalog::scan(root) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "Anomaly check skipped: the backup folder could not be read.");
+                return None;
+            }
+        };
+        let key = self.key(w);
+        let current = backups.iter().find(|b| b.key() == key)?;
+        let found = anomaly::assess(&backups, current, &self.settings.anomaly)?;
+        let findings: Vec<String> = found.findings.iter().map(ToString::to_string).collect();
+        warn!(baseline = %found.baseline, findings = %findings.join("; "), "Anomaly: this backup differs sharply from the previous good one; retention keeps that one.");
+        let mut m = current.manifest.clone()?;
+        m.anomaly = Some(found.clone());
+        if let Err(e) = manifest::write(root, &m) {
+            warn!(error = %format!("{e:#}"), "The anomaly could not be recorded in the manifest.");
+        }
+        Some(found)
     }
 
     /// Step 2: copies to every mirror (the new backup, then catch-up of missed ones).
@@ -292,6 +329,9 @@ impl<'a> Run<'a> {
     /// Step 4: the notification of this database's outcome.
     fn notify(&self, report: &DatabaseReport) {
         let db = report.spec.to_string();
+        if let Some(a) = &report.anomaly {
+            self.notifiers.notify(event::anomaly(&db, a));
+        }
         match &report.outcome {
             Outcome::Written(w) => self.notifiers.notify(event::backup_succeeded(&db, w, &report.pruned)),
             Outcome::Failed(e) => self.notifiers.notify(event::backup_failed(&db, &e.to_string())),
