@@ -24,6 +24,9 @@ Examples:
   backup-container -p -f 2026-11-02            delete the backups whose path contains the filter
   backup-container -r postgresql:5432/mydb     restore the newest backup of mydb
   backup-container -v all                      verify the newest backup of every database
+  backup-container -r postgresql:5432/mydb --remote -s
+                                               restore from the mirror (the volume is gone)
+  backup-container -l --json                   the catalog with every manifest, for scripts
 
 Exit codes: 0 success, 1 a backup/restore/verification failed, 2 usage or configuration error,
 130 interrupted. The image also provides /backup.sh, which runs this binary.";
@@ -80,9 +83,10 @@ pub struct Cli {
     #[arg(short = 'n', long = "allow-null")]
     pub allow_null: bool,
 
-    /// With -l: list the copies on each mirror (FTPS, S3) instead of local backups.
-    #[arg(long = "remote")]
-    pub remote: bool,
+    /// With -l: list the copies on each mirror (FTPS, S3) instead of local backups. With -r or
+    /// -v: take the backup from the mirror (NAME: ftp or s3 when both are configured).
+    #[arg(long = "remote", value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
 
     /// With -l: print the catalog (every backup with its manifest) as JSON, for scripts.
     #[arg(long = "json")]

@@ -48,6 +48,7 @@ pub mod database;
 pub mod durable;
 pub mod engine;
 pub mod error;
+pub mod fetch;
 pub mod hooks;
 pub mod http_client;
 pub mod human;

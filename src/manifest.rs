@@ -235,8 +235,13 @@ pub fn record_path(root: &Path, backup_key: &str) -> PathBuf {
 
 /// Reads the record of `backup_key`; `None` when there is none or it is unreadable.
 pub fn read(root: &Path, backup_key: &str) -> Option<Manifest> {
-    let bytes = std::fs::read(record_path(root, backup_key)).ok()?;
-    let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+    parse(&std::fs::read(record_path(root, backup_key)).ok()?, backup_key)
+}
+
+/// The record of `backup_key` in `bytes`; `None` when it is not one (another backup's, a
+/// newer version's, not a manifest).
+pub fn parse(bytes: &[u8], backup_key: &str) -> Option<Manifest> {
+    let m: Manifest = serde_json::from_slice(bytes).ok()?;
     (m.format == FORMAT && m.version <= VERSION && m.backup == backup_key).then_some(m)
 }
 

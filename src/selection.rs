@@ -17,6 +17,9 @@ pub enum Choice {
     Catalog(Box<BackupFile>),
     /// A file path given with `-f` that is not in the catalog (used as given).
     Path(PathBuf),
+    /// A backup downloaded from a mirror (`fetch`): its path is the staged file, its
+    /// manifest the mirror's record. Nothing is recorded about it locally.
+    Remote(Box<BackupFile>),
 }
 
 impl Choice {
@@ -27,7 +30,7 @@ impl Choice {
     /// A `.sha256` file that exists but cannot be read.
     pub fn expected_sha256(&self) -> anyhow::Result<Option<String>> {
         match self {
-            Choice::Catalog(b) => Ok(b.sha256().map(str::to_string)),
+            Choice::Catalog(b) | Choice::Remote(b) => Ok(b.sha256().map(str::to_string)),
             Choice::Path(p) => crate::checksum::read_sidecar(p),
         }
     }
@@ -36,7 +39,7 @@ impl Choice {
     /// `Some(false)` with the reason, `None` unknown (decode and scan it to find out).
     pub fn completeness(&self) -> (Option<bool>, Option<String>) {
         match self {
-            Choice::Catalog(b) => {
+            Choice::Catalog(b) | Choice::Remote(b) => {
                 b.manifest.as_ref().map_or((None, None), |m| (m.complete, m.incomplete_reason.clone()))
             }
             Choice::Path(_) => (None, None),
@@ -61,7 +64,7 @@ impl Choice {
 
     pub fn path(&self) -> &Path {
         match self {
-            Choice::Catalog(b) => &b.path,
+            Choice::Catalog(b) | Choice::Remote(b) => &b.path,
             Choice::Path(p) => p,
         }
     }
@@ -145,7 +148,7 @@ mod tests {
 
     fn rel(c: Result<Choice, NotFound>) -> String {
         match c.unwrap() {
-            Choice::Catalog(b) => b.rel.display().to_string(),
+            Choice::Catalog(b) | Choice::Remote(b) => b.rel.display().to_string(),
             Choice::Path(p) => p.display().to_string(),
         }
     }

@@ -22,6 +22,7 @@ use crate::compress;
 use crate::config::Settings;
 use crate::engine::{self, VerifyOptions, VerifyReport};
 use crate::error::UsageError;
+use crate::fetch;
 use crate::hooks::{self, Phase, Phases};
 use crate::human;
 use crate::layout;
@@ -44,6 +45,7 @@ pub fn verify_all(
     notifiers: &Notifiers,
     target: &str,
     filter: Option<&str>,
+    remote: Option<&str>,
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<Outcome>> {
     let specs: Vec<DatabaseSpec> = if target == "all" {
@@ -54,6 +56,11 @@ pub fn verify_all(
     let root = &settings.backup_dir;
     let _lock = RunLock::acquire(root, "verification")?;
     let backups = catalog::scan(root)?;
+    let mirrors = match remote {
+        Some(_) => crate::storage::from_settings(&settings.mirrors)?,
+        None => Vec::new(),
+    };
+    let mirror = remote.map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;
     let mut outcomes = Vec::new();
     let run_id = crate::run::run_id("verify-", Utc::now());
     let phases = Phases::new(&settings.hooks, &settings.engine, cancel);
@@ -67,9 +74,16 @@ pub fn verify_all(
         let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
         let result = phases
             .around(Phase::Verify, &ctx, || {
-                let choice = choose(&backups, root, &spec.core_name(), filter)?;
+                let fetched = match mirror {
+                    Some(m) => Some(fetch::fetch(root, m, &spec.core_name(), filter, false)?),
+                    None => None,
+                };
+                let choice = match &fetched {
+                    Some(f) => f.choice.clone(),
+                    None => choose(&backups, root, &spec.core_name(), filter)?,
+                };
                 let mut summary = verify_one(settings, &spec, &choice, filter.is_none(), cancel)?;
-                if settings.restore.verify_drill && filter.is_none() {
+                if settings.restore.verify_drill && filter.is_none() && fetched.is_none() {
                     summary.push_str(&drill(settings, &spec, &backups, choice.path(), cancel)?);
                 }
                 Ok(summary)

@@ -29,6 +29,9 @@ impl Storage for Shared {
     fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
         self.0.list()
     }
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+        self.0.get(key, local)
+    }
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         self.0.delete(key)
     }
@@ -73,7 +76,7 @@ fn a_run_with_an_in_memory_mirror_copies_and_prunes() {
     let mut want = vec![local[0].clone(), backup_container::manifest::record_key(&local[0])];
     want.sort();
     assert_eq!(keys, want, "the backup and its record, pruned the same way");
-    assert_eq!(memory.get(&local[0]).unwrap(), std::fs::read(fx.backups().join(&local[0])).unwrap());
+    assert_eq!(memory.bytes(&local[0]).unwrap(), std::fs::read(fx.backups().join(&local[0])).unwrap());
 }
 
 #[test]

@@ -146,6 +146,80 @@ fn mirror_scenario<M: Mirror>() {
     assert!(files_under(&remote).iter().all(|f| !f.ends_with(".part")), "no temporary files left");
 }
 
+/// The disaster case, for every kind: the backup volume is gone; `-r --remote` restores from
+/// the mirror (checksum checked against the mirror's record), `-v --remote` verifies the
+/// mirror's copy, nothing is left staged; a copy changed on the mirror is refused before the
+/// database is touched.
+fn restore_when_the_volume_is_gone<M: Mirror>() {
+    let Some(fx) = Fixture::start(50) else { return };
+    fx.pg.seed_extras("app1", "app");
+    let remote_root = fx.dir.path().join("remote-root");
+    let Some(server) = M::start(&remote_root) else { return };
+    let db = format!("localhost:{}/app1", fx.pg.port);
+    let conf = fx.conf(&format!("{db}\n"));
+    let port = server.port();
+    let with = |cmd: &mut std::process::Command| {
+        server.env(cmd, port);
+    };
+    let mut once = fx.once(&conf);
+    with(&mut once);
+    assert_eq!(run(&mut once).code, 0);
+    let digest = fx.pg.content_digest("app1");
+    fs::remove_dir_all(fx.backups()).unwrap();
+    fx.pg.psql("app1", "DELETE FROM sales.orders");
+
+    let mut restore = fx.cmd(&conf);
+    restore.args(["-r", &db, "--remote", "-s"]);
+    with(&mut restore);
+    let r = run(&mut restore);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Downloaded.") && r.stderr.contains("Restore complete."), "{}", r.all());
+    assert_eq!(fx.pg.content_digest("app1"), digest, "restored from the mirror");
+    let left: Vec<String> = files_under(&fx.backups()).into_iter().filter(|f| !f.ends_with(".lock")).collect();
+    assert!(left.is_empty(), "nothing staged or recorded locally: {left:?}");
+
+    let mut verify = fx.cmd(&conf);
+    verify.args(["-v", "all", "--remote"]).env("VERIFY_DIR", fx.verify_dir());
+    with(&mut verify);
+    let v = run(&mut verify);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(v.stderr.contains("Verification succeeded."), "{}", v.all());
+
+    // A copy changed on the mirror (same size) is refused before anything is touched.
+    let remote = M::remote(&remote_root);
+    let key = &backups_under(&remote)[0];
+    let mut bytes = fs::read(remote.join(key)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(remote.join(key), bytes).unwrap();
+    fx.pg.psql("app1", "DELETE FROM sales.orders");
+    let changed = fx.pg.content_digest("app1");
+    let r = run(&mut restore);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("does not match its checksum"), "{}", r.all());
+    assert_eq!(fx.pg.content_digest("app1"), changed, "the database was not touched");
+
+    // Without a mirror, or naming one that is not configured: a clear error.
+    let r = run(fx.cmd(&conf).args(["-r", &db, "--remote", "-s"]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("no mirror is configured"), "{}", r.all());
+    let mut wrong = fx.cmd(&conf);
+    wrong.args(["-r", &db, "--remote", "nowhere", "-s"]);
+    with(&mut wrong);
+    let r = run(&mut wrong);
+    assert!(r.code != 0 && r.stderr.contains("no mirror matches"), "{}", r.all());
+}
+
+#[test]
+fn ftps_restore_when_the_volume_is_gone() {
+    restore_when_the_volume_is_gone::<FtpsServer>();
+}
+
+#[test]
+fn s3_restore_when_the_volume_is_gone() {
+    restore_when_the_volume_is_gone::<S3Server>();
+}
+
 #[test]
 fn ftps_mirror_outage_catch_up_and_pruning() {
     mirror_scenario::<FtpsServer>();

@@ -10,7 +10,7 @@ pub mod verify;
 use crate::cancel::Cancel;
 use crate::cli::Cli;
 use crate::config::{Env, Secret, Settings};
-use crate::error::Exit;
+use crate::error::{Exit, UsageError};
 use crate::mode::{self, Mode};
 use crate::notify::{Notifiers, event};
 
@@ -35,7 +35,10 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         show_config::run(&settings, &mode);
         return Ok(Exit::Success);
     }
-    if cli.list && cli.remote {
+    if cli.remote.is_some() && !cli.list && !matches!(mode, Mode::Restore | Mode::Verify { .. }) {
+        return Err(UsageError("--remote goes with -l, -r or -v".into()).into());
+    }
+    if cli.list && cli.remote.is_some() {
         return list::run_remote(&settings);
     }
     if cli.list {
@@ -56,11 +59,13 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
                 ignore_errors: cli.ignore_errors(&env),
                 admin_password: cli.admin_password.clone().map(Secret::new),
                 admin_user: cli.admin_user.clone(),
+                remote: cli.remote.clone(),
             },
             cancel,
         ),
         Mode::Verify { .. } => {
-            verify::run(&settings, &notifiers, cli.verify.as_deref().unwrap_or("all"), cli.from.as_deref(), cancel)
+            let target = cli.verify.as_deref().unwrap_or("all");
+            verify::run(&settings, &notifiers, target, cli.from.as_deref(), cli.remote.as_deref(), cancel)
         }
         Mode::Cron | Mode::Legacy => crate::daemon::run(settings, notifiers, cancel),
     }

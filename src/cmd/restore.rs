@@ -3,7 +3,7 @@
 //! touched: the backup exists, its checksum (or whole stream) is intact and complete, the admin
 //! can connect; the load goes beside the target and replaces it only once it is complete.
 //! On a terminal without `-s` it shows what will happen and asks; without a terminal it
-//! refuses unless `-s`.
+//! refuses unless `-s`. With `--remote [NAME]` the backup comes from a mirror (`fetch`).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -20,6 +20,7 @@ use crate::compress;
 use crate::config::{Secret, Settings};
 use crate::engine::{self, Conn, Placement, RestoreRequest};
 use crate::error::{Exit, UsageError};
+use crate::fetch;
 use crate::hooks::{self, Phase, Phases};
 use crate::human;
 use crate::layout;
@@ -39,6 +40,8 @@ pub struct RestoreArgs<'a> {
     pub ignore_errors: bool,
     pub admin_password: Option<Secret>,
     pub admin_user: Option<String>,
+    /// `--remote [NAME]`: take the backup from that mirror.
+    pub remote: Option<String>,
 }
 
 /// Runs a restore.
@@ -53,9 +56,20 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
         .ok_or_else(|| anyhow!("this build cannot restore {} databases", spec.engine.name()))?;
     let root = &settings.backup_dir;
     let _lock = RunLock::acquire(root, "restore")?;
-    let backups = catalog::scan(root)?;
     let untouched = "nothing was restored and the database was not touched";
-    let choice = choose_for_restore(&backups, root, &spec.core_name(), args.filter).context(untouched)?;
+    // Kept until the restore ends: the staged download is removed when it is dropped.
+    let fetched = match &args.remote {
+        None => None,
+        Some(name) => {
+            let mirrors = crate::storage::from_settings(&settings.mirrors)?;
+            let mirror = fetch::pick_mirror(&mirrors, name)?;
+            Some(fetch::fetch(root, mirror, &spec.core_name(), args.filter, true).context(untouched)?)
+        }
+    };
+    let choice = match &fetched {
+        Some(f) => f.choice.clone(),
+        None => choose_for_restore(&catalog::scan(root)?, root, &spec.core_name(), args.filter).context(untouched)?,
+    };
     let path = choice.path().to_path_buf();
     // A restore that drops the target first must know the file is whole before it starts.
     let in_place = settings.restore.in_place || !engine.restores_beside_target();

@@ -19,9 +19,10 @@ pub fn run(
     notifiers: &Notifiers,
     target: &str,
     filter: Option<&str>,
+    remote: Option<&str>,
     cancel: &Cancel,
 ) -> anyhow::Result<Exit> {
-    let outcomes = verify_all(settings, notifiers, target, filter, cancel)?;
+    let outcomes = verify_all(settings, notifiers, target, filter, remote, cancel)?;
     Ok(if cancel.is_cancelled() {
         Exit::Interrupted
     } else if outcomes.iter().any(|(_, r)| r.is_err()) {

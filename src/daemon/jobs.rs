@@ -65,7 +65,7 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
                 notifiers.notify(event::command_failed("backup run", &reason));
             }
         },
-        Job::Verify(target) => match crate::verify::verify_all(settings, notifiers, target, None, cancel) {
+        Job::Verify(target) => match crate::verify::verify_all(settings, notifiers, target, None, None, cancel) {
             Ok(outcomes) => lock().record_verify(&outcomes, Utc::now()),
             Err(e) => {
                 let reason = format!("{e:#}");

@@ -1,7 +1,7 @@
 //! The contract every `Storage` keeps, as one suite that the tests run against each kind
 //! (local folder, memory, FTPS on pyftpdlib and vsftpd, S3 on s3s-fs): nested keys and
-//! records in the hidden catalog folder are created, listed with the right size (where the storage reports sizes), replaced, and
-//! deleted, and the listing is back to what it was.
+//! records in the hidden catalog folder are created, listed with the right size (where the storage reports sizes), downloaded
+//! byte for byte, replaced, and deleted (a missing key cannot be downloaded), and the listing is back to what it was.
 
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use crate::manifest::{self, Manifest, Origin};
 
 const DAILY: &str = "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz";
 const FLAT: &str = "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz";
+const MISSING: &str = "daily/2026-11-18/db-app_2026-11-18_01-00-00.sql.gz";
 
 /// Runs the suite against `storage`, with scratch files in `scratch`.
 ///
@@ -50,6 +51,14 @@ pub fn check(storage: &dyn Storage, scratch: &Path) -> anyhow::Result<()> {
         }
     }
     ensure!(listed.iter().any(|(k, _)| *k == record_key), "{name}: the record is not listed: {listed:?}");
+
+    for (key, source) in [(DAILY, &big), (record_key.as_str(), &record)] {
+        let back = scratch.join("downloaded");
+        let n = storage.get(key, &back).with_context(|| format!("get of {key}"))?;
+        let (got, want) = (std::fs::read(&back)?, std::fs::read(source)?);
+        ensure!(n == want.len() as u64 && got == want, "{name}: {key} came back as {n} different bytes");
+    }
+    ensure!(storage.get(MISSING, &scratch.join("missing")).is_err(), "{name}: get of a missing key succeeded");
 
     storage.put(&small, DAILY).context("replacing an object")?;
     if let Some((_, Some(size))) = keys(storage)?.into_iter().find(|(k, _)| k == DAILY) {

@@ -173,6 +173,8 @@ trait Ftp {
     fn size(&mut self, name: &str) -> anyhow::Result<u64>;
     /// Base names in `dir`; an empty or missing folder is an empty list.
     fn names(&mut self, dir: Option<&str>) -> anyhow::Result<Vec<String>>;
+    /// Downloads `path` into `local`; returns the bytes written.
+    fn download(&mut self, path: &str, local: &Path) -> anyhow::Result<u64>;
     fn remove(&mut self, path: &str) -> anyhow::Result<()>;
     fn remove_dir(&mut self, path: &str) -> bool;
 }
@@ -226,6 +228,17 @@ impl<T: TlsStream> Ftp for ImplFtpStream<T> {
             .filter(|l| !l.is_empty())
             .filter_map(|n| n.rsplit('/').next().map(str::to_string))
             .collect())
+    }
+
+    fn download(&mut self, path: &str, local: &Path) -> anyhow::Result<u64> {
+        let mut written = None;
+        self.retr(path, |r| {
+            let n = super::write_download(r, local).map_err(|e| FtpError::ConnectionError(std::io::Error::other(e)))?;
+            written = Some(n);
+            Ok(())
+        })
+        .map_err(|e| anyhow!("downloading {path}: {e}"))?;
+        written.ok_or_else(|| anyhow!("downloading {path}: no data"))
     }
 
     fn remove(&mut self, path: &str) -> anyhow::Result<()> {
@@ -287,6 +300,17 @@ impl Storage for FtpsStorage {
                     .map(|f| RemoteObject { key: format!("{CATALOG_DIR}/{f}"), size: None }),
             );
             Ok(out)
+        })
+    }
+
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+        self.session(|ftp| {
+            let expected = ftp.size(key)?;
+            let n = ftp.download(key, local)?;
+            if n != expected {
+                bail!("downloading {key}: received {n} bytes of {expected}");
+            }
+            Ok(n)
         })
     }
 

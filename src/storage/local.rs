@@ -57,6 +57,13 @@ impl Storage for LocalStorage {
         Ok(objects(&catalog::scan(&self.root)?))
     }
 
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+        let path = self.root.join(key);
+        anyhow::ensure!(!key.contains(".."), "{key} is not inside {}", self.root.display());
+        let mut source = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        super::write_download(&mut source, local)
+    }
+
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         let path = self.root.join(key);
         anyhow::ensure!(

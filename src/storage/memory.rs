@@ -27,7 +27,7 @@ impl MemoryStorage {
     }
 
     /// The bytes stored under `key`.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub fn bytes(&self, key: &str) -> Option<Vec<u8>> {
         self.objects.lock().ok()?.get(key).cloned()
     }
 }
@@ -50,6 +50,11 @@ impl Storage for MemoryStorage {
             .filter(|(k, _)| k.split('/').next().is_some_and(is_layout_dir))
             .map(|(k, v)| RemoteObject { key: k.clone(), size: Some(v.len() as u64) })
             .collect())
+    }
+
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+        let bytes = self.bytes(key).ok_or_else(|| anyhow::anyhow!("downloading {key}: no such object"))?;
+        super::write_download(&mut bytes.as_slice(), local)
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {

@@ -45,6 +45,13 @@ pub trait Storage: Send + Sync {
     /// Connection or listing failures.
     fn list(&self) -> anyhow::Result<Vec<RemoteObject>>;
 
+    /// Downloads `key` into the file `local` (created or replaced), streamed and synced to
+    /// disk; returns the bytes written. The caller checks the content (sha256).
+    ///
+    /// # Errors
+    /// Connection, missing object, transfer or write failures.
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64>;
+
     /// Deletes one object.
     ///
     /// # Errors
@@ -103,6 +110,10 @@ impl Storage for Retrying {
         self.retry("listing", || self.inner.list())
     }
 
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+        self.retry("download", || self.inner.get(key, local))
+    }
+
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         self.retry("deletion", || self.inner.delete(key))
     }
@@ -135,6 +146,18 @@ pub fn is_layout_dir(name: &str) -> bool {
     name == crate::manifest::CATALOG_DIR
         || crate::layout::Class::from_dir(name).is_some()
         || chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
+}
+
+/// Copies `from` into a new file at `local` and syncs it: the end of every `get`.
+///
+/// # Errors
+/// Read or write failures, naming the file.
+pub fn write_download(from: &mut dyn std::io::Read, local: &Path) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let mut file = std::fs::File::create(local).with_context(|| format!("creating {}", local.display()))?;
+    let n = std::io::copy(from, &mut file).with_context(|| format!("downloading into {}", local.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", local.display()))?;
+    Ok(n)
 }
 
 #[cfg(test)]
