@@ -166,3 +166,47 @@ fn rpo_and_rto_are_measured_and_a_missed_target_warns() {
     assert_eq!(get(&d.addr, "/healthz").0, 200, "a missed target is never a liveness failure");
     assert_eq!(d.terminate().0, 0);
 }
+
+/// `.sha256` and `.verified` files of an older release beside a backup are moved into its
+/// manifest on first sight and removed; the checksum still guards the restore.
+#[test]
+fn old_sidecars_move_into_the_manifest() {
+    let Some(fx) = Fixture::start(30) else { return };
+    let db = format!("localhost:{}/app1", fx.pg.port);
+    let conf = fx.conf(&format!("{db}\n"));
+    assert_eq!(run(&mut fx.once(&conf)).code, 0);
+    let file = fx.newest("localhost-app1");
+    let key = rel(&fx, "localhost-app1");
+    let record = fx.backups().join(backup_container::manifest::record_key(&key));
+    let sha = record_json(&fx.backups(), &key)["sha256"].as_str().unwrap().to_string();
+    // What an older release left: no record, two sidecars.
+    std::fs::remove_file(&record).unwrap();
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::write(format!("{}.sha256", file.display()), format!("{sha}  {name}\n")).unwrap();
+    std::fs::write(
+        format!("{}.verified", file.display()),
+        r#"{"verified_at":"2026-11-20T03:00:00+00:00","ok":true,"tables":2,"rows":90,"duration_ms":1500}"#,
+    )
+    .unwrap();
+    let l = run(fx.cmd(&conf).arg("-l"));
+    assert_eq!(l.code, 0, "{}", l.all());
+    assert!(l.stdout.lines().any(|line| line.contains(&name) && line.contains("ok 2026-11-20")), "{}", l.stdout);
+    assert!(!std::path::Path::new(&format!("{}.sha256", file.display())).exists(), "the .sha256 stayed");
+    assert!(!std::path::Path::new(&format!("{}.verified", file.display())).exists(), "the .verified stayed");
+    let m = record_json(&fx.backups(), &key);
+    assert_eq!(m["origin"], "migrated", "{m}");
+    assert_eq!(m["sha256"], sha.as_str(), "{m}");
+    assert_eq!(m["verifications"][0]["rows"], 90, "{m}");
+    // The migrated checksum guards the restore: a changed byte is refused.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let r = run(fx.cmd(&conf).args(["-r", &db, "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("does not match its checksum"), "{}", r.all());
+}
+
+fn record_json(root: &Path, key: &str) -> serde_json::Value {
+    record(root, key).unwrap_or_else(|| panic!("no record for {key}"))
+}

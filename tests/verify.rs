@@ -153,3 +153,31 @@ fn sigterm_during_verification_cleans_up() {
     assert_eq!(r.code, 130, "{}", r.all());
     assert_clean(&vdir, &r);
 }
+
+/// `VERIFY_DRILL=true`: each run verifies the newest backup and drills the older one verified
+/// longest ago (never-verified first), so every kept backup is proved again in turn.
+#[test]
+fn drills_take_the_backup_verified_longest_ago() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    for _ in 0..3 {
+        assert_eq!(run(&mut fx.once(&conf)).code, 0);
+    }
+    let mut keys: Vec<String> = crate::harness::backups_under(&fx.backups());
+    keys.sort_by_key(|k| Path::new(k).file_name().unwrap().to_string_lossy().to_string());
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let vdir = fx.verify_dir();
+    let verifications =
+        |k: &str| crate::harness::record(&fx.backups(), k).unwrap()["verifications"].as_array().map_or(0, Vec::len);
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let r = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", &vdir).env("VERIFY_DRILL", "true"));
+        assert_eq!(r.code, 0, "{}", r.all());
+        assert!(r.stderr.contains("restore drill"), "{}", r.all());
+        rounds.push(keys.iter().map(|k| verifications(k)).collect::<Vec<_>>());
+    }
+    // Oldest first, newest last: the newest every round; the oldest (never verified), then
+    // the middle one (never verified), then the oldest again (verified longest ago).
+    assert_eq!(rounds, vec![vec![1, 0, 1], vec![1, 1, 2], vec![2, 1, 3]]);
+    assert_clean(&vdir, &run(bin().arg("--version")));
+}
