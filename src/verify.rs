@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::engine::{self, VerifyOptions, VerifyReport};
 use crate::error::UsageError;
 use crate::fetch;
-use crate::hooks::{self, Phase, Phases};
+use crate::hooks::{self, HookFailure, Phase, Phases};
 use crate::human;
 use crate::layout;
 use crate::lock::RunLock;
@@ -33,8 +33,25 @@ use crate::progress::Meter;
 use crate::selection::{Choice, choose};
 use crate::spec::DatabaseSpec;
 
-/// One database's verification result: a summary line, or the reason it failed.
-pub type Outcome = (DatabaseSpec, Result<String, String>);
+/// Why a database's verification failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Hook(#[from] HookFailure),
+    #[error("interrupted by a shutdown signal")]
+    Interrupted,
+    /// No backup, a stale or corrupt one, a server that would not start, a failed load or
+    /// count (the full error chain).
+    #[error("{0}")]
+    Check(String),
+}
+
+/// One database's verification: a summary line, or why it failed.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub spec: DatabaseSpec,
+    pub result: Result<String, Failure>,
+}
 
 /// Verifies each database named by `target`, one after the other, and logs each result.
 ///
@@ -72,8 +89,8 @@ pub fn verify_all(
         }
         let db = settings.database_for(&spec);
         let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
-        let result = phases
-            .around(Phase::Verify, &ctx, || {
+        let result = phases.around(Phase::Verify, &ctx, || {
+            let checks = || -> anyhow::Result<String> {
                 let fetched = match mirror {
                     Some(m) => Some(fetch::fetch(root, m, &spec.core_name(), filter, false)?),
                     None => None,
@@ -87,16 +104,20 @@ pub fn verify_all(
                     summary.push_str(&drill(settings, &spec, &backups, choice.path(), cancel)?);
                 }
                 Ok(summary)
+            };
+            checks().map_err(|e| {
+                if cancel.is_cancelled() { Failure::Interrupted } else { Failure::Check(format!("{e:#}")) }
             })
-            .map_err(|e: anyhow::Error| format!("{e:#}"));
+        });
         match &result {
             Ok(summary) => {
                 info!(summary = %summary, peak_rss_kb = crate::run::peak_rss_kb(), "Verification succeeded.")
             }
             Err(reason) => error!(error = %reason, "Verification failed."),
         }
-        notifiers.notify(event::verification(&spec.to_string(), &result));
-        outcomes.push((spec, result));
+        let text = result.clone().map_err(|e| e.to_string());
+        notifiers.notify(event::verification(&spec.to_string(), &text));
+        outcomes.push(Outcome { spec, result });
     }
     Ok(outcomes)
 }

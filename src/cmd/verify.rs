@@ -25,7 +25,7 @@ pub fn run(
     let outcomes = verify_all(settings, notifiers, target, filter, remote, cancel)?;
     Ok(if cancel.is_cancelled() {
         Exit::Interrupted
-    } else if outcomes.iter().any(|(_, r)| r.is_err()) {
+    } else if outcomes.iter().any(|o| o.result.is_err()) {
         Exit::Failed
     } else {
         Exit::Success

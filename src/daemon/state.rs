@@ -165,9 +165,10 @@ impl State {
 
     /// Records verification outcomes.
     pub fn record_verify(&mut self, outcomes: &[VerifyOutcome], at: DateTime<Utc>) {
-        for (spec, result) in outcomes {
-            let db = self.databases.entry(spec.to_string()).or_default();
-            db.last_verification = Some(Verification { at, ok: result.is_ok(), error: result.as_ref().err().cloned() });
+        for o in outcomes {
+            let db = self.databases.entry(o.spec.to_string()).or_default();
+            let error = o.result.as_ref().err().map(ToString::to_string);
+            db.last_verification = Some(Verification { at, ok: o.result.is_ok(), error });
         }
     }
 
