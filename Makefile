@@ -4,7 +4,7 @@
 
 # What the test suite needs: PostgreSQL, node, pyftpdlib, s3s-fs, linters.
 deps:
-	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool
+	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool age
 
 # The demo needs only PostgreSQL.
 demo:
@@ -24,7 +24,7 @@ lint:
 
 # Benchmark (prints a table; results go in docs/PERFORMANCE.md). SIZE_MB and RUNS tune it.
 bench:
-	scripts/install-deps.sh postgres pigz zstd time bc
+	scripts/install-deps.sh postgres pigz zstd time bc age
 	cargo build --release --quiet
 	scripts/bench.sh
 

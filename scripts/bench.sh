@@ -69,6 +69,12 @@ command -v pigz >/dev/null && names+=("pg_dump | pigz -6")
 command -v zstd >/dev/null && names+=("pg_dump | zstd -3 -T0")
 names+=("backup-container -1 (default gzip)" "backup-container -1 (zstd)")
 for v in $EXTRA; do names+=("backup-container -1 ($v)"); done
+# Encryption's cost: the default backup, encrypted to an age key (a throwaway one).
+if command -v age-keygen >/dev/null; then
+  age-keygen -o "$WORK/age.key" 2>/dev/null
+  AGE_PUBLIC=$(age-keygen -y "$WORK/age.key")
+  names+=("backup-container -1 (gzip + age)")
+fi
 names+=("drop, create, gunzip -c | psql" "backup-container -r (restore)")
 names+=("gunzip -c | psql, stock server" "backup-container -r, stock server" "backup-container -v (verify)")
 if [ -n "${ONLY:-}" ]; then
@@ -107,6 +113,7 @@ run() {
       case "$v" in
         "default gzip") ;;
         zstd) env=(BACKUP_COMPRESSION=zstd) ;;
+        "gzip + age") env=(BACKUP_ENCRYPTION_RECIPIENTS="$AGE_PUBLIC") ;;
         *) env=(BACKUP_COMPRESSION="${v%%:*}" BACKUP_COMPRESSION_LEVEL="${v##*:}") ;;
       esac
       env "${env[@]}" BACKUP_DIR="$WORK/backups" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -1 2>"$WORK/log"

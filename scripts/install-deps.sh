@@ -66,6 +66,10 @@ for item in "${want[@]}"; do
         cargo install --quiet --locked --root .tools --features binary s3s-fs@0.14.1
       fi
       ;;
+    age)
+      # The age CLI (age, age-keygen): interop tests both ways with our encrypted backups.
+      command -v age >/dev/null && command -v age-keygen >/dev/null || apt_install age
+      ;;
     promtool)
       # promtool (Debian's prometheus package) lints /metrics in the tests. Its service is
       # never started.

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
+use crate::crypt::{Keys, NoIdentity};
 use crate::layout::CHECKSUM_SUFFIX;
 use crate::layout::with_suffix;
 use crate::scan::Summary;
@@ -173,21 +174,30 @@ impl<R: Read> Read for HashingReader<R> {
 ///
 /// # Errors
 /// A checksum mismatch, a corrupt or truncated compressed stream, or an unreadable file.
-pub fn check_integrity(path: &Path, expected: Option<&str>, kind: &EngineKind, scan: bool) -> anyhow::Result<Checked> {
+pub fn check_integrity(
+    path: &Path,
+    expected: Option<&str>,
+    kind: &EngineKind,
+    scan: bool,
+    keys: &Keys,
+) -> anyhow::Result<Checked> {
     if !scan && let Some(expected) = expected {
         let actual = sha256_file(path)?;
         check_digest(path, expected, &actual)?;
         return Ok(Checked { integrity: Integrity::ChecksumMatched, stream: None, sha256: Some(actual) });
     }
+    if crate::crypt::is_encrypted(path) && keys.identity_file.is_none() {
+        return Err(NoIdentity(path.display().to_string()).into());
+    }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hashing = HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new() };
-    let decoded: io::Result<Option<Summary>> = (|| {
-        let mut decoder = crate::compress::decoder(path, &mut hashing).map_err(io::Error::other)?;
-        match crate::scan::for_kind(kind) {
+    // Two kinds of failure: the decoder cannot be set up (an identity that does not match, an
+    // unreadable age header), or the stream breaks while it is read (corruption, truncation).
+    let decoded: Result<io::Result<Option<Summary>>, anyhow::Error> =
+        crate::compress::decoder(path, &mut hashing, keys).map(|mut decoder| match crate::scan::for_kind(kind) {
             Some(mut scanner) => crate::scan::scan_all(scanner.as_mut(), &mut decoder).map(Some),
             None => io::copy(&mut decoder, &mut io::sink()).map(|_| None),
-        }
-    })();
+        });
     // The decoder may stop at the end of the compressed stream (or at the damage); hash the
     // rest too, so that a known checksum names a changed file as such.
     io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("reading {}", path.display()))?;
@@ -195,8 +205,10 @@ pub fn check_integrity(path: &Path, expected: Option<&str>, kind: &EngineKind, s
     if let Some(expected) = expected {
         check_digest(path, expected, &actual)?;
     }
-    let stream =
-        decoded.with_context(|| format!("{} is corrupt or truncated (decompression failed)", path.display()))?;
+    let stream = decoded?.with_context(|| {
+        let what = if crate::crypt::is_encrypted(path) { "decryption or decompression" } else { "decompression" };
+        format!("{} is corrupt or truncated ({what} failed)", path.display())
+    })?;
     let integrity = if expected.is_some() { Integrity::ChecksumMatched } else { Integrity::StreamDecoded };
     Ok(Checked { integrity, stream, sha256: Some(actual) })
 }

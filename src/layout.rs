@@ -27,7 +27,7 @@ const DATE_FORMAT: &str = "%Y-%m-%d";
 const TIMESTAMP_LEN: usize = 20;
 
 /// Backup file extensions we write and read, by compression.
-pub const EXTENSIONS: [&str; 2] = ["sql.gz", "sql.zst"];
+pub const EXTENSIONS: [&str; 4] = ["sql.gz", "sql.zst", "sql.gz.age", "sql.zst.age"];
 
 /// Upstream's `getBackupType`: under the rolling strategy, the last day of the month is
 /// monthly when `MONTHLY_BACKUPS > 0`, else a Sunday is weekly (whatever `WEEKLY_BACKUPS`

@@ -43,6 +43,7 @@ pub mod cmd;
 pub mod command;
 pub mod compress;
 pub mod config;
+pub mod crypt;
 pub mod daemon;
 pub mod database;
 pub mod durable;

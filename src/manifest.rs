@@ -123,9 +123,21 @@ pub struct Manifest {
     pub objects: BTreeMap<String, u64>,
     #[serde(default)]
     pub verifications: Vec<Verification>,
+    /// How the stored file is encrypted, when it is (the checksum is of the ciphertext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     /// What the anomaly guard found against the previous good backup (`anomaly`), if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<Anomaly>,
+}
+
+/// The encryption of a stored backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `age` (age-encryption.org/v1).
+    pub scheme: String,
+    /// Fingerprints of the recipients it was encrypted to (`crypt::fingerprint`).
+    pub recipients: Vec<String>,
 }
 
 /// The anomaly guard's finding on a backup.
@@ -192,6 +204,7 @@ impl Manifest {
             tables: vec![],
             objects: BTreeMap::new(),
             verifications: vec![],
+            encryption: None,
             anomaly: None,
         }
     }

@@ -1,5 +1,5 @@
 //! One backup of one database: engine dump → scan (completeness, rows per table) → compress →
-//! hash → `<name>.in_progress` → fsync → rename → manifest (sha256, versions, rows per table). Streaming end to end: no uncompressed bytes touch the disk and
+//! encrypt (age, when recipients are configured) → hash → `<name>.in_progress` → fsync → rename → manifest (sha256, versions, rows per table). Streaming end to end: no uncompressed bytes touch the disk and
 //! memory stays bounded whatever the database size.
 
 use std::fs::DirBuilder;
@@ -14,6 +14,7 @@ use chrono::{NaiveDateTime, Utc};
 use crate::cancel::Cancel;
 use crate::checksum::HashingWriter;
 use crate::compress::Compression;
+use crate::crypt::{Recipients, Sealed};
 use crate::database::Database;
 use crate::durable::PartialFile;
 use crate::engine::{DumpInfo, Engine};
@@ -23,6 +24,21 @@ use crate::scan::{ScanWriter, Summary};
 
 /// Output buffer between the compressor and the file.
 const WRITE_BUFFER: usize = 1 << 20;
+
+/// How a backup is stored: compressed, and encrypted when there are recipients.
+#[derive(Debug, Clone, Copy)]
+pub struct Format<'a> {
+    pub compression: Compression,
+    pub recipients: Option<&'a Recipients>,
+}
+
+impl Format<'_> {
+    /// The file extension: `sql.gz`, `sql.zst`, with `.age` when encrypted.
+    pub fn extension(&self) -> String {
+        let suffix = if self.recipients.is_some() { crate::crypt::SUFFIX } else { "" };
+        format!("{}{suffix}", self.compression.extension())
+    }
+}
 
 /// A backup that was written and committed.
 #[derive(Debug, Clone)]
@@ -48,9 +64,10 @@ pub fn backup_one(
     root: &Path,
     dir: &Path,
     timestamp: NaiveDateTime,
-    compression: Compression,
+    format: &Format,
     cancel: &Cancel,
 ) -> anyhow::Result<Written> {
+    let compression = format.compression;
     let started = Instant::now();
     let started_at = Utc::now();
     DirBuilder::new()
@@ -58,15 +75,15 @@ pub fn backup_one(
         .mode(0o775)
         .create(dir)
         .with_context(|| format!("creating backup folder {}", dir.display()))?;
-    let name = layout::file_name(&db.spec.core_name(), timestamp, compression.extension());
+    let name = layout::file_name(&db.spec.core_name(), timestamp, &format.extension());
     let target = dir.join(&name);
     if target.exists() {
         bail!("{} already exists; not overwriting it", target.display());
     }
     let (partial, file) = PartialFile::create(&target)?;
-    let mut encoder = compression
-        .encoder(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)))
-        .context("setting up compression")?;
+    let sealed = Sealed::new(HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)), format.recipients)
+        .with_context(|| format!("setting up encryption of {}", partial.partial_path().display()))?;
+    let mut encoder = compression.encoder(sealed).context("setting up compression")?;
     let (stream, info) = {
         let scanner = crate::scan::for_kind(&db.spec.engine).context("no scanner for this engine")?;
         let mut scanned = ScanWriter::new(&mut encoder, scanner);
@@ -75,7 +92,8 @@ pub fn backup_one(
     };
     // The tools exited 0; the stream must still end as a finished dump does.
     stream.check_complete().context("the dump tools reported success, but their output is not a complete dump")?;
-    let hashing = encoder.finish().with_context(|| format!("finishing {}", partial.partial_path().display()))?;
+    let sealed = encoder.finish().with_context(|| format!("finishing {}", partial.partial_path().display()))?;
+    let hashing = sealed.finish().with_context(|| format!("finishing {}", partial.partial_path().display()))?;
     let (buffered, sha256, bytes) = hashing.finish();
     let file = buffered
         .into_inner()
@@ -84,7 +102,9 @@ pub fn backup_one(
     cancel.check()?;
     partial.commit(file)?;
     let written = Written { path: target, bytes, sha256, duration: started.elapsed(), stream };
-    let m = manifest_of(db, &info, compression, root, &written, started_at);
+    let mut m = manifest_of(db, &info, compression, root, &written, started_at);
+    m.encryption =
+        format.recipients.map(|r| manifest::Encryption { scheme: "age".into(), recipients: r.fingerprints() });
     if let Err(e) = manifest::write(root, &m) {
         // A backup without its record would be counted but not provable: it is not kept.
         let _ = std::fs::remove_file(&written.path);

@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::catalog::{self, BackupFile};
 use crate::checksum::check_integrity;
 use crate::config::Settings;
+use crate::crypt::{Keys, NoIdentity};
 use crate::layout::SIDECAR_SUFFIXES;
 use crate::lock::RunLock;
 use crate::manifest;
@@ -33,7 +34,13 @@ pub struct PruneReport {
 ///
 /// # Errors
 /// The folder cannot be read again.
-pub fn settle(root: &Path, backups: Vec<BackupFile>, core: &str, kind: &EngineKind) -> anyhow::Result<Vec<BackupFile>> {
+pub fn settle(
+    root: &Path,
+    backups: Vec<BackupFile>,
+    core: &str,
+    kind: &EngineKind,
+    keys: &Keys,
+) -> anyhow::Result<Vec<BackupFile>> {
     let unknown: Vec<&BackupFile> = backups
         .iter()
         .filter(|b| b.core == core && !b.in_progress && b.manifest.as_ref().is_none_or(|m| m.complete.is_none()))
@@ -43,8 +50,13 @@ pub fn settle(root: &Path, backups: Vec<BackupFile>, core: &str, kind: &EngineKi
     }
     for b in unknown {
         info!(path = %b.path.display(), "Checking a backup without a record before retention counts it.");
-        match check_integrity(&b.path, b.sha256(), kind, true) {
+        match check_integrity(&b.path, b.sha256(), kind, true, keys) {
             Ok(checked) => catalog::record_scan(root, b, &checked),
+            // Encrypted and no identity here (the backup job need not hold it): left unknown,
+            // counted like a complete backup, scanned where the identity is.
+            Err(e) if e.downcast_ref::<NoIdentity>().is_some() => {
+                info!(path = %b.path.display(), "Encrypted backup without a record; no identity here to scan it.");
+            }
             Err(e) => catalog::record_unreadable(root, b, &format!("{e:#}")),
         }
     }
@@ -102,7 +114,7 @@ pub fn run_policy(settings: &Settings) -> anyhow::Result<PruneReport> {
 pub fn apply_policy(settings: &Settings, mut backups: Vec<BackupFile>) -> anyhow::Result<PruneReport> {
     let root = &settings.backup_dir;
     for db in &settings.databases {
-        backups = settle(root, backups, &db.spec.core_name(), &db.spec.engine)?;
+        backups = settle(root, backups, &db.spec.core_name(), &db.spec.engine, &settings.keys)?;
     }
     let cores: BTreeSet<String> = settings.databases.iter().map(|d| d.spec.core_name()).collect();
     let (plan, kept) = retention::plan_with_notes(&backups, &settings.policy, &cores, &[]);

@@ -171,7 +171,7 @@ fn verify_one(
     let root = &settings.backup_dir;
     let result = choice.expected_sha256().and_then(|expected| {
         let known_complete = choice.check_recorded()?;
-        let checked = check_integrity(&path, expected.as_deref(), &spec.engine, !known_complete)?;
+        let checked = check_integrity(&path, expected.as_deref(), &spec.engine, !known_complete, &settings.keys)?;
         if let Choice::Catalog(b) = choice {
             catalog::record_scan(root, b, &checked);
         }
@@ -185,7 +185,7 @@ fn verify_one(
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let meter = Meter::start("verifying", size);
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
+        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file), &settings.keys)?);
         let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
         Ok((checked.integrity, report))
     });

@@ -9,6 +9,7 @@ mod cli;
 mod config_examples;
 mod daemon;
 mod db_settings;
+mod encryption;
 mod evidence;
 mod ftps_modes;
 mod health_listener;

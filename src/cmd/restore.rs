@@ -76,7 +76,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     let expected = choice.expected_sha256().context(untouched)?;
     let known_complete = choice.check_recorded().context(untouched)?;
     let scan = in_place || !known_complete;
-    let checked = check_integrity(&path, expected.as_deref(), &spec.engine, scan).context(untouched)?;
+    let checked = check_integrity(&path, expected.as_deref(), &spec.engine, scan, &settings.keys).context(untouched)?;
     if let Choice::Catalog(b) = &choice {
         catalog::record_scan(root, b, &checked);
     }
@@ -119,7 +119,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     let started = Instant::now();
     let meter = Meter::start("restoring", size);
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file))?);
+    let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file), &settings.keys)?);
     let target = settings.database_for(&spec);
     let run_id = crate::run::run_id("restore-", Utc::now());
     let ctx = hooks::Context {

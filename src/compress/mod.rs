@@ -11,6 +11,8 @@ use anyhow::Context;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
+use crate::crypt::Keys;
+
 pub mod parallel;
 
 /// How backups are compressed (`BACKUP_COMPRESSION`, `BACKUP_COMPRESSION_LEVEL`,
@@ -160,24 +162,39 @@ impl<W: Write> Write for Encoder<W> {
 ///
 /// # Errors
 /// When the file cannot be opened or its type is unknown.
-pub fn open_decoded(path: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+pub fn open_decoded(path: &Path, keys: &Keys) -> anyhow::Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    decoder(path, file)
+    decoder(path, file, keys)
 }
 
-/// Wraps `raw` (the bytes of the backup file at `path`) in the decoder its name calls for.
+/// Wraps `raw` (the bytes of the backup file at `path`) in the decoder its name calls for:
+/// decryption first for `.age` files (with `keys`), then decompression.
 ///
 /// # Errors
-/// When the file type is unknown.
-pub fn decoder<'a, R: Read + Send + 'a>(path: &Path, raw: R) -> anyhow::Result<Box<dyn Read + Send + 'a>> {
+/// When the file type is unknown, or an encrypted file cannot be decrypted with `keys`.
+pub fn decoder<'a, R: Read + Send + 'a>(path: &Path, raw: R, keys: &Keys) -> anyhow::Result<Box<dyn Read + Send + 'a>> {
+    let full = path.to_string_lossy();
+    if let Some(inner) = full.strip_suffix(crate::crypt::SUFFIX) {
+        let plain = keys.open(path, raw)?;
+        return decompressor(path, Path::new(inner), plain);
+    }
+    decompressor(path, path, raw)
+}
+
+/// The decompressor for `name`'s extension, over `raw`.
+fn decompressor<'a, R: Read + Send + 'a>(
+    path: &Path,
+    name: &Path,
+    raw: R,
+) -> anyhow::Result<Box<dyn Read + Send + 'a>> {
     let reader = BufReader::with_capacity(1 << 20, raw);
-    let name = path.to_string_lossy();
+    let name = name.to_string_lossy();
     if name.ends_with(".gz") {
         Ok(Box::new(MultiGzDecoder::new(reader)))
     } else if name.ends_with(".zst") {
         Ok(Box::new(zstd::stream::read::Decoder::with_buffer(reader)?))
     } else {
-        anyhow::bail!("{}: unknown backup file type (expected .sql.gz or .sql.zst)", path.display())
+        anyhow::bail!("{}: unknown backup file type (expected .sql.gz or .sql.zst, optionally .age)", path.display())
     }
 }
 
@@ -222,7 +239,7 @@ mod tests {
             enc.write_all(text.as_bytes()).unwrap();
             enc.finish().unwrap().sync_all().unwrap();
             let mut back = String::new();
-            open_decoded(&path).unwrap().read_to_string(&mut back).unwrap();
+            open_decoded(&path, &Keys::default()).unwrap().read_to_string(&mut back).unwrap();
             assert!(back == text, "{c:?}");
         }
     }

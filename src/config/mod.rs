@@ -32,6 +32,7 @@ pub use env::Env;
 
 use crate::anomaly::Thresholds;
 use crate::compress::Compression;
+use crate::crypt::{Keys, Recipients};
 use crate::database::EngineOptions;
 use crate::policy::Policy;
 use crate::spec::{DatabaseSpec, EngineKind};
@@ -66,6 +67,10 @@ pub struct Settings {
     pub policy: Policy,
     /// `BACKUP_ANOMALY_ROWS_PCT`, `BACKUP_ANOMALY_SIZE_PCT` (the hold is in `policy`).
     pub anomaly: Thresholds,
+    /// `BACKUP_ENCRYPTION_RECIPIENTS`: new backups are encrypted to these (`crypt`).
+    pub encryption: Option<Recipients>,
+    /// `BACKUP_ENCRYPTION_IDENTITY_FILE`: what restore and verify decrypt with.
+    pub keys: Keys,
     pub backup_dir: PathBuf,
     pub backup_period: Duration,
     pub conf_path: PathBuf,
@@ -156,9 +161,12 @@ impl Settings {
         let mut cron = toml.schedules.clone();
         cron.extend(conf.cron);
 
+        let (encryption, keys) = encryption(&l);
         let mut settings = Settings {
             policy,
             anomaly,
+            encryption,
+            keys,
             backup_dir,
             backup_period,
             conf_path,
@@ -339,3 +347,27 @@ fn fallback_spec(env: &Env) -> Result<DatabaseSpec, String> {
 mod never_panics;
 #[cfg(test)]
 mod tests;
+
+/// `BACKUP_ENCRYPTION_RECIPIENTS` (checked keys) and `BACKUP_ENCRYPTION_IDENTITY_FILE` (a
+/// readable file; read again at each use, so a rotated key is picked up).
+fn encryption(l: &Loader) -> (Option<Recipients>, Keys) {
+    let recipients = l.text(env::BACKUP_ENCRYPTION_RECIPIENTS).filter(|t| !t.trim().is_empty()).and_then(|t| {
+        Recipients::parse(&t)
+            .map_err(|e| {
+                l.error(format!("{}: BACKUP_ENCRYPTION_RECIPIENTS: {e}", l.origin(env::BACKUP_ENCRYPTION_RECIPIENTS)))
+            })
+            .ok()
+    });
+    let identity_file =
+        l.text(env::BACKUP_ENCRYPTION_IDENTITY_FILE).filter(|t| !t.trim().is_empty()).map(PathBuf::from);
+    if let Some(f) = &identity_file
+        && let Err(e) = std::fs::File::open(f)
+    {
+        l.error(format!(
+            "{}: BACKUP_ENCRYPTION_IDENTITY_FILE: cannot read {}: {e}",
+            l.origin(env::BACKUP_ENCRYPTION_IDENTITY_FILE),
+            f.display()
+        ));
+    }
+    (recipients, Keys { identity_file })
+}

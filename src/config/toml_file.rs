@@ -122,6 +122,8 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("health", "fail-when-stale", "HEALTH_FAIL_WHEN_STALE"),
     ("health", "stale-factor", "STALE_FACTOR"),
     ("health", "rpo-target", "RPO_TARGET"),
+    ("encryption", "recipients", "BACKUP_ENCRYPTION_RECIPIENTS"),
+    ("encryption", "identity-file", "BACKUP_ENCRYPTION_IDENTITY_FILE"),
     ("health", "rto-target", "RTO_TARGET"),
     ("retention", "anomaly-rows-pct", "BACKUP_ANOMALY_ROWS_PCT"),
     ("retention", "anomaly-size-pct", "BACKUP_ANOMALY_SIZE_PCT"),

@@ -222,7 +222,7 @@ impl<'a> Run<'a> {
             &self.settings.backup_dir,
             &self.dir,
             timestamp,
-            self.settings.compression,
+            &self.format(),
             self.cancel,
         ) {
             Ok(w) => {
@@ -310,7 +310,8 @@ impl<'a> Run<'a> {
             };
             let root = &self.settings.backup_dir;
             let backups = catalog::scan(root).map_err(skipped)?;
-            let backups = prune::settle(root, backups, &db.spec.core_name(), &db.spec.engine).map_err(skipped)?;
+            let backups = prune::settle(root, backups, &db.spec.core_name(), &db.spec.engine, &self.settings.keys)
+                .map_err(skipped)?;
             let cores = [db.spec.core_name()].into_iter().collect();
             let (plan, kept) = retention::plan_with_notes(&backups, &self.settings.policy, &cores, written);
             for k in &kept {
@@ -354,6 +355,10 @@ impl<'a> Run<'a> {
         prune::apply(&self.local, &plan, &objects(&backups));
     }
 
+    fn format(&self) -> pipeline::Format<'_> {
+        pipeline::Format { compression: self.settings.compression, recipients: self.settings.encryption.as_ref() }
+    }
+
     fn key(&self, w: &Written) -> String {
         let rel = w.path.strip_prefix(&self.settings.backup_dir).unwrap_or(&w.path);
         rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
@@ -369,10 +374,11 @@ pub fn run_id(kind: &str, now: chrono::DateTime<Utc>) -> String {
 /// same second (a quick re-run, back-to-back fires) wait for the next second instead of
 /// failing on an existing name.
 fn fresh_timestamp(settings: &Settings, dir: &std::path::Path, core: &str) -> chrono::NaiveDateTime {
-    let ext = settings.compression.extension();
+    let ext =
+        pipeline::Format { compression: settings.compression, recipients: settings.encryption.as_ref() }.extension();
     let mut ts = settings.zone.local(Utc::now());
     for _ in 0..3 {
-        let name = layout::file_name(core, ts, ext);
+        let name = layout::file_name(core, ts, &ext);
         let taken =
             [name.clone(), format!("{name}{}", layout::IN_PROGRESS_SUFFIX)].iter().any(|n| dir.join(n).exists());
         if !taken {

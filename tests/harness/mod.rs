@@ -100,9 +100,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Backup files (`.sql.gz`) under `root`, relative, sorted.
+/// Backup files (`.sql.gz`, `.sql.gz.age`) under `root`, relative, sorted.
 pub fn backups_under(root: &Path) -> Vec<String> {
-    files_under(root).into_iter().filter(|f| f.ends_with(".sql.gz")).collect()
+    files_under(root).into_iter().filter(|f| f.ends_with(".sql.gz") || f.ends_with(".sql.gz.age")).collect()
 }
 
 /// Decompresses a gzip file to text.
