@@ -42,6 +42,13 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Current backup folder: {}", layout::run_dir(&s.backup_dir, class, today).display())?;
     writeln!(out, "- Time Zone: {}", s.zone.description(now))?;
     writeln!(out, "- Compression: {}", s.compression.describe())?;
+    match &s.encryption {
+        Some(r) => writeln!(out, "- Encryption: age, to recipients {}", r.fingerprints().join(", "))?,
+        None => writeln!(out, "- Encryption: none")?,
+    }
+    if let Some(f) = &s.keys.identity_file {
+        writeln!(out, "- Decryption identity: {}", f.display())?;
+    }
     writeln!(out)?;
     writeln!(out, "- Schedule:")?;
     if s.cron.is_empty() {

@@ -28,6 +28,7 @@ struct Raw {
     health: Section,
     daemon: Section,
     notify: Section,
+    encryption: Section,
     mirrors: Mirrors,
     database: Vec<RawDatabase>,
     schedule: Vec<RawSchedule>,
@@ -204,7 +205,7 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
     })?;
     let mut errors = Vec::new();
     let mut out = TomlConfig::default();
-    let sections: [(&str, &Section); 8] = [
+    let sections: [(&str, &Section); 9] = [
         ("backup", &raw.backup),
         ("retention", &raw.retention),
         ("verify", &raw.verify),
@@ -212,6 +213,7 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
         ("health", &raw.health),
         ("daemon", &raw.daemon),
         ("notify", &raw.notify),
+        ("encryption", &raw.encryption),
         ("ftp", &raw.mirrors.ftp),
     ];
     for (section, table) in sections.iter().copied().chain([("s3", &raw.mirrors.s3)]) {
