@@ -4,7 +4,7 @@
 
 # What the test suite needs: PostgreSQL, node, pyftpdlib, s3s-fs, linters.
 deps:
-	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool age
+	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool age moto
 
 # The demo needs only PostgreSQL.
 demo:

@@ -66,6 +66,15 @@ for item in "${want[@]}"; do
         cargo install --quiet --locked --root .tools --features binary s3s-fs@0.14.1
       fi
       ;;
+    moto)
+      # moto in server mode: an S3 server with Object Lock, for the Object Lock tests.
+      if [ ! -x .tools/moto/bin/moto_server ]; then
+        python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+        rm -rf .tools/moto
+        python3 -m venv .tools/moto
+        .tools/moto/bin/pip install -q "moto[server]==5.2.5"
+      fi
+      ;;
     age)
       # The age CLI (age, age-keygen): interop tests both ways with our encrypted backups.
       command -v age >/dev/null && command -v age-keygen >/dev/null || apt_install age

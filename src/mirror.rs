@@ -25,6 +25,8 @@ pub struct MirrorOutcome {
     pub mirror: String,
     pub uploaded: Vec<String>,
     pub pruned: Vec<String>,
+    /// Copies retention would delete but the mirror keeps locked (S3 Object Lock).
+    pub locked: Vec<String>,
     pub error: Option<String>,
 }
 
@@ -58,7 +60,7 @@ pub fn mirror_database(
 
 fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, local: &[BackupFile]) -> MirrorOutcome {
     let root = &settings.backup_dir;
-    let mut out = MirrorOutcome { mirror: m.name(), uploaded: vec![], pruned: vec![], error: None };
+    let mut out = MirrorOutcome { mirror: m.name(), uploaded: vec![], pruned: vec![], locked: vec![], error: None };
     let listing = m.list();
     if let Err(e) = &listing
         && e.downcast_ref::<crate::storage::Permanent>().is_some()
@@ -168,6 +170,7 @@ fn prune_remote(
         .collect();
     let report = prune::apply(m, &plan, &list);
     out.pruned = report.deleted;
+    out.locked = report.locked;
     if !report.failed.is_empty() {
         out.error = Some(format!("pruning: {}", report.failed.join("; ")));
     }

@@ -101,3 +101,22 @@ impl Policy {
         }
     }
 }
+
+/// `S3_OBJECT_LOCK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with `s3:BypassGovernanceRetention` can still delete.
+    Governance,
+    /// Nobody can delete before the date, not even the account's root user.
+    Compliance,
+}
+
+impl LockMode {
+    /// The value of `x-amz-object-lock-mode`.
+    pub fn header(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}

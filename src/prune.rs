@@ -17,6 +17,7 @@ use crate::manifest;
 use crate::retention::{self, Deletion, Kept, Reason};
 use crate::spec::EngineKind;
 use crate::storage::local::{LocalStorage, objects};
+use crate::storage::s3_lock::Locked;
 use crate::storage::{RemoteObject, Storage};
 
 /// What a prune deleted (keys), what it could not, and what it kept beyond the counts.
@@ -25,6 +26,9 @@ pub struct PruneReport {
     pub deleted: Vec<String>,
     pub failed: Vec<String>,
     pub kept: Vec<Kept>,
+    /// Deletions the storage refused because the copy is still locked (S3 Object Lock): not
+    /// failures; tried again on a later run.
+    pub locked: Vec<String>,
 }
 
 /// Decodes and scans, once, the backups of `core` whose completeness is not known yet (the
@@ -87,6 +91,10 @@ pub fn apply(storage: &dyn Storage, plan: &[Deletion], listing: &[RemoteObject])
         let result = storage.delete(&d.key).and_then(|()| sidecars.try_for_each(|k| storage.delete(&k)));
         match result {
             Ok(()) => report.deleted.push(d.key.clone()),
+            Err(e) if e.downcast_ref::<Locked>().is_some() => {
+                info!(storage = %storage.name(), key = %d.key, "Kept: still locked (S3 Object Lock); pruned on a later run.");
+                report.locked.push(d.key.clone());
+            }
             Err(e) => {
                 error!(storage = %storage.name(), key = %d.key, error = %format!("{e:#}"), "Deletion failed.");
                 report.failed.push(format!("{}: {e:#}", d.key));

@@ -74,7 +74,7 @@ pub fn verify_all(
     let _lock = RunLock::acquire(root, "verification")?;
     let backups = catalog::scan(root)?;
     let mirrors = match remote {
-        Some(_) => crate::storage::from_settings(&settings.mirrors)?,
+        Some(_) => crate::storage::from_settings(settings)?,
         None => Vec::new(),
     };
     let mirror = remote.map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;

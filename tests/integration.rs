@@ -20,6 +20,7 @@ mod mirror;
 mod module_graph;
 mod names;
 mod notify;
+mod object_lock;
 mod prune;
 mod restore;
 mod restore_safety;

@@ -32,7 +32,7 @@ fn ftp(url: String, user: &str, password: &str, ca: &std::path::Path) -> MirrorS
 
 fn check(settings: &MirrorSettings) {
     let scratch = tempfile::tempdir().unwrap();
-    let mirrors = storage::from_settings(settings).unwrap();
+    let mirrors = storage::from_mirrors(settings, None).unwrap();
     assert_eq!(mirrors.len(), 1);
     conformance::check(mirrors[0].as_ref(), scratch.path()).unwrap_or_else(|e| panic!("{e:#}"));
 }
@@ -72,6 +72,32 @@ fn s3_on_s3s_fs() {
             part_size: 5 << 20,
             prune: true,
             timeout: Duration::from_secs(10),
+            object_lock: None,
+            object_lock_min: Duration::ZERO,
+        }),
+        attempts: 1,
+        catchup: 0,
+    });
+}
+
+#[test]
+fn s3_on_moto() {
+    let Some(server) = crate::harness::moto::MotoServer::start() else { return };
+    check(&MirrorSettings {
+        ftp: None,
+        s3: Some(S3Settings {
+            endpoint: server.endpoint(),
+            bucket: "conformance".into(),
+            region: "us-east-1".into(),
+            access_key: "test".into(),
+            secret_key: Secret::new("test-secret"),
+            prefix: String::new(),
+            path_style: true,
+            part_size: 5 << 20,
+            prune: true,
+            timeout: Duration::from_secs(10),
+            object_lock: None,
+            object_lock_min: Duration::ZERO,
         }),
         attempts: 1,
         catchup: 0,

@@ -13,7 +13,7 @@ use crate::run::run_backups;
 /// Missing credentials (exit 2) or a run that cannot start (lock held, folder unusable).
 pub fn run(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) -> anyhow::Result<Exit> {
     settings.check_backup_ready()?;
-    let mirrors = crate::storage::from_settings(&settings.mirrors)?;
+    let mirrors = crate::storage::from_settings(settings)?;
     let report = run_backups(settings, &mirrors, notifiers, cancel)?;
     Ok(if report.interrupted {
         Exit::Interrupted

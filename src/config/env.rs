@@ -108,6 +108,8 @@ pub const S3_PATH_STYLE: &str = "S3_PATH_STYLE";
 pub const S3_PART_SIZE_MB: &str = "S3_PART_SIZE_MB";
 pub const S3_PRUNE_BACKUPS: &str = "S3_PRUNE_BACKUPS";
 pub const S3_TIMEOUT: &str = "S3_TIMEOUT";
+pub const S3_OBJECT_LOCK: &str = "S3_OBJECT_LOCK";
+pub const S3_OBJECT_LOCK_MIN_DAYS: &str = "S3_OBJECT_LOCK_MIN_DAYS";
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const AWS_REGION: &str = "AWS_REGION";
@@ -199,6 +201,8 @@ pub const KNOWN: &[&str] = &[
     S3_PART_SIZE_MB,
     S3_PRUNE_BACKUPS,
     S3_TIMEOUT,
+    S3_OBJECT_LOCK,
+    S3_OBJECT_LOCK_MIN_DAYS,
     AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY,
     AWS_REGION,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::env;
 use super::loader::Loader;
 use super::{DAY, Secret};
+use crate::policy::LockMode;
 use crate::spec::EngineKind;
 
 impl RestoreSettings {
@@ -118,6 +119,10 @@ pub struct S3Settings {
     pub part_size: usize,
     pub prune: bool,
     pub timeout: Duration,
+    /// `S3_OBJECT_LOCK` (`governance` or `compliance`): lock every uploaded backup.
+    pub object_lock: Option<LockMode>,
+    /// `S3_OBJECT_LOCK_MIN_DAYS` (default 1): the shortest lock.
+    pub object_lock_min: Duration,
 }
 
 /// Mirrors and how they are used.
@@ -172,6 +177,12 @@ impl MirrorSettings {
                     part_size: (l.int_in(env::S3_PART_SIZE_MB, 8, 5, 5000) as usize) << 20,
                     prune: l.boolean(env::S3_PRUNE_BACKUPS, false),
                     timeout: l.duration_max(env::S3_TIMEOUT, Duration::from_secs(60), Duration::from_secs(3600)),
+                    object_lock: match l.choice(env::S3_OBJECT_LOCK, &["governance", "compliance", "off"]) {
+                        Some("governance") => Some(LockMode::Governance),
+                        Some("compliance") => Some(LockMode::Compliance),
+                        _ => None,
+                    },
+                    object_lock_min: DAY * l.int_in(env::S3_OBJECT_LOCK_MIN_DAYS, 1, 0, 36_500) as u32,
                 })
             }
         };

@@ -157,6 +157,8 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("s3", "part-size-mb", "S3_PART_SIZE_MB"),
     ("s3", "prune", "S3_PRUNE_BACKUPS"),
     ("s3", "timeout", "S3_TIMEOUT"),
+    ("s3", "object-lock", "S3_OBJECT_LOCK"),
+    ("s3", "object-lock-min-days", "S3_OBJECT_LOCK_MIN_DAYS"),
 ];
 
 /// A database from backup.toml, with its options.

@@ -64,7 +64,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
         info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
     }
-    let mirrors = crate::storage::from_settings(&settings.mirrors)?;
+    let mirrors = crate::storage::from_settings(&settings)?;
     let outputs = Arc::new(jobs::Outputs { notifiers, mirrors });
     let notifiers = &outputs.notifiers;
     let schedule_text: Vec<String> = entries

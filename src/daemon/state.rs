@@ -55,6 +55,8 @@ pub struct State {
     pub runs_skipped: u64,
     /// Copies to mirrors that failed (the local backups were kept).
     pub mirror_failures: u64,
+    /// Copies the last run's mirror retention had to keep because they are still locked.
+    pub mirror_locked: u64,
     pub run_in_progress: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
     /// The interval the schedule implies; `None` when no line runs backups.
@@ -105,6 +107,7 @@ impl State {
             runs_failed: 0,
             runs_skipped: 0,
             mirror_failures: 0,
+            mirror_locked: 0,
             run_in_progress: None,
             next_run: None,
             interval,
@@ -129,6 +132,7 @@ impl State {
 
     /// Records a backup run's outcome per database.
     pub fn record_run(&mut self, report: &RunReport, finished: DateTime<Utc>) {
+        self.mirror_locked = report.databases.iter().flat_map(|d| &d.mirrors).map(|m| m.locked.len() as u64).sum();
         for d in &report.databases {
             self.mirror_failures += d.mirrors.iter().filter(|m| m.error.is_some()).count() as u64;
             let db = self.databases.entry(d.spec.to_string()).or_default();
@@ -319,6 +323,12 @@ impl State {
              # TYPE backup_notifications_failed_total counter\nbackup_notifications_failed_total {}",
             self.notify_failures.load(std::sync::atomic::Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP backup_mirror_locked_copies Copies that mirror retention keeps because they are still locked (S3 Object Lock).\n\
+             # TYPE backup_mirror_locked_copies gauge\nbackup_mirror_locked_copies {}",
+            self.mirror_locked
+        );
         if let Some(limit) = self.stale_after() {
             let _ = writeln!(
                 out,
@@ -403,6 +413,7 @@ mod tests {
         assert!(text.contains("backup_stale{database=\"db/app\"} 0"));
         assert!(text.contains("backup_runs_total{result=\"success\"} 3"));
         assert!(text.contains("backup_mirror_failures_total 0"));
+        assert!(text.contains("backup_mirror_locked_copies 0"));
         assert!(text.contains("backup_stale_after_seconds 129600"));
         assert!(
             !text.contains("backup_last_success_timestamp_seconds{database=\"db/app\"}"),

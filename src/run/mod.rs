@@ -293,6 +293,7 @@ impl<'a> Run<'a> {
                     mirror: "copy hooks".into(),
                     uploaded: vec![],
                     pruned: vec![],
+                    locked: vec![],
                     error: Some(h.to_string()),
                 }]
             }
@@ -406,7 +407,7 @@ fn log_summary(report: &RunReport) {
         for m in &d.mirrors {
             match &m.error {
                 None => {
-                    info!(database = %d.spec, storage = %m.mirror, uploaded = m.uploaded.len(), pruned = m.pruned.len(), "Summary: mirrored.")
+                    info!(database = %d.spec, storage = %m.mirror, uploaded = m.uploaded.len(), pruned = m.pruned.len(), locked = m.locked.len(), "Summary: mirrored.")
                 }
                 Some(e) => {
                     error!(database = %d.spec, storage = %m.mirror, error = %e, "Summary: mirror FAILED (local backup kept).")

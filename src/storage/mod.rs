@@ -14,12 +14,13 @@ mod ftps_tls;
 pub mod local;
 pub mod memory;
 pub mod s3;
+pub mod s3_lock;
 
 use std::path::Path;
 use tracing::warn;
 
 use crate::backoff;
-use crate::config::{ConfigErrors, MirrorSettings};
+use crate::config::{ConfigErrors, MirrorSettings, Settings};
 
 /// An object on a mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,9 @@ impl Retrying {
         backoff::retry(
             self.attempts,
             |_| op(),
-            |e: &anyhow::Error| e.downcast_ref::<Permanent>().is_none(),
+            |e: &anyhow::Error| {
+                e.downcast_ref::<Permanent>().is_none() && e.downcast_ref::<s3_lock::Locked>().is_none()
+            },
             |attempt, e| warn!(storage = %name, attempt, error = %format!("{e:#}"), "{what} failed; retrying."),
         )
         .map_err(|f| {
@@ -128,14 +131,28 @@ impl Storage for Retrying {
 /// # Errors
 /// A mirror whose settings cannot be used (bad URL, unreadable CA file): a configuration
 /// error (exit 2) for every mode alike.
-pub fn from_settings(m: &MirrorSettings) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
+pub fn from_settings(settings: &Settings) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
+    let lock = settings.mirrors.s3.as_ref().and_then(|s3| s3.object_lock).map(|mode| s3_lock::Lock {
+        mode,
+        policy: settings.policy,
+        interval: settings.backup_interval(chrono::Utc::now()).unwrap_or(s3_lock::DEFAULT_MIN),
+        min: settings.mirrors.s3.as_ref().map_or(s3_lock::DEFAULT_MIN, |s| s.object_lock_min),
+    });
+    from_mirrors(&settings.mirrors, lock)
+}
+
+/// `from_settings` for mirror settings alone, with the S3 mirror's lock given.
+///
+/// # Errors
+/// As `from_settings`.
+pub fn from_mirrors(m: &MirrorSettings, lock: Option<s3_lock::Lock>) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
     let bad = |e: anyhow::Error| ConfigErrors(vec![format!("mirror configuration: {e:#}")]);
     let mut out: Vec<Box<dyn Storage>> = Vec::new();
     if let Some(ftp) = &m.ftp {
         out.push(Box::new(Retrying::new(Box::new(ftps::FtpsStorage::new(ftp).map_err(bad)?), m.attempts)));
     }
     if let Some(s3) = &m.s3 {
-        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3).map_err(bad)?), m.attempts)));
+        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3, lock).map_err(bad)?), m.attempts)));
     }
     Ok(out)
 }

@@ -14,6 +14,7 @@ use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tracing::info;
 
+use super::s3_lock::{Lock, Locked, Request, lock_enabled, versions_of};
 use super::{RemoteObject, Storage, is_layout_dir};
 use crate::config::S3Settings;
 use crate::secret::redact_url;
@@ -30,12 +31,16 @@ pub struct S3Storage {
     agent: ureq::Agent,
     prune: bool,
     display: String,
+    /// `S3_OBJECT_LOCK`: retain-until dates on uploads, versioned deletes.
+    lock: Option<Lock>,
+    /// Set once the bucket was seen with Object Lock enabled.
+    lock_checked: std::sync::OnceLock<()>,
 }
 
 impl S3Storage {
     /// # Errors
     /// A malformed endpoint or bucket name.
-    pub fn new(s: &S3Settings) -> anyhow::Result<S3Storage> {
+    pub fn new(s: &S3Settings, lock: Option<Lock>) -> anyhow::Result<S3Storage> {
         let endpoint: url::Url = s.endpoint.parse().map_err(|e| anyhow!("S3_ENDPOINT is not a URL: {e}"))?;
         let style = if s.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
         let bucket = Bucket::new(endpoint, style, s.bucket.clone(), s.region.clone())
@@ -52,7 +57,93 @@ impl S3Storage {
             part_size: s.part_size.max(5 << 20),
             agent: crate::http_client::agent(s.timeout),
             prune: s.prune,
+            lock,
+            lock_checked: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The lock headers for a backup `key` (records are not locked) and the body's Content-MD5
+    /// (S3 requires one on uploads to a bucket with Object Lock).
+    fn lock_headers(&self, key: &str, body: Option<&[u8]>) -> Vec<(&'static str, String)> {
+        let Some(lock) = &self.lock else { return Vec::new() };
+        let mut h = Vec::new();
+        if let Some(b) = body {
+            use base64::Engine;
+            use md5::Digest;
+            h.push(("content-md5", base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b))));
+        }
+        let rel = key.strip_prefix(&self.prefix).unwrap_or(key);
+        if !rel.starts_with(crate::manifest::CATALOG_DIR) {
+            let until = lock.retain_until(rel, chrono::Utc::now());
+            h.push(("x-amz-object-lock-mode", lock.mode.header().to_string()));
+            h.push(("x-amz-object-lock-retain-until-date", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        }
+        h
+    }
+
+    /// With a lock configured: fails unless the bucket has Object Lock enabled (checked once).
+    fn check_lock(&self) -> anyhow::Result<()> {
+        if self.lock.is_none() || self.lock_checked.get().is_some() {
+            return Ok(());
+        }
+        let req = Request {
+            method: rusty_s3::Method::Get,
+            bucket: &self.bucket,
+            credentials: &self.credentials,
+            object: None,
+            query: vec![("object-lock", "")],
+        };
+        let mut resp = self
+            .agent
+            .get(req.sign(SIGNED_FOR).as_str())
+            .call()
+            .map_err(|e| anyhow!("GetObjectLockConfiguration: {e}"))?;
+        let status = resp.status();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        if body.contains("NoSuchBucket") {
+            return Ok(()); // created with Object Lock by the first upload
+        }
+        if !status.is_success() || !lock_enabled(&body) {
+            bail!(
+                "S3_OBJECT_LOCK is set but bucket {} does not have Object Lock enabled ({}): enable it on the bucket \
+                 (it needs versioning), or unset S3_OBJECT_LOCK",
+                self.bucket.name(),
+                if status.is_success() { "disabled".to_string() } else { s3_error(&body) }
+            );
+        }
+        let _ = self.lock_checked.set(());
+        Ok(())
+    }
+
+    /// Deletes every version (and delete marker) of `full`: on a versioned bucket a plain
+    /// DELETE is not a deletion. A version the server refuses to delete (still locked) makes
+    /// this a `Locked` error.
+    fn delete_versions(&self, key: &str, full: &str) -> anyhow::Result<()> {
+        let list = Request {
+            method: rusty_s3::Method::Get,
+            bucket: &self.bucket,
+            credentials: &self.credentials,
+            object: None,
+            query: vec![("prefix", full), ("versions", "")],
+        };
+        let body = check(self.agent.get(list.sign(SIGNED_FOR).as_str()).call(), "ListObjectVersions", full)?;
+        for version in versions_of(&body, full) {
+            let del = Request {
+                method: rusty_s3::Method::Delete,
+                bucket: &self.bucket,
+                credentials: &self.credentials,
+                object: Some(full),
+                query: vec![("versionId", &version)],
+            };
+            let resp = self.agent.delete(del.sign(SIGNED_FOR).as_str()).call();
+            match resp {
+                Ok(r) if r.status().as_u16() == 403 => return Err(Locked { key: key.to_string() }.into()),
+                other => {
+                    check(other, "DeleteObject (version)", full)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn key(&self, key: &str) -> String {
@@ -60,13 +151,29 @@ impl S3Storage {
     }
 
     fn put_whole(&self, key: &str, body: &[u8]) -> anyhow::Result<()> {
-        let url = self.bucket.put_object(Some(&self.credentials), key).sign(SIGNED_FOR);
-        check(self.agent.put(url.as_str()).send(body), "PUT", key).map(|_| ())
+        let headers = self.lock_headers(key, Some(body));
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        for (k, v) in &headers {
+            action.headers_mut().insert(*k, v.as_str());
+        }
+        let mut req = self.agent.put(action.sign(SIGNED_FOR).as_str());
+        for (k, v) in &headers {
+            req = req.header(*k, v.as_str());
+        }
+        check(req.send(body), "PUT", key).map(|_| ())
     }
 
     fn put_multipart(&self, key: &str, file: &mut File) -> anyhow::Result<()> {
-        let url = self.bucket.create_multipart_upload(Some(&self.credentials), key).sign(SIGNED_FOR);
-        let body = check(self.agent.post(url.as_str()).send(&[][..]), "CreateMultipartUpload", key)?;
+        let headers = self.lock_headers(key, None);
+        let mut action = self.bucket.create_multipart_upload(Some(&self.credentials), key);
+        for (k, v) in &headers {
+            action.headers_mut().insert(*k, v.as_str());
+        }
+        let mut req = self.agent.post(action.sign(SIGNED_FOR).as_str());
+        for (k, v) in &headers {
+            req = req.header(*k, v.as_str());
+        }
+        let body = check(req.send(&[][..]), "CreateMultipartUpload", key)?;
         let created =
             CreateMultipartUpload::parse_response(&body).map_err(|e| anyhow!("CreateMultipartUpload {key}: {e}"))?;
         let upload_id = created.upload_id().to_string();
@@ -86,9 +193,17 @@ impl S3Storage {
             if n == 0 {
                 break;
             }
-            let url = self.bucket.upload_part(Some(&self.credentials), key, part, upload_id).sign(SIGNED_FOR);
-            let resp =
-                self.agent.put(url.as_str()).send(&buf[..n]).map_err(|e| anyhow!("UploadPart {part} of {key}: {e}"))?;
+            // Content-MD5 on every part when the bucket locks objects (S3 requires it).
+            let md5 = self.lock_headers(key, Some(&buf[..n])).into_iter().find(|(k, _)| *k == "content-md5");
+            let mut action = self.bucket.upload_part(Some(&self.credentials), key, part, upload_id);
+            if let Some((k, v)) = &md5 {
+                action.headers_mut().insert(*k, v.as_str());
+            }
+            let mut req = self.agent.put(action.sign(SIGNED_FOR).as_str());
+            if let Some((k, v)) = &md5 {
+                req = req.header(*k, v.as_str());
+            }
+            let resp = req.send(&buf[..n]).map_err(|e| anyhow!("UploadPart {part} of {key}: {e}"))?;
             if !resp.status().is_success() {
                 bail!("UploadPart {part} of {key}: HTTP {}", resp.status());
             }
@@ -128,9 +243,17 @@ impl S3Storage {
     }
 
     fn ensure_bucket(&self) -> anyhow::Result<()> {
-        let url = self.bucket.create_bucket(&self.credentials).sign(SIGNED_FOR);
-        info!(bucket = self.bucket.name(), "Creating the S3 bucket.");
-        check(self.agent.put(url.as_str()).send(&[][..]), "CreateBucket", self.bucket.name()).map(|_| ())
+        let mut action = self.bucket.create_bucket(&self.credentials);
+        let locked = self.lock.is_some();
+        if locked {
+            action.headers_mut().insert("x-amz-bucket-object-lock-enabled", "true");
+        }
+        let mut req = self.agent.put(action.sign(SIGNED_FOR).as_str());
+        if locked {
+            req = req.header("x-amz-bucket-object-lock-enabled", "true");
+        }
+        info!(bucket = self.bucket.name(), object_lock = locked, "Creating the S3 bucket.");
+        check(req.send(&[][..]), "CreateBucket", self.bucket.name()).map(|_| ())
     }
 }
 
@@ -173,6 +296,7 @@ impl Storage for S3Storage {
     }
 
     fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
+        self.check_lock()?;
         let full = self.key(key);
         let size = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
         let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
@@ -256,6 +380,9 @@ impl Storage for S3Storage {
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         let full = self.key(key);
+        if self.lock.is_some() {
+            return self.delete_versions(key, &full);
+        }
         let url = self.bucket.delete_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
         check(self.agent.delete(url.as_str()).call(), "DELETE", &full).map(|_| ())
     }

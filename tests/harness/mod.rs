@@ -10,6 +10,7 @@ pub mod app;
 pub mod daemon;
 pub mod ftps;
 pub mod mariadb;
+pub mod moto;
 pub mod postgres;
 pub mod receiver;
 pub mod s3;

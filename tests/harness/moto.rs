@@ -1,0 +1,60 @@
+//! moto in server mode: an S3 server that implements Object Lock (versioned buckets,
+//! retention modes, deletes of locked versions refused with 403), for the Object Lock tests.
+//! It does not check signatures (s3s-fs does that, in the other S3 tests). From
+//! `.tools/moto/bin/moto_server` (`scripts/install-deps.sh moto`). Dropping it kills it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, missing};
+
+pub struct MotoServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl MotoServer {
+    /// Starts moto on a free port; `None` (skip) without it.
+    pub fn start() -> Option<MotoServer> {
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/moto/bin/moto_server");
+        if !bin.exists() {
+            return missing("moto", "moto_server not found (scripts/install-deps.sh moto)");
+        }
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = MotoServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.answers() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = write!(s, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut buf = [0u8; 12];
+        s.read(&mut buf).map(|n| n >= 12 && buf.starts_with(b"HTTP/1.")).unwrap_or(false)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
