@@ -138,3 +138,36 @@ fn an_expired_lock_lets_retention_delete_every_version() {
     let (_, body) = get(&format!("{}/{BUCKET}?versions", moto.endpoint()));
     assert!(!body.contains("<DeleteMarker>"), "no delete marker left: {body}");
 }
+
+/// A backup larger than one part goes up as a multipart upload (Content-MD5 on every part)
+/// and is locked like a single PUT.
+#[test]
+fn a_multipart_upload_is_locked_too() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let Some(moto) = MotoServer::start() else { return };
+    // About 10 MB of gzip output: random bytes, hex in the dump.
+    fx.pg.psql(
+        "app1",
+        "SET ROLE app; CREATE TABLE noise AS SELECT decode(md5(g::text) || md5((g * 7)::text), 'hex') AS b FROM generate_series(1, 300000) g",
+    );
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let r = run(fx
+        .once(&conf)
+        .env("S3_ENDPOINT", moto.endpoint())
+        .env("S3_BUCKET", BUCKET)
+        .env("S3_USER", "test")
+        .env("S3_PASSWORD", "test-secret")
+        .env("S3_OBJECT_LOCK", "governance")
+        .env("S3_PART_SIZE_MB", "5")
+        .env("BACKUP_STRATEGY", "daily")
+        .env("NUM_BACKUPS", "2"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let local = fx.newest("localhost-app1");
+    assert!(local.metadata().unwrap().len() > 5 << 20, "the backup must exceed one part");
+    let copies = versions(&moto, BUCKET);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let (mode, until) = lock_of(&moto, &copies[0].0);
+    assert_eq!(mode, "GOVERNANCE");
+    let left = until - chrono::Utc::now();
+    assert!(left > chrono::Duration::days(1), "NUM_BACKUPS=2 on a daily period: two days, got {left:?}");
+}

@@ -81,6 +81,34 @@ impl S3Storage {
         h
     }
 
+    /// Sets the lock of a completed multipart upload again with PutObjectRetention (the same
+    /// mode and date as its CreateMultipartUpload headers): servers that ignore lock headers
+    /// on multipart uploads still lock the object.
+    fn put_retention(&self, key: &str, headers: &[(&'static str, String)]) -> anyhow::Result<()> {
+        let field = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str());
+        let (Some(mode), Some(until)) = (field("x-amz-object-lock-mode"), field("x-amz-object-lock-retain-until-date"))
+        else {
+            return Ok(());
+        };
+        let body = format!(
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
+             <RetainUntilDate>{until}</RetainUntilDate></Retention>"
+        );
+        use base64::Engine;
+        use md5::Digest;
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+        let req = Request {
+            method: rusty_s3::Method::Put,
+            bucket: &self.bucket,
+            credentials: &self.credentials,
+            object: Some(key),
+            query: vec![("retention", "")],
+        };
+        let url = req.sign(SIGNED_FOR);
+        check(self.agent.put(url.as_str()).header("content-md5", md5).send(body.as_bytes()), "PutObjectRetention", key)
+            .map(|_| ())
+    }
+
     /// With a lock configured: fails unless the bucket has Object Lock enabled (checked once).
     fn check_lock(&self) -> anyhow::Result<()> {
         if self.lock.is_none() || self.lock_checked.get().is_some() {
@@ -177,7 +205,7 @@ impl S3Storage {
         let created =
             CreateMultipartUpload::parse_response(&body).map_err(|e| anyhow!("CreateMultipartUpload {key}: {e}"))?;
         let upload_id = created.upload_id().to_string();
-        let result = self.upload_parts(key, &upload_id, file);
+        let result = self.upload_parts(key, &upload_id, file).and_then(|()| self.put_retention(key, &headers));
         if result.is_err() {
             let url = self.bucket.abort_multipart_upload(Some(&self.credentials), key, &upload_id).sign(SIGNED_FOR);
             let _ = self.agent.delete(url.as_str()).call();
