@@ -76,8 +76,9 @@ for item in "${want[@]}"; do
       fi
       ;;
     age)
-      # The age CLI (age, age-keygen): interop tests both ways with our encrypted backups.
+      # The age CLI (age, age-keygen) and ssh-keygen: interop tests with our encrypted backups.
       command -v age >/dev/null && command -v age-keygen >/dev/null || apt_install age
+      command -v ssh-keygen >/dev/null || apt_install openssh-client
       ;;
     promtool)
       # promtool (Debian's prometheus package) lints /metrics in the tests. Its service is

@@ -132,3 +132,41 @@ fn age_backups_restore_both_ways_and_refuse_what_they_cannot_prove() {
     assert_eq!(v.code, 0, "{}", v.all());
     assert!(backups_under(&fx.backups()).iter().all(|f| f.ends_with(".age")));
 }
+
+/// SSH keys as recipients and identities (`ssh-keygen -t ed25519`, no passphrase), and a
+/// passphrase-protected key refused with a clear message.
+#[test]
+fn ssh_keys_encrypt_and_decrypt() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let Ok(out) = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output() else {
+        crate::harness::missing::<()>("age", "ssh-keygen not on PATH (apt install openssh-client)");
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let recipients = backup_container::crypt::Recipients::parse(&public).unwrap();
+    let mut sealed = recipients.seal(Vec::new()).unwrap();
+    sealed.write_all(b"-- dump\n").unwrap();
+    let ciphertext = sealed.finish().unwrap();
+    let keys = backup_container::crypt::Keys { identity_file: Some(key.clone()) };
+    let mut plain = String::new();
+    keys.open(Path::new("x.sql.gz.age"), ciphertext.as_slice()).unwrap().read_to_string(&mut plain).unwrap();
+    assert_eq!(plain, "-- dump\n");
+    // The age CLI reads it with the same key.
+    let file = dir.path().join("x.age");
+    fs::write(&file, &ciphertext).unwrap();
+    let cli = Command::new("age").arg("-d").arg("-i").arg(&key).arg(&file).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cli.stdout), "-- dump\n", "{}", String::from_utf8_lossy(&cli.stderr));
+    let locked = dir.path().join("locked");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let keys = backup_container::crypt::Keys { identity_file: Some(locked) };
+    let err = keys.open(Path::new("x.sql.gz.age"), ciphertext.as_slice()).err().unwrap().to_string();
+    assert!(err.contains("passphrase-protected"), "{err}");
+}
