@@ -77,7 +77,7 @@ for item in "${want[@]}"; do
       ;;
     age)
       # The age CLI (age, age-keygen) and ssh-keygen: interop tests with our encrypted backups.
-      command -v age >/dev/null && command -v age-keygen >/dev/null || apt_install age
+      if ! command -v age >/dev/null || ! command -v age-keygen >/dev/null; then apt_install age; fi
       command -v ssh-keygen >/dev/null || apt_install openssh-client
       ;;
     promtool)
