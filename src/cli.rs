@@ -27,6 +27,7 @@ Examples:
   backup-container -r postgresql:5432/mydb --remote -s
                                                restore from the mirror (the volume is gone)
   backup-container -l --json                   the catalog with every manifest, for scripts
+  backup-container --check                     find tomorrow's failed backup today
 
 Exit codes: 0 success, 1 a backup/restore/verification failed, 2 usage or configuration error,
 130 interrupted. The image also provides /backup.sh, which runs this binary.";
@@ -88,9 +89,18 @@ pub struct Cli {
     #[arg(long = "remote", value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub remote: Option<String>,
 
-    /// With -l: print the catalog (every backup with its manifest) as JSON, for scripts.
+    /// With -l or --check: print JSON, for scripts.
     #[arg(long = "json")]
     pub json: bool,
+
+    /// Check everything a backup needs without writing one (connection, versions, privileges,
+    /// space, mirrors, notifications, hooks, schedules); exit 1 when anything fails.
+    #[arg(long = "check")]
+    pub check: bool,
+
+    /// With --check: send a real test message through every notifier.
+    #[arg(long = "notify")]
+    pub notify: bool,
 
     /// With -p -f: allow deleting every backup of a database.
     #[arg(long = "force")]

@@ -5,6 +5,7 @@ mod harness;
 
 mod backup;
 mod bash_compat;
+mod check;
 mod cli;
 mod config_examples;
 mod daemon;

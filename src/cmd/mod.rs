@@ -1,5 +1,6 @@
 //! One file per CLI mode; `dispatch` loads settings, picks the mode and runs it.
 
+pub mod check;
 pub mod list;
 pub mod once;
 pub mod prune;
@@ -46,6 +47,9 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir);
+    if cli.check {
+        return check::run(&settings, &notifiers, cli.json, crate::check::Options { notify: cli.notify }, cancel);
+    }
     match mode {
         Mode::Prune => prune::run(&settings, cli.from.as_deref(), cli.force, cli.scheduled),
         Mode::Once | Mode::Scheduled => once::run(&settings, &notifiers, cancel),

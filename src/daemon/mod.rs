@@ -94,6 +94,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         info!(address = %bound, "Health and metrics listener started (/healthz /readyz /status /metrics).");
     }
     let settings = Arc::new(settings);
+    start_check(settings.clone(), outputs.clone(), shutdown.clone());
     let mut running: Option<Running> = None;
     while !shutdown.is_cancelled() {
         // Taken before looking at the clock and the job: a wake after this is never missed.
@@ -128,6 +129,30 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
     stop(running, &state, settings.daemon.shutdown_grace);
     info!("Backup server stopped.");
     Ok(Exit::Success)
+}
+
+/// `--check` at start, on its own thread beside the listener and the schedule: its table in
+/// the log, one WARN notification when anything fails; the daemon keeps running either way.
+fn start_check(settings: Arc<Settings>, outputs: Arc<jobs::Outputs>, cancel: Cancel) {
+    std::thread::spawn(move || {
+        let findings = crate::check::run(&settings, &outputs.notifiers, crate::check::Options::default(), &cancel);
+        for f in &findings {
+            let (check, target, detail, fix) = (&f.check, &f.target, &f.detail, &f.fix);
+            match f.status {
+                crate::finding::Status::Fail => error!(check, target, detail, fix, "Check failed."),
+                crate::finding::Status::Warn => warn!(check, target, detail, fix, "Check warning."),
+                _ => info!(check, target, detail, "Check passed."),
+            }
+        }
+        let failed: Vec<String> = findings
+            .iter()
+            .filter(|f| f.status == crate::finding::Status::Fail)
+            .map(|f| format!("{} {}: {} ({})", f.check, f.target, f.detail, f.fix))
+            .collect();
+        if !failed.is_empty() {
+            outputs.notifiers.notify(event::check_failed(&failed));
+        }
+    });
 }
 
 /// The schedule: cron lines, or one legacy entry firing now and every `BACKUP_PERIOD`.

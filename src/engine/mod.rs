@@ -118,9 +118,21 @@ pub struct VerifyReport {
     pub restore: RestoreReport,
 }
 
+/// What `--check` found about one database.
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    pub findings: Vec<crate::finding::Finding>,
+    /// The database's size on the server, when it could be read (for the space estimate).
+    pub database_bytes: Option<u64>,
+}
+
 /// A database engine.
 pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
+
+    /// Checks what a backup of `db` needs without writing one (`--check`): connection,
+    /// client version, privileges; never changes anything on the server.
+    fn preflight(&self, db: &Database, cancel: &Cancel) -> Preflight;
 
     /// Whether `restore` can load beside the target and swap it in (`Placement::Swap`);
     /// engines that cannot always restore in place, after a full check of the file.

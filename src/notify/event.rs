@@ -222,6 +222,31 @@ pub fn target_missed(
     )
 }
 
+/// The daemon's start-up check found problems a scheduled run would hit.
+pub fn check_failed(problems: &[String]) -> Event {
+    let lines: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();
+    event(
+        Level::Warn,
+        "check_failed",
+        None,
+        format!("{} problem(s) will make backups fail", problems.len()),
+        format!("The start-up check (backup-container --check) found:\n{}", lines.join("\n")),
+        json!({"problems": problems}),
+    )
+}
+
+/// The test message of `--check --notify`.
+pub fn check_test() -> Event {
+    event(
+        Level::Info,
+        "check_test",
+        None,
+        "backup-container test message".into(),
+        "This is a test message from backup-container --check --notify: notifications reach this channel.".into(),
+        json!({}),
+    )
+}
+
 pub fn stale(db: &str, since: Option<DateTime<Utc>>, limit: std::time::Duration) -> Event {
     let since_text = since.map_or("never (since the daemon started)".to_string(), |t| t.to_rfc3339());
     event(

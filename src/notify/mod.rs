@@ -55,6 +55,11 @@ impl Notifiers {
         self.list.is_empty()
     }
 
+    /// Sends `event` to each notifier and says how each went (`--check --notify`).
+    pub fn deliver_each(&self, event: &Event) -> Vec<(String, anyhow::Result<()>)> {
+        self.list.iter().map(|n| (n.name(), n.notify(event))).collect()
+    }
+
     /// Sends `event` to every notifier. Never fails: problems are logged and counted.
     pub fn notify(&self, event: Event) {
         for n in &self.list {

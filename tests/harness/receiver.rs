@@ -66,6 +66,8 @@ pub enum Behaviour {
     FailFirst(usize),
     /// Wait this long before answering 200.
     Delay(Duration),
+    /// Answer every request with 404 (a hook URL that does not exist).
+    NotFound,
 }
 
 pub struct Receiver {
@@ -122,6 +124,7 @@ impl Receiver {
                             std::thread::sleep(d);
                             "200 OK"
                         }
+                        Behaviour::NotFound => "404 Not Found",
                         _ => "200 OK",
                     };
                     let mut stream = stream;

@@ -108,6 +108,40 @@ impl Engine for MariaDbEngine {
         false
     }
 
+    /// Connect and authenticate, the dump tool's presence, tables the user cannot read
+    /// (`SHOW TABLES` against the schema's list: a table the user cannot see fails the dump),
+    /// and the database's size.
+    fn preflight(&self, db: &Database, cancel: &Cancel) -> super::Preflight {
+        use crate::finding::Finding;
+        let t = db.spec.to_string();
+        let mut out = super::Preflight::default();
+        let conn = match db.conn() {
+            Ok(c) => c,
+            Err(e) => {
+                out.findings.push(Finding::fail("credentials", &t, format!("{e:#}"), "set the user and password"));
+                return out;
+            }
+        };
+        match self.query(&conn, Some(&db.spec.database), "SELECT VERSION()", cancel) {
+            Ok(v) => out.findings.push(Finding::pass("connect", &t, format!("MariaDB {}", v.trim()))),
+            Err(e) => {
+                let fix = "check the host, port, user and password for this database (docs/CONFIG.md#credentials)";
+                out.findings.push(Finding::fail("connect", &t, format!("{e:#}"), fix));
+                return out;
+            }
+        }
+        let mut version = Command::new(self.dump_command(db, &conn).get_program());
+        version.arg("--version");
+        match process::capture(version, "mariadb-dump", cancel) {
+            Ok(v) => out.findings.push(Finding::pass("client version", &t, v.trim().to_string())),
+            Err(e) => out.findings.push(Finding::fail("client version", &t, format!("{e:#}"), "install mariadb-dump")),
+        }
+        let size = "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()";
+        out.database_bytes =
+            self.query(&conn, Some(&db.spec.database), size, cancel).ok().and_then(|s| s.trim().parse().ok());
+        out
+    }
+
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo> {
         let conn = db.conn()?;
         let server = self

@@ -7,7 +7,9 @@
 //! makes the tools fail instead of prompting on a terminal.
 
 mod bin;
+pub use bin::server_bin_dir;
 mod counts;
+mod preflight;
 mod restore;
 mod sections;
 mod server;
@@ -152,6 +154,10 @@ impl PostgresEngine {
 impl Engine for PostgresEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
+    }
+
+    fn preflight(&self, db: &Database, cancel: &Cancel) -> super::Preflight {
+        self.check(db, cancel)
     }
 
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo> {

@@ -1,0 +1,124 @@
+//! `--check`: every check that can run without writing a backup, as one table of findings.
+//! Per database (concurrently, a bounded number at a time): the engine's preflight
+//! (connect, client version, privileges, roles) and the space a backup needs against the free
+//! space in `BACKUP_DIR`. Once (`site`): the backup folder, verification, every mirror (a probe
+//! object written, read back and deleted), the notifiers, hooks and schedules.
+//! The caller prints; the daemon runs it at start beside the health listener.
+
+mod site;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cancel::Cancel;
+use crate::catalog::{self, BackupFile};
+use crate::config::Settings;
+use crate::engine;
+use crate::finding::{Finding, Status};
+use crate::human;
+use crate::notify::Notifiers;
+
+/// How many databases are checked at once.
+const CONCURRENCY: usize = 8;
+/// Compressed backup size ÷ database size on the server when no backup exists yet: plain SQL
+/// with gzip is usually 10–30% of what the database occupies (indexes are not dumped); the
+/// high end, so the estimate errs on the side of "not enough room".
+pub const SIZE_RATIO: f64 = 0.3;
+
+/// What `--check` was asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `--notify`: send a real test message through every notifier.
+    pub notify: bool,
+}
+
+/// Runs every check.
+pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &Cancel) -> Vec<Finding> {
+    let backups = catalog::scan(&settings.backup_dir).unwrap_or_default();
+    let free = site::free_bytes(&settings.backup_dir);
+    let per_db = databases(settings, &backups, free, cancel);
+    let largest = per_db.iter().filter_map(|(_, bytes)| *bytes).max();
+    let mut out: Vec<Finding> = per_db.into_iter().flat_map(|(f, _)| f).collect();
+    out.extend(site::checks(settings, notifiers, opts, largest));
+    out
+}
+
+/// Whether any finding fails.
+pub fn failed(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.status == Status::Fail)
+}
+
+/// One database's findings and its size on the server.
+type DatabaseChecks = (Vec<Finding>, Option<u64>);
+
+/// Each database's findings and its size on the server, in configuration order.
+fn databases(settings: &Settings, backups: &[BackupFile], free: Option<u64>, cancel: &Cancel) -> Vec<DatabaseChecks> {
+    let dbs = &settings.databases;
+    let results: Mutex<Vec<Option<DatabaseChecks>>> = Mutex::new(vec![None; dbs.len()]);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CONCURRENCY.min(dbs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(db) = dbs.get(i) else { break };
+                    let result = one_database(settings, db, backups, free, cancel);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_default().into_iter().flatten().collect()
+}
+
+fn one_database(
+    settings: &Settings,
+    db: &crate::database::Database,
+    backups: &[BackupFile],
+    free: Option<u64>,
+    cancel: &Cancel,
+) -> DatabaseChecks {
+    let target = db.spec.to_string();
+    let Some(engine) = engine::for_kind(&db.spec.engine, &settings.engine) else {
+        let f =
+            Finding::fail("engine", &target, "no engine for this database kind in this build", "use an image with it");
+        return (vec![f], None);
+    };
+    let pre = engine.preflight(db, cancel);
+    let mut findings = pre.findings;
+    let core = db.spec.core_name();
+    let last = backups
+        .iter()
+        .filter(|b| b.core == core && !b.in_progress && !b.known_incomplete())
+        .max_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let estimate = match (last, pre.database_bytes) {
+        (Some(b), _) => Some((b.size, format!("the last backup's size, {}", human::bytes(b.size)))),
+        (None, Some(d)) => {
+            let e = (d as f64 * SIZE_RATIO) as u64;
+            Some((e, format!("{} × {SIZE_RATIO} of the database's {}", human::bytes(e), human::bytes(d))))
+        }
+        (None, None) => None,
+    };
+    match (estimate, free) {
+        (Some((need, how)), Some(free)) if need > free => findings.push(Finding::fail(
+            "space",
+            &target,
+            format!(
+                "a backup needs about {} ({how}); {} free in {}",
+                human::bytes(need),
+                human::bytes(free),
+                settings.backup_dir.display()
+            ),
+            "free space or grow the backup volume; lower the retention counts",
+        )),
+        (Some((need, how)), Some(free)) => findings.push(Finding::pass(
+            "space",
+            &target,
+            format!("about {} needed ({how}), {} free", human::bytes(need), human::bytes(free)),
+        )),
+        _ => findings.push(Finding::info("space", &target, "no estimate (no backup yet and the size is unknown)")),
+    }
+    (findings, pre.database_bytes)
+}

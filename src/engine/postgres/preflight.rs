@@ -1,0 +1,141 @@
+//! `--check` for a PostgreSQL database: what makes `pg_dump` fail in practice, found without
+//! writing a backup. Connect and authenticate (the server's own message); the client's major
+//! version against the server's; tables, views and sequences the backup user cannot read;
+//! tables with row level security it would be refused on; large objects it cannot read
+//! (PostgreSQL 16 and later); `pg_dumpall --roles-only`; the database's size.
+
+use super::PostgresEngine;
+use crate::cancel::Cancel;
+use crate::database::Database;
+use crate::engine::{Preflight, process};
+use crate::finding::Finding;
+
+/// Objects the current user cannot read (first 10, and how many), one line each:
+/// `kind<TAB>name`.
+const UNREADABLE: &str = "SELECT kind || E'\\t' || name FROM (
+  SELECT CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
+         format('%I.%I', n.nspname, c.relname) AS name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+    AND NOT (CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') ELSE has_table_privilege(c.oid, 'SELECT') END)
+  ORDER BY 2) u";
+
+/// Tables with row level security the user neither owns nor bypasses (`pg_dump` stops with
+/// "query would be affected by row-level security policy").
+const RLS: &str = "SELECT format('%I.%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relrowsecurity AND NOT pg_has_role(c.relowner, 'USAGE')
+    AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+  ORDER BY 1";
+
+/// Large objects the user cannot read (PostgreSQL 16+: `has_largeobject_privilege`).
+const LARGE_OBJECTS: &str =
+    "SELECT count(*) FROM pg_largeobject_metadata WHERE NOT has_largeobject_privilege(oid, 'SELECT')";
+
+impl PostgresEngine {
+    pub(super) fn check(&self, db: &Database, cancel: &Cancel) -> Preflight {
+        let target = db.spec.to_string();
+        let t = target.as_str();
+        let mut out = Preflight::default();
+        let conn = match db.conn() {
+            Ok(c) => c,
+            Err(e) => {
+                out.findings.push(Finding::fail("credentials", t, format!("{e:#}"), "set the user and password"));
+                return out;
+            }
+        };
+        let server = match self.server_version(&conn, &db.spec.database, cancel) {
+            Ok(v) => {
+                out.findings.push(Finding::pass("connect", t, format!("PostgreSQL {}", v.1.trim())));
+                v
+            }
+            Err(e) => {
+                out.findings.push(Finding::fail(
+                    "connect",
+                    t,
+                    format!("{e:#}"),
+                    "check the host, port, user and password for this database (docs/CONFIG.md#credentials)",
+                ));
+                return out;
+            }
+        };
+        match self.client_version(cancel) {
+            Ok((major, text)) if major >= server.0 => out.findings.push(Finding::pass(
+                "client version",
+                t,
+                format!("{text} ({})", self.tool("pg_dump").display()),
+            )),
+            Ok((major, text)) => out.findings.push(Finding::fail(
+                "client version",
+                t,
+                format!("{text}: major {major} is older than the server's {}", server.0),
+                format!(
+                    "use PostgreSQL {} client tools (PG_BIN_DIR, or an image with PG_MAJOR={})",
+                    server.0, server.0
+                ),
+            )),
+            Err(e) => out.findings.push(Finding::fail(
+                "client version",
+                t,
+                format!("{e:#}"),
+                "install pg_dump or set PG_BIN_DIR",
+            )),
+        }
+        let query = |sql: &str| self.queries(&conn, &db.spec.database, &[sql], cancel);
+        match query(UNREADABLE) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+                if lines.is_empty() {
+                    out.findings.push(Finding::pass("privileges", t, "every table, view and sequence is readable"));
+                } else {
+                    let shown: Vec<String> = lines.iter().take(10).map(|l| l.replace('\t', " ")).collect();
+                    out.findings.push(Finding::fail(
+                        "privileges",
+                        t,
+                        format!("{} object(s) the backup user cannot read: {}", lines.len(), shown.join(", ")),
+                        "GRANT SELECT on them to the backup user (or back up as their owner)",
+                    ));
+                }
+            }
+            Err(e) => out.findings.push(Finding::fail("privileges", t, format!("{e:#}"), "")),
+        }
+        match query(RLS) {
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(text) => out.findings.push(Finding::fail(
+                "row level security",
+                t,
+                format!(
+                    "pg_dump refuses tables with row level security: {}",
+                    text.lines().collect::<Vec<_>>().join(", ")
+                ),
+                "ALTER ROLE <backup user> BYPASSRLS, or back up as the tables' owner",
+            )),
+            Err(e) => out.findings.push(Finding::fail("row level security", t, format!("{e:#}"), "")),
+        }
+        if server.0 >= 16 {
+            match query(LARGE_OBJECTS).map(|t| t.trim().parse::<u64>().unwrap_or(0)) {
+                Ok(0) => {}
+                Ok(n) => out.findings.push(Finding::fail(
+                    "large objects",
+                    t,
+                    format!("{n} large object(s) the backup user cannot read"),
+                    "GRANT SELECT ON LARGE OBJECT ... to the backup user",
+                )),
+                Err(e) => out.findings.push(Finding::fail("large objects", t, format!("{e:#}"), "")),
+            }
+        }
+        match process::capture(self.roles_command(db, &conn), "pg_dumpall", cancel) {
+            Ok(_) => out.findings.push(Finding::pass("roles", t, "pg_dumpall --roles-only works")),
+            Err(e) => out.findings.push(Finding::fail(
+                "roles",
+                t,
+                format!("{e:#}"),
+                "the backup user must be able to read pg_authid's public view (pg_roles); see docs/CHECK.md",
+            )),
+        }
+        out.database_bytes =
+            query("SELECT pg_database_size(current_database())").ok().and_then(|t| t.trim().parse().ok());
+        out
+    }
+}
