@@ -230,6 +230,7 @@ impl DaemonSettings {
             shutdown_grace,
             command_timeout,
             rpo_target: target(env::RPO_TARGET),
+            startup_check: l.boolean(env::STARTUP_CHECK, true),
             rto_target: target(env::RTO_TARGET),
         }
     }
@@ -313,6 +314,8 @@ pub struct DaemonSettings {
     pub shutdown_grace: Duration,
     /// `CRON_COMMAND_TIMEOUT` (default 1h): limit for shell commands in cron lines.
     pub command_timeout: Duration,
+    /// `STARTUP_CHECK` (default true): run `--check` at start (logged; WARN when it fails).
+    pub startup_check: bool,
     /// `RPO_TARGET`: the newest verified backup of each database should be younger than this.
     pub rpo_target: Option<Duration>,
     /// `RTO_TARGET`: a verification restore should take less than this.

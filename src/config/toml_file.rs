@@ -131,6 +131,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("retention", "anomaly-hold", "BACKUP_ANOMALY_HOLD"),
     ("daemon", "shutdown-grace", "SHUTDOWN_GRACE"),
     ("daemon", "command-timeout", "CRON_COMMAND_TIMEOUT"),
+    ("daemon", "startup-check", "STARTUP_CHECK"),
     ("notify", "webhook-url-file", "WEBHOOK_URL_FILE"),
     ("notify", "format", "WEBHOOK_FORMAT"),
     ("notify", "level", "WEBHOOK_LEVEL"),

@@ -94,7 +94,9 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         info!(address = %bound, "Health and metrics listener started (/healthz /readyz /status /metrics).");
     }
     let settings = Arc::new(settings);
-    start_check(settings.clone(), outputs.clone(), shutdown.clone());
+    if settings.daemon.startup_check {
+        start_check(settings.clone(), outputs.clone(), shutdown.clone());
+    }
     let mut running: Option<Running> = None;
     while !shutdown.is_cancelled() {
         // Taken before looking at the clock and the job: a wake after this is never missed.
