@@ -140,3 +140,34 @@ fn the_daemon_checks_at_start_and_keeps_running() {
     assert_eq!(crate::harness::daemon::get(&d.addr, "/healthz").0, 200, "still running");
     assert_eq!(d.terminate().0, 0);
 }
+
+/// A mirror that rejects writes (S3 with a wrong secret, s3s-fs checks signatures) fails the
+/// check with the server's answer; the right secret passes, and the probe is gone again.
+#[test]
+fn a_mirror_that_rejects_writes_fails_the_check() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let root = fx.dir.path().join("s3");
+    fs::create_dir_all(root.join("backups")).unwrap();
+    let Some(server) = crate::harness::s3::S3Server::start(&root) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let check = |secret: &str| {
+        run(fx
+            .cmd(&conf)
+            .arg("--check")
+            .env("VERIFY_DIR", fx.verify_dir())
+            .env("S3_ENDPOINT", server.endpoint())
+            .env("S3_BUCKET", "backups")
+            .env("S3_USER", crate::harness::s3::ACCESS_KEY)
+            .env("S3_PASSWORD", secret)
+            .env("MIRROR_ATTEMPTS", "1"))
+    };
+    let r = check("not-the-secret");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(has(&r.stdout, "FAIL", "mirror") && r.stdout.contains("403"), "{}", r.stdout);
+    assert!(!r.stdout.contains("not-the-secret") && !r.stderr.contains("not-the-secret"), "the secret leaked");
+    let r = check(crate::harness::s3::SECRET_KEY);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(has(&r.stdout, "ok", "mirror"), "{}", r.stdout);
+    let left = crate::harness::files_under(&root);
+    assert!(!left.iter().any(|f| f.contains("probe")), "the probe was left behind: {left:?}");
+}
