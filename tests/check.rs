@@ -171,3 +171,28 @@ fn a_mirror_that_rejects_writes_fails_the_check() {
     let left = crate::harness::files_under(&root);
     assert!(!left.iter().any(|f| f.contains("probe")), "the probe was left behind: {left:?}");
 }
+
+/// An FTPS account that may read but not write: the probe upload fails the check.
+#[test]
+fn a_read_only_ftps_account_fails_the_check() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let Some(server) = crate::harness::ftps::FtpsServer::start(&fx.dir.path().join("ftp")) else { return };
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let check = |user: &str| {
+        run(fx
+            .cmd(&conf)
+            .arg("--check")
+            .env("VERIFY_DIR", fx.verify_dir())
+            .env("FTP_URL", server.url("offsite/"))
+            .env("FTP_USER", user)
+            .env("FTP_PASSWORD", crate::harness::ftps::PASSWORD)
+            .env("FTP_CA_FILE", &server.ca)
+            .env("MIRROR_ATTEMPTS", "1"))
+    };
+    let r = check(crate::harness::ftps::READ_ONLY_USER);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(has(&r.stdout, "FAIL", "mirror") && r.stdout.contains("550"), "{}", r.stdout);
+    let r = check(crate::harness::ftps::USER);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(has(&r.stdout, "ok", "mirror"), "{}", r.stdout);
+}

@@ -11,6 +11,8 @@ use super::{free_port, missing};
 
 pub const USER: &str = "backup";
 pub const PASSWORD: &str = "ftp s3cret";
+/// An account that may list and read but not write (same password).
+pub const READ_ONLY_USER: &str = "reader";
 
 const SERVER: &str = r#"
 import sys
@@ -18,7 +20,7 @@ from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import TLS_FTPHandler
 from pyftpdlib.servers import FTPServer
 port, root, cert, key, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-a = DummyAuthorizer(); a.add_user(user, pw, root, perm="elradfmwMT")
+a = DummyAuthorizer(); a.add_user(user, pw, root, perm="elradfmwMT"); a.add_user("reader", pw, root, perm="elr")
 h = TLS_FTPHandler; h.certfile, h.keyfile, h.authorizer = cert, key, a
 h.tls_control_required = h.tls_data_required = True
 srv = FTPServer(("127.0.0.1", port), h); print("READY", flush=True); srv.serve_forever()
