@@ -10,8 +10,7 @@ use crate::database::Database;
 use crate::engine::{Preflight, process};
 use crate::finding::Finding;
 
-/// Objects the current user cannot read (first 10, and how many), one line each:
-/// `kind<TAB>name`.
+/// Objects the current user cannot read, one row each: `kind<TAB>name`.
 const UNREADABLE: &str = "SELECT kind || E'\\t' || name FROM (
   SELECT CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
          format('%I.%I', n.nspname, c.relname) AS name
@@ -82,60 +81,63 @@ impl PostgresEngine {
                 "install pg_dump or set PG_BIN_DIR",
             )),
         }
-        let query = |sql: &str| self.queries(&conn, &db.spec.database, &[sql], cancel);
-        match query(UNREADABLE) {
-            Ok(text) => {
-                let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-                if lines.is_empty() {
-                    out.findings.push(Finding::pass("privileges", t, "every table, view and sequence is readable"));
-                } else {
-                    let shown: Vec<String> = lines.iter().take(10).map(|l| l.replace('\t', " ")).collect();
-                    out.findings.push(Finding::fail(
-                        "privileges",
-                        t,
-                        format!("{} object(s) the backup user cannot read: {}", lines.len(), shown.join(", ")),
-                        "GRANT SELECT on them to the backup user (or back up as their owner)",
-                    ));
-                }
-            }
-            Err(e) => out.findings.push(Finding::fail("privileges", t, format!("{e:#}"), "")),
+        // One session for every catalog question: each row is `tag<TAB>value`.
+        let mut sql = format!(
+            "SELECT 'U' || E'\\t' || x FROM ({UNREADABLE}) AS u(x) UNION ALL SELECT 'R' || E'\\t' || x FROM ({RLS}) AS r(x) \
+             UNION ALL SELECT 'S' || E'\\t' || pg_database_size(current_database())"
+        );
+        if server.0 >= 16 {
+            sql.push_str(&format!(" UNION ALL SELECT 'L' || E'\\t' || n FROM ({LARGE_OBJECTS}) AS l(n)"));
         }
-        match query(RLS) {
-            Ok(text) if text.trim().is_empty() => {}
-            Ok(text) => out.findings.push(Finding::fail(
+        let answer = match self.queries(&conn, &db.spec.database, &[&sql], cancel) {
+            Ok(a) => a,
+            Err(e) => {
+                out.findings.push(Finding::fail("privileges", t, format!("{e:#}"), ""));
+                String::new()
+            }
+        };
+        let tagged = |tag: &str| -> Vec<&str> {
+            answer.lines().filter_map(|l| l.strip_prefix(tag)?.strip_prefix('\t')).collect()
+        };
+        let unreadable = tagged("U");
+        if unreadable.is_empty() {
+            out.findings.push(Finding::pass("privileges", t, "every table, view and sequence is readable"));
+        } else {
+            let shown: Vec<String> = unreadable.iter().take(10).map(|l| l.replace('\t', " ")).collect();
+            out.findings.push(Finding::fail(
+                "privileges",
+                t,
+                format!("{} object(s) the backup user cannot read: {}", unreadable.len(), shown.join(", ")),
+                "GRANT SELECT on them to the backup user (or back up as their owner)",
+            ));
+        }
+        let rls = tagged("R");
+        if !rls.is_empty() {
+            out.findings.push(Finding::fail(
                 "row level security",
                 t,
-                format!(
-                    "pg_dump refuses tables with row level security: {}",
-                    text.lines().collect::<Vec<_>>().join(", ")
-                ),
+                format!("pg_dump refuses tables with row level security: {}", rls.join(", ")),
                 "ALTER ROLE <backup user> BYPASSRLS, or back up as the tables' owner",
-            )),
-            Err(e) => out.findings.push(Finding::fail("row level security", t, format!("{e:#}"), "")),
+            ));
         }
-        if server.0 >= 16 {
-            match query(LARGE_OBJECTS).map(|t| t.trim().parse::<u64>().unwrap_or(0)) {
-                Ok(0) => {}
-                Ok(n) => out.findings.push(Finding::fail(
-                    "large objects",
-                    t,
-                    format!("{n} large object(s) the backup user cannot read"),
-                    "GRANT SELECT ON LARGE OBJECT ... to the backup user",
-                )),
-                Err(e) => out.findings.push(Finding::fail("large objects", t, format!("{e:#}"), "")),
-            }
+        if let Some(n) = tagged("L").first().and_then(|n| n.parse::<u64>().ok()).filter(|n| *n > 0) {
+            out.findings.push(Finding::fail(
+                "large objects",
+                t,
+                format!("{n} large object(s) the backup user cannot read"),
+                "GRANT SELECT ON LARGE OBJECT ... to the backup user",
+            ));
         }
+        out.database_bytes = tagged("S").first().and_then(|n| n.parse().ok());
         match process::capture(self.roles_command(db, &conn), "pg_dumpall", cancel) {
             Ok(_) => out.findings.push(Finding::pass("roles", t, "pg_dumpall --roles-only works")),
             Err(e) => out.findings.push(Finding::fail(
                 "roles",
                 t,
                 format!("{e:#}"),
-                "the backup user must be able to read pg_authid's public view (pg_roles); see docs/CHECK.md",
+                "pg_dumpall --roles-only must work for the backup user (it reads pg_roles); see docs/CHECK.md",
             )),
         }
-        out.database_bytes =
-            query("SELECT pg_database_size(current_database())").ok().and_then(|t| t.trim().parse().ok());
         out
     }
 }
