@@ -20,6 +20,8 @@ use crate::notify::Notifiers;
 
 /// How many databases are checked at once.
 const CONCURRENCY: usize = 8;
+/// How long one database's checks may take before its commands are stopped.
+const DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Compressed backup size ÷ database size on the server when no backup exists yet: plain SQL
 /// with gzip is usually 10–30% of what the database occupies (indexes are not dumped); the
 /// high end, so the estimate errs on the side of "not enough room".
@@ -86,8 +88,16 @@ fn one_database(
             Finding::fail("engine", &target, "no engine for this database kind in this build", "use an image with it");
         return (vec![f], None);
     };
-    let pre = engine.preflight(db, cancel);
+    let (pre, timed_out) = with_deadline(cancel, DATABASE_TIMEOUT, |token| engine.preflight(db, token));
     let mut findings = pre.findings;
+    if timed_out {
+        findings.push(Finding::fail(
+            "timeout",
+            &target,
+            format!("the checks did not finish within {} s; their commands were stopped", DATABASE_TIMEOUT.as_secs()),
+            "a backup would likely hang the same way: look for locks or a slow server",
+        ));
+    }
     let core = db.spec.core_name();
     let last = backups
         .iter()
@@ -121,4 +131,54 @@ fn one_database(
         _ => findings.push(Finding::info("space", &target, "no estimate (no backup yet and the size is unknown)")),
     }
     (findings, pre.database_bytes)
+}
+
+/// Runs `f` with a token that is cancelled (its child processes stopped) when `parent` is,
+/// or after `limit`; says whether the limit was hit.
+fn with_deadline<T>(parent: &Cancel, limit: std::time::Duration, f: impl FnOnce(&Cancel) -> T) -> (T, bool) {
+    let token = Cancel::new();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let timed_out = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let (token, timed_out) = (&token, &timed_out);
+        scope.spawn(move || {
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                match finished.recv_timeout(std::time::Duration::from_millis(200)) {
+                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                let late = std::time::Instant::now() >= deadline;
+                if late || parent.is_cancelled() {
+                    timed_out.store(late, Ordering::Relaxed);
+                    token.cancel();
+                    return;
+                }
+            }
+        });
+        let r = f(token);
+        let _ = done.send(());
+        r
+    });
+    (result, timed_out.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_cancels_the_token_and_says_so() {
+        let parent = Cancel::new();
+        let (waited, late) = with_deadline(&parent, std::time::Duration::from_millis(300), |t| {
+            let start = std::time::Instant::now();
+            while !t.is_cancelled() && start.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            start.elapsed()
+        });
+        assert!(late && waited < std::time::Duration::from_secs(2), "{waited:?}");
+        let (v, late) = with_deadline(&parent, std::time::Duration::from_secs(5), |_| 7);
+        assert_eq!((v, late), (7, false));
+    }
 }
