@@ -5,7 +5,7 @@
 //! pipeline then sees `is_cancelled()` and removes its partial file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -18,6 +18,8 @@ struct Inner {
     /// Bumped by `wake` (and `cancel`): lets a loop sleep until something happened.
     wakes: Mutex<u64>,
     woken: Condvar,
+    /// Tokens made by `child`: cancelled with this one.
+    kids: Mutex<Vec<Weak<Inner>>>,
 }
 
 /// A cheap, clonable cancellation token.
@@ -39,6 +41,24 @@ impl Cancel {
         self.0.cancelled.store(true, Ordering::SeqCst);
         self.signal_children(Signal::SIGTERM);
         self.wake();
+        let kids = std::mem::take(&mut *self.0.kids.lock().unwrap_or_else(|e| e.into_inner()));
+        for kid in kids.iter().filter_map(Weak::upgrade) {
+            Cancel(kid).cancel();
+        }
+    }
+
+    /// A token cancelled with this one, that can also be cancelled alone (one failed
+    /// session of a parallel load stops its siblings, not the whole program).
+    pub fn child(&self) -> Cancel {
+        let kid = Cancel::new();
+        let mut kids = self.0.kids.lock().unwrap_or_else(|e| e.into_inner());
+        kids.retain(|k| k.strong_count() > 0);
+        kids.push(Arc::downgrade(&kid.0));
+        drop(kids);
+        if self.is_cancelled() {
+            kid.cancel();
+        }
+        kid
     }
 
     /// Wakes whoever waits in `wait_for_wake` (e.g. the daemon loop when a job ends).

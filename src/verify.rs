@@ -181,6 +181,7 @@ fn verify_one(
             start_timeout: settings.server_timeout,
             schemas: settings.table_schema.clone(),
             server_options: settings.restore.verify_server_options.clone(),
+            jobs: settings.restore.jobs,
         };
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let meter = Meter::start("verifying", size);

@@ -43,6 +43,7 @@ fn request(name: &str, admin: Conn, placement: Placement) -> RestoreRequest {
         single_transaction: false,
         placement,
         count_check: true,
+        jobs: 4,
     }
 }
 
@@ -92,6 +93,7 @@ fn postgres_tools_take_every_name_as_a_name() {
             start_timeout: Duration::from_secs(60),
             schemas: None,
             server_options: vec![],
+            jobs: 4,
         };
         let verified = engine.verify(name, &mut BufReader::new(text.as_bytes()), &opts, &cancel).unwrap();
         assert_eq!((verified.tables, verified.restore.counts.rows), (1, 1), "{name}");

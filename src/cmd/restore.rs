@@ -114,6 +114,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
             Placement::Swap { keep_previous: settings.restore.keep_previous }
         },
         count_check: settings.restore.count_check,
+        jobs: settings.restore.jobs,
     };
     info!(database = %spec, path = %path.display(), bytes = size, "Starting restore.");
     let started = Instant::now();

@@ -255,6 +255,7 @@ impl RestoreSettings {
             keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
             count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
             accept_errors: l.boolean(env::RESTORE_ACCEPT_ERRORS, false),
+            jobs: l.int_in(env::RESTORE_JOBS, 4, 1, 64) as usize,
         }
     }
 }
@@ -298,6 +299,9 @@ pub struct RestoreSettings {
     /// `RESTORE_ACCEPT_ERRORS` (default false): a `-I` restore whose load had SQL errors (or
     /// missing rows) exits 0 instead of 1.
     pub accept_errors: bool,
+    /// `RESTORE_JOBS` (default 4, 1 to 64): parallel sessions of a PostgreSQL load, for
+    /// restores and verifications alike; 1 loads through one psql session.
+    pub jobs: usize,
 }
 
 /// Daemon settings: health listener, staleness, shutdown.

@@ -118,6 +118,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("restore", "keep-previous", "RESTORE_KEEP_PREVIOUS"),
     ("restore", "count-check", "RESTORE_COUNT_CHECK"),
     ("restore", "accept-errors", "RESTORE_ACCEPT_ERRORS"),
+    ("restore", "jobs", "RESTORE_JOBS"),
     ("verify", "admin-password-file", "BACKUP_ADMIN_PASSWORD_FILE"),
     ("health", "addr", "HEALTH_ADDR"),
     ("health", "fail-when-stale", "HEALTH_FAIL_WHEN_STALE"),

@@ -24,12 +24,22 @@ impl SqlErrors {
     /// One stderr line of `psql -f -`: `psql:<stdin>:25: ERROR:  ...` (its line is of what psql
     /// read; `offset` lines of the file came before that).
     pub fn observe_psql(&mut self, line: &str, offset: u64) {
+        self.observe_psql_mapped(line, &|n| Some(n + offset));
+    }
+
+    /// `observe_psql` for a session fed pieces of the file: `file_line` maps the session's
+    /// line to the file's, `None` for text the loader wrote itself (a progress marker, whose
+    /// only possible error repeats an earlier one: not counted).
+    pub fn observe_psql_mapped(&mut self, line: &str, file_line: &dyn Fn(u64) -> Option<u64>) {
         let located = line.strip_prefix("psql:<stdin>:").and_then(|rest| {
             let (n, message) = rest.split_once(": ")?;
             Some((n.parse::<u64>().ok()?, message))
         });
         match located {
-            Some((n, message)) if is_error(message) => self.error(Some(n + offset), message),
+            Some((n, message)) if is_error(message) => match file_line(n) {
+                Some(n) => self.error(Some(n), message),
+                None => self.context_left = 0,
+            },
             Some(_) => self.context_left = 0,
             None if is_error(line) => self.error(None, line),
             None => self.context(line),

@@ -55,6 +55,8 @@ pub struct RestoreRequest {
     pub placement: Placement,
     /// Compare each table's rows with the dump's after the load (`RESTORE_COUNT_CHECK`).
     pub count_check: bool,
+    /// Parallel sessions of the load (`RESTORE_JOBS`); 1 = one psql session.
+    pub jobs: usize,
 }
 
 /// What a restore did and found. A restore that returns a report loaded everything it could;
@@ -73,6 +75,8 @@ pub struct RestoreReport {
     pub counts: load::CountCheck,
     /// The previous database, renamed and kept (`RESTORE_KEEP_PREVIOUS=true`).
     pub kept_previous: Option<String>,
+    /// What the parallel load ran where (`None`: one psql session).
+    pub parallel: Option<String>,
 }
 
 impl RestoreReport {
@@ -98,6 +102,8 @@ pub struct VerifyOptions {
     pub schemas: Option<Vec<String>>,
     /// Extra server settings (`VERIFY_SERVER_OPTIONS`, `name=value` each).
     pub server_options: Vec<String>,
+    /// Parallel sessions of the load (`RESTORE_JOBS`).
+    pub jobs: usize,
 }
 
 /// Per-schema figures of a verified restore.

@@ -204,6 +204,22 @@ pub fn feed_stdin_tapped(
     tap: Option<StderrTap>,
     cancel: &Cancel,
 ) -> anyhow::Result<Fed> {
+    feed_stdin_watched(cmd, label, input, tap, None, cancel)
+}
+
+/// `feed_stdin_tapped`, with every stdout line also given to `stdout_tap` as it arrives (a
+/// parallel load learns from its markers which work a session has finished).
+///
+/// # Errors
+/// As `feed_stdin`.
+pub fn feed_stdin_watched(
+    cmd: Command,
+    label: &str,
+    input: &mut (dyn Read + Send),
+    tap: Option<StderrTap>,
+    mut stdout_tap: Option<StderrTap>,
+    cancel: &Cancel,
+) -> anyhow::Result<Fed> {
     let mut run = spawn(cmd, label, Stdio::piped(), tap, cancel)?;
     // The pipe into the tool keeps its default size: a 1 MiB one made no difference to a
     // restore's wall time and cost 20% more CPU (docs/PERFORMANCE.md).
@@ -215,9 +231,20 @@ pub fn feed_stdin_tapped(
         let mut kept: Vec<u8> = Vec::new();
         let mut buf = [0u8; 8192];
         let mut stdout = stdout;
+        let mut line: Vec<u8> = Vec::new();
         while let Ok(n) = stdout.read(&mut buf) {
             if n == 0 {
                 break;
+            }
+            if let Some(tap) = stdout_tap.as_mut() {
+                for &b in &buf[..n] {
+                    if b == b'\n' {
+                        tap(&String::from_utf8_lossy(&line));
+                        line.clear();
+                    } else if line.len() < STDERR_LINE_MAX {
+                        line.push(b);
+                    }
+                }
             }
             kept.extend_from_slice(&buf[..n]);
             if kept.len() > FEED_OUTPUT_MAX {

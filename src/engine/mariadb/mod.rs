@@ -187,6 +187,7 @@ impl Engine for MariaDbEngine {
             single_transaction: false,
             placement: Placement::Fresh,
             count_check: true,
+            jobs: 1,
         };
         let restore = self.restore(&req, sql, cancel).context("restoring into the verification server")?;
         let filter = match &opts.schemas {

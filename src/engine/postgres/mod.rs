@@ -9,6 +9,7 @@
 mod bin;
 pub use bin::server_bin_dir;
 mod counts;
+mod parallel;
 mod preflight;
 mod restore;
 mod sections;

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::sections::{split_front, tolerate_existing_roles};
 use super::swap::{LoadDatabase, MAINTENANCE_DB};
-use super::{PostgresEngine, counts, settings};
+use super::{PostgresEngine, counts, parallel, settings};
 use crate::cancel::Cancel;
 use crate::engine::load::{SqlErrors, snapshot};
 use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
@@ -54,9 +54,17 @@ pub fn run(
     let (target, terminated) = LoadDatabase::create(engine, req, major, locale.as_ref(), cancel)?;
     report.terminated_connections = terminated;
     report.warnings.extend(target.grant_owner(cancel)?);
-    let mut rest = ScanReader::new(Cursor::new(front.replay).chain(sql), Box::new(scanner));
     debug!(database = %target.name, "Loading the database section.");
-    let (errors, stream) = load(engine, req, &target.name, &mut rest, offset, cancel)?;
+    let mut rest = Cursor::new(front.replay).chain(sql);
+    let (errors, stream) = if req.jobs > 1 && !req.single_transaction {
+        let (errors, stream, plan) = parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
+        info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
+        report.parallel = Some(plan.to_string());
+        finish_load(errors, stream)?
+    } else {
+        let mut rest = ScanReader::new(rest, Box::new(scanner));
+        load(engine, req, &target.name, &mut rest, offset, cancel)?
+    };
     report.errors = errors;
     report.stream = stream;
     if req.count_check {
@@ -168,6 +176,11 @@ fn load(
         }
         return Err(e).context("the restore stopped before the end of the backup");
     }
+    finish_load(errors, summary)
+}
+
+/// Judges a finished load (either path): the stream must have been a complete dump.
+fn finish_load(errors: SqlErrors, summary: Summary) -> anyhow::Result<(SqlErrors, Summary)> {
     summary.check_complete().context("the backup is incomplete; what was loaded is discarded")?;
     if errors.count > 0 {
         warn!(errors = errors.count, first = %errors.first.first().map(String::as_str).unwrap_or_default(), "SQL errors during the load (-I): continuing.");

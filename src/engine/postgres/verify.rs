@@ -25,9 +25,12 @@ pub fn run(
         admin: admin.clone(),
         owner: None,
         ignore_errors: false,
-        single_transaction: true,
+        // One transaction only on the serial path (with wal_level=minimal the data then skips
+        // the WAL); parallel sessions cannot share one.
+        single_transaction: opts.jobs <= 1,
         placement: Placement::Fresh,
         count_check: true,
+        jobs: opts.jobs,
     };
     let restore = restore::run(engine, &req, sql, cancel).context("restoring into the verification server")?;
     // The last line is the database size; the lines before it, tables per schema.

@@ -95,6 +95,16 @@ impl PgScanner {
         }
     }
 
+    /// Inside a `COPY ... FROM stdin` data block (the next line is a row or `\.`).
+    pub fn in_copy(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    /// The next line starts outside every statement, quote and comment.
+    pub fn at_top(&self) -> bool {
+        self.line_at_top && self.copy.is_none()
+    }
+
     /// COPY data: whole lines, found with memchr; returns the bytes consumed.
     fn feed_copy(&mut self, chunk: &[u8], table: usize) -> usize {
         let mut start = 0;

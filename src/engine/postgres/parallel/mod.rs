@@ -1,0 +1,60 @@
+//! Parallel load of a plain PostgreSQL dump (`RESTORE_JOBS` sessions), for restore and
+//! verification: the same end state as `psql -f`, faster, from the same `.sql.gz`.
+//!
+//! `split` reads the stream once and decides what runs where (see its module doc for the
+//! order, which is always valid: pre-data, then rows, then index builds and constraints, then
+//! partition index attachments, foreign keys and the rest); `sessions` runs the psql sessions.
+//! The stream scanner sees every byte, so completeness and row counts are judged exactly as on
+//! the serial path. Written by hand: no tool loads a plain dump in parallel (`pg_restore -j`
+//! needs a custom or directory archive).
+
+mod plan;
+mod sessions;
+mod split;
+
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+
+use anyhow::bail;
+
+pub use split::Plan;
+
+use super::PostgresEngine;
+use crate::cancel::{Cancel, Interrupted};
+use crate::engine::RestoreRequest;
+use crate::engine::load::{SqlErrors, snapshot};
+use crate::scan::{Summary, postgres::PgScanner};
+
+/// Loads the database section of `input` into `into` with `req.jobs` parallel sessions beside
+/// the serial one. `scanner` has seen the `offset` lines before it.
+///
+/// # Errors
+/// The first SQL error (without `-I`), a session that could not run, a read error, a
+/// cancellation. The caller judges completeness from the returned summary.
+pub fn load(
+    engine: &PostgresEngine,
+    req: &RestoreRequest,
+    into: &str,
+    input: &mut dyn BufRead,
+    scanner: PgScanner,
+    offset: u64,
+    cancel: &Cancel,
+) -> anyhow::Result<(SqlErrors, Summary, Plan)> {
+    let tally = Arc::new(Mutex::new(SqlErrors::default()));
+    let mut lanes =
+        sessions::PsqlLanes::new(engine, &req.admin, into, req.ignore_errors, req.jobs, Arc::clone(&tally), cancel);
+    let result = split::Splitter::new(&mut lanes, scanner, offset).and_then(|s| s.run(input));
+    let errors = snapshot(&tally);
+    match result {
+        Ok((summary, plan)) => Ok((errors, summary, plan)),
+        Err(e) if cancel.is_cancelled() => Err(e.context(Interrupted)),
+        Err(_) if errors.count > 0 && !req.ignore_errors => bail!(
+            "the restore stopped at the first SQL error (-I continues past errors): {}",
+            errors.first.first().map(String::as_str).unwrap_or_default()
+        ),
+        Err(e) => Err(e.context("the parallel load stopped before the end of the backup")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! What each piece of a plain dump is, for the parallel load: the section an object header
+//! opens, and which top-level statements are session state that every session must share.
+//!
+//! pg_dump writes its objects in three sections (pre-data, data, post-data), each object under
+//! a `-- Name: N; Type: KIND; Schema: S; Owner: O` header (`-- Data for Name:` for table data).
+//! Only kinds that pg_dump never writes before the data move the load into post-data.
+
+/// Where an object's statements run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// In the serial session, in dump order; in post-data (triggers, rules, policies,
+    /// publications, comments, ACLs, event triggers, materialized view refreshes...) last.
+    Serial,
+    /// A table's rows (`TABLE DATA`): one of the parallel sessions.
+    TableData,
+    /// Sequence values and large objects' contents: the serial session, beside the rows.
+    OtherData,
+    /// Index builds and primary key / unique / exclusion / check constraints: parallel, after
+    /// all the rows and before anything below.
+    Build,
+    /// `ALTER INDEX ... ATTACH PARTITION`: serially, after every index exists.
+    Attach,
+    /// Foreign keys: parallel, after every index is attached (a key on a partitioned table
+    /// needs its whole index).
+    ForeignKey,
+}
+
+/// The header's type, when `line` is an object header.
+pub fn header_kind(line: &[u8]) -> Option<(bool, String)> {
+    let text = std::str::from_utf8(line).ok()?.trim_end();
+    let (data, rest) = match text.strip_prefix("-- Data for Name: ") {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix("-- Name: ")?),
+    };
+    let kind = rest.split("; ").find_map(|f| f.strip_prefix("Type: "))?;
+    Some((data, kind.to_string()))
+}
+
+/// The route of an object's statements, given its header and whether post-data has begun.
+pub fn route(data_header: bool, kind: &str) -> Route {
+    match kind {
+        "TABLE DATA" => Route::TableData,
+        "SEQUENCE SET" | "BLOBS" | "BLOB DATA" | "LARGE OBJECTS" => Route::OtherData,
+        _ if data_header => Route::OtherData,
+        "INDEX" | "CONSTRAINT" | "CHECK CONSTRAINT" => Route::Build,
+        "INDEX ATTACH" => Route::Attach,
+        "FK CONSTRAINT" => Route::ForeignKey,
+        _ => Route::Serial,
+    }
+}
+
+/// Kinds that pg_dump writes only in post-data: the first one ends the data.
+pub fn starts_post_data(kind: &str) -> bool {
+    matches!(
+        kind,
+        "INDEX"
+            | "CONSTRAINT"
+            | "INDEX ATTACH"
+            | "FK CONSTRAINT"
+            | "TRIGGER"
+            | "RULE"
+            | "POLICY"
+            | "ROW SECURITY"
+            | "PUBLICATION"
+            | "PUBLICATION TABLE"
+            | "PUBLICATION TABLES IN SCHEMA"
+            | "SUBSCRIPTION"
+            | "EVENT TRIGGER"
+            | "MATERIALIZED VIEW DATA"
+            | "STATISTICS"
+    )
+}
+
+/// The setting a top-level statement changes when it is session state (`SET x = ...`,
+/// `SELECT pg_catalog.set_config('x', ...)`, `RESET x`, `SET SESSION AUTHORIZATION ...`),
+/// written on one line as pg_dump does. Such statements are replayed into every session.
+pub fn state_key(statement: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(statement).ok()?.trim();
+    // One statement only: a line with another statement after the `;` is not state.
+    let body = text.strip_suffix(';')?;
+    if body.contains(';') || body.contains('\n') {
+        return None;
+    }
+    let lower = body.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("select pg_catalog.set_config('") {
+        let (name, tail) = rest.split_once('\'')?;
+        // `set_config(name, value, false)`: session-wide; `true` would be transaction-local.
+        return tail.trim_end().ends_with("false)").then(|| name.to_string());
+    }
+    let rest = lower.strip_prefix("set ").or_else(|| lower.strip_prefix("reset "))?.trim_start();
+    if rest.starts_with("local ") || rest.starts_with("transaction") || rest.starts_with("constraints") {
+        return None;
+    }
+    let rest = rest.strip_prefix("session ").map(str::trim_start).unwrap_or(rest);
+    if rest.starts_with("authorization") {
+        return Some("session authorization".into());
+    }
+    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.').collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Whether a `COPY` statement is pg_dump's own text-format form, whose rows are one line each
+/// and can therefore be split between sessions at any line.
+pub fn splittable_copy(statement: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(statement) else { return false };
+    let text = text.trim();
+    text.starts_with("COPY ") && text.ends_with(" FROM stdin;") && !text.contains('\n') && {
+        let between = &text[5..text.len() - " FROM stdin;".len()];
+        // `name (cols)` or `name`: no WITH, CSV or BINARY options after the column list.
+        !between.to_ascii_uppercase().contains(" WITH ")
+            && !between.ends_with("CSV")
+            && !between.to_ascii_uppercase().ends_with(" BINARY")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_and_routes() {
+        let h = header_kind(b"-- Name: t_fk t_fk_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: app\n");
+        assert_eq!(h, Some((false, "FK CONSTRAINT".into())));
+        let d = header_kind(
+            "-- Data for Name: Tåble \"quoted\"; Type: TABLE DATA; Schema: Ünïcode sch; Owner: app".as_bytes(),
+        );
+        assert_eq!(d, Some((true, "TABLE DATA".into())));
+        assert_eq!(header_kind(b"-- Dumped by pg_dump version 15.18"), None);
+        assert_eq!(route(true, "TABLE DATA"), Route::TableData);
+        assert_eq!(route(false, "SEQUENCE SET"), Route::OtherData);
+        assert_eq!(route(true, "BLOBS"), Route::OtherData);
+        assert_eq!(route(false, "INDEX"), Route::Build);
+        assert_eq!(route(false, "INDEX ATTACH"), Route::Attach);
+        assert_eq!(route(false, "FK CONSTRAINT"), Route::ForeignKey);
+        assert_eq!(route(false, "COMMENT"), Route::Serial);
+        assert!(starts_post_data("INDEX") && starts_post_data("EVENT TRIGGER"));
+        assert!(!starts_post_data("COMMENT") && !starts_post_data("ACL") && !starts_post_data("TABLE"));
+    }
+
+    #[test]
+    fn session_state() {
+        assert_eq!(state_key(b"SET statement_timeout = 0;\n").as_deref(), Some("statement_timeout"));
+        assert_eq!(
+            state_key(b"SELECT pg_catalog.set_config('search_path', '', false);").as_deref(),
+            Some("search_path")
+        );
+        assert_eq!(state_key(b"SET default_tablespace = '';").as_deref(), Some("default_tablespace"));
+        assert_eq!(state_key(b"SET SESSION AUTHORIZATION 'app';").as_deref(), Some("session authorization"));
+        assert_eq!(state_key(b"RESET SESSION AUTHORIZATION;").as_deref(), Some("session authorization"));
+        assert_eq!(state_key(b"SET search_path = public, pg_catalog;").as_deref(), Some("search_path"));
+        assert_eq!(state_key(b"SELECT pg_catalog.set_config('search_path', '', true);"), None);
+        assert_eq!(state_key(b"SET LOCAL work_mem = '1GB';"), None);
+        assert_eq!(state_key(b"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;"), None);
+        assert_eq!(state_key(b"SET x = 1; CREATE TABLE t ();"), None);
+        assert_eq!(state_key(b"SELECT pg_catalog.setval('public.s', 42, true);"), None);
+        assert_eq!(state_key(b"CREATE TABLE settings (a int);"), None);
+    }
+
+    #[test]
+    fn copy_forms() {
+        assert!(splittable_copy(b"COPY public.t (a, b) FROM stdin;\n"));
+        assert!(splittable_copy(
+            "COPY \"Ünïcode sch\".\"Tåble \"\"quoted\"\"\" (id, \"naïve col\", h) FROM stdin;".as_bytes()
+        ));
+        assert!(!splittable_copy(b"COPY t FROM stdin WITH (FORMAT csv);"));
+        assert!(!splittable_copy(b"COPY t FROM stdin CSV;"));
+        assert!(!splittable_copy(b"COPY t (a) FROM '/etc/passwd';"));
+    }
+}

@@ -1,0 +1,525 @@
+//! The splitter: reads a plain dump once, as psql would (the stream scanner decides where
+//! statements, quotes and COPY data begin and end), and sends each piece to a session.
+//!
+//! - pre-data runs in the serial session; then every session waits (the tables exist);
+//! - each table's rows go to the worker with the least unfinished work, and a table's rows
+//!   move to another worker every `SPLIT_BYTES` (rows are independent until post-data), while
+//!   sequence values and large objects run in the serial session;
+//! - post-data: index builds and constraints in parallel as they are read; partition index
+//!   attachments, then foreign keys (in parallel), then everything else in dump order, from a
+//!   spool file (bounded memory), each group after the one before has finished.
+//!
+//! Session state (`SET ...`, `set_config(...)`) is replayed into each session before the first
+//! statement that follows it there; the dump's `\restrict` key goes first into every session,
+//! so no session runs a meta-command the dump carries. Anything else the splitter does not
+//! know (another meta-command, data after post-data began) makes the rest of the load serial,
+//! after everything before it has finished: never a different result from psql.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
+
+use anyhow::Context;
+
+use super::plan::{Route, header_kind, route, splittable_copy, starts_post_data, state_key};
+use crate::scan::{Scanner, Summary, postgres::PgScanner};
+
+/// A table's rows move to another session after this many bytes.
+pub const SPLIT_BYTES: u64 = 16 << 20;
+/// Text sent to a session in one piece (smaller pieces at unit ends).
+const SEND_BYTES: usize = 256 * 1024;
+
+/// Where the splitter sends text: lane 0 is the serial session, 1..=workers the parallel ones.
+pub trait Lanes {
+    fn workers(&self) -> usize;
+    /// Sends `text` (whole lines, except inside a long row) to `lane`; `file_line` is the line
+    /// of the file its first line comes from (`None`: text the loader wrote).
+    fn send(&mut self, lane: usize, text: &[u8], file_line: Option<u64>) -> anyhow::Result<()>;
+    /// The end of one unit of work on `lane` (it is sent on now, and counted as unfinished
+    /// until the session reaches it).
+    fn end_unit(&mut self, lane: usize) -> anyhow::Result<()>;
+    /// The worker with the least unfinished work.
+    fn idlest(&self) -> usize;
+    /// Waits until every session has run everything sent to it; later sends start new ones.
+    fn barrier(&mut self) -> anyhow::Result<()>;
+}
+
+/// What the parallel load did, for the log and the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Tables whose rows went to parallel sessions, and the extra pieces big ones were cut in.
+    pub tables: u64,
+    pub pieces: u64,
+    /// Index and constraint builds, and foreign keys, run in parallel.
+    pub builds: u64,
+    pub foreign_keys: u64,
+    /// Why (and from which file line) the rest of the load ran serially, if it did.
+    pub serial_from: Option<(u64, String)>,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tables in parallel ({} extra pieces), {} index/constraint builds and {} foreign keys in parallel",
+            self.tables, self.pieces, self.builds, self.foreign_keys
+        )?;
+        if let Some((line, why)) = &self.serial_from {
+            write!(f, "; serial from line {line}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pre,
+    Data,
+    Post,
+    Serial,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Lane(usize),
+    Spool(usize),
+}
+
+/// The post-data groups kept for later: attachments, foreign keys, the rest.
+const ATTACH: usize = 0;
+const FOREIGN: usize = 1;
+const AFTER: usize = 2;
+
+struct CopyBlock {
+    dest: Dest,
+    statement: Vec<u8>,
+    statement_line: u64,
+    splittable: bool,
+    piece: u64,
+    /// The current row's first bytes and length (a row may span reads).
+    row_start: Vec<u8>,
+    row_len: usize,
+}
+
+/// One setting's statement, with its file line.
+type Setting = (String, Vec<u8>, u64);
+
+pub struct Splitter<'a, L: Lanes> {
+    lanes: &'a mut L,
+    scanner: PgScanner,
+    /// The file line of the next line.
+    line: u64,
+    phase: Phase,
+    restrict: Option<Vec<u8>>,
+    state: Vec<Setting>,
+    /// Per lane: the settings its session has (None: not started since the last barrier).
+    synced: Vec<Option<Vec<Setting>>>,
+    route: Route,
+    entry_lane: usize,
+    /// A worker that has unfinished unit text (ended at the next header).
+    open_unit: Option<usize>,
+    statement: Vec<u8>,
+    statement_line: u64,
+    partial: Vec<u8>,
+    copy: Option<CopyBlock>,
+    spools: Vec<BufWriter<std::fs::File>>,
+    post_state: Vec<Setting>,
+    out: Vec<u8>,
+    plan: Plan,
+}
+
+impl<'a, L: Lanes> Splitter<'a, L> {
+    /// `scanner` has seen what came before (the front sections, `offset` lines).
+    pub fn new(lanes: &'a mut L, scanner: PgScanner, offset: u64) -> anyhow::Result<Self> {
+        let spools = (0..3)
+            .map(|_| tempfile::tempfile().map(BufWriter::new))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("creating the spool file for post-data (TMPDIR)")?;
+        let lanes_n = lanes.workers() + 1;
+        Ok(Splitter {
+            lanes,
+            scanner,
+            line: offset + 1,
+            phase: Phase::Pre,
+            restrict: None,
+            state: Vec::new(),
+            synced: vec![None; lanes_n],
+            route: Route::Serial,
+            entry_lane: 0,
+            open_unit: None,
+            statement: Vec::new(),
+            statement_line: 0,
+            partial: Vec::new(),
+            copy: None,
+            spools,
+            post_state: Vec::new(),
+            out: Vec::new(),
+            plan: Plan::default(),
+        })
+    }
+
+    /// Loads the whole stream; returns the scanner's summary and what ran where.
+    ///
+    /// # Errors
+    /// A read error, or the first failure of a session.
+    pub fn run(mut self, input: &mut dyn BufRead) -> anyhow::Result<(Summary, Plan)> {
+        loop {
+            let buf = input.fill_buf().context("reading the backup")?;
+            if buf.is_empty() {
+                break;
+            }
+            let used = if self.copy.is_some() {
+                self.copy_data(buf)?
+            } else {
+                match memchr::memchr(b'\n', buf) {
+                    None => {
+                        self.partial.extend_from_slice(buf);
+                        buf.len()
+                    }
+                    Some(pos) => {
+                        let mut line = std::mem::take(&mut self.partial);
+                        line.extend_from_slice(&buf[..=pos]);
+                        self.sql_line(&line)?;
+                        pos + 1
+                    }
+                }
+            };
+            input.consume(used);
+        }
+        if !self.partial.is_empty() {
+            // A last line without a newline (a cut file): psql would run it; so do we.
+            let line = std::mem::take(&mut self.partial);
+            self.sql_line(&line)?;
+        }
+        if !self.statement.is_empty() {
+            let s = std::mem::take(&mut self.statement);
+            self.statement(s, self.statement_line)?;
+        }
+        self.close_unit()?;
+        if self.phase == Phase::Post {
+            self.replay_post()?;
+        }
+        self.lanes.barrier()?;
+        Ok((self.scanner.finish(), self.plan))
+    }
+
+    fn sql_line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        let top = self.scanner.at_top() && self.statement.is_empty();
+        self.scanner.feed(line);
+        let here = self.line;
+        self.line += 1;
+        if top {
+            let text = trim(line);
+            if text.is_empty() {
+                return Ok(());
+            }
+            if text.starts_with(b"--") && self.scanner.at_top() {
+                if let Some((data, kind)) = header_kind(text) {
+                    self.header(data, &kind, here)?;
+                }
+                return Ok(());
+            }
+            if text.starts_with(b"\\") {
+                return self.meta(line, here);
+            }
+            self.statement_line = here;
+        }
+        self.statement.extend_from_slice(line);
+        if self.scanner.at_top() || self.scanner.in_copy() {
+            let statement = std::mem::take(&mut self.statement);
+            self.statement(statement, self.statement_line)?;
+        }
+        Ok(())
+    }
+
+    fn meta(&mut self, line: &[u8], here: u64) -> anyhow::Result<()> {
+        let text = trim(line);
+        if text.starts_with(b"\\unrestrict") {
+            return Ok(());
+        }
+        let started = self.synced.iter().any(Option::is_some) || self.plan.tables > 0;
+        if text.starts_with(b"\\restrict ") && self.restrict.is_none() && !started {
+            self.restrict = Some(line.to_vec());
+            return Ok(());
+        }
+        let what = String::from_utf8_lossy(text.split(|b| *b == b' ').next().unwrap_or_default()).into_owned();
+        self.serial_from(here, format!("the psql meta-command {what}"))?;
+        self.sync(0)?;
+        self.lanes.send(0, line, Some(here))
+    }
+
+    fn header(&mut self, data: bool, kind: &str, here: u64) -> anyhow::Result<()> {
+        self.close_unit()?;
+        let r = route(data, kind);
+        let is_data = matches!(r, Route::TableData | Route::OtherData);
+        match self.phase {
+            Phase::Pre if is_data => self.enter(Phase::Data)?,
+            Phase::Pre if starts_post_data(kind) => self.enter(Phase::Post)?,
+            Phase::Data if !is_data => self.enter(Phase::Post)?,
+            Phase::Post if is_data => self.serial_from(here, format!("{kind} after post-data began"))?,
+            _ => {}
+        }
+        self.route = r;
+        if (self.phase == Phase::Data && r == Route::TableData) || (self.phase == Phase::Post && r == Route::Build) {
+            self.entry_lane = self.lanes.idlest();
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, phase: Phase) -> anyhow::Result<()> {
+        self.barrier()?;
+        if phase == Phase::Post {
+            self.post_state = self.state.clone();
+        }
+        self.phase = phase;
+        Ok(())
+    }
+
+    fn barrier(&mut self) -> anyhow::Result<()> {
+        self.lanes.barrier()?;
+        self.synced.iter_mut().for_each(|s| *s = None);
+        Ok(())
+    }
+
+    /// The rest of the load runs in the serial session, after everything before has finished.
+    fn serial_from(&mut self, here: u64, why: String) -> anyhow::Result<()> {
+        if self.phase == Phase::Serial {
+            return Ok(());
+        }
+        self.close_unit()?;
+        if self.phase == Phase::Post {
+            self.replay_post()?;
+        }
+        self.barrier()?;
+        self.phase = Phase::Serial;
+        self.plan.serial_from = Some((here, why));
+        Ok(())
+    }
+
+    fn close_unit(&mut self) -> anyhow::Result<()> {
+        if let Some(lane) = self.open_unit.take() {
+            self.lanes.end_unit(lane)?;
+        }
+        Ok(())
+    }
+
+    fn statement(&mut self, statement: Vec<u8>, line: u64) -> anyhow::Result<()> {
+        if !self.scanner.in_copy()
+            && let Some(key) = state_key(&statement)
+        {
+            if self.phase == Phase::Post {
+                for spool in 0..3 {
+                    write_record(&mut self.spools[spool], b'S', line, &statement)?;
+                }
+            }
+            self.state.retain(|(k, _, _)| *k != key);
+            self.state.push((key, statement, line));
+            return Ok(());
+        }
+        let dest = match (self.phase, self.route) {
+            (Phase::Data, Route::TableData) | (Phase::Post, Route::Build) => Dest::Lane(self.entry_lane),
+            (Phase::Post, Route::Attach) => Dest::Spool(ATTACH),
+            (Phase::Post, Route::ForeignKey) => Dest::Spool(FOREIGN),
+            (Phase::Post, _) => Dest::Spool(AFTER),
+            _ => Dest::Lane(0),
+        };
+        if let Dest::Lane(lane) = dest
+            && lane > 0
+        {
+            self.open_unit = Some(lane);
+        }
+        if self.scanner.in_copy() {
+            let splittable = dest != Dest::Lane(0) && self.phase == Phase::Data && splittable_copy(&statement);
+            if splittable {
+                self.plan.tables += 1;
+            }
+            self.copy = Some(CopyBlock {
+                dest,
+                statement: statement.clone(),
+                statement_line: line,
+                splittable,
+                piece: 0,
+                row_start: Vec::new(),
+                row_len: 0,
+            });
+        } else if self.phase == Phase::Post && self.route == Route::Build {
+            self.plan.builds += 1;
+        }
+        self.send_to(dest, &statement, line)
+    }
+
+    fn send_to(&mut self, dest: Dest, text: &[u8], line: u64) -> anyhow::Result<()> {
+        match dest {
+            Dest::Lane(lane) => {
+                self.sync(lane)?;
+                self.lanes.send(lane, text, Some(line))
+            }
+            Dest::Spool(spool) => write_record(&mut self.spools[spool], b'T', line, text),
+        }
+    }
+
+    /// Starts `lane`'s session with the dump's `\restrict` key and brings its settings up to date.
+    fn sync(&mut self, lane: usize) -> anyhow::Result<()> {
+        if self.synced[lane].is_none() {
+            if let Some(r) = self.restrict.clone() {
+                self.lanes.send(lane, &r, None)?;
+            }
+            self.synced[lane] = Some(Vec::new());
+        }
+        let have = self.synced[lane].take().unwrap_or_default();
+        let mut now = have.clone();
+        for setting in &self.state {
+            if !have.iter().any(|h| h.0 == setting.0 && h.1 == setting.1) {
+                self.lanes.send(lane, &setting.1, Some(setting.2))?;
+                now.retain(|h| h.0 != setting.0);
+                now.push(setting.clone());
+            }
+        }
+        self.synced[lane] = Some(now);
+        Ok(())
+    }
+
+    /// COPY rows: passed on in pieces; a big table's rows move to another worker between rows.
+    fn copy_data(&mut self, buf: &[u8]) -> anyhow::Result<usize> {
+        let Some(mut copy) = self.copy.take() else { return Ok(0) };
+        let mut start = 0;
+        let mut used = buf.len();
+        let mut ended = false;
+        let mut rows_from = self.line;
+        while start < buf.len() {
+            let Some(pos) = memchr::memchr(b'\n', &buf[start..]) else {
+                // The rest of a long row.
+                keep_start(&mut copy, &buf[start..]);
+                copy.row_len += buf.len() - start;
+                self.out.extend_from_slice(&buf[start..]);
+                break;
+            };
+            let end = start + pos + 1;
+            keep_start(&mut copy, &buf[start..end]);
+            copy.row_len += end - start;
+            let is_end = (copy.row_len, copy.row_start.as_slice()) == (3, b"\\.\n".as_slice())
+                || (copy.row_len, copy.row_start.as_slice()) == (4, b"\\.\r\n".as_slice());
+            copy.row_start.clear();
+            copy.row_len = 0;
+            self.out.extend_from_slice(&buf[start..end]);
+            copy.piece += (end - start) as u64;
+            self.line += 1;
+            start = end;
+            if is_end {
+                used = end;
+                ended = true;
+                break;
+            }
+            if self.out.len() >= SEND_BYTES || (copy.splittable && copy.piece >= SPLIT_BYTES) {
+                self.flush_copy(&copy, rows_from)?;
+                rows_from = self.line;
+                if copy.splittable && copy.piece >= SPLIT_BYTES {
+                    self.next_piece(&mut copy)?;
+                }
+            }
+        }
+        self.scanner.feed(&buf[..used]);
+        self.flush_copy(&copy, rows_from)?;
+        if ended {
+            if let Dest::Lane(lane) = copy.dest
+                && lane > 0
+            {
+                self.lanes.end_unit(lane)?;
+                self.open_unit = None;
+            }
+        } else {
+            self.copy = Some(copy);
+        }
+        Ok(used)
+    }
+
+    fn flush_copy(&mut self, copy: &CopyBlock, rows_from: u64) -> anyhow::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let r = match copy.dest {
+            Dest::Lane(lane) => self.lanes.send(lane, &out, Some(rows_from)),
+            Dest::Spool(spool) => write_record(&mut self.spools[spool], b'T', rows_from, &out),
+        };
+        self.out = out;
+        self.out.clear();
+        r
+    }
+
+    /// Ends the current piece of a table's rows and opens the next in the idlest worker.
+    fn next_piece(&mut self, copy: &mut CopyBlock) -> anyhow::Result<()> {
+        let Dest::Lane(old) = copy.dest else { return Ok(()) };
+        self.lanes.send(old, b"\\.\n", None)?;
+        self.lanes.end_unit(old)?;
+        let lane = self.lanes.idlest();
+        self.sync(lane)?;
+        // The repeated COPY line maps to the original: an error in it is the original's.
+        self.lanes.send(lane, &copy.statement, Some(copy.statement_line))?;
+        copy.dest = Dest::Lane(lane);
+        copy.piece = 0;
+        self.open_unit = Some(lane);
+        self.plan.pieces += 1;
+        Ok(())
+    }
+
+    /// Post-data's kept groups, each after the one before has finished.
+    fn replay_post(&mut self) -> anyhow::Result<()> {
+        self.barrier()?;
+        for group in [ATTACH, FOREIGN, AFTER] {
+            let spool = std::mem::replace(&mut self.spools[group], BufWriter::new(tempfile::tempfile()?));
+            let mut file = spool.into_inner().map_err(|e| e.into_error()).context("writing the post-data spool")?;
+            file.rewind()?;
+            self.state = self.post_state.clone();
+            let mut reader = BufReader::new(file);
+            while let Some((tag, line, text)) = read_record(&mut reader)? {
+                if tag == b'S' {
+                    if let Some(key) = state_key(&text) {
+                        self.state.retain(|(k, _, _)| *k != key);
+                        self.state.push((key, text, line));
+                    }
+                    continue;
+                }
+                let lane = if group == FOREIGN { self.lanes.idlest() } else { 0 };
+                if group == FOREIGN && text.starts_with(b"ALTER") {
+                    self.plan.foreign_keys += 1;
+                }
+                self.sync(lane)?;
+                self.lanes.send(lane, &text, Some(line))?;
+                if lane > 0 {
+                    self.lanes.end_unit(lane)?;
+                }
+            }
+            self.barrier()?;
+        }
+        Ok(())
+    }
+}
+
+fn keep_start(copy: &mut CopyBlock, bytes: &[u8]) {
+    let room = 4usize.saturating_sub(copy.row_start.len());
+    copy.row_start.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+fn write_record(w: &mut BufWriter<std::fs::File>, tag: u8, line: u64, text: &[u8]) -> anyhow::Result<()> {
+    w.write_all(&[tag])?;
+    w.write_all(&line.to_le_bytes())?;
+    w.write_all(&(text.len() as u64).to_le_bytes())?;
+    w.write_all(text).context("writing the post-data spool (TMPDIR full?)")
+}
+
+fn read_record(r: &mut impl Read) -> anyhow::Result<Option<(u8, u64, Vec<u8>)>> {
+    let mut tag = [0u8; 1];
+    if r.read(&mut tag)? == 0 {
+        return Ok(None);
+    }
+    let mut n = [0u8; 8];
+    r.read_exact(&mut n)?;
+    let line = u64::from_le_bytes(n);
+    r.read_exact(&mut n)?;
+    let mut text = vec![0u8; usize::try_from(u64::from_le_bytes(n))?];
+    r.read_exact(&mut text)?;
+    Ok(Some((tag[0], line, text)))
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    s.trim_ascii()
+}
