@@ -22,6 +22,7 @@ mod module_graph;
 mod names;
 mod notify;
 mod object_lock;
+mod parallel_restore;
 mod prune;
 mod restore;
 mod restore_safety;

@@ -7,11 +7,11 @@
 use crate::harness::app::Fixture;
 use crate::harness::run;
 
-const SUPERUSER_PART: &str = "CREATE EXTENSION hstore; CREATE EXTENSION pg_trgm;
+pub(crate) const SUPERUSER_PART: &str = "CREATE EXTENSION hstore; CREATE EXTENSION pg_trgm;
     CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN NULL; END$$;
     CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION public.on_ddl();";
 
-const APP_PART: &str = r#"SET ROLE app;
+pub(crate) const APP_PART: &str = r#"SET ROLE app;
     CREATE SCHEMA "Ünïcode sch";
     CREATE TABLE "Ünïcode sch"."Tåble ""quoted""" (id int PRIMARY KEY, "naïve col" text, h hstore);
     INSERT INTO "Ünïcode sch"."Tåble ""quoted""" SELECT g, 'ü ' || g || E'\ttab\nnewline', hstore('k', g::text) FROM generate_series(1, 300) g;

@@ -49,6 +49,22 @@ pub fn route(data_header: bool, kind: &str) -> Route {
     }
 }
 
+/// Whether `statement` is what pg_dump writes in an object of this route (its `n`th statement,
+/// from 0). Anything else (a statement appended by hand, another tool's output) is run serially,
+/// with everything after it.
+pub fn expected(route: Route, statement: &[u8], n: u32) -> bool {
+    let text = statement.trim_ascii_start();
+    let starts = |p: &[&str]| p.iter().any(|p| text.starts_with(p.as_bytes()));
+    match route {
+        Route::Serial => true,
+        Route::TableData => starts(&["COPY ", "INSERT INTO "]),
+        Route::OtherData => starts(&["SELECT pg_catalog.", "BEGIN;", "COMMIT;"]),
+        Route::Build => n == 0 && starts(&["CREATE INDEX ", "CREATE UNIQUE INDEX ", "ALTER TABLE "]),
+        Route::Attach => n == 0 && starts(&["ALTER INDEX "]),
+        Route::ForeignKey => n == 0 && starts(&["ALTER TABLE "]),
+    }
+}
+
 /// Kinds that pg_dump writes only in post-data: the first one ends the data.
 pub fn starts_post_data(kind: &str) -> bool {
     matches!(
@@ -135,6 +151,18 @@ mod tests {
         assert_eq!(route(false, "COMMENT"), Route::Serial);
         assert!(starts_post_data("INDEX") && starts_post_data("EVENT TRIGGER"));
         assert!(!starts_post_data("COMMENT") && !starts_post_data("ACL") && !starts_post_data("TABLE"));
+    }
+
+    #[test]
+    fn what_each_route_holds() {
+        assert!(expected(Route::TableData, b"COPY public.a (id) FROM stdin;\n", 0));
+        assert!(!expected(Route::TableData, b"DELETE FROM public.a;\n", 0));
+        assert!(expected(Route::OtherData, b"SELECT pg_catalog.setval('public.s', 42, true);", 0));
+        assert!(!expected(Route::OtherData, b"SELECT public.f();", 0));
+        assert!(expected(Route::Build, b"ALTER TABLE ONLY public.a\n    ADD CONSTRAINT a_pkey PRIMARY KEY (id);", 0));
+        assert!(!expected(Route::Build, b"CREATE INDEX b ON public.b (id);", 1), "one statement per object");
+        assert!(!expected(Route::ForeignKey, b"CREATE FUNCTION public.f() ...;", 0));
+        assert!(expected(Route::Serial, b"anything;", 7));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 
 use anyhow::Context;
 
-use super::plan::{Route, header_kind, route, splittable_copy, starts_post_data, state_key};
+use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
 use crate::scan::{Scanner, Summary, postgres::PgScanner};
 
 /// A table's rows move to another session after this many bytes.
@@ -113,6 +113,8 @@ pub struct Splitter<'a, L: Lanes> {
     /// Per lane: the settings its session has (None: not started since the last barrier).
     synced: Vec<Option<Vec<Setting>>>,
     route: Route,
+    /// Statements of the current object so far.
+    entry_statements: u32,
     entry_lane: usize,
     /// A worker that has unfinished unit text (ended at the next header).
     open_unit: Option<usize>,
@@ -143,6 +145,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             state: Vec::new(),
             synced: vec![None; lanes_n],
             route: Route::Serial,
+            entry_statements: 0,
             entry_lane: 0,
             open_unit: None,
             statement: Vec::new(),
@@ -258,6 +261,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             _ => {}
         }
         self.route = r;
+        self.entry_statements = 0;
         if (self.phase == Phase::Data && r == Route::TableData) || (self.phase == Phase::Post && r == Route::Build) {
             self.entry_lane = self.lanes.idlest();
         }
@@ -314,6 +318,15 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             self.state.push((key, statement, line));
             return Ok(());
         }
+        if matches!(self.phase, Phase::Data | Phase::Post) && !expected(self.route, &statement, self.entry_statements) {
+            let first =
+                String::from_utf8_lossy(statement.trim_ascii().split(|b| *b == b'\n').next().unwrap_or_default())
+                    .chars()
+                    .take(60)
+                    .collect::<String>();
+            self.serial_from(line, format!("a statement pg_dump does not write there ({first})"))?;
+        }
+        self.entry_statements += 1;
         let dest = match (self.phase, self.route) {
             (Phase::Data, Route::TableData) | (Phase::Post, Route::Build) => Dest::Lane(self.entry_lane),
             (Phase::Post, Route::Attach) => Dest::Spool(ATTACH),
@@ -448,7 +461,8 @@ impl<'a, L: Lanes> Splitter<'a, L> {
     /// Ends the current piece of a table's rows and opens the next in the idlest worker.
     fn next_piece(&mut self, copy: &mut CopyBlock) -> anyhow::Result<()> {
         let Dest::Lane(old) = copy.dest else { return Ok(()) };
-        self.lanes.send(old, b"\\.\n", None)?;
+        // psql names a failed COPY by its `\.` line: this one stands for the piece's last row.
+        self.lanes.send(old, b"\\.\n", Some(self.line - 1))?;
         self.lanes.end_unit(old)?;
         let lane = self.lanes.idlest();
         self.sync(lane)?;

@@ -1,1 +1,196 @@
+//! The splitter against a recording set of lanes: what each session would be sent, in order.
 
+use super::split::{Lanes, SPLIT_BYTES, Splitter};
+use crate::scan::postgres::PgScanner;
+
+#[derive(Default)]
+struct Recorder {
+    workers: usize,
+    /// Per lane: the sessions it ran (a barrier ends one), each the text it got.
+    sessions: Vec<Vec<String>>,
+    open: Vec<bool>,
+    /// Every send: (lane, file line).
+    lines: Vec<(usize, Option<u64>)>,
+    barriers: usize,
+    next: usize,
+}
+
+impl Recorder {
+    fn new(workers: usize) -> Self {
+        Recorder {
+            workers,
+            sessions: vec![Vec::new(); workers + 1],
+            open: vec![false; workers + 1],
+            ..Default::default()
+        }
+    }
+
+    fn all(&self, lane: usize) -> String {
+        self.sessions[lane].concat()
+    }
+}
+
+impl Lanes for Recorder {
+    fn workers(&self) -> usize {
+        self.workers
+    }
+    fn send(&mut self, lane: usize, text: &[u8], file_line: Option<u64>) -> anyhow::Result<()> {
+        if !self.open[lane] {
+            self.sessions[lane].push(String::new());
+            self.open[lane] = true;
+        }
+        self.sessions[lane].last_mut().unwrap().push_str(&String::from_utf8_lossy(text));
+        self.lines.push((lane, file_line));
+        Ok(())
+    }
+    fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
+        self.next += 1;
+        self.send(lane, b"<unit>\n", None)
+    }
+    fn idlest(&self) -> usize {
+        // Round robin over the workers (the next after each unit): deterministic.
+        1 + self.next % self.workers
+    }
+    fn barrier(&mut self) -> anyhow::Result<()> {
+        self.barriers += 1;
+        self.next += 1;
+        self.open.iter_mut().for_each(|o| *o = false);
+        Ok(())
+    }
+}
+
+/// A dump laid out as pg_dump 15 writes it.
+fn dump(rows_a: usize) -> String {
+    let mut d = String::from(
+        "--\n-- PostgreSQL database dump\n--\n\n\\restrict KEY123\n\n\
+         SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\n\
+         SELECT pg_catalog.set_config('search_path', '', false);\n\n\
+         --\n-- Name: f(); Type: FUNCTION; Schema: public; Owner: app\n--\n\n\
+         CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $$SELECT ';\n-- Name: x; Type: INDEX'$$;\n\n\
+         SET default_tablespace = '';\n\n\
+         --\n-- Name: a; Type: TABLE; Schema: public; Owner: app\n--\n\nCREATE TABLE public.a (id int);\n\n\
+         --\n-- Name: b; Type: TABLE; Schema: public; Owner: app\n--\n\nCREATE TABLE public.b (id int);\n\n\
+         --\n-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: app\n--\n\nCOPY public.a (id) FROM stdin;\n",
+    );
+    for i in 0..rows_a {
+        d.push_str(&format!("{i}\t{}\n", "x".repeat(90)));
+    }
+    d.push_str(
+        "\\.\n\n\n--\n-- Data for Name: b; Type: TABLE DATA; Schema: public; Owner: app\n--\n\n\
+         COPY public.b (id) FROM stdin;\n1\n\\.\n\n\n\
+         --\n-- Name: s; Type: SEQUENCE SET; Schema: public; Owner: app\n--\n\nSELECT pg_catalog.setval('public.s', 42, true);\n\n\
+         --\n-- Name: a a_pkey; Type: CONSTRAINT; Schema: public; Owner: app\n--\n\nALTER TABLE ONLY public.a\n    ADD CONSTRAINT a_pkey PRIMARY KEY (id);\n\n\
+         --\n-- Name: INDEX a_pkey; Type: COMMENT; Schema: public; Owner: app\n--\n\nCOMMENT ON INDEX public.a_pkey IS 'k';\n\n\
+         SET default_tablespace = fast;\n\n\
+         --\n-- Name: b_i; Type: INDEX; Schema: public; Owner: app\n--\n\nCREATE INDEX b_i ON public.b USING btree (id);\n\n\
+         --\n-- Name: p_i_c; Type: INDEX ATTACH; Schema: public; Owner: app\n--\n\nALTER INDEX public.p_i ATTACH PARTITION public.c_i;\n\n\
+         --\n-- Name: b b_fk; Type: FK CONSTRAINT; Schema: public; Owner: app\n--\n\nALTER TABLE ONLY public.b\n    ADD CONSTRAINT b_fk FOREIGN KEY (id) REFERENCES public.a(id);\n\n\
+         --\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict KEY123\n\n",
+    );
+    d
+}
+
+fn split(text: &str, workers: usize) -> (Recorder, super::Plan, crate::scan::Summary) {
+    let mut lanes = Recorder::new(workers);
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0).unwrap();
+    let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(4096, text.as_bytes())).unwrap();
+    (lanes, plan, summary)
+}
+
+#[test]
+fn sections_go_where_they_may_and_in_an_order_that_is_always_valid() {
+    let (lanes, plan, summary) = split(&dump(3), 2);
+    summary.check_complete().unwrap();
+    assert_eq!(summary.tables.iter().map(|t| t.rows).collect::<Vec<_>>(), [3, 1]);
+    assert_eq!((plan.tables, plan.builds, plan.foreign_keys, plan.serial_from.clone()), (2, 2, 1, None), "{plan}");
+    let serial = &lanes.sessions[0];
+    // Pre-data, then the data phase's sequence value, then attach, then the rest.
+    assert!(serial[0].contains("CREATE FUNCTION") && serial[0].contains("CREATE TABLE public.b"), "{serial:?}");
+    assert!(!serial[0].contains("COPY"), "rows never go to the serial session: {serial:?}");
+    assert!(serial[1].contains("setval"), "{serial:?}");
+    let attach = serial.iter().position(|s| s.contains("ATTACH PARTITION")).unwrap();
+    let comment = serial.iter().position(|s| s.contains("COMMENT ON INDEX")).unwrap();
+    assert!(attach < comment, "{serial:?}");
+    // Every session starts with the dump's \restrict key and the settings in force.
+    for lane in 0..=2 {
+        for session in &lanes.sessions[lane] {
+            assert!(session.starts_with("\\restrict KEY123\n"), "lane {lane}: {session}");
+            assert!(session.contains("set_config('search_path', '', false)"), "lane {lane}: {session}");
+        }
+    }
+    let workers = format!("{}{}", lanes.all(1), lanes.all(2));
+    assert!(workers.contains("COPY public.a (id) FROM stdin;\n0\t") && workers.contains("COPY public.b"), "{workers}");
+    // The index in tablespace `fast` is built with that setting; the key before it without.
+    let b_i = workers.find("CREATE INDEX b_i").unwrap();
+    assert!(workers[..b_i].rfind("SET default_tablespace = fast;").is_some(), "{workers}");
+    let pkey_lane = if lanes.all(1).contains("a_pkey") { 1 } else { 2 };
+    let pkey_text = lanes.all(pkey_lane);
+    let pkey = pkey_text.find("ADD CONSTRAINT a_pkey").unwrap();
+    assert!(
+        pkey_text[..pkey].rfind("SET default_tablespace = '';").unwrap_or(0)
+            >= pkey_text[..pkey].rfind("fast").unwrap_or(0)
+    );
+    assert!(!workers.contains("unrestrict") && !workers.contains("database dump complete"));
+    // A function body holding `;` and a header-like line is one statement of pre-data.
+    assert!(serial[0].contains("$$SELECT ';\n-- Name: x; Type: INDEX'$$;"));
+}
+
+#[test]
+fn a_big_table_is_cut_between_rows_over_the_workers() {
+    let rows = (SPLIT_BYTES as usize / 90) * 3;
+    let (lanes, plan, summary) = split(&dump(rows), 3);
+    summary.check_complete().unwrap();
+    assert!(plan.pieces >= 2, "{plan}");
+    let mut copied = 0usize;
+    for lane in 1..=3 {
+        let text = lanes.all(lane);
+        assert!(text.contains("COPY public.a (id) FROM stdin;"), "lane {lane} got a piece");
+        // Each piece is a whole COPY: every started block ends with \. before anything else.
+        let mut in_copy = false;
+        for l in text.lines() {
+            if l.starts_with("COPY ") {
+                assert!(!in_copy);
+                in_copy = true;
+            } else if l == "\\." {
+                in_copy = false;
+            } else if in_copy && l.contains("\txxx") {
+                copied += 1;
+            } else {
+                assert!(!in_copy || l == "1", "{l}");
+            }
+        }
+        assert!(!in_copy);
+    }
+    assert_eq!(copied, rows, "every row sent exactly once");
+}
+
+#[test]
+fn file_lines_follow_every_piece() {
+    let text = dump(5);
+    let (lanes, _, _) = split(&text, 2);
+    let copy_line = text.lines().position(|l| l.starts_with("COPY public.a")).unwrap() as u64 + 1;
+    assert!(lanes.lines.iter().any(|&(lane, l)| lane > 0 && l == Some(copy_line)), "{:?}", lanes.lines);
+}
+
+#[test]
+fn an_unknown_meta_command_makes_the_rest_serial() {
+    let text = dump(2).replace("--\n-- Name: a a_pkey;", "\\! touch /tmp/should-not-run\n\n--\n-- Name: a a_pkey;");
+    let (lanes, plan, summary) = split(&text, 2);
+    summary.check_complete().unwrap();
+    let (line, why) = plan.serial_from.clone().expect("fell back");
+    assert!(why.contains("\\!") && line > 1, "{plan}");
+    let serial = lanes.all(0);
+    // The command and everything after it go to the serial session, which holds the key.
+    let bang = serial.find("\\! touch").unwrap();
+    assert!(serial[..bang].rfind("\\restrict KEY123").is_some());
+    assert!(serial[bang..].contains("a_pkey") && serial[bang..].contains("b_fk"));
+}
+
+#[test]
+fn a_file_without_object_headers_runs_in_one_session() {
+    let text = "CREATE TABLE t (a int);\nCOPY t (a) FROM stdin;\n1\n\\.\nSELECT 1;\n";
+    let (lanes, plan, _) = split(text, 2);
+    assert_eq!(plan.tables, 0);
+    assert_eq!(lanes.all(0), text);
+    assert!(lanes.sessions[1].is_empty() && lanes.sessions[2].is_empty());
+}
