@@ -51,6 +51,11 @@ pg_admin -d bench -c "INSERT INTO events SELECT g, timestamptz '2024-01-01' + g 
   'user' || (g % 50000) || '@example.org', repeat(md5(g::text), 2),
   jsonb_build_object('n', g, 'kind', (ARRAY['click','view','buy','refund'])[1 + g % 4], 'tags', jsonb_build_array(g % 7, g % 11)),
   decode(md5((g * 7)::text) || md5((g * 13)::text), 'hex') FROM generate_series(1, $mixed_rows) g"
+# Data that does not compress: random bytes (a fifth of the dump), as photos, archives and
+# encrypted columns are.
+noise_rows=$(( SIZE_MB * 1000000 / 5 / 4200 ))
+pg_admin -d bench -c "CREATE EXTENSION IF NOT EXISTS pgcrypto" -c "CREATE TABLE attachments (id int PRIMARY KEY, data bytea)"
+pg_admin -d bench -c "INSERT INTO attachments SELECT g, gen_random_bytes(1024) || gen_random_bytes(1024) FROM generate_series(1, $noise_rows) g"
 pg_admin -d bench -c "VACUUM ANALYZE"
 
 export PGPASSWORD=bench-pw
@@ -75,8 +80,13 @@ if command -v age-keygen >/dev/null; then
   AGE_PUBLIC=$(age-keygen -y "$WORK/age.key")
   names+=("backup-container -1 (gzip + age)")
 fi
-names+=("drop, create, gunzip -c | psql" "backup-container -r (restore)")
+# pg_restore -j2 of a directory-format dump of the same database (made once): the fastest
+# restore PostgreSQL itself offers, for a format the bash version cannot use.
+"${DUMP[@]/-Fp/-Fd}" -j2 -f "$WORK/dirdump" 2>/dev/null
+names+=("drop, create, gunzip -c | psql" "drop, create, pg_restore -j2 (directory dump)")
+names+=("backup-container -r (restore)" "backup-container -r (RESTORE_JOBS=1)" "backup-container -r (RESTORE_JOBS=2)")
 names+=("gunzip -c | psql, stock server" "backup-container -r, stock server" "backup-container -v (verify)")
+names+=("backup-container -v (RESTORE_JOBS=1)")
 if [ -n "${ONLY:-}" ]; then
   kept=()
   for n in "${names[@]}"; do
@@ -120,6 +130,13 @@ run() {
       out=$(find "$WORK/backups" -name '*.sql.*' ! -name '*.sha256' | head -n 1) ;;
     "drop, create, gunzip -c | psql") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$PGPORT_T" ;;
     "gunzip -c | psql, stock server") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$NORMAL_PORT" ;;
+    "drop, create, pg_restore -j2 (directory dump)")
+      /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c 'psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATABASE IF EXISTS dir_restore WITH (FORCE)" -c "CREATE DATABASE dir_restore" && pg_restore -j2 -h 127.0.0.1 -p "$2" -U bench -d dir_restore "$1"' _ "$WORK/dirdump" "$PGPORT_T" ;;
+    "backup-container -r (RESTORE_JOBS="*)
+      local jobs="${name#*=}"; jobs="${jobs%)}"
+      RESTORE_JOBS="$jobs" BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
+    "backup-container -v (RESTORE_JOBS=1)")
+      RESTORE_JOBS=1 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
     "backup-container -r (restore)")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -r, stock server")
@@ -146,7 +163,7 @@ done
 
 # Correctness of what was measured: the outputs decompress and the restores have the rows.
 rows() { pg_admin -d "$1" -c "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM pgbench_accounts)"; }
-for db in our_restore plain_restore; do
+for db in our_restore plain_restore dir_restore; do
   if [ -n "$(pg_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
     [ "$(rows "$db")" = "$(rows bench)" ] || { echo "$db has different row counts" >&2; exit 1; }
   fi
@@ -166,8 +183,8 @@ raw_bytes=$(col "pg_dump > /dev/null" 4)
 gzip_wall=$(col "pg_dump | gzip -6" 1)
 gzip_bytes=$(col "pg_dump | gzip -6" 4)
 printf '\nData set: plain dump %.0f MB; %s rounds, medians; %s cores; %s\n\n' "$(echo "$raw_bytes/1000000" | bc -l)" "$RUNS" "$(nproc)" "$(date -u +%Y-%m-%d)"
-printf '| %-34s | %6s | %6s | %9s | %9s | %8s | %9s | %8s |\n' command "wall s" "cpu s" "peak RSS" "output MB" "/pg_dump" "gzip-6 /x" "vs gz-6"
-printf '|%s|\n' "------------------------------------|--------|--------|-----------|-----------|----------|-----------|---------"
+printf '| %-46s | %6s | %6s | %9s | %9s | %8s | %9s | %8s |\n' command "wall s" "cpu s" "peak RSS" "output MB" "/pg_dump" "gzip-6 /x" "vs gz-6"
+printf '|%s|\n' "------------------------------------------------|--------|--------|-----------|-----------|----------|-----------|---------"
 for name in "${names[@]}"; do
   w=$(col "$name" 1); c=$(col "$name" 2); m=$(col "$name" 3); b=$(col "$name" 4)
   rel="-"; faster="-"; size="-"
@@ -177,9 +194,19 @@ for name in "${names[@]}"; do
        [ "$name" != "pg_dump > /dev/null" ] && size=$(printf '%+.1f%%' "$(echo "($b-$gzip_bytes)*100/$gzip_bytes" | bc -l)") ;;
   esac
   out_mb="-"; [ "$b" != "0" ] && out_mb=$(printf '%.1f' "$(echo "$b/1000000" | bc -l)")
-  printf '| %-34s | %6.2f | %6.2f | %6.1f MB | %9s | %8s | %9s | %8s |\n' "$name" "$w" "$c" "$(echo "$m/1024" | bc -l)" "$out_mb" "$rel" "$faster" "$size"
+  printf '| %-46s | %6.2f | %6.2f | %6.1f MB | %9s | %8s | %9s | %8s |\n' "$name" "$w" "$c" "$(echo "$m/1024" | bc -l)" "$out_mb" "$rel" "$faster" "$size"
 done
 echo
+if grep -q . "$WORK/$(key "drop, create, gunzip -c | psql").results" 2>/dev/null; then
+  plain_wall=$(col "drop, create, gunzip -c | psql" 1)
+  echo "Restore and verification wall time / (drop, create, gunzip -c | psql) on the tuned server:"
+  for name in "${names[@]}"; do
+    case "$name" in
+      *"-r ("* | *pg_restore* | *"-v ("*) printf '  %-46s %.2f\n' "$name" "$(echo "$(col "$name" 1)/$plain_wall" | bc -l)" ;;
+    esac
+  done
+  echo
+fi
 echo "Wall times of every run (this machine is a VM; single runs vary by up to 20%):"
 for name in "${names[@]}"; do
   printf '  %-34s %s\n' "$name" "$(awk '{printf "%s ", $1}' "$WORK/$(key "$name").results")"

@@ -49,8 +49,9 @@ pub struct RestoreRequest {
     pub owner: Option<String>,
     /// `-I`: continue past SQL errors in the database part (they are still counted).
     pub ignore_errors: bool,
-    /// Load the database part in one transaction (throwaway servers: with `wal_level=minimal`
-    /// the data then skips the WAL; all or nothing).
+    /// Load so that the data skips the WAL (throwaway servers with `wal_level=minimal`): one
+    /// transaction on the serial path; on the parallel path one per table (`TRUNCATE` first,
+    /// rows not cut in pieces), which skips the WAL just the same.
     pub single_transaction: bool,
     pub placement: Placement,
     /// Compare each table's rows with the dump's after the load (`RESTORE_COUNT_CHECK`).

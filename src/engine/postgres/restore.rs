@@ -56,7 +56,7 @@ pub fn run(
     report.warnings.extend(target.grant_owner(cancel)?);
     debug!(database = %target.name, "Loading the database section.");
     let mut rest = Cursor::new(front.replay).chain(sql);
-    let (errors, stream) = if req.jobs > 1 && !req.single_transaction {
+    let (errors, stream) = if req.jobs > 1 {
         let (errors, stream, plan) = parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
         info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
         report.parallel = Some(plan.to_string());

@@ -25,9 +25,7 @@ pub fn run(
         admin: admin.clone(),
         owner: None,
         ignore_errors: false,
-        // One transaction only on the serial path (with wal_level=minimal the data then skips
-        // the WAL); parallel sessions cannot share one.
-        single_transaction: opts.jobs <= 1,
+        single_transaction: true,
         placement: Placement::Fresh,
         count_check: true,
         jobs: opts.jobs,

@@ -43,7 +43,7 @@ pub fn load(
     let tally = Arc::new(Mutex::new(SqlErrors::default()));
     let mut lanes =
         sessions::PsqlLanes::new(engine, &req.admin, into, req.ignore_errors, req.jobs, Arc::clone(&tally), cancel);
-    let result = split::Splitter::new(&mut lanes, scanner, offset).and_then(|s| s.run(input));
+    let result = split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction).and_then(|s| s.run(input));
     let errors = snapshot(&tally);
     match result {
         Ok((summary, plan)) => Ok((errors, summary, plan)),

@@ -93,6 +93,8 @@ struct CopyBlock {
     statement: Vec<u8>,
     statement_line: u64,
     splittable: bool,
+    /// The block runs in its own transaction (`skip_wal`): commit after its `\.`.
+    in_transaction: bool,
     piece: u64,
     /// The current row's first bytes and length (a row may span reads).
     row_start: Vec<u8>,
@@ -126,11 +128,16 @@ pub struct Splitter<'a, L: Lanes> {
     post_state: Vec<Setting>,
     out: Vec<u8>,
     plan: Plan,
+    /// Each table's rows in one transaction that truncates it first (with `wal_level=minimal`
+    /// they then skip the WAL); the lane that took each table (a second block of the same
+    /// table must follow the first, never truncate it).
+    skip_wal: bool,
+    tables: std::collections::HashMap<Vec<u8>, usize>,
 }
 
 impl<'a, L: Lanes> Splitter<'a, L> {
     /// `scanner` has seen what came before (the front sections, `offset` lines).
-    pub fn new(lanes: &'a mut L, scanner: PgScanner, offset: u64) -> anyhow::Result<Self> {
+    pub fn new(lanes: &'a mut L, scanner: PgScanner, offset: u64, skip_wal: bool) -> anyhow::Result<Self> {
         let spools = (0..3)
             .map(|_| tempfile::tempfile().map(BufWriter::new))
             .collect::<std::io::Result<Vec<_>>>()
@@ -156,6 +163,8 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             post_state: Vec::new(),
             out: Vec::new(),
             plan: Plan::default(),
+            skip_wal,
+            tables: std::collections::HashMap::new(),
         })
     }
 
@@ -278,7 +287,9 @@ impl<'a, L: Lanes> Splitter<'a, L> {
     }
 
     fn barrier(&mut self) -> anyhow::Result<()> {
+        let start = std::time::Instant::now();
         self.lanes.barrier()?;
+        tracing::debug!(phase = ?self.phase, line = self.line, waited_ms = start.elapsed().as_millis() as u64, "Parallel load: every session caught up.");
         self.synced.iter_mut().for_each(|s| *s = None);
         Ok(())
     }
@@ -339,10 +350,31 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         {
             self.open_unit = Some(lane);
         }
+        let mut dest = dest;
+        let mut in_transaction = false;
         if self.scanner.in_copy() {
-            let splittable = dest != Dest::Lane(0) && self.phase == Phase::Data && splittable_copy(&statement);
-            if splittable {
+            let parallel = dest != Dest::Lane(0) && self.phase == Phase::Data && splittable_copy(&statement);
+            if parallel {
                 self.plan.tables += 1;
+            }
+            let mut splittable = parallel;
+            if parallel && self.skip_wal {
+                splittable = false;
+                let target = copy_target(&statement).to_vec();
+                match self.tables.get(&target) {
+                    Some(&lane) => dest = Dest::Lane(lane),
+                    None => {
+                        let Dest::Lane(lane) = dest else { unreachable!("parallel rows go to a lane") };
+                        self.tables.insert(target.clone(), lane);
+                        let mut begin = b"BEGIN;\nTRUNCATE ONLY ".to_vec();
+                        begin.extend_from_slice(&target);
+                        begin.extend_from_slice(b";\n");
+                        self.sync(lane)?;
+                        self.lanes.send(lane, &begin, Some(line))?;
+                        in_transaction = true;
+                    }
+                }
+                self.open_unit = if let Dest::Lane(l) = dest { Some(l) } else { None };
             }
             self.copy = Some(CopyBlock {
                 dest,
@@ -352,6 +384,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                 piece: 0,
                 row_start: Vec::new(),
                 row_len: 0,
+                in_transaction,
             });
         } else if self.phase == Phase::Post && self.route == Route::Build {
             self.plan.builds += 1;
@@ -432,6 +465,9 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         self.scanner.feed(&buf[..used]);
         self.flush_copy(&copy, rows_from)?;
         if ended {
+            if let (true, Dest::Lane(lane)) = (copy.in_transaction, copy.dest) {
+                self.lanes.send(lane, b"COMMIT;\n", Some(self.line - 1))?;
+            }
             if let Dest::Lane(lane) = copy.dest
                 && lane > 0
             {
@@ -506,6 +542,20 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         }
         Ok(())
     }
+}
+
+/// The table a `COPY <name> (...) FROM stdin;` loads, as written (quotes kept).
+fn copy_target(statement: &[u8]) -> &[u8] {
+    let text = statement.trim_ascii_start();
+    let text = text.strip_prefix(b"COPY ").unwrap_or(text);
+    let mut quoted = false;
+    let end = text.iter().position(|&b| {
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        !quoted && (b == b' ' || b == b'(')
+    });
+    &text[..end.unwrap_or(text.len())]
 }
 
 fn keep_start(copy: &mut CopyBlock, bytes: &[u8]) {

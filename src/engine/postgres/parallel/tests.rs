@@ -91,8 +91,12 @@ fn dump(rows_a: usize) -> String {
 }
 
 fn split(text: &str, workers: usize) -> (Recorder, super::Plan, crate::scan::Summary) {
+    split_with(text, workers, false)
+}
+
+fn split_with(text: &str, workers: usize, skip_wal: bool) -> (Recorder, super::Plan, crate::scan::Summary) {
     let mut lanes = Recorder::new(workers);
-    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0).unwrap();
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, skip_wal).unwrap();
     let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(4096, text.as_bytes())).unwrap();
     (lanes, plan, summary)
 }
@@ -193,4 +197,25 @@ fn a_file_without_object_headers_runs_in_one_session() {
     assert_eq!(plan.tables, 0);
     assert_eq!(lanes.all(0), text);
     assert!(lanes.sessions[1].is_empty() && lanes.sessions[2].is_empty());
+}
+
+#[test]
+fn throwaway_loads_truncate_each_table_in_the_copy_transaction_and_do_not_cut_it() {
+    let rows = (SPLIT_BYTES as usize / 90) * 2;
+    let text =
+        dump(rows).replace("CREATE TABLE public.b (id int);", "CREATE TABLE \"My b\".\"x y\" (id int);").replace(
+            "COPY public.b (id) FROM stdin;\n1\n\\.\n",
+            "COPY \"My b\".\"x y\" (id) FROM stdin;\n1\n\\.\n\nCOPY \"My b\".\"x y\" (id) FROM stdin;\n2\n\\.\n",
+        );
+    let (lanes, plan, summary) = split_with(&text, 2, true);
+    summary.check_complete().unwrap();
+    assert_eq!(plan.pieces, 0, "{plan}");
+    let workers = format!("{}{}", lanes.all(1), lanes.all(2));
+    assert!(workers.contains("BEGIN;\nTRUNCATE ONLY public.a;\nCOPY public.a (id) FROM stdin;\n"), "{workers}");
+    assert_eq!(workers.matches("TRUNCATE ONLY \"My b\".\"x y\";").count(), 1, "a second block never truncates");
+    assert_eq!(workers.matches("COMMIT;").count(), 2);
+    // The second block of the table goes to the lane of the first, after it.
+    let lane = if lanes.all(1).contains("\"x y\"") { 1 } else { 2 };
+    let text = lanes.all(lane);
+    assert!(text.find("\n1\n\\.\nCOMMIT;").unwrap() < text.find("\n2\n\\.\n").unwrap(), "{text}");
 }
