@@ -138,7 +138,8 @@ impl<'a> Phases<'a> {
     }
 }
 
-fn applies(hook: &Hook, db: Option<&Database>) -> bool {
+/// Whether `hook` runs for `db` (`None`: a phase without a database).
+pub fn applies(hook: &Hook, db: Option<&Database>) -> bool {
     match (&hook.databases, db) {
         (None, _) => true,
         (Some(_), None) => false,

@@ -66,7 +66,10 @@ fn each_failure_is_found_with_what_to_do() {
     // A hook whose command does not exist.
     fs::write(
         fx.dir.path().join("backup.toml"),
-        "[[hook]]\nphase = \"backup\"\nstage = \"pre\"\ncommand = [\"/nonexistent/quiesce\"]\n",
+        "[[hook]]\nphase = \"backup\"\nstage = \"pre\"\ncommand = [\"/nonexistent/quiesce\"]\n\
+         [[hook]]\nname = \"typo\"\nphase = \"backup\"\nstage = \"post\"\nsql = \"CHEKPOINT;\"\n\
+         [[hook]]\nname = \"gone\"\nphase = \"backup\"\nstage = \"post\"\nsql = \"SELECT count(*) FROM public.no_such_table\"\n\
+         [[hook]]\nname = \"fine\"\nphase = \"backup\"\nstage = \"post\"\nsql = \"CHECKPOINT; ANALYZE public.payroll;\"\n",
     )
     .unwrap();
     let conf = fx.conf(&format!("localhost:{port}/app1\n"));
@@ -91,6 +94,12 @@ fn each_failure_is_found_with_what_to_do() {
     assert!(has(&r.stdout, "FAIL", "notification") && r.stdout.contains("404"), "{}", r.stdout);
     assert_eq!(rx.requests().len(), 1, "one real test message with --notify");
     assert!(has(&r.stdout, "FAIL", "hook") && r.stdout.contains("/nonexistent/quiesce"), "{}", r.stdout);
+    // SQL hooks: checked in the database, never run.
+    let row =
+        |name: &str| r.stdout.lines().find(|l| l.contains(&format!("hook {name} in"))).unwrap_or_default().to_string();
+    assert!(row("typo").contains("FAIL") && row("typo").contains("syntax error"), "{}", r.stdout);
+    assert!(row("gone").contains("FAIL") && row("gone").contains("does not exist"), "{}", r.stdout);
+    assert!(row("fine").starts_with("ok") && row("fine").contains("not run"), "{}", r.stdout);
 
     // A wrong password: the server's own message.
     let r = run(fx.cmd(&conf).arg("--check").env("LOCALHOST_PASSWORD", "wrong"));

@@ -90,6 +90,7 @@ fn one_database(
     };
     let (pre, timed_out) = with_deadline(cancel, DATABASE_TIMEOUT, |token| engine.preflight(db, token));
     let mut findings = pre.findings;
+    findings.extend(sql_hooks(settings, engine.as_ref(), db, cancel));
     if timed_out {
         findings.push(Finding::fail(
             "timeout",
@@ -131,6 +132,35 @@ fn one_database(
         _ => findings.push(Finding::info("space", &target, "no estimate (no backup yet and the size is unknown)")),
     }
     (findings, pre.database_bytes)
+}
+
+/// Each SQL hook that runs for `db`, checked there without running it.
+fn sql_hooks(
+    settings: &Settings,
+    engine: &dyn engine::Engine,
+    db: &crate::database::Database,
+    cancel: &Cancel,
+) -> Vec<Finding> {
+    settings
+        .hooks
+        .0
+        .iter()
+        .filter(|h| crate::hooks::applies(h, Some(db)))
+        .filter_map(|h| match &h.action {
+            crate::config::hooks::Action::Sql(sql) => Some((h, sql)),
+            crate::config::hooks::Action::Command(_) => None,
+        })
+        .map(|(h, sql)| {
+            let t = format!("hook {} in {}", h.name, db.spec);
+            match engine.check_sql(db, sql, cancel) {
+                Ok(Some(what)) => Finding::pass("hook", &t, what),
+                Ok(None) => Finding::info("hook", &t, "SQL hooks are not checked for this engine"),
+                Err(e) => {
+                    Finding::fail("hook", &t, format!("{e:#}"), "fix the hook's SQL (it would fail at its phase)")
+                }
+            }
+        })
+        .collect()
 }
 
 /// Runs `f` with a token that is cancelled (its child processes stopped) when `parent` is,

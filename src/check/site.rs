@@ -260,7 +260,7 @@ fn hooks(settings: &Settings) -> Vec<Finding> {
                 Action::Command(Program::Shell(s)) => {
                     Finding::info("hook", &t, format!("shell command `{s}` (run by /bin/sh; not checked)"))
                 }
-                Action::Sql(_) => Finding::info("hook", &t, "SQL hook (not checked without running it)"),
+                Action::Sql(_) => Finding::info("hook", &t, "SQL hook: checked in each database it runs for"),
             }
         })
         .collect()

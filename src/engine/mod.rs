@@ -190,6 +190,16 @@ pub trait Engine: Send + Sync {
         timeout: std::time::Duration,
         cancel: &Cancel,
     ) -> anyhow::Result<String>;
+
+    /// Proves what it can about SQL hook `sql` in `db` without running it (`--check`):
+    /// `Ok(Some(what was proven))`, `Ok(None)` when this engine cannot check SQL.
+    ///
+    /// # Errors
+    /// The server's error (a syntax error, a missing table), or a connection error.
+    fn check_sql(&self, db: &Database, sql: &str, cancel: &Cancel) -> anyhow::Result<Option<String>> {
+        let _ = (db, sql, cancel);
+        Ok(None)
+    }
 }
 
 /// The engine for `kind`, or `None` when this build cannot handle it.

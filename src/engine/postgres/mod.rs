@@ -209,6 +209,10 @@ impl Engine for PostgresEngine {
         verify::run(self, database, sql, opts, cancel)
     }
 
+    fn check_sql(&self, db: &Database, sql: &str, cancel: &Cancel) -> anyhow::Result<Option<String>> {
+        preflight::check_sql(self, db, sql, cancel)
+    }
+
     fn execute_sql(
         &self,
         db: &Database,

@@ -141,3 +141,27 @@ impl PostgresEngine {
         out
     }
 }
+
+/// An SQL hook, checked without running it: compiled in a `DO` block that returns before its
+/// first statement (PL/pgSQL parses every statement when it compiles: syntax errors show);
+/// a single `SELECT`/`INSERT`/`UPDATE`/`DELETE`/`WITH`/`VALUES` is also `PREPARE`d in a
+/// rolled-back transaction (missing tables and columns show).
+pub fn check_sql(engine: &PostgresEngine, db: &Database, sql: &str, cancel: &Cancel) -> anyhow::Result<Option<String>> {
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    if body.is_empty() || body.contains("$bc_check$") {
+        return Ok(None);
+    }
+    let conn = db.conn()?;
+    let compile = format!("DO $bc_check$ BEGIN RETURN; {body}; END $bc_check$");
+    let lower = body.to_ascii_lowercase();
+    let preparable = !body.contains(';')
+        && ["select", "insert", "update", "delete", "with", "values"].iter().any(|k| lower.starts_with(k));
+    if preparable {
+        let prepare = format!("PREPARE bc_check AS {body}");
+        engine.queries(&conn, &db.spec.database, &[&compile, "BEGIN", &prepare, "ROLLBACK"], cancel)?;
+        Ok(Some("syntax and the objects it names checked (compiled, and PREPAREd in a rolled-back transaction)".into()))
+    } else {
+        engine.queries(&conn, &db.spec.database, &[&compile], cancel)?;
+        Ok(Some("syntax checked (compiled in a DO block that returns before running it); not run".into()))
+    }
+}

@@ -20,8 +20,9 @@ use crate::engine::load::SharedErrors;
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{Conn, process};
 
-/// Pieces queued per session before the splitter waits.
-const QUEUE: usize = 4;
+/// Pieces queued per session before the splitter waits (16 × 256 KiB: one piece of a table's
+/// rows, `split::SPLIT_BYTES`).
+const QUEUE: usize = 16;
 /// Text gathered before it is sent on.
 const SEND_BYTES: usize = 256 * 1024;
 const MARKER: &str = "bc-parallel-unit-done";

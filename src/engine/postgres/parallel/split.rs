@@ -22,8 +22,10 @@ use anyhow::Context;
 use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
 use crate::scan::{Scanner, Summary, postgres::PgScanner};
 
-/// A table's rows move to another session after this many bytes.
-pub const SPLIT_BYTES: u64 = 16 << 20;
+/// A table's rows move to another session after this many bytes: no more than a session's
+/// queue holds, so that the splitter hands a piece over and moves on instead of waiting for
+/// one session while the others are idle.
+pub const SPLIT_BYTES: u64 = 4 << 20;
 /// Text sent to a session in one piece (smaller pieces at unit ends).
 const SEND_BYTES: usize = 256 * 1024;
 
