@@ -86,7 +86,7 @@ fi
 names+=("drop, create, gunzip -c | psql" "drop, create, pg_restore -j2 (directory dump)")
 names+=("backup-container -r (restore)" "backup-container -r (RESTORE_JOBS=1)" "backup-container -r (RESTORE_JOBS=2)")
 names+=("gunzip -c | psql, stock server" "backup-container -r, stock server" "backup-container -v (verify)")
-names+=("backup-container -v (RESTORE_JOBS=1)")
+names+=("backup-container -v (RESTORE_JOBS=4)")
 if [ -n "${ONLY:-}" ]; then
   kept=()
   for n in "${names[@]}"; do
@@ -101,6 +101,10 @@ TIMEFMT="%e %U %S %M"
 # shellcheck disable=SC2016 # the inner shell expands $1 and $2
 PLAIN_RESTORE='psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATABASE IF EXISTS plain_restore WITH (FORCE)" \
   -c "CREATE DATABASE plain_restore" && gunzip -c "$1" | psql -q -X -h 127.0.0.1 -p "$2" -U bench -d plain_restore >/dev/null 2>&1'
+# The same for pg_restore -j2 of a directory dump ($1: its folder).
+# shellcheck disable=SC2016 # the inner shell expands $1 and $2
+DIR_RESTORE='psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATABASE IF EXISTS dir_restore WITH (FORCE)" \
+  -c "CREATE DATABASE dir_restore" && pg_restore -j2 -h 127.0.0.1 -p "$2" -U bench -d dir_restore "$1"'
 
 key() { echo "$1" | tr -c 'a-zA-Z0-9' _; }
 
@@ -131,12 +135,12 @@ run() {
     "drop, create, gunzip -c | psql") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$PGPORT_T" ;;
     "gunzip -c | psql, stock server") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$PLAIN_RESTORE" _ "$SOURCE" "$NORMAL_PORT" ;;
     "drop, create, pg_restore -j2 (directory dump)")
-      /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c 'psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATABASE IF EXISTS dir_restore WITH (FORCE)" -c "CREATE DATABASE dir_restore" && pg_restore -j2 -h 127.0.0.1 -p "$2" -U bench -d dir_restore "$1"' _ "$WORK/dirdump" "$PGPORT_T" ;;
+      /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$DIR_RESTORE" _ "$WORK/dirdump" "$PGPORT_T" ;;
     "backup-container -r (RESTORE_JOBS="*)
       local jobs="${name#*=}"; jobs="${jobs%)}"
       RESTORE_JOBS="$jobs" BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
-    "backup-container -v (RESTORE_JOBS=1)")
-      RESTORE_JOBS=1 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
+    "backup-container -v (RESTORE_JOBS=4)")
+      RESTORE_JOBS=4 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
     "backup-container -r (restore)")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -r, stock server")

@@ -22,7 +22,8 @@ PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py \
   openshift/templates/backup/backup-deploy.yaml \
   openshift/templates/backup/backup-build.yaml \
   openshift/templates/backup-cronjob/backup-cronjob.yaml \
-  kubernetes/backup-container.yaml
+  kubernetes/backup-container.yaml \
+  kubernetes/backup-fleet-indexed.yaml
 if PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py tests/fixtures/invalid-deployment.yaml >/dev/null; then
   echo "the validator accepted tests/fixtures/invalid-deployment.yaml: it checks nothing" >&2
   exit 1

@@ -98,6 +98,11 @@ pub struct Cli {
     #[arg(long = "check")]
     pub check: bool,
 
+    /// Take only this shard of the databases (I/N: those whose hash modulo N is I), e.g. one
+    /// pod of a Kubernetes Indexed Job; sets BACKUP_SHARD.
+    #[arg(long = "shard", value_name = "I/N")]
+    pub shard: Option<String>,
+
     /// With --check: send a real test message through every notifier.
     #[arg(long = "notify")]
     pub notify: bool,

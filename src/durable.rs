@@ -29,12 +29,22 @@ impl PartialFile {
     /// When the file cannot be created (permissions, read-only volume, name clash).
     pub fn create(target: &Path) -> anyhow::Result<(PartialFile, File)> {
         let partial = with_suffix(target, IN_PROGRESS_SUFFIX);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o640)
-            .open(&partial)
-            .with_context(|| format!("creating {}", partial.display()))?;
+        let open = || OpenOptions::new().write(true).create_new(true).mode(0o640).open(&partial);
+        let mut file = open();
+        // Another process's empty-folder cleanup may remove the dated folder between its
+        // creation and this file's (shards share one volume): create it again and retry.
+        for _ in 0..3 {
+            match &file {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(dir) = partial.parent() {
+                        let _ = fs::create_dir_all(dir);
+                    }
+                    file = open();
+                }
+                _ => break,
+            }
+        }
+        let file = file.with_context(|| format!("creating {}", partial.display()))?;
         Ok((PartialFile { partial, target: target.to_path_buf(), committed: false }, file))
     }
 

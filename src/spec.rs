@@ -113,7 +113,10 @@ impl FromStr for DatabaseSpec {
             return Err(SpecError::EmptyDatabase);
         }
         check_chars(host, "host", &[])?;
-        check_chars(database, "database", &['$'])?;
+        // `host/*`: every database on the server (`fleet`).
+        if database != "*" {
+            check_chars(database, "database", &['$'])?;
+        }
         Ok(DatabaseSpec { engine, typed, host: host.to_string(), port, database: database.to_string() })
     }
 }

@@ -66,7 +66,8 @@ pub fn verify_all(
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<Outcome>> {
     let specs: Vec<DatabaseSpec> = if target == "all" {
-        settings.databases.iter().map(|d| d.spec.clone()).collect()
+        // `*` specs expanded and the shard applied, as for a backup run.
+        crate::fleet::resolve(settings, cancel).databases.iter().map(|d| d.spec.clone()).collect()
     } else {
         vec![target.parse().map_err(|e| UsageError(format!("-v {target}: {e}")))?]
     };
@@ -181,7 +182,7 @@ fn verify_one(
             start_timeout: settings.server_timeout,
             schemas: settings.table_schema.clone(),
             server_options: settings.restore.verify_server_options.clone(),
-            jobs: settings.restore.jobs,
+            jobs: settings.restore.verify_jobs,
         };
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let meter = Meter::start("verifying", size);

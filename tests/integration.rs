@@ -12,6 +12,7 @@ mod daemon;
 mod db_settings;
 mod encryption;
 mod evidence;
+mod fleet;
 mod ftps_modes;
 mod health_listener;
 mod hooks;

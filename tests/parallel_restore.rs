@@ -113,8 +113,9 @@ fn parallel_and_psql_end_in_the_same_database() {
     assert!(!r.stderr.contains("Loaded in parallel."), "{}", r.all());
     assert_eq!(comparable_dump(&fx, "one"), comparable_dump(&fx, "wide"));
 
-    // Verification loads in parallel too.
-    let v = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", fx.verify_dir()));
+    // Verification loads in parallel too (RESTORE_JOBS set: on fewer than 4 cores it would
+    // otherwise use one session).
+    let v = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", fx.verify_dir()).env("RESTORE_JOBS", "4"));
     assert_eq!(v.code, 0, "{}", v.all());
     assert!(v.stderr.contains("Loaded in parallel."), "{}", v.all());
 }

@@ -38,9 +38,13 @@ pub struct Options {
 pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &Cancel) -> Vec<Finding> {
     let backups = catalog::scan(&settings.backup_dir).unwrap_or_default();
     let free = site::free_bytes(&settings.backup_dir);
-    let per_db = databases(settings, &backups, free, cancel);
+    // `*` specs expanded (and the shard applied) first: each database is then checked as if
+    // it had its own line.
+    let fleet = crate::fleet::resolve(settings, cancel);
+    let mut out = fleet_findings(settings, &fleet);
+    let per_db = databases(settings, &fleet.databases, &backups, free, cancel);
     let largest = per_db.iter().filter_map(|(_, bytes)| *bytes).max();
-    let mut out: Vec<Finding> = per_db.into_iter().flat_map(|(f, _)| f).collect();
+    out.extend(per_db.into_iter().flat_map(|(f, _)| f));
     out.extend(site::checks(settings, notifiers, opts, largest));
     out
 }
@@ -54,8 +58,13 @@ pub fn failed(findings: &[Finding]) -> bool {
 type DatabaseChecks = (Vec<Finding>, Option<u64>);
 
 /// Each database's findings and its size on the server, in configuration order.
-fn databases(settings: &Settings, backups: &[BackupFile], free: Option<u64>, cancel: &Cancel) -> Vec<DatabaseChecks> {
-    let dbs = &settings.databases;
+fn databases(
+    settings: &Settings,
+    dbs: &[crate::database::Database],
+    backups: &[BackupFile],
+    free: Option<u64>,
+    cancel: &Cancel,
+) -> Vec<DatabaseChecks> {
     let results: Mutex<Vec<Option<DatabaseChecks>>> = Mutex::new(vec![None; dbs.len()]);
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -132,6 +141,43 @@ fn one_database(
         _ => findings.push(Finding::info("space", &target, "no estimate (no backup yet and the size is unknown)")),
     }
     (findings, pre.database_bytes)
+}
+
+/// What each `*` spec expands to (or why it cannot be listed), and the shard.
+fn fleet_findings(settings: &Settings, fleet: &crate::fleet::Fleet) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (spec, why) in &fleet.unlisted {
+        out.push(Finding::fail(
+            "fleet",
+            &spec.to_string(),
+            format!("cannot list its databases: {why}"),
+            "check the server and the user's rights",
+        ));
+    }
+    for all in settings.databases.iter().filter(|d| d.spec.database == crate::fleet::ALL) {
+        if fleet.unlisted.iter().any(|(s, _)| *s == all.spec) {
+            continue;
+        }
+        let names: Vec<String> = fleet
+            .databases
+            .iter()
+            .filter(|d| {
+                d.spec.host == all.spec.host && d.spec.port == all.spec.port && d.spec.engine == all.spec.engine
+            })
+            .map(|d| d.spec.database.clone())
+            .collect();
+        let shown = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        let more = if names.len() > 10 { format!(" and {} more", names.len() - 10) } else { String::new() };
+        out.push(Finding::info("fleet", &all.spec.to_string(), format!("{} databases: {shown}{more}", names.len())));
+    }
+    if let Some(shard) = settings.shard {
+        out.push(Finding::info(
+            "fleet",
+            "shard",
+            format!("{shard}: {} databases in this shard", fleet.databases.len()),
+        ));
+    }
+    out
 }
 
 /// Each SQL hook that runs for `db`, checked there without running it.

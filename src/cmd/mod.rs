@@ -21,6 +21,10 @@ use crate::notify::{Notifiers, event};
 /// Configuration errors (exit 2), usage errors (exit 2), and failures that stop a mode
 /// before it produces a result (exit 1).
 pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let env = match &cli.shard {
+        Some(shard) => env.with(crate::config::env::BACKUP_SHARD, shard),
+        None => env,
+    };
     let settings = match Settings::load(env.clone(), cli.config_file.as_deref()) {
         Ok(s) => s,
         Err(errors) => {

@@ -34,6 +34,12 @@ impl Env {
         self.0.keys().map(String::as_str)
     }
 
+    /// The snapshot with `name` set to `value` (a command-line flag that stands for a variable).
+    pub fn with(mut self, name: &str, value: &str) -> Env {
+        self.0.insert(name.to_string(), value.to_string());
+        self
+    }
+
     /// Whether a flag-like variable (`RUN_ONCE=1`) is set to anything non-empty.
     pub fn is_set(&self, name: &str) -> bool {
         self.get(name).is_some()
@@ -96,6 +102,11 @@ pub const RESTORE_KEEP_PREVIOUS: &str = "RESTORE_KEEP_PREVIOUS";
 pub const RESTORE_COUNT_CHECK: &str = "RESTORE_COUNT_CHECK";
 pub const RESTORE_ACCEPT_ERRORS: &str = "RESTORE_ACCEPT_ERRORS";
 pub const RESTORE_JOBS: &str = "RESTORE_JOBS";
+pub const BACKUP_EXCLUDE_DATABASES: &str = "BACKUP_EXCLUDE_DATABASES";
+pub const BACKUP_SHARD: &str = "BACKUP_SHARD";
+pub const BACKUP_SHARDS: &str = "BACKUP_SHARDS";
+/// Set by Kubernetes in each pod of an Indexed Job.
+pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
 pub const HEALTH_ADDR: &str = "HEALTH_ADDR";
 pub const BACKUP_TOML: &str = "BACKUP_TOML";
 pub const FTP_CA_FILE: &str = "FTP_CA_FILE";
@@ -191,6 +202,9 @@ pub const KNOWN: &[&str] = &[
     RESTORE_COUNT_CHECK,
     RESTORE_ACCEPT_ERRORS,
     RESTORE_JOBS,
+    BACKUP_EXCLUDE_DATABASES,
+    BACKUP_SHARD,
+    BACKUP_SHARDS,
     HEALTH_ADDR,
     BACKUP_TOML,
     FTP_CA_FILE,

@@ -75,7 +75,13 @@ pub struct Settings {
     pub backup_period: Duration,
     pub conf_path: PathBuf,
     pub conf_found: bool,
+    /// The configured databases; a `*` spec stands for every database on its server
+    /// (`fleet::resolve` expands it at each run).
     pub databases: Vec<Database>,
+    /// `BACKUP_EXCLUDE_DATABASES`: globs of databases a `*` spec leaves out.
+    pub exclude_databases: Vec<String>,
+    /// `--shard I/N`, `BACKUP_SHARD`, or `BACKUP_SHARDS` with `JOB_COMPLETION_INDEX`.
+    pub shard: Option<crate::shard::Shard>,
     pub skipped: Vec<Skipped>,
     /// True when the databases came from the env fallback (no spec lines in backup.conf).
     pub databases_from_env: bool,
@@ -172,6 +178,11 @@ impl Settings {
             conf_path,
             conf_found,
             databases: Vec::new(),
+            exclude_databases: l
+                .text(env::BACKUP_EXCLUDE_DATABASES)
+                .map(|t| t.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default(),
+            shard: sections::shard(&l),
             skipped: Vec::new(),
             databases_from_env: false,
             cron,

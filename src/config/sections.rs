@@ -256,6 +256,10 @@ impl RestoreSettings {
             count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
             accept_errors: l.boolean(env::RESTORE_ACCEPT_ERRORS, false),
             jobs: l.int_in(env::RESTORE_JOBS, 4, 1, 64) as usize,
+            verify_jobs: match l.text(env::RESTORE_JOBS) {
+                Some(_) => l.int_in(env::RESTORE_JOBS, 4, 1, 64) as usize,
+                None => default_verify_jobs(),
+            },
         }
     }
 }
@@ -302,6 +306,17 @@ pub struct RestoreSettings {
     /// `RESTORE_JOBS` (default 4, 1 to 64): parallel sessions of a PostgreSQL load, for
     /// restores and verifications alike; 1 loads through one psql session.
     pub jobs: usize,
+    /// Sessions of a verification's load: `RESTORE_JOBS` when set; otherwise 4 on a machine
+    /// with 4 cores or more and 1 below (the throwaway server runs on this machine's cores:
+    /// on 2 cores one transaction that skips the WAL beat 4 sessions, docs/PERFORMANCE.md).
+    pub verify_jobs: usize,
+}
+
+fn default_verify_jobs() -> usize {
+    match std::thread::available_parallelism().map(std::num::NonZero::get) {
+        Ok(n) if n >= 4 => 4,
+        _ => 1,
+    }
 }
 
 /// Daemon settings: health listener, staleness, shutdown.
@@ -324,4 +339,29 @@ pub struct DaemonSettings {
     pub rpo_target: Option<Duration>,
     /// `RTO_TARGET`: a verification restore should take less than this.
     pub rto_target: Option<Duration>,
+}
+
+/// `BACKUP_SHARD` (`I/N`; `--shard` sets it), or `BACKUP_SHARDS` (`N`) with the index Kubernetes
+/// gives each pod of an Indexed Job (`JOB_COMPLETION_INDEX`).
+pub(super) fn shard(l: &Loader) -> Option<crate::shard::Shard> {
+    let text = match (l.text(env::BACKUP_SHARD), l.text(env::BACKUP_SHARDS), l.text(env::JOB_COMPLETION_INDEX)) {
+        (Some(s), _, _) => s,
+        (None, Some(n), Some(i)) => format!("{i}/{n}"),
+        (None, Some(_), None) => {
+            l.error(format!(
+                "{}: BACKUP_SHARDS needs JOB_COMPLETION_INDEX (set in each pod of a Kubernetes Indexed Job); \
+                 elsewhere use --shard I/N",
+                l.origin(env::BACKUP_SHARDS)
+            ));
+            return None;
+        }
+        (None, None, _) => return None,
+    };
+    match crate::shard::Shard::parse(&text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            l.error(format!("shard: {e}"));
+            None
+        }
+    }
 }

@@ -187,8 +187,12 @@ fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
         warn!(error = %format!("{e:#}"), "Could not read the backup folder; starting with empty state.");
         Vec::new()
     });
-    let dbs: Vec<(String, String)> =
-        settings.databases.iter().map(|d| (d.spec.to_string(), d.spec.core_name())).collect();
+    let dbs: Vec<(String, String)> = settings
+        .databases
+        .iter()
+        .filter(|d| d.spec.database != crate::fleet::ALL)
+        .map(|d| (d.spec.to_string(), d.spec.core_name()))
+        .collect();
     let mut state = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
     state.rpo_target = settings.daemon.rpo_target;
     state.rto_target = settings.daemon.rto_target;

@@ -191,6 +191,16 @@ pub trait Engine: Send + Sync {
         cancel: &Cancel,
     ) -> anyhow::Result<String>;
 
+    /// The databases on `db`'s server that a `*` spec covers (templates, databases that refuse
+    /// connections and the engine's system databases left out), with `db`'s credentials.
+    ///
+    /// # Errors
+    /// The server cannot be reached, or this engine cannot list databases.
+    fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
+        let _ = (db, cancel);
+        anyhow::bail!("listing databases is not supported for this engine")
+    }
+
     /// Proves what it can about SQL hook `sql` in `db` without running it (`--check`):
     /// `Ok(Some(what was proven))`, `Ok(None)` when this engine cannot check SQL.
     ///

@@ -115,15 +115,31 @@ pub fn run_backups(
     cancel: &Cancel,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
-    let _lock = RunLock::acquire(&settings.backup_dir, "backup run")?;
+    let _locks = match settings.shard {
+        Some(shard) => {
+            let (folder, own) =
+                RunLock::acquire_shard(&settings.backup_dir, &format!("backup run, shard {shard}"), shard)?;
+            (folder, Some(own))
+        }
+        None => (RunLock::acquire(&settings.backup_dir, "backup run")?, None),
+    };
+    // `*` specs expanded, the shard applied: the databases of this run.
+    let fleet = crate::fleet::resolve(settings, cancel);
     let run = Run::new(settings, mirrors, notifiers, cancel);
-    run.remove_dead_partials();
-    info!(folder = %run.dir.display(), databases = settings.databases.len(), run_id = %run.id, "Starting backup run.");
+    run.remove_dead_partials(settings.shard.map(|_| &fleet.databases[..]));
+    let shard = settings.shard.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    info!(folder = %run.dir.display(), databases = fleet.databases.len(), shard = %shard, run_id = %run.id, "Starting backup run.");
     let ctx = run.context(None);
     let pre = run.phases.run(Phase::Run, Stage::Pre, &ctx);
     let mut written: Vec<String> = Vec::new();
     let mut databases = Vec::new();
-    for db in &settings.databases {
+    for (spec, why) in &fleet.unlisted {
+        let error = format!("could not list the databases on {spec}: {why}");
+        tracing::error!(database = %spec, error = %error, "Backup failed.");
+        notifiers.notify(event::backup_failed(&spec.to_string(), &error));
+        databases.push(DatabaseReport::new(spec, Outcome::Failed(Failure::Backup(error))));
+    }
+    for db in &fleet.databases {
         let report = match &pre {
             Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e.clone().into())),
             Ok(()) => run.backup_database(db, &mut written),
@@ -346,11 +362,14 @@ impl<'a> Run<'a> {
 
     /// Removes every `.in_progress` file: the run holds the lock, so none of them is being
     /// written (their runs were killed), and the space they hold is needed now.
-    fn remove_dead_partials(&self) {
+    /// Removes partial files left by killed runs: all of them, or (a shard, beside others
+    /// that may be writing) only those of `own` databases.
+    fn remove_dead_partials(&self, own: Option<&[Database]>) {
         let Ok(backups) = catalog::scan(&self.settings.backup_dir) else { return };
+        let mine = |core: &str| own.is_none_or(|dbs| dbs.iter().any(|d| d.spec.core_name() == core));
         let plan: Vec<Deletion> = backups
             .iter()
-            .filter(|b| b.in_progress)
+            .filter(|b| b.in_progress && mine(&b.core))
             .map(|b| Deletion { key: b.key(), reason: Reason::DeadPartial })
             .collect();
         prune::apply(&self.local, &plan, &objects(&backups));

@@ -223,6 +223,12 @@ impl Engine for MariaDbEngine {
         Ok(VerifyReport { tables, schemas, database_size: size, restore })
     }
 
+    fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
+        const SYSTEM: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
+        let out = self.query(&db.conn()?, None, "SHOW DATABASES", cancel)?;
+        Ok(out.lines().map(str::trim).filter(|l| !l.is_empty() && !SYSTEM.contains(l)).map(str::to_string).collect())
+    }
+
     fn execute_sql(
         &self,
         db: &Database,

@@ -209,6 +209,12 @@ impl Engine for PostgresEngine {
         verify::run(self, database, sql, opts, cancel)
     }
 
+    fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
+        let sql = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY 1";
+        let out = self.queries(&db.conn()?, swap::MAINTENANCE_DB, &[sql], cancel)?;
+        Ok(out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    }
+
     fn check_sql(&self, db: &Database, sql: &str, cancel: &Cancel) -> anyhow::Result<Option<String>> {
         preflight::check_sql(self, db, sql, cancel)
     }

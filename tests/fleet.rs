@@ -1,0 +1,87 @@
+//! Fleets against a real server: a `*` spec backs up every database on it (templates and
+//! exclusions left out) and picks up a database created later; shards split one fleet so that
+//! every database is backed up by exactly one of them; `--check` says what `*` expands to.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::harness::app::Fixture;
+use crate::harness::{backups_under, run};
+
+/// The core names (`host-db`) of the backup files under `root`.
+fn cores(root: &Path) -> BTreeSet<String> {
+    backups_under(root)
+        .iter()
+        .filter_map(|f| Path::new(f).file_name()?.to_str()?.split("_20").next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_star_spec_backs_up_every_database_and_picks_up_new_ones() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let conf = fx.conf(&format!("localhost:{}/*\n", fx.pg.port));
+    let r = run(fx.once(&conf).env("BACKUP_EXCLUDE_DATABASES", "app2*, nothing_matches"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let first = cores(&fx.backups());
+    assert!(first.contains("localhost-app1") && first.contains("localhost-postgres"), "{first:?}");
+    assert!(!first.contains("localhost-app2"), "excluded by glob: {first:?}");
+    assert!(!first.iter().any(|c| c.contains("template")), "templates are not backed up: {first:?}");
+
+    fx.pg.psql("postgres", "CREATE DATABASE app3 OWNER app");
+    fx.pg.psql("app3", "SET ROLE app; CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let r = run(fx.once(&conf).env("BACKUP_EXCLUDE_DATABASES", "app2*"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(cores(&fx.backups()).contains("localhost-app3"), "{}", r.all());
+
+    // --check lists what the spec expands to.
+    let c = run(fx.cmd(&conf).arg("--check").env("BACKUP_EXCLUDE_DATABASES", "app2*"));
+    let row = c.stdout.lines().find(|l| l.contains("fleet")).unwrap_or_default().to_string();
+    assert!(row.contains("3 databases") && row.contains("app3"), "{}", c.stdout);
+
+    // A server that cannot be listed fails the run, loudly.
+    let r = run(fx.once(&conf).env("LOCALHOST_PASSWORD", "wrong"));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("could not list the databases on localhost"), "{}", r.all());
+}
+
+#[test]
+fn two_shards_back_up_the_fleet_once_between_them() {
+    let Some(fx) = Fixture::start(5) else { return };
+    for i in 0..8 {
+        fx.pg.psql("postgres", &format!("CREATE DATABASE shard_db_{i} OWNER app"));
+    }
+    let conf = fx.conf(&format!("localhost:{}/*\n", fx.pg.port));
+    let r0 = run(fx.once(&conf).args(["--shard", "0/2"]));
+    assert_eq!(r0.code, 0, "{}", r0.all());
+    let shard0 = cores(&fx.backups());
+    // Kubernetes' way: BACKUP_SHARDS with the pod's JOB_COMPLETION_INDEX.
+    let r1 = run(fx.once(&conf).env("BACKUP_SHARDS", "2").env("JOB_COMPLETION_INDEX", "1"));
+    assert_eq!(r1.code, 0, "{}", r1.all());
+    let all = cores(&fx.backups());
+    let shard1: BTreeSet<String> = all.difference(&shard0).cloned().collect();
+    assert!(!shard0.is_empty() && !shard1.is_empty(), "{shard0:?} {shard1:?}");
+    // Together every database once: 8 + app1 + app2 + postgres.
+    assert_eq!(shard0.len() + shard1.len(), 11, "{shard0:?} {shard1:?}");
+    assert!(r1.stderr.contains("shard=1/2"), "{}", r1.all());
+    // At the same time, on one fresh folder (what an Indexed Job's pods do): both succeed.
+    let shared = fx.dir.path().join("shared");
+    let spawn = |shard: &str| {
+        fx.once(&conf)
+            .env("BACKUP_DIR", &shared)
+            .args(["--shard", shard])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("0/2"), spawn("1/2"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(cores(&shared), all, "the same fleet, backed up concurrently");
+    // While shards hold the folder, a whole-folder command waits for them: tested in lock.rs.
+    // A bad shard is a configuration error.
+    let bad = run(fx.once(&conf).args(["--shard", "2/2"]));
+    assert_eq!(bad.code, 2, "{}", bad.all());
+}
