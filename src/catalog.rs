@@ -103,7 +103,11 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
     let mut files = Vec::new();
     let mut names = HashSet::new();
     for entry in WalkDir::new(root).min_depth(2).max_depth(3) {
-        let entry = entry.with_context(|| format!("reading backup folder {}", root.display()))?;
+        // Another job or shard may rename or delete a file while the folder is walked.
+        let entry = match entry {
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            other => other.with_context(|| format!("reading backup folder {}", root.display()))?,
+        };
         if entry.file_type().is_file() {
             names.insert(entry.path().to_path_buf());
             files.push(entry);
@@ -115,7 +119,10 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
         let Some(placement) = layout::parse_relative(rel) else {
             continue;
         };
-        let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
+        let meta = match entry.metadata() {
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            other => other.with_context(|| format!("reading {}", entry.path().display()))?,
+        };
         let mut file = BackupFile::new(
             entry.path().to_path_buf(),
             rel.to_path_buf(),
@@ -213,6 +220,9 @@ pub fn record_unreadable(root: &Path, b: &BackupFile, reason: &str) {
 }
 
 /// Removes records whose backup is gone.
+/// Removes records whose backup file is gone. A record may belong to a file this walk saw
+/// under its `.in_progress` name (another job renamed it and wrote its record meanwhile): a
+/// record whose backup exists now is kept.
 fn drop_orphans(root: &Path, backups: &[BackupFile]) {
     let dir = root.join(manifest::CATALOG_DIR);
     let Ok(entries) = fs::read_dir(&dir) else { return };
@@ -220,10 +230,19 @@ fn drop_orphans(root: &Path, backups: &[BackupFile]) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let key = format!("{}/{name}", manifest::CATALOG_DIR);
-        if name.ends_with(".json") && !live.contains(&key) {
+        if name.ends_with(".json") && !live.contains(&key) && !backup_exists(root, &entry.path()) {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// Whether the backup file a record names exists (the record's `backup` field).
+fn backup_exists(root: &Path, record: &Path) -> bool {
+    let Ok(bytes) = fs::read(record) else { return false };
+    let named = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("backup").and_then(|b| b.as_str()).map(str::to_string));
+    named.is_some_and(|rel| !rel.contains("..") && root.join(rel).is_file())
 }
 
 /// Removes `start` and its parents while they are empty, stopping at (never removing) `root`.
@@ -288,5 +307,22 @@ mod tests {
         scan(root).unwrap();
         assert!(manifest::read(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz").is_none());
         assert_eq!(std::fs::read_dir(root.join(manifest::CATALOG_DIR)).unwrap().count(), 0);
+    }
+
+    /// A backup renamed from `.in_progress` (and its record written) while another job walked
+    /// the folder keeps its record; a record whose backup is gone is dropped.
+    #[test]
+    fn a_record_written_during_a_walk_is_not_an_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let renamed = "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz";
+        touch(root, renamed);
+        manifest::write(root, &Manifest::new(renamed, Origin::Written, 1)).unwrap();
+        let gone = "daily/2026-11-19/db-app_2026-11-19_01-00-00.sql.gz";
+        manifest::write(root, &Manifest::new(gone, Origin::Written, 1)).unwrap();
+        // The walk saw neither final file (one was still `.in_progress`, one is deleted).
+        drop_orphans(root, &[]);
+        assert!(manifest::read(root, renamed).is_some(), "kept: its backup exists now");
+        assert!(manifest::read(root, gone).is_none(), "dropped: its backup is gone");
     }
 }

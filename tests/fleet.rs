@@ -85,3 +85,67 @@ fn two_shards_back_up_the_fleet_once_between_them() {
     let bad = run(fx.once(&conf).args(["--shard", "2/2"]));
     assert_eq!(bad.code, 2, "{}", bad.all());
 }
+
+/// Most databases backed up at once: `BACKUP_JOBS`, and never more than
+/// `BACKUP_JOBS_PER_HOST` on one server; each keeps its own hooks. Observed from the hooks:
+/// each database's backup phase writes its start and end time.
+fn max_overlap(events: &str) -> usize {
+    let mut marks: Vec<(u128, i32)> = events
+        .lines()
+        .filter_map(|l| {
+            let (sign, t) = l.split_once(' ')?;
+            Some((t.trim().parse().ok()?, if sign == "+" { 1 } else { -1 }))
+        })
+        .collect();
+    marks.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in marks {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn jobs_run_databases_at_once_within_the_per_host_cap() {
+    let Some(fx) = Fixture::start(5) else { return };
+    for i in 0..6 {
+        fx.pg.psql("postgres", &format!("CREATE DATABASE jobs_db_{i} OWNER app"));
+    }
+    let log = fx.dir.path().join("hook-times");
+    std::fs::write(
+        fx.dir.path().join("backup.toml"),
+        format!(
+            "[[hook]]\nname = \"start\"\nphase = \"backup\"\nstage = \"pre\"\nshell = \"echo + $(date +%s%N) >> {0}; sleep 0.4\"\n\
+             [[hook]]\nname = \"end\"\nphase = \"backup\"\nstage = \"finally\"\nshell = \"echo - $(date +%s%N) >> {0}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let conf = fx.conf(&format!("localhost:{}/*\n", fx.pg.port));
+    let exclude = "postgres, app1, app2";
+    let r = run(fx
+        .once(&conf)
+        .env("BACKUP_EXCLUDE_DATABASES", exclude)
+        .env("BACKUP_JOBS", "4")
+        .env("BACKUP_JOBS_PER_HOST", "2"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let events = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(events.lines().count(), 12, "{events}");
+    assert_eq!(max_overlap(&events), 2, "two at once on one server: {events}");
+    assert_eq!(cores(&fx.backups()).len(), 6);
+    // Without the cap's limit, up to BACKUP_JOBS.
+    std::fs::remove_file(&log).unwrap();
+    let r = run(fx
+        .once(&conf)
+        .env("BACKUP_EXCLUDE_DATABASES", exclude)
+        .env("BACKUP_JOBS", "3")
+        .env("BACKUP_JOBS_PER_HOST", "8"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(max_overlap(&std::fs::read_to_string(&log).unwrap()), 3);
+    // Default: one at a time, as before.
+    std::fs::remove_file(&log).unwrap();
+    let r = run(fx.once(&conf).env("BACKUP_EXCLUDE_DATABASES", exclude));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(max_overlap(&std::fs::read_to_string(&log).unwrap()), 1);
+}

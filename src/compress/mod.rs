@@ -44,6 +44,16 @@ pub fn default_threads() -> usize {
 }
 
 impl Compression {
+    /// The same compression for one of `jobs` backups running at once: the threads divided
+    /// between them (at least one each).
+    pub fn shared(self, jobs: usize) -> Compression {
+        let split = |t: usize| (t / jobs.max(1)).max(1);
+        match self {
+            Compression::Gzip { level, threads } => Compression::Gzip { level, threads: split(threads) },
+            Compression::Zstd { level, threads } => Compression::Zstd { level, threads: split(threads) },
+        }
+    }
+
     /// Parses the env values. Levels: gzip 1–9, zstd 1–19. Threads: 1–64.
     ///
     /// # Errors

@@ -104,6 +104,8 @@ pub const RESTORE_ACCEPT_ERRORS: &str = "RESTORE_ACCEPT_ERRORS";
 pub const RESTORE_JOBS: &str = "RESTORE_JOBS";
 pub const BACKUP_EXCLUDE_DATABASES: &str = "BACKUP_EXCLUDE_DATABASES";
 pub const BACKUP_SHARD: &str = "BACKUP_SHARD";
+pub const BACKUP_JOBS: &str = "BACKUP_JOBS";
+pub const BACKUP_JOBS_PER_HOST: &str = "BACKUP_JOBS_PER_HOST";
 pub const BACKUP_SHARDS: &str = "BACKUP_SHARDS";
 /// Set by Kubernetes in each pod of an Indexed Job.
 pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
@@ -204,6 +206,8 @@ pub const KNOWN: &[&str] = &[
     RESTORE_JOBS,
     BACKUP_EXCLUDE_DATABASES,
     BACKUP_SHARD,
+    BACKUP_JOBS,
+    BACKUP_JOBS_PER_HOST,
     BACKUP_SHARDS,
     HEALTH_ADDR,
     BACKUP_TOML,

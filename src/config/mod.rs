@@ -82,6 +82,10 @@ pub struct Settings {
     pub exclude_databases: Vec<String>,
     /// `--shard I/N`, `BACKUP_SHARD`, or `BACKUP_SHARDS` with `JOB_COMPLETION_INDEX`.
     pub shard: Option<crate::shard::Shard>,
+    /// `BACKUP_JOBS` (default 1): databases backed up at once by one run.
+    pub jobs: usize,
+    /// `BACKUP_JOBS_PER_HOST` (default 1): of those, at most this many on one server.
+    pub jobs_per_host: usize,
     pub skipped: Vec<Skipped>,
     /// True when the databases came from the env fallback (no spec lines in backup.conf).
     pub databases_from_env: bool,
@@ -183,6 +187,8 @@ impl Settings {
                 .map(|t| t.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default(),
             shard: sections::shard(&l),
+            jobs: l.int_in(env::BACKUP_JOBS, 1, 1, 64) as usize,
+            jobs_per_host: l.int_in(env::BACKUP_JOBS_PER_HOST, 1, 1, 64) as usize,
             skipped: Vec::new(),
             databases_from_env: false,
             cron,

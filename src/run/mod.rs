@@ -28,6 +28,7 @@ use crate::spec::DatabaseSpec;
 use crate::storage::Storage;
 use crate::storage::local::{LocalStorage, objects};
 
+mod jobs;
 mod steps;
 use steps::{Copied, CopyError, PruneError, Pruned};
 
@@ -139,12 +140,14 @@ pub fn run_backups(
         notifiers.notify(event::backup_failed(&spec.to_string(), &error));
         databases.push(DatabaseReport::new(spec, Outcome::Failed(Failure::Backup(error))));
     }
-    for db in &fleet.databases {
-        let report = match &pre {
-            Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e.clone().into())),
-            Ok(()) => run.backup_database(db, &mut written),
-        };
-        databases.push(report);
+    let (jobs, per_host) = (settings.jobs.max(1), settings.jobs_per_host.max(1));
+    match &pre {
+        Ok(()) if jobs > 1 && fleet.databases.len() > 1 => {
+            databases.extend(run.backup_concurrently(&fleet.databases, jobs, per_host));
+        }
+        Ok(()) => databases.extend(fleet.databases.iter().map(|db| run.backup_database(db, &mut written))),
+        Err(e) => databases
+            .extend(fleet.databases.iter().map(|db| DatabaseReport::new(&db.spec, Outcome::Failed(e.clone().into())))),
     }
     let mut report =
         RunReport { databases, interrupted: cancel.is_cancelled(), duration: started.elapsed(), errors: vec![] };
@@ -376,7 +379,8 @@ impl<'a> Run<'a> {
     }
 
     fn format(&self) -> pipeline::Format<'_> {
-        pipeline::Format { compression: self.settings.compression, recipients: self.settings.encryption.as_ref() }
+        let compression = self.settings.compression.shared(self.settings.jobs.max(1));
+        pipeline::Format { compression, recipients: self.settings.encryption.as_ref() }
     }
 
     fn key(&self, w: &Written) -> String {

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Many small databases on one throwaway server, backed up by one `-1` run: one at a time (the
+# default) against BACKUP_JOBS=4 (BACKUP_JOBS_PER_HOST=4), RUNS interleaved rounds, medians.
+#   N=100 RUNS=3 scripts/bench-many.sh       (release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/pg-throwaway.sh
+. scripts/pg-throwaway.sh
+N=${N:-100}
+RUNS=${RUNS:-3}
+BIN="${BIN:-target/release/backup-container}"
+[ -x "$BIN" ] || cargo build --release --quiet
+W=$(mktemp -d); chmod 755 "$W"
+trap 'pg_stop; rm -rf "$W"' EXIT
+pg_start "$W/pg"
+for i in $(seq 1 "$N"); do
+  echo "CREATE DATABASE d$i;"
+done | pg_admin -d postgres >/dev/null
+for i in $(seq 1 "$N"); do
+  echo "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;" | pg_admin -d "d$i" >/dev/null
+done
+echo "localhost:$PGPORT_T/*" > "$W/backup.conf"
+export BACKUP_CONF="$W/backup.conf" LOCALHOST_USER=postgres LOCALHOST_PASSWORD=admin-secret BACKUP_EXCLUDE_DATABASES=postgres STARTUP_CHECK=false
+one() { # $1: jobs
+  rm -rf "$W/backups"
+  local s; s=$(date +%s.%N)
+  BACKUP_DIR="$W/backups" BACKUP_JOBS="$1" BACKUP_JOBS_PER_HOST="$1" "$BIN" -1 >/dev/null 2>"$W/log" \
+    || { grep -E "ERROR|error" "$W/log" | head -5 >&2; exit 1; }
+  echo "$(date +%s.%N) - $s" | bc
+}
+for ((r = 0; r < RUNS; r++)); do
+  for jobs in 1 4; do one "$jobs" >> "$W/jobs$jobs"; done
+done
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+seq1=$(median < "$W/jobs1"); par4=$(median < "$W/jobs4")
+printf '%s databases, %s rounds: one at a time %.2f s (%.0f ms each), BACKUP_JOBS=4 %.2f s (%.2f x)\n' \
+  "$N" "$RUNS" "$seq1" "$(echo "$seq1 * 1000 / $N" | bc -l)" "$par4" "$(echo "$par4 / $seq1" | bc -l)"
