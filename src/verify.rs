@@ -82,6 +82,8 @@ pub fn verify_all(
     let mut outcomes = Vec::new();
     let run_id = crate::run::run_id("verify-", Utc::now());
     let phases = Phases::new(&settings.hooks, &settings.engine, cancel);
+    // One throwaway server per engine for the whole run (stopped when the pool is dropped).
+    let pool = engine::ServerPool::default();
     for spec in specs {
         let span = info_span!("verify", database = %spec);
         let _enter = span.enter();
@@ -100,9 +102,9 @@ pub fn verify_all(
                     Some(f) => f.choice.clone(),
                     None => choose(&backups, root, &spec.core_name(), filter)?,
                 };
-                let mut summary = verify_one(settings, &spec, &choice, filter.is_none(), cancel)?;
+                let mut summary = verify_one(settings, &spec, &choice, filter.is_none(), &pool, cancel)?;
                 if settings.restore.verify_drill && filter.is_none() && fetched.is_none() {
-                    summary.push_str(&drill(settings, &spec, &backups, choice.path(), cancel)?);
+                    summary.push_str(&drill(settings, &spec, &backups, choice.path(), &pool, cancel)?);
                 }
                 Ok(summary)
             };
@@ -131,13 +133,14 @@ fn drill(
     spec: &DatabaseSpec,
     backups: &[BackupFile],
     newest: &Path,
+    pool: &engine::ServerPool,
     cancel: &Cancel,
 ) -> anyhow::Result<String> {
     let Some(older) = drill_candidate(backups, &spec.core_name(), newest) else {
         return Ok("; no older backup to drill".into());
     };
     info!(path = %older.path.display(), "Restore drill of an older backup.");
-    let summary = verify_one(settings, spec, &Choice::Catalog(Box::new(older.clone())), false, cancel)
+    let summary = verify_one(settings, spec, &Choice::Catalog(Box::new(older.clone())), false, pool, cancel)
         .with_context(|| format!("restore drill of {}", older.path.display()))?;
     Ok(format!("; restore drill: {summary}"))
 }
@@ -159,6 +162,7 @@ fn verify_one(
     spec: &DatabaseSpec,
     choice: &Choice,
     fresh_check: bool,
+    pool: &engine::ServerPool,
     cancel: &Cancel,
 ) -> anyhow::Result<String> {
     let engine = engine::for_kind(&spec.engine, &settings.engine)
@@ -183,6 +187,7 @@ fn verify_one(
             schemas: settings.table_schema.clone(),
             server_options: settings.restore.verify_server_options.clone(),
             jobs: settings.restore.verify_jobs,
+            pool: pool.clone(),
         };
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let meter = Meter::start("verifying", size);

@@ -94,6 +94,7 @@ fn postgres_tools_take_every_name_as_a_name() {
             schemas: None,
             server_options: vec![],
             jobs: 4,
+            pool: Default::default(),
         };
         let verified = engine.verify(name, &mut BufReader::new(text.as_bytes()), &opts, &cancel).unwrap();
         assert_eq!((verified.tables, verified.restore.counts.rows), (1, 1), "{name}");

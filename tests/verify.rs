@@ -40,6 +40,8 @@ fn verify_all_succeeds_and_records_the_result() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.stderr.matches("Verification succeeded.").count(), 2, "{}", r.all());
     assert!(r.stderr.contains("2 tables in 2 schemas"), "{}", r.all());
+    // One throwaway server for the whole run, reused for the second database, and removed.
+    assert_eq!(r.stderr.matches("Starting the verification server.").count(), 1, "{}", r.all());
     assert_clean(&vdir, &r);
     let newest = fx.newest("localhost-app1");
     let rel = newest.strip_prefix(fx.backups()).unwrap().display().to_string();

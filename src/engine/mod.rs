@@ -105,6 +105,37 @@ pub struct VerifyOptions {
     pub server_options: Vec<String>,
     /// Parallel sessions of the load (`RESTORE_JOBS`).
     pub jobs: usize,
+    /// Throwaway servers kept for the rest of one verification run (`-v all`).
+    pub pool: ServerPool,
+}
+
+/// Throwaway servers kept between the databases of one verification run, one per engine:
+/// each database is dropped after its check and the next one loads into the same server,
+/// instead of an initdb and a start per database. Dropping the pool (the end of the run, on
+/// every path) stops and removes them.
+#[derive(Clone, Default)]
+pub struct ServerPool(std::sync::Arc<std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>>);
+
+impl std::fmt::Debug for ServerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerPool")
+    }
+}
+
+impl ServerPool {
+    /// A kept server of type `T`, taken out of the pool.
+    pub fn take<T: 'static>(&self) -> Option<T> {
+        let mut kept = self.0.lock().ok()?;
+        let i = kept.iter().position(|s| s.is::<T>())?;
+        kept.swap_remove(i).downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// Keeps `server` for the next database.
+    pub fn put<T: Send + 'static>(&self, server: T) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push(Box::new(server));
+        }
+    }
 }
 
 /// Per-schema figures of a verified restore.

@@ -18,7 +18,13 @@ pub fn run(
     opts: &VerifyOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<VerifyReport> {
-    let server = Throwaway::start(&engine.options, opts, cancel)?;
+    let reused = opts.pool.take::<Throwaway>();
+    let fresh = reused.is_none();
+    let server = match reused {
+        Some(s) => s,
+        None => Throwaway::start(&engine.options, opts, cancel)?,
+    };
+    tracing::debug!(reused = !fresh, "Verification server.");
     let admin = server.conn();
     let req = RestoreRequest {
         database: database.to_string(),
@@ -50,7 +56,11 @@ pub fn run(
         };
         bail!("the restored database has no tables in {scope}");
     }
-    drop(server);
+    // Keep the server for the next database of this run, without this one.
+    let drop_db = format!("DROP DATABASE {} WITH (FORCE)", super::quote_ident(database));
+    if engine.queries(&admin, super::swap::MAINTENANCE_DB, &[&drop_db], cancel).is_ok() {
+        opts.pool.put(server);
+    }
     Ok(VerifyReport { tables, schemas, database_size, restore })
 }
 
