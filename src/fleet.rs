@@ -104,3 +104,61 @@ mod tests {
         assert!(glob("ü*", "übung") && glob("shop", "shop") && !glob("shop", "Shop"));
     }
 }
+
+/// Databases on a configured server that no line covers (the coverage audit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    /// `engine=host:port`.
+    pub server: String,
+    pub uncovered: Vec<String>,
+    /// Why the server could not be listed, if it could not.
+    pub error: Option<String>,
+}
+
+/// PostgreSQL's maintenance database: on every server, usually empty; not reported (list it in
+/// a line, or back the server up with `host/*`, to cover it).
+const MAINTENANCE: &str = "postgres";
+
+/// The server of a spec, as the audit names it (the loopback names count as one host; a
+/// server reached under two other names is audited as two).
+pub fn server_of(spec: &DatabaseSpec) -> String {
+    let host = match spec.host.as_str() {
+        "localhost" | "127.0.0.1" | "::1" => "localhost",
+        other => other,
+    };
+    format!("{}={host}:{}", spec.engine.name(), spec.effective_port().unwrap_or(0))
+}
+
+/// For every server in the configuration without a `*` line, the databases it holds that no
+/// line covers and no `BACKUP_EXCLUDE_DATABASES` glob leaves out. Listed with the credentials
+/// of the server's first line (MariaDB shows only what that user may see).
+pub fn audit(settings: &Settings, cancel: &Cancel) -> Vec<Coverage> {
+    let mut servers: Vec<(String, &Database)> = Vec::new();
+    for db in &settings.databases {
+        let server = server_of(&db.spec);
+        if !servers.iter().any(|(s, _)| *s == server) {
+            servers.push((server, db));
+        }
+    }
+    let mut out = Vec::new();
+    for (server, first) in servers {
+        let lines: Vec<&Database> = settings.databases.iter().filter(|d| server_of(&d.spec) == server).collect();
+        if lines.iter().any(|d| d.spec.database == ALL) {
+            continue;
+        }
+        let coverage = match list(first, settings, cancel) {
+            Err(e) => Coverage { server, uncovered: Vec::new(), error: Some(format!("{e:#}")) },
+            Ok(names) => {
+                let uncovered = names
+                    .into_iter()
+                    .filter(|n| !(first.spec.engine == crate::spec::EngineKind::Postgres && n == MAINTENANCE))
+                    .filter(|n| !lines.iter().any(|d| d.spec.database == *n))
+                    .filter(|n| !settings.exclude_databases.iter().any(|g| glob(g, n)))
+                    .collect();
+                Coverage { server, uncovered, error: None }
+            }
+        };
+        out.push(coverage);
+    }
+    out
+}

@@ -53,6 +53,7 @@ pub mod error;
 pub mod fetch;
 pub mod finding;
 pub mod fleet;
+pub mod fleet_audit;
 pub mod hooks;
 pub mod http_client;
 pub mod human;

@@ -99,7 +99,8 @@ fn the_bash_pruning_counts_and_deletes_backups_only_in_both_strategies() {
         let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
         let l = run(fx.cmd(&conf).arg("-l").env("BACKUP_STRATEGY", strategy));
         assert!(l.stdout.contains("localhost-app1: 2 backups"), "{strategy}: {}", l.stdout);
-        let records = files_under(&root).iter().filter(|f| f.starts_with(".backup_container/")).count();
+        let records =
+            files_under(&root).iter().filter(|f| f.starts_with(".backup_container/") && f.ends_with(".json")).count();
         assert_eq!(records, 2, "{strategy}: the orphaned record was dropped");
         let r =
             run(fx.cmd(&conf).args(["-r", &format!("localhost:{}/copy", fx.pg.port), "-f", "localhost-app1", "-s"]));

@@ -149,3 +149,43 @@ fn jobs_run_databases_at_once_within_the_per_host_cap() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(max_overlap(&std::fs::read_to_string(&log).unwrap()), 1);
 }
+
+/// The coverage audit: a database on a configured server that no line covers is reported once
+/// per change (a WARN notification), by `--check`, and again when the set changes.
+#[test]
+fn databases_nothing_covers_are_reported_once_per_change() {
+    use crate::harness::receiver::{Behaviour, Receiver};
+    let Some(fx) = Fixture::start(5) else { return };
+    let rx = Receiver::start(Behaviour::Ok);
+    let conf = fx.conf(&format!("localhost:{}/app1\n", fx.pg.port));
+    let uncovered = |rx: &Receiver| -> Vec<String> {
+        rx.requests()
+            .into_iter()
+            .map(|r| r.body)
+            .filter(|b| b.contains("no+line+of+the+configuration+covers"))
+            .collect()
+    };
+    let r = run(fx.once(&conf).env("WEBHOOK_URL", &rx.url));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let sent = uncovered(&rx);
+    assert_eq!(sent.len(), 1, "{:?}\n{}", rx.requests().iter().map(|r| &r.body).collect::<Vec<_>>(), r.all());
+    assert!(sent[0].contains("covers+them%3A+app2.") && sent[0].contains("statusCode=WARN"), "{}", sent[0]);
+    // The same finding on the next run: no second message.
+    let r = run(fx.once(&conf).env("WEBHOOK_URL", &rx.url));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(uncovered(&rx).len(), 1);
+    // A new database changes it: one more message, naming both.
+    fx.pg.psql("postgres", "CREATE DATABASE app9 OWNER app");
+    let r = run(fx.once(&conf).env("WEBHOOK_URL", &rx.url));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let sent = uncovered(&rx);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[1].contains("covers+them%3A+app2%2C+app9."), "{}", sent[1]);
+    // --check shows it as a warning; an exclusion silences it.
+    let c = run(fx.cmd(&conf).arg("--check"));
+    let row = c.stdout.lines().find(|l| l.contains("coverage")).unwrap_or_default().to_string();
+    assert!(row.contains("2 database(s) no line covers: app2, app9"), "{}", c.stdout);
+    let c = run(fx.cmd(&conf).arg("--check").env("BACKUP_EXCLUDE_DATABASES", "app2,app9"));
+    let row = c.stdout.lines().find(|l| l.contains("coverage")).unwrap_or_default().to_string();
+    assert!(row.contains("every database on the server has a line"), "{}", c.stdout);
+}

@@ -42,6 +42,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &C
     // it had its own line.
     let fleet = crate::fleet::resolve(settings, cancel);
     let mut out = fleet_findings(settings, &fleet);
+    out.extend(coverage_findings(settings, cancel));
     let per_db = databases(settings, &fleet.databases, &backups, free, cancel);
     let largest = per_db.iter().filter_map(|(_, bytes)| *bytes).max();
     out.extend(per_db.into_iter().flat_map(|(f, _)| f));
@@ -178,6 +179,28 @@ fn fleet_findings(settings: &Settings, fleet: &crate::fleet::Fleet) -> Vec<Findi
         ));
     }
     out
+}
+
+/// The coverage audit: databases on a configured server that no line covers.
+fn coverage_findings(settings: &Settings, cancel: &Cancel) -> Vec<Finding> {
+    crate::fleet::audit(settings, cancel)
+        .into_iter()
+        .map(|c| match (&c.error, c.uncovered.len()) {
+            (Some(e), _) => Finding::warn(
+                "coverage",
+                &c.server,
+                format!("cannot list its databases: {e}"),
+                "check the user's rights",
+            ),
+            (None, 0) => Finding::pass("coverage", &c.server, "every database on the server has a line"),
+            (None, n) => Finding::warn(
+                "coverage",
+                &c.server,
+                format!("{n} database(s) no line covers: {}", c.uncovered.join(", ")),
+                "add a line for each, a host/* line, or BACKUP_EXCLUDE_DATABASES",
+            ),
+        })
+        .collect()
 }
 
 /// Each SQL hook that runs for `db`, checked there without running it.

@@ -57,6 +57,8 @@ pub struct State {
     pub mirror_failures: u64,
     /// Copies the last run's mirror retention had to keep because they are still locked.
     pub mirror_locked: u64,
+    /// The last coverage audit: uncovered databases per server.
+    pub uncovered: BTreeMap<String, u64>,
     pub run_in_progress: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
     /// The interval the schedule implies; `None` when no line runs backups.
@@ -108,6 +110,7 @@ impl State {
             runs_skipped: 0,
             mirror_failures: 0,
             mirror_locked: 0,
+            uncovered: BTreeMap::new(),
             run_in_progress: None,
             next_run: None,
             interval,
@@ -132,6 +135,14 @@ impl State {
 
     /// Records a backup run's outcome per database.
     pub fn record_run(&mut self, report: &RunReport, finished: DateTime<Utc>) {
+        if !report.coverage.is_empty() {
+            self.uncovered = report
+                .coverage
+                .iter()
+                .filter(|c| c.error.is_none())
+                .map(|c| (c.server.clone(), c.uncovered.len() as u64))
+                .collect();
+        }
         self.mirror_locked = report.databases.iter().flat_map(|d| &d.mirrors).map(|m| m.locked.len() as u64).sum();
         for d in &report.databases {
             self.mirror_failures += d.mirrors.iter().filter(|m| m.error.is_some()).count() as u64;
@@ -329,6 +340,14 @@ impl State {
              # TYPE backup_mirror_locked_copies gauge\nbackup_mirror_locked_copies {}",
             self.mirror_locked
         );
+        let _ = writeln!(
+            out,
+            "# HELP backup_uncovered_databases Databases on a configured server that no line of the configuration covers.\n\
+             # TYPE backup_uncovered_databases gauge"
+        );
+        for (server, n) in &self.uncovered {
+            let _ = writeln!(out, "backup_uncovered_databases{{server=\"{}\"}} {n}", escape_label(server));
+        }
         if let Some(limit) = self.stale_after() {
             let _ = writeln!(
                 out,
@@ -375,49 +394,5 @@ fn escape_label(v: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn state(interval_h: u64) -> State {
-        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
-        State::new(&[("db/app".into(), "db-app".into())], &[], Some(Duration::from_secs(interval_h * 3600)), 1.5, now)
-    }
-
-    #[test]
-    fn staleness_counts_from_the_last_success_or_the_start() {
-        let mut s = state(24);
-        let start = s.started;
-        let db = s.databases["db/app"].clone();
-        assert!(!s.is_stale(&db, start + chrono::Duration::hours(35)), "a fresh daemon gets the full tolerance");
-        assert!(s.is_stale(&db, start + chrono::Duration::hours(37)));
-        s.databases.get_mut("db/app").unwrap().last_success = Some(start + chrono::Duration::hours(30));
-        let db = s.databases["db/app"].clone();
-        assert!(!s.is_stale(&db, start + chrono::Duration::hours(60)));
-        assert!(s.is_stale(&db, start + chrono::Duration::hours(67)));
-        s.interval = None;
-        assert!(!s.is_stale(&db, start + chrono::Duration::days(30)), "no backup schedule, no staleness");
-    }
-
-    #[test]
-    fn metrics_text_has_help_type_and_labels() {
-        let mut s = state(24);
-        s.databases.insert("we\"ird".into(), DbState { last_success: Some(s.started), ..Default::default() });
-        s.runs_succeeded = 3;
-        let text = s.render_metrics(s.started);
-        assert!(text.contains("# TYPE backup_last_success_timestamp_seconds gauge"));
-        assert!(text.contains(&format!(
-            "backup_last_success_timestamp_seconds{{database=\"we\\\"ird\"}} {}",
-            s.started.timestamp()
-        )));
-        assert!(text.contains("backup_stale{database=\"db/app\"} 0"));
-        assert!(text.contains("backup_runs_total{result=\"success\"} 3"));
-        assert!(text.contains("backup_mirror_failures_total 0"));
-        assert!(text.contains("backup_mirror_locked_copies 0"));
-        assert!(text.contains("backup_stale_after_seconds 129600"));
-        assert!(
-            !text.contains("backup_last_success_timestamp_seconds{database=\"db/app\"}"),
-            "no value without a backup"
-        );
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

@@ -235,6 +235,22 @@ pub fn check_failed(problems: &[String]) -> Event {
     )
 }
 
+/// The coverage audit found databases on a configured server that nothing backs up.
+pub fn uncovered(server: &str, names: &[String]) -> Event {
+    event(
+        Level::Warn,
+        "databases_uncovered",
+        None,
+        format!("{} database(s) on {server} are not backed up", names.len()),
+        format!(
+            "These databases exist on {server} but no line of the configuration covers them: {}. Add a line \
+             for each, a host/* line for the whole server, or list them in BACKUP_EXCLUDE_DATABASES.",
+            names.join(", ")
+        ),
+        json!({"server": server, "databases": names}),
+    )
+}
+
 /// The test message of `--check --notify`.
 pub fn check_test() -> Event {
     event(

@@ -89,6 +89,8 @@ pub struct RunReport {
     pub duration: Duration,
     /// Run-level failures (a `run` hook with `on-error = "fail"`).
     pub errors: Vec<HookFailure>,
+    /// The coverage audit of this run (empty for shards other than 0).
+    pub coverage: Vec<crate::fleet::Coverage>,
 }
 
 impl RunReport {
@@ -149,8 +151,18 @@ pub fn run_backups(
         Err(e) => databases
             .extend(fleet.databases.iter().map(|db| DatabaseReport::new(&db.spec, Outcome::Failed(e.clone().into())))),
     }
-    let mut report =
-        RunReport { databases, interrupted: cancel.is_cancelled(), duration: started.elapsed(), errors: vec![] };
+    let mut report = RunReport {
+        databases,
+        interrupted: cancel.is_cancelled(),
+        duration: started.elapsed(),
+        errors: vec![],
+        coverage: vec![],
+    };
+    // Databases that exist but nothing backs up: once per run (shard 0 of a fleet).
+    if settings.shard.is_none_or(|s| s.index == 0) && !cancel.is_cancelled() {
+        report.coverage = crate::fleet::audit(settings, cancel);
+        crate::fleet_audit::report(&settings.backup_dir, &report.coverage, notifiers);
+    }
     report.errors.extend(pre.err());
     let status = if report.succeeded() { "success" } else { "failure" };
     let end = Context { status: Some(status), ..ctx.clone() };
