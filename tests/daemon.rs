@@ -206,3 +206,44 @@ fn an_idle_daemon_sleeps() {
     assert_eq!(code, 0, "{}", d.log());
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// Monitor-only (beside CronJob fleets): no backups of its own; /metrics follows what the
+/// jobs write into the shared folder, `host/*` databases included.
+#[test]
+fn monitor_only_reports_what_the_jobs_write() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let conf = fx.conf(&format!("localhost:{}/*\n", fx.pg.port));
+    let mut d = Daemon::start(
+        {
+            let mut c = fx.cmd(&conf);
+            c.env("MONITOR_ONLY", "true").env("MONITOR_INTERVAL", "1s").env("STARTUP_CHECK", "true");
+            c
+        },
+        fx.dir.path(),
+    );
+    assert!(d.log().contains("monitor-only"), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(backups_under(&fx.backups()).is_empty(), "the monitor backs nothing up: {}", d.log());
+    // A job (another process) writes backups; the monitor's /metrics shows them.
+    let r = crate::harness::run(fx.once(&conf).env("BACKUP_EXCLUDE_DATABASES", "postgres"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let name = "backup_last_success_timestamp_seconds{database=\"localhost-app1\"}";
+    assert!(
+        wait_until(Duration::from_secs(15), || metric(&get(&d.addr, "/metrics").1, name).is_some()),
+        "{}\n{}",
+        get(&d.addr, "/metrics").1,
+        d.log()
+    );
+    assert!(
+        metric(&get(&d.addr, "/metrics").1, "backup_last_success_timestamp_seconds{database=\"localhost-app2\"}")
+            .is_some()
+    );
+    assert_eq!(get(&d.addr, "/healthz").0, 200);
+    assert!(
+        !d.log().contains("Check passed.") && !d.log().contains("Check failed."),
+        "no database checks in a monitor: {}",
+        d.log()
+    );
+    assert_eq!(d.terminate().0, 0);
+    assert_eq!(backups_under(&fx.backups()).len(), 2, "only the job's two backups");
+}

@@ -105,6 +105,8 @@ pub const RESTORE_JOBS: &str = "RESTORE_JOBS";
 pub const BACKUP_EXCLUDE_DATABASES: &str = "BACKUP_EXCLUDE_DATABASES";
 pub const BACKUP_SHARD: &str = "BACKUP_SHARD";
 pub const BACKUP_JOBS: &str = "BACKUP_JOBS";
+pub const MONITOR_ONLY: &str = "MONITOR_ONLY";
+pub const MONITOR_INTERVAL: &str = "MONITOR_INTERVAL";
 pub const BACKUP_JOBS_PER_HOST: &str = "BACKUP_JOBS_PER_HOST";
 pub const BACKUP_SHARDS: &str = "BACKUP_SHARDS";
 /// Set by Kubernetes in each pod of an Indexed Job.
@@ -207,6 +209,8 @@ pub const KNOWN: &[&str] = &[
     BACKUP_EXCLUDE_DATABASES,
     BACKUP_SHARD,
     BACKUP_JOBS,
+    MONITOR_ONLY,
+    MONITOR_INTERVAL,
     BACKUP_JOBS_PER_HOST,
     BACKUP_SHARDS,
     HEALTH_ADDR,

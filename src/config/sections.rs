@@ -231,6 +231,8 @@ impl DaemonSettings {
             command_timeout,
             rpo_target: target(env::RPO_TARGET),
             startup_check: l.boolean(env::STARTUP_CHECK, true),
+            monitor_only: l.boolean(env::MONITOR_ONLY, false),
+            monitor_interval: l.duration_max(env::MONITOR_INTERVAL, Duration::from_secs(60), DAY),
             rto_target: target(env::RTO_TARGET),
         }
     }
@@ -335,6 +337,11 @@ pub struct DaemonSettings {
     pub command_timeout: Duration,
     /// `STARTUP_CHECK` (default true): run `--check` at start (logged; WARN when it fails).
     pub startup_check: bool,
+    /// `MONITOR_ONLY` (default false): no backups; health, `/status` and `/metrics` from the
+    /// backup folder, read again every `MONITOR_INTERVAL` (default 60 s) — beside CronJob or
+    /// Indexed-Job fleets, which have no daemon of their own.
+    pub monitor_only: bool,
+    pub monitor_interval: Duration,
     /// `RPO_TARGET`: the newest verified backup of each database should be younger than this.
     pub rpo_target: Option<Duration>,
     /// `RTO_TARGET`: a verification restore should take less than this.

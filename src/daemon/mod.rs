@@ -50,15 +50,24 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// # Errors
 /// Missing credentials (exit 2) or a health listener that cannot bind.
 pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyhow::Result<Exit> {
-    settings.check_backup_ready()?;
+    let monitor = settings.daemon.monitor_only;
+    if !monitor {
+        settings.check_backup_ready()?;
+    }
     let now = Utc::now();
-    let mut entries = entries(&settings, now);
+    let mut entries = if monitor { Vec::new() } else { entries(&settings, now) };
     if std::process::id() == 1 {
         warn!(
             "Running as PID 1 without an init: orphaned processes are not reaped. Use tini (the image does) or `docker run --init`."
         );
     }
-    let mode = if settings.cron.is_empty() { "legacy" } else { "cron" };
+    let mode = if monitor {
+        "monitor-only"
+    } else if settings.cron.is_empty() {
+        "legacy"
+    } else {
+        "cron"
+    };
     info!(mode, "Starting backup server in {mode} mode ...");
     for e in &entries {
         let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
@@ -94,7 +103,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         info!(address = %bound, "Health and metrics listener started (/healthz /readyz /status /metrics).");
     }
     let settings = Arc::new(settings);
-    if settings.daemon.startup_check {
+    if settings.daemon.startup_check && !monitor {
         start_check(settings.clone(), outputs.clone(), shutdown.clone());
     }
     let mut running: Option<Running> = None;
@@ -103,6 +112,15 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         let seen = shutdown.wakes();
         if running.as_ref().is_some_and(|r| r.handle.is_finished()) {
             finish(running.take(), &state);
+        }
+        if monitor {
+            info!(every = %crate::schedule::format_duration(settings.daemon.monitor_interval), "Monitor-only: no backups here; the state is read from the backup folder.");
+            while !shutdown.is_cancelled() {
+                refresh_from_folder(&settings, &state);
+                stale_watch.check(&state, notifiers, Utc::now());
+                shutdown.wait_for_wake(shutdown.wakes(), settings.daemon.monitor_interval);
+            }
+            break;
         }
         let Some((i, at)) = entries.iter().enumerate().map(|(i, e)| (i, e.next)).min_by_key(|(_, t)| *t) else {
             warn!("Nothing is scheduled; idling until stopped.");
@@ -180,6 +198,28 @@ fn next_fire(schedule: &Schedule, at: DateTime<Utc>, now: DateTime<Utc>, setting
         next = schedule.next_after(next, &settings.zone).unwrap_or(DateTime::<Utc>::MAX_UTC);
     }
     next
+}
+
+/// Monitor-only: every database's state from what the backup folder holds now — the
+/// configured ones, and for `host/*` lines every database of that host with backups there.
+fn refresh_from_folder(settings: &Settings, state: &Mutex<State>) {
+    let Ok(backups) = catalog::scan(&settings.backup_dir) else { return };
+    let mut dbs: Vec<(String, String)> = Vec::new();
+    for d in &settings.databases {
+        if d.spec.database == crate::fleet::ALL {
+            let prefix = format!("{}-", d.spec.host);
+            for core in backups.iter().map(|b| &b.core).filter(|c| c.starts_with(&prefix)) {
+                if !dbs.iter().any(|(_, c)| c == core) {
+                    dbs.push((core.clone(), core.clone()));
+                }
+            }
+        } else {
+            dbs.push((d.spec.to_string(), d.spec.core_name()));
+        }
+    }
+    let now = Utc::now();
+    let fresh = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
+    lock(state).databases = fresh.databases;
 }
 
 fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
