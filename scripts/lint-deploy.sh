@@ -20,14 +20,40 @@ echo "== yamllint"
 echo "== kubernetes-validate --strict (templates substituted)"
 PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py \
   openshift/templates/backup/backup-deploy.yaml \
+  openshift/templates/backup/backup-deploy-dc.yaml \
   openshift/templates/backup/backup-build.yaml \
   openshift/templates/backup-cronjob/backup-cronjob.yaml \
+  openshift/templates/backup-fleet/backup-fleet-indexed.yaml \
   kubernetes/backup-container.yaml \
   kubernetes/backup-fleet-indexed.yaml
 if PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py tests/fixtures/invalid-deployment.yaml >/dev/null; then
   echo "the validator accepted tests/fixtures/invalid-deployment.yaml: it checks nothing" >&2
   exit 1
 fi
+# The DeploymentConfig check must refuse a bad strategy, and (strategy fixed) a selector that
+# matches no pod label.
+dc_fixture=tests/fixtures/invalid-deploymentconfig.yaml
+selector_only=$(mktemp --suffix=.yaml)
+sed 's/type: Bogus/type: Recreate/' "$dc_fixture" > "$selector_only"
+for f in "$dc_fixture" "$selector_only"; do
+  if PATH="$LINT:$PATH" "$LINT/python" scripts/validate-templates.py "$f" >/dev/null; then
+    echo "the validator accepted $f: the DeploymentConfig check checks nothing" >&2
+    exit 1
+  fi
+done
+rm -f "$selector_only"
+
+echo "== the DeploymentConfig template takes the same parameters as the Deployment one"
+"$LINT/python" - <<'PY'
+import yaml
+def params(path):
+    with open(path) as f:
+        return [(p["name"], p.get("value")) for p in yaml.safe_load(f)["parameters"]]
+a = params("openshift/templates/backup/backup-deploy.yaml")
+b = params("openshift/templates/backup/backup-deploy-dc.yaml")
+assert a == b, f"parameters differ: {set(a) ^ set(b)}"
+print(f"{len(a)} parameters, the same names and defaults")
+PY
 
 if [ "$(id -u)" -eq 0 ] && [ "${LINT_SKIP_RUNTIME:-}" != 1 ]; then
   echo "== docker/install-runtime.sh (Debian PostgreSQL, the same steps as the image)"

@@ -4,16 +4,24 @@ OpenShift Templates after their parameters are substituted (defaults, or a sampl
 parameters without one). A "couldn't find schema" warning fails, except for the OpenShift-only
 kinds listed below, which kubernetes-validate has no schema for.
 
+DeploymentConfig (OpenShift-only) is checked against openshift/schemas/deploymentconfig.schema.json
+(its spec's fields), its selector against its pod labels, and its pod template as a Kubernetes
+PodTemplate by kubernetes-validate --strict.
+
 Usage: validate-templates.py FILE...   (plain manifests and templates alike)
 """
+import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
 
+import jsonschema
 import yaml
 
-OPENSHIFT_ONLY = {"BuildConfig", "ImageStream", "DeploymentConfig", "Route", "Template"}
+OPENSHIFT_ONLY = {"BuildConfig", "ImageStream", "Route", "Template"}
+DC_SCHEMA = os.path.join(os.path.dirname(__file__), "..", "openshift", "schemas", "deploymentconfig.schema.json")
 VALIDATOR = "kubernetes-validate"
 
 
@@ -55,6 +63,33 @@ def objects_of(path):
     return out
 
 
+def kubernetes_validate(obj):
+    """kubernetes-validate --strict on one object: (ok, output)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as tmp:
+        yaml.safe_dump(obj, tmp)
+        tmp.flush()
+        res = subprocess.run([VALIDATOR, "--strict", tmp.name], capture_output=True, text=True)
+    output = (res.stdout + res.stderr).strip()
+    return res.returncode == 0 and "Couldn't find schema" not in output and "ERROR" not in output, output
+
+
+def deployment_config(obj):
+    """The schema in the repository, the selector against the pod labels, the pod template."""
+    with open(DC_SCHEMA) as f:
+        schema = json.load(f)
+    try:
+        jsonschema.validate(obj, schema)
+    except jsonschema.ValidationError as e:
+        return False, f"{e.message} at {'/'.join(str(p) for p in e.absolute_path)}"
+    template = obj["spec"]["template"]
+    labels = template.get("metadata", {}).get("labels", {})
+    for key, value in obj["spec"].get("selector", {}).items():
+        if labels.get(key) != value:
+            return False, f"selector {key}={value} does not match the pod template's labels {labels}"
+    pod = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": obj["metadata"]["name"]}, "template": template}
+    return kubernetes_validate(pod)
+
+
 def main(paths):
     failed = False
     for path in paths:
@@ -64,12 +99,8 @@ def main(paths):
             if kind in OPENSHIFT_ONLY:
                 print(f"{path}: {kind}/{name}: OpenShift-only kind, not validated")
                 continue
-            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as tmp:
-                yaml.safe_dump(obj, tmp)
-                tmp.flush()
-                res = subprocess.run([VALIDATOR, "--strict", tmp.name], capture_output=True, text=True)
-            output = (res.stdout + res.stderr).strip()
-            if res.returncode != 0 or "Couldn't find schema" in output or "ERROR" in output:
+            ok, output = deployment_config(obj) if kind == "DeploymentConfig" else kubernetes_validate(obj)
+            if not ok:
                 print(f"{path}: {kind}/{name}: INVALID\n{output}")
                 failed = True
             else:
