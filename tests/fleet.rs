@@ -38,6 +38,11 @@ fn a_star_spec_backs_up_every_database_and_picks_up_new_ones() {
     let row = c.stdout.lines().find(|l| l.contains("fleet")).unwrap_or_default().to_string();
     assert!(row.contains("3 databases") && row.contains("app3"), "{}", c.stdout);
 
+    // -l lists the expanded databases by their files, not the `*` line; -c explains the line.
+    let l = run(fx.cmd(&conf).arg("-l"));
+    assert!(l.stdout.contains("localhost-app3: 1 backups") && !l.stdout.contains("localhost-*"), "{}", l.stdout);
+    let c = run(fx.cmd(&conf).arg("-c").env("BACKUP_EXCLUDE_DATABASES", "app2*"));
+    assert!(c.stdout.contains("every database on the server at each run; excluded: app2*"), "{}", c.stdout);
     // A server that cannot be listed fails the run, loudly.
     let r = run(fx.once(&conf).env("LOCALHOST_PASSWORD", "wrong"));
     assert_eq!(r.code, 1, "{}", r.all());

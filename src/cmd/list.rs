@@ -61,7 +61,8 @@ fn render(
     for b in backups {
         by_core.entry(b.core.clone()).or_default().push(b);
     }
-    for db in &settings.databases {
+    // A `host/*` line's databases are listed by their files (listing the server is --check's job).
+    for db in settings.databases.iter().filter(|d| d.spec.database != crate::fleet::ALL) {
         by_core.entry(db.spec.core_name()).or_default();
     }
     writeln!(

@@ -84,6 +84,15 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     for skipped in &s.skipped {
         writeln!(out, "  - {} (skipped: {})", skipped.spec, skipped.reason)?;
     }
+    if s.databases.iter().any(|d| d.spec.database == crate::fleet::ALL) || !s.exclude_databases.is_empty() {
+        let excluded = if s.exclude_databases.is_empty() { "none".to_string() } else { s.exclude_databases.join(", ") };
+        writeln!(
+            out,
+            "  (host/* lines: every database on the server at each run; excluded: {excluded}; --check lists them)"
+        )?;
+    }
+    let shard = s.shard.map(|sh| sh.to_string()).unwrap_or_else(|| "none (all databases)".into());
+    writeln!(out, "- Jobs: {} at once, {} per server; shard: {shard}", s.jobs, s.jobs_per_host)?;
     writeln!(out)?;
     let or_not = |v: Option<String>| v.unwrap_or_else(|| "not configured".into());
     let ftp = s.mirrors.ftp.as_ref().map(|f| {
