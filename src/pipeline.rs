@@ -30,6 +30,8 @@ const WRITE_BUFFER: usize = 1 << 20;
 pub struct Format<'a> {
     pub compression: Compression,
     pub recipients: Option<&'a Recipients>,
+    /// Counts the dumped bytes for a progress line.
+    pub progress: Option<&'a crate::progress::Meter>,
 }
 
 impl Format<'_> {
@@ -87,7 +89,10 @@ pub fn backup_one(
     let (stream, info) = {
         let scanner = crate::scan::for_kind(&db.spec.engine).context("no scanner for this engine")?;
         let mut scanned = ScanWriter::new(&mut encoder, scanner);
-        let info = engine.dump(db, &mut scanned, cancel)?;
+        let info = match format.progress {
+            Some(meter) => engine.dump(db, &mut meter.writer(&mut scanned), cancel)?,
+            None => engine.dump(db, &mut scanned, cancel)?,
+        };
         (scanned.finish(), info)
     };
     // The tools exited 0; the stream must still end as a finished dump does.

@@ -24,6 +24,7 @@ mod names;
 mod notify;
 mod object_lock;
 mod parallel_restore;
+mod progress_line;
 mod prune;
 mod restore;
 mod restore_safety;

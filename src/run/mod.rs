@@ -247,13 +247,17 @@ impl<'a> Run<'a> {
         };
         info!("Starting backup.");
         let timestamp = fresh_timestamp(self.settings, &self.dir, &db.spec.core_name());
+        // A live line for a person at a terminal (one database at a time); log lines otherwise.
+        let live = std::io::IsTerminal::is_terminal(&std::io::stderr()) && self.settings.jobs <= 1;
+        let meter = crate::progress::Meter::for_dump(&db.spec.to_string(), self.previous_size(db), live);
+        let format = pipeline::Format { progress: Some(&meter), ..self.format() };
         match pipeline::backup_one(
             db,
             engine.as_ref(),
             &self.settings.backup_dir,
             &self.dir,
             timestamp,
-            &self.format(),
+            &format,
             self.cancel,
         ) {
             Ok(w) => {
@@ -390,9 +394,20 @@ impl<'a> Run<'a> {
         prune::apply(&self.local, &plan, &objects(&backups));
     }
 
+    /// The previous complete backup's uncompressed size (its manifest), for the ETA.
+    fn previous_size(&self, db: &Database) -> Option<u64> {
+        let core = db.spec.core_name();
+        catalog::scan(&self.settings.backup_dir)
+            .ok()?
+            .iter()
+            .filter(|b| b.core == core && !b.in_progress)
+            .filter_map(|b| b.manifest.as_ref()?.uncompressed_bytes)
+            .next_back()
+    }
+
     fn format(&self) -> pipeline::Format<'_> {
         let compression = self.settings.compression.shared(self.settings.jobs.max(1));
-        pipeline::Format { compression, recipients: self.settings.encryption.as_ref() }
+        pipeline::Format { compression, recipients: self.settings.encryption.as_ref(), progress: None }
     }
 
     fn key(&self, w: &Written) -> String {
@@ -410,8 +425,12 @@ pub fn run_id(kind: &str, now: chrono::DateTime<Utc>) -> String {
 /// same second (a quick re-run, back-to-back fires) wait for the next second instead of
 /// failing on an existing name.
 fn fresh_timestamp(settings: &Settings, dir: &std::path::Path, core: &str) -> chrono::NaiveDateTime {
-    let ext =
-        pipeline::Format { compression: settings.compression, recipients: settings.encryption.as_ref() }.extension();
+    let ext = pipeline::Format {
+        compression: settings.compression,
+        recipients: settings.encryption.as_ref(),
+        progress: None,
+    }
+    .extension();
     let mut ts = settings.zone.local(Utc::now());
     for _ in 0..3 {
         let name = layout::file_name(core, ts, &ext);
