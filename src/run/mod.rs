@@ -249,7 +249,9 @@ impl<'a> Run<'a> {
         let timestamp = fresh_timestamp(self.settings, &self.dir, &db.spec.core_name());
         // A live line for a person at a terminal (one database at a time); log lines otherwise.
         let live = std::io::IsTerminal::is_terminal(&std::io::stderr()) && self.settings.jobs <= 1;
-        let meter = crate::progress::Meter::for_dump(&db.spec.to_string(), self.previous_size(db), live);
+        // The estimate costs a scan of the folder: only for a person watching.
+        let expected = if live { self.previous_size(db) } else { None };
+        let meter = crate::progress::Meter::for_dump(&db.spec.to_string(), expected, live);
         let format = pipeline::Format { progress: Some(&meter), ..self.format() };
         match pipeline::backup_one(
             db,
