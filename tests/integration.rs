@@ -28,6 +28,7 @@ mod progress_line;
 mod prune;
 mod restore;
 mod restore_safety;
+mod status_page;
 mod storage_conformance;
 mod verify;
 mod wide_schema;

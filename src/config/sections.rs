@@ -232,6 +232,7 @@ impl DaemonSettings {
             rpo_target: target(env::RPO_TARGET),
             startup_check: l.boolean(env::STARTUP_CHECK, true),
             monitor_only: l.boolean(env::MONITOR_ONLY, false),
+            status_page: l.boolean(env::STATUS_PAGE, true),
             monitor_interval: l.duration_max(env::MONITOR_INTERVAL, Duration::from_secs(60), DAY),
             rto_target: target(env::RTO_TARGET),
         }
@@ -341,6 +342,8 @@ pub struct DaemonSettings {
     /// backup folder, read again every `MONITOR_INTERVAL` (default 60 s) — beside CronJob or
     /// Indexed-Job fleets, which have no daemon of their own.
     pub monitor_only: bool,
+    /// `STATUS_PAGE` (default true): `GET /` on the health listener is the status page.
+    pub status_page: bool,
     pub monitor_interval: Duration,
     /// `RPO_TARGET`: the newest verified backup of each database should be younger than this.
     pub rpo_target: Option<Duration>,

@@ -28,7 +28,24 @@ pub struct Evidence {
     /// How long the most recent verification restore took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_verification_seconds: Option<f64>,
+    /// The backups on disk, oldest first (at most `HISTORY`), for the status page's charts.
+    #[serde(skip)]
+    pub history: Vec<Point>,
 }
+
+/// One backup on disk, as the status page draws it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub bytes: u64,
+    pub rows: Option<u64>,
+    /// How long its dump took (manifest start to end).
+    pub seconds: Option<f64>,
+    /// Cut short, or flagged by the anomaly guard.
+    pub bad: bool,
+}
+
+/// Backups drawn per database.
+pub const HISTORY: usize = 60;
 
 impl Evidence {
     /// The evidence of the backups of `core` in `backups`.
@@ -50,6 +67,20 @@ impl Evidence {
             .filter_map(|b| b.manifest.as_ref()?.last_verification())
             .max_by(|a, b| a.verified_at.cmp(&b.verified_at))
             .map(|v| v.duration_ms as f64 / 1000.0);
+        let mut sorted = mine.clone();
+        sorted.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        e.history = sorted[sorted.len().saturating_sub(HISTORY)..]
+            .iter()
+            .map(|b| {
+                let m = b.manifest.as_ref();
+                let seconds = m.and_then(|m| {
+                    let at = |t: Option<&str>| DateTime::parse_from_rfc3339(t?).ok();
+                    Some((at(m.finished_at.as_deref())? - at(m.started_at.as_deref())?).as_seconds_f64())
+                });
+                let anomalous = m.is_some_and(|m| m.anomaly.iter().any(|a| !a.findings.is_empty()));
+                Point { bytes: b.size, rows: m.and_then(|m| m.rows()), seconds, bad: b.known_incomplete() || anomalous }
+            })
+            .collect();
         e
     }
 

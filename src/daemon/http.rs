@@ -49,6 +49,10 @@ pub struct Health {
     pub state: Arc<Mutex<State>>,
     pub backup_dir: PathBuf,
     pub fail_when_stale: bool,
+    /// `STATUS_PAGE` (default true): `GET /` serves the status page.
+    pub status_page: bool,
+    /// The last rendered page and when: a burst of views renders once.
+    pub page_cache: Arc<Mutex<Option<(std::time::Instant, String)>>>,
 }
 
 /// Binds `addr` and serves on a background thread; returns the bound address.
@@ -332,8 +336,27 @@ pub fn route(path: &str, health: &Health, ready: &Mutex<Result<(), String>>) -> 
                 _ => ("200 OK", "text/plain; version=0.0.4", state.render_metrics(now)),
             }
         }
-        _ => ("404 Not Found", "text/plain", "not found; try /healthz /readyz /status /metrics\n".into()),
+        "/" if health.status_page => ("200 OK", "text/html; charset=utf-8", page(health, now)),
+        _ => ("404 Not Found", "text/plain", "not found; try / /healthz /readyz /status /metrics\n".into()),
     }
+}
+
+/// The status page: rendered from a snapshot taken under the lock (a clone), outside it, and
+/// kept for a few seconds.
+fn page(health: &Health, now: chrono::DateTime<Utc>) -> String {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+    if let Ok(cache) = health.page_cache.lock()
+        && let Some((at, html)) = cache.as_ref()
+        && at.elapsed() < FRESH
+    {
+        return html.clone();
+    }
+    let snapshot = health.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let html = super::page::render(&snapshot, now);
+    if let Ok(mut cache) = health.page_cache.lock() {
+        *cache = Some((std::time::Instant::now(), html.clone()));
+    }
+    html
 }
 
 fn writable(dir: &std::path::Path) -> std::io::Result<()> {

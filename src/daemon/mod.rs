@@ -6,6 +6,7 @@
 pub mod evidence;
 pub mod http;
 pub mod jobs;
+mod page;
 pub mod state;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -98,6 +99,8 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
             state: state.clone(),
             backup_dir: settings.backup_dir.clone(),
             fail_when_stale: settings.daemon.fail_when_stale,
+            status_page: settings.daemon.status_page,
+            page_cache: Default::default(),
         };
         let bound = http::serve(addr, health)?;
         info!(address = %bound, "Health and metrics listener started (/healthz /readyz /status /metrics).");
