@@ -1,10 +1,10 @@
 # Two commands for a newcomer on a fresh machine: `make demo` and `make test`.
 # Both install what they need (PostgreSQL via apt when missing).
-.PHONY: demo test lint bench soak deps
+.PHONY: demo test lint bench soak deps screenshots
 
 # What the test suite needs: PostgreSQL, node, pyftpdlib, s3s-fs, linters.
 deps:
-	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool age moto
+	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool age moto chromium
 
 # The demo needs only PostgreSQL.
 demo:
@@ -33,3 +33,9 @@ soak:
 	scripts/install-deps.sh postgres
 	cargo build --release --quiet
 	scripts/soak.sh
+
+# Refreshes docs/status-desktop.png and docs/status-phone.png (README shows them) from a real
+# daemon in headless Chromium; the test itself only writes into a temporary folder.
+screenshots:
+	scripts/install-deps.sh postgres chromium
+	STATUS_SCREENSHOTS=$(CURDIR)/docs BACKUP_TEST_REQUIRE=chromium cargo test --test integration -- status_page::the_page_fits_a_phone_in_chromium

@@ -100,6 +100,12 @@ for item in "${want[@]}"; do
     node)
       command -v node >/dev/null || apt_install nodejs
       ;;
+    chromium)
+      # Headless Chromium and its WebDriver for the status page test (tests/status_page.rs).
+      if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        apt_install chromium chromium-driver
+      fi
+      ;;
     time)
       [ -x /usr/bin/time ] || apt_install time
       ;;

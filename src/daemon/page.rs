@@ -40,6 +40,7 @@ pub fn render(state: &State, now: DateTime<Utc>) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"60\"><title>backup-container status</title>\
+         <link rel=\"icon\" href=\"data:,\">\
          <style>{CSS}</style></head><body><main>{body}</main></body></html>\n"
     )
 }
@@ -49,7 +50,7 @@ main{max-width:64rem;margin:0 auto;padding:1rem}h1{margin:.2rem 0}h2{font-size:1
 section{background:#fff;border:1px solid #ddd;border-left:6px solid #888;border-radius:4px;padding:.8rem;margin:.8rem 0}\
 section.ok{border-left-color:#2e7d32}section.failed{border-left-color:#c62828}section.stale,section.anomaly,section.unverified{border-left-color:#ef6c00}\
 .state{font-weight:700;text-transform:uppercase;font-size:.85rem;margin-left:.4rem}\
-dl{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.3rem 1rem;margin:.4rem 0}\
+dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.3rem 1rem;margin:.4rem 0}\
 dt{font-size:.8rem;color:#555}dd{margin:0;overflow-wrap:anywhere}.why,.warn{overflow-wrap:anywhere}.warn{color:#8a4b00}\
 .charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.8rem;color:#555}svg{display:block;width:12rem;max-width:100%;height:3rem}";
 
