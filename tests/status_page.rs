@@ -52,6 +52,7 @@ fn the_page_is_valid_and_shows_the_real_backups() {
     let shown = backup_container::human::bytes(size);
     assert!(html.contains(&format!("<dt>Newest backup</dt><dd>{shown}</dd>")), "{shown}: {html}");
     assert!(html.contains("<svg") && html.contains("Size of the last"), "a chart of the backups: {html}");
+    assert!(html.contains("<dt>Mirrors</dt><dd>none configured, or no copy yet</dd>"), "{html}");
     assert!(html.contains("http-equiv=\"refresh\" content=\"60\""));
     assert_eq!(d.terminate().0, 0);
 

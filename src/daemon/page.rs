@@ -86,12 +86,24 @@ fn database(out: &mut String, state: &State, name: &str, db: &DbState, now: Date
         ),
         None => "never".into(),
     };
+    let mirrors = match db.mirrors.as_slice() {
+        [] => "none configured, or no copy yet".to_string(),
+        list => list
+            .iter()
+            .map(|(name, error)| match error {
+                None => format!("{name}: copied"),
+                Some(e) => format!("{name}: FAILED ({e})"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
     for (term, value) in [
         ("Last success", when(db.last_success)),
         ("Last attempt", attempt.unwrap_or_else(|| "none since start".into())),
         ("Newest backup", human::bytes(db.last_success_size_bytes)),
         ("Newest contents", rows),
         ("Last verification", verified),
+        ("Mirrors", mirrors),
     ] {
         let _ = write!(out, "<dt>{term}</dt><dd>{}</dd>", esc(&value));
     }

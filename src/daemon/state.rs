@@ -43,6 +43,9 @@ pub struct DbState {
     pub last_verification: Option<Verification>,
     /// What the manifests prove (rows, anomaly, RPO held, RTO measured).
     pub evidence: Evidence,
+    /// Each mirror's result for this database in the last run: (mirror, error if it failed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<(String, Option<String>)>,
 }
 
 /// Everything `/metrics` and `/status` report.
@@ -147,6 +150,7 @@ impl State {
         for d in &report.databases {
             self.mirror_failures += d.mirrors.iter().filter(|m| m.error.is_some()).count() as u64;
             let db = self.databases.entry(d.spec.to_string()).or_default();
+            db.mirrors = d.mirrors.iter().map(|m| (m.mirror.clone(), m.error.clone())).collect();
             match &d.outcome {
                 Outcome::Written(w) => {
                     db.last_attempt = Some(Attempt {
