@@ -38,6 +38,19 @@ fn a_star_spec_backs_up_every_database_and_picks_up_new_ones() {
     let row = c.stdout.lines().find(|l| l.contains("fleet")).unwrap_or_default().to_string();
     assert!(row.contains("3 databases") && row.contains("app3"), "{}", c.stdout);
 
+    // -p (no -f) prunes the expanded databases by the policy, as if each had its own line.
+    let explicit = fx.dir.path().join("explicit.conf");
+    std::fs::write(&explicit, format!("localhost:{}/app1\n", fx.pg.port)).unwrap();
+    let policy =
+        [("DAILY_BACKUPS", "1"), ("WEEKLY_BACKUPS", "0"), ("MONTHLY_BACKUPS", "0"), ("BACKUP_ANOMALY_HOLD", "0")];
+    let app1 = || backups_under(&fx.backups()).into_iter().filter(|f| f.contains("localhost-app1_")).count();
+    let before = app1();
+    let p = run(fx.cmd(&conf).arg("-p").envs(policy));
+    assert_eq!(p.code, 0, "{}", p.all());
+    assert!(app1() < before, "the star line's databases are pruned: {before} → {}\n{}", app1(), p.all());
+    let after = app1();
+    let q = run(fx.cmd(&explicit).arg("-p").envs(policy));
+    assert_eq!((q.code, app1()), (0, after), "an explicit line would keep the same: {}", q.all());
     // -l lists the expanded databases by their files, not the `*` line; -c explains the line.
     let l = run(fx.cmd(&conf).arg("-l"));
     assert!(l.stdout.contains("localhost-app3: 1 backups") && !l.stdout.contains("localhost-*"), "{}", l.stdout);
