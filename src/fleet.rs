@@ -71,8 +71,27 @@ pub fn list(db: &Database, settings: &Settings, cancel: &Cancel) -> anyhow::Resu
     engine.list_databases(db, cancel)
 }
 
+/// The same database on the same server (the loopback names count as one host, as in the audit).
 fn same_database(a: &DatabaseSpec, b: &DatabaseSpec) -> bool {
-    a.engine == b.engine && a.host == b.host && a.effective_port() == b.effective_port() && a.database == b.database
+    a.database == b.database && server_of(a) == server_of(b)
+}
+
+/// The databases the folder holds backups of, by the configuration, without asking any
+/// server: each explicit line, and for a `host/*` line every database of that host with
+/// backups in the folder (named as a run names them). For `-p` and the daemon's state.
+pub fn on_disk(settings: &Settings, backups: &[crate::catalog::BackupFile]) -> Vec<Database> {
+    let mut out: Vec<Database> = settings.databases.iter().filter(|d| d.spec.database != ALL).cloned().collect();
+    for all in settings.databases.iter().filter(|d| d.spec.database == ALL) {
+        let prefix = format!("{}-", all.spec.host);
+        for core in backups.iter().map(|b| &b.core).filter(|c| c.starts_with(&prefix)) {
+            let spec = DatabaseSpec { database: core[prefix.len()..].to_string(), ..all.spec.clone() };
+            // A core an explicit line owns stays that line's (names like `a-b`/`c` collide, C3).
+            if !out.iter().any(|d| d.spec.core_name() == *core || same_database(&d.spec, &spec)) {
+                out.push(Database { spec, ..all.clone() });
+            }
+        }
+    }
+    out
 }
 
 /// `*` (any run of characters) and `?` (one character) glob matching.

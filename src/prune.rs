@@ -121,25 +121,11 @@ pub fn run_policy(settings: &Settings) -> anyhow::Result<PruneReport> {
 /// The folder cannot be read again after settling unknown files.
 pub fn apply_policy(settings: &Settings, mut backups: Vec<BackupFile>) -> anyhow::Result<PruneReport> {
     let root = &settings.backup_dir;
-    // Each configured database; for a `host/*` line, every database of that host with
-    // backups in the folder (no server is asked).
-    let mut targets: Vec<(String, &crate::spec::EngineKind)> = Vec::new();
-    for db in &settings.databases {
-        if db.spec.database == crate::fleet::ALL {
-            let prefix = format!("{}-", db.spec.host);
-            for core in backups.iter().map(|b| b.core.clone()).filter(|c| c.starts_with(&prefix)) {
-                if !targets.iter().any(|(c, _)| *c == core) {
-                    targets.push((core, &db.spec.engine));
-                }
-            }
-        } else {
-            targets.push((db.spec.core_name(), &db.spec.engine));
-        }
+    let targets = crate::fleet::on_disk(settings, &backups);
+    for db in &targets {
+        backups = settle(root, backups, &db.spec.core_name(), &db.spec.engine, &settings.keys)?;
     }
-    for (core, engine) in &targets {
-        backups = settle(root, backups, core, engine, &settings.keys)?;
-    }
-    let cores: BTreeSet<String> = targets.into_iter().map(|(c, _)| c).collect();
+    let cores: BTreeSet<String> = targets.iter().map(|d| d.spec.core_name()).collect();
     let (plan, kept) = retention::plan_with_notes(&backups, &settings.policy, &cores, &[]);
     let mut report = apply(&LocalStorage::new(root), &plan, &objects(&backups));
     report.kept = kept;

@@ -233,7 +233,10 @@ fn monitor_only_reports_what_the_jobs_write() {
         metric(&get(&d.addr, "/metrics").1, &name).is_some()
     };
     assert!(
-        wait_until(Duration::from_secs(15), || shown("localhost-app1") && shown("localhost-app2")),
+        // Labelled as a run of the daemon labels them (`host:port/db`), not by file names.
+        wait_until(Duration::from_secs(15), || {
+            shown(&format!("localhost:{}/app1", fx.pg.port)) && shown(&format!("localhost:{}/app2", fx.pg.port))
+        }),
         "{}\n{}",
         get(&d.addr, "/metrics").1,
         d.log()

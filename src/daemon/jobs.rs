@@ -92,13 +92,7 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
     }
     // Every job may have changed what the manifests prove (a backup, a verification, a prune).
     if let Ok(backups) = crate::catalog::scan(&settings.backup_dir) {
-        let cores: Vec<(String, String)> = settings
-            .databases
-            .iter()
-            .filter(|d| d.spec.database != crate::fleet::ALL)
-            .map(|d| (d.spec.to_string(), d.spec.core_name()))
-            .collect();
-        lock().refresh_evidence(&cores, &backups);
+        lock().refresh_evidence(&super::tracked(settings, &backups), &backups);
     }
 }
 

@@ -207,20 +207,8 @@ fn next_fire(schedule: &Schedule, at: DateTime<Utc>, now: DateTime<Utc>, setting
 /// configured ones, and for `host/*` lines every database of that host with backups there.
 fn refresh_from_folder(settings: &Settings, state: &Mutex<State>) {
     let Ok(backups) = catalog::scan(&settings.backup_dir) else { return };
-    let mut dbs: Vec<(String, String)> = Vec::new();
-    for d in &settings.databases {
-        if d.spec.database == crate::fleet::ALL {
-            let prefix = format!("{}-", d.spec.host);
-            for core in backups.iter().map(|b| &b.core).filter(|c| c.starts_with(&prefix)) {
-                if !dbs.iter().any(|(_, c)| c == core) {
-                    dbs.push((core.clone(), core.clone()));
-                }
-            }
-        } else {
-            dbs.push((d.spec.to_string(), d.spec.core_name()));
-        }
-    }
     let now = Utc::now();
+    let dbs = tracked(settings, &backups);
     let fresh = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
     lock(state).databases = fresh.databases;
 }
@@ -230,16 +218,17 @@ fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
         warn!(error = %format!("{e:#}"), "Could not read the backup folder; starting with empty state.");
         Vec::new()
     });
-    let dbs: Vec<(String, String)> = settings
-        .databases
-        .iter()
-        .filter(|d| d.spec.database != crate::fleet::ALL)
-        .map(|d| (d.spec.to_string(), d.spec.core_name()))
-        .collect();
+    let dbs = tracked(settings, &backups);
     let mut state = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
     state.rpo_target = settings.daemon.rpo_target;
     state.rto_target = settings.daemon.rto_target;
     state
+}
+
+/// The databases the state follows, as (label, core): the configured ones and the databases of
+/// `host/*` lines found in the folder, labelled as a run's report labels them.
+pub(crate) fn tracked(settings: &Settings, backups: &[catalog::BackupFile]) -> Vec<(String, String)> {
+    crate::fleet::on_disk(settings, backups).iter().map(|d| (d.spec.to_string(), d.spec.core_name())).collect()
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
