@@ -62,10 +62,10 @@ mod tests {
             sizes[owners[0]] += 1;
         }
         assert!(sizes.iter().all(|&n| (2300..2700).contains(&n)), "balanced: {sizes:?}");
-        // Stable: the assignment depends on the database only (adding 10 000 more moves none).
-        let before: Vec<bool> = (0..10_000).map(|i| shards[1].takes(&spec(i))).collect();
-        let _more: Vec<bool> = (10_000..20_000).map(|i| shards[1].takes(&spec(i))).collect();
-        assert_eq!(before, (0..10_000).map(|i| shards[1].takes(&spec(i))).collect::<Vec<_>>());
+        // Stable across releases: a change of the hash would move every database to another
+        // shard (and another pod) on upgrade. These assignments are pinned.
+        let pinned: Vec<u32> = (0..8).map(|i| (0..4).find(|&s| shards[s as usize].takes(&spec(i))).unwrap()).collect();
+        assert_eq!(pinned, [1, 3, 2, 0, 3, 3, 2, 1], "the shard assignment changed");
         // The type prefix and a default port written out do not move a database.
         let a: DatabaseSpec = "db1/app".parse().unwrap();
         let b: DatabaseSpec = "postgres=db1:5432/app".parse().unwrap();

@@ -159,12 +159,13 @@ fn the_page_fits_a_phone_in_chromium() {
     assert_eq!(d.terminate().0, 0);
 }
 
+/// The program on PATH, found as the product finds its tools.
 fn which(name: &str) -> Result<String, ()> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(name))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
-        .ok_or(())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let options = backup_container::database::EngineOptions {
+        pg_bin_dir: None,
+        connect_timeout_secs: 0,
+        search_path: std::env::split_paths(&path).collect(),
+    };
+    options.find(&[name], &[]).map(|p| p.display().to_string()).ok_or(())
 }
