@@ -232,34 +232,24 @@ fn sql_hooks(
         .collect()
 }
 
-/// Runs `f` with a token that is cancelled (its child processes stopped) when `parent` is,
-/// or after `limit`; says whether the limit was hit.
+/// Runs `f` with a token that is cancelled (its child processes stopped) with `parent`, or
+/// after `limit`; says whether the limit was hit.
 fn with_deadline<T>(parent: &Cancel, limit: std::time::Duration, f: impl FnOnce(&Cancel) -> T) -> (T, bool) {
-    let token = Cancel::new();
+    let token = parent.child();
     let (done, finished) = std::sync::mpsc::channel::<()>();
-    let timed_out = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
-        let (token, timed_out) = (&token, &timed_out);
-        scope.spawn(move || {
-            let deadline = std::time::Instant::now() + limit;
-            loop {
-                match finished.recv_timeout(std::time::Duration::from_millis(200)) {
-                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                }
-                let late = std::time::Instant::now() >= deadline;
-                if late || parent.is_cancelled() {
-                    timed_out.store(late, Ordering::Relaxed);
-                    token.cancel();
-                    return;
-                }
+    std::thread::scope(|scope| {
+        let token_ref = &token;
+        let watch = scope.spawn(move || {
+            let late = matches!(finished.recv_timeout(limit), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+            if late {
+                token_ref.cancel();
             }
+            late
         });
-        let r = f(token);
+        let r = f(&token);
         let _ = done.send(());
-        r
-    });
-    (result, timed_out.load(Ordering::Relaxed))
+        (r, watch.join().unwrap_or(false))
+    })
 }
 
 #[cfg(test)]
