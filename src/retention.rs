@@ -21,8 +21,9 @@ pub enum Reason {
     OverCount { group: String, keep: u32 },
     /// Named by the operator (`-p -f`).
     Requested,
-    /// An `.in_progress` file left by a killed run. The caller holds the run lock, so no live
-    /// process is writing it (liveness is decided by the lock, never by a PID or an age).
+    /// An `.in_progress` file left by a killed run. The caller holds its database's lock (or
+    /// the folder's), so no live process is writing it (liveness is decided by the lock, never
+    /// by a PID or an age).
     DeadPartial,
 }
 

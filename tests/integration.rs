@@ -16,6 +16,7 @@ mod fleet;
 mod ftps_modes;
 mod health_listener;
 mod hooks;
+mod locks;
 mod in_process;
 mod mariadb;
 mod mirror;

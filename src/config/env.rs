@@ -109,6 +109,7 @@ pub const MONITOR_ONLY: &str = "MONITOR_ONLY";
 pub const STATUS_PAGE: &str = "STATUS_PAGE";
 pub const MONITOR_INTERVAL: &str = "MONITOR_INTERVAL";
 pub const BACKUP_JOBS_PER_HOST: &str = "BACKUP_JOBS_PER_HOST";
+pub const BACKUP_WHEN_LOCKED: &str = "BACKUP_WHEN_LOCKED";
 pub const BACKUP_SHARDS: &str = "BACKUP_SHARDS";
 /// Set by Kubernetes in each pod of an Indexed Job.
 pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
@@ -214,6 +215,7 @@ pub const KNOWN: &[&str] = &[
     STATUS_PAGE,
     MONITOR_INTERVAL,
     BACKUP_JOBS_PER_HOST,
+    BACKUP_WHEN_LOCKED,
     BACKUP_SHARDS,
     HEALTH_ADDR,
     BACKUP_TOML,

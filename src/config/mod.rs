@@ -86,6 +86,8 @@ pub struct Settings {
     pub jobs: usize,
     /// `BACKUP_JOBS_PER_HOST` (default 1): of those, at most this many on one server.
     pub jobs_per_host: usize,
+    /// `BACKUP_WHEN_LOCKED` (default skip): a database another process is backing up.
+    pub when_locked: crate::lock::WhenLocked,
     pub skipped: Vec<Skipped>,
     /// True when the databases came from the env fallback (no spec lines in backup.conf).
     pub databases_from_env: bool,
@@ -189,6 +191,10 @@ impl Settings {
             shard: sections::shard(&l),
             jobs: l.int_in(env::BACKUP_JOBS, 1, 1, 64) as usize,
             jobs_per_host: l.int_in(env::BACKUP_JOBS_PER_HOST, 1, 1, 64) as usize,
+            when_locked: l
+                .choice(env::BACKUP_WHEN_LOCKED, &crate::lock::WhenLocked::CHOICES)
+                .and_then(crate::lock::WhenLocked::parse)
+                .unwrap_or_default(),
             skipped: Vec::new(),
             databases_from_env: false,
             cron,

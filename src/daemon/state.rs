@@ -172,7 +172,8 @@ impl State {
                         size_bytes: 0,
                     })
                 }
-                Outcome::NotAttempted => {}
+                // Another process backed it up: the evidence refresh reads its backup.
+                Outcome::NotAttempted | Outcome::Skipped { .. } => {}
             }
         }
         if report.succeeded() {

@@ -15,96 +15,24 @@ use crate::catalog;
 use crate::config::Settings;
 use crate::database::Database;
 use crate::engine;
-use crate::hooks::{Context, HookFailure, Phase, Phases, Stage};
+use crate::hooks::{Context, Phase, Phases, Stage};
 use crate::layout;
-use crate::lock::RunLock;
+use crate::lock::{NotTaken, RunLock, WhenLocked};
 use crate::manifest::{self, Anomaly};
 use crate::mirror::{MirrorOutcome, mirror_database};
 use crate::notify::{Notifiers, event};
 use crate::pipeline::{self, Written};
 use crate::prune::{self, PruneReport};
 use crate::retention::{self, Deletion, Reason};
-use crate::spec::DatabaseSpec;
 use crate::storage::Storage;
 use crate::storage::local::{LocalStorage, objects};
 
 mod jobs;
+mod report;
 mod steps;
+pub use report::{DatabaseReport, Failure, Outcome, RunReport, peak_rss_kb};
+use report::log_summary;
 use steps::{Copied, CopyError, PruneError, Pruned};
-
-/// Why a database's backup failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Failure {
-    #[error(transparent)]
-    Hook(#[from] HookFailure),
-    #[error("interrupted by a shutdown signal")]
-    Interrupted,
-    /// The dump, its compression or its file (the full error chain).
-    #[error("{0}")]
-    Backup(String),
-}
-
-/// What happened to one database.
-#[derive(Debug)]
-pub enum Outcome {
-    Written(Written),
-    Failed(Failure),
-    /// Not attempted because the run was interrupted.
-    NotAttempted,
-}
-
-/// One database's line in the report.
-#[derive(Debug)]
-pub struct DatabaseReport {
-    pub spec: DatabaseSpec,
-    pub outcome: Outcome,
-    /// Keys of the backups deleted by retention after this backup.
-    pub pruned: Vec<String>,
-    /// Retention problems (the backup itself is fine).
-    pub prune_errors: Vec<String>,
-    /// What each mirror did.
-    pub mirrors: Vec<MirrorOutcome>,
-    /// What the anomaly guard found against the previous good backup.
-    pub anomaly: Option<Anomaly>,
-}
-
-impl DatabaseReport {
-    fn new(spec: &DatabaseSpec, outcome: Outcome) -> DatabaseReport {
-        DatabaseReport {
-            spec: spec.clone(),
-            outcome,
-            pruned: vec![],
-            prune_errors: vec![],
-            mirrors: vec![],
-            anomaly: None,
-        }
-    }
-}
-
-/// The result of a run.
-#[derive(Debug)]
-pub struct RunReport {
-    pub databases: Vec<DatabaseReport>,
-    pub interrupted: bool,
-    pub duration: Duration,
-    /// Run-level failures (a `run` hook with `on-error = "fail"`).
-    pub errors: Vec<HookFailure>,
-    /// The coverage audit of this run (empty for shards other than 0).
-    pub coverage: Vec<crate::fleet::Coverage>,
-}
-
-impl RunReport {
-    /// True when every database was backed up and retention had no error.
-    pub fn succeeded(&self) -> bool {
-        !self.interrupted
-            && self.errors.is_empty()
-            && self.databases.iter().all(|d| {
-                matches!(d.outcome, Outcome::Written(_))
-                    && d.prune_errors.is_empty()
-                    && d.mirrors.iter().all(|m| m.error.is_none())
-            })
-    }
-}
 
 /// Runs one backup of every database in `settings`, inside the `run` hooks.
 ///
@@ -118,18 +46,13 @@ pub fn run_backups(
     cancel: &Cancel,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
-    let _locks = match settings.shard {
-        Some(shard) => {
-            let (folder, own) =
-                RunLock::acquire_shard(&settings.backup_dir, &format!("backup run, shard {shard}"), shard)?;
-            (folder, Some(own))
-        }
-        None => (RunLock::acquire(&settings.backup_dir, "backup run")?, None),
-    };
+    // Shared: other backup runs work beside this one; each database is locked as it is backed up.
+    let what = settings.shard.map_or_else(|| "backup run".to_string(), |s| format!("backup run, shard {s}"));
+    let _folder = RunLock::acquire_shared(&settings.backup_dir, &what)?;
     // `*` specs expanded, the shard applied: the databases of this run.
     let fleet = crate::fleet::resolve(settings, cancel);
     let run = Run::new(settings, mirrors, notifiers, cancel);
-    run.remove_dead_partials(settings.shard.map(|_| &fleet.databases[..]));
+    run.remove_dead_partials();
     let shard = settings.shard.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     info!(folder = %run.dir.display(), databases = fleet.databases.len(), shard = %shard, run_id = %run.id, "Starting backup run.");
     let ctx = run.context(None);
@@ -220,6 +143,15 @@ impl<'a> Run<'a> {
         if self.cancel.is_cancelled() {
             return DatabaseReport::new(&db.spec, Outcome::NotAttempted);
         }
+        // Held through dump, copy and prune: no other process backs this database up meanwhile.
+        let _lock = match self.lock(db) {
+            Ok(lock) => lock,
+            Err(outcome) => {
+                let report = DatabaseReport::new(&db.spec, outcome);
+                self.notify(&report);
+                return report;
+            }
+        };
         let ctx = self.context(Some(db));
         let mut report = match self.phases.around(Phase::Backup, &ctx, || self.dump(db)) {
             Ok(w) => DatabaseReport::new(&db.spec, Outcome::Written(w)),
@@ -374,26 +306,55 @@ impl<'a> Run<'a> {
         match &report.outcome {
             Outcome::Written(w) => self.notifiers.notify(event::backup_succeeded(&db, w, &report.pruned)),
             Outcome::Failed(e) => self.notifiers.notify(event::backup_failed(&db, &e.to_string())),
-            Outcome::NotAttempted => {}
+            // The process holding the database notifies its own outcome.
+            Outcome::NotAttempted | Outcome::Skipped { .. } => {}
         }
         for e in &report.prune_errors {
             self.notifiers.notify(event::retention_failed(&db, e));
         }
     }
 
-    /// Removes every `.in_progress` file: the run holds the lock, so none of them is being
-    /// written (their runs were killed), and the space they hold is needed now.
-    /// Removes partial files left by killed runs: all of them, or (a shard, beside others
-    /// that may be writing) only those of `own` databases.
-    fn remove_dead_partials(&self, own: Option<&[Database]>) {
-        let Ok(backups) = catalog::scan(&self.settings.backup_dir) else { return };
-        let mine = |core: &str| own.is_none_or(|dbs| dbs.iter().any(|d| d.spec.core_name() == core));
-        let plan: Vec<Deletion> = backups
-            .iter()
-            .filter(|b| b.in_progress && mine(&b.core))
-            .map(|b| Deletion { key: b.key(), reason: Reason::DeadPartial })
-            .collect();
-        prune::apply(&self.local, &plan, &objects(&backups));
+    /// Step 0: the database's lock; when another process holds it, `BACKUP_WHEN_LOCKED` says
+    /// whether to skip (a warning), wait or fail.
+    fn lock(&self, db: &Database) -> Result<RunLock, Outcome> {
+        let (root, core) = (&self.settings.backup_dir, db.spec.core_name());
+        let what = format!("backup of {} (run {})", db.spec, self.id);
+        let taken = match self.settings.when_locked {
+            WhenLocked::Wait => RunLock::wait_database(root, &core, &what, self.cancel, |busy| {
+                info!(holder = %busy.holder, "Waiting: another process is backing up this database.");
+            }),
+            _ => RunLock::try_database(root, &core, &what),
+        };
+        match taken {
+            Ok(lock) => Ok(lock),
+            Err(NotTaken::Busy(busy)) if self.settings.when_locked == WhenLocked::Skip => {
+                warn!(holder = %busy.holder, "Skipped: another process is backing up this database (BACKUP_WHEN_LOCKED=skip).");
+                Err(Outcome::Skipped { holder: busy.holder })
+            }
+            Err(NotTaken::Busy(busy)) => {
+                let msg = format!("{busy}; BACKUP_WHEN_LOCKED=fail counts this as a failure (skip or wait would not)");
+                error!(error = %msg, "Backup failed.");
+                Err(Outcome::Failed(Failure::Backup(msg)))
+            }
+            Err(NotTaken::Interrupted(_)) => Err(Outcome::NotAttempted),
+            Err(NotTaken::Failed(e)) => {
+                let msg = format!("the database's lock could not be taken: {e:#}");
+                error!(error = %msg, "Backup failed.");
+                Err(Outcome::Failed(Failure::Backup(msg)))
+            }
+        }
+    }
+
+    /// Removes partial files left by killed runs: each one whose database lock is free (a
+    /// partial being written has its writer holding that lock; another process's are left alone).
+    fn remove_dead_partials(&self) {
+        let root = &self.settings.backup_dir;
+        let Ok(backups) = catalog::scan(root) else { return };
+        for b in backups.iter().filter(|b| b.in_progress) {
+            let Ok(_lock) = RunLock::try_database(root, &b.core, "removing a dead partial file") else { continue };
+            let plan = [Deletion { key: b.key(), reason: Reason::DeadPartial }];
+            prune::apply(&self.local, &plan, &objects(&backups));
+        }
     }
 
     /// The previous complete backup's uncompressed size (its manifest), for the ETA.
@@ -445,46 +406,4 @@ fn fresh_timestamp(settings: &Settings, dir: &std::path::Path, core: &str) -> ch
         ts = settings.zone.local(Utc::now());
     }
     ts
-}
-
-fn log_summary(report: &RunReport) {
-    for d in &report.databases {
-        match &d.outcome {
-            Outcome::Written(w) => info!(
-                database = %d.spec, path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64,
-                pruned = d.pruned.len(), "Summary: backed up."
-            ),
-            Outcome::Failed(e) => error!(database = %d.spec, error = %e, "Summary: FAILED."),
-            Outcome::NotAttempted => warn!(database = %d.spec, "Summary: not attempted (interrupted)."),
-        }
-        for e in &d.prune_errors {
-            error!(database = %d.spec, error = %e, "Summary: retention failed.");
-        }
-        for m in &d.mirrors {
-            match &m.error {
-                None => {
-                    info!(database = %d.spec, storage = %m.mirror, uploaded = m.uploaded.len(), pruned = m.pruned.len(), locked = m.locked.len(), "Summary: mirrored.")
-                }
-                Some(e) => {
-                    error!(database = %d.spec, storage = %m.mirror, error = %e, "Summary: mirror FAILED (local backup kept).")
-                }
-            }
-        }
-    }
-    for e in &report.errors {
-        error!(error = %e, "Summary: run hook failed.");
-    }
-    let ok = report.databases.iter().filter(|d| matches!(d.outcome, Outcome::Written(_))).count();
-    info!(
-        succeeded = ok,
-        failed = report.databases.len() - ok,
-        duration_ms = report.duration.as_millis() as u64,
-        peak_rss_kb = peak_rss_kb(),
-        "Backup run finished."
-    );
-}
-
-/// This process's peak resident memory in KiB (children not included), for summaries.
-pub fn peak_rss_kb() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map(|u| u.max_rss()).unwrap_or(-1)
 }
