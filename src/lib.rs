@@ -81,3 +81,4 @@ pub mod spec;
 pub mod storage;
 pub mod timezone;
 pub mod verify;
+pub mod workers;

@@ -143,7 +143,8 @@ impl RunLock {
 
     fn take(root: &Path, rel: &Path, what: &str, shared: bool) -> Result<RunLock, NotTaken> {
         let path = root.join(rel);
-        let failed = |e: std::io::Error, doing: &str| NotTaken::Failed(anyhow::Error::new(e).context(doing.to_string()));
+        let failed =
+            |e: std::io::Error, doing: &str| NotTaken::Failed(anyhow::Error::new(e).context(doing.to_string()));
         let dir = path.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(|e| failed(e, &format!("creating folder {}", dir.display())))?;
         let mut file = OpenOptions::new()
@@ -173,7 +174,8 @@ impl RunLock {
             std::process::id(),
             chrono::Local::now().format("%Y-%m-%d %H:%M:%S %z")
         );
-        let written = file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(info.as_bytes()));
+        let written =
+            file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(info.as_bytes()));
         written.map_err(|e| failed(e, &format!("writing lock file {}", path.display())))?;
         Ok(RunLock { _file: file, path })
     }

@@ -53,7 +53,7 @@ pub struct Outcome {
     pub result: Result<String, Failure>,
 }
 
-/// Verifies each database named by `target`, one after the other, and logs each result.
+/// Verifies each database named by `target` (`VERIFY_JOBS` at once) and logs each result.
 ///
 /// # Errors
 /// As `run`.
@@ -79,32 +79,60 @@ pub fn verify_all(
         None => Vec::new(),
     };
     let mirror = remote.map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;
-    let mut outcomes = Vec::new();
     let run_id = crate::run::run_id("verify-", Utc::now());
     let phases = Phases::new(&settings.hooks, &settings.engine, cancel);
-    // One throwaway server per engine for the whole run (stopped when the pool is dropped).
+    // One throwaway server per engine for the whole run, shared by the databases checked at
+    // once (`VERIFY_JOBS`); stopped when the pool and the last check let go.
     let pool = engine::ServerPool::default();
-    for spec in specs {
-        let span = info_span!("verify", database = %spec);
-        let _enter = span.enter();
+    let run =
+        VerifyRun { settings, notifiers, filter, mirror, backups: &backups, run_id: &run_id, phases, pool, cancel };
+    // A staged download folder serves one database at a time: --remote checks one by one.
+    let jobs = if mirror.is_some() { 1 } else { settings.restore.verify_databases };
+    // Two databases of one name (on two hosts) never load into the shared server at once.
+    let name = |s: &DatabaseSpec| format!("{}/{}", s.engine.name(), s.database);
+    Ok(crate::workers::run_capped(&specs, jobs, 1, name, |spec| run.database(spec, jobs))
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// What the databases of one verification run share.
+struct VerifyRun<'a> {
+    settings: &'a Settings,
+    notifiers: &'a Notifiers,
+    filter: Option<&'a str>,
+    mirror: Option<&'a dyn crate::storage::Storage>,
+    backups: &'a [BackupFile],
+    run_id: &'a str,
+    phases: Phases<'a>,
+    pool: engine::ServerPool,
+    cancel: &'a Cancel,
+}
+
+impl VerifyRun<'_> {
+    /// One database, inside its verify hooks; `None` when the run was interrupted before it.
+    fn database(&self, spec: &DatabaseSpec, at_once: usize) -> Option<Outcome> {
+        let (settings, root, filter, cancel) = (self.settings, &self.settings.backup_dir, self.filter, self.cancel);
+        let _span = info_span!("verify", database = %spec).entered();
         if cancel.is_cancelled() {
-            break;
+            return None;
         }
-        let db = settings.database_for(&spec);
-        let ctx = hooks::Context { run_id: &run_id, database: Some(&db), ..Default::default() };
-        let result = phases.around(Phase::Verify, &ctx, || {
+        let db = settings.database_for(spec);
+        let ctx = hooks::Context { run_id: self.run_id, database: Some(&db), ..Default::default() };
+        let check = Check { settings, pool: &self.pool, at_once, cancel };
+        let result = self.phases.around(Phase::Verify, &ctx, || {
             let checks = || -> anyhow::Result<String> {
-                let fetched = match mirror {
+                let fetched = match self.mirror {
                     Some(m) => Some(fetch::fetch(root, m, &spec.core_name(), filter, false)?),
                     None => None,
                 };
                 let choice = match &fetched {
                     Some(f) => f.choice.clone(),
-                    None => choose(&backups, root, &spec.core_name(), filter)?,
+                    None => choose(self.backups, root, &spec.core_name(), filter)?,
                 };
-                let mut summary = verify_one(settings, &spec, &choice, filter.is_none(), &pool, cancel)?;
+                let mut summary = check.one(spec, &choice, filter.is_none())?;
                 if settings.restore.verify_drill && filter.is_none() && fetched.is_none() {
-                    summary.push_str(&drill(settings, &spec, &backups, choice.path(), &pool, cancel)?);
+                    summary.push_str(&check.drill(spec, self.backups, choice.path())?);
                 }
                 Ok(summary)
             };
@@ -119,30 +147,17 @@ pub fn verify_all(
             Err(reason) => error!(error = %reason, "Verification failed."),
         }
         let text = result.clone().map_err(|e| e.to_string());
-        notifiers.notify(event::verification(&spec.to_string(), &text));
-        outcomes.push(Outcome { spec, result });
+        self.notifiers.notify(event::verification(&spec.to_string(), &text));
+        Some(Outcome { spec: spec.clone(), result })
     }
-    Ok(outcomes)
 }
 
-/// A restore drill (`VERIFY_DRILL=true`): besides the newest, one older backup of the database
-/// is verified each run — the one whose last verification is oldest, or that was never
-/// verified — across daily, weekly and monthly, so that long-kept backups are proved again.
-fn drill(
-    settings: &Settings,
-    spec: &DatabaseSpec,
-    backups: &[BackupFile],
-    newest: &Path,
-    pool: &engine::ServerPool,
-    cancel: &Cancel,
-) -> anyhow::Result<String> {
-    let Some(older) = drill_candidate(backups, &spec.core_name(), newest) else {
-        return Ok("; no older backup to drill".into());
-    };
-    info!(path = %older.path.display(), "Restore drill of an older backup.");
-    let summary = verify_one(settings, spec, &Choice::Catalog(Box::new(older.clone())), false, pool, cancel)
-        .with_context(|| format!("restore drill of {}", older.path.display()))?;
-    Ok(format!("; restore drill: {summary}"))
+/// How one backup is checked: the settings, the run's servers, how many databases share them.
+struct Check<'a> {
+    settings: &'a Settings,
+    pool: &'a engine::ServerPool,
+    at_once: usize,
+    cancel: &'a Cancel,
 }
 
 /// The older backup whose last verification is oldest (never verified first, then the oldest
@@ -157,62 +172,81 @@ pub fn drill_candidate<'a>(backups: &'a [BackupFile], core: &str, newest: &Path)
     )
 }
 
-fn verify_one(
-    settings: &Settings,
-    spec: &DatabaseSpec,
-    choice: &Choice,
-    fresh_check: bool,
-    pool: &engine::ServerPool,
-    cancel: &Cancel,
-) -> anyhow::Result<String> {
-    let engine = engine::for_kind(&spec.engine, &settings.engine)
-        .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
-    let path = choice.path().to_path_buf();
-    if fresh_check {
-        check_fresh(settings, &path)?;
-    }
-    info!(path = %path.display(), "Verifying backup.");
-    let started = Instant::now();
-    let root = &settings.backup_dir;
-    let result = choice.expected_sha256().and_then(|expected| {
-        let known_complete = choice.check_recorded()?;
-        let checked = check_integrity(&path, expected.as_deref(), &spec.engine, !known_complete, &settings.keys)?;
-        if let Choice::Catalog(b) = choice {
-            catalog::record_scan(root, b, &checked);
-        }
-        checked.require_complete(&path)?;
-        let opts = VerifyOptions {
-            work_dir: settings.restore.verify_dir.clone(),
-            start_timeout: settings.server_timeout,
-            schemas: settings.table_schema.clone(),
-            server_options: settings.restore.verify_server_options.clone(),
-            jobs: settings.restore.verify_jobs,
-            pool: pool.clone(),
+impl Check<'_> {
+    /// A restore drill (`VERIFY_DRILL=true`): besides the newest, one older backup of the
+    /// database is verified each run — the one whose last verification is oldest, or that was
+    /// never verified — across daily, weekly and monthly, so long-kept backups are proved again.
+    fn drill(&self, spec: &DatabaseSpec, backups: &[BackupFile], newest: &Path) -> anyhow::Result<String> {
+        let Some(older) = drill_candidate(backups, &spec.core_name(), newest) else {
+            return Ok("; no older backup to drill".into());
         };
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let meter = Meter::start("verifying", size);
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file), &settings.keys)?);
-        let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
-        Ok((checked.integrity, report))
-    });
-    let duration_ms = started.elapsed().as_millis() as u64;
-    if let Choice::Catalog(b) = choice
-        && let Err(e) = manifest::add_verification(root, &b.key(), b.size, record_for(&result, duration_ms))
-    {
-        error!(error = %format!("{e:#}"), "Could not record the verification in the manifest.");
+        info!(path = %older.path.display(), "Restore drill of an older backup.");
+        let summary = self
+            .one(spec, &Choice::Catalog(Box::new(older.clone())), false)
+            .with_context(|| format!("restore drill of {}", older.path.display()))?;
+        Ok(format!("; restore drill: {summary}"))
     }
-    let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
-    Ok(format!(
-        "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}",
-        path.display(),
-        report.tables,
-        report.schemas.len(),
-        report.restore.counts.describe(),
-        human::bytes(report.database_size),
-        report.restore.warnings.len(),
-        human::age(std::time::Duration::from_millis(duration_ms))
-    ))
+
+    /// Checks one backup: freshness, checksum, completeness, then a restore into the run's
+    /// throwaway server; the result is recorded in its manifest.
+    fn one(&self, spec: &DatabaseSpec, choice: &Choice, fresh_check: bool) -> anyhow::Result<String> {
+        let (settings, cancel) = (self.settings, self.cancel);
+        let engine = engine::for_kind(&spec.engine, &settings.engine)
+            .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
+        let path = choice.path().to_path_buf();
+        if fresh_check {
+            check_fresh(settings, &path)?;
+        }
+        info!(path = %path.display(), "Verifying backup.");
+        let started = Instant::now();
+        let root = &settings.backup_dir;
+        let result = choice.expected_sha256().and_then(|expected| {
+            let known_complete = choice.check_recorded()?;
+            let checked = check_integrity(&path, expected.as_deref(), &spec.engine, !known_complete, &settings.keys)?;
+            if let Choice::Catalog(b) = choice {
+                catalog::record_scan(root, b, &checked);
+            }
+            checked.require_complete(&path)?;
+            let opts = VerifyOptions {
+                work_dir: settings.restore.verify_dir.clone(),
+                start_timeout: settings.server_timeout,
+                schemas: settings.table_schema.clone(),
+                server_options: settings.restore.verify_server_options.clone(),
+                jobs: sessions(settings.restore.verify_sessions, self.at_once),
+                pool: self.pool.clone(),
+            };
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let meter = Meter::start("verifying", size);
+            let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let mut sql =
+                BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file), &settings.keys)?);
+            let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
+            Ok((checked.integrity, report))
+        });
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if let Choice::Catalog(b) = choice
+            && let Err(e) = manifest::add_verification(root, &b.key(), b.size, record_for(&result, duration_ms))
+        {
+            error!(error = %format!("{e:#}"), "Could not record the verification in the manifest.");
+        }
+        let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
+        Ok(format!(
+            "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}",
+            path.display(),
+            report.tables,
+            report.schemas.len(),
+            report.restore.counts.describe(),
+            human::bytes(report.database_size),
+            report.restore.warnings.len(),
+            human::age(std::time::Duration::from_millis(duration_ms))
+        ))
+    }
+}
+
+/// Load sessions per database when `at_once` databases share the throwaway server: within
+/// its default 100 connections (each database also holds one for its queries).
+fn sessions(configured: usize, at_once: usize) -> usize {
+    configured.min((90 / at_once.max(1)).saturating_sub(1)).max(1)
 }
 
 /// Fails when the newest backup is older than the staleness limit (upstream issue #134).
@@ -260,4 +294,20 @@ fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u
         Err(e) => record.error = Some(format!("{e:#}")),
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn load_sessions_fit_the_shared_servers_connections() {
+        use super::sessions;
+        assert_eq!(sessions(4, 1), 4);
+        assert_eq!(sessions(64, 1), 64);
+        assert_eq!(sessions(4, 8), 4);
+        assert_eq!(sessions(16, 8), 10);
+        for at_once in 1..=32 {
+            let s = sessions(64, at_once);
+            assert!(s >= 1 && at_once * (s + 1) <= 97, "{at_once} × ({s} + 1)");
+        }
+    }
 }

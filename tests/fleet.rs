@@ -107,7 +107,7 @@ fn two_shards_back_up_the_fleet_once_between_them() {
 /// Most databases backed up at once: `BACKUP_JOBS`, and never more than
 /// `BACKUP_JOBS_PER_HOST` on one server; each keeps its own hooks. Observed from the hooks:
 /// each database's backup phase writes its start and end time.
-fn max_overlap(events: &str) -> usize {
+pub fn max_overlap(events: &str) -> usize {
     let mut marks: Vec<(u128, i32)> = events
         .lines()
         .filter_map(|l| {

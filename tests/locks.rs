@@ -21,8 +21,11 @@ fn holding_hook(fx: &Fixture) -> PathBuf {
         "touch {dir}/started.$BACKUP_DATABASE_NAME; \
          for i in $(seq 600); do [ -e {dir}/release.$BACKUP_DATABASE_NAME ] && exit 0; sleep 0.05; done; exit 1"
     );
-    std::fs::write(&toml, format!("[[hook]]\nname = \"hold\"\nphase = \"backup\"\nstage = \"pre\"\nshell = \"{shell}\"\n"))
-        .unwrap();
+    std::fs::write(
+        &toml,
+        format!("[[hook]]\nname = \"hold\"\nphase = \"backup\"\nstage = \"pre\"\nshell = \"{shell}\"\n"),
+    )
+    .unwrap();
     toml
 }
 

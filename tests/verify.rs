@@ -183,3 +183,48 @@ fn drills_take_the_backup_verified_longest_ago() {
     assert_eq!(rounds, vec![vec![1, 0, 1], vec![1, 1, 2], vec![2, 1, 3]]);
     assert_clean(&vdir, &run(bin().arg("--version")));
 }
+
+/// `VERIFY_JOBS`: several databases checked at once, all in the run's one throwaway server,
+/// never more than asked; each keeps its own hooks; nothing left behind.
+#[test]
+fn verify_jobs_check_databases_at_once_in_one_server() {
+    let Some(fx) = Fixture::start(50) else { return };
+    for i in 0..4 {
+        fx.pg.psql("postgres", &format!("CREATE DATABASE vjobs_{i} OWNER app"));
+        fx.pg.seed(&format!("vjobs_{i}"), "app", 50);
+    }
+    let conf = fx.conf(&format!("localhost:{}/*\n", fx.pg.port));
+    let exclude = ("BACKUP_EXCLUDE_DATABASES", "postgres");
+    let b = run(fx.once(&conf).env(exclude.0, exclude.1));
+    assert_eq!(b.code, 0, "{}", b.all());
+    let log = fx.dir.path().join("verify-times");
+    fs::write(
+        fx.dir.path().join("backup.toml"),
+        format!(
+            "[[hook]]\nname = \"start\"\nphase = \"verify\"\nstage = \"pre\"\nshell = \"echo + $(date +%s%N) >> {0}; sleep 0.4\"\n\
+             [[hook]]\nname = \"end\"\nphase = \"verify\"\nstage = \"finally\"\nshell = \"echo - $(date +%s%N) >> {0}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let vdir = fx.verify_dir();
+    let r = run(fx
+        .cmd(&conf)
+        .args(["-v", "all"])
+        .env("VERIFY_DIR", &vdir)
+        .env("VERIFY_JOBS", "3")
+        .env(exclude.0, exclude.1));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.stderr.matches("Verification succeeded.").count(), 6, "{}", r.all());
+    assert_eq!(r.stderr.matches("Starting the verification server.").count(), 1, "{}", r.all());
+    let events = fs::read_to_string(&log).unwrap();
+    assert_eq!(events.lines().count(), 12, "{events}");
+    let most = crate::fleet::max_overlap(&events);
+    assert!((2..=3).contains(&most), "VERIFY_JOBS=3 ran {most} at once: {events}");
+    assert_clean(&vdir, &r);
+    // The default checks one at a time.
+    fs::remove_file(&log).unwrap();
+    let r = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", &vdir).env(exclude.0, exclude.1));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(crate::fleet::max_overlap(&fs::read_to_string(&log).unwrap()), 1);
+}

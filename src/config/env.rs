@@ -110,6 +110,7 @@ pub const STATUS_PAGE: &str = "STATUS_PAGE";
 pub const MONITOR_INTERVAL: &str = "MONITOR_INTERVAL";
 pub const BACKUP_JOBS_PER_HOST: &str = "BACKUP_JOBS_PER_HOST";
 pub const BACKUP_WHEN_LOCKED: &str = "BACKUP_WHEN_LOCKED";
+pub const VERIFY_JOBS: &str = "VERIFY_JOBS";
 pub const BACKUP_SHARDS: &str = "BACKUP_SHARDS";
 /// Set by Kubernetes in each pod of an Indexed Job.
 pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
@@ -216,6 +217,7 @@ pub const KNOWN: &[&str] = &[
     MONITOR_INTERVAL,
     BACKUP_JOBS_PER_HOST,
     BACKUP_WHEN_LOCKED,
+    VERIFY_JOBS,
     BACKUP_SHARDS,
     HEALTH_ADDR,
     BACKUP_TOML,

@@ -259,10 +259,11 @@ impl RestoreSettings {
             count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
             accept_errors: l.boolean(env::RESTORE_ACCEPT_ERRORS, false),
             jobs: l.int_in(env::RESTORE_JOBS, 4, 1, 64) as usize,
-            verify_jobs: match l.text(env::RESTORE_JOBS) {
+            verify_sessions: match l.text(env::RESTORE_JOBS) {
                 Some(_) => l.int_in(env::RESTORE_JOBS, 4, 1, 64) as usize,
-                None => default_verify_jobs(),
+                None => default_verify_sessions(),
             },
+            verify_databases: l.int_in(env::VERIFY_JOBS, 1, 1, 32) as usize,
         }
     }
 }
@@ -312,10 +313,13 @@ pub struct RestoreSettings {
     /// Sessions of a verification's load: `RESTORE_JOBS` when set; otherwise 4 on a machine
     /// with 4 cores or more and 1 below (the throwaway server runs on this machine's cores:
     /// on 2 cores one transaction that skips the WAL beat 4 sessions, docs/PERFORMANCE.md).
-    pub verify_jobs: usize,
+    pub verify_sessions: usize,
+    /// `VERIFY_JOBS` (default 1, 1 to 32): databases a verification run checks at once, in
+    /// its one throwaway server per engine.
+    pub verify_databases: usize,
 }
 
-fn default_verify_jobs() -> usize {
+fn default_verify_sessions() -> usize {
     match std::thread::available_parallelism().map(std::num::NonZero::get) {
         Ok(n) if n >= 4 => 4,
         _ => 1,

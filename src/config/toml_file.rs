@@ -114,6 +114,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("verify", "server-options", "VERIFY_SERVER_OPTIONS"),
     ("verify", "admin-user", "BACKUP_ADMIN_USER"),
     ("verify", "drill", "VERIFY_DRILL"),
+    ("verify", "jobs", "VERIFY_JOBS"),
     ("restore", "in-place", "RESTORE_IN_PLACE"),
     ("restore", "keep-previous", "RESTORE_KEEP_PREVIOUS"),
     ("restore", "count-check", "RESTORE_COUNT_CHECK"),

@@ -10,6 +10,7 @@ pub mod process;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cancel::Cancel;
@@ -109,12 +110,14 @@ pub struct VerifyOptions {
     pub pool: ServerPool,
 }
 
-/// Throwaway servers kept between the databases of one verification run, one per engine:
-/// each database is dropped after its check and the next one loads into the same server,
-/// instead of an initdb and a start per database. Dropping the pool (the end of the run, on
-/// every path) stops and removes them.
+/// Throwaway servers shared by the databases of one verification run, one per engine: each
+/// database loads into the run's server and is dropped after its check, instead of an
+/// initdb and a start per database; with `VERIFY_JOBS`, several at once. A server that
+/// misbehaved is discarded (the next database gets a fresh one). Servers stop and their
+/// folders are removed when the pool and the last database using one let go (the end of
+/// the run, on every path).
 #[derive(Clone, Default)]
-pub struct ServerPool(std::sync::Arc<std::sync::Mutex<Vec<Box<dyn std::any::Any + Send>>>>);
+pub struct ServerPool(Arc<Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>>);
 
 impl std::fmt::Debug for ServerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,18 +126,29 @@ impl std::fmt::Debug for ServerPool {
 }
 
 impl ServerPool {
-    /// A kept server of type `T`, taken out of the pool.
-    pub fn take<T: 'static>(&self) -> Option<T> {
-        let mut kept = self.0.lock().ok()?;
-        let i = kept.iter().position(|s| s.is::<T>())?;
-        kept.swap_remove(i).downcast::<T>().ok().map(|b| *b)
+    /// The run's server of type `T` and whether it was already running; `start` makes it
+    /// when there is none (one start at a time: databases arriving meanwhile wait for it
+    /// rather than each starting a server).
+    ///
+    /// # Errors
+    /// `start`'s.
+    pub fn get_or_start<T: Send + Sync + 'static>(
+        &self,
+        start: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<(Arc<T>, bool)> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(server) = kept.iter().find_map(|s| Arc::clone(s).downcast::<T>().ok()) {
+            return Ok((server, true));
+        }
+        let server = Arc::new(start()?);
+        kept.push(server.clone());
+        Ok((server, false))
     }
 
-    /// Keeps `server` for the next database.
-    pub fn put<T: Send + 'static>(&self, server: T) {
-        if let Ok(mut kept) = self.0.lock() {
-            kept.push(Box::new(server));
-        }
+    /// Forgets `server`: it stops when the databases still using it are done.
+    pub fn discard<T: Send + Sync + 'static>(&self, server: &Arc<T>) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|s| !Arc::clone(s).downcast::<T>().is_ok_and(|t| Arc::ptr_eq(&t, server)));
     }
 }
 

@@ -30,8 +30,8 @@ use crate::storage::local::{LocalStorage, objects};
 mod jobs;
 mod report;
 mod steps;
-pub use report::{DatabaseReport, Failure, Outcome, RunReport, peak_rss_kb};
 use report::log_summary;
+pub use report::{DatabaseReport, Failure, Outcome, RunReport, peak_rss_kb};
 use steps::{Copied, CopyError, PruneError, Pruned};
 
 /// Runs one backup of every database in `settings`, inside the `run` hooks.
@@ -147,7 +147,7 @@ impl<'a> Run<'a> {
         let _lock = match self.lock(db) {
             Ok(lock) => lock,
             Err(outcome) => {
-                let report = DatabaseReport::new(&db.spec, outcome);
+                let report = DatabaseReport::new(&db.spec, *outcome);
                 self.notify(&report);
                 return report;
             }
@@ -316,7 +316,7 @@ impl<'a> Run<'a> {
 
     /// Step 0: the database's lock; when another process holds it, `BACKUP_WHEN_LOCKED` says
     /// whether to skip (a warning), wait or fail.
-    fn lock(&self, db: &Database) -> Result<RunLock, Outcome> {
+    fn lock(&self, db: &Database) -> Result<RunLock, Box<Outcome>> {
         let (root, core) = (&self.settings.backup_dir, db.spec.core_name());
         let what = format!("backup of {} (run {})", db.spec, self.id);
         let taken = match self.settings.when_locked {
@@ -329,18 +329,18 @@ impl<'a> Run<'a> {
             Ok(lock) => Ok(lock),
             Err(NotTaken::Busy(busy)) if self.settings.when_locked == WhenLocked::Skip => {
                 warn!(holder = %busy.holder, "Skipped: another process is backing up this database (BACKUP_WHEN_LOCKED=skip).");
-                Err(Outcome::Skipped { holder: busy.holder })
+                Err(Box::new(Outcome::Skipped { holder: busy.holder }))
             }
             Err(NotTaken::Busy(busy)) => {
                 let msg = format!("{busy}; BACKUP_WHEN_LOCKED=fail counts this as a failure (skip or wait would not)");
                 error!(error = %msg, "Backup failed.");
-                Err(Outcome::Failed(Failure::Backup(msg)))
+                Err(Box::new(Outcome::Failed(Failure::Backup(msg))))
             }
-            Err(NotTaken::Interrupted(_)) => Err(Outcome::NotAttempted),
+            Err(NotTaken::Interrupted(_)) => Err(Box::new(Outcome::NotAttempted)),
             Err(NotTaken::Failed(e)) => {
                 let msg = format!("the database's lock could not be taken: {e:#}");
                 error!(error = %msg, "Backup failed.");
-                Err(Outcome::Failed(Failure::Backup(msg)))
+                Err(Box::new(Outcome::Failed(Failure::Backup(msg))))
             }
         }
     }

@@ -32,7 +32,9 @@ pub enum Outcome {
     /// Not attempted because the run was interrupted.
     NotAttempted,
     /// Left to the process that holds its lock (`BACKUP_WHEN_LOCKED=skip`): not a failure.
-    Skipped { holder: String },
+    Skipped {
+        holder: String,
+    },
 }
 
 /// One database's line in the report.

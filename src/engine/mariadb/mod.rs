@@ -97,6 +97,60 @@ impl MariaDbEngine {
         }
         process::capture(cmd, "mariadb", cancel)
     }
+
+    /// Loads the dump into the verification server at `admin` (counting rows against the
+    /// dump's), then the tables per schema and their size.
+    fn load_and_count(
+        &self,
+        admin: &Conn,
+        database: &str,
+        sql: &mut (dyn BufRead + Send),
+        opts: &VerifyOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<VerifyReport> {
+        let admin = admin.clone();
+        let req = RestoreRequest {
+            database: database.to_string(),
+            admin: admin.clone(),
+            owner: None,
+            ignore_errors: false,
+            single_transaction: false,
+            placement: Placement::Fresh,
+            count_check: true,
+            jobs: 1,
+        };
+        let restore = self.restore(&req, sql, cancel).context("restoring into the verification server")?;
+        let filter = match &opts.schemas {
+            // In MariaDB a schema is a database: TABLE_SCHEMA narrows to those names.
+            Some(list) => list.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect::<Vec<_>>().join(", "),
+            None => format!("'{}'", database.replace('\'', "''")),
+        };
+        let stats = self.query(
+            &admin,
+            None,
+            &format!(
+                "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), COALESCE(SUM(data_length + index_length), 0) \
+                 FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema IN ({filter}) GROUP BY table_schema"
+            ),
+            cancel,
+        )?;
+        let mut schemas = Vec::new();
+        let mut size = 0u64;
+        for line in stats.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if let [schema, tables, _estimate, bytes] = f.as_slice() {
+                // Rows: the exact counts the restore compared with the dump.
+                let rows = if *schema == database { restore.stream.total_rows() } else { 0 };
+                schemas.push(SchemaStats { schema: schema.to_string(), tables: tables.parse()?, rows });
+                size += bytes.parse::<u64>()?;
+            }
+        }
+        let tables: u64 = schemas.iter().map(|s| s.tables).sum();
+        if tables == 0 {
+            bail!("the restored database has no tables");
+        }
+        Ok(VerifyReport { tables, schemas, database_size: size, restore })
+    }
 }
 
 impl Engine for MariaDbEngine {
@@ -177,56 +231,15 @@ impl Engine for MariaDbEngine {
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport> {
-        let server = match opts.pool.take::<server::Throwaway>() {
-            Some(s) => s,
-            None => server::Throwaway::start(&self.options, opts, cancel)?,
-        };
-        let admin = server.conn();
-        let req = RestoreRequest {
-            database: database.to_string(),
-            admin: admin.clone(),
-            owner: None,
-            ignore_errors: false,
-            single_transaction: false,
-            placement: Placement::Fresh,
-            count_check: true,
-            jobs: 1,
-        };
-        let restore = self.restore(&req, sql, cancel).context("restoring into the verification server")?;
-        let filter = match &opts.schemas {
-            // In MariaDB a schema is a database: TABLE_SCHEMA narrows to those names.
-            Some(list) => list.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect::<Vec<_>>().join(", "),
-            None => format!("'{}'", database.replace('\'', "''")),
-        };
-        let stats = self.query(
-            &admin,
-            None,
-            &format!(
-                "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), COALESCE(SUM(data_length + index_length), 0) \
-                 FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema IN ({filter}) GROUP BY table_schema"
-            ),
-            cancel,
-        )?;
-        let mut schemas = Vec::new();
-        let mut size = 0u64;
-        for line in stats.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if let [schema, tables, _estimate, bytes] = f.as_slice() {
-                // Rows: the exact counts the restore compared with the dump.
-                let rows = if *schema == database { restore.stream.total_rows() } else { 0 };
-                schemas.push(SchemaStats { schema: schema.to_string(), tables: tables.parse()?, rows });
-                size += bytes.parse::<u64>()?;
-            }
+        let (server, _reused) = opts.pool.get_or_start(|| server::Throwaway::start(&self.options, opts, cancel))?;
+        let checked = self.load_and_count(&server.conn(), database, sql, opts, cancel);
+        // Keep the server for the other databases of this run, without this one; a failed
+        // check or a database that will not drop leaves it to the databases still using it.
+        let drop_db = format!("DROP DATABASE {}", quote_ident(database));
+        if checked.is_err() || self.query(&server.conn(), None, &drop_db, cancel).is_err() {
+            opts.pool.discard(&server);
         }
-        let tables: u64 = schemas.iter().map(|s| s.tables).sum();
-        if tables == 0 {
-            bail!("the restored database has no tables");
-        }
-        // Keep the server for the next database of this run, without this one.
-        if self.query(&admin, None, &format!("DROP DATABASE {}", quote_ident(database)), cancel).is_ok() {
-            opts.pool.put(server);
-        }
-        Ok(VerifyReport { tables, schemas, database_size: size, restore })
+        checked
     }
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {

@@ -18,13 +18,28 @@ pub fn run(
     opts: &VerifyOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<VerifyReport> {
-    let reused = opts.pool.take::<Throwaway>();
-    let fresh = reused.is_none();
-    let server = match reused {
-        Some(s) => s,
-        None => Throwaway::start(&engine.options, opts, cancel)?,
-    };
-    tracing::debug!(reused = !fresh, "Verification server.");
+    let (server, reused) = opts.pool.get_or_start(|| Throwaway::start(&engine.options, opts, cancel))?;
+    tracing::debug!(reused, "Verification server.");
+    let checked = load_and_count(engine, &server, database, sql, opts, cancel);
+    // Keep the server for the other databases of this run, without this one; a failed check
+    // or a database that will not drop leaves it to the databases still using it.
+    let drop_db = format!("DROP DATABASE {} WITH (FORCE)", super::quote_ident(database));
+    if checked.is_err() || engine.queries(&server.conn(), super::swap::MAINTENANCE_DB, &[&drop_db], cancel).is_err() {
+        opts.pool.discard(&server);
+    }
+    checked
+}
+
+/// Loads the dump into `server` (counting every table's rows against the dump's), then the
+/// tables per schema and the database's size.
+fn load_and_count(
+    engine: &PostgresEngine,
+    server: &Throwaway,
+    database: &str,
+    sql: &mut (dyn BufRead + Send),
+    opts: &VerifyOptions,
+    cancel: &Cancel,
+) -> anyhow::Result<VerifyReport> {
     let admin = server.conn();
     let req = RestoreRequest {
         database: database.to_string(),
@@ -55,11 +70,6 @@ pub fn run(
             None => "any non-system schema".to_string(),
         };
         bail!("the restored database has no tables in {scope}");
-    }
-    // Keep the server for the next database of this run, without this one.
-    let drop_db = format!("DROP DATABASE {} WITH (FORCE)", super::quote_ident(database));
-    if engine.queries(&admin, super::swap::MAINTENANCE_DB, &[&drop_db], cancel).is_ok() {
-        opts.pool.put(server);
     }
     Ok(VerifyReport { tables, schemas, database_size, restore })
 }

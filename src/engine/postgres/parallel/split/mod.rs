@@ -15,12 +15,17 @@
 //! know (another meta-command, data after post-data began) makes the rest of the load serial,
 //! after everything before it has finished: never a different result from psql.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufRead, BufWriter};
 
 use anyhow::Context;
 
+mod copy;
+mod spool;
+
 use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
 use crate::scan::{Scanner, Summary, postgres::PgScanner};
+use copy::{CopyBlock, copy_target};
+use spool::{AFTER, ATTACH, FOREIGN, write_record};
 
 /// A table's rows move to another session after this many bytes: no more than a session's
 /// queue holds, so that the splitter hands a piece over and moves on instead of waiting for
@@ -83,24 +88,6 @@ enum Phase {
 enum Dest {
     Lane(usize),
     Spool(usize),
-}
-
-/// The post-data groups kept for later: attachments, foreign keys, the rest.
-const ATTACH: usize = 0;
-const FOREIGN: usize = 1;
-const AFTER: usize = 2;
-
-struct CopyBlock {
-    dest: Dest,
-    statement: Vec<u8>,
-    statement_line: u64,
-    splittable: bool,
-    /// The block runs in its own transaction (`skip_wal`): commit after its `\.`.
-    in_transaction: bool,
-    piece: u64,
-    /// The current row's first bytes and length (a row may span reads).
-    row_start: Vec<u8>,
-    row_len: usize,
 }
 
 /// One setting's statement, with its file line.
@@ -424,166 +411,6 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         self.synced[lane] = Some(now);
         Ok(())
     }
-
-    /// COPY rows: passed on in pieces; a big table's rows move to another worker between rows.
-    fn copy_data(&mut self, buf: &[u8]) -> anyhow::Result<usize> {
-        let Some(mut copy) = self.copy.take() else { return Ok(0) };
-        let mut start = 0;
-        let mut used = buf.len();
-        let mut ended = false;
-        let mut rows_from = self.line;
-        while start < buf.len() {
-            let Some(pos) = memchr::memchr(b'\n', &buf[start..]) else {
-                // The rest of a long row.
-                keep_start(&mut copy, &buf[start..]);
-                copy.row_len += buf.len() - start;
-                self.out.extend_from_slice(&buf[start..]);
-                break;
-            };
-            let end = start + pos + 1;
-            keep_start(&mut copy, &buf[start..end]);
-            copy.row_len += end - start;
-            let is_end = (copy.row_len, copy.row_start.as_slice()) == (3, b"\\.\n".as_slice())
-                || (copy.row_len, copy.row_start.as_slice()) == (4, b"\\.\r\n".as_slice());
-            copy.row_start.clear();
-            copy.row_len = 0;
-            self.out.extend_from_slice(&buf[start..end]);
-            copy.piece += (end - start) as u64;
-            self.line += 1;
-            start = end;
-            if is_end {
-                used = end;
-                ended = true;
-                break;
-            }
-            if self.out.len() >= SEND_BYTES || (copy.splittable && copy.piece >= SPLIT_BYTES) {
-                self.flush_copy(&copy, rows_from)?;
-                rows_from = self.line;
-                if copy.splittable && copy.piece >= SPLIT_BYTES {
-                    self.next_piece(&mut copy)?;
-                }
-            }
-        }
-        self.scanner.feed(&buf[..used]);
-        self.flush_copy(&copy, rows_from)?;
-        if ended {
-            if let (true, Dest::Lane(lane)) = (copy.in_transaction, copy.dest) {
-                self.lanes.send(lane, b"COMMIT;\n", Some(self.line - 1))?;
-            }
-            if let Dest::Lane(lane) = copy.dest
-                && lane > 0
-            {
-                self.lanes.end_unit(lane)?;
-                self.open_unit = None;
-            }
-        } else {
-            self.copy = Some(copy);
-        }
-        Ok(used)
-    }
-
-    fn flush_copy(&mut self, copy: &CopyBlock, rows_from: u64) -> anyhow::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let out = std::mem::take(&mut self.out);
-        let r = match copy.dest {
-            Dest::Lane(lane) => self.lanes.send(lane, &out, Some(rows_from)),
-            Dest::Spool(spool) => write_record(&mut self.spools[spool], b'T', rows_from, &out),
-        };
-        self.out = out;
-        self.out.clear();
-        r
-    }
-
-    /// Ends the current piece of a table's rows and opens the next in the idlest worker.
-    fn next_piece(&mut self, copy: &mut CopyBlock) -> anyhow::Result<()> {
-        let Dest::Lane(old) = copy.dest else { return Ok(()) };
-        // psql names a failed COPY by its `\.` line: this one stands for the piece's last row.
-        self.lanes.send(old, b"\\.\n", Some(self.line - 1))?;
-        self.lanes.end_unit(old)?;
-        let lane = self.lanes.idlest();
-        self.sync(lane)?;
-        // The repeated COPY line maps to the original: an error in it is the original's.
-        self.lanes.send(lane, &copy.statement, Some(copy.statement_line))?;
-        copy.dest = Dest::Lane(lane);
-        copy.piece = 0;
-        self.open_unit = Some(lane);
-        self.plan.pieces += 1;
-        Ok(())
-    }
-
-    /// Post-data's kept groups, each after the one before has finished.
-    fn replay_post(&mut self) -> anyhow::Result<()> {
-        self.barrier()?;
-        for group in [ATTACH, FOREIGN, AFTER] {
-            let spool = std::mem::replace(&mut self.spools[group], BufWriter::new(tempfile::tempfile()?));
-            let mut file = spool.into_inner().map_err(|e| e.into_error()).context("writing the post-data spool")?;
-            file.rewind()?;
-            self.state = self.post_state.clone();
-            let mut reader = BufReader::new(file);
-            while let Some((tag, line, text)) = read_record(&mut reader)? {
-                if tag == b'S' {
-                    if let Some(key) = state_key(&text) {
-                        self.state.retain(|(k, _, _)| *k != key);
-                        self.state.push((key, text, line));
-                    }
-                    continue;
-                }
-                let lane = if group == FOREIGN { self.lanes.idlest() } else { 0 };
-                if group == FOREIGN && text.starts_with(b"ALTER") {
-                    self.plan.foreign_keys += 1;
-                }
-                self.sync(lane)?;
-                self.lanes.send(lane, &text, Some(line))?;
-                if lane > 0 {
-                    self.lanes.end_unit(lane)?;
-                }
-            }
-            self.barrier()?;
-        }
-        Ok(())
-    }
-}
-
-/// The table a `COPY <name> (...) FROM stdin;` loads, as written (quotes kept).
-fn copy_target(statement: &[u8]) -> &[u8] {
-    let text = statement.trim_ascii_start();
-    let text = text.strip_prefix(b"COPY ").unwrap_or(text);
-    let mut quoted = false;
-    let end = text.iter().position(|&b| {
-        if b == b'"' {
-            quoted = !quoted;
-        }
-        !quoted && (b == b' ' || b == b'(')
-    });
-    &text[..end.unwrap_or(text.len())]
-}
-
-fn keep_start(copy: &mut CopyBlock, bytes: &[u8]) {
-    let room = 4usize.saturating_sub(copy.row_start.len());
-    copy.row_start.extend_from_slice(&bytes[..bytes.len().min(room)]);
-}
-
-fn write_record(w: &mut BufWriter<std::fs::File>, tag: u8, line: u64, text: &[u8]) -> anyhow::Result<()> {
-    w.write_all(&[tag])?;
-    w.write_all(&line.to_le_bytes())?;
-    w.write_all(&(text.len() as u64).to_le_bytes())?;
-    w.write_all(text).context("writing the post-data spool (TMPDIR full?)")
-}
-
-fn read_record(r: &mut impl Read) -> anyhow::Result<Option<(u8, u64, Vec<u8>)>> {
-    let mut tag = [0u8; 1];
-    if r.read(&mut tag)? == 0 {
-        return Ok(None);
-    }
-    let mut n = [0u8; 8];
-    r.read_exact(&mut n)?;
-    let line = u64::from_le_bytes(n);
-    r.read_exact(&mut n)?;
-    let mut text = vec![0u8; usize::try_from(u64::from_le_bytes(n))?];
-    r.read_exact(&mut text)?;
-    Ok(Some((tag[0], line, text)))
 }
 
 fn trim(s: &[u8]) -> &[u8] {
