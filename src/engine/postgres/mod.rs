@@ -21,7 +21,6 @@ mod verify;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use anyhow::{Context, anyhow, bail};
 
@@ -36,13 +35,15 @@ use crate::spec::EngineKind;
 #[derive(Debug)]
 pub struct PostgresEngine {
     options: EngineOptions,
-    /// Major version of the pg_dump in use, looked up once.
-    client: OnceLock<(u32, String)>,
 }
+
+/// The version of each pg_dump program, looked up once per process (an engine is made per
+/// database; a program at a path does not change while we run).
+static CLIENT_VERSIONS: std::sync::Mutex<Vec<(PathBuf, (u32, String))>> = std::sync::Mutex::new(Vec::new());
 
 impl PostgresEngine {
     pub fn new(options: EngineOptions) -> Self {
-        PostgresEngine { options, client: OnceLock::new() }
+        PostgresEngine { options }
     }
 
     /// A client tool: from `PG_BIN_DIR` when set, else from `PATH` (looking through
@@ -120,10 +121,7 @@ impl PostgresEngine {
     /// # Errors
     /// As `server_major`.
     pub fn server_version(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
-        let out = process::capture(self.version_command(conn, database), "psql", cancel)?;
-        let (num, text) = out.trim().split_once(' ').unwrap_or((out.trim(), ""));
-        let num: u32 = num.parse().map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
-        Ok((num / 10000, text.to_string()))
+        parse_version(&process::capture(self.version_command(conn, database), "psql", cancel)?)
     }
 
     /// Runs statements in order in one session (one `-c` each, so each is its own
@@ -140,15 +138,21 @@ impl PostgresEngine {
     /// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15) and
     /// that text.
     fn client_version(&self, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
-        if let Some(v) = self.client.get() {
-            return Ok(v.clone());
+        let path = self.tool("pg_dump");
+        let known = |p: &PathBuf| CLIENT_VERSIONS.lock().ok()?.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone());
+        if let Some(v) = known(&path) {
+            return Ok(v);
         }
-        let mut cmd = Command::new(self.tool("pg_dump"));
+        let mut cmd = Command::new(&path);
         cmd.arg("--version");
         let out = process::capture(cmd, "pg_dump", cancel)?;
         let major =
             parse_major(&out).ok_or_else(|| anyhow!("cannot read the pg_dump version from {:?}", out.trim()))?;
-        Ok(self.client.get_or_init(|| (major, out.trim().to_string())).clone())
+        let version = (major, out.trim().to_string());
+        if let Ok(mut all) = CLIENT_VERSIONS.lock() {
+            all.push((path, version.clone()));
+        }
+        Ok(version)
     }
 }
 
@@ -163,8 +167,12 @@ impl Engine for PostgresEngine {
 
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo> {
         let conn = db.conn()?;
-        let (server, server_text) =
-            self.server_version(&conn, &db.spec.database, cancel).context("connecting to the database")?;
+        // One session: the server's version and the database's own settings.
+        let answer = self
+            .queries(&conn, &db.spec.database, &[VERSION_QUERY, settings::CAPTURE_QUERY], cancel)
+            .context("connecting to the database")?;
+        let (version, captured) = answer.trim().split_once('\n').unwrap_or((answer.trim(), ""));
+        let (server, server_text) = parse_version(version)?;
         let (client, client_text) = self.client_version(cancel)?;
         if client < server {
             bail!(
@@ -173,9 +181,6 @@ impl Engine for PostgresEngine {
             );
         }
         process::stream_stdout(self.roles_command(db, &conn), "pg_dumpall", out, cancel).context("dumping roles")?;
-        let captured = self
-            .queries(&conn, &db.spec.database, &[&settings::capture_query(server)], cancel)
-            .context("reading the database's own settings")?;
         let captured: settings::Captured = serde_json::from_str(captured.trim())
             .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
         out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
@@ -234,6 +239,13 @@ impl Engine for PostgresEngine {
 }
 
 /// The server's version: `150018 15.18 (Debian 15.18-0+deb12u1)`.
+/// `VERSION_QUERY`'s answer (`150018 15.18 (Debian ...)`): the major version and the text.
+fn parse_version(out: &str) -> anyhow::Result<(u32, String)> {
+    let (num, text) = out.trim().split_once(' ').unwrap_or((out.trim(), ""));
+    let num: u32 = num.parse().map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
+    Ok((num / 10000, text.to_string()))
+}
+
 const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
 
 /// The major version in `<tool> (PostgreSQL) 15.18 ...` output (9.6.24 gives 9, matching

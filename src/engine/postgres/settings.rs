@@ -35,27 +35,22 @@ const LIST_SETTINGS: [&str; 6] = [
     "unix_socket_directories",
 ];
 
-/// The capture query for a server of `major` version: one JSON object.
-pub fn capture_query(major: u32) -> String {
-    let (provider, icu) = match major {
-        0..=14 => ("'c'", "NULL"),
-        15 | 16 => ("d.datlocprovider::text", "d.daticulocale"),
-        _ => ("d.datlocprovider::text", "d.datlocale"),
-    };
-    format!(
-        "SELECT json_build_object(\
-         'encoding', pg_catalog.pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype, \
-         'provider', {provider}, 'icu_locale', {icu}, 'owner', pg_catalog.pg_get_userbyid(d.datdba), \
-         'comment', pg_catalog.shobj_description(d.oid, 'pg_database'), 'default_acl', d.datacl IS NULL, \
-         'acl', (SELECT json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN NULL \
-                 ELSE pg_catalog.pg_get_userbyid(a.grantee) END, 'privilege', a.privilege_type, \
-                 'grantable', a.is_grantable) ORDER BY 1) FROM pg_catalog.aclexplode(d.datacl) a), \
-         'settings', (SELECT json_agg(json_build_object('role', CASE WHEN s.setrole = 0 THEN NULL \
-                 ELSE pg_catalog.pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole) \
-                 FROM pg_catalog.pg_db_role_setting s WHERE s.setdatabase = d.oid)) \
-         FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()"
-    )
-}
+/// The capture query: one JSON object, on every server version. The locale provider and the
+/// ICU locale are read from the row as JSON (`datlocprovider` from 15, `daticulocale` 15-16,
+/// `datlocale` from 17), so one query serves them all and needs no version first.
+pub const CAPTURE_QUERY: &str = "SELECT json_build_object(\
+     'encoding', pg_catalog.pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype, \
+     'provider', COALESCE(pg_catalog.to_jsonb(d) ->> 'datlocprovider', 'c'), \
+     'icu_locale', COALESCE(pg_catalog.to_jsonb(d) ->> 'datlocale', pg_catalog.to_jsonb(d) ->> 'daticulocale'), \
+     'owner', pg_catalog.pg_get_userbyid(d.datdba), \
+     'comment', pg_catalog.shobj_description(d.oid, 'pg_database'), 'default_acl', d.datacl IS NULL, \
+     'acl', (SELECT json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN NULL \
+             ELSE pg_catalog.pg_get_userbyid(a.grantee) END, 'privilege', a.privilege_type, \
+             'grantable', a.is_grantable) ORDER BY 1) FROM pg_catalog.aclexplode(d.datacl) a), \
+     'settings', (SELECT json_agg(json_build_object('role', CASE WHEN s.setrole = 0 THEN NULL \
+             ELSE pg_catalog.pg_get_userbyid(s.setrole) END, 'config', s.setconfig) ORDER BY s.setrole) \
+             FROM pg_catalog.pg_db_role_setting s WHERE s.setdatabase = d.oid)) \
+     FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
 
 /// What the capture query returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
