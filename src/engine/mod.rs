@@ -132,7 +132,7 @@ impl ServerPool {
     ///
     /// # Errors
     /// `start`'s.
-    pub fn get_or_start<T: Send + Sync + 'static>(
+    fn get_or_start<T: Send + Sync + 'static>(
         &self,
         start: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<(Arc<T>, bool)> {
@@ -143,6 +143,27 @@ impl ServerPool {
         let server = Arc::new(start()?);
         kept.push(server.clone());
         Ok((server, false))
+    }
+
+    /// Runs `check` in the run's server of type `T` (started by `start` when there is none),
+    /// then `clean` (drop the database); a failed check or clean-up takes the server out of
+    /// use for the rest of the run (it stops when the checks still using it end).
+    ///
+    /// # Errors
+    /// `start`'s, or `check`'s.
+    pub fn check_in<T: Send + Sync + 'static, R>(
+        &self,
+        start: impl FnOnce() -> anyhow::Result<T>,
+        check: impl FnOnce(&T) -> anyhow::Result<R>,
+        clean: impl FnOnce(&T) -> anyhow::Result<()>,
+    ) -> anyhow::Result<R> {
+        let (server, reused) = self.get_or_start(start)?;
+        tracing::debug!(reused, "Verification server.");
+        let checked = check(&server);
+        if checked.is_err() || clean(&server).is_err() {
+            self.discard(&server);
+        }
+        checked
     }
 
     /// Forgets `server`: it stops when the databases still using it are done.
@@ -263,5 +284,30 @@ pub fn for_kind(kind: &EngineKind, options: &EngineOptions) -> Option<Box<dyn En
         EngineKind::Postgres => Some(Box::new(postgres::PostgresEngine::new(options.clone()))),
         EngineKind::MariaDb => Some(Box::new(mariadb::MariaDbEngine::new(options.clone()))),
         EngineKind::Foreign(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::ServerPool;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn one_server_serves_every_check_until_one_fails() {
+        struct Server(usize);
+        let pool = ServerPool::default();
+        let started = AtomicUsize::new(0);
+        let start = || Ok(Server(started.fetch_add(1, Ordering::SeqCst)));
+        let used = |pool: &ServerPool, ok: bool| {
+            pool.check_in(start, |s: &Server| if ok { Ok(s.0) } else { anyhow::bail!("load failed") }, |_| Ok(()))
+        };
+        assert_eq!(used(&pool, true).unwrap(), 0);
+        assert_eq!(used(&pool, true).unwrap(), 0, "reused");
+        assert!(used(&pool, false).is_err());
+        assert_eq!(used(&pool, true).unwrap(), 1, "a failed check takes the server out of use");
+        // A failed clean-up too.
+        assert!(pool.check_in(start, |s: &Server| Ok(s.0), |_| anyhow::bail!("drop failed")).is_ok());
+        assert_eq!(used(&pool, true).unwrap(), 2);
+        assert_eq!(started.load(Ordering::SeqCst), 3);
     }
 }

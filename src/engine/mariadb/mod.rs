@@ -231,15 +231,13 @@ impl Engine for MariaDbEngine {
         opts: &VerifyOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<VerifyReport> {
-        let (server, _reused) = opts.pool.get_or_start(|| server::Throwaway::start(&self.options, opts, cancel))?;
-        let checked = self.load_and_count(&server.conn(), database, sql, opts, cancel);
-        // Keep the server for the other databases of this run, without this one; a failed
-        // check or a database that will not drop leaves it to the databases still using it.
+        // The run's server, shared with its other databases; this one is dropped after its check.
         let drop_db = format!("DROP DATABASE {}", quote_ident(database));
-        if checked.is_err() || self.query(&server.conn(), None, &drop_db, cancel).is_err() {
-            opts.pool.discard(&server);
-        }
-        checked
+        opts.pool.check_in(
+            || server::Throwaway::start(&self.options, opts, cancel),
+            |server| self.load_and_count(&server.conn(), database, sql, opts, cancel),
+            |server| self.query(&server.conn(), None, &drop_db, cancel).map(drop),
+        )
     }
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {

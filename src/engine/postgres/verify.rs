@@ -18,16 +18,13 @@ pub fn run(
     opts: &VerifyOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<VerifyReport> {
-    let (server, reused) = opts.pool.get_or_start(|| Throwaway::start(&engine.options, opts, cancel))?;
-    tracing::debug!(reused, "Verification server.");
-    let checked = load_and_count(engine, &server, database, sql, opts, cancel);
-    // Keep the server for the other databases of this run, without this one; a failed check
-    // or a database that will not drop leaves it to the databases still using it.
+    // The run's server, shared with its other databases; this one is dropped after its check.
     let drop_db = format!("DROP DATABASE {} WITH (FORCE)", super::quote_ident(database));
-    if checked.is_err() || engine.queries(&server.conn(), super::swap::MAINTENANCE_DB, &[&drop_db], cancel).is_err() {
-        opts.pool.discard(&server);
-    }
-    checked
+    opts.pool.check_in(
+        || Throwaway::start(&engine.options, opts, cancel),
+        |server| load_and_count(engine, server, database, sql, opts, cancel),
+        |server| engine.queries(&server.conn(), super::swap::MAINTENANCE_DB, &[&drop_db], cancel).map(drop),
+    )
 }
 
 /// Loads the dump into `server` (counting every table's rows against the dump's), then the
