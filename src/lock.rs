@@ -18,8 +18,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::cancel::{Cancel, Interrupted};
 
 /// Name of the folder lock inside the backup root.
@@ -183,8 +181,7 @@ impl RunLock {
 
 /// The database lock's path relative to the root: a digest, never the core name.
 fn database_lock(core: &str) -> PathBuf {
-    let digest: String = Sha256::digest(core.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    Path::new(DATABASE_LOCKS).join(format!("{digest}.lock"))
+    Path::new(DATABASE_LOCKS).join(format!("{}.lock", crate::manifest::digest_name(core)))
 }
 
 #[cfg(test)]

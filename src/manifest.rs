@@ -237,8 +237,13 @@ impl Manifest {
 
 /// The key (relative to the root or a mirror's base) of `backup_key`'s record.
 pub fn record_key(backup_key: &str) -> String {
-    let digest: String = Sha256::digest(backup_key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    format!("{CATALOG_DIR}/{digest}.json")
+    format!("{CATALOG_DIR}/{}.json", digest_name(backup_key))
+}
+
+/// A metadata file's name for `text` (a backup key, a core name): its sha256 in hex, so the
+/// path never carries a core name (nor a `-`) for the bash version's `grep` to match.
+pub fn digest_name(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where `backup_key`'s record is under `root`.

@@ -94,6 +94,13 @@ fn the_same_database_is_never_backed_up_twice_at_once() {
     let b = run(fx.once(&app1).env("BACKUP_WHEN_LOCKED", "wiat"));
     assert_eq!(b.code, 2, "{}", b.all());
     assert!(b.stderr.contains("did you mean wait?"), "{}", b.all());
+    // -c shows the choice.
+    let c = run(fx.cmd(&app1).arg("-c").env("BACKUP_WHEN_LOCKED", "wait").env("VERIFY_JOBS", "3"));
+    assert!(
+        c.stdout.contains("another process holds: wait") && c.stdout.contains("verification: 3 at once"),
+        "{}",
+        c.stdout
+    );
     // A whole-folder command (prune without -f) waits for the runs: refused while A runs.
     let p = run(fx.cmd(&app1).arg("-p"));
     assert_ne!(p.code, 0, "{}", p.all());

@@ -92,7 +92,15 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
         )?;
     }
     let shard = s.shard.map(|sh| sh.to_string()).unwrap_or_else(|| "none (all databases)".into());
-    writeln!(out, "- Jobs: {} at once, {} per server; shard: {shard}", s.jobs, s.jobs_per_host)?;
+    writeln!(
+        out,
+        "- Jobs: {} at once, {} per server; a database another process holds: {} (BACKUP_WHEN_LOCKED); \
+         verification: {} at once (VERIFY_JOBS); shard: {shard}",
+        s.jobs,
+        s.jobs_per_host,
+        s.when_locked.name(),
+        s.restore.verify_databases
+    )?;
     writeln!(out)?;
     let or_not = |v: Option<String>| v.unwrap_or_else(|| "not configured".into());
     let ftp = s.mirrors.ftp.as_ref().map(|f| {
