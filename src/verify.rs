@@ -84,16 +84,23 @@ pub fn verify_all(
     // One throwaway server per engine for the whole run, shared by the databases checked at
     // once (`VERIFY_JOBS`); stopped when the pool and the last check let go.
     let pool = engine::ServerPool::default();
-    let run =
-        VerifyRun { settings, notifiers, filter, mirror, backups: &backups, run_id: &run_id, phases, pool, cancel };
     // A staged download folder serves one database at a time: --remote checks one by one.
-    let jobs = if mirror.is_some() { 1 } else { settings.restore.verify_databases };
+    let at_once = if mirror.is_some() { 1 } else { settings.restore.verify_databases };
+    let run = VerifyRun {
+        settings,
+        notifiers,
+        filter,
+        mirror,
+        backups: &backups,
+        run_id: &run_id,
+        phases,
+        pool,
+        at_once,
+        cancel,
+    };
     // Two databases of one name (on two hosts) never load into the shared server at once.
     let name = |s: &DatabaseSpec| format!("{}/{}", s.engine.name(), s.database);
-    Ok(crate::workers::run_capped(&specs, jobs, 1, name, |spec| run.database(spec, jobs))
-        .into_iter()
-        .flatten()
-        .collect())
+    Ok(crate::workers::run_capped(&specs, at_once, 1, name, |spec| run.database(spec)).into_iter().flatten().collect())
 }
 
 /// What the databases of one verification run share.
@@ -106,12 +113,14 @@ struct VerifyRun<'a> {
     run_id: &'a str,
     phases: Phases<'a>,
     pool: engine::ServerPool,
+    /// Databases checked at once (`VERIFY_JOBS`; 1 with `--remote`).
+    at_once: usize,
     cancel: &'a Cancel,
 }
 
 impl VerifyRun<'_> {
     /// One database, inside its verify hooks; `None` when the run was interrupted before it.
-    fn database(&self, spec: &DatabaseSpec, at_once: usize) -> Option<Outcome> {
+    fn database(&self, spec: &DatabaseSpec) -> Option<Outcome> {
         let (settings, root, filter, cancel) = (self.settings, &self.settings.backup_dir, self.filter, self.cancel);
         let _span = info_span!("verify", database = %spec).entered();
         if cancel.is_cancelled() {
@@ -119,7 +128,6 @@ impl VerifyRun<'_> {
         }
         let db = settings.database_for(spec);
         let ctx = hooks::Context { run_id: self.run_id, database: Some(&db), ..Default::default() };
-        let check = Check { settings, pool: &self.pool, at_once, cancel };
         let result = self.phases.around(Phase::Verify, &ctx, || {
             let checks = || -> anyhow::Result<String> {
                 let fetched = match self.mirror {
@@ -130,9 +138,9 @@ impl VerifyRun<'_> {
                     Some(f) => f.choice.clone(),
                     None => choose(self.backups, root, &spec.core_name(), filter)?,
                 };
-                let mut summary = check.one(spec, &choice, filter.is_none())?;
+                let mut summary = self.one(spec, &choice, filter.is_none())?;
                 if settings.restore.verify_drill && filter.is_none() && fetched.is_none() {
-                    summary.push_str(&check.drill(spec, self.backups, choice.path())?);
+                    summary.push_str(&self.drill(spec, choice.path())?);
                 }
                 Ok(summary)
             };
@@ -152,32 +160,12 @@ impl VerifyRun<'_> {
     }
 }
 
-/// How one backup is checked: the settings, the run's servers, how many databases share them.
-struct Check<'a> {
-    settings: &'a Settings,
-    pool: &'a engine::ServerPool,
-    at_once: usize,
-    cancel: &'a Cancel,
-}
-
-/// The older backup whose last verification is oldest (never verified first, then the oldest
-/// backup among those).
-pub fn drill_candidate<'a>(backups: &'a [BackupFile], core: &str, newest: &Path) -> Option<&'a BackupFile> {
-    backups.iter().filter(|b| b.core == core && !b.in_progress && !b.known_incomplete() && b.path != newest).min_by(
-        |a, b| {
-            let last =
-                |f: &BackupFile| f.manifest.as_ref().and_then(|m| m.last_verification()).map(|v| v.verified_at.clone());
-            last(a).cmp(&last(b)).then(a.sort_key().cmp(&b.sort_key()))
-        },
-    )
-}
-
-impl Check<'_> {
+impl VerifyRun<'_> {
     /// A restore drill (`VERIFY_DRILL=true`): besides the newest, one older backup of the
     /// database is verified each run — the one whose last verification is oldest, or that was
     /// never verified — across daily, weekly and monthly, so long-kept backups are proved again.
-    fn drill(&self, spec: &DatabaseSpec, backups: &[BackupFile], newest: &Path) -> anyhow::Result<String> {
-        let Some(older) = drill_candidate(backups, &spec.core_name(), newest) else {
+    fn drill(&self, spec: &DatabaseSpec, newest: &Path) -> anyhow::Result<String> {
+        let Some(older) = drill_candidate(self.backups, &spec.core_name(), newest) else {
             return Ok("; no older backup to drill".into());
         };
         info!(path = %older.path.display(), "Restore drill of an older backup.");
@@ -241,6 +229,18 @@ impl Check<'_> {
             human::age(std::time::Duration::from_millis(duration_ms))
         ))
     }
+}
+
+/// The older backup whose last verification is oldest (never verified first, then the oldest
+/// backup among those).
+pub fn drill_candidate<'a>(backups: &'a [BackupFile], core: &str, newest: &Path) -> Option<&'a BackupFile> {
+    backups.iter().filter(|b| b.core == core && !b.in_progress && !b.known_incomplete() && b.path != newest).min_by(
+        |a, b| {
+            let last =
+                |f: &BackupFile| f.manifest.as_ref().and_then(|m| m.last_verification()).map(|v| v.verified_at.clone());
+            last(a).cmp(&last(b)).then(a.sort_key().cmp(&b.sort_key()))
+        },
+    )
 }
 
 /// Load sessions per database when `at_once` databases share the throwaway server: within
