@@ -242,7 +242,7 @@ fn backup_exists(root: &Path, record: &Path) -> bool {
     let named = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v.get("backup").and_then(|b| b.as_str()).map(str::to_string));
-    named.is_some_and(|rel| !rel.contains("..") && root.join(rel).is_file())
+    named.is_some_and(|rel| crate::safe_name::join_under(root, rel).is_ok_and(|p| p.is_file()))
 }
 
 /// Removes `start` and its parents while they are empty, stopping at (never removing) `root`.

@@ -104,7 +104,7 @@ pub fn fetch(
         warn!(storage = %name, key = %key, "The copy has no record on the mirror: no checksum to check; the whole stream is decoded and scanned instead.");
         None
     };
-    let file = staging.join(b.file_name());
+    let file = crate::safe_name::join_under(&staging, b.file_name())?;
     info!(storage = %name, key = %key, "Downloading the backup from the mirror.");
     let started = std::time::Instant::now();
     let n = mirror.get(&key, &file).with_context(|| format!("downloading {key} from {name}"))?;

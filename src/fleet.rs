@@ -26,6 +26,26 @@ pub struct Fleet {
     pub databases: Vec<Database>,
     /// `*` specs whose server could not be listed: (the spec, why). A run fails them.
     pub unlisted: Vec<(DatabaseSpec, String)>,
+    /// Databases a `*` spec found whose names cannot be a backup file's name: (the database,
+    /// why). A run fails them, naming each (escaped); nothing is written for them.
+    pub unrepresentable: Vec<(DatabaseSpec, String)>,
+}
+
+/// Whether a database's backups can be named: its encoded core name (`safe_name`) must leave
+/// room for the timestamp and the longest suffixes in a 255-byte file name.
+///
+/// # Errors
+/// Why not, for the run's report.
+pub fn representable(spec: &DatabaseSpec) -> Result<(), String> {
+    let core = spec.core_name();
+    if core.len() > crate::layout::MAX_CORE_LEN {
+        return Err(format!(
+            "its file name would be {} bytes long once encoded ({} allowed); give it a shorter name, or leave it out with BACKUP_EXCLUDE_DATABASES",
+            core.len(),
+            crate::layout::MAX_CORE_LEN
+        ));
+    }
+    Ok(())
 }
 
 /// The configured databases with `*` specs expanded, exclusions and the shard applied.
@@ -43,6 +63,10 @@ pub fn resolve(settings: &Settings, cancel: &Cancel) -> Fleet {
             Ok(names) => {
                 for name in names {
                     let spec = DatabaseSpec { database: name, ..db.spec.clone() };
+                    if let Err(why) = representable(&spec) {
+                        fleet.unrepresentable.push((spec, why));
+                        continue;
+                    }
                     let excluded = settings.exclude_databases.iter().any(|g| glob(g, &spec.database));
                     let duplicate = explicit.iter().any(|e| same_database(e, &spec))
                         || fleet.databases.iter().any(|d| same_database(&d.spec, &spec));
@@ -57,6 +81,7 @@ pub fn resolve(settings: &Settings, cancel: &Cancel) -> Fleet {
         fleet.databases.retain(|d| shard.takes(&d.spec));
         // A server that cannot be listed is reported once, by shard 0.
         fleet.unlisted.retain(|_| shard.index == 0);
+        fleet.unrepresentable.retain(|(spec, _)| shard.takes(spec));
     }
     fleet
 }
@@ -84,7 +109,8 @@ pub fn on_disk(settings: &Settings, backups: &[crate::catalog::BackupFile]) -> V
     for all in settings.databases.iter().filter(|d| d.spec.database == ALL) {
         let prefix = format!("{}-", all.spec.host);
         for core in backups.iter().map(|b| &b.core).filter(|c| c.starts_with(&prefix)) {
-            let spec = DatabaseSpec { database: core[prefix.len()..].to_string(), ..all.spec.clone() };
+            let database = crate::safe_name::decode(&core[prefix.len()..]);
+            let spec = DatabaseSpec { database, ..all.spec.clone() };
             // A core an explicit line owns stays that line's (names like `a-b`/`c` collide, C3).
             if !out.iter().any(|d| d.spec.core_name() == *core || same_database(&d.spec, &spec)) {
                 out.push(Database { spec, ..all.clone() });
@@ -173,6 +199,8 @@ pub fn audit(settings: &Settings, cancel: &Cancel) -> Vec<Coverage> {
                     .filter(|n| !(first.spec.engine == crate::spec::EngineKind::Postgres && n == MAINTENANCE))
                     .filter(|n| !lines.iter().any(|d| d.spec.database == *n))
                     .filter(|n| !settings.exclude_databases.iter().any(|g| glob(g, n)))
+                    // Reported in logs, notifications and a state file: escaped (`safe_name`).
+                    .map(|n| crate::safe_name::printable(&n).into_owned())
                     .collect();
                 Coverage { server, uncovered, error: None }
             }

@@ -26,6 +26,10 @@ const DATE_FORMAT: &str = "%Y-%m-%d";
 /// `_YYYY-MM-DD_HH-MM-SS`
 const TIMESTAMP_LEN: usize = 20;
 
+/// The longest core name (`host-db`, encoded) whose files fit a 255-byte name: the timestamp
+/// (20), the longest extension (`.sql.zst.age`, 12) and `.in_progress` (12), with room to spare.
+pub const MAX_CORE_LEN: usize = 200;
+
 /// Backup file extensions we write and read, by compression.
 pub const EXTENSIONS: [&str; 4] = ["sql.gz", "sql.zst", "sql.gz.age", "sql.zst.age"];
 

@@ -24,6 +24,8 @@
 //! - `engine`: the `Engine` trait, PostgreSQL, MariaDB, child processes, load accounting.
 //! - `scan`: the dump stream scanner (completeness, rows per table).
 //! - `run` (one run), `pipeline` (one dump into a file), `compress`, `checksum`, `durable`.
+//! - `safe_name`: a database name as a file-name part (reversible), escaped for terminals;
+//!   the one join that cannot leave its root.
 //! - `layout` (names and folders), `catalog` (files on disk), `retention` (pure plan),
 //!   `prune` (applying a plan to a `Storage`), `lock`.
 //! - `storage`: the `Storage` trait — local folder, FTPS, S3, memory — with retries and a
@@ -71,6 +73,7 @@ pub mod prompt;
 pub mod prune;
 pub mod retention;
 pub mod run;
+pub mod safe_name;
 pub mod scan;
 pub mod schedule;
 pub mod secret;

@@ -140,9 +140,9 @@ impl RunLock {
     }
 
     fn take(root: &Path, rel: &Path, what: &str, shared: bool) -> Result<RunLock, NotTaken> {
-        let path = root.join(rel);
         let failed =
             |e: std::io::Error, doing: &str| NotTaken::Failed(anyhow::Error::new(e).context(doing.to_string()));
+        let path = crate::safe_name::join_under(root, rel).map_err(|e| NotTaken::Failed(e.into()))?;
         let dir = path.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(|e| failed(e, &format!("creating folder {}", dir.display())))?;
         let mut file = OpenOptions::new()

@@ -78,7 +78,8 @@ pub fn backup_one(
         .create(dir)
         .with_context(|| format!("creating backup folder {}", dir.display()))?;
     let name = layout::file_name(&db.spec.core_name(), timestamp, &format.extension());
-    let target = dir.join(&name);
+    // The one join that cannot leave the folder: a name from a server is encoded, never a path.
+    let target = crate::safe_name::join_under(dir, &name)?;
     if target.exists() {
         bail!("{} already exists; not overwriting it", target.display());
     }
@@ -130,7 +131,7 @@ fn manifest_of(
     let rel = w.path.strip_prefix(root).unwrap_or(&w.path);
     let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
     let mut m = Manifest::new(&key, Origin::Written, w.bytes);
-    m.database = Some(db.spec.to_string());
+    m.database = Some(db.spec.exact());
     m.engine = Some(db.spec.engine.name().to_string());
     m.server_version = info.server_version.clone();
     m.client_version = info.client_version.clone();

@@ -105,7 +105,11 @@ pub fn choose(backups: &[BackupFile], root: &Path, core: &str, filter: Option<&s
     if as_path.is_file() {
         return Ok(Choice::Path(as_path.to_path_buf()));
     }
-    let matches = |b: &&BackupFile| b.rel.to_string_lossy().contains(filter);
+    // Text of the path, or of the path with the database's real name (`a/b` for `a%2Fb`).
+    let matches = |b: &&BackupFile| {
+        let rel = b.rel.to_string_lossy();
+        rel.contains(filter) || rel.replace(&b.core, &crate::safe_name::decode(&b.core)).contains(filter)
+    };
     let pool: Vec<&BackupFile> =
         if own.is_empty() { complete().filter(matches).collect() } else { own.into_iter().filter(matches).collect() };
     newest(pool).map(|b| Choice::Catalog(Box::new(b))).ok_or(NotFound::NoMatch {

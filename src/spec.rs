@@ -6,6 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::safe_name;
+
 /// The engines a spec can name. `Foreign` engines are valid upstream types that another
 /// container handles (mongo, mssql); their specs are skipped with a warning, as upstream does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -123,24 +125,33 @@ impl FromStr for DatabaseSpec {
 
 impl fmt::Display for DatabaseSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.typed {
-            write!(f, "{}=", self.engine.name())?;
-        }
-        write!(f, "{}", self.host)?;
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
-        }
-        write!(f, "/{}", self.database)
+        // A name from a server may hold control characters: escaped, never sent to a terminal.
+        write!(f, "{}{}", self.server_part(), safe_name::printable(&self.database))
     }
 }
 
 impl DatabaseSpec {
-    /// The core file name shared by all backups of this database: `<host>-<database>`.
+    /// The core file name shared by all backups of this database: `<host>-<database>`, each
+    /// part through `safe_name::encode` (the identity on every name a spec can spell; a name
+    /// from a server such as `a/b` becomes `a%2Fb`, never a path).
     ///
     /// NOTE: as upstream, type and port are not part of it, so the same host/database on two
     /// ports share backups; `a-b`/`c` and `a`/`b-c` collide too. Kept for compatibility (C3).
     pub fn core_name(&self) -> String {
-        format!("{}-{}", self.host, self.database)
+        format!("{}-{}", safe_name::encode(&self.host), safe_name::encode(&self.database))
+    }
+
+    /// The spec as `Display` writes it but with the database's name exactly as it is (control
+    /// characters included): for records, never for logs or terminals.
+    pub fn exact(&self) -> String {
+        format!("{}{}", self.server_part(), self.database)
+    }
+
+    /// `[type=]host[:port]/`
+    fn server_part(&self) -> String {
+        let typed = if self.typed { format!("{}=", self.engine.name()) } else { String::new() };
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("{typed}{}{port}/", self.host)
     }
 
     /// The port to connect to: the spec's, or the engine default.
@@ -222,5 +233,10 @@ mod tests {
         assert_eq!(s.credential_prefix(), "WALLET_DB");
         assert_eq!(spec("db.example.com/app").credential_prefix(), "DB_EXAMPLE_COM");
         assert_eq!(spec("db/app").effective_port(), Some(5432));
+        let mut from_server = spec("db/x");
+        from_server.database = "../../x\n".into();
+        assert_eq!(from_server.core_name(), "db-..%2F..%2Fx%0A");
+        assert_eq!(from_server.to_string(), "db/../../x\\n", "control characters are escaped");
+        assert_eq!(from_server.exact(), "db/../../x\n", "records keep the name as it is");
     }
 }

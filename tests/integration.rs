@@ -29,6 +29,7 @@ mod progress_line;
 mod prune;
 mod restore;
 mod restore_safety;
+mod server_names;
 mod status_page;
 mod storage_conformance;
 mod verify;

@@ -155,6 +155,14 @@ fn fleet_findings(settings: &Settings, fleet: &crate::fleet::Fleet) -> Vec<Findi
             "check the server and the user's rights",
         ));
     }
+    for (spec, why) in &fleet.unrepresentable {
+        out.push(Finding::fail(
+            "fleet",
+            &spec.to_string(),
+            format!("cannot be backed up under its name: {why}"),
+            "rename it or exclude it",
+        ));
+    }
     for all in settings.databases.iter().filter(|d| d.spec.database == crate::fleet::ALL) {
         if fleet.unlisted.iter().any(|(s, _)| *s == all.spec) {
             continue;
@@ -165,7 +173,7 @@ fn fleet_findings(settings: &Settings, fleet: &crate::fleet::Fleet) -> Vec<Findi
             .filter(|d| {
                 d.spec.host == all.spec.host && d.spec.port == all.spec.port && d.spec.engine == all.spec.engine
             })
-            .map(|d| d.spec.database.clone())
+            .map(|d| crate::safe_name::printable(&d.spec.database).into_owned())
             .collect();
         let shown = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
         let more = if names.len() > 10 { format!(" and {} more", names.len() - 10) } else { String::new() };

@@ -38,6 +38,8 @@ pub fn catalog_json(backups: &[BackupFile]) -> serde_json::Value {
                 serde_json::json!({
                     "path": b.key(),
                     "core": b.core,
+                    // The real `host-database` the core's encoded name stands for (`safe_name`).
+                    "name": crate::safe_name::decode(&b.core),
                     "class": b.class.map(|c| c.name()),
                     "timestamp": b.timestamp.format("%Y-%m-%dT%H:%M:%S").to_string(),
                     "size_bytes": b.size,
@@ -76,6 +78,9 @@ fn render(
     writeln!(out, "{}", free_space(root))?;
     for (core, files) in &by_core {
         writeln!(out)?;
+        // The real name (`a/b`, not `a%2Fb`), escaped for the terminal.
+        let decoded = crate::safe_name::decode(core);
+        let core = crate::safe_name::printable(&decoded);
         let complete: Vec<&&BackupFile> = files.iter().filter(|b| !b.in_progress && !b.known_incomplete()).collect();
         match complete.last() {
             Some(newest) => writeln!(

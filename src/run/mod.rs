@@ -65,6 +65,12 @@ pub fn run_backups(
         notifiers.notify(event::backup_failed(&spec.to_string(), &error));
         databases.push(DatabaseReport::new(spec, Outcome::Failed(Failure::Backup(error))));
     }
+    for (spec, why) in &fleet.unrepresentable {
+        let error = format!("the database {spec} cannot be backed up under its name: {why}");
+        tracing::error!(database = %spec, error = %error, "Backup failed.");
+        notifiers.notify(event::backup_failed(&spec.to_string(), &error));
+        databases.push(DatabaseReport::new(spec, Outcome::Failed(Failure::Backup(error))));
+    }
     let (jobs, per_host) = (settings.jobs.max(1), settings.jobs_per_host.max(1));
     match &pre {
         Ok(()) if jobs > 1 && fleet.databases.len() > 1 => {

@@ -13,6 +13,7 @@ use super::{RemoteObject, Storage};
 use crate::catalog::{self, BackupFile};
 use crate::durable::PartialFile;
 use crate::manifest::record_key;
+use crate::safe_name;
 
 pub struct LocalStorage {
     root: PathBuf,
@@ -43,7 +44,7 @@ impl Storage for LocalStorage {
     }
 
     fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
-        let target = self.root.join(key);
+        let target = safe_name::join_under(&self.root, key)?;
         if let Some(dir) = target.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -58,19 +59,13 @@ impl Storage for LocalStorage {
     }
 
     fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
-        let path = self.root.join(key);
-        anyhow::ensure!(!key.contains(".."), "{key} is not inside {}", self.root.display());
+        let path = safe_name::join_under(&self.root, key)?;
         let mut source = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         super::write_download(&mut source, local)
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {
-        let path = self.root.join(key);
-        anyhow::ensure!(
-            path.starts_with(&self.root) && !key.contains(".."),
-            "{key} is not inside {}",
-            self.root.display()
-        );
+        let path = safe_name::join_under(&self.root, key)?;
         fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
         catalog::remove_empty_dirs(&self.root, path.parent());
         Ok(())

@@ -70,7 +70,7 @@ impl MariaDbServer {
         Some(s)
     }
 
-    fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
+    pub fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(tool(&["mariadb", "mysql"]).unwrap())
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.dir.path().join("sock").display()))

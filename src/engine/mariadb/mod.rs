@@ -91,7 +91,8 @@ impl MariaDbEngine {
         let mut cmd = self.client(&["mariadb", "mysql"], conn);
         // Only the client knows --connect-timeout; the dump is preceded by this probe.
         cmd.arg(format!("--connect-timeout={}", self.options.connect_timeout_secs.max(1)));
-        cmd.args(["--batch", "--skip-column-names", "-e", sql]);
+        // Names are UTF-8 here, as for the dump (a client's default may be latin1).
+        cmd.args(["--batch", "--skip-column-names", "--default-character-set=utf8mb4", "-e", sql]);
         if let Some(db) = database {
             cmd.arg(format!("--database={db}"));
         }
@@ -242,8 +243,19 @@ impl Engine for MariaDbEngine {
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
         const SYSTEM: [&str; 4] = ["information_schema", "performance_schema", "mysql", "sys"];
-        let out = self.query(&db.conn()?, None, "SHOW DATABASES", cancel)?;
-        Ok(out.lines().map(str::trim).filter(|l| !l.is_empty() && !SYSTEM.contains(l)).map(str::to_string).collect())
+        // Hexadecimal, never the names themselves: the client's batch output escapes some
+        // characters and a name may hold a newline (`safe_name`).
+        let out = self.query(&db.conn()?, None, "SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA", cancel)?;
+        let mut names = Vec::new();
+        for line in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let name =
+                hex_name(line).ok_or_else(|| anyhow::anyhow!("unexpected database name {line:?} in the listing"))?;
+            if !SYSTEM.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     fn execute_sql(
@@ -258,6 +270,13 @@ impl Engine for MariaDbEngine {
     }
 }
 
+/// The name `HEX(name)` printed (UTF-8, as the server's connection character set sends it).
+fn hex_name(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    String::from_utf8(bytes?).ok()
+}
+
 /// `'user'@'%'` (or the `user@host` given).
 pub(super) fn quote_account(owner: &str) -> String {
     let (user, host) = owner.split_once('@').unwrap_or((owner, "%"));
@@ -269,6 +288,15 @@ mod tests {
     use super::*;
     use crate::database::Credentials;
     use crate::secret::Secret;
+
+    #[test]
+    fn listed_names_are_read_whole() {
+        assert_eq!(hex_name("6E6C0A78").as_deref(), Some("nl\nx"));
+        assert_eq!(hex_name("2E2E2F78").as_deref(), Some("../x"));
+        assert_eq!(hex_name("C3BC").as_deref(), Some("ü"));
+        assert_eq!(hex_name("6"), None);
+        assert_eq!(hex_name("ZZ"), None);
+    }
 
     #[test]
     fn dump_command_is_consistent_and_keeps_the_password_out_of_argv() {

@@ -215,9 +215,11 @@ impl Engine for PostgresEngine {
     }
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
-        let sql = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY 1";
+        // One JSON array, never lines: a name may hold a newline (`safe_name`).
+        let sql = "SELECT coalesce(json_agg(datname ORDER BY datname), '[]') \
+                   FROM pg_database WHERE NOT datistemplate AND datallowconn";
         let out = self.queries(&db.conn()?, swap::MAINTENANCE_DB, &[sql], cancel)?;
-        Ok(out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+        serde_json::from_str(out.trim()).with_context(|| format!("unexpected list of databases: {:?}", out.trim()))
     }
 
     fn check_sql(&self, db: &Database, sql: &str, cancel: &Cancel) -> anyhow::Result<Option<String>> {
