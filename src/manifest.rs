@@ -86,6 +86,15 @@ pub struct Manifest {
     pub server_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_version: Option<String>,
+    /// The server's and the dump client's major versions as numbers (PostgreSQL `15`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_major: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_major: Option<u32>,
+    /// Header lines of a newer client written in a form the source's own major accepts
+    /// (`SELECT set_config(...) FROM pg_settings WHERE name = ...` for `SET transaction_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portable_header_lines: Option<u64>,
     /// Options the dump ran with (connection options left out).
     #[serde(default)]
     pub dump_options: Vec<String>,
@@ -189,6 +198,9 @@ impl Manifest {
             engine: None,
             server_version: None,
             client_version: None,
+            server_major: None,
+            client_major: None,
+            portable_header_lines: None,
             dump_options: vec![],
             compression: None,
             started_at: None,

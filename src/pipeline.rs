@@ -135,6 +135,8 @@ fn manifest_of(
     m.engine = Some(db.spec.engine.name().to_string());
     m.server_version = info.server_version.clone();
     m.client_version = info.client_version.clone();
+    (m.server_major, m.client_major) = (info.server_major, info.client_major);
+    m.portable_header_lines = Some(info.portable_header_lines).filter(|n| *n > 0);
     m.dump_options = info.options.clone();
     m.compression = Some(compression.describe());
     m.started_at = Some(started_at.to_rfc3339());

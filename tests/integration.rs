@@ -33,4 +33,5 @@ mod server_names;
 mod status_page;
 mod storage_conformance;
 mod verify;
+mod versions;
 mod wide_schema;

@@ -25,6 +25,13 @@ pub struct DumpInfo {
     pub client_version: Option<String>,
     /// The dump tool's options, connection options left out.
     pub options: Vec<String>,
+    /// The server's and the dump client's major versions (PostgreSQL: 15; MariaDB: 1011 for
+    /// the 10.11 series), when known.
+    pub server_major: Option<u32>,
+    pub client_major: Option<u32>,
+    /// Header lines written in their portable form because the client was newer than the
+    /// server (`scan::postgres::header`): the file loads into the source's major by plain psql.
+    pub portable_header_lines: u64,
 }
 
 /// Where a restore puts the data.

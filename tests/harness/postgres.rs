@@ -36,11 +36,44 @@ fn find_bin_dir() -> Option<PathBuf> {
     versions.pop()
 }
 
+/// The folder of `major`'s programs: Debian's for 15, else the registry packages that
+/// `scripts/install-deps.sh pgmajors` lists in `majors.txt` (13, 14, 16, 17: servers only;
+/// 18: server and clients).
+pub fn major_bin_dir(major: u32) -> Option<PathBuf> {
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if debian.join("initdb").exists() {
+        return Some(debian);
+    }
+    let root = std::env::var("PG_MAJORS_ROOT").unwrap_or_else(|_| "/opt/backup-container-pg".into());
+    let index = std::fs::read_to_string(Path::new(&root).join("majors.txt")).ok()?;
+    index.lines().find_map(|l| {
+        let (m, dir) = l.split_once(' ')?;
+        (m.parse::<u32>().ok()? == major).then(|| PathBuf::from(dir))
+    })
+}
+
 impl PgServer {
     /// Starts a cluster tuned for tests (no fsync), or returns `None` (skip) when PostgreSQL
     /// is not installed.
     pub fn start() -> Option<PgServer> {
         Self::start_with("-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+    }
+
+    /// `start` with the server programs of `major` (`major_bin_dir`); `None` (skip, or a
+    /// failure under `BACKUP_TEST_REQUIRE`) when that major is not installed.
+    pub fn start_major(major: u32) -> Option<PgServer> {
+        let Some(dir) = major_bin_dir(major) else {
+            return missing(
+                "pgmajors",
+                &format!("PostgreSQL {major} not installed (scripts/install-deps.sh pgmajors)"),
+            );
+        };
+        Self::start_in(dir, "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+    }
+
+    /// The server's major version (`server_version_num / 10000`).
+    pub fn major(&self) -> u32 {
+        self.psql("postgres", "SHOW server_version_num").parse::<u32>().unwrap() / 10000
     }
 
     /// Starts a cluster with PostgreSQL's stock durability settings (fsync, synchronous
@@ -54,6 +87,10 @@ impl PgServer {
         let Some(bin_dir) = find_bin_dir() else {
             return missing("postgres", "initdb/pg_ctl not found (apt-get install postgresql)");
         };
+        Self::start_in(bin_dir, settings)
+    }
+
+    fn start_in(bin_dir: PathBuf, settings: &str) -> Option<PgServer> {
         let as_postgres = nix::unistd::Uid::effective().is_root();
         let dir = tempfile::Builder::new().prefix("pgtest").tempdir().unwrap();
         if as_postgres {

@@ -213,7 +213,12 @@ impl Engine for MariaDbEngine {
             .take_while(|a| a != "--")
             .collect();
         process::stream_stdout(dump, "mariadb-dump", out, cancel).context("dumping the database")?;
-        Ok(DumpInfo { server_version: Some(format!("MariaDB {}", server.trim())), client_version: client, options })
+        Ok(DumpInfo {
+            server_version: Some(format!("MariaDB {}", server.trim())),
+            client_version: client,
+            options,
+            ..DumpInfo::default()
+        })
     }
 
     fn restore(

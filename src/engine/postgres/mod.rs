@@ -29,6 +29,7 @@ use super::{
 };
 use crate::cancel::Cancel;
 use crate::database::Database;
+use crate::scan::postgres::header::HeaderRewriter;
 use crate::spec::EngineKind;
 
 /// The PostgreSQL engine.
@@ -180,18 +181,26 @@ impl Engine for PostgresEngine {
                  server's major version): use an image with PostgreSQL {server} client tools, or set PG_BIN_DIR"
             );
         }
-        process::stream_stdout(self.roles_command(db, &conn), "pg_dumpall", out, cancel).context("dumping roles")?;
         let captured: settings::Captured = serde_json::from_str(captured.trim())
             .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
-        out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
         let dump = self.dump_command(db, &conn);
         // The options it ran with, without the connection (`-w -d <conninfo>`).
         let options: Vec<String> = dump.get_args().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
-        process::stream_stdout(dump, "pg_dump", out, cancel).context("dumping the database")?;
+        // A newer client's header settings, written so that the source's major takes them.
+        let mut out = HeaderRewriter::new(out, server * 10_000);
+        process::stream_stdout(self.roles_command(db, &conn), "pg_dumpall", &mut out, cancel)
+            .context("dumping roles")?;
+        out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
+        process::stream_stdout(dump, "pg_dump", &mut out, cancel).context("dumping the database")?;
+        let portable_header_lines = out.rewritten;
+        out.finish().context("writing the backup")?;
         Ok(DumpInfo {
             server_version: Some(format!("PostgreSQL {server_text}")),
             client_version: Some(client_text),
             options,
+            server_major: Some(server),
+            client_major: Some(client),
+            portable_header_lines,
         })
     }
 

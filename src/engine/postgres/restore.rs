@@ -29,7 +29,8 @@ use super::{PostgresEngine, counts, parallel, settings};
 use crate::cancel::Cancel;
 use crate::engine::load::{SqlErrors, snapshot};
 use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
-use crate::scan::{ScanReader, Scanner, Summary, postgres::PgScanner};
+use crate::scan::postgres::{PgScanner, header::HeaderFilter};
+use crate::scan::{ScanReader, Scanner, Summary};
 
 pub fn run(
     engine: &PostgresEngine,
@@ -41,7 +42,18 @@ pub fn run(
     let major = engine
         .server_major(admin, MAINTENANCE_DB, cancel)
         .context("connecting as the admin user (set BACKUP_ADMIN_USER / BACKUP_ADMIN_PASSWORD, or -a)")?;
-    let front = split_front(sql).context("reading the backup")?;
+    // Header settings the target lacks (a newer pg_dump's) reach psql as empty lines.
+    let mut sql = HeaderFilter::new(sql, major * 10_000);
+    let front = split_front(&mut sql).context("reading the backup")?;
+    let origin = sql.read_ahead().context("reading the backup")?;
+    if let Some(source) = origin.source_major
+        && source > major
+    {
+        bail!(
+            "this backup was taken from a PostgreSQL {source} server and cannot be restored into PostgreSQL {major} \
+             (a dump loads into its source's major or a newer one): restore it into a PostgreSQL {source} or newer server"
+        );
+    }
     let mut report = RestoreReport::default();
     // The scanner sees the whole file, front sections included, to judge it complete.
     let mut scanner = PgScanner::new();
@@ -55,7 +67,7 @@ pub fn run(
     report.terminated_connections = terminated;
     report.warnings.extend(target.grant_owner(cancel)?);
     debug!(database = %target.name, "Loading the database section.");
-    let mut rest = Cursor::new(front.replay).chain(sql);
+    let mut rest = Cursor::new(front.replay).chain(&mut sql);
     let (errors, stream) = if req.jobs > 1 {
         let (errors, stream, plan) = parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
         info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
@@ -65,6 +77,15 @@ pub fn run(
         let mut rest = ScanReader::new(rest, Box::new(scanner));
         load(engine, req, &target.name, &mut rest, offset, cancel)?
     };
+    if let Some((line, setting)) = sql.blanked.first() {
+        info!(
+            setting,
+            line,
+            lines = sql.blanked.len(),
+            server = major,
+            "Header settings this server lacks were skipped (written by a newer pg_dump)."
+        );
+    }
     report.errors = errors;
     report.stream = stream;
     if req.count_check {

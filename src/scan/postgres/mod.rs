@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod header;
 mod lex;
 
 use lex::{Lex, trim_end};

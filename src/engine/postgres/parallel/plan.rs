@@ -100,11 +100,17 @@ pub fn state_key(statement: &[u8]) -> Option<String> {
     let lower = body.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("select pg_catalog.set_config('") {
         let (name, tail) = rest.split_once('\'')?;
+        // The portable form of a newer pg_dump's header setting (`scan::postgres::header`).
+        let portable = format!(" from pg_catalog.pg_settings where name = '{name}'");
+        let tail = tail.trim_end().strip_suffix(portable.as_str()).unwrap_or(tail).trim_end();
         // `set_config(name, value, false)`: session-wide; `true` would be transaction-local.
-        return tail.trim_end().ends_with("false)").then(|| name.to_string());
+        return tail.ends_with("false)").then(|| name.to_string());
     }
     let rest = lower.strip_prefix("set ").or_else(|| lower.strip_prefix("reset "))?.trim_start();
-    if rest.starts_with("local ") || rest.starts_with("transaction") || rest.starts_with("constraints") {
+    // `SET TRANSACTION ...` and `SET CONSTRAINTS ...` are not session state; `SET
+    // transaction_timeout = 0` (pg_dump 17+) is.
+    let keyword = |k: &str| rest.strip_prefix(k).is_some_and(|r| r.is_empty() || r.starts_with(char::is_whitespace));
+    if keyword("local") || keyword("transaction") || keyword("constraints") {
         return None;
     }
     let rest = rest.strip_prefix("session ").map(str::trim_start).unwrap_or(rest);
@@ -179,6 +185,13 @@ mod tests {
         assert_eq!(state_key(b"SELECT pg_catalog.set_config('search_path', '', true);"), None);
         assert_eq!(state_key(b"SET LOCAL work_mem = '1GB';"), None);
         assert_eq!(state_key(b"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;"), None);
+        assert_eq!(state_key(b"SET CONSTRAINTS ALL DEFERRED;"), None);
+        // pg_dump 17+'s header, and its portable form (`scan::postgres::header`).
+        assert_eq!(state_key(b"SET transaction_timeout = 0;").as_deref(), Some("transaction_timeout"));
+        assert_eq!(
+            state_key(b"SELECT pg_catalog.set_config('transaction_timeout', '0', false) FROM pg_catalog.pg_settings WHERE name = 'transaction_timeout';").as_deref(),
+            Some("transaction_timeout")
+        );
         assert_eq!(state_key(b"SET x = 1; CREATE TABLE t ();"), None);
         assert_eq!(state_key(b"SELECT pg_catalog.setval('public.s', 42, true);"), None);
         assert_eq!(state_key(b"CREATE TABLE settings (a int);"), None);

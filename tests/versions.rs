@@ -1,0 +1,212 @@
+//! Every PostgreSQL major a team runs, 13 to 18, against real servers of each (registry
+//! packages: `scripts/install-deps.sh pgmajors`; Debian's 15): a backup taken with the newest
+//! client (18, what an image built for "the newest" ships) restores under a new name into the
+//! source's own server with the wide schema's rows equal, and verifies; pg_dump 18's header
+//! (`SET transaction_timeout`) never reaches a server before 17 — neither through `-r` nor
+//! through plain psql, since our files carry its portable form; a file the bash version's
+//! PostgreSQL 18 image writes restores into 14; a target older than the source is refused
+//! before anything is touched; a client older than the server writes nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::app::APP_PASSWORD;
+use crate::harness::postgres::{PgServer, major_bin_dir};
+use crate::harness::{backups_under, bin, gunzip, gzip_to, record, run};
+use crate::wide_schema::{APP_PART, SUPERUSER_PART};
+
+/// A server of one major with role `app` owning database `wide` (the wide schema).
+struct Fx {
+    pg: PgServer,
+    dir: tempfile::TempDir,
+}
+
+impl Fx {
+    fn start(major: u32) -> Option<Fx> {
+        let pg = PgServer::start_major(major)?;
+        assert_eq!(pg.major(), major);
+        pg.create_app("app", APP_PASSWORD, &["wide"]);
+        pg.psql("wide", SUPERUSER_PART);
+        pg.psql("wide", APP_PART);
+        Some(Fx { pg, dir: tempfile::tempdir().unwrap() })
+    }
+
+    fn backups(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    /// The binary with the client tools of `client_bin` and this server's credentials.
+    fn cmd(&self, client_bin: &Path) -> Command {
+        let conf = self.dir.path().join("backup.conf");
+        std::fs::write(&conf, format!("localhost:{}/wide\n", self.pg.port)).unwrap();
+        let mut c = bin();
+        c.env("BACKUP_CONF", &conf)
+            .env("BACKUP_DIR", self.backups())
+            .env("PG_BIN_DIR", client_bin)
+            .env("LOCALHOST_USER", "app")
+            .env("LOCALHOST_PASSWORD", APP_PASSWORD)
+            .env("BACKUP_ADMIN_PASSWORD", "admin-secret");
+        c
+    }
+
+    fn spec(&self, db: &str) -> String {
+        format!("localhost:{}/{db}", self.pg.port)
+    }
+
+    fn only_backup(&self) -> PathBuf {
+        let files = backups_under(&self.backups());
+        assert_eq!(files.len(), 1, "{files:?}");
+        self.backups().join(&files[0])
+    }
+}
+
+fn client(major: u32) -> PathBuf {
+    major_bin_dir(major).filter(|d| d.join("pg_dump").exists()).unwrap_or_else(|| panic!("no client {major}"))
+}
+
+/// Backup with pg_dump 18, restore under a new name on the same server, verify.
+fn round_trip(major: u32) {
+    let Some(fx) = Fx::start(major) else { return };
+    let newest = client(18);
+    let r = run(fx.cmd(&newest).arg("-1"));
+    assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
+    let file = fx.only_backup();
+    let rel = file.strip_prefix(fx.backups()).unwrap().to_str().unwrap().to_string();
+    let m = record(&fx.backups(), &rel).expect("a record");
+    assert_eq!((m["server_major"].as_u64(), m["client_major"].as_u64()), (Some(major.into()), Some(18)));
+    let sql = gunzip(&file);
+    if major < 17 {
+        assert!(!sql.contains("\nSET transaction_timeout"), "the portable form is written for {major}");
+        // pg_dump 18 writes it always; pg_dumpall 18 only for a 17+ server.
+        assert_eq!(m["portable_header_lines"].as_u64(), Some(1), "{m}");
+    } else {
+        assert!(sql.contains("\nSET transaction_timeout = 0;"), "pg_dump's own header is kept for {major}");
+        assert!(m.get("portable_header_lines").is_none(), "{m}");
+    }
+    let r = run(fx.cmd(&newest).args(["-r", &fx.spec("wide_copy"), "-f", "localhost-wide", "-s"]));
+    assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
+    assert!(r.stderr.contains("rows checked"), "{}", r.all());
+    assert_eq!(fx.pg.row_counts("wide_copy"), fx.pg.row_counts("wide"), "PostgreSQL {major}");
+    let setting = |db: &str| fx.pg.psql(db, "SELECT count(*) FROM pg_largeobject_metadata");
+    assert_eq!(setting("wide_copy"), setting("wide"));
+    let vdir = fx.dir.path().join("verify");
+    std::fs::create_dir_all(&vdir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&vdir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = run(fx.cmd(&newest).args(["-v", &fx.spec("wide")]).env("VERIFY_DIR", &vdir));
+    assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
+}
+
+#[test]
+fn postgres_13_backup_restore_verify() {
+    round_trip(13);
+}
+
+#[test]
+fn postgres_14_backup_restore_verify() {
+    round_trip(14);
+}
+
+#[test]
+fn postgres_15_backup_restore_verify() {
+    round_trip(15);
+}
+
+#[test]
+fn postgres_16_backup_restore_verify() {
+    round_trip(16);
+}
+
+#[test]
+fn postgres_17_backup_restore_verify() {
+    round_trip(17);
+}
+
+#[test]
+fn postgres_18_backup_restore_verify() {
+    round_trip(18);
+}
+
+/// pg_dump 18 of a 13 server loads into 13 by plain `gunzip -c | psql -v ON_ERROR_STOP=1`
+/// (Debian's psql 15), and through `-r` into a 13 server; a 17 source is refused by 13.
+#[test]
+fn a_newer_clients_dump_loads_into_the_source_major_by_plain_psql() {
+    let Some(fx) = Fx::start(13) else { return };
+    let r = run(fx.cmd(&client(18)).arg("-1"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let file = fx.only_backup();
+    fx.pg.psql("postgres", "CREATE DATABASE plain OWNER app");
+    // As the bash version restores: the whole file through psql. The roles exist on this
+    // server, so their CREATE ROLE fails with "already exists"; nothing else may fail.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("gunzip -c \"$1\" | psql -X -q -h \"$2\" -p \"$3\" -U postgres -d plain >/dev/null")
+        .args(["sh", file.to_str().unwrap(), fx.pg.socket_dir().to_str().unwrap(), &fx.pg.port.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(out.status.success() && errors.iter().all(|l| l.contains("already exists")), "plain psql: {stderr}");
+    assert_eq!(fx.pg.row_counts("plain"), fx.pg.row_counts("wide"));
+
+    // A 17 source's backup into this 13 server: refused, naming both majors; nothing touched.
+    let Some(newer) = Fx::start(17) else { return };
+    newer.pg.psql("postgres", "CREATE ROLE only_in_17");
+    let r = run(newer.cmd(&client(18)).arg("-1"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let newer_file = newer.only_backup();
+    fx.pg.psql("postgres", "CREATE DATABASE keep OWNER app");
+    fx.pg.psql("keep", "CREATE TABLE marker (x int); INSERT INTO marker VALUES (42)");
+    let r = run(fx.cmd(&client(18)).args(["-r", &fx.spec("keep"), "-f", newer_file.to_str().unwrap(), "-s"]));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("PostgreSQL 17 server") && r.stderr.contains("into PostgreSQL 13"), "{}", r.all());
+    assert_eq!(fx.pg.psql("keep", "SELECT x FROM marker"), "42");
+    assert_eq!(
+        fx.pg.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'only_in_17'"),
+        "0",
+        "roles untouched"
+    );
+}
+
+/// What the bash version's PostgreSQL 18 image writes — `pg_dumpall -r` and `pg_dump` 18 output
+/// with their raw `SET transaction_timeout = 0;` — restores into a 14 server through `-r`.
+#[test]
+fn a_bash_image_file_of_pg_dump_18_restores_into_14() {
+    let Some(fx) = Fx::start(14) else { return };
+    let tools = client(18);
+    let tool = |name: &str, args: &[&str]| {
+        let out = Command::new(tools.join(name))
+            .arg("-h")
+            .arg(fx.pg.socket_dir())
+            .args(["-p", &fx.pg.port.to_string(), "-U", "postgres"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = format!(
+        "{}{}",
+        tool("pg_dumpall", &["--roles-only", "--no-role-passwords"]),
+        tool("pg_dump", &["-Fp", "wide"])
+    );
+    assert_eq!(text.matches("\nSET transaction_timeout = 0;").count(), 1, "pg_dump 18 writes it");
+    let file = fx.backups().join("daily/2026-12-01/localhost-wide_2026-12-01_01-00-00.sql.gz");
+    gzip_to(&file, &text);
+    let r = run(fx.cmd(&client(18)).args(["-r", &fx.spec("from_bash"), "-f", "localhost-wide", "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Header settings this server lacks were skipped"), "{}", r.all());
+    assert!(!r.stderr.contains("unrecognized configuration parameter") && !r.stderr.contains("roles: "), "{}", r.all());
+    assert_eq!(fx.pg.row_counts("from_bash"), fx.pg.row_counts("wide"));
+}
+
+/// A client older than the server: a clear error naming both majors, exit 1, nothing written.
+#[test]
+fn a_client_older_than_the_server_writes_nothing() {
+    let Some(fx) = Fx::start(16) else { return };
+    let r = run(fx.cmd(&client(15)).arg("-1"));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("pg_dump 15 cannot back up a PostgreSQL 16 server"), "{}", r.all());
+    assert!(backups_under(&fx.backups()).is_empty());
+}
