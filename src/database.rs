@@ -69,8 +69,9 @@ impl Database {
 /// Settings every engine may need, taken from `Settings`.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
-    /// Folder holding the client tools (`PG_BIN_DIR`); `None` = search `PATH`.
-    pub pg_bin_dir: Option<PathBuf>,
+    /// Folders of PostgreSQL programs (`PG_BIN_DIR`, `:`-separated); empty: every
+    /// `/usr/lib/postgresql/*/bin` (`engine::postgres::bin`).
+    pub pg_bin_dirs: Vec<PathBuf>,
     /// Seconds a client waits for a connection (`DATABASE_CONNECT_TIMEOUT`).
     pub connect_timeout_secs: u32,
     /// `PATH`, taken at load: where client and server programs are looked for.

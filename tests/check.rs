@@ -121,7 +121,12 @@ fn each_failure_is_found_with_what_to_do() {
     }
     let r = run(fx.cmd(&conf).arg("--check").env("PG_BIN_DIR", &bin));
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(has(&r.stdout, "FAIL", "client version") && r.stdout.contains("older than the server"), "{}", r.stdout);
+    assert!(
+        has(&r.stdout, "FAIL", "client version")
+            && r.stdout.contains("no pg_dump can back up a PostgreSQL 15 server (installed: pg_dump 9;"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// The daemon runs the check at start beside its listener: the table in its log, one WARN

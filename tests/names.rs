@@ -53,7 +53,7 @@ fn postgres_tools_take_every_name_as_a_name() {
     let pg = &fx.pg;
     let engine = engine::for_kind(
         &EngineKind::Postgres,
-        &EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10, ..Default::default() },
+        &EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() },
     )
     .unwrap();
     let admin = Conn {
@@ -125,7 +125,7 @@ fn mariadb_tools_take_every_name_as_a_name() {
     let Some(maria) = MariaDbServer::start() else { return };
     let engine = engine::for_kind(
         &EngineKind::MariaDb,
-        &EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10, ..Default::default() },
+        &EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() },
     )
     .unwrap();
     let admin = Conn {

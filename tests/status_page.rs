@@ -163,7 +163,7 @@ fn the_page_fits_a_phone_in_chromium() {
 fn which(name: &str) -> Result<String, ()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let options = backup_container::database::EngineOptions {
-        pg_bin_dir: None,
+        pg_bin_dirs: vec![],
         connect_timeout_secs: 0,
         search_path: std::env::split_paths(&path).collect(),
     };

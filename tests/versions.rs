@@ -207,7 +207,7 @@ fn a_client_older_than_the_server_writes_nothing() {
     let Some(fx) = Fx::start(16) else { return };
     let r = run(fx.cmd(&client(15)).arg("-1"));
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("pg_dump 15 cannot back up a PostgreSQL 16 server"), "{}", r.all());
+    assert!(r.stderr.contains("no pg_dump can back up a PostgreSQL 16 server (installed: pg_dump 15;"), "{}", r.all());
     assert!(backups_under(&fx.backups()).is_empty());
 }
 
@@ -283,4 +283,27 @@ fn five_thousand_tables_on_15() {
 #[test]
 fn five_thousand_tables_on_18() {
     many_tables(18);
+}
+
+/// With clients 15 and 18 installed (`PG_BIN_DIR` lists both, 18 first), a 15 server is dumped
+/// with pg_dump 15 and a 16 server with the lowest client above it, 18; `--check` says which.
+#[test]
+fn each_server_gets_the_client_of_its_major_else_the_lowest_above() {
+    let both = std::env::join_paths([client(18), client(15)]).unwrap();
+    let c = run(bin().arg("-c").env("PG_BIN_DIR", &both).env("BACKUP_CONF", "/nonexistent"));
+    assert!(c.stdout.contains("- PostgreSQL clients: 15, 18; servers (verification): 15, 18."), "{}", c.all());
+    for (major, expected) in [(15, 15), (16, 18)] {
+        let Some(fx) = Fx::start(major) else { return };
+        let mut c = fx.cmd(Path::new("unused"));
+        let r = run(c.arg("-1").env("PG_BIN_DIR", &both));
+        assert_eq!(r.code, 0, "{}", r.all());
+        let file = fx.only_backup();
+        let rel = file.strip_prefix(fx.backups()).unwrap().to_str().unwrap().to_string();
+        let m = record(&fx.backups(), &rel).expect("a record");
+        assert_eq!(m["client_major"].as_u64(), Some(expected), "server {major}: {m}");
+        let mut c = fx.cmd(Path::new("unused"));
+        let r = run(c.arg("--check").env("PG_BIN_DIR", &both));
+        let line = format!("server {major} → pg_dump {expected}");
+        assert!(r.stdout.contains(&line), "{line}:\n{}", r.stdout);
+    }
 }

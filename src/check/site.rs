@@ -79,8 +79,15 @@ fn verification(settings: &Settings, largest_db: Option<u64>) -> Vec<Finding> {
     let dir = &settings.restore.verify_dir;
     let t = dir.display().to_string();
     let mut out = Vec::new();
-    match crate::engine::postgres::server_bin_dir(&settings.engine) {
-        Ok(bin) => out.push(Finding::pass("verification", "initdb", format!("{}", bin.join("initdb").display()))),
+    match crate::engine::postgres::server_bin_dir(&settings.engine, None) {
+        Ok((bin, major)) => out.push(Finding::pass(
+            "verification",
+            "initdb",
+            format!("{} (PostgreSQL {major}; servers installed: {})", bin.join("initdb").display(), {
+                let i = crate::engine::postgres::Installed::find(&settings.engine);
+                crate::engine::postgres::Installed::describe(&i.server_majors())
+            }),
+        )),
         Err(e) => {
             out.push(Finding::fail(
                 "verification",

@@ -42,6 +42,15 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Current backup folder: {}", layout::run_dir(&s.backup_dir, class, today).display())?;
     writeln!(out, "- Time Zone: {}", s.zone.description(now))?;
     writeln!(out, "- Compression: {}", s.compression.describe())?;
+    // The programs found, by the majors their tools report (runs them; never connects).
+    let pg = crate::engine::postgres::Installed::find(&s.engine);
+    writeln!(
+        out,
+        "- PostgreSQL clients: {}; servers (verification): {}. Each server is dumped with the client of its major, \
+         else the lowest above it.",
+        crate::engine::postgres::Installed::describe(&pg.client_majors()),
+        crate::engine::postgres::Installed::describe(&pg.server_majors())
+    )?;
     match &s.encryption {
         Some(r) => writeln!(out, "- Encryption: age, to recipients {}", r.fingerprints().join(", "))?,
         None => writeln!(out, "- Encryption: none")?,

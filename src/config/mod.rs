@@ -214,7 +214,8 @@ impl Settings {
             server_timeout: Duration::from_secs(timeout.max(1) as u64),
             compression,
             engine: EngineOptions {
-                pg_bin_dir: l.text(env::PG_BIN_DIR).map(PathBuf::from),
+                // A `:`-separated list of folders, as PATH is written.
+                pg_bin_dirs: l.text(env::PG_BIN_DIR).map(|t| std::env::split_paths(&t).collect()).unwrap_or_default(),
                 connect_timeout_secs: connect_timeout as u32,
                 search_path: env.get("PATH").map(|p| std::env::split_paths(p).collect()).unwrap_or_default(),
             },

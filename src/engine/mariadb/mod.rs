@@ -316,7 +316,7 @@ mod tests {
             options: crate::engine::DumpOptions { exclude_tables: vec!["sessions".into()], ..Default::default() },
         };
         let cmd =
-            MariaDbEngine::new(EngineOptions { pg_bin_dir: None, connect_timeout_secs: 10, ..Default::default() })
+            MariaDbEngine::new(EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() })
                 .dump_command(&db, &db.conn().unwrap());
         let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(

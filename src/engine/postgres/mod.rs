@@ -7,7 +7,7 @@
 //! makes the tools fail instead of prompting on a terminal.
 
 mod bin;
-pub use bin::server_bin_dir;
+pub use bin::{Installed, server_bin_dir};
 mod counts;
 mod parallel;
 mod preflight;
@@ -22,7 +22,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 
 use super::{
     Conn, DumpInfo, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process,
@@ -38,19 +38,24 @@ pub struct PostgresEngine {
     options: EngineOptions,
 }
 
-/// The version of each pg_dump program, looked up once per process (an engine is made per
-/// database; a program at a path does not change while we run).
-static CLIENT_VERSIONS: std::sync::Mutex<Vec<(PathBuf, (u32, String))>> = std::sync::Mutex::new(Vec::new());
-
 impl PostgresEngine {
     pub fn new(options: EngineOptions) -> Self {
         PostgresEngine { options }
     }
 
-    /// A client tool: from `PG_BIN_DIR` when set, else from `PATH` (looking through
-    /// Debian's `pg_wrapper`, see `bin`).
+    /// A client tool of the newest installed client (`bin`); psql of any supported major
+    /// talks to every server we support. The dump picks its client by the server (`dump`).
     fn tool(&self, name: &str) -> PathBuf {
-        bin::client_tool(&self.options, name)
+        match Installed::find(&self.options).newest_client() {
+            Some(folder) => folder.dir.join(name),
+            // Spawning it fails with an error that names the program and the folder.
+            None => self.options.pg_bin_dirs.first().map_or_else(|| PathBuf::from(name), |d| d.join(name)),
+        }
+    }
+
+    /// This engine with only `dir`'s programs: the client chosen for one server.
+    fn with_client(&self, dir: &std::path::Path) -> PostgresEngine {
+        PostgresEngine { options: EngineOptions { pg_bin_dirs: vec![dir.to_path_buf()], ..self.options.clone() } }
     }
 
     /// A client command connected to `database` as `conn`. Every name (host, user, database)
@@ -135,26 +140,6 @@ impl PostgresEngine {
         }
         process::capture(cmd, "psql", cancel)
     }
-
-    /// The major version of `pg_dump` (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15) and
-    /// that text.
-    fn client_version(&self, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
-        let path = self.tool("pg_dump");
-        let known = |p: &PathBuf| CLIENT_VERSIONS.lock().ok()?.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone());
-        if let Some(v) = known(&path) {
-            return Ok(v);
-        }
-        let mut cmd = Command::new(&path);
-        cmd.arg("--version");
-        let out = process::capture(cmd, "pg_dump", cancel)?;
-        let major =
-            parse_major(&out).ok_or_else(|| anyhow!("cannot read the pg_dump version from {:?}", out.trim()))?;
-        let version = (major, out.trim().to_string());
-        if let Ok(mut all) = CLIENT_VERSIONS.lock() {
-            all.push((path, version.clone()));
-        }
-        Ok(version)
-    }
 }
 
 impl Engine for PostgresEngine {
@@ -174,21 +159,19 @@ impl Engine for PostgresEngine {
             .context("connecting to the database")?;
         let (version, captured) = answer.trim().split_once('\n').unwrap_or((answer.trim(), ""));
         let (server, server_text) = parse_version(version)?;
-        let (client, client_text) = self.client_version(cancel)?;
-        if client < server {
-            bail!(
-                "pg_dump {client} cannot back up a PostgreSQL {server} server (pg_dump must be at least the \
-                 server's major version): use an image with PostgreSQL {server} client tools, or set PG_BIN_DIR"
-            );
-        }
+        // The client of the server's major, else the lowest above it (`bin`).
+        let installed = Installed::find(&self.options);
+        let folder = installed.client_for(server)?;
+        let (client, client_text) = folder.client.clone().unwrap_or_default();
+        let chosen = self.with_client(&folder.dir);
         let captured: settings::Captured = serde_json::from_str(captured.trim())
             .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
-        let dump = self.dump_command(db, &conn);
+        let dump = chosen.dump_command(db, &conn);
         // The options it ran with, without the connection (`-w -d <conninfo>`).
         let options: Vec<String> = dump.get_args().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
         // A newer client's header settings, written so that the source's major takes them.
         let mut out = HeaderRewriter::new(out, server * 10_000);
-        process::stream_stdout(self.roles_command(db, &conn), "pg_dumpall", &mut out, cancel)
+        process::stream_stdout(chosen.roles_command(db, &conn), "pg_dumpall", &mut out, cancel)
             .context("dumping roles")?;
         out.write_all(settings::render(&captured).as_bytes()).context("writing the backup")?;
         process::stream_stdout(dump, "pg_dump", &mut out, cancel).context("dumping the database")?;
@@ -258,14 +241,6 @@ fn parse_version(out: &str) -> anyhow::Result<(u32, String)> {
 }
 
 const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
-
-/// The major version in `<tool> (PostgreSQL) 15.18 ...` output (9.6.24 gives 9, matching
-/// `server_version_num / 10000`).
-fn parse_major(version_output: &str) -> Option<u32> {
-    let word = version_output.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
-    let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
 
 /// `"name"` with embedded quotes doubled.
 pub(crate) fn quote_ident(name: &str) -> String {

@@ -59,26 +59,24 @@ impl PostgresEngine {
                 return out;
             }
         };
-        match self.client_version(cancel) {
-            Ok((major, text)) if major >= server.0 => out.findings.push(Finding::pass(
-                "client version",
-                t,
-                format!("{text} ({})", self.tool("pg_dump").display()),
-            )),
-            Ok((major, text)) => out.findings.push(Finding::fail(
-                "client version",
-                t,
-                format!("{text}: major {major} is older than the server's {}", server.0),
-                format!(
-                    "use PostgreSQL {} client tools (PG_BIN_DIR, or an image with PG_MAJOR={})",
-                    server.0, server.0
-                ),
-            )),
+        // The client the dump will use for this server (`bin`): "server 14 → pg_dump 18".
+        match super::Installed::find(&self.options).client_for(server.0) {
+            Ok(folder) => {
+                let (major, text) = folder.client.clone().unwrap_or_default();
+                out.findings.push(Finding::pass(
+                    "client version",
+                    t,
+                    format!("server {} → pg_dump {major} ({text}, {})", server.0, folder.dir.display()),
+                ))
+            }
             Err(e) => out.findings.push(Finding::fail(
                 "client version",
                 t,
                 format!("{e:#}"),
-                "install pg_dump or set PG_BIN_DIR",
+                format!(
+                    "install the PostgreSQL {} client tools or newer, or list their folder in PG_BIN_DIR",
+                    server.0
+                ),
             )),
         }
         // One session for every catalog question: each row is `tag<TAB>value`.

@@ -51,7 +51,7 @@ impl Throwaway {
     /// The verification folder is unusable, initdb fails, or the server does not start within
     /// `opts.start_timeout` (the server log's last lines are quoted).
     pub fn start(options: &EngineOptions, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
-        let bin_dir = server_bin_dir(options)?;
+        let (bin_dir, _) = server_bin_dir(options, None)?;
         fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
         let dir = tempfile::Builder::new()

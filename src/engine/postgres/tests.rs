@@ -1,5 +1,6 @@
 //! Command builders and small pure helpers of the PostgreSQL engine.
 
+use super::bin::parse_major;
 use super::*;
 use crate::database::Credentials;
 use crate::engine::DumpOptions;
@@ -30,7 +31,7 @@ fn env(cmd: &Command, name: &str) -> Option<Option<String>> {
 
 fn engine(bin: Option<&str>) -> PostgresEngine {
     PostgresEngine::new(EngineOptions {
-        pg_bin_dir: bin.map(PathBuf::from),
+        pg_bin_dirs: bin.map(PathBuf::from).into_iter().collect(),
         connect_timeout_secs: 10,
         ..Default::default()
     })
