@@ -66,6 +66,12 @@ pub struct Verification {
     /// "checksum" (the recorded sha256 matched) or "stream" (no checksum; decoded cleanly).
     #[serde(default)]
     pub integrity: String,
+    /// The major of the throwaway server it ran in (PostgreSQL: the source's when installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_major: Option<u32>,
+    /// Why that is not the source's major, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The record of one backup.
@@ -329,6 +335,8 @@ mod tests {
                 database_size_bytes: 1,
                 duration_ms: 5,
                 integrity: "checksum".into(),
+                server_major: None,
+                note: None,
             },
         )
         .unwrap();

@@ -260,6 +260,8 @@ fn with_manifest(b: &mut BackupFile, complete: Option<bool>, verified: bool) {
             database_size_bytes: 1,
             duration_ms: 1,
             integrity: "checksum".into(),
+            server_major: None,
+            note: None,
         });
     }
     b.manifest = Some(m);

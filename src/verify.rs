@@ -218,8 +218,13 @@ impl VerifyRun<'_> {
             error!(error = %format!("{e:#}"), "Could not record the verification in the manifest.");
         }
         let (_, report) = result.with_context(|| format!("backup {}", path.display()))?;
+        let server = match (report.server_major, &report.note) {
+            (_, Some(note)) => format!(" ({note})"),
+            (Some(major), None) => format!(" (in PostgreSQL {major}, the source's major)"),
+            (None, None) => String::new(),
+        };
         Ok(format!(
-            "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}",
+            "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}{server}",
             path.display(),
             report.tables,
             report.schemas.len(),
@@ -279,6 +284,8 @@ fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u
         database_size_bytes: 0,
         duration_ms,
         integrity: String::new(),
+        server_major: None,
+        note: None,
     };
     match result {
         Ok((integrity, report)) => {
@@ -290,6 +297,8 @@ fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u
             record.rows = report.restore.counts.rows;
             record.schemas = report.schemas.clone();
             record.database_size_bytes = report.database_size;
+            record.server_major = report.server_major;
+            record.note = report.note.clone();
         }
         Err(e) => record.error = Some(format!("{e:#}")),
     }

@@ -94,8 +94,22 @@ fn round_trip(major: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&vdir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Only 18 installed: verified there, and the record says why.
     let r = run(fx.cmd(&newest).args(["-v", &fx.spec("wide")]).env("VERIFY_DIR", &vdir));
     assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
+    let last = |m: &serde_json::Value| m["verifications"].as_array().unwrap().last().unwrap().clone();
+    let v = last(&record(&fx.backups(), &rel).unwrap());
+    assert_eq!((v["ok"].as_bool(), v["server_major"].as_u64()), (Some(true), Some(18)), "{v}");
+    if major != 18 {
+        assert_eq!(v["note"], format!("verified in PostgreSQL 18; source {major} not installed"));
+    }
+    // The source's own server programs listed too: verified in the source's major.
+    let both = std::env::join_paths([newest.clone(), major_bin_dir(major).unwrap()]).unwrap();
+    let r = run(fx.cmd(&newest).args(["-v", &fx.spec("wide")]).env("VERIFY_DIR", &vdir).env("PG_BIN_DIR", &both));
+    assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
+    let v = last(&record(&fx.backups(), &rel).unwrap());
+    assert_eq!((v["server_major"].as_u64(), v.get("note")), (Some(major.into()), None), "{v}");
+    assert!(r.stderr.contains(&format!("in PostgreSQL {major}, the source's major")), "{}", r.all());
 }
 
 #[test]

@@ -141,6 +141,8 @@ mod tests {
                 database_size_bytes: 1,
                 duration_ms: ms,
                 integrity: "checksum".into(),
+                server_major: None,
+                note: None,
             });
         }
         if anomaly {

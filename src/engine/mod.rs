@@ -117,14 +117,18 @@ pub struct VerifyOptions {
     pub pool: ServerPool,
 }
 
-/// Throwaway servers shared by the databases of one verification run, one per engine: each
+/// Throwaway servers shared by the databases of one verification run, one per engine and
+/// major (PostgreSQL verifies in the source's major, `engine::postgres::bin`): each
 /// database loads into the run's server and is dropped after its check, instead of an
 /// initdb and a start per database; with `VERIFY_JOBS`, several at once. A server that
 /// misbehaved is discarded (the next database gets a fresh one). Servers stop and their
 /// folders are removed when the pool and the last database using one let go (the end of
 /// the run, on every path).
 #[derive(Clone, Default)]
-pub struct ServerPool(Arc<Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>>);
+pub struct ServerPool(Arc<Mutex<Vec<(u32, Shared)>>>);
+
+/// A running throwaway server of some engine (the pool downcasts it to the engine's type).
+type Shared = Arc<dyn std::any::Any + Send + Sync>;
 
 impl std::fmt::Debug for ServerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,22 +137,24 @@ impl std::fmt::Debug for ServerPool {
 }
 
 impl ServerPool {
-    /// The run's server of type `T` and whether it was already running; `start` makes it
-    /// when there is none (one start at a time: databases arriving meanwhile wait for it
-    /// rather than each starting a server).
+    /// The run's server of type `T` (the engine) for `major` (0 where versions do not
+    /// matter) and whether it was already running; `start` makes it when there is none (one
+    /// start at a time: databases arriving meanwhile wait for it rather than each starting one).
     ///
     /// # Errors
     /// `start`'s.
     fn get_or_start<T: Send + Sync + 'static>(
         &self,
+        major: u32,
         start: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<(Arc<T>, bool)> {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(server) = kept.iter().find_map(|s| Arc::clone(s).downcast::<T>().ok()) {
+        let found = kept.iter().filter(|(m, _)| *m == major).find_map(|(_, s)| Arc::clone(s).downcast::<T>().ok());
+        if let Some(server) = found {
             return Ok((server, true));
         }
         let server = Arc::new(start()?);
-        kept.push(server.clone());
+        kept.push((major, server.clone()));
         Ok((server, false))
     }
 
@@ -160,11 +166,12 @@ impl ServerPool {
     /// `start`'s, or `check`'s.
     pub fn check_in<T: Send + Sync + 'static, R>(
         &self,
+        major: u32,
         start: impl FnOnce() -> anyhow::Result<T>,
         check: impl FnOnce(&T) -> anyhow::Result<R>,
         clean: impl FnOnce(&T) -> anyhow::Result<()>,
     ) -> anyhow::Result<R> {
-        let (server, reused) = self.get_or_start(start)?;
+        let (server, reused) = self.get_or_start(major, start)?;
         tracing::debug!(reused, "Verification server.");
         let checked = check(&server);
         if checked.is_err() || clean(&server).is_err() {
@@ -176,7 +183,7 @@ impl ServerPool {
     /// Forgets `server`: it stops when the databases still using it are done.
     pub fn discard<T: Send + Sync + 'static>(&self, server: &Arc<T>) {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        kept.retain(|s| !Arc::clone(s).downcast::<T>().is_ok_and(|t| Arc::ptr_eq(&t, server)));
+        kept.retain(|(_, s)| !Arc::clone(s).downcast::<T>().is_ok_and(|t| Arc::ptr_eq(&t, server)));
     }
 }
 
@@ -196,6 +203,10 @@ pub struct VerifyReport {
     pub schemas: Vec<SchemaStats>,
     pub database_size: u64,
     pub restore: RestoreReport,
+    /// The major of the server it ran in (PostgreSQL), and a note when that is not the
+    /// source's (`verified in 18; source 14 not installed`).
+    pub server_major: Option<u32>,
+    pub note: Option<String>,
 }
 
 /// What `--check` found about one database.
@@ -306,15 +317,19 @@ mod pool_tests {
         let started = AtomicUsize::new(0);
         let start = || Ok(Server(started.fetch_add(1, Ordering::SeqCst)));
         let used = |pool: &ServerPool, ok: bool| {
-            pool.check_in(start, |s: &Server| if ok { Ok(s.0) } else { anyhow::bail!("load failed") }, |_| Ok(()))
+            pool.check_in(15, start, |s: &Server| if ok { Ok(s.0) } else { anyhow::bail!("load failed") }, |_| Ok(()))
         };
         assert_eq!(used(&pool, true).unwrap(), 0);
         assert_eq!(used(&pool, true).unwrap(), 0, "reused");
         assert!(used(&pool, false).is_err());
         assert_eq!(used(&pool, true).unwrap(), 1, "a failed check takes the server out of use");
         // A failed clean-up too.
-        assert!(pool.check_in(start, |s: &Server| Ok(s.0), |_| anyhow::bail!("drop failed")).is_ok());
+        assert!(pool.check_in(15, start, |s: &Server| Ok(s.0), |_| anyhow::bail!("drop failed")).is_ok());
         assert_eq!(used(&pool, true).unwrap(), 2);
         assert_eq!(started.load(Ordering::SeqCst), 3);
+        // Another major gets its own server; each is reused for its own major.
+        assert_eq!(pool.check_in(13, start, |s: &Server| Ok(s.0), |_| Ok(())).unwrap(), 3);
+        assert_eq!(pool.check_in(13, start, |s: &Server| Ok(s.0), |_| Ok(())).unwrap(), 3);
+        assert_eq!(used(&pool, true).unwrap(), 2);
     }
 }

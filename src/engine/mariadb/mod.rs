@@ -150,7 +150,7 @@ impl MariaDbEngine {
         if tables == 0 {
             bail!("the restored database has no tables");
         }
-        Ok(VerifyReport { tables, schemas, database_size: size, restore })
+        Ok(VerifyReport { tables, schemas, database_size: size, restore, ..VerifyReport::default() })
     }
 }
 
@@ -240,6 +240,7 @@ impl Engine for MariaDbEngine {
         // The run's server, shared with its other databases; this one is dropped after its check.
         let drop_db = format!("DROP DATABASE {}", quote_ident(database));
         opts.pool.check_in(
+            0,
             || server::Throwaway::start(&self.options, opts, cancel),
             |server| self.load_and_count(&server.conn(), database, sql, opts, cancel),
             |server| self.query(&server.conn(), None, &drop_db, cancel).map(drop),

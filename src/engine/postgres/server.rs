@@ -50,8 +50,13 @@ impl Throwaway {
     /// # Errors
     /// The verification folder is unusable, initdb fails, or the server does not start within
     /// `opts.start_timeout` (the server log's last lines are quoted).
-    pub fn start(options: &EngineOptions, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
-        let (bin_dir, _) = server_bin_dir(options, None)?;
+    pub fn start(
+        options: &EngineOptions,
+        opts: &VerifyOptions,
+        major: Option<u32>,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Throwaway> {
+        let (bin_dir, _) = server_bin_dir(options, major)?;
         fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
         let dir = tempfile::Builder::new()

@@ -10,6 +10,7 @@ use super::server::Throwaway;
 use super::{PostgresEngine, quote_literal, restore};
 use crate::cancel::Cancel;
 use crate::engine::{Placement, RestoreRequest, SchemaStats, VerifyOptions, VerifyReport};
+use crate::scan::postgres::header::HeaderFilter;
 
 pub fn run(
     engine: &PostgresEngine,
@@ -18,13 +19,27 @@ pub fn run(
     opts: &VerifyOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<VerifyReport> {
-    // The run's server, shared with its other databases; this one is dropped after its check.
+    // The dump's source major, from its header: verified in a server of that major, else the
+    // nearest higher one installed (`bin`).
+    let mut sql = HeaderFilter::new(sql, u32::MAX);
+    let source = sql.read_ahead().context("reading the backup")?.source_major;
+    let (_, major) = super::server_bin_dir(&engine.options, source)?;
+    // The run's server of that major, shared with its other databases; this one is dropped
+    // after its check.
     let drop_db = format!("DROP DATABASE {} WITH (FORCE)", super::quote_ident(database));
-    opts.pool.check_in(
-        || Throwaway::start(&engine.options, opts, cancel),
-        |server| load_and_count(engine, server, database, sql, opts, cancel),
+    let mut report = opts.pool.check_in(
+        major,
+        || Throwaway::start(&engine.options, opts, Some(major), cancel),
+        |server| load_and_count(engine, server, database, &mut sql, opts, cancel),
         |server| engine.queries(&server.conn(), super::swap::MAINTENANCE_DB, &[&drop_db], cancel).map(drop),
-    )
+    )?;
+    report.server_major = Some(major);
+    report.note = match source {
+        Some(s) if s != major => Some(format!("verified in PostgreSQL {major}; source {s} not installed")),
+        None => Some(format!("verified in PostgreSQL {major}; the dump does not name its source's version")),
+        Some(_) => None,
+    };
+    Ok(report)
 }
 
 /// Loads the dump into `server` (counting every table's rows against the dump's), then the
@@ -68,7 +83,7 @@ fn load_and_count(
         };
         bail!("the restored database has no tables in {scope}");
     }
-    Ok(VerifyReport { tables, schemas, database_size, restore })
+    Ok(VerifyReport { tables, schemas, database_size, restore, ..VerifyReport::default() })
 }
 
 /// Tables per schema, system schemas excluded.
