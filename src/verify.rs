@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 use chrono::Utc;
-use tracing::{error, info, info_span};
+use tracing::{error, info, info_span, warn};
 
 use crate::cancel::Cancel;
 use crate::catalog::{self, BackupFile};
 use crate::checksum::{Integrity, check_integrity};
 use crate::compress;
+use crate::config::Rehearsal;
 use crate::config::Settings;
 use crate::engine::{self, VerifyOptions, VerifyReport};
 use crate::error::UsageError;
@@ -138,7 +139,8 @@ impl VerifyRun<'_> {
                     Some(f) => f.choice.clone(),
                     None => choose(self.backups, root, &spec.core_name(), filter)?,
                 };
-                let mut summary = self.one(spec, &choice, filter.is_none())?;
+                let (mut summary, verified_in) = self.one(spec, &choice, filter.is_none())?;
+                summary.push_str(&self.rehearse(spec, &choice, verified_in));
                 if settings.restore.verify_drill && filter.is_none() && fetched.is_none() {
                     summary.push_str(&self.drill(spec, choice.path())?);
                 }
@@ -169,18 +171,17 @@ impl VerifyRun<'_> {
             return Ok("; no older backup to drill".into());
         };
         info!(path = %older.path.display(), "Restore drill of an older backup.");
-        let summary = self
+        let (summary, _) = self
             .one(spec, &Choice::Catalog(Box::new(older.clone())), false)
             .with_context(|| format!("restore drill of {}", older.path.display()))?;
         Ok(format!("; restore drill: {summary}"))
     }
 
     /// Checks one backup: freshness, checksum, completeness, then a restore into the run's
-    /// throwaway server; the result is recorded in its manifest.
-    fn one(&self, spec: &DatabaseSpec, choice: &Choice, fresh_check: bool) -> anyhow::Result<String> {
-        let (settings, cancel) = (self.settings, self.cancel);
-        let engine = engine::for_kind(&spec.engine, &settings.engine)
-            .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
+    /// throwaway server; the result is recorded in its manifest. Returns the summary and the
+    /// major it was verified in.
+    fn one(&self, spec: &DatabaseSpec, choice: &Choice, fresh_check: bool) -> anyhow::Result<(String, Option<u32>)> {
+        let settings = self.settings;
         let path = choice.path().to_path_buf();
         if fresh_check {
             check_fresh(settings, &path)?;
@@ -195,25 +196,18 @@ impl VerifyRun<'_> {
                 catalog::record_scan(root, b, &checked);
             }
             checked.require_complete(&path)?;
-            let opts = VerifyOptions {
-                work_dir: settings.restore.verify_dir.clone(),
-                start_timeout: settings.server_timeout,
-                schemas: settings.table_schema.clone(),
-                server_options: settings.restore.verify_server_options.clone(),
-                jobs: sessions(settings.restore.verify_sessions, self.at_once),
-                pool: self.pool.clone(),
-            };
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let meter = Meter::start("verifying", size);
-            let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            let mut sql =
-                BufReader::with_capacity(1 << 20, compress::decoder(&path, meter.reader(file), &settings.keys)?);
-            let report = engine.verify(&spec.database, &mut sql, &opts, cancel)?;
-            Ok((checked.integrity, report))
+            Ok((checked.integrity, self.load(spec, &path, None)?))
         });
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Choice::Catalog(b) = choice
-            && let Err(e) = manifest::add_verification(root, &b.key(), b.size, record_for(&result, duration_ms))
+            && let Err(e) = manifest::add_verification(root, &b.key(), b.size, {
+                let integrity = match &result {
+                    Ok((Integrity::ChecksumMatched, _)) => "checksum",
+                    Ok((Integrity::StreamDecoded, _)) => "stream",
+                    Err(_) => "",
+                };
+                record_for(result.as_ref().map(|(_, r)| r).map_err(|e| format!("{e:#}")), integrity, duration_ms)
+            })
         {
             error!(error = %format!("{e:#}"), "Could not record the verification in the manifest.");
         }
@@ -223,7 +217,7 @@ impl VerifyRun<'_> {
             (Some(major), None) => format!(" (in PostgreSQL {major}, the source's major)"),
             (None, None) => String::new(),
         };
-        Ok(format!(
+        let summary = format!(
             "{}: {} tables in {} schemas, {}, {} restored, errors=0, {} warnings, {}{server}",
             path.display(),
             report.tables,
@@ -232,7 +226,75 @@ impl VerifyRun<'_> {
             human::bytes(report.database_size),
             report.restore.warnings.len(),
             human::age(std::time::Duration::from_millis(duration_ms))
-        ))
+        );
+        Ok((summary, report.server_major))
+    }
+
+    /// The upgrade rehearsal (`VERIFY_UPGRADE`): the backup just verified in `verified_in`
+    /// is restored again into the newest installed PostgreSQL major, when that is newer, at
+    /// most once per database per day unless `always`. Recorded apart in the manifest
+    /// (`upgrade_rehearsals`); a failure is a WARN naming the first error, never a failed
+    /// verification. Returns the summary's tail.
+    fn rehearse(&self, spec: &DatabaseSpec, choice: &Choice, verified_in: Option<u32>) -> String {
+        let settings = self.settings;
+        let (Some(verified_in), Choice::Catalog(b)) = (verified_in, choice) else { return String::new() };
+        let newest = engine::postgres::Installed::find(&settings.engine).server_majors().last().copied();
+        let Some(newest) = newest.filter(|n| *n > verified_in) else { return String::new() };
+        let today = Utc::now().format("%Y-%m-%d").to_string();
+        let done_today = || {
+            self.backups
+                .iter()
+                .filter(|f| f.core == b.core)
+                .filter_map(|f| f.manifest.as_ref())
+                .any(|m| m.upgrade_rehearsals.iter().any(|r| r.verified_at.starts_with(&today)))
+        };
+        match settings.restore.verify_upgrade {
+            Rehearsal::Off => return String::new(),
+            Rehearsal::Daily if done_today() => {
+                return format!("; upgrade rehearsal in PostgreSQL {newest}: done today");
+            }
+            Rehearsal::Daily | Rehearsal::Always => {}
+        }
+        info!(path = %b.path.display(), major = newest, "Upgrade rehearsal: restoring into the newest installed major.");
+        let started = Instant::now();
+        let result = self.load(spec, &b.path, Some(newest));
+        let duration_ms = started.elapsed().as_millis() as u64;
+        // The file's integrity was checked by the verification just before.
+        let mut record = record_for(result.as_ref().map_err(|e| format!("{e:#}")), "", duration_ms);
+        record.server_major = Some(newest);
+        if let Err(e) = manifest::add_rehearsal(&settings.backup_dir, &b.key(), b.size, record) {
+            error!(error = %format!("{e:#}"), "Could not record the upgrade rehearsal in the manifest.");
+        }
+        match result {
+            Ok(_) => format!("; upgrade rehearsal in PostgreSQL {newest}: ok"),
+            Err(e) => {
+                let first = format!("{e:#}");
+                warn!(major = newest, error = %first, "Upgrade rehearsal failed: this backup does not load into the newest major (the verification itself passed).");
+                format!("; upgrade rehearsal in PostgreSQL {newest} FAILED: {first}")
+            }
+        }
+    }
+
+    /// Decodes `path` and restores it into the run's throwaway server of `server_major` (the
+    /// source's major when `None`).
+    fn load(&self, spec: &DatabaseSpec, path: &Path, server_major: Option<u32>) -> anyhow::Result<VerifyReport> {
+        let settings = self.settings;
+        let engine = engine::for_kind(&spec.engine, &settings.engine)
+            .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
+        let opts = VerifyOptions {
+            work_dir: settings.restore.verify_dir.clone(),
+            start_timeout: settings.server_timeout,
+            schemas: settings.table_schema.clone(),
+            server_options: settings.restore.verify_server_options.clone(),
+            jobs: sessions(settings.restore.verify_sessions, self.at_once),
+            pool: self.pool.clone(),
+            server_major,
+        };
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let meter = Meter::start("verifying", size);
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(path, meter.reader(file), &settings.keys)?);
+        engine.verify(&spec.database, &mut sql, &opts, self.cancel)
     }
 }
 
@@ -273,7 +335,8 @@ fn check_fresh(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u64) -> Verification {
+/// The record of one verification (or rehearsal): the report's figures, or the error.
+fn record_for(result: Result<&VerifyReport, String>, integrity: &str, duration_ms: u64) -> Verification {
     let mut record = Verification {
         verified_at: Utc::now().to_rfc3339(),
         ok: result.is_ok(),
@@ -283,16 +346,12 @@ fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u
         schemas: vec![],
         database_size_bytes: 0,
         duration_ms,
-        integrity: String::new(),
+        integrity: integrity.to_string(),
         server_major: None,
         note: None,
     };
     match result {
-        Ok((integrity, report)) => {
-            record.integrity = match integrity {
-                Integrity::ChecksumMatched => "checksum".into(),
-                Integrity::StreamDecoded => "stream".into(),
-            };
+        Ok(report) => {
             record.tables = report.tables;
             record.rows = report.restore.counts.rows;
             record.schemas = report.schemas.clone();
@@ -300,7 +359,7 @@ fn record_for(result: &anyhow::Result<(Integrity, VerifyReport)>, duration_ms: u
             record.server_major = report.server_major;
             record.note = report.note.clone();
         }
-        Err(e) => record.error = Some(format!("{e:#}")),
+        Err(e) => record.error = Some(e),
     }
     record
 }

@@ -95,6 +95,7 @@ fn postgres_tools_take_every_name_as_a_name() {
             server_options: vec![],
             jobs: 4,
             pool: Default::default(),
+            server_major: None,
         };
         let verified = engine.verify(name, &mut BufReader::new(text.as_bytes()), &opts, &cancel).unwrap();
         assert_eq!((verified.tables, verified.restore.counts.rows), (1, 1), "{name}");

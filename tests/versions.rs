@@ -110,6 +110,15 @@ fn round_trip(major: u32) {
     let v = last(&record(&fx.backups(), &rel).unwrap());
     assert_eq!((v["server_major"].as_u64(), v.get("note")), (Some(major.into()), None), "{v}");
     assert!(r.stderr.contains(&format!("in PostgreSQL {major}, the source's major")), "{}", r.all());
+    // And the upgrade rehearsal into the newest installed major, recorded apart.
+    let rehearsals = record(&fx.backups(), &rel).unwrap()["upgrade_rehearsals"].clone();
+    if major < 18 {
+        let last = rehearsals.as_array().unwrap().last().unwrap().clone();
+        assert_eq!((last["ok"].as_bool(), last["server_major"].as_u64()), (Some(true), Some(18)), "{last}");
+        assert!(r.stderr.contains("upgrade rehearsal in PostgreSQL 18: ok"), "{}", r.all());
+    } else {
+        assert!(rehearsals.is_null(), "nothing newer than 18 is installed: {rehearsals}");
+    }
 }
 
 #[test]
@@ -320,4 +329,56 @@ fn each_server_gets_the_client_of_its_major_else_the_lowest_above() {
         let line = format!("server {major} → pg_dump {expected}");
         assert!(r.stdout.contains(&line), "{line}:\n{}", r.stdout);
     }
+}
+
+/// A database that loads into its own major but not into the newest: verification passes in
+/// 13, the upgrade rehearsal into 18 fails with a WARN naming the error (a postfix operator:
+/// removed in PostgreSQL 14), and both results are in the record.
+#[test]
+fn the_upgrade_rehearsal_warns_without_failing_the_verification() {
+    let Some(fx) = Fx::start(13) else { return };
+    fx.pg.psql(
+        "wide",
+        "CREATE FUNCTION public.fact(bigint) RETURNS numeric LANGUAGE sql IMMUTABLE AS 'SELECT $1::numeric';
+         CREATE OPERATOR public.### (LEFTARG = bigint, PROCEDURE = public.fact)",
+    );
+    let newest = client(18);
+    let r = run(fx.cmd(&newest).arg("-1"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let file = fx.only_backup();
+    let rel = file.strip_prefix(fx.backups()).unwrap().to_str().unwrap().to_string();
+    let vdir = fx.dir.path().join("verify");
+    std::fs::create_dir_all(&vdir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&vdir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let both = std::env::join_paths([newest.clone(), major_bin_dir(13).unwrap()]).unwrap();
+    let r = run(fx.cmd(&newest).args(["-v", &fx.spec("wide")]).env("VERIFY_DIR", &vdir).env("PG_BIN_DIR", &both));
+    assert_eq!(r.code, 0, "the verification passes: {}", r.all());
+    assert!(r.stderr.contains("WARN") && r.stderr.contains("Upgrade rehearsal failed"), "{}", r.all());
+    let m = record(&fx.backups(), &rel).unwrap();
+    let v = m["verifications"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((v["ok"].as_bool(), v["server_major"].as_u64()), (Some(true), Some(13)), "{m}");
+    let rehearsal = m["upgrade_rehearsals"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((rehearsal["ok"].as_bool(), rehearsal["server_major"].as_u64()), (Some(false), Some(18)), "{m}");
+    assert!(rehearsal["error"].as_str().unwrap().contains("Postfix operators are not supported"), "{rehearsal}");
+    // Daily: not again today; `always`: again; `false`: never.
+    let rehearsals = || record(&fx.backups(), &rel).unwrap()["upgrade_rehearsals"].as_array().unwrap().len();
+    let again = |value: &str| {
+        let r = run(fx
+            .cmd(&newest)
+            .args(["-v", &fx.spec("wide")])
+            .env("VERIFY_DIR", &vdir)
+            .env("PG_BIN_DIR", &both)
+            .env("VERIFY_UPGRADE", value));
+        assert_eq!(r.code, 0, "{}", r.all());
+    };
+    again("daily");
+    assert_eq!(rehearsals(), 1);
+    again("always");
+    assert_eq!(rehearsals(), 2);
+    again("false");
+    assert_eq!(rehearsals(), 2);
+    let r = run(fx.cmd(&newest).arg("-c").env("VERIFY_UPGRADE", "weekly"));
+    assert_eq!(r.code, 2, "a typo is a configuration error: {}", r.all());
 }

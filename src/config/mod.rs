@@ -17,7 +17,8 @@ pub mod toml_file;
 use loader::Loader;
 
 pub use sections::{
-    DaemonSettings, FtpSettings, MaxAge, MirrorSettings, NotifySettings, RestoreSettings, S3Settings, WebhookFormat,
+    DaemonSettings, FtpSettings, MaxAge, MirrorSettings, NotifySettings, Rehearsal, RestoreSettings, S3Settings,
+    WebhookFormat,
 };
 
 use std::collections::{BTreeMap, HashMap};

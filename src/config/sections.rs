@@ -254,6 +254,11 @@ impl RestoreSettings {
             verify_max_age,
             verify_server_options: server_options(l),
             verify_drill: l.boolean(env::VERIFY_DRILL, false),
+            verify_upgrade: match l.choice(env::VERIFY_UPGRADE, &["daily", "always", "false"]) {
+                Some("always") => Rehearsal::Always,
+                Some("false") => Rehearsal::Off,
+                _ => Rehearsal::Daily,
+            },
             in_place: l.boolean(env::RESTORE_IN_PLACE, false),
             keep_previous: l.boolean(env::RESTORE_KEEP_PREVIOUS, false),
             count_check: l.boolean(env::RESTORE_COUNT_CHECK, true),
@@ -297,6 +302,9 @@ pub struct RestoreSettings {
     /// `VERIFY_DRILL` (default false): each verification also restores one older backup per
     /// database, the one verified longest ago.
     pub verify_drill: bool,
+    /// `VERIFY_UPGRADE` (default daily): after a PostgreSQL verification in the source's
+    /// major, also restore into the newest installed major (an upgrade rehearsal).
+    pub verify_upgrade: Rehearsal,
     /// `RESTORE_IN_PLACE` (default false): drop the target and load into it, instead of
     /// loading beside it and swapping (for servers without room for two copies).
     pub in_place: bool,
@@ -317,6 +325,18 @@ pub struct RestoreSettings {
     /// `VERIFY_JOBS` (default 1, 1 to 32): databases a verification run checks at once, in
     /// its one throwaway server per engine.
     pub verify_databases: usize,
+}
+
+/// How often a database's newest backup is also restored into the newest installed PostgreSQL
+/// major (`VERIFY_UPGRADE`): a rehearsal of a major upgrade, reported apart, never failing the
+/// verification. Only when a major newer than the one verified in is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rehearsal {
+    /// At most once per database per day (a 2-core verification schedule does not double).
+    #[default]
+    Daily,
+    Always,
+    Off,
 }
 
 fn default_verify_sessions() -> usize {

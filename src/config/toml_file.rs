@@ -114,6 +114,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("verify", "server-options", "VERIFY_SERVER_OPTIONS"),
     ("verify", "admin-user", "BACKUP_ADMIN_USER"),
     ("verify", "drill", "VERIFY_DRILL"),
+    ("verify", "upgrade", "VERIFY_UPGRADE"),
     ("verify", "jobs", "VERIFY_JOBS"),
     ("restore", "in-place", "RESTORE_IN_PLACE"),
     ("restore", "keep-previous", "RESTORE_KEEP_PREVIOUS"),

@@ -115,6 +115,9 @@ pub struct VerifyOptions {
     pub jobs: usize,
     /// Throwaway servers kept for the rest of one verification run (`-v all`).
     pub pool: ServerPool,
+    /// The PostgreSQL major to verify in; `None`: the dump's source major (an upgrade
+    /// rehearsal names the newest installed).
+    pub server_major: Option<u32>,
 }
 
 /// Throwaway servers shared by the databases of one verification run, one per engine and

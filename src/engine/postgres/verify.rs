@@ -23,7 +23,7 @@ pub fn run(
     // nearest higher one installed (`bin`).
     let mut sql = HeaderFilter::new(sql, u32::MAX);
     let source = sql.read_ahead().context("reading the backup")?.source_major;
-    let (_, major) = super::server_bin_dir(&engine.options, source)?;
+    let (_, major) = super::server_bin_dir(&engine.options, opts.server_major.or(source))?;
     // The run's server of that major, shared with its other databases; this one is dropped
     // after its check.
     let drop_db = format!("DROP DATABASE {} WITH (FORCE)", super::quote_ident(database));
@@ -34,10 +34,11 @@ pub fn run(
         |server| engine.queries(&server.conn(), super::swap::MAINTENANCE_DB, &[&drop_db], cancel).map(drop),
     )?;
     report.server_major = Some(major);
-    report.note = match source {
-        Some(s) if s != major => Some(format!("verified in PostgreSQL {major}; source {s} not installed")),
-        None => Some(format!("verified in PostgreSQL {major}; the dump does not name its source's version")),
-        Some(_) => None,
+    report.note = match (opts.server_major, source) {
+        (Some(_), _) => None,
+        (None, Some(s)) if s != major => Some(format!("verified in PostgreSQL {major}; source {s} not installed")),
+        (None, None) => Some(format!("verified in PostgreSQL {major}; the dump does not name its source's version")),
+        (None, Some(_)) => None,
     };
     Ok(report)
 }
