@@ -55,6 +55,14 @@ assert a == b, f"parameters differ: {set(a) ^ set(b)}"
 print(f"{len(a)} parameters, the same names and defaults")
 PY
 
+echo "== docker/install-runtime.sh DRY_RUN (the image's packages per PostgreSQL major)"
+dry=$(DRY_RUN=1 docker/install-runtime.sh)
+echo "$dry"
+[ "$(echo "$dry" | wc -l)" -eq 6 ] || { echo "expected six majors (13-18) by default" >&2; exit 1; }
+[ "$(PG_MAJOR=16 DRY_RUN=1 docker/install-runtime.sh)" = "PostgreSQL 16: postgresql-16 postgresql-client-16" ] \
+  || { echo "PG_MAJOR must mean one major only" >&2; exit 1; }
+if PG_MAJORS=12 DRY_RUN=1 docker/install-runtime.sh 2>/dev/null; then echo "major 12 must be refused" >&2; exit 1; fi
+
 if [ "$(id -u)" -eq 0 ] && [ "${LINT_SKIP_RUNTIME:-}" != 1 ]; then
   echo "== docker/install-runtime.sh (Debian PostgreSQL, the same steps as the image)"
   PG_MAJOR="${RUNTIME_PG_MAJOR:-15}" PG_SOURCE=debian WITH_MARIADB=1 docker/install-runtime.sh
