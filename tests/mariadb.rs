@@ -51,6 +51,9 @@ fn mariadb_round_trip_to_another_name() {
     let files = backups_under(&fx.dir.path().join("backups"));
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].contains("127.0.0.1-shop_"), "{files:?}");
+    // Release series as numbers (major * 100 + minor): Debian's server and client are 10.11.
+    let m = crate::harness::record(&fx.dir.path().join("backups"), &files[0]).unwrap();
+    assert_eq!((m["server_major"].as_u64(), m["client_major"].as_u64()), (Some(1011), Some(1011)), "{m}");
     let sql = gunzip(&fx.dir.path().join("backups").join(&files[0]));
     assert!(
         sql.contains("CREATE TABLE `customers`") && sql.contains("INSERT INTO `orders`"),

@@ -177,18 +177,26 @@ impl Engine for MariaDbEngine {
                 return out;
             }
         };
-        match self.query(&conn, Some(&db.spec.database), "SELECT VERSION()", cancel) {
-            Ok(v) => out.findings.push(Finding::pass("connect", &t, format!("MariaDB {}", v.trim()))),
+        let server = match self.query(&conn, Some(&db.spec.database), "SELECT VERSION()", cancel) {
+            Ok(v) => {
+                out.findings.push(Finding::pass("connect", &t, format!("MariaDB {}", v.trim())));
+                v
+            }
             Err(e) => {
                 let fix = "check the host, port, user and password for this database (docs/CONFIG.md#credentials)";
                 out.findings.push(Finding::fail("connect", &t, format!("{e:#}"), fix));
                 return out;
             }
-        }
+        };
         let mut version = Command::new(self.dump_command(db, &conn).get_program());
         version.arg("--version");
         match process::capture(version, "mariadb-dump", cancel) {
-            Ok(v) => out.findings.push(Finding::pass("client version", &t, v.trim().to_string())),
+            Ok(v) => out.findings.push(match older_client(&v, &server) {
+                Some(why) => {
+                    Finding::warn("client version", &t, why, "use a mariadb-dump of the server's series or newer")
+                }
+                None => Finding::pass("client version", &t, v.trim().to_string()),
+            }),
             Err(e) => out.findings.push(Finding::fail("client version", &t, format!("{e:#}"), "install mariadb-dump")),
         }
         let size = "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()";
@@ -206,6 +214,10 @@ impl Engine for MariaDbEngine {
         let mut version = Command::new(dump.get_program());
         version.arg("--version");
         let client = process::capture(version, "mariadb-dump", cancel).ok().map(|v| v.trim().to_string());
+        if let Some(why) = client.as_deref().and_then(|c| older_client(c, &server)) {
+            // Not refused: the image's client is 10.11, and refusing would refuse every 11.x server.
+            tracing::warn!(reason = %why, "The MariaDB client is older than the server.");
+        }
         let options: Vec<String> = dump
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -215,6 +227,8 @@ impl Engine for MariaDbEngine {
         process::stream_stdout(dump, "mariadb-dump", out, cancel).context("dumping the database")?;
         Ok(DumpInfo {
             server_version: Some(format!("MariaDB {}", server.trim())),
+            server_major: series(&server),
+            client_major: client.as_deref().and_then(series),
             client_version: client,
             options,
             ..DumpInfo::default()
@@ -276,6 +290,32 @@ impl Engine for MariaDbEngine {
     }
 }
 
+/// A MariaDB release series as a number, `major * 100 + minor` (`10.11.6-MariaDB` → 1011,
+/// `11.4.2-MariaDB` → 1104), from a server's `VERSION()` or a client's `--version`
+/// (`... Distrib 10.11.6-MariaDB, ...`, `... from 11.4.2-MariaDB, ...`). `None` for MySQL,
+/// whose numbers are not compared.
+fn series(text: &str) -> Option<u32> {
+    let word = text.split([' ', ',']).find(|w| w.contains("-MariaDB"))?;
+    let mut parts = word.split(['.', '-']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    Some(major * 100 + minor)
+}
+
+/// Why a client is older than the server's series, when it is.
+fn older_client(client: &str, server: &str) -> Option<String> {
+    let (c, s) = (series(client)?, series(server)?);
+    (c < s).then(|| {
+        format!(
+            "mariadb-dump {}.{} is older than the MariaDB {}.{} server: a dump may miss what the newer server has",
+            c / 100,
+            c % 100,
+            s / 100,
+            s % 100
+        )
+    })
+}
+
 /// The name `HEX(name)` printed (UTF-8, as the server's connection character set sends it).
 fn hex_name(hex: &str) -> Option<String> {
     let bytes: Option<Vec<u8>> =
@@ -294,6 +334,22 @@ mod tests {
     use super::*;
     use crate::database::Credentials;
     use crate::secret::Secret;
+
+    #[test]
+    fn release_series_are_numbers_and_mysql_is_not_compared() {
+        assert_eq!(series("10.11.6-MariaDB-0+deb12u1"), Some(1011));
+        assert_eq!(series("11.4.2-MariaDB-ubu2404"), Some(1104));
+        assert_eq!(series("mariadb-dump from 11.4.2-MariaDB, client 10.19 for debian-linux-gnu (x86_64)"), Some(1104));
+        assert_eq!(series("mysqldump  Ver 10.19 Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)"), Some(1011));
+        assert_eq!(series("8.0.36"), None, "MySQL");
+        let client = "mysqldump  Ver 10.19 Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)";
+        assert!(
+            older_client(client, "11.4.2-MariaDB").is_some_and(|w| w.contains("10.11 is older than the MariaDB 11.4"))
+        );
+        assert_eq!(older_client(client, "10.11.9-MariaDB"), None);
+        assert_eq!(older_client(client, "10.6.3-MariaDB"), None);
+        assert_eq!(older_client(client, "8.0.36"), None, "MySQL is not compared");
+    }
 
     #[test]
     fn listed_names_are_read_whole() {
