@@ -379,6 +379,8 @@ fn the_upgrade_rehearsal_warns_without_failing_the_verification() {
     assert_eq!(rehearsals(), 2);
     again("false");
     assert_eq!(rehearsals(), 2);
+    let l = run(fx.cmd(&newest).arg("-l"));
+    assert!(l.stdout.contains("ok 20") && l.stdout.contains("; upgrade to 18: FAILED"), "{}", l.stdout);
     let r = run(fx.cmd(&newest).arg("-c").env("VERIFY_UPGRADE", "weekly"));
     assert_eq!(r.code, 2, "a typo is a configuration error: {}", r.all());
 }

@@ -121,11 +121,16 @@ fn render(
                 Some(m) => m.rows().map_or("unknown".into(), |r| r.to_string()),
                 None => "-".into(),
             };
-            let verified = match m.and_then(|m| m.last_verification()) {
+            let mut verified = match m.and_then(|m| m.last_verification()) {
                 Some(v) if v.ok => format!("ok {}", v.verified_at.get(..10).unwrap_or_default()),
                 Some(_) => "FAILED".into(),
                 None => "-".into(),
             };
+            // The last upgrade rehearsal (a restore into the newest installed major), apart.
+            if let Some(r) = m.and_then(|m| m.upgrade_rehearsals.last()) {
+                let major = r.server_major.map_or("?".into(), |m| m.to_string());
+                verified.push_str(&format!("; upgrade to {major}: {}", if r.ok { "ok" } else { "FAILED" }));
+            }
             writeln!(
                 out,
                 "  {class:<8} {:<width$} {:>10} {age:>8} {tables:>6} {rows:>10} {state:<10} {verified}",

@@ -28,6 +28,12 @@ pub struct Evidence {
     /// How long the most recent verification restore took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_verification_seconds: Option<f64>,
+    /// Whether the most recent upgrade rehearsal (`VERIFY_UPGRADE`) loaded, and into which
+    /// PostgreSQL major.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_upgrade_rehearsal_ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_upgrade_rehearsal_major: Option<u32>,
     /// The backups on disk, oldest first (at most `HISTORY`), for the status page's charts.
     #[serde(skip)]
     pub history: Vec<Point>,
@@ -67,6 +73,12 @@ impl Evidence {
             .filter_map(|b| b.manifest.as_ref()?.last_verification())
             .max_by(|a, b| a.verified_at.cmp(&b.verified_at))
             .map(|v| v.duration_ms as f64 / 1000.0);
+        let rehearsal = mine
+            .iter()
+            .filter_map(|b| b.manifest.as_ref()?.upgrade_rehearsals.last())
+            .max_by(|a, b| a.verified_at.cmp(&b.verified_at));
+        e.last_upgrade_rehearsal_ok = rehearsal.map(|r| r.ok);
+        e.last_upgrade_rehearsal_major = rehearsal.and_then(|r| r.server_major);
         let mut sorted = mine.clone();
         sorted.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         e.history = sorted[sorted.len().saturating_sub(HISTORY)..]
@@ -171,5 +183,19 @@ mod tests {
         assert!(e.rto_exceeded(Some(Duration::from_secs(5))));
         assert!(!e.rto_exceeded(Some(Duration::from_secs(10))));
         assert_eq!(Evidence::of("db-other", &backups), Evidence::default());
+        assert_eq!(e.last_upgrade_rehearsal_ok, None, "no rehearsal yet");
+    }
+
+    #[test]
+    fn the_most_recent_upgrade_rehearsal_counts() {
+        let mut backups = vec![backup(20, Some(1), false), backup(21, Some(1), false)];
+        for (b, ok, at) in [(0, true, "2026-11-22T03:00:00Z"), (1, false, "2026-11-21T03:00:00Z")] {
+            let m = backups[b].manifest.as_mut().unwrap();
+            let mut r = m.verifications[0].clone();
+            (r.ok, r.verified_at, r.server_major) = (ok, at.into(), Some(18));
+            m.upgrade_rehearsals.push(r);
+        }
+        let e = Evidence::of("db-app", &backups);
+        assert_eq!((e.last_upgrade_rehearsal_ok, e.last_upgrade_rehearsal_major), (Some(true), Some(18)));
     }
 }

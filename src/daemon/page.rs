@@ -86,6 +86,14 @@ fn database(out: &mut String, state: &State, name: &str, db: &DbState, now: Date
         ),
         None => "never".into(),
     };
+    let rehearsal = match (e.last_upgrade_rehearsal_ok, e.last_upgrade_rehearsal_major) {
+        (Some(ok), major) => format!(
+            "into PostgreSQL {} — {}",
+            major.map_or("?".into(), |m| m.to_string()),
+            if ok { "loads" } else { "FAILED (the verification itself passed)" }
+        ),
+        (None, _) => "none (no newer major installed, or not yet)".into(),
+    };
     let mirrors = match db.mirrors.as_slice() {
         [] => "none configured, or no copy yet".to_string(),
         list => list
@@ -103,6 +111,7 @@ fn database(out: &mut String, state: &State, name: &str, db: &DbState, now: Date
         ("Newest backup", human::bytes(db.last_success_size_bytes)),
         ("Newest contents", rows),
         ("Last verification", verified),
+        ("Upgrade rehearsal", rehearsal),
         ("Mirrors", mirrors),
     ] {
         let _ = write!(out, "<dt>{term}</dt><dd>{}</dd>", esc(&value));

@@ -260,6 +260,12 @@ impl State {
                 Box::new(|d| d.last_verification.as_ref().map(|v| f64::from(u8::from(v.ok)))),
             ),
             (
+                "backup_last_upgrade_rehearsal_success",
+                "gauge",
+                "1 when the last upgrade rehearsal (a restore into the newest installed PostgreSQL major) succeeded.",
+                Box::new(|d| d.evidence.last_upgrade_rehearsal_ok.map(|ok| f64::from(u8::from(ok)))),
+            ),
+            (
                 "backup_newest_rows",
                 "gauge",
                 "Rows in the newest complete backup, counted from its stream.",
