@@ -50,28 +50,39 @@ pub fn check(
 /// Tables per counting statement: each statement is its own transaction, so it holds at most
 /// this many tables' locks (the lock table has room for `max_locks_per_transaction` ×
 /// connections, 6 400 by default), and a database of thousands of tables or partitions is
-/// counted in a few dozen round trips of one session.
+/// counted in a few dozen statements of one session.
 const BATCH: usize = 200;
 
-/// One psql script: the catalog says which tables exist and builds one `count(*)` statement
-/// per `BATCH` of them, which `\gexec` runs one after the other. Plain SQL only: no optional
-/// server feature (`query_to_xml` needs libxml, which some builds lack).
+/// Counts one table, by the dynamic SQL that plain SQL cannot do. A temporary function: it
+/// lives in the session's own schema and is gone with the session; PL/pgSQL is in every
+/// database. No optional server feature (the former `query_to_xml` needed libxml, which some
+/// builds lack). Measured on 15 against that one statement for all tables: 0.05-0.08 s vs
+/// 0.08 s for 500 tables, 0.20-0.25 s vs 0.26 s for 5 000 (`\gexec` of `UNION ALL`
+/// batches took 0.14 s and 0.80 s).
+const COUNT_FUNCTION: &str = "CREATE FUNCTION pg_temp.bc_count(r regclass, k \"char\") RETURNS bigint \
+    LANGUAGE plpgsql AS $bc$ DECLARE n bigint; BEGIN \
+    EXECUTE format('SELECT count(*) FROM %s %s', CASE WHEN k = 'p' THEN '' ELSE 'ONLY' END, r) INTO n; \
+    RETURN n; END $bc$;\n";
+
+/// One psql script: the function, then one statement per `BATCH` tables that finds each in the
+/// catalog (a missing table returns no row) and counts it.
 fn count_query(tables: &[TableData]) -> String {
-    let values: Vec<String> = tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("({i}, {}, {})", quote_literal(&t.schema), quote_literal(&t.table)))
-        .collect();
-    format!(
-        "SET row_security = off;\n\
-         SELECT string_agg(format('SELECT %s, count(*) FROM %s %I.%I', v.i, \
-         CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY' END, v.s, v.t), ' UNION ALL ') \
-         FROM (VALUES {}) AS v(i, s, t) \
-         JOIN pg_catalog.pg_namespace n ON n.nspname = v.s \
-         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = v.t AND c.relkind IN ('r', 'p', 'f', 'm') \
-         GROUP BY v.i / {BATCH} ORDER BY v.i / {BATCH}\n\\gexec\n",
-        values.join(", ")
-    )
+    let mut sql = format!("SET row_security = off;\n{COUNT_FUNCTION}");
+    let numbered: Vec<(usize, &TableData)> = tables.iter().enumerate().collect();
+    for batch in numbered.chunks(BATCH) {
+        let values: Vec<String> = batch
+            .iter()
+            .map(|(i, t)| format!("({i}, {}, {})", quote_literal(&t.schema), quote_literal(&t.table)))
+            .collect();
+        sql.push_str(&format!(
+            "SELECT v.i, pg_temp.bc_count(c.oid, c.relkind) FROM (VALUES {}) AS v(i, s, t) \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = v.s \
+             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = v.t \
+             AND c.relkind IN ('r', 'p', 'f', 'm');\n",
+            values.join(", ")
+        ));
+    }
+    sql
 }
 
 #[cfg(test)]
@@ -84,6 +95,9 @@ mod tests {
         let q = count_query(&[t]);
         assert!(q.contains("(0, 's''x', 'Tåble')"), "{q}");
         assert!(q.starts_with("SET row_security = off;"));
-        assert!(q.ends_with("\\gexec\n") && !q.contains("xml"), "{q}");
+        assert!(!q.contains("xml"), "{q}");
+        let many: Vec<TableData> =
+            (0..450).map(|i| TableData { schema: "s".into(), table: format!("t{i}"), rows: 1, bytes: 1 }).collect();
+        assert_eq!(count_query(&many).matches("SELECT v.i").count(), 3, "batches of 200: one statement each");
     }
 }
