@@ -176,7 +176,7 @@ fn postgres_18_backup_restore_verify() {
 #[test]
 fn a_newer_clients_dump_loads_into_the_source_major_by_plain_psql() {
     let Some(fx) = Fx::start(13) else { return };
-    let r = run(fx.cmd(&client(18)).arg("-1"));
+    let r = run(fx.cmd(client(18)).arg("-1"));
     assert_eq!(r.code, 0, "{}", r.all());
     let file = fx.only_backup();
     fx.pg.psql("postgres", "CREATE DATABASE plain OWNER app");
@@ -196,12 +196,12 @@ fn a_newer_clients_dump_loads_into_the_source_major_by_plain_psql() {
     // A 17 source's backup into this 13 server: refused, naming both majors; nothing touched.
     let Some(newer) = Fx::start(17) else { return };
     newer.pg.psql("postgres", "CREATE ROLE only_in_17");
-    let r = run(newer.cmd(&client(18)).arg("-1"));
+    let r = run(newer.cmd(client(18)).arg("-1"));
     assert_eq!(r.code, 0, "{}", r.all());
     let newer_file = newer.only_backup();
     fx.pg.psql("postgres", "CREATE DATABASE keep OWNER app");
     fx.pg.psql("keep", "CREATE TABLE marker (x int); INSERT INTO marker VALUES (42)");
-    let r = run(fx.cmd(&client(18)).args(["-r", &fx.spec("keep"), "-f", newer_file.to_str().unwrap(), "-s"]));
+    let r = run(fx.cmd(client(18)).args(["-r", &fx.spec("keep"), "-f", newer_file.to_str().unwrap(), "-s"]));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("PostgreSQL 17 server") && r.stderr.contains("into PostgreSQL 13"), "{}", r.all());
     assert_eq!(fx.pg.psql("keep", "SELECT x FROM marker"), "42");
@@ -237,7 +237,7 @@ fn a_bash_image_file_of_pg_dump_18_restores_into_14() {
     assert_eq!(text.matches("\nSET transaction_timeout = 0;").count(), 1, "pg_dump 18 writes it");
     let file = fx.backups().join("daily/2026-12-01/localhost-wide_2026-12-01_01-00-00.sql.gz");
     gzip_to(&file, &text);
-    let r = run(fx.cmd(&client(18)).args(["-r", &fx.spec("from_bash"), "-f", "localhost-wide", "-s"]));
+    let r = run(fx.cmd(client(18)).args(["-r", &fx.spec("from_bash"), "-f", "localhost-wide", "-s"]));
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stderr.contains("Header settings this server lacks were skipped"), "{}", r.all());
     assert!(!r.stderr.contains("unrecognized configuration parameter") && !r.stderr.contains("roles: "), "{}", r.all());
@@ -248,7 +248,7 @@ fn a_bash_image_file_of_pg_dump_18_restores_into_14() {
 #[test]
 fn a_client_older_than_the_server_writes_nothing() {
     let Some(fx) = Fx::start(16) else { return };
-    let r = run(fx.cmd(&client(15)).arg("-1"));
+    let r = run(fx.cmd(client(15)).arg("-1"));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("no pg_dump can back up a PostgreSQL 16 server (installed: pg_dump 15;"), "{}", r.all());
     assert!(backups_under(&fx.backups()).is_empty());
