@@ -404,3 +404,24 @@ fn the_upgrade_rehearsal_warns_without_failing_the_verification() {
     let r = run(fx.cmd(&newest).arg("-c").env("VERIFY_UPGRADE", "weekly"));
     assert_eq!(r.code, 2, "a typo is a configuration error: {}", r.all());
 }
+
+/// The parallel load on a 17 server: every session carries the dump's session settings,
+/// `transaction_timeout` among them (a `SET transaction...` prefix rule once dropped it).
+#[test]
+fn parallel_sessions_on_17_carry_transaction_timeout() {
+    let Some(fx) = Fx::start(17) else { return };
+    let r = run(fx.cmd(client(18)).arg("-1"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    fx.pg.psql("postgres", "ALTER SYSTEM SET log_statement = 'all'");
+    fx.pg.psql("postgres", "SELECT pg_reload_conf()");
+    let log = fx.pg.socket_dir().join("log");
+    let before = std::fs::read_to_string(&log).unwrap_or_default().matches("SET transaction_timeout = 0").count();
+    let r =
+        run(fx.cmd(client(18)).args(["-r", &fx.spec("par"), "-f", "localhost-wide", "-s"]).env("RESTORE_JOBS", "4"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Loaded in parallel"), "{}", r.all());
+    let sets = std::fs::read_to_string(&log).unwrap().matches("SET transaction_timeout = 0").count() - before;
+    // The serial session and each of the parallel ones (pg_dumpall's roles section has one too).
+    assert!(sets >= 4, "SET transaction_timeout reached {sets} sessions");
+    assert_eq!(fx.pg.row_counts("par"), fx.pg.row_counts("wide"));
+}
