@@ -121,6 +121,14 @@ PY
         python3 -m venv .tools/moto
         .tools/moto/bin/pip install -q "moto[server]==5.2.5"
       fi
+      # And the current release, so that what the pinned one hides shows (it answered 500 to
+      # CreateMultipartUpload sent as `?uploads=1`). Refreshed when older than a week.
+      if [ ! -x .tools/moto-current/bin/moto_server ] || [ -n "$(find .tools/moto-current -maxdepth 0 -mtime +7)" ]; then
+        python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+        rm -rf .tools/moto-current
+        python3 -m venv .tools/moto-current
+        .tools/moto-current/bin/pip install -q "moto[server]"
+      fi
       ;;
     age)
       # The age CLI (age, age-keygen) and ssh-keygen: interop tests with our encrypted backups.

@@ -103,6 +103,7 @@ impl S3Storage {
             credentials: &self.credentials,
             object: Some(key),
             query: vec![("retention", "")],
+            headers: vec![],
         };
         let url = req.sign(SIGNED_FOR);
         check(self.agent.put(url.as_str()).header("content-md5", md5).send(body.as_bytes()), "PutObjectRetention", key)
@@ -120,6 +121,7 @@ impl S3Storage {
             credentials: &self.credentials,
             object: None,
             query: vec![("object-lock", "")],
+            headers: vec![],
         };
         let mut resp = self
             .agent
@@ -153,6 +155,7 @@ impl S3Storage {
             credentials: &self.credentials,
             object: None,
             query: vec![("prefix", full), ("versions", "")],
+            headers: vec![],
         };
         let body = check(self.agent.get(list.sign(SIGNED_FOR).as_str()).call(), "ListObjectVersions", full)?;
         for version in versions_of(&body, full) {
@@ -162,6 +165,7 @@ impl S3Storage {
                 credentials: &self.credentials,
                 object: Some(full),
                 query: vec![("versionId", &version)],
+                headers: vec![],
             };
             let resp = self.agent.delete(del.sign(SIGNED_FOR).as_str()).call();
             match resp {
@@ -193,11 +197,18 @@ impl S3Storage {
 
     fn put_multipart(&self, key: &str, file: &mut File) -> anyhow::Result<()> {
         let headers = self.lock_headers(key, None);
-        let mut action = self.bucket.create_multipart_upload(Some(&self.credentials), key);
-        for (k, v) in &headers {
-            action.headers_mut().insert(*k, v.as_str());
+        // `?uploads`, as the S3 API documents it (rusty-s3 sends `?uploads=1`, which the current
+        // moto answers with 500).
+        let url = Request {
+            method: rusty_s3::Method::Post,
+            bucket: &self.bucket,
+            credentials: &self.credentials,
+            object: Some(key),
+            query: vec![("uploads", "")],
+            headers: headers.iter().map(|(k, v)| (*k, v.as_str())).collect(),
         }
-        let mut req = self.agent.post(action.sign(SIGNED_FOR).as_str());
+        .sign(SIGNED_FOR);
+        let mut req = self.agent.post(url.as_str());
         for (k, v) in &headers {
             req = req.header(*k, v.as_str());
         }

@@ -108,6 +108,8 @@ pub struct Request<'a> {
     pub object: Option<&'a str>,
     /// Sorted by name.
     pub query: Vec<(&'a str, &'a str)>,
+    /// Headers sent and signed (S3 refuses unsigned `x-amz-*` headers).
+    pub headers: Vec<(&'a str, &'a str)>,
 }
 
 impl Request<'_> {
@@ -127,7 +129,7 @@ impl Request<'_> {
             self.bucket.region(),
             expires.as_secs(),
             self.query.iter().copied(),
-            std::iter::empty(),
+            self.headers.iter().copied(),
         )
     }
 }

@@ -17,9 +17,19 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts moto on a free port; `None` (skip) without it.
+    /// Starts the pinned moto (5.2.5) on a free port; `None` (skip) without it.
     pub fn start() -> Option<MotoServer> {
-        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/moto/bin/moto_server");
+        Self::start_from("moto")
+    }
+
+    /// Starts the current moto release (`.tools/moto-current`, refreshed weekly by
+    /// `scripts/install-deps.sh moto`): what a pinned test server hides shows here.
+    pub fn start_current() -> Option<MotoServer> {
+        Self::start_from("moto-current")
+    }
+
+    fn start_from(venv: &str) -> Option<MotoServer> {
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools").join(venv).join("bin/moto_server");
         if !bin.exists() {
             return missing("moto", "moto_server not found (scripts/install-deps.sh moto)");
         }
