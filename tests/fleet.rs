@@ -161,6 +161,13 @@ fn jobs_run_databases_at_once_within_the_per_host_cap() {
         .env("BACKUP_JOBS_PER_HOST", "8"));
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(max_overlap(&std::fs::read_to_string(&log).unwrap()), 3);
+    // BACKUP_JOBS alone: that many at once, also on one server.
+    std::fs::remove_file(&log).unwrap();
+    let r = run(fx.once(&conf).env("BACKUP_EXCLUDE_DATABASES", exclude).env("BACKUP_JOBS", "4"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(max_overlap(&std::fs::read_to_string(&log).unwrap()), 4);
+    let c = run(fx.cmd(&conf).arg("-c").env("BACKUP_JOBS", "4"));
+    assert!(c.stdout.contains("- Jobs: 4 at once, 4 per server"), "{}", c.stdout);
     // Default: one at a time, as before.
     std::fs::remove_file(&log).unwrap();
     let r = run(fx.once(&conf).env("BACKUP_EXCLUDE_DATABASES", exclude));

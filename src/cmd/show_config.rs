@@ -103,10 +103,10 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     let shard = s.shard.map(|sh| sh.to_string()).unwrap_or_else(|| "none (all databases)".into());
     writeln!(
         out,
-        "- Jobs: {} at once, {} per server; a database another process holds: {} (BACKUP_WHEN_LOCKED); \
+        "- Jobs: {} at once, {} per server (BACKUP_JOBS, BACKUP_JOBS_PER_HOST); a database another process holds: {} (BACKUP_WHEN_LOCKED); \
          verification: {} at once (VERIFY_JOBS); shard: {shard}",
         s.jobs,
-        s.jobs_per_host,
+        s.jobs_per_host.min(s.jobs),
         s.when_locked.name(),
         s.restore.verify_databases
     )?;

@@ -85,7 +85,7 @@ pub struct Settings {
     pub shard: Option<crate::shard::Shard>,
     /// `BACKUP_JOBS` (default 1): databases backed up at once by one run.
     pub jobs: usize,
-    /// `BACKUP_JOBS_PER_HOST` (default 1): of those, at most this many on one server.
+    /// `BACKUP_JOBS_PER_HOST` (default `BACKUP_JOBS`): of those, at most this many on one server.
     pub jobs_per_host: usize,
     /// `BACKUP_WHEN_LOCKED` (default skip): a database another process is backing up.
     pub when_locked: crate::lock::WhenLocked,
@@ -191,7 +191,11 @@ impl Settings {
                 .unwrap_or_default(),
             shard: sections::shard(&l),
             jobs: l.int_in(env::BACKUP_JOBS, 1, 1, 64) as usize,
-            jobs_per_host: l.int_in(env::BACKUP_JOBS_PER_HOST, 1, 1, 64) as usize,
+            // A user who asks for 4 gets 4, also on one server, unless capped.
+            jobs_per_host: {
+                let jobs = l.int_in(env::BACKUP_JOBS, 1, 1, 64);
+                l.int_in(env::BACKUP_JOBS_PER_HOST, jobs, 1, 64) as usize
+            },
             when_locked: l
                 .choice(env::BACKUP_WHEN_LOCKED, &crate::lock::WhenLocked::CHOICES)
                 .and_then(crate::lock::WhenLocked::parse)
