@@ -23,8 +23,12 @@ pub const NEWER_SETTINGS: [(&str, u32); 1] = [("transaction_timeout", 170_000)];
 
 const DB_HEADER: &str = "-- PostgreSQL database dump";
 const CLUSTER_HEADER: &str = "-- PostgreSQL database cluster dump";
-/// How far `read_ahead` looks for the database section's header before giving up.
-const READ_AHEAD_LIMIT: usize = 64 * 1024;
+/// How far `read_ahead` looks for the database section's header before giving up (a roles
+/// section of many thousand roles comes first).
+const READ_AHEAD_LIMIT: usize = 8 << 20;
+/// The longest line read whole: dump headers are short; a longer line (a file that is not a
+/// dump, or one without line breaks) ends the line-by-line pass, so memory stays bounded.
+const MAX_LINE: u64 = 64 * 1024;
 
 /// The setting a header line `SET name = value;` sets, when it is one of `NEWER_SETTINGS`.
 fn newer_setting(line: &str) -> Option<(&'static str, u32)> {
@@ -134,8 +138,14 @@ impl<R: BufRead> HeaderFilter<R> {
     /// Processes one line into `pending`; false at the end of the stream.
     fn next_line(&mut self) -> io::Result<bool> {
         let start = self.pending.len();
-        if self.inner.read_until(b'\n', &mut self.pending)? == 0 {
+        let n = (&mut self.inner).take(MAX_LINE).read_until(b'\n', &mut self.pending)?;
+        if n == 0 {
             return Ok(false);
+        }
+        if self.pending.last() != Some(&b'\n') && n as u64 == MAX_LINE {
+            // Not a dump header: hand the rest over untouched.
+            self.place = Place::Done;
+            return Ok(true);
         }
         self.lines += 1;
         let line = String::from_utf8_lossy(&self.pending[start..]).into_owned();
@@ -188,15 +198,6 @@ impl<R: BufRead> BufRead for HeaderFilter<R> {
             self.at = (self.at + n).min(self.pending.len());
         }
     }
-}
-
-/// `text` (a whole section, such as the roles) with the rule of `HeaderFilter` applied.
-pub fn for_target(text: &str, target_version_num: u32) -> String {
-    let mut out = String::new();
-    let mut filter = HeaderFilter::new(text.as_bytes(), target_version_num);
-    // Reading from memory cannot fail, and the filter only ever writes whole UTF-8 lines.
-    let _ = filter.read_to_string(&mut out);
-    out
 }
 
 /// The form of a newer-setting header line that every server accepts: it sets the value where
@@ -270,6 +271,12 @@ impl<W: Write> Write for HeaderRewriter<W> {
             }
         }
         self.line.extend_from_slice(rest);
+        if self.line.len() as u64 > MAX_LINE {
+            // Not a header line: write it as it is and pass the rest through (bounded memory).
+            self.inner.write_all(&self.line)?;
+            self.line.clear();
+            self.place = Place::Done;
+        }
         Ok(buf.len())
     }
 
@@ -318,10 +325,21 @@ mod tests {
         }
         assert_eq!(String::from_utf8(out).unwrap(), filtered(PG18_OF_13, 150_000).0);
         assert_eq!(
-            for_target("SET transaction_timeout = 0;\n", 130_000),
+            filtered("SET transaction_timeout = 0;\n", 130_000).0,
             "SET transaction_timeout = 0;\n",
             "not a header"
         );
+    }
+
+    #[test]
+    fn a_line_without_end_is_passed_through_in_bounded_memory() {
+        let huge = format!("--\n-- PostgreSQL database dump\n{}\nSET transaction_timeout = 0;\n", "x".repeat(200_000));
+        let mut f = HeaderFilter::new(huge.as_bytes(), 130_000);
+        f.read_ahead().unwrap();
+        assert!(f.pending.len() <= MAX_LINE as usize + 64, "{} bytes held", f.pending.len());
+        let mut out = String::new();
+        f.read_to_string(&mut out).unwrap();
+        assert_eq!(out, huge, "passed through whole, nothing blanked after it");
     }
 
     #[test]
