@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use backup_container::compress::Compression;
+use backup_container::stream::compress::Compression;
 
 /// Counts bytes and throws them away.
 struct Sink(u64);

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::time::Instant;
 
-use backup_container::scan::{Scanner, mariadb::MariaScanner, postgres::PgScanner};
+use backup_container::stream::scan::{Scanner, mariadb::MariaScanner, postgres::PgScanner};
 
 fn main() {
     let Ok(path) = std::env::var("BENCH_INPUT") else {

@@ -4,10 +4,10 @@
 //! incomplete dumps and never destroy the target.
 //!
 //! ```text
-//! env + backup.conf + backup.toml ─► config::Settings (once) ─► cmd::dispatch ─► mode
+//! env + backup.conf + backup.toml ─► config::Settings (once) ─► cli::dispatch ─► mode
 //!                                                                     │
-//!   run::run_backups: lock, remove dead partials, then per database   ▼
-//!     Run::backup_database:  dump ─► copy ─► prune ─► notify   (each inside its hooks)
+//!   backup::run_backups: lock, remove dead partials, then per database   ▼
+//!     backup::Run::backup_database:  dump ─► copy ─► prune ─► notify   (each inside its hooks)
 //!       dump  = engine.dump ─stream─► scan ─► compress ─► sha256 ─► <name>.in_progress ─► fsync ─► rename
 //!       copy  = mirror::mirror_database (Storage: FTPS, S3)
 //!       prune = retention::plan (pure) ─► prune::apply(Storage: local folder)
@@ -15,73 +15,36 @@
 //! ```
 //!
 //! # Layout
-//! - `cli`, `mode`: flags and upstream's mode precedence. `cmd`: one module per CLI mode
-//!   (printing lives there only). `daemon`: scheduler loop, jobs, health state, listener.
-//! - `config`: the loader (env, `*_FILE`, backup.toml), backup.conf parser, hook data,
-//!   credentials, validated `Settings`.
-//! - Leaf types: `spec` (`[type=]host[:port]/db`), `database` (database, credentials,
-//!   connection, engine options), `secret`, `policy`, `severity`, `schedule`, `timezone`.
-//! - `engine`: the `Engine` trait, PostgreSQL, MariaDB, child processes, load accounting.
-//! - `scan`: the dump stream scanner (completeness, rows per table).
-//! - `run` (one run), `pipeline` (one dump into a file), `compress`, `checksum`, `durable`.
-//! - `safe_name`: a database name as a file-name part (reversible), escaped for terminals;
-//!   the one join that cannot leave its root.
-//! - `layout` (names and folders), `catalog` (files on disk), `retention` (pure plan),
-//!   `prune` (applying a plan to a `Storage`), `lock`.
-//! - `storage`: the `Storage` trait — local folder, FTPS, S3, memory — with retries and a
-//!   conformance suite; `mirror`: the copy step.
-//! - `verify`, `verification`, `selection`: verification runs, their records, picking a backup.
-//! - `notify`: events and notifiers; `http_client`, `backoff`: the shared HTTP client and retry.
-//! - `hooks` (running hooks), `command` (user commands), `cancel` (shutdown token and waits),
-//!   `error` (exit codes), `progress`, `prompt`, `human`, `logging`.
+//! Folders follow the pipeline, lower ones never naming higher ones (docs/ARCHITECTURE.md has
+//! the same list with what each module owns; `tests/module_map.rs` keeps the two true):
+//! - `model/`: leaf types: `database`, `error`, `finding`, `human`, `policy`, `safe_name`, `schedule`, `secret`, `severity`, `shard`, `spec`, `timezone`
+//! - `system/`: the process and its OS: `cancel`, `command`, `logging`, `prompt`, `workers`
+//! - `net/`: HTTP client and retries: `backoff`, `http_client`
+//! - `stream/`: the bytes of a backup: `compress`, `crypt`, `progress`, `scan`
+//! - `engine/`: database kinds: `load`, `mariadb`, `postgres`, `process`
+//! - `catalog/`: the backup folder: `anomaly`, `checksum`, `durable`, `layout`, `lock`, `manifest`, `retention`, `selection`
+//! - `config/`: settings read once: `backup_conf`, `credentials`, `env`, `hooks`, `loader`, `never_panics`, `sections`, `toml_file`
+//! - `notify/`: events and notifiers: `event`, `pagerduty`, `webhook`
+//! - `fleet/`: `host/*` expansion and the coverage audit: `audit`
+//! - `storage/`: where backups are kept: `conformance`, `ftps`, `ftps_tls`, `local`, `memory`, `prune`, `s3`, `s3_lock`
+//! - `backup/`: one run, the per-database pipeline: `hooks`, `jobs`, `mirror`, `pipeline`, `report`, `steps`
+//! - `restore/`: reading backups back: `fetch`, `verify`
+//! - `check/`: `--check`: `site`
+//! - `daemon/`: the long-running process: `evidence`, `http`, `jobs`, `page`, `state`
+//! - `cli/`: dispatch and one module per mode: `check`, `flags`, `list`, `mode`, `once`, `prune`, `restore`, `show_config`, `verify`
 
-pub mod anomaly;
-pub mod backoff;
-pub mod cancel;
+pub mod backup;
 pub mod catalog;
 pub mod check;
-pub mod checksum;
 pub mod cli;
-pub mod cmd;
-pub mod command;
-pub mod compress;
 pub mod config;
-pub mod crypt;
 pub mod daemon;
-pub mod database;
-pub mod durable;
 pub mod engine;
-pub mod error;
-pub mod fetch;
-pub mod finding;
 pub mod fleet;
-pub mod fleet_audit;
-pub mod hooks;
-pub mod http_client;
-pub mod human;
-pub mod layout;
-pub mod lock;
-pub mod logging;
-pub mod manifest;
-pub mod mirror;
-pub mod mode;
+pub mod model;
+pub mod net;
 pub mod notify;
-pub mod pipeline;
-pub mod policy;
-pub mod progress;
-pub mod prompt;
-pub mod prune;
-pub mod retention;
-pub mod run;
-pub mod safe_name;
-pub mod scan;
-pub mod schedule;
-pub mod secret;
-pub mod selection;
-pub mod severity;
-pub mod shard;
-pub mod spec;
+pub mod restore;
 pub mod storage;
-pub mod timezone;
-pub mod verify;
-pub mod workers;
+pub mod stream;
+pub mod system;

@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use backup_container::cancel::{Cancel, cancel_on_signals};
-use backup_container::cli::Cli;
+use backup_container::cli;
+use backup_container::cli::flags::Cli;
 use backup_container::config::{Env, env::log_options};
-use backup_container::error::Exit;
-use backup_container::{cmd, logging};
+use backup_container::model::error::Exit;
+use backup_container::system::cancel::{Cancel, cancel_on_signals};
+use backup_container::system::logging;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
     }
     // A panic is a bug; no input may cause one (property-tested). Should one escape anyway
     // (the daemon turns a job's panic into a failed job), exit 2 with its message, not 101.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::dispatch(&cli, env, &cancel))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::dispatch(&cli, env, &cancel))) {
         Ok(Ok(exit)) => exit.into(),
         Ok(Err(e)) => {
             eprintln!("backup-container: {e:#}");

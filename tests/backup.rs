@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use backup_container::checksum::sha256_file;
+use backup_container::catalog::checksum::sha256_file;
 
 use crate::harness::app::{APP_PASSWORD, Fixture};
 use crate::harness::{backups_under, bin, files_under, free_port, gunzip, gzip_to, run};

@@ -47,7 +47,7 @@ fn age_backups_restore_both_ways_and_refuse_what_they_cannot_prove() {
     let key_rel = file.strip_prefix(fx.backups()).unwrap().display().to_string();
     let m = record(&fx.backups(), &key_rel).unwrap();
     assert_eq!(m["encryption"]["scheme"], "age", "{m}");
-    assert_eq!(m["encryption"]["recipients"][0], backup_container::crypt::fingerprint(&public), "{m}");
+    assert_eq!(m["encryption"]["recipients"][0], backup_container::stream::crypt::fingerprint(&public), "{m}");
     assert_eq!(m["complete"], true, "{m}");
     assert!(m["tables"].as_array().unwrap().len() >= 2, "rows counted before encryption: {m}");
 
@@ -146,11 +146,11 @@ fn ssh_keys_encrypt_and_decrypt() {
     };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let public = fs::read_to_string(key.with_extension("pub")).unwrap();
-    let recipients = backup_container::crypt::Recipients::parse(&public).unwrap();
+    let recipients = backup_container::stream::crypt::Recipients::parse(&public).unwrap();
     let mut sealed = recipients.seal(Vec::new()).unwrap();
     sealed.write_all(b"-- dump\n").unwrap();
     let ciphertext = sealed.finish().unwrap();
-    let keys = backup_container::crypt::Keys { identity_file: Some(key.clone()) };
+    let keys = backup_container::stream::crypt::Keys { identity_file: Some(key.clone()) };
     let mut plain = String::new();
     keys.open(Path::new("x.sql.gz.age"), ciphertext.as_slice()).unwrap().read_to_string(&mut plain).unwrap();
     assert_eq!(plain, "-- dump\n");
@@ -166,7 +166,7 @@ fn ssh_keys_encrypt_and_decrypt() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let keys = backup_container::crypt::Keys { identity_file: Some(locked) };
+    let keys = backup_container::stream::crypt::Keys { identity_file: Some(locked) };
     let err = keys.open(Path::new("x.sql.gz.age"), ciphertext.as_slice()).err().unwrap().to_string();
     assert!(err.contains("passphrase-protected"), "{err}");
 }

@@ -177,7 +177,7 @@ fn old_sidecars_move_into_the_manifest() {
     assert_eq!(run(&mut fx.once(&conf)).code, 0);
     let file = fx.newest("localhost-app1");
     let key = rel(&fx, "localhost-app1");
-    let record = fx.backups().join(backup_container::manifest::record_key(&key));
+    let record = fx.backups().join(backup_container::catalog::manifest::record_key(&key));
     let sha = record_json(&fx.backups(), &key)["sha256"].as_str().unwrap().to_string();
     // What an older release left: no record, two sidecars.
     std::fs::remove_file(&record).unwrap();

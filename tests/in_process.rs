@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backup_container::cancel::Cancel;
+use backup_container::backup::run_backups;
 use backup_container::config::{Env, Settings};
-use backup_container::error::Exit;
+use backup_container::model::error::Exit;
 use backup_container::notify::Notifiers;
-use backup_container::run::run_backups;
 use backup_container::storage::memory::MemoryStorage;
 use backup_container::storage::{RemoteObject, Storage};
+use backup_container::system::cancel::Cancel;
 
 use crate::harness::app::{APP_PASSWORD, Fixture};
 use crate::harness::backups_under;
@@ -73,7 +73,7 @@ fn a_run_with_an_in_memory_mirror_copies_and_prunes() {
     let local = backups_under(&fx.backups());
     assert_eq!(local.len(), 1, "NUM_BACKUPS=1 pruned the older local backup: {local:?}");
     let keys = memory.keys();
-    let mut want = vec![local[0].clone(), backup_container::manifest::record_key(&local[0])];
+    let mut want = vec![local[0].clone(), backup_container::catalog::manifest::record_key(&local[0])];
     want.sort();
     assert_eq!(keys, want, "the backup and its record, pruned the same way");
     assert_eq!(memory.bytes(&local[0]).unwrap(), std::fs::read(fx.backups().join(&local[0])).unwrap());

@@ -21,6 +21,7 @@ mod locks;
 mod mariadb;
 mod mirror;
 mod module_graph;
+mod module_map;
 mod names;
 mod notify;
 mod object_lock;

@@ -27,7 +27,7 @@ fn assert_mirrored(local_root: &Path, remote_root: &Path) -> usize {
     let remote = backups_under(remote_root);
     for f in &remote {
         assert_eq!(fs::read(remote_root.join(f)).unwrap(), fs::read(local_root.join(f)).unwrap(), "{f} differs");
-        let record = backup_container::manifest::record_key(f);
+        let record = backup_container::catalog::manifest::record_key(f);
         assert_eq!(
             fs::read(remote_root.join(&record)).unwrap(),
             fs::read(local_root.join(&record)).unwrap(),

@@ -8,10 +8,10 @@
 use std::io::BufReader;
 use std::time::Duration;
 
-use backup_container::cancel::Cancel;
 use backup_container::config::{Credentials, Database, Secret};
 use backup_container::engine::{self, Conn, EngineOptions, Placement, RestoreRequest, VerifyOptions};
-use backup_container::spec::{DatabaseSpec, EngineKind};
+use backup_container::model::spec::{DatabaseSpec, EngineKind};
+use backup_container::system::cancel::Cancel;
 
 use crate::harness::app::{APP_PASSWORD, Fixture};
 use crate::harness::mariadb::{ADMIN_PASSWORD, MariaDbServer};
@@ -27,7 +27,7 @@ fn database(spec: &str, name: &str, user: &str, password: &str) -> Database {
         credentials: Credentials {
             user: Some(user.into()),
             user_source: "test".into(),
-            password: Some(backup_container::database::PasswordSource::Value(Secret::new(password))),
+            password: Some(backup_container::model::database::PasswordSource::Value(Secret::new(password))),
             password_source: Some("test".into()),
         },
         options: Default::default(),

@@ -175,7 +175,7 @@ fn bad_backups_and_missing_backups_leave_the_target_untouched() {
 
     // Flipped byte, no checksum (its record removed): the stream check catches it.
     let flipped_rel = flipped.strip_prefix(fx.backups()).unwrap().display().to_string();
-    fs::remove_file(fx.backups().join(backup_container::manifest::record_key(&flipped_rel))).unwrap();
+    fs::remove_file(fx.backups().join(backup_container::catalog::manifest::record_key(&flipped_rel))).unwrap();
     let r = run(fx.cmd(&conf).args(["-r", &target, "-f", flipped.to_str().unwrap(), "-s"]));
     assert_eq!(r.code, 1, "{}", r.all());
     untouched();

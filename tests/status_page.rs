@@ -49,7 +49,7 @@ fn the_page_is_valid_and_shows_the_real_backups() {
     let mut files = backups_under(&fx.backups());
     files.sort_by_key(|f| std::path::Path::new(f).file_name().unwrap().to_string_lossy().to_string());
     let size = std::fs::metadata(fx.backups().join(files.last().unwrap())).unwrap().len();
-    let shown = backup_container::human::bytes(size);
+    let shown = backup_container::model::human::bytes(size);
     assert!(html.contains(&format!("<dt>Newest backup</dt><dd>{shown}</dd>")), "{shown}: {html}");
     assert!(html.contains("<svg") && html.contains("Size of the last"), "a chart of the backups: {html}");
     assert!(html.contains("<dt>Mirrors</dt><dd>none configured, or no copy yet</dd>"), "{html}");
@@ -162,7 +162,7 @@ fn the_page_fits_a_phone_in_chromium() {
 /// The program on PATH, found as the product finds its tools.
 fn which(name: &str) -> Result<String, ()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let options = backup_container::database::EngineOptions {
+    let options = backup_container::model::database::EngineOptions {
         pg_bin_dirs: vec![],
         connect_timeout_secs: 0,
         search_path: std::env::split_paths(&path).collect(),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use backup_container::config::{FtpSettings, MirrorSettings, S3Settings};
-use backup_container::secret::Secret;
+use backup_container::model::secret::Secret;
 use backup_container::storage::{self, conformance};
 
 use crate::harness::ftps::{self, FtpsServer};

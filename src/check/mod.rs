@@ -10,13 +10,13 @@ mod site;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cancel::Cancel;
 use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
 use crate::engine;
-use crate::finding::{Finding, Status};
-use crate::human;
+use crate::model::finding::{Finding, Status};
+use crate::model::human;
 use crate::notify::Notifiers;
+use crate::system::cancel::Cancel;
 
 /// How many databases are checked at once.
 const CONCURRENCY: usize = 8;
@@ -61,7 +61,7 @@ type DatabaseChecks = (Vec<Finding>, Option<u64>);
 /// Each database's findings and its size on the server, in configuration order.
 fn databases(
     settings: &Settings,
-    dbs: &[crate::database::Database],
+    dbs: &[crate::model::database::Database],
     backups: &[BackupFile],
     free: Option<u64>,
     cancel: &Cancel,
@@ -87,7 +87,7 @@ fn databases(
 
 fn one_database(
     settings: &Settings,
-    db: &crate::database::Database,
+    db: &crate::model::database::Database,
     backups: &[BackupFile],
     free: Option<u64>,
     cancel: &Cancel,
@@ -173,7 +173,7 @@ fn fleet_findings(settings: &Settings, fleet: &crate::fleet::Fleet) -> Vec<Findi
             .filter(|d| {
                 d.spec.host == all.spec.host && d.spec.port == all.spec.port && d.spec.engine == all.spec.engine
             })
-            .map(|d| crate::safe_name::printable(&d.spec.database).into_owned())
+            .map(|d| crate::model::safe_name::printable(&d.spec.database).into_owned())
             .collect();
         let shown = names.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
         let more = if names.len() > 10 { format!(" and {} more", names.len() - 10) } else { String::new() };
@@ -215,14 +215,14 @@ fn coverage_findings(settings: &Settings, cancel: &Cancel) -> Vec<Finding> {
 fn sql_hooks(
     settings: &Settings,
     engine: &dyn engine::Engine,
-    db: &crate::database::Database,
+    db: &crate::model::database::Database,
     cancel: &Cancel,
 ) -> Vec<Finding> {
     settings
         .hooks
         .0
         .iter()
-        .filter(|h| crate::hooks::applies(h, Some(db)))
+        .filter(|h| crate::backup::hooks::applies(h, Some(db)))
         .filter_map(|h| match &h.action {
             crate::config::hooks::Action::Sql(sql) => Some((h, sql)),
             crate::config::hooks::Action::Command(_) => None,

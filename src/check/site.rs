@@ -10,13 +10,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::Options;
-use crate::command::Program;
 use crate::config::Settings;
 use crate::config::hooks::Action;
-use crate::finding::Finding;
-use crate::human;
+use crate::model::finding::Finding;
+use crate::model::human;
+use crate::model::spec::EngineKind;
 use crate::notify::{Notifiers, event};
-use crate::spec::EngineKind;
+use crate::system::command::Program;
 
 /// The probe object's key on mirrors (in the catalog folder: never taken for a backup, never
 /// locked by us).
@@ -204,7 +204,7 @@ fn notify(settings: &Settings, notifiers: &Notifiers, opts: Options) -> Vec<Find
             .map(|_| ("pagerduty", settings.notify.pagerduty_url.expose().to_string())),
     ];
     for (kind, url) in urls.into_iter().flatten() {
-        let shown = crate::secret::redact_url(&url);
+        let shown = crate::model::secret::redact_url(&url);
         match reachable(&url) {
             Ok(addr) => out.push(Finding::pass(
                 "notification",
@@ -281,7 +281,7 @@ fn is_executable(p: &Path) -> bool {
 fn schedules(settings: &Settings) -> Vec<Finding> {
     let now = Utc::now();
     if settings.cron.is_empty() {
-        let period = crate::schedule::format_duration(settings.backup_period);
+        let period = crate::model::schedule::format_duration(settings.backup_period);
         return vec![Finding::info("schedule", "BACKUP_PERIOD", format!("a backup at start and every {period}"))];
     }
     settings

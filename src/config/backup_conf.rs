@@ -9,8 +9,8 @@
 
 use std::fmt;
 
-use crate::schedule::Schedule;
-use crate::spec::DatabaseSpec;
+use crate::model::schedule::Schedule;
+use crate::model::spec::DatabaseSpec;
 
 /// A problem on one line of a config file, printed as `file:line: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use super::env::{self, Env};
 use super::toml_file::TomlDatabase;
-use crate::database::{Credentials, PasswordSource};
-use crate::secret::Secret;
-use crate::spec::DatabaseSpec;
+use crate::model::database::{Credentials, PasswordSource};
+use crate::model::secret::Secret;
+use crate::model::spec::DatabaseSpec;
 
 /// The credential variables of the environment, taken at load.
 #[derive(Clone, Default)]

@@ -263,11 +263,14 @@ pub const KNOWN: &[&str] = &[
 ];
 
 /// Logging options: `RUST_LOG` wins, else `BACKUP_LOG_LEVEL` (default `info`); `LOG_FORMAT=json`.
-pub fn log_options(env: &Env) -> crate::logging::LogOptions {
+pub fn log_options(env: &Env) -> crate::system::logging::LogOptions {
     // suppaftp logs its own view of failures (e.g. "error in flushing rustls stream on drop")
     // on top of ours, which already name what failed: keep one line per failure.
     let filter = env.get("RUST_LOG").map(str::to_string).unwrap_or_else(|| {
         format!("{},suppaftp=off", env.get(BACKUP_LOG_LEVEL).unwrap_or("info").to_ascii_lowercase())
     });
-    crate::logging::LogOptions { filter, json: env.get(LOG_FORMAT).is_some_and(|f| f.eq_ignore_ascii_case("json")) }
+    crate::system::logging::LogOptions {
+        filter,
+        json: env.get(LOG_FORMAT).is_some_and(|f| f.eq_ignore_ascii_case("json")),
+    }
 }

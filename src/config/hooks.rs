@@ -1,11 +1,11 @@
 //! Hooks as configured (backup.toml `[[hook]]`): what runs, in which phase and stage. Data
-//! only; `crate::hooks` runs them.
+//! only; `crate::backup::hooks` runs them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::command::Program;
+use crate::system::command::Program;
 
 /// The phase a hook belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

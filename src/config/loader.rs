@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Env;
-use crate::schedule::parse_duration;
+use crate::model::schedule::parse_duration;
 
 pub(super) struct Loader<'a> {
     pub(super) env: &'a Env,
@@ -135,7 +135,7 @@ impl<'a> Loader<'a> {
                     self.error(format!(
                         "{}: {name}=\"{text}\" is too long (at most {})",
                         self.origin(name),
-                        crate::schedule::format_duration(max)
+                        crate::model::schedule::format_duration(max)
                     ));
                     default
                 }

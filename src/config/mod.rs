@@ -22,22 +22,21 @@ pub use sections::{
 };
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::database::{Credentials, Database};
-pub use crate::secret::{Secret, redact_url};
+pub use crate::model::database::{Credentials, Database};
+pub use crate::model::secret::{Secret, redact_url};
 pub use backup_conf::CronLine;
 pub use env::Env;
 
-use crate::anomaly::Thresholds;
-use crate::compress::Compression;
-use crate::crypt::{Keys, Recipients};
-use crate::database::EngineOptions;
-use crate::policy::Policy;
-use crate::spec::{DatabaseSpec, EngineKind};
-use crate::timezone::Zone;
+use crate::catalog::anomaly::Thresholds;
+use crate::model::database::EngineOptions;
+use crate::model::policy::Policy;
+use crate::model::spec::{DatabaseSpec, EngineKind};
+use crate::model::timezone::Zone;
+use crate::stream::compress::Compression;
+use crate::stream::crypt::{Keys, Recipients};
 
 /// A database spec that this process does not back up, and why.
 #[derive(Debug, Clone)]
@@ -46,21 +45,7 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// All problems found while loading settings.
-#[derive(Debug)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration error{}:", if self.0.len() == 1 { "" } else { "s" })?;
-        for e in &self.0 {
-            write!(f, "\n  {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+pub use crate::model::error::ConfigErrors;
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -82,13 +67,13 @@ pub struct Settings {
     /// `BACKUP_EXCLUDE_DATABASES`: globs of databases a `*` spec leaves out.
     pub exclude_databases: Vec<String>,
     /// `--shard I/N`, `BACKUP_SHARD`, or `BACKUP_SHARDS` with `JOB_COMPLETION_INDEX`.
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::model::shard::Shard>,
     /// `BACKUP_JOBS` (default 1): databases backed up at once by one run.
     pub jobs: usize,
     /// `BACKUP_JOBS_PER_HOST` (default `BACKUP_JOBS`): of those, at most this many on one server.
     pub jobs_per_host: usize,
     /// `BACKUP_WHEN_LOCKED` (default skip): a database another process is backing up.
-    pub when_locked: crate::lock::WhenLocked,
+    pub when_locked: crate::catalog::lock::WhenLocked,
     pub skipped: Vec<Skipped>,
     /// True when the databases came from the env fallback (no spec lines in backup.conf).
     pub databases_from_env: bool,
@@ -197,8 +182,8 @@ impl Settings {
                 l.int_in(env::BACKUP_JOBS_PER_HOST, jobs, 1, 64) as usize
             },
             when_locked: l
-                .choice(env::BACKUP_WHEN_LOCKED, &crate::lock::WhenLocked::CHOICES)
-                .and_then(crate::lock::WhenLocked::parse)
+                .choice(env::BACKUP_WHEN_LOCKED, &crate::catalog::lock::WhenLocked::CHOICES)
+                .and_then(crate::catalog::lock::WhenLocked::parse)
                 .unwrap_or_default(),
             skipped: Vec::new(),
             databases_from_env: false,

@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 
 use super::{Env, Settings, backup_conf, env, toml_file};
-use crate::schedule::parse_duration;
-use crate::spec::DatabaseSpec;
-use crate::timezone::Zone;
+use crate::model::schedule::parse_duration;
+use crate::model::spec::DatabaseSpec;
+use crate::model::timezone::Zone;
 
 /// Values that broke things before, and their neighbours.
 const NASTY: &[&str] = &[
@@ -72,7 +72,7 @@ proptest! {
         let _ = backup_conf::parse("backup.conf", &text);
         let _ = backup_conf::parse("backup.conf", &format!("{text} * * * * default ./backup.sh -s\n{text}/db\n"));
         let _ = toml_file::parse("backup.toml", &format!("[backup]\nperiod = \"{}\"\n", text.replace(['"', '\\'], "")));
-        let _ = crate::compress::Compression::parse(Some(&text), Some(&text), Some(&text));
+        let _ = crate::stream::compress::Compression::parse(Some(&text), Some(&text), Some(&text));
     }
 
     #[test]
@@ -124,7 +124,7 @@ fn values_accepted_silently_before_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("backup.conf").display().to_string();
     let s = Settings::load(Env::from_pairs([("BACKUP_CONF", conf.as_str()), ("WEEKLY_BACKUPS", "-1")]), None).unwrap();
-    assert_eq!(s.policy.strategy, crate::retention::Strategy::Daily);
+    assert_eq!(s.policy.strategy, crate::catalog::retention::Strategy::Daily);
     let e =
         Settings::load(Env::from_pairs([("BACKUP_CONF", conf.as_str()), ("LOG_FORMAT", "jsno")]), None).unwrap_err();
     assert!(e.0.join("").contains("did you mean json?"), "{e}");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::env;
 use super::loader::Loader;
 use super::{DAY, Secret};
-use crate::policy::LockMode;
-use crate::spec::EngineKind;
+use crate::model::policy::LockMode;
+use crate::model::spec::EngineKind;
 
 impl RestoreSettings {
     /// The restore admin for an engine: `BACKUP_ADMIN_USER`, else (PostgreSQL) `PGUSER` or
@@ -42,7 +42,7 @@ pub struct NotifySettings {
     pub environment_name: Option<String>,
     pub format: WebhookFormat,
     /// `WEBHOOK_LEVEL`: events below it are not sent (default INFO: everything).
-    pub min_level: crate::severity::Level,
+    pub min_level: crate::model::severity::Level,
     /// `WEBHOOK_TIMEOUT` per attempt (default 10s).
     pub timeout: Duration,
     /// `WEBHOOK_ATTEMPTS` (default 3): tries on network errors, 429 and 5xx.
@@ -65,10 +65,10 @@ impl NotifySettings {
             }
         };
         let min_level = match l.text(env::WEBHOOK_LEVEL) {
-            None => crate::severity::Level::Info,
-            Some(t) => crate::severity::Level::parse(&t).unwrap_or_else(|| {
+            None => crate::model::severity::Level::Info,
+            Some(t) => crate::model::severity::Level::parse(&t).unwrap_or_else(|| {
                 l.error(format!("environment: WEBHOOK_LEVEL=\"{t}\" (expected INFO, WARN or ERROR)"));
-                crate::severity::Level::Info
+                crate::model::severity::Level::Info
             }),
         };
         let timeout = l.duration_max(env::WEBHOOK_TIMEOUT, Duration::from_secs(10), Duration::from_secs(600));
@@ -377,7 +377,7 @@ pub struct DaemonSettings {
 
 /// `BACKUP_SHARD` (`I/N`; `--shard` sets it), or `BACKUP_SHARDS` (`N`) with the index Kubernetes
 /// gives each pod of an Indexed Job (`JOB_COMPLETION_INDEX`).
-pub(super) fn shard(l: &Loader) -> Option<crate::shard::Shard> {
+pub(super) fn shard(l: &Loader) -> Option<crate::model::shard::Shard> {
     let text = match (l.text(env::BACKUP_SHARD), l.text(env::BACKUP_SHARDS), l.text(env::JOB_COMPLETION_INDEX)) {
         (Some(s), _, _) => s,
         (None, Some(n), Some(i)) => format!("{i}/{n}"),
@@ -391,7 +391,7 @@ pub(super) fn shard(l: &Loader) -> Option<crate::shard::Shard> {
         }
         (None, None, _) => return None,
     };
-    match crate::shard::Shard::parse(&text) {
+    match crate::model::shard::Shard::parse(&text) {
         Ok(s) => Some(s),
         Err(e) => {
             l.error(format!("shard: {e}"));

@@ -14,9 +14,9 @@ use serde::Deserialize;
 
 use super::backup_conf::CronLine;
 use super::hooks::{Action, Hook, Phase, Stage};
-use crate::command::Program;
-use crate::schedule::{Schedule, parse_duration};
-use crate::spec::DatabaseSpec;
+use crate::model::schedule::{Schedule, parse_duration};
+use crate::model::spec::DatabaseSpec;
+use crate::system::command::Program;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -174,7 +174,7 @@ pub struct TomlDatabase {
     pub user_env: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
-    pub options: crate::database::DumpOptions,
+    pub options: crate::model::database::DumpOptions,
 }
 
 /// Everything backup.toml contributes.
@@ -260,7 +260,7 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
                 user_env: d.user_env,
                 password_env: d.password_env,
                 password_file: d.password_file,
-                options: crate::database::DumpOptions {
+                options: crate::model::database::DumpOptions {
                     extra_args: d.dump_args,
                     exclude_tables: d.exclude_tables,
                     exclude_table_data: d.exclude_table_data,

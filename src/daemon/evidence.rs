@@ -128,14 +128,14 @@ fn taken_at(b: &BackupFile) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Anomaly, Finding, Manifest, Origin, Verification};
-    use crate::scan::TableData;
+    use crate::catalog::manifest::{Anomaly, Finding, Manifest, Origin, Verification};
+    use crate::stream::scan::TableData;
     use chrono::TimeZone;
     use std::path::Path;
 
     fn backup(day: u32, verified_ms: Option<u64>, anomaly: bool) -> BackupFile {
         let rel = format!("daily/2026-11-{day}/db-app_2026-11-{day}_01-00-00.sql.gz");
-        let p = crate::layout::parse_relative(Path::new(&rel)).unwrap();
+        let p = crate::catalog::layout::parse_relative(Path::new(&rel)).unwrap();
         let mut b = BackupFile::new(Path::new("/b").join(&rel), rel.clone().into(), p, 1, std::time::UNIX_EPOCH);
         let mut m = Manifest::new(&rel, Origin::Written, 1);
         m.complete = Some(true);

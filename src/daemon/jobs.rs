@@ -8,12 +8,12 @@ use chrono::Utc;
 use tracing::{error, info};
 
 use super::state::State;
-use crate::cancel::Cancel;
+use crate::backup::run_backups;
 use crate::config::Settings;
 use crate::config::backup_conf::{CronAction, CronLine};
 use crate::notify::{Notifiers, event};
-use crate::run::run_backups;
 use crate::storage::Storage;
+use crate::system::cancel::Cancel;
 
 /// Where results go: notifications and mirrors, built once at daemon start.
 pub struct Outputs {
@@ -65,15 +65,17 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
                 notifiers.notify(event::command_failed("backup run", &reason));
             }
         },
-        Job::Verify(target) => match crate::verify::verify_all(settings, notifiers, target, None, None, cancel) {
-            Ok(outcomes) => lock().record_verify(&outcomes, Utc::now()),
-            Err(e) => {
-                let reason = format!("{e:#}");
-                error!(error = %reason, "Verification could not start.");
-                notifiers.notify(event::command_failed(&format!("verification of {target}"), &reason));
+        Job::Verify(target) => {
+            match crate::restore::verify::verify_all(settings, notifiers, target, None, None, cancel) {
+                Ok(outcomes) => lock().record_verify(&outcomes, Utc::now()),
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    error!(error = %reason, "Verification could not start.");
+                    notifiers.notify(event::command_failed(&format!("verification of {target}"), &reason));
+                }
             }
-        },
-        Job::Prune => match crate::prune::run_policy(settings) {
+        }
+        Job::Prune => match crate::storage::prune::run_policy(settings) {
             Ok(report) if !report.failed.is_empty() => {
                 notifiers.notify(event::command_failed("prune", &report.failed.join("; ")));
             }
@@ -101,8 +103,8 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
 /// it failed.
 fn run_shell(command: &str, timeout: Duration, cancel: &Cancel) -> Option<String> {
     info!(command, "Running scheduled command.");
-    let opts = crate::command::Options { timeout: Some(timeout), ..Default::default() };
-    let done = crate::command::run(&crate::command::Program::Shell(command.to_string()), &opts, cancel);
+    let opts = crate::system::command::Options { timeout: Some(timeout), ..Default::default() };
+    let done = crate::system::command::run(&crate::system::command::Program::Shell(command.to_string()), &opts, cancel);
     for line in done.output.lines().filter(|l| !l.trim().is_empty()).take(50) {
         info!(command, "{line}");
     }

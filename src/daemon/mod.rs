@@ -17,12 +17,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use crate::cancel::Cancel;
 use crate::catalog;
 use crate::config::Settings;
-use crate::error::Exit;
+use crate::model::error::Exit;
+use crate::model::schedule::Schedule;
 use crate::notify::{Notifiers, event};
-use crate::schedule::Schedule;
+use crate::system::cancel::Cancel;
 use jobs::Job;
 use state::State;
 
@@ -117,7 +117,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
             finish(running.take(), &state);
         }
         if monitor {
-            info!(every = %crate::schedule::format_duration(settings.daemon.monitor_interval), "Monitor-only: no backups here; the state is read from the backup folder.");
+            info!(every = %crate::model::schedule::format_duration(settings.daemon.monitor_interval), "Monitor-only: no backups here; the state is read from the backup folder.");
             while !shutdown.is_cancelled() {
                 refresh_from_folder(&settings, &state);
                 stale_watch.check(&state, notifiers, Utc::now());
@@ -162,14 +162,14 @@ fn start_check(settings: Arc<Settings>, outputs: Arc<jobs::Outputs>, cancel: Can
         for f in &findings {
             let (check, target, detail, fix) = (&f.check, &f.target, &f.detail, &f.fix);
             match f.status {
-                crate::finding::Status::Fail => error!(check, target, detail, fix, "Check failed."),
-                crate::finding::Status::Warn => warn!(check, target, detail, fix, "Check warning."),
+                crate::model::finding::Status::Fail => error!(check, target, detail, fix, "Check failed."),
+                crate::model::finding::Status::Warn => warn!(check, target, detail, fix, "Check warning."),
                 _ => info!(check, target, detail, "Check passed."),
             }
         }
         let failed: Vec<String> = findings
             .iter()
-            .filter(|f| f.status == crate::finding::Status::Fail)
+            .filter(|f| f.status == crate::model::finding::Status::Fail)
             .map(|f| format!("{} {}: {} ({})", f.check, f.target, f.detail, f.fix))
             .collect();
         if !failed.is_empty() {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::evidence::Point;
 use super::state::{DbState, State};
-use crate::human;
+use crate::model::human;
 
 /// The page for `state` at `now`.
 pub fn render(state: &State, now: DateTime<Utc>) -> String {

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::scan::{Summary, TableData};
+use crate::stream::scan::{Summary, TableData};
 
 /// Errors kept in full; the rest are only counted.
 const KEEP_ERRORS: usize = 5;

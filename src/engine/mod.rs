@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cancel::Cancel;
-use crate::database::Database;
-pub use crate::database::{Conn, DumpOptions, EngineOptions};
-use crate::spec::EngineKind;
+use crate::model::database::Database;
+pub use crate::model::database::{Conn, DumpOptions, EngineOptions};
+use crate::model::spec::EngineKind;
+use crate::system::cancel::Cancel;
 
 /// What a dump ran against and with (for the manifest).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub struct RestoreReport {
     /// Sessions that were connected to the database and had to be terminated.
     pub terminated_connections: u64,
     /// What the scanner saw in the stream.
-    pub stream: crate::scan::Summary,
+    pub stream: crate::stream::scan::Summary,
     /// Rows compared after the load.
     pub counts: load::CountCheck,
     /// The previous database, renamed and kept (`RESTORE_KEEP_PREVIOUS=true`).
@@ -215,7 +215,7 @@ pub struct VerifyReport {
 /// What `--check` found about one database.
 #[derive(Debug, Clone, Default)]
 pub struct Preflight {
-    pub findings: Vec<crate::finding::Finding>,
+    pub findings: Vec<crate::model::finding::Finding>,
     /// The database's size on the server, when it could be read (for the space estimate).
     pub database_bytes: Option<u64>,
 }

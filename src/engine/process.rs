@@ -16,7 +16,7 @@ use anyhow::anyhow;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::cancel::{Cancel, Interrupted};
+use crate::system::cancel::{Cancel, Interrupted};
 
 /// How many stderr lines an error message quotes.
 const STDERR_TAIL_LINES: usize = 20;
@@ -39,7 +39,7 @@ struct Running {
     label: String,
     child: Child,
     stderr: Option<JoinHandle<Vec<String>>>,
-    _guard: crate::cancel::ChildGuard,
+    _guard: crate::system::cancel::ChildGuard,
 }
 
 fn spawn(

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::human;
-use crate::pipeline::Written;
+use crate::catalog::Written;
+use crate::model::human;
 
-pub use crate::severity::Level;
+pub use crate::model::severity::Level;
 
 /// One notification.
 #[derive(Debug, Clone, Serialize)]
@@ -186,7 +186,7 @@ pub fn run_skipped(job: &str, running: &str) -> Event {
     )
 }
 
-pub fn anomaly(db: &str, a: &crate::manifest::Anomaly) -> Event {
+pub fn anomaly(db: &str, a: &crate::catalog::manifest::Anomaly) -> Event {
     let lines: Vec<String> = a.findings.iter().map(|f| format!("- {f}")).collect();
     event(
         Level::Warn,

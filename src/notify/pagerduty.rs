@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use serde_json::json;
 
 use super::{Event, Level, Notifier};
+use crate::catalog::durable::write_atomic;
 use crate::config::NotifySettings;
-use crate::durable::write_atomic;
-use crate::http_client::{agent, post};
-use crate::secret::{Secret, redact_url};
+use crate::model::secret::{Secret, redact_url};
+use crate::net::http_client::{agent, post};
 
 const STATE_FILE: &str = ".backup_container_pagerduty.json";
 

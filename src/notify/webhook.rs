@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::{Event, Level, Notifier};
 use crate::config::{NotifySettings, WebhookFormat};
-use crate::http_client::{agent, post};
-use crate::secret::{Secret, redact_url};
+use crate::model::secret::{Secret, redact_url};
+use crate::net::http_client::{agent, post};
 
 pub struct WebhookNotifier {
     url: Secret,

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 
 use super::Storage;
-use crate::manifest::{self, Manifest, Origin};
+use crate::catalog::manifest::{self, Manifest, Origin};
 
 const DAILY: &str = "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz";
 const FLAT: &str = "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz";

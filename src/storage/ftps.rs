@@ -23,9 +23,9 @@ use tracing::warn;
 
 use super::ftps_tls::{TimeoutConnector, TlsMode, client_config, greeting_error, handshake_error};
 use super::{Permanent, RemoteObject, Storage, is_layout_dir};
+use crate::catalog::manifest::CATALOG_DIR;
 use crate::config::FtpSettings;
-use crate::manifest::CATALOG_DIR;
-use crate::secret::{Secret, redact_url};
+use crate::model::secret::{Secret, redact_url};
 
 pub struct FtpsStorage {
     host: String,
@@ -280,7 +280,7 @@ impl Storage for FtpsStorage {
             let mut out = Vec::new();
             for top in ftp.names(None)?.into_iter().filter(|n| is_layout_dir(n)) {
                 let second = ftp.names(Some(&top))?;
-                if crate::layout::Class::from_dir(&top).is_some() {
+                if crate::catalog::layout::Class::from_dir(&top).is_some() {
                     for date in second.into_iter().filter(|n| is_layout_dir(n)) {
                         let dir = format!("{top}/{date}");
                         out.extend(

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{RemoteObject, Storage};
+use crate::catalog::durable::PartialFile;
+use crate::catalog::manifest::record_key;
 use crate::catalog::{self, BackupFile};
-use crate::durable::PartialFile;
-use crate::manifest::record_key;
-use crate::safe_name;
+use crate::model::safe_name;
 
 pub struct LocalStorage {
     root: PathBuf,

@@ -13,14 +13,15 @@ pub mod ftps;
 mod ftps_tls;
 pub mod local;
 pub mod memory;
+pub mod prune;
 pub mod s3;
 pub mod s3_lock;
 
 use std::path::Path;
 use tracing::warn;
 
-use crate::backoff;
 use crate::config::{ConfigErrors, MirrorSettings, Settings};
+use crate::net::backoff;
 
 /// An object on a mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +95,7 @@ impl Retrying {
             if f.error.downcast_ref::<Permanent>().is_some() {
                 return f.error.context(format!("{what} failed (not retried: a retry cannot fix this)"));
             }
-            let took = crate::human::age(f.elapsed);
+            let took = crate::model::human::age(f.elapsed);
             f.error.context(format!("{what} failed after {} attempt(s) in {took}", f.attempts))
         })
     }
@@ -160,8 +161,8 @@ pub fn from_mirrors(m: &MirrorSettings, lock: Option<s3_lock::Lock>) -> Result<V
 /// Whether `key` is in our layout (`[class/]YYYY-MM-DD/<backup or sidecar>`), i.e. a folder
 /// level worth listing into.
 pub fn is_layout_dir(name: &str) -> bool {
-    name == crate::manifest::CATALOG_DIR
-        || crate::layout::Class::from_dir(name).is_some()
+    name == crate::catalog::manifest::CATALOG_DIR
+        || crate::catalog::layout::Class::from_dir(name).is_some()
         || chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
 }
 

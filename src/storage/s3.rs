@@ -17,7 +17,7 @@ use tracing::info;
 use super::s3_lock::{Lock, Locked, Request, lock_enabled, versions_of};
 use super::{RemoteObject, Storage, is_layout_dir};
 use crate::config::S3Settings;
-use crate::secret::redact_url;
+use crate::model::secret::redact_url;
 
 /// How long presigned URLs stay valid.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -55,7 +55,7 @@ impl S3Storage {
             display: format!("s3 {}/{}/{prefix}", redact_url(&s.endpoint), s.bucket),
             prefix,
             part_size: s.part_size.max(5 << 20),
-            agent: crate::http_client::agent(s.timeout),
+            agent: crate::net::http_client::agent(s.timeout),
             prune: s.prune,
             lock,
             lock_checked: std::sync::OnceLock::new(),
@@ -73,7 +73,7 @@ impl S3Storage {
             h.push(("content-md5", base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b))));
         }
         let rel = key.strip_prefix(&self.prefix).unwrap_or(key);
-        if !rel.starts_with(crate::manifest::CATALOG_DIR) {
+        if !rel.starts_with(crate::catalog::manifest::CATALOG_DIR) {
             let until = lock.retain_until(rel, chrono::Utc::now());
             h.push(("x-amz-object-lock-mode", lock.mode.header().to_string()));
             h.push(("x-amz-object-lock-retain-until-date", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::layout::Class;
-use crate::policy::{Policy, Strategy};
+use crate::catalog::layout::Class;
+use crate::model::policy::{Policy, Strategy};
 
 const WEEK: Duration = Duration::from_secs(7 * 86_400);
 const MONTH: Duration = Duration::from_secs(28 * 86_400);
 const DAY: Duration = Duration::from_secs(86_400);
 
-pub use crate::policy::LockMode;
+pub use crate::model::policy::LockMode;
 
 /// How long each copy is locked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,8 @@ impl Lock {
     /// How long the backup at `key` is locked after its upload.
     pub fn retain_for(&self, key: &str) -> Duration {
         let p = &self.policy;
-        let class = crate::layout::parse_relative(std::path::Path::new(key)).and_then(|placement| placement.class);
+        let class =
+            crate::catalog::layout::parse_relative(std::path::Path::new(key)).and_then(|placement| placement.class);
         let (interval, count) = match (p.strategy, class) {
             (Strategy::Rolling, Some(Class::Weekly)) => (self.interval.max(WEEK), p.weekly),
             (Strategy::Rolling, Some(Class::Monthly)) => (self.interval.max(MONTH), p.monthly),

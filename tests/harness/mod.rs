@@ -120,7 +120,7 @@ pub const COMPLETE_DUMP: &str = "--\n-- PostgreSQL database dump\n--\n\nCREATE T
 
 /// The manifest of the backup at `root`/`rel`, as JSON.
 pub fn record(root: &Path, rel: &str) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(root.join(backup_container::manifest::record_key(rel))).ok()?;
+    let bytes = std::fs::read(root.join(backup_container::catalog::manifest::record_key(rel))).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -19,9 +19,9 @@ use super::{
     Conn, DumpInfo, Engine, EngineOptions, Placement, RestoreReport, RestoreRequest, SchemaStats, VerifyOptions,
     VerifyReport, process,
 };
-use crate::cancel::Cancel;
-use crate::database::Database;
-use crate::spec::EngineKind;
+use crate::model::database::Database;
+use crate::model::spec::EngineKind;
+use crate::system::cancel::Cancel;
 
 /// The MariaDB engine.
 #[derive(Debug)]
@@ -167,7 +167,7 @@ impl Engine for MariaDbEngine {
     /// (`SHOW TABLES` against the schema's list: a table the user cannot see fails the dump),
     /// and the database's size.
     fn preflight(&self, db: &Database, cancel: &Cancel) -> super::Preflight {
-        use crate::finding::Finding;
+        use crate::model::finding::Finding;
         let t = db.spec.to_string();
         let mut out = super::Preflight::default();
         let conn = match db.conn() {
@@ -332,8 +332,8 @@ pub(super) fn quote_account(owner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::Credentials;
-    use crate::secret::Secret;
+    use crate::model::database::Credentials;
+    use crate::model::secret::Secret;
 
     #[test]
     fn release_series_are_numbers_and_mysql_is_not_compared() {
@@ -367,7 +367,7 @@ mod tests {
             credentials: Credentials {
                 user: Some("backup".into()),
                 user_source: "X".into(),
-                password: Some(crate::database::PasswordSource::Value(Secret::new("s3cret"))),
+                password: Some(crate::model::database::PasswordSource::Value(Secret::new("s3cret"))),
                 password_source: Some("Y".into()),
             },
             options: crate::engine::DumpOptions { exclude_tables: vec!["sessions".into()], ..Default::default() },

@@ -13,10 +13,10 @@ use anyhow::{Context, bail};
 use tracing::{info, warn};
 
 use super::{MariaDbEngine, quote_account, quote_ident};
-use crate::cancel::Cancel;
 use crate::engine::load::{CountCheck, SqlErrors, compare, snapshot, uncountable};
 use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
-use crate::scan::{ScanReader, Summary, mariadb::MariaScanner};
+use crate::stream::scan::{ScanReader, Summary, mariadb::MariaScanner};
+use crate::system::cancel::Cancel;
 
 pub fn run(
     engine: &MariaDbEngine,

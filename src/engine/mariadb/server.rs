@@ -12,8 +12,8 @@ use anyhow::{Context, anyhow, bail};
 use tracing::{info, warn};
 
 use super::find_tool;
-use crate::cancel::Cancel;
 use crate::engine::{Conn, EngineOptions, VerifyOptions, process};
+use crate::system::cancel::Cancel;
 
 pub struct Throwaway {
     dir: tempfile::TempDir,

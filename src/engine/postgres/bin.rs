@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use anyhow::anyhow;
 
-use crate::database::EngineOptions;
+use crate::model::database::EngineOptions;
 
 /// Where Debian installs versioned PostgreSQL binaries.
 const VERSIONED_ROOT: &str = "/usr/lib/postgresql";

@@ -11,10 +11,10 @@ use std::io::Cursor;
 use anyhow::Context;
 
 use super::{PostgresEngine, quote_literal};
-use crate::cancel::Cancel;
 use crate::engine::load::{CountCheck, compare, uncountable};
 use crate::engine::{Conn, process};
-use crate::scan::{Summary, TableData};
+use crate::stream::scan::{Summary, TableData};
+use crate::system::cancel::Cancel;
 
 /// Counts each of `summary`'s tables in `database` and compares.
 ///

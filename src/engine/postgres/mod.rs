@@ -27,10 +27,10 @@ use anyhow::{Context, anyhow};
 use super::{
     Conn, DumpInfo, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process,
 };
-use crate::cancel::Cancel;
-use crate::database::Database;
-use crate::scan::postgres::header::HeaderRewriter;
-use crate::spec::EngineKind;
+use crate::model::database::Database;
+use crate::model::spec::EngineKind;
+use crate::stream::scan::postgres::header::HeaderRewriter;
+use crate::system::cancel::Cancel;
 
 /// The PostgreSQL engine.
 #[derive(Debug)]

@@ -5,10 +5,10 @@
 //! (PostgreSQL 16 and later); `pg_dumpall --roles-only`; the database's size.
 
 use super::PostgresEngine;
-use crate::cancel::Cancel;
-use crate::database::Database;
 use crate::engine::{Preflight, process};
-use crate::finding::Finding;
+use crate::model::database::Database;
+use crate::model::finding::Finding;
+use crate::system::cancel::Cancel;
 
 /// Objects the current user cannot read, one row each: `kind<TAB>name`.
 const UNREADABLE: &str = "SELECT kind || E'\\t' || name FROM (

@@ -26,11 +26,11 @@ use tracing::{debug, info, warn};
 use super::sections::{split_front, tolerate_existing_roles};
 use super::swap::{LoadDatabase, MAINTENANCE_DB};
 use super::{PostgresEngine, counts, parallel, settings};
-use crate::cancel::Cancel;
 use crate::engine::load::{SqlErrors, snapshot};
 use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
-use crate::scan::postgres::{PgScanner, header::HeaderFilter};
-use crate::scan::{ScanReader, Scanner, Summary};
+use crate::stream::scan::postgres::{PgScanner, header::HeaderFilter};
+use crate::stream::scan::{ScanReader, Scanner, Summary};
+use crate::system::cancel::Cancel;
 
 pub fn run(
     engine: &PostgresEngine,
@@ -189,7 +189,7 @@ fn load(
     let errors = snapshot(&tally);
     let summary = sql.finish();
     if let Err(e) = fed {
-        if errors.count > 0 && !req.ignore_errors && e.downcast_ref::<crate::cancel::Interrupted>().is_none() {
+        if errors.count > 0 && !req.ignore_errors && e.downcast_ref::<crate::system::cancel::Interrupted>().is_none() {
             bail!(
                 "the restore stopped at the first SQL error (-I continues past errors): {}",
                 errors.first.first().map(String::as_str).unwrap_or_default()

@@ -7,7 +7,7 @@
 
 use std::io::{self, BufRead};
 
-use crate::scan::{SETTINGS_FOOTER, SETTINGS_HEADER};
+use crate::stream::scan::{SETTINGS_FOOTER, SETTINGS_HEADER};
 
 const HEADER: &str = "-- PostgreSQL database cluster dump";
 const FOOTER: &str = "-- PostgreSQL database cluster dump complete";

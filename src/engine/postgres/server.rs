@@ -13,8 +13,8 @@ use anyhow::{Context, anyhow, bail};
 use tracing::{debug, info, warn};
 
 use super::bin::server_bin_dir;
-use crate::cancel::Cancel;
 use crate::engine::{Conn, EngineOptions, VerifyOptions, process};
+use crate::system::cancel::Cancel;
 
 /// Socket paths are limited to 107 bytes by the kernel.
 const MAX_SOCKET_PATH: usize = 100;

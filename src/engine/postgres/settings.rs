@@ -23,7 +23,7 @@
 
 use serde::Deserialize;
 
-use crate::scan::{SETTINGS_FOOTER, SETTINGS_HEADER};
+use crate::stream::scan::{SETTINGS_FOOTER, SETTINGS_HEADER};
 
 /// Settings that pg_dump splits into list elements (`variable_is_guc_list_quote`).
 const LIST_SETTINGS: [&str; 6] = [

@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 use super::settings::Locale;
 use super::{PostgresEngine, quote_ident, quote_literal};
-use crate::cancel::Cancel;
 use crate::engine::{Placement, RestoreRequest};
+use crate::system::cancel::Cancel;
 
 /// The maintenance database the admin connects to.
 pub const MAINTENANCE_DB: &str = "postgres";

@@ -2,9 +2,9 @@
 
 use super::bin::parse_major;
 use super::*;
-use crate::database::Credentials;
 use crate::engine::DumpOptions;
-use crate::secret::Secret;
+use crate::model::database::Credentials;
+use crate::model::secret::Secret;
 
 fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
     Database {
@@ -12,7 +12,7 @@ fn db(spec: &str, user: Option<&str>, password: Option<&str>) -> Database {
         credentials: Credentials {
             user: user.map(str::to_string),
             user_source: "TEST_USER".into(),
-            password: password.map(|p| crate::database::PasswordSource::Value(Secret::new(p))),
+            password: password.map(|p| crate::model::database::PasswordSource::Value(Secret::new(p))),
             password_source: password.map(|_| "TEST_PASSWORD".into()),
         },
         options: Default::default(),

@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 
 use super::server::Throwaway;
 use super::{PostgresEngine, quote_literal, restore};
-use crate::cancel::Cancel;
 use crate::engine::{Placement, RestoreRequest, SchemaStats, VerifyOptions, VerifyReport};
-use crate::scan::postgres::header::HeaderFilter;
+use crate::stream::scan::postgres::header::HeaderFilter;
+use crate::system::cancel::Cancel;
 
 pub fn run(
     engine: &PostgresEngine,

@@ -20,10 +20,10 @@ use anyhow::bail;
 pub use split::Plan;
 
 use super::PostgresEngine;
-use crate::cancel::{Cancel, Interrupted};
 use crate::engine::RestoreRequest;
 use crate::engine::load::{SqlErrors, snapshot};
-use crate::scan::{Summary, postgres::PgScanner};
+use crate::stream::scan::{Summary, postgres::PgScanner};
+use crate::system::cancel::{Cancel, Interrupted};
 
 /// Loads the database section of `input` into `into` with `req.jobs` parallel sessions beside
 /// the serial one. `scanner` has seen the `offset` lines before it.

@@ -15,10 +15,10 @@ use std::thread::JoinHandle;
 use anyhow::anyhow;
 
 use super::split::Lanes;
-use crate::cancel::{Cancel, Interrupted};
 use crate::engine::load::SharedErrors;
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{Conn, process};
+use crate::system::cancel::{Cancel, Interrupted};
 
 /// Pieces queued per session before the splitter waits (16 × 256 KiB: one piece of a table's
 /// rows, `split::SPLIT_BYTES`).

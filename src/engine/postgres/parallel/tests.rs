@@ -1,7 +1,7 @@
 //! The splitter against a recording set of lanes: what each session would be sent, in order.
 
 use super::split::{Lanes, SPLIT_BYTES, Splitter};
-use crate::scan::postgres::PgScanner;
+use crate::stream::scan::postgres::PgScanner;
 
 #[derive(Default)]
 struct Recorder {
@@ -90,11 +90,11 @@ fn dump(rows_a: usize) -> String {
     d
 }
 
-fn split(text: &str, workers: usize) -> (Recorder, super::Plan, crate::scan::Summary) {
+fn split(text: &str, workers: usize) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
     split_with(text, workers, false)
 }
 
-fn split_with(text: &str, workers: usize, skip_wal: bool) -> (Recorder, super::Plan, crate::scan::Summary) {
+fn split_with(text: &str, workers: usize, skip_wal: bool) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
     let mut lanes = Recorder::new(workers);
     let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, skip_wal).unwrap();
     let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(4096, text.as_bytes())).unwrap();

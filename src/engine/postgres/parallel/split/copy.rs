@@ -3,7 +3,7 @@
 //! reads; a line `\\.` ends the block).
 
 use super::{Dest, Lanes, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
-use crate::scan::Scanner;
+use crate::stream::scan::Scanner;
 
 pub(super) struct CopyBlock {
     pub(super) dest: Dest,

@@ -23,7 +23,7 @@ mod copy;
 mod spool;
 
 use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
-use crate::scan::{Scanner, Summary, postgres::PgScanner};
+use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
 use copy::{CopyBlock, copy_target};
 use spool::{AFTER, ATTACH, FOREIGN, write_record};
 

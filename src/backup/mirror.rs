@@ -1,0 +1,188 @@
+//! The mirror step of a run, per database: copy the new backup (and its `.sha256`) to every
+//! mirror, catch up on the newest older local backups a mirror is missing (a transient outage
+//! leaves no permanent gap), then, when enabled for that mirror, apply the retention policy to
+//! the mirror's own listing. Each mirror is independent; a failing one never affects the
+//! others or the local backup.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use crate::catalog::layout::{self, SIDECAR_SUFFIXES};
+use crate::catalog::manifest;
+use crate::catalog::retention;
+use crate::catalog::{self, BackupFile};
+use crate::config::Settings;
+use crate::notify::{Notifiers, event};
+use crate::storage::prune;
+use crate::storage::{RemoteObject, Storage};
+
+/// What one mirror did for one database.
+#[derive(Debug, Clone)]
+pub struct MirrorOutcome {
+    pub mirror: String,
+    pub uploaded: Vec<String>,
+    pub pruned: Vec<String>,
+    /// Copies retention would delete but the mirror keeps locked (S3 Object Lock).
+    pub locked: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Mirrors `written` (a new backup of `core`) to every mirror.
+pub fn mirror_database(
+    mirrors: &[Box<dyn Storage>],
+    settings: &Settings,
+    db: &str,
+    core: &str,
+    written: &Path,
+    notifiers: &Notifiers,
+) -> Vec<MirrorOutcome> {
+    let root = &settings.backup_dir;
+    let local: Vec<BackupFile> =
+        catalog::scan(root).unwrap_or_default().into_iter().filter(|b| b.core == core && !b.in_progress).collect();
+    mirrors
+        .iter()
+        .map(|m| {
+            let outcome = mirror_one(m.as_ref(), settings, core, written, &local);
+            for key in &outcome.uploaded {
+                notifiers.notify(event::mirror_succeeded(db, key, &outcome.mirror));
+            }
+            if let Some(e) = &outcome.error {
+                warn!(storage = %outcome.mirror, error = %e, "Mirror failed; the local backup is kept.");
+                notifiers.notify(event::mirror_failed(db, &rel_key(root, written), &outcome.mirror, e));
+            }
+            outcome
+        })
+        .collect()
+}
+
+fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, local: &[BackupFile]) -> MirrorOutcome {
+    let root = &settings.backup_dir;
+    let mut out = MirrorOutcome { mirror: m.name(), uploaded: vec![], pruned: vec![], locked: vec![], error: None };
+    let listing = m.list();
+    if let Err(e) = &listing
+        && e.downcast_ref::<crate::storage::Permanent>().is_some()
+    {
+        // The upload would fail the same way (TLS mode, certificate, login): say it once.
+        out.error = Some(format!("{e:#}"));
+        return out;
+    }
+    let present: HashSet<String> =
+        listing.as_ref().map(|l| l.iter().map(|o| o.key.clone()).collect()).unwrap_or_default();
+    // The new backup first, then the newest older ones the mirror lacks.
+    let mut todo = vec![written.to_path_buf()];
+    if listing.is_ok() {
+        let mut older: Vec<&BackupFile> = local.iter().filter(|b| b.path != written).collect();
+        older.sort_by(|a, b| b.sort_key().cmp(&a.sort_key()));
+        todo.extend(
+            older
+                .into_iter()
+                .filter(|b| !present.contains(&rel_key(root, &b.path)))
+                .take(settings.mirrors.catchup)
+                .map(|b| b.path.clone()),
+        );
+    }
+    for path in &todo {
+        let key = rel_key(root, path);
+        if let Err(e) = upload(m, root, path, &key) {
+            out.error = Some(format!("{e:#}"));
+            return out;
+        }
+        info!(storage = %out.mirror, key, "Copied to mirror.");
+        out.uploaded.push(key);
+    }
+    if listing.is_ok() {
+        tidy_records(m, root, local, &present);
+    }
+    match listing {
+        Err(e) => out.error = Some(format!("listing the mirror (catch-up and pruning skipped): {e:#}")),
+        Ok(mut list) if m.prunes() => {
+            // The listing predates this run's uploads; count them too.
+            list.extend(out.uploaded.iter().map(|k| RemoteObject { key: k.clone(), size: None }));
+            prune_remote(m, settings, core, &rel_key(root, written), list, &mut out)
+        }
+        Ok(_) => {}
+    }
+    out
+}
+
+/// Uploads a backup and then its record (manifest), under the mirror's catalog folder.
+fn upload(m: &dyn Storage, root: &Path, path: &Path, key: &str) -> anyhow::Result<()> {
+    m.put(path, key)?;
+    let record = manifest::record_path(root, key);
+    if record.exists() {
+        m.put(&record, &manifest::record_key(key))?;
+    }
+    Ok(())
+}
+
+/// Copies that predate records on the mirror: their record is uploaded, and the `.sha256` and
+/// `.verified` files of older releases are removed from beside them (the bash version's tools
+/// would trip on them there). Best effort: a failure here leaves the copies as they are.
+fn tidy_records(m: &dyn Storage, root: &Path, local: &[BackupFile], present: &HashSet<String>) {
+    for b in local {
+        let key = b.key();
+        if !present.contains(&key) {
+            continue;
+        }
+        let record_key = manifest::record_key(&key);
+        let record = manifest::record_path(root, &key);
+        if !present.contains(&record_key) && record.exists() && m.put(&record, &record_key).is_err() {
+            continue;
+        }
+        for suffix in SIDECAR_SUFFIXES {
+            let sidecar = format!("{key}{suffix}");
+            if present.contains(&sidecar) && m.delete(&sidecar).is_ok() {
+                info!(storage = %m.name(), key = %sidecar, "Removed an old sidecar from the mirror (moved into the record).");
+            }
+        }
+    }
+}
+
+/// Applies the retention plan to the mirror's own listing: only keys that parse as our
+/// backups of this database, never the copy just made, never the newest, and what the
+/// local records protect (`retention::plan_with_notes`).
+fn prune_remote(
+    m: &dyn Storage,
+    settings: &Settings,
+    core: &str,
+    just: &str,
+    list: Vec<RemoteObject>,
+    out: &mut MirrorOutcome,
+) {
+    // With the local records (same keys): the newest-verified, newest-complete and anomaly
+    // rules hold on the mirror too.
+    let backups: Vec<BackupFile> = list
+        .iter()
+        .filter_map(remote_backup)
+        .filter(|b| b.core == core)
+        .map(|mut b| {
+            b.manifest = manifest::read(&settings.backup_dir, &b.key());
+            b
+        })
+        .collect();
+    let cores = BTreeSet::from([core.to_string()]);
+    let plan: Vec<retention::Deletion> = retention::plan(&backups, &settings.policy, &cores, &[just.to_string()])
+        .into_iter()
+        .filter(|d| matches!(d.reason, retention::Reason::OverCount { .. }))
+        .collect();
+    let report = prune::apply(m, &plan, &list);
+    out.pruned = report.deleted;
+    out.locked = report.locked;
+    if !report.failed.is_empty() {
+        out.error = Some(format!("pruning: {}", report.failed.join("; ")));
+    }
+}
+
+/// A remote object as a catalog entry (its key as the path), when it is one of our backups.
+pub fn remote_backup(o: &RemoteObject) -> Option<BackupFile> {
+    let p = layout::parse_relative(Path::new(&o.key))?;
+    Some(BackupFile::new(PathBuf::from(&o.key), PathBuf::from(&o.key), p, o.size.unwrap_or(0), SystemTime::UNIX_EPOCH))
+}
+
+/// The backup's key: its path relative to the backup root, `/`-separated.
+fn rel_key(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+}

@@ -1,0 +1,82 @@
+//! One file per CLI mode; `dispatch` loads settings, picks the mode and runs it.
+
+pub mod check;
+pub mod flags;
+pub mod list;
+pub mod mode;
+pub mod once;
+pub mod prune;
+pub mod restore;
+pub mod show_config;
+pub mod verify;
+
+use crate::config::{Env, Secret, Settings};
+use crate::model::error::{Exit, UsageError};
+use crate::notify::{Notifiers, event};
+use crate::system::cancel::Cancel;
+use flags::Cli;
+use mode::Mode;
+
+/// Runs what the command line asks for.
+///
+/// # Errors
+/// Configuration errors (exit 2), usage errors (exit 2), and failures that stop a mode
+/// before it produces a result (exit 1).
+pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let env = match &cli.shard {
+        Some(shard) => env.with(crate::config::env::BACKUP_SHARD, shard),
+        None => env,
+    };
+    let settings = match Settings::load(env.clone(), cli.config_file.as_deref()) {
+        Ok(s) => s,
+        Err(errors) => {
+            if !cli.show_config && !cli.list {
+                let (notify, dir) = crate::config::for_config_error(&env);
+                Notifiers::from_settings(&notify, &dir).notify(event::config_error(&errors.0.join("\n")));
+            }
+            return Err(errors.into());
+        }
+    };
+    let mode = mode::select(&cli.mode_inputs(&env, !settings.cron.is_empty()));
+    if cli.show_config {
+        show_config::run(&settings, &mode);
+        return Ok(Exit::Success);
+    }
+    if cli.remote.is_some() && !cli.list && !matches!(mode, Mode::Restore | Mode::Verify { .. }) {
+        return Err(UsageError("--remote goes with -l, -r or -v".into()).into());
+    }
+    if cli.list && cli.remote.is_some() {
+        return list::run_remote(&settings);
+    }
+    if cli.list {
+        list::run(&settings, cli.json)?;
+        return Ok(Exit::Success);
+    }
+    let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir);
+    if cli.check {
+        return check::run(&settings, &notifiers, cli.json, crate::check::Options { notify: cli.notify }, cancel);
+    }
+    match mode {
+        Mode::Prune => prune::run(&settings, cli.from.as_deref(), cli.force, cli.scheduled),
+        Mode::Once | Mode::Scheduled => once::run(&settings, &notifiers, cancel),
+        Mode::Restore => restore::run(
+            &settings,
+            &notifiers,
+            restore::RestoreArgs {
+                target: cli.restore.as_deref().unwrap_or_default(),
+                filter: cli.from.as_deref(),
+                scripted: cli.scheduled,
+                ignore_errors: cli.ignore_errors(&env),
+                admin_password: cli.admin_password.clone().map(Secret::new),
+                admin_user: cli.admin_user.clone(),
+                remote: cli.remote.clone(),
+            },
+            cancel,
+        ),
+        Mode::Verify { .. } => {
+            let target = cli.verify.as_deref().unwrap_or("all");
+            verify::run(&settings, &notifiers, target, cli.from.as_deref(), cli.remote.as_deref(), cancel)
+        }
+        Mode::Cron | Mode::Legacy => crate::daemon::run(settings, notifiers, cancel),
+    }
+}

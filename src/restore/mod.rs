@@ -1,0 +1,4 @@
+//! Reading backups back: verification runs and restore drills, and fetching a backup from a mirror.
+
+pub mod fetch;
+pub mod verify;
