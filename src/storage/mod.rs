@@ -1,5 +1,6 @@
 //! Where backups are kept: the local backup folder and the mirrors (FTPS, S3-compatible). One
-//! `Storage` trait, one implementation per kind (`local`, `ftps`, `s3`, `memory` for tests), a
+//! `Storage` trait, one implementation per kind (`local`, `ftps`, `s3`, `memory` for tests, built
+//! only with the `test-support` feature that the tests turn on), a
 //! `Retrying` decorator, and one factory for the mirrors (`from_settings`).
 //!
 //! Contract of every implementation: keys are the backup's path relative to the backup root
@@ -8,10 +9,12 @@
 //! completed) and checks the stored size; `list` returns every object under the base that
 //! lies in our folder layout; `delete` removes one key.
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod ftps;
 mod ftps_tls;
 pub mod local;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod prune;
 pub mod s3;
