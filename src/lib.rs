@@ -24,7 +24,7 @@
 //! - `engine/`: database kinds: `load`, `mariadb`, `postgres`, `process`
 //! - `catalog/`: the backup folder: `anomaly`, `checksum`, `durable`, `layout`, `lock`, `manifest`, `retention`, `selection`
 //! - `config/`: settings read once: `backup_conf`, `credentials`, `env`, `hooks`, `loader`, `never_panics`, `sections`, `toml_file`
-//! - `notify/`: events and notifiers: `event`, `pagerduty`, `webhook`
+//! - `notify/`: events, queued senders: `event`, `missed`, `pagerduty`, `queue`, `webhook`
 //! - `fleet/`: `host/*` expansion and the coverage audit: `audit`
 //! - `storage/`: where backups are kept: `conformance`, `ftps`, `ftps_tls`, `local`, `memory`, `prune`, `s3`, `s3_lock`
 //! - `backup/`: one run, the per-database pipeline: `hooks`, `jobs`, `mirror`, `pipeline`, `report`, `steps`

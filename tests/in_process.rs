@@ -65,7 +65,7 @@ fn a_run_with_an_in_memory_mirror_copies_and_prunes() {
     let memory = Arc::new(MemoryStorage::new(true));
     let mirrors: Vec<Box<dyn Storage>> = vec![Box::new(Shared(memory.clone()))];
     let s = settings(&fx, &[("NUM_BACKUPS", "1")]);
-    let notifiers = Notifiers::from_settings(&s.notify, &s.backup_dir);
+    let notifiers = Notifiers::from_settings(&s.notify, &s.backup_dir, &Cancel::new());
     for round in 1..=2 {
         let report = run_backups(&s, &mirrors, &notifiers, &Cancel::new()).unwrap();
         assert!(report.succeeded(), "round {round}: {report:?}");
@@ -85,7 +85,7 @@ fn the_daemon_loop_runs_schedules_and_stops_on_its_token() {
     let s = settings(&fx, &[("CRON", "@every 1s default ./backup.sh -s\n")]);
     let shutdown = Cancel::new();
     let token = shutdown.clone();
-    let notifiers = Notifiers::from_settings(&s.notify, &s.backup_dir);
+    let notifiers = Notifiers::from_settings(&s.notify, &s.backup_dir, &shutdown);
     let daemon = std::thread::spawn(move || backup_container::daemon::run(s, notifiers, &token));
     let deadline = Instant::now() + Duration::from_secs(60);
     while backups_under(&fx.backups()).len() < 2 {

@@ -13,6 +13,7 @@ mod db_settings;
 mod encryption;
 mod evidence;
 mod fleet;
+mod fleet_faults;
 mod ftps_modes;
 mod health_listener;
 mod hooks;

@@ -32,7 +32,7 @@ fn ftp(url: String, user: &str, password: &str, ca: &std::path::Path) -> MirrorS
 
 fn check(settings: &MirrorSettings) {
     let scratch = tempfile::tempdir().unwrap();
-    let mirrors = storage::from_mirrors(settings, None).unwrap();
+    let mirrors = storage::from_mirrors(settings, None, &backup_container::system::cancel::Cancel::new()).unwrap();
     assert_eq!(mirrors.len(), 1);
     conformance::check(mirrors[0].as_ref(), scratch.path()).unwrap_or_else(|e| panic!("{e:#}"));
 }

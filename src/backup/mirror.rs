@@ -3,10 +3,17 @@
 //! leaves no permanent gap), then, when enabled for that mirror, apply the retention policy to
 //! the mirror's own listing. Each mirror is independent; a failing one never affects the
 //! others or the local backup.
+//!
+//! A mirror that cannot be listed or written after all its attempts is down for the rest of
+//! the run (`Down`): later databases record "mirror down since ..." at once instead of each
+//! waiting `MIRROR_ATTEMPTS` × its timeout again; the next run catches the copies up.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
 
 use tracing::{info, warn};
 
@@ -28,9 +35,32 @@ pub struct MirrorOutcome {
     /// Copies retention would delete but the mirror keeps locked (S3 Object Lock).
     pub locked: Vec<String>,
     pub error: Option<String>,
+    /// The mirror could not be listed or written after all its attempts: down for the run.
+    pub gave_up: bool,
 }
 
-/// Mirrors `written` (a new backup of `core`) to every mirror.
+/// The mirrors given up in one run, by name: when and why.
+#[derive(Debug, Default)]
+pub struct Down(Mutex<BTreeMap<String, (DateTime<Utc>, String)>>);
+
+impl Down {
+    fn get(&self, mirror: &str) -> Option<(DateTime<Utc>, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(mirror).cloned()
+    }
+
+    fn mark(&self, mirror: &str, reason: &str) {
+        let mut down = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        down.entry(mirror.to_string()).or_insert_with(|| (Utc::now(), reason.to_string()));
+    }
+
+    /// Every mirror given up in the run, with when and why (for the summary).
+    pub fn list(&self) -> Vec<(String, DateTime<Utc>, String)> {
+        let down = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        down.iter().map(|(m, (t, r))| (m.clone(), *t, r.clone())).collect()
+    }
+}
+
+/// Mirrors `written` (a new backup of `core`) to every mirror that is not `down`.
 pub fn mirror_database(
     mirrors: &[Box<dyn Storage>],
     settings: &Settings,
@@ -38,6 +68,7 @@ pub fn mirror_database(
     core: &str,
     written: &Path,
     notifiers: &Notifiers,
+    down: &Down,
 ) -> Vec<MirrorOutcome> {
     let root = &settings.backup_dir;
     let local: Vec<BackupFile> =
@@ -45,7 +76,26 @@ pub fn mirror_database(
     mirrors
         .iter()
         .map(|m| {
-            let outcome = mirror_one(m.as_ref(), settings, core, written, &local);
+            let name = m.name();
+            let outcome = match down.get(&name) {
+                Some((since, reason)) => MirrorOutcome {
+                    mirror: name,
+                    uploaded: vec![],
+                    pruned: vec![],
+                    locked: vec![],
+                    error: Some(format!(
+                        "mirror down since {} (not tried again in this run; the next run catches up): {reason}",
+                        since.format("%H:%M:%S UTC")
+                    )),
+                    gave_up: false,
+                },
+                None => mirror_one(m.as_ref(), settings, core, written, &local),
+            };
+            if outcome.gave_up
+                && let Some(e) = &outcome.error
+            {
+                down.mark(&outcome.mirror, e);
+            }
             for key in &outcome.uploaded {
                 notifiers.notify(event::mirror_succeeded(db, key, &outcome.mirror));
             }
@@ -60,50 +110,49 @@ pub fn mirror_database(
 
 fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, local: &[BackupFile]) -> MirrorOutcome {
     let root = &settings.backup_dir;
-    let mut out = MirrorOutcome { mirror: m.name(), uploaded: vec![], pruned: vec![], locked: vec![], error: None };
-    let listing = m.list();
-    if let Err(e) = &listing
-        && e.downcast_ref::<crate::storage::Permanent>().is_some()
-    {
-        // The upload would fail the same way (TLS mode, certificate, login): say it once.
-        out.error = Some(format!("{e:#}"));
-        return out;
-    }
-    let present: HashSet<String> =
-        listing.as_ref().map(|l| l.iter().map(|o| o.key.clone()).collect()).unwrap_or_default();
+    let mut out = MirrorOutcome {
+        mirror: m.name(),
+        uploaded: vec![],
+        pruned: vec![],
+        locked: vec![],
+        error: None,
+        gave_up: false,
+    };
+    let mut listing = match m.list() {
+        Ok(list) => list,
+        Err(e) => {
+            // After all its attempts (or a failure no retry fixes: TLS mode, certificate,
+            // login) an upload would fail the same way: say it once, give the mirror up.
+            out.error = Some(format!("listing the mirror: {e:#}"));
+            out.gave_up = true;
+            return out;
+        }
+    };
+    let present: HashSet<String> = listing.iter().map(|o| o.key.clone()).collect();
     // The new backup first, then the newest older ones the mirror lacks.
-    let mut todo = vec![written.to_path_buf()];
-    if listing.is_ok() {
-        let mut older: Vec<&BackupFile> = local.iter().filter(|b| b.path != written).collect();
-        older.sort_by(|a, b| b.sort_key().cmp(&a.sort_key()));
-        todo.extend(
-            older
-                .into_iter()
-                .filter(|b| !present.contains(&rel_key(root, &b.path)))
-                .take(settings.mirrors.catchup)
-                .map(|b| b.path.clone()),
-        );
-    }
+    let mut older: Vec<&BackupFile> = local.iter().filter(|b| b.path != written).collect();
+    older.sort_by(|a, b| b.sort_key().cmp(&a.sort_key()));
+    let catch_up = older
+        .into_iter()
+        .filter(|b| !present.contains(&rel_key(root, &b.path)))
+        .take(settings.mirrors.catchup)
+        .map(|b| b.path.clone());
+    let todo: Vec<PathBuf> = std::iter::once(written.to_path_buf()).chain(catch_up).collect();
     for path in &todo {
         let key = rel_key(root, path);
         if let Err(e) = upload(m, root, path, &key) {
             out.error = Some(format!("{e:#}"));
+            out.gave_up = e.downcast_ref::<crate::storage::s3_lock::Locked>().is_none();
             return out;
         }
         info!(storage = %out.mirror, key, "Copied to mirror.");
         out.uploaded.push(key);
     }
-    if listing.is_ok() {
-        tidy_records(m, root, local, &present);
-    }
-    match listing {
-        Err(e) => out.error = Some(format!("listing the mirror (catch-up and pruning skipped): {e:#}")),
-        Ok(mut list) if m.prunes() => {
-            // The listing predates this run's uploads; count them too.
-            list.extend(out.uploaded.iter().map(|k| RemoteObject { key: k.clone(), size: None }));
-            prune_remote(m, settings, core, &rel_key(root, written), list, &mut out)
-        }
-        Ok(_) => {}
+    tidy_records(m, root, local, &present);
+    if m.prunes() {
+        // The listing predates this run's uploads; count them too.
+        listing.extend(out.uploaded.iter().map(|k| RemoteObject { key: k.clone(), size: None }));
+        prune_remote(m, settings, core, &rel_key(root, written), listing, &mut out)
     }
     out
 }

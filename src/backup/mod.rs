@@ -89,6 +89,7 @@ pub fn run_backups(
         duration: started.elapsed(),
         errors: vec![],
         coverage: vec![],
+        mirrors_down: run.mirrors_down.list(),
     };
     // Databases that exist but nothing backs up: once per run (shard 0 of a fleet).
     if settings.shard.is_none_or(|s| s.index == 0) && !cancel.is_cancelled() {
@@ -116,6 +117,8 @@ struct Run<'a> {
     cancel: &'a Cancel,
     phases: Phases<'a>,
     local: LocalStorage,
+    /// Mirrors given up in this run (not tried again by later databases).
+    mirrors_down: mirror::Down,
     /// The dated folder this run writes into.
     dir: PathBuf,
     id: String,
@@ -136,6 +139,7 @@ impl<'a> Run<'a> {
             cancel,
             phases: Phases::new(&settings.hooks, &settings.engine, cancel),
             local: LocalStorage::new(&settings.backup_dir),
+            mirrors_down: mirror::Down::default(),
             dir: layout::run_dir(&settings.backup_dir, layout::classify(date, &settings.policy), date),
             id: run_id("", Utc::now()),
         }
@@ -257,6 +261,7 @@ impl<'a> Run<'a> {
                 &db.spec.core_name(),
                 &w.path,
                 self.notifiers,
+                &self.mirrors_down,
             );
             if outcomes.iter().all(|m| m.error.is_none()) {
                 Ok(Copied(outcomes))
@@ -273,6 +278,7 @@ impl<'a> Run<'a> {
                     pruned: vec![],
                     locked: vec![],
                     error: Some(h.to_string()),
+                    gave_up: false,
                 }]
             }
         }

@@ -75,6 +75,8 @@ pub struct RunReport {
     pub errors: Vec<HookFailure>,
     /// The coverage audit of this run (empty for shards other than 0).
     pub coverage: Vec<crate::fleet::Coverage>,
+    /// Mirrors given up during the run: name, since when, why.
+    pub mirrors_down: Vec<(String, chrono::DateTime<chrono::Utc>, String)>,
 }
 
 impl RunReport {
@@ -119,6 +121,9 @@ pub(super) fn log_summary(report: &RunReport) {
     }
     for e in &report.errors {
         error!(error = %e, "Summary: run hook failed.");
+    }
+    for (mirror, since, reason) in &report.mirrors_down {
+        error!(storage = %mirror, since = %since.to_rfc3339(), error = %reason, "Summary: mirror DOWN for the rest of the run (the next run catches up its copies).");
     }
     let count = |f: fn(&Outcome) -> bool| report.databases.iter().filter(|d| f(&d.outcome)).count();
     info!(

@@ -138,7 +138,7 @@ fn verification(settings: &Settings, largest_db: Option<u64>) -> Vec<Finding> {
 
 /// Each mirror: a probe written, read back and deleted.
 fn mirrors(settings: &Settings) -> Vec<Finding> {
-    let mirrors = match crate::storage::from_settings(settings) {
+    let mirrors = match crate::storage::from_settings(settings, &crate::system::cancel::Cancel::new()) {
         Ok(m) => m,
         Err(e) => return vec![Finding::fail("mirror", "configuration", e.to_string(), "fix the mirror settings")],
     };

@@ -32,7 +32,9 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         Err(errors) => {
             if !cli.show_config && !cli.list {
                 let (notify, dir) = crate::config::for_config_error(&env);
-                Notifiers::from_settings(&notify, &dir).notify(event::config_error(&errors.0.join("\n")));
+                let notifiers = Notifiers::from_settings(&notify, &dir, cancel);
+                notifiers.notify(event::config_error(&errors.0.join("\n")));
+                notifiers.flush();
             }
             return Err(errors.into());
         }
@@ -52,21 +54,41 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         list::run(&settings, cli.json)?;
         return Ok(Exit::Success);
     }
-    let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir);
-    if cli.check {
-        return check::run(&settings, &notifiers, cli.json, crate::check::Options { notify: cli.notify }, cancel);
+    let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir, cancel);
+    if !cli.check && matches!(mode, Mode::Cron | Mode::Legacy) {
+        // The daemon flushes after each job and when it stops.
+        return crate::daemon::run(settings, notifiers, cancel);
     }
+    let outcome = if cli.check {
+        check::run(&settings, &notifiers, cli.json, crate::check::Options { notify: cli.notify }, cancel)
+    } else {
+        run_mode(cli, &env, &settings, &mode, &notifiers, cancel)
+    };
+    // Whatever the mode queued is delivered (or counted for the next run) before exiting.
+    notifiers.flush();
+    outcome
+}
+
+/// The modes that end (all but the daemon).
+fn run_mode(
+    cli: &Cli,
+    env: &Env,
+    settings: &Settings,
+    mode: &Mode,
+    notifiers: &Notifiers,
+    cancel: &Cancel,
+) -> anyhow::Result<Exit> {
     match mode {
-        Mode::Prune => prune::run(&settings, cli.from.as_deref(), cli.force, cli.scheduled),
-        Mode::Once | Mode::Scheduled => once::run(&settings, &notifiers, cancel),
+        Mode::Prune => prune::run(settings, cli.from.as_deref(), cli.force, cli.scheduled),
+        Mode::Once | Mode::Scheduled => once::run(settings, notifiers, cancel),
         Mode::Restore => restore::run(
-            &settings,
-            &notifiers,
+            settings,
+            notifiers,
             restore::RestoreArgs {
                 target: cli.restore.as_deref().unwrap_or_default(),
                 filter: cli.from.as_deref(),
                 scripted: cli.scheduled,
-                ignore_errors: cli.ignore_errors(&env),
+                ignore_errors: cli.ignore_errors(env),
                 admin_password: cli.admin_password.clone().map(Secret::new),
                 admin_user: cli.admin_user.clone(),
                 remote: cli.remote.clone(),
@@ -75,8 +97,9 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         ),
         Mode::Verify { .. } => {
             let target = cli.verify.as_deref().unwrap_or("all");
-            verify::run(&settings, &notifiers, target, cli.from.as_deref(), cli.remote.as_deref(), cancel)
+            verify::run(settings, notifiers, target, cli.from.as_deref(), cli.remote.as_deref(), cancel)
         }
-        Mode::Cron | Mode::Legacy => crate::daemon::run(settings, notifiers, cancel),
+        // Started by `dispatch` before this point; an error rather than a panic all the same.
+        Mode::Cron | Mode::Legacy => Err(anyhow::anyhow!("the daemon is started by dispatch, not here")),
     }
 }

@@ -13,7 +13,7 @@ use crate::system::cancel::Cancel;
 /// Missing credentials (exit 2) or a run that cannot start (lock held, folder unusable).
 pub fn run(settings: &Settings, notifiers: &Notifiers, cancel: &Cancel) -> anyhow::Result<Exit> {
     settings.check_backup_ready()?;
-    let mirrors = crate::storage::from_settings(settings)?;
+    let mirrors = crate::storage::from_settings(settings, cancel)?;
     let report = run_backups(settings, &mirrors, notifiers, cancel)?;
     Ok(if report.interrupted {
         Exit::Interrupted

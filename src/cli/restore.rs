@@ -61,7 +61,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
     let fetched = match &args.remote {
         None => None,
         Some(name) => {
-            let mirrors = crate::storage::from_settings(settings)?;
+            let mirrors = crate::storage::from_settings(settings, cancel)?;
             let mirror = fetch::pick_mirror(&mirrors, name)?;
             Some(fetch::fetch(root, mirror, &spec.core_name(), args.filter, true).context(untouched)?)
         }

@@ -47,6 +47,9 @@ pub struct NotifySettings {
     pub timeout: Duration,
     /// `WEBHOOK_ATTEMPTS` (default 3): tries on network errors, 429 and 5xx.
     pub attempts: u32,
+    /// `NOTIFY_FLUSH_TIMEOUT` (default `timeout` × `attempts`): how long the end of a run waits
+    /// for notifications still queued.
+    pub flush_timeout: Duration,
     /// `PGDUTY_SVC_KEY`: the PagerDuty Events v2 routing key.
     pub pagerduty_key: Option<Secret>,
     /// `PGDUTY_URL` (default `https://events.pagerduty.com/v2/enqueue`).
@@ -73,6 +76,10 @@ impl NotifySettings {
         };
         let timeout = l.duration_max(env::WEBHOOK_TIMEOUT, Duration::from_secs(10), Duration::from_secs(600));
         let attempts = l.int_in(env::WEBHOOK_ATTEMPTS, 3, 1, 10) as u32;
+        // Long enough for one event's every attempt, the pauses between them and a second.
+        let pauses: Duration = (1..attempts).map(crate::net::backoff::pause).sum();
+        let budget = timeout * attempts + pauses + Duration::from_secs(1);
+        let flush_timeout = l.duration_max(env::NOTIFY_FLUSH_TIMEOUT, budget, Duration::from_secs(3600));
         NotifySettings {
             webhook_url: l.text(env::WEBHOOK_URL).map(Secret::new),
             friendly_name: l.text(env::ENVIRONMENT_FRIENDLY_NAME),
@@ -81,6 +88,7 @@ impl NotifySettings {
             min_level,
             timeout,
             attempts,
+            flush_timeout,
             pagerduty_key: l.text(env::PGDUTY_SVC_KEY).map(Secret::new),
             pagerduty_url: Secret::new(
                 l.text(env::PGDUTY_URL).unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into()),
@@ -233,6 +241,10 @@ impl DaemonSettings {
             startup_check: l.boolean(env::STARTUP_CHECK, true),
             monitor_only: l.boolean(env::MONITOR_ONLY, false),
             status_page: l.boolean(env::STATUS_PAGE, true),
+            status_page_cache: match l.text(env::STATUS_PAGE_CACHE).as_deref().map(str::trim) {
+                Some("0" | "0s") => Duration::ZERO,
+                _ => l.duration_max(env::STATUS_PAGE_CACHE, Duration::from_secs(5), Duration::from_secs(3600)),
+            },
             monitor_interval: l.duration_max(env::MONITOR_INTERVAL, Duration::from_secs(60), DAY),
             rto_target: target(env::RTO_TARGET),
         }
@@ -360,6 +372,9 @@ pub struct DaemonSettings {
     pub shutdown_grace: Duration,
     /// `CRON_COMMAND_TIMEOUT` (default 1h): limit for shell commands in cron lines.
     pub command_timeout: Duration,
+    /// `STATUS_PAGE_CACHE` (default 5s; `0s`: render every request): how long a rendered
+    /// status page is served again.
+    pub status_page_cache: Duration,
     /// `STARTUP_CHECK` (default true): run `--check` at start (logged; WARN when it fails).
     pub startup_check: bool,
     /// `MONITOR_ONLY` (default false): no backups; health, `/status` and `/metrics` from the

@@ -53,6 +53,8 @@ pub struct Health {
     pub status_page: bool,
     /// The last rendered page and when: a burst of views renders once.
     pub page_cache: Arc<Mutex<Option<(std::time::Instant, String)>>>,
+    /// How long a rendered page is served again (`STATUS_PAGE_CACHE`).
+    pub page_fresh: std::time::Duration,
 }
 
 /// Binds `addr` and serves on a background thread; returns the bound address.
@@ -342,12 +344,11 @@ pub fn route(path: &str, health: &Health, ready: &Mutex<Result<(), String>>) -> 
 }
 
 /// The status page: rendered from a snapshot taken under the lock (a clone), outside it, and
-/// kept for a few seconds.
+/// kept for `STATUS_PAGE_CACHE`.
 fn page(health: &Health, now: chrono::DateTime<Utc>) -> String {
-    const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
     if let Ok(cache) = health.page_cache.lock()
         && let Some((at, html)) = cache.as_ref()
-        && at.elapsed() < FRESH
+        && at.elapsed() < health.page_fresh
     {
         return html.clone();
     }

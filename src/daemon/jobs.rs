@@ -92,6 +92,9 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
             }
         }
     }
+    // The end of a run for the notifiers: wait for their queues (bounded), keep what a dead
+    // endpoint missed for the next job, and try that endpoint again then.
+    notifiers.flush();
     // Every job may have changed what the manifests prove (a backup, a verification, a prune).
     if let Ok(backups) = crate::catalog::scan(&settings.backup_dir) {
         lock().refresh_evidence(&super::tracked(settings, &backups), &backups);

@@ -74,7 +74,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         let at = settings.zone.local(e.next).format("%Y-%m-%d %H:%M:%S");
         info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
     }
-    let mirrors = crate::storage::from_settings(&settings)?;
+    let mirrors = crate::storage::from_settings(&settings, shutdown)?;
     let outputs = Arc::new(jobs::Outputs { notifiers, mirrors });
     let notifiers = &outputs.notifiers;
     let schedule_text: Vec<String> = entries
@@ -101,6 +101,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
             fail_when_stale: settings.daemon.fail_when_stale,
             status_page: settings.daemon.status_page,
             page_cache: Default::default(),
+            page_fresh: settings.daemon.status_page_cache,
         };
         let bound = http::serve(addr, health)?;
         info!(address = %bound, "Health and metrics listener started (/healthz /readyz /status /metrics).");
@@ -150,6 +151,8 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         running = Some(start(entry.job.clone(), settings.clone(), outputs.clone(), state.clone(), shutdown.clone()));
     }
     stop(running, &state, settings.daemon.shutdown_grace);
+    // Shutting down: at most a second for what is still queued; the rest is counted.
+    outputs.notifiers.flush();
     info!("Backup server stopped.");
     Ok(Exit::Success)
 }

@@ -1,10 +1,10 @@
 //! The severity of a notification (named as upstream's webhook `statusCode`): a leaf, so that
 //! configuration (`WEBHOOK_LEVEL`) can name it without depending on the notifiers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Severity, named as upstream's `statusCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
     Info,

@@ -7,6 +7,7 @@ use anyhow::anyhow;
 
 use crate::model::secret::Secret;
 use crate::net::backoff;
+use crate::system::cancel::Cancel;
 
 /// An HTTP agent with a total and a connect timeout, system CA roots, no redirects, and
 /// status codes returned rather than turned into errors.
@@ -28,8 +29,16 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
 ///
 /// # Errors
 /// The last failure.
-pub fn post(agent: &ureq::Agent, url: &Secret, content_type: &str, body: &[u8], attempts: u32) -> anyhow::Result<()> {
+pub fn post(
+    agent: &ureq::Agent,
+    url: &Secret,
+    content_type: &str,
+    body: &[u8],
+    attempts: u32,
+    cancel: &Cancel,
+) -> anyhow::Result<()> {
     let outcome = backoff::retry(
+        cancel,
         attempts,
         |_| match agent.post(url.expose()).content_type(content_type).send(body) {
             Ok(resp) if resp.status().is_success() => Ok(()),

@@ -289,6 +289,36 @@ pub fn command_failed(command: &str, reason: &str) -> Event {
     )
 }
 
+/// The summary of what an earlier run could not deliver to this endpoint (sent first by the
+/// next run): the highest missed level, the counts, the newest titles.
+pub fn notifications_missed(m: &super::missed::Missed) -> Event {
+    let when =
+        |t: Option<DateTime<Utc>>| t.map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    let counts: Vec<String> = m.by_level.iter().rev().map(|(level, n)| format!("{n} {level}")).collect();
+    let mut message = format!(
+        "{} notifications ({}) between {} and {} could not be delivered to this endpoint: {}.",
+        m.events,
+        counts.join(", "),
+        when(m.first),
+        when(m.last),
+        if m.reason.is_empty() { "unknown reason" } else { &m.reason },
+    );
+    if !m.titles.is_empty() {
+        message.push_str("\nThe latest:");
+        for t in &m.titles {
+            message.push_str(&format!("\n- {t}"));
+        }
+    }
+    event(
+        m.highest.unwrap_or(Level::Warn),
+        "notifications_missed",
+        None,
+        format!("{} notifications were not delivered", m.events),
+        message,
+        json!({"missed": m.events, "by_level": m.by_level, "first": m.first, "last": m.last, "reason": m.reason}),
+    )
+}
+
 pub fn config_error(errors: &str) -> Event {
     event(
         Level::Error,

@@ -9,11 +9,13 @@ use std::sync::Mutex;
 
 use serde_json::json;
 
+use super::missed::Missed;
 use super::{Event, Level, Notifier};
 use crate::catalog::durable::write_atomic;
 use crate::config::NotifySettings;
 use crate::model::secret::{Secret, redact_url};
 use crate::net::http_client::{agent, post};
+use crate::system::cancel::Cancel;
 
 const STATE_FILE: &str = ".backup_container_pagerduty.json";
 
@@ -79,7 +81,20 @@ impl Notifier for PagerDuty {
         format!("pagerduty {}", redact_url(self.url.expose()))
     }
 
-    fn notify(&self, e: &Event) -> anyhow::Result<()> {
+    fn wants(&self, e: &Event) -> bool {
+        e.level == Level::Error || e.kind == "backup_succeeded"
+    }
+
+    /// The latest state of each dedup key the earlier run missed (a trigger or a resolve),
+    /// not a summary: PagerDuty deduplicates by key.
+    fn catch_up(&self, missed: &Missed, cancel: &Cancel) -> anyhow::Result<()> {
+        for e in missed.replay() {
+            self.notify(&e, cancel)?;
+        }
+        Ok(())
+    }
+
+    fn notify(&self, e: &Event, cancel: &Cancel) -> anyhow::Result<()> {
         let key = self.dedup_key(e);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let action = match (e.level, e.kind) {
@@ -88,7 +103,7 @@ impl Notifier for PagerDuty {
             _ => return Ok(()),
         };
         let body = self.body(e, action).to_string();
-        post(&self.agent, &self.url, "application/json", body.as_bytes(), self.attempts)?;
+        post(&self.agent, &self.url, "application/json", body.as_bytes(), self.attempts, cancel)?;
         let changed = if action == "trigger" { open.insert(key) } else { open.remove(&key) };
         if changed {
             self.save(&open);

@@ -13,6 +13,7 @@ use super::{Event, Level, Notifier};
 use crate::config::{NotifySettings, WebhookFormat};
 use crate::model::secret::{Secret, redact_url};
 use crate::net::http_client::{agent, post};
+use crate::system::cancel::Cancel;
 
 pub struct WebhookNotifier {
     url: Secret,
@@ -59,12 +60,16 @@ impl Notifier for WebhookNotifier {
         format!("webhook {}", redact_url(self.url.expose()))
     }
 
-    fn notify(&self, event: &Event) -> anyhow::Result<()> {
-        if event.level < self.min_level {
+    fn wants(&self, event: &Event) -> bool {
+        event.level >= self.min_level
+    }
+
+    fn notify(&self, event: &Event, cancel: &Cancel) -> anyhow::Result<()> {
+        if !self.wants(event) {
             return Ok(());
         }
         let (body, content_type) = self.body(event);
-        post(&self.agent, &self.url, content_type, &body, self.attempts)
+        post(&self.agent, &self.url, content_type, &body, self.attempts, cancel)
     }
 }
 

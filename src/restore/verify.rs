@@ -76,7 +76,7 @@ pub fn verify_all(
     let _lock = RunLock::acquire(root, "verification")?;
     let backups = catalog::scan(root)?;
     let mirrors = match remote {
-        Some(_) => crate::storage::from_settings(settings)?,
+        Some(_) => crate::storage::from_settings(settings, cancel)?,
         None => Vec::new(),
     };
     let mirror = remote.map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;

@@ -25,6 +25,7 @@ use tracing::warn;
 
 use crate::config::{ConfigErrors, MirrorSettings, Settings};
 use crate::net::backoff;
+use crate::system::cancel::Cancel;
 
 /// An object on a mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,16 +78,19 @@ pub struct Permanent(pub String);
 pub struct Retrying {
     inner: Box<dyn Storage>,
     attempts: u32,
+    /// Ends a pause between attempts at once on shutdown.
+    cancel: Cancel,
 }
 
 impl Retrying {
-    pub fn new(inner: Box<dyn Storage>, attempts: u32) -> Retrying {
-        Retrying { inner, attempts: attempts.max(1) }
+    pub fn new(inner: Box<dyn Storage>, attempts: u32, cancel: &Cancel) -> Retrying {
+        Retrying { inner, attempts: attempts.max(1), cancel: cancel.clone() }
     }
 
     fn retry<T>(&self, what: &str, mut op: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
         let name = self.inner.name();
         backoff::retry(
+            &self.cancel,
             self.attempts,
             |_| op(),
             |e: &anyhow::Error| {
@@ -135,28 +139,32 @@ impl Storage for Retrying {
 /// # Errors
 /// A mirror whose settings cannot be used (bad URL, unreadable CA file): a configuration
 /// error (exit 2) for every mode alike.
-pub fn from_settings(settings: &Settings) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
+pub fn from_settings(settings: &Settings, cancel: &Cancel) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
     let lock = settings.mirrors.s3.as_ref().and_then(|s3| s3.object_lock).map(|mode| s3_lock::Lock {
         mode,
         policy: settings.policy,
         interval: settings.backup_interval(chrono::Utc::now()).unwrap_or(s3_lock::DEFAULT_MIN),
         min: settings.mirrors.s3.as_ref().map_or(s3_lock::DEFAULT_MIN, |s| s.object_lock_min),
     });
-    from_mirrors(&settings.mirrors, lock)
+    from_mirrors(&settings.mirrors, lock, cancel)
 }
 
 /// `from_settings` for mirror settings alone, with the S3 mirror's lock given.
 ///
 /// # Errors
 /// As `from_settings`.
-pub fn from_mirrors(m: &MirrorSettings, lock: Option<s3_lock::Lock>) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
+pub fn from_mirrors(
+    m: &MirrorSettings,
+    lock: Option<s3_lock::Lock>,
+    cancel: &Cancel,
+) -> Result<Vec<Box<dyn Storage>>, ConfigErrors> {
     let bad = |e: anyhow::Error| ConfigErrors(vec![format!("mirror configuration: {e:#}")]);
     let mut out: Vec<Box<dyn Storage>> = Vec::new();
     if let Some(ftp) = &m.ftp {
-        out.push(Box::new(Retrying::new(Box::new(ftps::FtpsStorage::new(ftp).map_err(bad)?), m.attempts)));
+        out.push(Box::new(Retrying::new(Box::new(ftps::FtpsStorage::new(ftp).map_err(bad)?), m.attempts, cancel)));
     }
     if let Some(s3) = &m.s3 {
-        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3, lock).map_err(bad)?), m.attempts)));
+        out.push(Box::new(Retrying::new(Box::new(s3::S3Storage::new(s3, lock).map_err(bad)?), m.attempts, cancel)));
     }
     Ok(out)
 }

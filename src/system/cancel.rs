@@ -78,6 +78,21 @@ impl Cancel {
         let _ = self.0.woken.wait_timeout_while(guard, timeout, |n| *n == seen && !self.is_cancelled());
     }
 
+    /// Sleeps for `d`, or less when the token is cancelled (then `Err(Interrupted)`): the
+    /// pause of every retry loop, so that a shutdown never waits for a backoff.
+    pub fn sleep(&self, d: Duration) -> Result<(), Interrupted> {
+        let deadline = std::time::Instant::now() + d;
+        let mut guard = self.0.wakes.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            self.check()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            guard = self.0.woken.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
     /// Sends SIGKILL to every registered child process group (second signal, or grace expired).
     pub fn kill_children(&self) {
         self.signal_children(Signal::SIGKILL);

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod daemon;
 pub mod ftps;
+pub mod hang;
 pub mod mariadb;
 pub mod moto;
 pub mod postgres;

@@ -77,7 +77,23 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(behaviour: Behaviour) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Receiver::serve(TcpListener::bind("127.0.0.1:0").unwrap(), behaviour)
+    }
+
+    /// On a given port (an endpoint that comes back where it was); retried while the port is
+    /// still being released.
+    pub fn start_on(port: u16, behaviour: Behaviour) -> Receiver {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => return Receiver::serve(l, behaviour),
+                Err(e) if std::time::Instant::now() > deadline => panic!("port {port}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn serve(listener: TcpListener, behaviour: Behaviour) -> Receiver {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(AtomicUsize::new(0));
