@@ -98,3 +98,43 @@ fn the_daemon_loop_runs_schedules_and_stops_on_its_token() {
     assert_eq!(exit, Exit::Success);
     assert!(stopping.elapsed() < Duration::from_secs(15), "{:?}", stopping.elapsed());
 }
+
+/// A run reads the backup folder once, however many databases and backups it holds; every
+/// step after that works on the run's own view (and retention gives the same result).
+#[test]
+fn a_run_reads_the_catalog_once_and_prunes_as_before() {
+    let Some(fx) = Fixture::start(10) else { return };
+    let memory = Arc::new(MemoryStorage::new(true));
+    let mirrors: Vec<Box<dyn Storage>> = vec![Box::new(Shared(memory.clone()))];
+    let dir = fx.backups().display().to_string();
+    let conf = fx.dir.path().join("two.conf");
+    std::fs::write(&conf, format!("localhost:{port}/app1\nlocalhost:{port}/app2\n", port = fx.pg.port)).unwrap();
+    let s = Settings::load(
+        Env::from_pairs([
+            ("BACKUP_DIR", dir.as_str()),
+            ("LOCALHOST_USER", "app"),
+            ("LOCALHOST_PASSWORD", APP_PASSWORD),
+            ("BACKUP_STRATEGY", "daily"),
+            ("NUM_BACKUPS", "2"),
+            ("BACKUP_ANOMALY_HOLD", "0"),
+            ("TZ", "UTC"),
+            ("HEALTH_ADDR", "off"),
+        ]),
+        Some(&conf),
+    )
+    .unwrap();
+    let notifiers = Notifiers::none();
+    for round in 1..=4 {
+        let before = backup_container::catalog::scans_of(&s.backup_dir);
+        let report = run_backups(&s, &mirrors, &notifiers, &Cancel::new()).unwrap();
+        assert!(report.succeeded(), "round {round}: {report:?}");
+        let scans = backup_container::catalog::scans_of(&s.backup_dir) - before;
+        assert_eq!(scans, 1, "round {round}: the folder was walked {scans} times for 2 databases");
+    }
+    let local = backups_under(&fx.backups());
+    for db in ["localhost-app1_", "localhost-app2_"] {
+        assert_eq!(local.iter().filter(|f| f.contains(db)).count(), 2, "NUM_BACKUPS=2 for {db}: {local:?}");
+    }
+    let remote = memory.keys().into_iter().filter(|k| k.ends_with(".sql.gz")).count();
+    assert_eq!(remote, 4, "the mirror pruned the same way: {:?}", memory.keys());
+}

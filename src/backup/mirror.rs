@@ -17,10 +17,10 @@ use chrono::{DateTime, Utc};
 
 use tracing::{info, warn};
 
+use crate::catalog::BackupFile;
 use crate::catalog::layout::{self, SIDECAR_SUFFIXES};
 use crate::catalog::manifest;
 use crate::catalog::retention;
-use crate::catalog::{self, BackupFile};
 use crate::config::Settings;
 use crate::notify::{Notifiers, event};
 use crate::storage::prune;
@@ -60,19 +60,26 @@ impl Down {
     }
 }
 
-/// Mirrors `written` (a new backup of `core`) to every mirror that is not `down`.
+/// The new backup to copy: its database (as printed), core name and file, and the local
+/// backups of that database (for the catch-up).
+pub struct NewBackup<'a> {
+    pub db: &'a str,
+    pub core: &'a str,
+    pub written: &'a Path,
+    pub local: &'a [BackupFile],
+}
+
+/// Mirrors the new backup to every mirror that is not `down`.
 pub fn mirror_database(
     mirrors: &[Box<dyn Storage>],
     settings: &Settings,
-    db: &str,
-    core: &str,
-    written: &Path,
+    new: NewBackup<'_>,
     notifiers: &Notifiers,
     down: &Down,
 ) -> Vec<MirrorOutcome> {
+    let NewBackup { db, core, written, local } = new;
     let root = &settings.backup_dir;
-    let local: Vec<BackupFile> =
-        catalog::scan(root).unwrap_or_default().into_iter().filter(|b| b.core == core && !b.in_progress).collect();
+    let local: Vec<BackupFile> = local.iter().filter(|b| b.core == core && !b.in_progress).cloned().collect();
     mirrors
         .iter()
         .map(|m| {

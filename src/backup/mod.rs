@@ -33,6 +33,7 @@ pub mod mirror;
 pub mod pipeline;
 mod report;
 mod steps;
+mod view;
 use report::log_summary;
 pub use report::{DatabaseReport, Failure, Outcome, RunReport, peak_rss_kb};
 use steps::{Copied, CopyError, PruneError, Pruned};
@@ -119,6 +120,8 @@ struct Run<'a> {
     local: LocalStorage,
     /// Mirrors given up in this run (not tried again by later databases).
     mirrors_down: mirror::Down,
+    /// The backup folder, walked once at the start and kept current by this run.
+    catalog: view::RunCatalog,
     /// The dated folder this run writes into.
     dir: PathBuf,
     id: String,
@@ -140,6 +143,10 @@ impl<'a> Run<'a> {
             phases: Phases::new(&settings.hooks, &settings.engine, cancel),
             local: LocalStorage::new(&settings.backup_dir),
             mirrors_down: mirror::Down::default(),
+            catalog: view::RunCatalog::load(&settings.backup_dir).unwrap_or_else(|e| {
+                warn!(error = %format!("{e:#}"), "The backup folder could not be read; steps see only this run's backups.");
+                view::RunCatalog::empty(&settings.backup_dir)
+            }),
             dir: layout::run_dir(&settings.backup_dir, layout::classify(date, &settings.policy), date),
             id: run_id("", Utc::now()),
         }
@@ -228,13 +235,9 @@ impl<'a> Run<'a> {
     /// the baseline). Best effort: a catalog that cannot be read only skips the check.
     fn guard(&self, w: &Written) -> Option<Anomaly> {
         let root = &self.settings.backup_dir;
-        let backups = match catalog::scan(root) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), "Anomaly check skipped: the backup folder could not be read.");
-                return None;
-            }
-        };
+        self.catalog.add(&w.path);
+        let current = catalog::entry(root, &w.path)?;
+        let backups = self.catalog.of_core(&current.core);
         let key = self.key(w);
         let current = backups.iter().find(|b| b.key() == key)?;
         let found = anomaly::assess(&backups, current, &self.settings.anomaly)?;
@@ -254,15 +257,10 @@ impl<'a> Run<'a> {
             return Vec::new();
         }
         let result = self.phases.around(Phase::Copy, ctx, || {
-            let outcomes = mirror_database(
-                self.mirrors,
-                self.settings,
-                &db.spec.to_string(),
-                &db.spec.core_name(),
-                &w.path,
-                self.notifiers,
-                &self.mirrors_down,
-            );
+            let (name, core) = (db.spec.to_string(), db.spec.core_name());
+            let local = self.catalog.of_core(&core);
+            let new = mirror::NewBackup { db: &name, core: &core, written: &w.path, local: &local };
+            let outcomes = mirror_database(self.mirrors, self.settings, new, self.notifiers, &self.mirrors_down);
             if outcomes.iter().all(|m| m.error.is_none()) {
                 Ok(Copied(outcomes))
             } else {
@@ -294,7 +292,7 @@ impl<'a> Run<'a> {
                 })
             };
             let root = &self.settings.backup_dir;
-            let backups = catalog::scan(root).map_err(skipped)?;
+            let backups = self.catalog.of_core(&db.spec.core_name());
             let backups = prune::settle(root, backups, &db.spec.core_name(), &db.spec.engine, &self.settings.keys)
                 .map_err(skipped)?;
             let cores = [db.spec.core_name()].into_iter().collect();
@@ -303,6 +301,7 @@ impl<'a> Run<'a> {
                 info!(key = %k.key, why = k.why, "Kept beyond the retention count.");
             }
             let mut report = prune::apply(&self.local, &plan, &objects(&backups));
+            self.catalog.remove(&report.deleted);
             report.kept = kept;
             if report.failed.is_empty() { Ok(Pruned(report)) } else { Err(PruneError::Failed(report)) }
         });
@@ -364,21 +363,21 @@ impl<'a> Run<'a> {
     /// partial being written has its writer holding that lock; another process's are left alone).
     fn remove_dead_partials(&self) {
         let root = &self.settings.backup_dir;
-        let Ok(backups) = catalog::scan(root) else { return };
+        let backups = self.catalog.all();
         for b in backups.iter().filter(|b| b.in_progress) {
             let Ok(_lock) = RunLock::try_database(root, &b.core, "removing a dead partial file") else { continue };
             let plan = [Deletion { key: b.key(), reason: Reason::DeadPartial }];
-            prune::apply(&self.local, &plan, &objects(&backups));
+            let report = prune::apply(&self.local, &plan, &objects(&backups));
+            self.catalog.remove(&report.deleted);
         }
     }
 
     /// The previous complete backup's uncompressed size (its manifest), for the ETA.
     fn previous_size(&self, db: &Database) -> Option<u64> {
-        let core = db.spec.core_name();
-        catalog::scan(&self.settings.backup_dir)
-            .ok()?
+        self.catalog
+            .of_core(&db.spec.core_name())
             .iter()
-            .filter(|b| b.core == core && !b.in_progress)
+            .filter(|b| !b.in_progress)
             .filter_map(|b| b.manifest.as_ref()?.uncompressed_bytes)
             .next_back()
     }

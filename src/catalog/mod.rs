@@ -118,6 +118,7 @@ impl BackupFile {
 /// # Errors
 /// When a directory under the root cannot be read.
 pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
+    count_scan(root);
     if !root.exists() {
         return Ok(Vec::new());
     }
@@ -160,6 +161,49 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
     drop_orphans(root, &out);
     out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     Ok(out)
+}
+
+/// Full scans of each root in this process: a run reads its catalog once (`tests/` check it).
+static SCANS: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn count_scan(root: &Path) {
+    let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+    match scans.iter_mut().find(|(r, _)| r == root) {
+        Some((_, n)) => *n += 1,
+        None => scans.push((root.to_path_buf(), 1)),
+    }
+}
+
+/// How many times `scan` walked `root` in this process.
+pub fn scans_of(root: &Path) -> u64 {
+    let scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+    scans.iter().find(|(r, _)| r == root).map_or(0, |(_, n)| *n)
+}
+
+/// One backup file (by its path under `root`) with its record, without walking the folder:
+/// `None` when it is not in our layout or is gone.
+pub fn entry(root: &Path, path: &Path) -> Option<BackupFile> {
+    let rel = path.strip_prefix(root).ok()?;
+    let placement = layout::parse_relative(rel)?;
+    let meta = fs::metadata(path).ok()?;
+    let mut file = BackupFile::new(
+        path.to_path_buf(),
+        rel.to_path_buf(),
+        placement,
+        meta.len(),
+        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    );
+    if !file.in_progress {
+        file.manifest = current_record(root, &file);
+    }
+    Some(file)
+}
+
+/// `file`'s record read again (after a step of this run wrote it).
+pub fn reread_record(root: &Path, file: &mut BackupFile) {
+    if !file.in_progress {
+        file.manifest = current_record(root, file);
+    }
 }
 
 /// The file's record, unless it was taken from a file that has changed since (a scanned

@@ -33,14 +33,14 @@ pub struct PruneReport {
 
 /// Decodes and scans, once, the backups of `core` whose completeness is not known yet (the
 /// bash version's files, ours from before manifests) and records the verdict, so that
-/// retention never counts an incomplete file as a good backup. Returns the catalog again
-/// when anything was recorded.
+/// retention never counts an incomplete file as a good backup. Returns the backups with the
+/// records written meanwhile (without walking the folder again).
 ///
 /// # Errors
-/// The folder cannot be read again.
+/// None today (kept for callers that treat a settle failure as "retention skipped").
 pub fn settle(
     root: &Path,
-    backups: Vec<BackupFile>,
+    mut backups: Vec<BackupFile>,
     core: &str,
     kind: &EngineKind,
     keys: &Keys,
@@ -64,7 +64,10 @@ pub fn settle(
             Err(e) => catalog::record_unreadable(root, b, &format!("{e:#}")),
         }
     }
-    catalog::scan(root)
+    for b in backups.iter_mut().filter(|b| b.core == core) {
+        catalog::reread_record(root, b);
+    }
+    Ok(backups)
 }
 
 /// Deletes each planned backup and its record (and old sidecars) where `listing` shows them;

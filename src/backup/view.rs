@@ -1,0 +1,68 @@
+//! The catalog as one run sees it: the backup folder walked once when the run starts (that
+//! walk also does the tidy work: old sidecars moved into records, orphaned records dropped),
+//! then kept current with what the run itself writes, records and deletes. Each database's
+//! steps (guard, copy, prune, the progress estimate) read their own database's files from it,
+//! so a run's cost does not grow with the number of databases × backups kept.
+//!
+//! Other processes change other databases' files (each database is locked while it is backed
+//! up); a backup of this database written by another process after the walk is not seen, which
+//! errs on the side of keeping one more backup.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::catalog::{self, BackupFile};
+
+pub(super) struct RunCatalog {
+    root: PathBuf,
+    files: Mutex<Vec<BackupFile>>,
+}
+
+impl RunCatalog {
+    /// Walks `root` once.
+    ///
+    /// # Errors
+    /// The folder cannot be read.
+    pub(super) fn load(root: &Path) -> anyhow::Result<RunCatalog> {
+        Ok(RunCatalog { root: root.to_path_buf(), files: Mutex::new(catalog::scan(root)?) })
+    }
+
+    /// An empty view (the folder could not be read at the start; steps then see only what
+    /// this run writes).
+    pub(super) fn empty(root: &Path) -> RunCatalog {
+        RunCatalog { root: root.to_path_buf(), files: Mutex::new(Vec::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<BackupFile>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every file as walked at the start (and changed by this run).
+    pub(super) fn all(&self) -> Vec<BackupFile> {
+        self.lock().clone()
+    }
+
+    /// The files of one database (core name), oldest first, with their records read again
+    /// (the steps of this run write them: the anomaly, verifications).
+    pub(super) fn of_core(&self, core: &str) -> Vec<BackupFile> {
+        let mut files = self.lock();
+        for f in files.iter_mut().filter(|f| f.core == core) {
+            catalog::reread_record(&self.root, f);
+        }
+        files.iter().filter(|f| f.core == core).cloned().collect()
+    }
+
+    /// A file this run wrote.
+    pub(super) fn add(&self, path: &Path) {
+        let Some(file) = catalog::entry(&self.root, path) else { return };
+        let mut files = self.lock();
+        files.retain(|f| f.path != file.path);
+        files.push(file);
+        files.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+
+    /// Files this run deleted (their keys).
+    pub(super) fn remove(&self, keys: &[String]) {
+        self.lock().retain(|f| !keys.contains(&f.key()));
+    }
+}
