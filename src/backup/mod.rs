@@ -14,7 +14,7 @@ use crate::catalog::anomaly;
 use crate::catalog::layout;
 use crate::catalog::lock::{NotTaken, RunLock, WhenLocked};
 use crate::catalog::manifest::{self, Anomaly};
-use crate::catalog::retention::{self, Deletion, Reason};
+use crate::catalog::retention;
 use crate::config::Settings;
 use crate::engine;
 use crate::model::database::Database;
@@ -56,7 +56,7 @@ pub fn run_backups(
     // `*` specs expanded, the shard applied: the databases of this run.
     let fleet = crate::fleet::resolve(settings, cancel);
     let run = Run::new(settings, mirrors, notifiers, cancel);
-    run.remove_dead_partials();
+    run.catalog.remove_dead_partials(&run.local);
     let shard = settings.shard.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     info!(folder = %run.dir.display(), databases = fleet.databases.len(), shard = %shard, run_id = %run.id, "Starting backup run.");
     let ctx = run.context(None);
@@ -202,7 +202,7 @@ impl<'a> Run<'a> {
         // A live line for a person at a terminal (one database at a time); log lines otherwise.
         let live = std::io::IsTerminal::is_terminal(&std::io::stderr()) && self.settings.jobs <= 1;
         // The estimate costs a scan of the folder: only for a person watching.
-        let expected = if live { self.previous_size(db) } else { None };
+        let expected = if live { self.catalog.previous_size(&db.spec.core_name()) } else { None };
         let meter = crate::stream::progress::Meter::for_dump(&db.spec.to_string(), expected, live);
         let format = pipeline::Format { progress: Some(&meter), ..self.format() };
         match pipeline::backup_one(
@@ -357,29 +357,6 @@ impl<'a> Run<'a> {
                 Err(Box::new(Outcome::Failed(Failure::Backup(msg))))
             }
         }
-    }
-
-    /// Removes partial files left by killed runs: each one whose database lock is free (a
-    /// partial being written has its writer holding that lock; another process's are left alone).
-    fn remove_dead_partials(&self) {
-        let root = &self.settings.backup_dir;
-        let backups = self.catalog.all();
-        for b in backups.iter().filter(|b| b.in_progress) {
-            let Ok(_lock) = RunLock::try_database(root, &b.core, "removing a dead partial file") else { continue };
-            let plan = [Deletion { key: b.key(), reason: Reason::DeadPartial }];
-            let report = prune::apply(&self.local, &plan, &objects(&backups));
-            self.catalog.remove(&report.deleted);
-        }
-    }
-
-    /// The previous complete backup's uncompressed size (its manifest), for the ETA.
-    fn previous_size(&self, db: &Database) -> Option<u64> {
-        self.catalog
-            .of_core(&db.spec.core_name())
-            .iter()
-            .filter(|b| !b.in_progress)
-            .filter_map(|b| b.manifest.as_ref()?.uncompressed_bytes)
-            .next_back()
     }
 
     fn format(&self) -> pipeline::Format<'_> {

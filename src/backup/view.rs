@@ -11,7 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::catalog::lock::RunLock;
+use crate::catalog::retention::{Deletion, Reason};
 use crate::catalog::{self, BackupFile};
+use crate::storage::local::{LocalStorage, objects};
+use crate::storage::prune;
 
 pub(super) struct RunCatalog {
     root: PathBuf,
@@ -59,6 +63,29 @@ impl RunCatalog {
         files.retain(|f| f.path != file.path);
         files.push(file);
         files.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+
+    /// Removes partial files left by killed runs: each one whose database lock is free (a
+    /// partial being written has its writer holding that lock; another process's are left alone).
+    pub(super) fn remove_dead_partials(&self, local: &LocalStorage) {
+        let backups = self.all();
+        for b in backups.iter().filter(|b| b.in_progress) {
+            let Ok(_lock) = RunLock::try_database(&self.root, &b.core, "removing a dead partial file") else {
+                continue;
+            };
+            let plan = [Deletion { key: b.key(), reason: Reason::DeadPartial }];
+            let report = prune::apply(local, &plan, &objects(&backups));
+            self.remove(&report.deleted);
+        }
+    }
+
+    /// The newest complete backup's uncompressed size (its manifest), for the ETA.
+    pub(super) fn previous_size(&self, core: &str) -> Option<u64> {
+        self.of_core(core)
+            .iter()
+            .filter(|b| !b.in_progress)
+            .filter_map(|b| b.manifest.as_ref()?.uncompressed_bytes)
+            .next_back()
     }
 
     /// Files this run deleted (their keys).
