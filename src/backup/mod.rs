@@ -179,7 +179,8 @@ impl<'a> Run<'a> {
         };
         if let Outcome::Written(w) = &report.outcome {
             written.push(self.key(w));
-            report.anomaly = self.guard(w);
+            self.catalog.add(&w.path);
+            report.anomaly = self.guard(&db.spec.core_name(), w);
             let ctx = Context { file: Some(&w.path), size: Some(w.bytes), ..ctx };
             report.mirrors = self.copy(db, w, &ctx);
             let pruned = self.prune(db, written, &ctx);
@@ -233,11 +234,9 @@ impl<'a> Run<'a> {
     /// Step 1b: the anomaly guard: the new backup against the previous good one, recorded in
     /// its manifest before the copy (so mirrors carry it) and before retention (which holds
     /// the baseline). Best effort: a catalog that cannot be read only skips the check.
-    fn guard(&self, w: &Written) -> Option<Anomaly> {
+    fn guard(&self, core: &str, w: &Written) -> Option<Anomaly> {
         let root = &self.settings.backup_dir;
-        self.catalog.add(&w.path);
-        let current = catalog::entry(root, &w.path)?;
-        let backups = self.catalog.of_core(&current.core);
+        let backups = self.catalog.of_core(core);
         let key = self.key(w);
         let current = backups.iter().find(|b| b.key() == key)?;
         let found = anomaly::assess(&backups, current, &self.settings.anomaly)?;
@@ -245,8 +244,10 @@ impl<'a> Run<'a> {
         warn!(baseline = %found.baseline, findings = %findings.join("; "), "Anomaly: this backup differs sharply from the previous good one; retention keeps that one.");
         let mut m = current.manifest.clone()?;
         m.anomaly = Some(found.clone());
-        if let Err(e) = manifest::write(root, &m) {
-            warn!(error = %format!("{e:#}"), "The anomaly could not be recorded in the manifest.");
+        match manifest::write(root, &m) {
+            // The view carries the anomaly to retention (which holds the baseline).
+            Ok(()) => self.catalog.add(&w.path),
+            Err(e) => warn!(error = %format!("{e:#}"), "The anomaly could not be recorded in the manifest."),
         }
         Some(found)
     }
@@ -292,7 +293,7 @@ impl<'a> Run<'a> {
                 })
             };
             let root = &self.settings.backup_dir;
-            let backups = self.catalog.of_core(&db.spec.core_name());
+            let backups = self.catalog.of_core_fresh(&db.spec.core_name());
             let backups = prune::settle(root, backups, &db.spec.core_name(), &db.spec.engine, &self.settings.keys)
                 .map_err(skipped)?;
             let cores = [db.spec.core_name()].into_iter().collect();

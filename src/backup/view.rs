@@ -46,9 +46,14 @@ impl RunCatalog {
         self.lock().clone()
     }
 
-    /// The files of one database (core name), oldest first, with their records read again
-    /// (the steps of this run write them: the anomaly, verifications).
+    /// The files of one database (core name), oldest first, as this run knows them.
     pub(super) fn of_core(&self, core: &str) -> Vec<BackupFile> {
+        self.lock().iter().filter(|f| f.core == core).cloned().collect()
+    }
+
+    /// `of_core` with every record read again, for retention: a verification recorded by
+    /// another process since the walk protects its backup (the newest verified is kept).
+    pub(super) fn of_core_fresh(&self, core: &str) -> Vec<BackupFile> {
         let mut files = self.lock();
         for f in files.iter_mut().filter(|f| f.core == core) {
             catalog::reread_record(&self.root, f);
@@ -56,7 +61,7 @@ impl RunCatalog {
         files.iter().filter(|f| f.core == core).cloned().collect()
     }
 
-    /// A file this run wrote.
+    /// A file this run wrote (or whose record it changed).
     pub(super) fn add(&self, path: &Path) {
         let Some(file) = catalog::entry(&self.root, path) else { return };
         let mut files = self.lock();

@@ -145,15 +145,8 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
             Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
             other => other.with_context(|| format!("reading {}", entry.path().display()))?,
         };
-        let mut file = BackupFile::new(
-            entry.path().to_path_buf(),
-            rel.to_path_buf(),
-            placement,
-            meta.len(),
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        );
+        let mut file = with_record(root, entry.path(), rel, placement, &meta);
         if !file.in_progress {
-            file.manifest = current_record(root, &file);
             migrate_sidecars(root, &mut file, &names);
         }
         out.push(file);
@@ -186,17 +179,15 @@ pub fn entry(root: &Path, path: &Path) -> Option<BackupFile> {
     let rel = path.strip_prefix(root).ok()?;
     let placement = layout::parse_relative(rel)?;
     let meta = fs::metadata(path).ok()?;
-    let mut file = BackupFile::new(
-        path.to_path_buf(),
-        rel.to_path_buf(),
-        placement,
-        meta.len(),
-        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-    );
-    if !file.in_progress {
-        file.manifest = current_record(root, &file);
-    }
-    Some(file)
+    Some(with_record(root, path, rel, placement, &meta))
+}
+
+/// The catalog entry for a file found at `path` (`rel` under `root`), with its record.
+fn with_record(root: &Path, path: &Path, rel: &Path, placement: layout::Placement, meta: &fs::Metadata) -> BackupFile {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut file = BackupFile::new(path.to_path_buf(), rel.to_path_buf(), placement, meta.len(), modified);
+    reread_record(root, &mut file);
+    file
 }
 
 /// `file`'s record read again (after a step of this run wrote it).
