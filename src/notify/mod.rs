@@ -172,6 +172,45 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_ends_during_the_summary_keeps_the_earlier_tally() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = missed::path(dir.path(), "slow");
+        let mut earlier = Missed::default();
+        for _ in 0..5 {
+            earlier.add(&event::backup_failed("db", "e"));
+        }
+        missed::save(&path, &earlier).unwrap();
+        /// Holds every delivery until the gate opens.
+        struct Slow(Arc<Mutex<()>>);
+        impl Notifier for Slow {
+            fn name(&self) -> String {
+                "slow".into()
+            }
+            fn notify(&self, _: &Event, _: &Cancel) -> anyhow::Result<()> {
+                let _open = self.0.lock().unwrap();
+                Ok(())
+            }
+        }
+        let gate = Arc::new(Mutex::new(()));
+        let closed = gate.lock().unwrap();
+        let mut n = Notifiers { flush_timeout: Duration::from_millis(300), ..Notifiers::none() };
+        n.add(Box::new(Slow(gate.clone())), dir.path());
+        n.notify(event::config_error("first"));
+        n.notify(event::config_error("second"));
+        // The summary is in flight; the second event was not sent: both tallies are kept.
+        n.flush();
+        assert_eq!(missed::load(&path).map(|m| m.events), Some(6));
+        drop(closed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while n.list[0].is_busy() {
+            assert!(std::time::Instant::now() < deadline, "the summary never finished");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The summary that went out covered only the earlier 5: the file with 6 stays.
+        assert_eq!(missed::load(&path).map(|m| m.events), Some(6));
+    }
+
+    #[test]
     fn a_full_queue_drops_the_oldest_info_never_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         let gate = Arc::new(Mutex::new(()));

@@ -40,8 +40,11 @@ struct State {
     /// Why the endpoint was given up in this run.
     down: Option<String>,
     missed: Missed,
-    /// The previous run's tally was dealt with (sent, or folded into `missed`).
+    /// The previous run's summary was started by the sender.
     caught_up: bool,
+    /// The previous run's tally was dealt with: sent (its file removed) or folded into
+    /// `missed`. Until then `flush` folds the file in itself, so nothing is lost.
+    earlier_handled: bool,
     closed: bool,
 }
 
@@ -97,6 +100,11 @@ impl Sender {
     /// The delivery failed after its attempts.
     pub fn deliver_now(&self, event: &Event, cancel: &Cancel) -> anyhow::Result<()> {
         self.notifier.notify(event, cancel)
+    }
+
+    /// Whether an event (or a summary) is being delivered right now.
+    pub fn is_busy(&self) -> bool {
+        self.shared.lock().busy
     }
 
     /// Queues `event`; never waits.
@@ -156,13 +164,14 @@ impl Sender {
             for e in &left {
                 s.missed.add(e);
             }
+            self.failures.fetch_add(left.len() as u64, Ordering::Relaxed);
         }
         if s.dropped > 0 {
             warn!(notifier = %name, dropped = s.dropped, "INFO notifications dropped: the queue was full.");
         }
         if !s.missed.is_empty() {
             let mut tally = std::mem::take(&mut s.missed);
-            if !s.caught_up
+            if !s.earlier_handled
                 && let Some(earlier) = missed::load(&self.tally)
             {
                 tally.merge_earlier(earlier);
@@ -176,12 +185,10 @@ impl Sender {
                 }
             }
         }
-        let closed = s.closed;
-        *s = State { closed, ..State::default() };
-        if shutdown_seen {
-            // The thread may still be in a request: it is abandoned with the process.
-            s.caught_up = true;
-        }
+        // A sender still in a request finishes it under the next run's state (or is
+        // abandoned with the process when shutting down).
+        let (closed, busy) = (s.closed, s.busy);
+        *s = State { closed, busy, ..State::default() };
     }
 }
 
@@ -240,14 +247,22 @@ impl Worker {
     /// Sends the previous run's summary; false when the endpoint failed (it is then down and
     /// the earlier tally is carried into this run's).
     fn catch_up(&self) -> bool {
-        let Some(earlier) = missed::load(&self.tally) else { return true };
+        let Some(earlier) = missed::load(&self.tally) else {
+            self.shared.lock().earlier_handled = true;
+            return true;
+        };
         let name = self.notifier.name();
         match self.notifier.catch_up(&earlier, &self.cancel) {
             Ok(()) => {
                 info!(notifier = %name, missed = earlier.events, "Sent the summary of notifications an earlier run missed.");
-                if let Err(e) = std::fs::remove_file(&self.tally) {
+                // Only the tally that was sent: a flush that saved a larger one meanwhile
+                // keeps it (a summary sent twice rather than events lost).
+                if missed::load(&self.tally).as_ref() == Some(&earlier)
+                    && let Err(e) = std::fs::remove_file(&self.tally)
+                {
                     warn!(notifier = %name, error = %e, "Could not remove the tally of missed notifications; its summary may be sent again.");
                 }
+                self.shared.lock().earlier_handled = true;
                 true
             }
             Err(e) => {
@@ -257,6 +272,7 @@ impl Worker {
                 s.missed.merge_earlier(earlier);
                 s.missed.reason = reason.clone();
                 s.down = Some(reason);
+                s.earlier_handled = true;
                 false
             }
         }
