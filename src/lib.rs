@@ -17,18 +17,18 @@
 //! # Layout
 //! Folders follow the pipeline, lower ones never naming higher ones (docs/ARCHITECTURE.md has
 //! the same list with what each module owns; `tests/module_map.rs` keeps the two true):
-//! - `model/`: leaf types: `database`, `error`, `finding`, `human`, `policy`, `safe_name`, `schedule`, `secret`, `severity`, `shard`, `spec`, `timezone`
-//! - `system/`: the process and its OS: `cancel`, `command`, `logging`, `prompt`, `workers`
+//! - `model/`: leaf types: `database`, `error`, `finding`, `human`, `policy`, `run`, `safe_name`, `schedule`, `secret`, `severity`, `shard`, `spec`, `stats`, `timezone`
+//! - `system/`: the process and its OS: `cancel`, `command`, `logging`, `prompt`, `usage`, `workers`
 //! - `net/`: HTTP client and retries: `backoff`, `http_client`
 //! - `stream/`: the bytes of a backup: `compress`, `crypt`, `progress`, `scan`
-//! - `engine/`: database kinds: `load`, `mariadb`, `postgres`, `process`
+//! - `engine/`: database kinds and their primitives: `load`, `mariadb`, `postgres`, `process`, `server`
 //! - `catalog/`: the backup folder: `anomaly`, `checksum`, `durable`, `layout`, `lock`, `manifest`, `retention`, `selection`
 //! - `config/`: settings read once: `backup_conf`, `credentials`, `env`, `hooks`, `loader`, `never_panics`, `sections`, `toml_file`
 //! - `notify/`: events, queued senders: `event`, `missed`, `pagerduty`, `queue`, `webhook`
 //! - `fleet/`: `host/*` expansion and the coverage audit: `audit`
 //! - `storage/`: where backups are kept: `conformance`, `ftps`, `ftps_tls`, `local`, `memory`, `prune`, `s3`, `s3_lock`
 //! - `backup/`: one run, the per-database pipeline: `hooks`, `jobs`, `mirror`, `pipeline`, `report`, `steps`, `view`
-//! - `restore/`: reading backups back: `fetch`, `verify`
+//! - `restore/`: reading backups back: `database`, `fetch`, `open`, `pool`, `run`, `verify`
 //! - `check/`: `--check`: `site`
 //! - `daemon/`: the long-running process: `evidence`, `http`, `jobs`, `page`, `state`
 //! - `cli/`: dispatch and one module per mode: `check`, `flags`, `list`, `mode`, `once`, `prune`, `restore`, `show_config`, `verify`

@@ -9,8 +9,9 @@ use std::io::BufReader;
 use std::time::Duration;
 
 use backup_container::config::{Credentials, Database, Secret};
-use backup_container::engine::{self, Conn, EngineOptions, Placement, RestoreRequest, VerifyOptions};
+use backup_container::engine::{Conn, EngineOptions, Engines, Placement, RestoreRequest, ServerOptions};
 use backup_container::model::spec::{DatabaseSpec, EngineKind};
+use backup_container::restore::database::{VerifyOptions, restore_into, verify_in};
 use backup_container::system::cancel::Cancel;
 
 use crate::harness::app::{APP_PASSWORD, Fixture};
@@ -51,11 +52,8 @@ fn request(name: &str, admin: Conn, placement: Placement) -> RestoreRequest {
 fn postgres_tools_take_every_name_as_a_name() {
     let Some(fx) = Fixture::start(5) else { return };
     let pg = &fx.pg;
-    let engine = engine::for_kind(
-        &EngineKind::Postgres,
-        &EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() },
-    )
-    .unwrap();
+    let engines = Engines::new(EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() });
+    let engine = engines.get(&EngineKind::Postgres).unwrap();
     let admin = Conn {
         host: "127.0.0.1".into(),
         port: Some(pg.port),
@@ -78,26 +76,24 @@ fn postgres_tools_take_every_name_as_a_name() {
         assert_eq!(seen.trim(), *name);
         // Restore under another hostile name, beside it and swapped in.
         let copy = format!("{name} copy");
-        let report = engine
-            .restore(
-                &request(&copy, admin.clone(), Placement::Swap { keep_previous: false }),
-                &mut text.as_bytes(),
-                &cancel,
-            )
+        let req = request(&copy, admin.clone(), Placement::Swap { keep_previous: false });
+        let report = restore_into(engine, &req, &mut text.as_bytes(), &cancel)
             .unwrap_or_else(|e| panic!("restore into {copy}: {e:#}"));
         assert_eq!(report.counts.rows, 1, "{copy}: {report:?}");
         assert_eq!(pg.psql(&copy, &format!("SELECT x FROM only_in_{i}")), i.to_string());
         // Verify in a throwaway server.
         let opts = VerifyOptions {
-            work_dir: fx.verify_dir(),
-            start_timeout: Duration::from_secs(60),
+            server: ServerOptions {
+                work_dir: fx.verify_dir(),
+                start_timeout: Duration::from_secs(60),
+                settings: vec![],
+            },
             schemas: None,
-            server_options: vec![],
             jobs: 4,
-            pool: Default::default(),
             server_major: None,
         };
-        let verified = engine.verify(name, &mut BufReader::new(text.as_bytes()), &opts, &cancel).unwrap();
+        let sql = Box::new(BufReader::new(text.as_bytes()));
+        let verified = verify_in(engine, &Default::default(), name, sql, &opts, &cancel).unwrap();
         assert_eq!((verified.tables, verified.restore.counts.rows), (1, 1), "{name}");
     }
 }
@@ -124,11 +120,8 @@ fn option_like_database_through_the_binary() {
 #[test]
 fn mariadb_tools_take_every_name_as_a_name() {
     let Some(maria) = MariaDbServer::start() else { return };
-    let engine = engine::for_kind(
-        &EngineKind::MariaDb,
-        &EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() },
-    )
-    .unwrap();
+    let engines = Engines::new(EngineOptions { pg_bin_dirs: vec![], connect_timeout_secs: 10, ..Default::default() });
+    let engine = engines.get(&EngineKind::MariaDb).unwrap();
     let admin = Conn {
         host: "127.0.0.1".into(),
         port: Some(maria.port),
@@ -149,8 +142,8 @@ fn mariadb_tools_take_every_name_as_a_name() {
         let seen = engine.execute_sql(&db, "SELECT DATABASE()", Duration::from_secs(10), &cancel).unwrap();
         assert_eq!(seen.trim(), *name);
         let copy = format!("{name} copy");
-        let report = engine
-            .restore(&request(&copy, admin.clone(), Placement::InPlace), &mut text.as_bytes(), &cancel)
+        let req = request(&copy, admin.clone(), Placement::InPlace);
+        let report = restore_into(engine, &req, &mut text.as_bytes(), &cancel)
             .unwrap_or_else(|e| panic!("restore into {copy}: {e:#}"));
         assert_eq!(report.counts.rows, 1, "{copy}: {report:?}");
         let copy_ident = format!("`{}`", copy.replace('`', "``"));

@@ -62,13 +62,13 @@ impl Facts for crate::engine::RestoreReport {}
 #[derive(Clone, Copy)]
 pub struct Phases<'a> {
     hooks: &'a Hooks,
-    engine: &'a engine::EngineOptions,
+    engines: &'a engine::Engines,
     cancel: &'a Cancel,
 }
 
 impl<'a> Phases<'a> {
-    pub fn new(hooks: &'a Hooks, engine: &'a engine::EngineOptions, cancel: &'a Cancel) -> Phases<'a> {
-        Phases { hooks, engine, cancel }
+    pub fn new(hooks: &'a Hooks, engines: &'a engine::Engines, cancel: &'a Cancel) -> Phases<'a> {
+        Phases { hooks, engines, cancel }
     }
 
     /// Runs the hooks of `phase`/`stage` that apply to the context's database, in order.
@@ -77,7 +77,7 @@ impl<'a> Phases<'a> {
     /// The first failure of a hook with `on-error = "fail"`.
     pub fn run(&self, phase: Phase, stage: Stage, ctx: &Context) -> Result<(), HookFailure> {
         for hook in self.hooks.0.iter().filter(|h| h.phase == phase && h.stage == stage && applies(h, ctx.database)) {
-            let result = run_one(hook, ctx, self.engine, self.cancel);
+            let result = run_one(hook, ctx, self.engines, self.cancel);
             match (result, hook.fail_on_error) {
                 (Ok(()), _) => {}
                 (Err(why), true) => {
@@ -181,7 +181,7 @@ pub fn env_for(hook: &Hook, ctx: &Context) -> BTreeMap<String, String> {
     env
 }
 
-fn run_one(hook: &Hook, ctx: &Context, engine_options: &engine::EngineOptions, cancel: &Cancel) -> Result<(), String> {
+fn run_one(hook: &Hook, ctx: &Context, engines: &engine::Engines, cancel: &Cancel) -> Result<(), String> {
     info!(hook = %hook.name, phase = hook.phase.name(), stage = hook.stage.name(), "Running hook.");
     match &hook.action {
         Action::Command(program) => {
@@ -204,8 +204,8 @@ fn run_one(hook: &Hook, ctx: &Context, engine_options: &engine::EngineOptions, c
             let db = ctx.database.ok_or_else(|| {
                 "an SQL hook needs a database (use it in the backup, verify or restore phase)".to_string()
             })?;
-            let engine = engine::for_kind(&db.spec.engine, engine_options)
-                .ok_or_else(|| format!("no engine for {}", db.spec.engine.name()))?;
+            let engine =
+                engines.get(&db.spec.engine).ok_or_else(|| format!("no engine for {}", db.spec.engine.name()))?;
             engine.execute_sql(db, sql, hook.timeout, cancel).map(|_| ()).map_err(|e| format!("{e:#}"))
         }
     }

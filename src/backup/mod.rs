@@ -16,7 +16,6 @@ use crate::catalog::lock::{NotTaken, RunLock, WhenLocked};
 use crate::catalog::manifest::{self, Anomaly};
 use crate::catalog::retention;
 use crate::config::Settings;
-use crate::engine;
 use crate::model::database::Database;
 use crate::notify::{Notifiers, event};
 use crate::storage::Storage;
@@ -35,7 +34,7 @@ mod report;
 mod steps;
 mod view;
 use report::log_summary;
-pub use report::{DatabaseReport, Failure, Outcome, RunReport, peak_rss_kb};
+pub use report::{DatabaseReport, Failure, Outcome, RunReport};
 use steps::{Copied, CopyError, PruneError, Pruned};
 
 /// Runs one backup of every database in `settings`, inside the `run` hooks.
@@ -140,7 +139,7 @@ impl<'a> Run<'a> {
             mirrors,
             notifiers,
             cancel,
-            phases: Phases::new(&settings.hooks, &settings.engine, cancel),
+            phases: Phases::new(&settings.hooks, &settings.engines, cancel),
             local: LocalStorage::new(&settings.backup_dir),
             mirrors_down: mirror::Down::default(),
             catalog: view::RunCatalog::load(&settings.backup_dir).unwrap_or_else(|e| {
@@ -148,7 +147,7 @@ impl<'a> Run<'a> {
                 view::RunCatalog::empty(&settings.backup_dir)
             }),
             dir: layout::run_dir(&settings.backup_dir, layout::classify(date, &settings.policy), date),
-            id: run_id("", Utc::now()),
+            id: crate::model::run::run_id("", Utc::now()),
         }
     }
 
@@ -195,7 +194,7 @@ impl<'a> Run<'a> {
 
     /// Step 1: the dump, into a compressed, checksummed, atomically committed file.
     fn dump(&self, db: &Database) -> Result<Written, Failure> {
-        let Some(engine) = engine::for_kind(&db.spec.engine, &self.settings.engine) else {
+        let Some(engine) = self.settings.engines.get(&db.spec.engine) else {
             return Err(Failure::Backup(format!("no engine for {} databases in this build", db.spec.engine.name())));
         };
         info!("Starting backup.");
@@ -206,15 +205,7 @@ impl<'a> Run<'a> {
         let expected = if live { self.catalog.previous_size(&db.spec.core_name()) } else { None };
         let meter = crate::stream::progress::Meter::for_dump(&db.spec.to_string(), expected, live);
         let format = pipeline::Format { progress: Some(&meter), ..self.format() };
-        match pipeline::backup_one(
-            db,
-            engine.as_ref(),
-            &self.settings.backup_dir,
-            &self.dir,
-            timestamp,
-            &format,
-            self.cancel,
-        ) {
+        match pipeline::backup_one(db, engine, &self.settings.backup_dir, &self.dir, timestamp, &format, self.cancel) {
             Ok(w) => {
                 info!(path = %w.path.display(), bytes = w.bytes, duration_ms = w.duration.as_millis() as u64, "Backup written.");
                 Ok(w)
@@ -369,11 +360,6 @@ impl<'a> Run<'a> {
         let rel = w.path.strip_prefix(&self.settings.backup_dir).unwrap_or(&w.path);
         rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
     }
-}
-
-/// A run's id: `<kind->YYYYMMDDTHHMMSS-<pid>` (hooks see it as `BACKUP_RUN_ID`).
-pub fn run_id(kind: &str, now: chrono::DateTime<Utc>) -> String {
-    format!("{kind}{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id())
 }
 
 /// Now, in `TZ`, at a second no backup of `core` in `dir` is named with yet: two runs in the

@@ -131,12 +131,7 @@ pub(super) fn log_summary(report: &RunReport) {
         failed = count(|o| matches!(o, Outcome::Failed(_))),
         skipped = count(|o| matches!(o, Outcome::Skipped { .. })),
         duration_ms = report.duration.as_millis() as u64,
-        peak_rss_kb = peak_rss_kb(),
+        peak_rss_kb = crate::system::usage::peak_rss_kb(),
         "Backup run finished."
     );
-}
-
-/// This process's peak resident memory in KiB (children not included), for summaries.
-pub fn peak_rss_kb() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map(|u| u.max_rss()).unwrap_or(-1)
 }

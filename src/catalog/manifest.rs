@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::durable::write_atomic;
-use crate::engine::SchemaStats;
+use crate::model::stats::SchemaStats;
 use crate::stream::scan::{Summary, TableData};
 
 /// The folder (under the backup root or a mirror's base) that holds every record.

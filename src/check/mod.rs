@@ -93,14 +93,14 @@ fn one_database(
     cancel: &Cancel,
 ) -> DatabaseChecks {
     let target = db.spec.to_string();
-    let Some(engine) = engine::for_kind(&db.spec.engine, &settings.engine) else {
+    let Some(engine) = settings.engines.get(&db.spec.engine) else {
         let f =
             Finding::fail("engine", &target, "no engine for this database kind in this build", "use an image with it");
         return (vec![f], None);
     };
     let (pre, timed_out) = with_deadline(cancel, DATABASE_TIMEOUT, |token| engine.preflight(db, token));
     let mut findings = pre.findings;
-    findings.extend(sql_hooks(settings, engine.as_ref(), db, cancel));
+    findings.extend(sql_hooks(settings, engine, db, cancel));
     if timed_out {
         findings.push(Finding::fail(
             "timeout",

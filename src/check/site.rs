@@ -79,14 +79,16 @@ fn verification(settings: &Settings, largest_db: Option<u64>) -> Vec<Finding> {
     let dir = &settings.restore.verify_dir;
     let t = dir.display().to_string();
     let mut out = Vec::new();
-    match crate::engine::postgres::server_bin_dir(&settings.engine, None) {
+    let installed = settings.engines.postgres().installed();
+    match installed.server_dir(None) {
         Ok((bin, major)) => out.push(Finding::pass(
             "verification",
             "initdb",
-            format!("{} (PostgreSQL {major}; servers installed: {})", bin.join("initdb").display(), {
-                let i = crate::engine::postgres::Installed::find(&settings.engine);
-                crate::engine::postgres::Installed::describe(&i.server_majors())
-            }),
+            format!(
+                "{} (PostgreSQL {major}; servers installed: {})",
+                bin.join("initdb").display(),
+                crate::engine::postgres::Installed::describe(&installed.server_majors())
+            ),
         )),
         Err(e) => {
             out.push(Finding::fail(
@@ -252,7 +254,7 @@ fn hooks(settings: &Settings) -> Vec<Finding> {
                         let p = Path::new(program);
                         p.is_file().then(|| p.to_path_buf())
                     } else {
-                        settings.engine.find(&[program], &[])
+                        settings.engines.options().find(&[program], &[])
                     };
                     match found.filter(|p| is_executable(p)) {
                         Some(p) => Finding::pass("hook", &t, format!("{} is executable", p.display())),

@@ -43,7 +43,7 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Time Zone: {}", s.zone.description(now))?;
     writeln!(out, "- Compression: {}", s.compression.describe())?;
     // The programs found, by the majors their tools report (runs them; never connects).
-    let pg = crate::engine::postgres::Installed::find(&s.engine);
+    let pg = s.engines.postgres().installed();
     writeln!(
         out,
         "- PostgreSQL clients: {}; servers (verification): {}. Each server is dumped with the client of its major, \

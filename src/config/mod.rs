@@ -85,7 +85,9 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub server_timeout: Duration,
     pub compression: Compression,
-    pub engine: EngineOptions,
+    /// The engines, built once for the process from `PG_BIN_DIR`, `PATH` and the connect
+    /// timeout (their options: `engines.options()`).
+    pub engines: crate::engine::Engines,
     pub notify: NotifySettings,
     pub mirrors: MirrorSettings,
     /// `BACKUP_TOML` (default: `backup.toml` beside backup.conf) and whether it exists.
@@ -203,12 +205,12 @@ impl Settings {
             restore: RestoreSettings::load(&l),
             server_timeout: Duration::from_secs(timeout.max(1) as u64),
             compression,
-            engine: EngineOptions {
+            engines: crate::engine::Engines::new(EngineOptions {
                 // A `:`-separated list of folders, as PATH is written.
                 pg_bin_dirs: l.text(env::PG_BIN_DIR).map(|t| std::env::split_paths(&t).collect()).unwrap_or_default(),
                 connect_timeout_secs: connect_timeout as u32,
                 search_path: env.get("PATH").map(|p| std::env::split_paths(p).collect()).unwrap_or_default(),
-            },
+            }),
             notify,
             mirrors,
             credentials: credentials::CredentialVars::capture(

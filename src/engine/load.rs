@@ -154,6 +154,21 @@ impl CountCheck {
     }
 }
 
+/// The counts a client printed, one `<index><sep><count>` line per table, by index; a table
+/// without a line (absent from the database) or with an index out of range is `None`.
+pub fn parse_counts(stdout: &str, sep: char, tables: usize) -> Vec<Option<u64>> {
+    let mut found = vec![None; tables];
+    for line in stdout.lines() {
+        if let Some((i, n)) = line.split_once(sep)
+            && let (Ok(i), Ok(n)) = (i.trim().parse::<usize>(), n.trim().parse::<u64>())
+            && i < found.len()
+        {
+            found[i] = Some(n);
+        }
+    }
+    found
+}
+
 /// Compares the stream's tables with what was counted after the load (`found[i]` is the
 /// count of `summary.tables[i]`, `None` for a missing table).
 pub fn compare(tables: &[TableData], found: &[Option<u64>]) -> CountCheck {
@@ -182,6 +197,12 @@ pub fn uncountable(summary: &Summary) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_counts_are_read_by_index() {
+        assert_eq!(parse_counts("0|5\n2| 7\nnoise\n9|1\n1|x\n", '|', 3), [Some(5), None, Some(7)]);
+        assert_eq!(parse_counts("1\t3\n", '\t', 2), [None, Some(3)]);
+    }
 
     #[test]
     fn psql_errors_are_all_counted_and_the_first_named_with_the_file_line() {

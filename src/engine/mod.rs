@@ -1,22 +1,27 @@
-//! Database engines: how to dump, restore and verify one kind of server.
+//! Database engines: the primitives of one kind of server — dump, load a scanned stream into a
+//! connection, count rows, schema statistics, drop a database, the server's version, and
+//! throwaway servers of a chosen major. The restore and verify workflows are written once
+//! above them (`restore::database`), for every engine.
 //!
-//! One trait, one implementation per engine, one factory (`for_kind`). Engines build their
-//! commands purely (unit-tested) and run them through `process`.
+//! One trait, one implementation per engine, built once per process (`Engines`). Engines
+//! build their commands purely (unit-tested) and run them through `process`.
 
 pub mod load;
 pub mod mariadb;
 pub mod postgres;
 pub mod process;
+pub mod server;
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use crate::model::database::Database;
 pub use crate::model::database::{Conn, DumpOptions, EngineOptions};
 use crate::model::spec::EngineKind;
+use crate::model::stats::SchemaStats;
+use crate::stream::scan::Summary;
 use crate::system::cancel::Cancel;
+pub use server::{Server, ServerOptions};
 
 /// What a dump ran against and with (for the manifest).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,7 +69,7 @@ pub struct RestoreRequest {
     pub placement: Placement,
     /// Compare each table's rows with the dump's after the load (`RESTORE_COUNT_CHECK`).
     pub count_check: bool,
-    /// Parallel sessions of the load (`RESTORE_JOBS`); 1 = one psql session.
+    /// Parallel sessions of the load (`RESTORE_JOBS`); 1 = one session.
     pub jobs: usize,
 }
 
@@ -79,12 +84,12 @@ pub struct RestoreReport {
     /// Sessions that were connected to the database and had to be terminated.
     pub terminated_connections: u64,
     /// What the scanner saw in the stream.
-    pub stream: crate::stream::scan::Summary,
+    pub stream: Summary,
     /// Rows compared after the load.
     pub counts: load::CountCheck,
     /// The previous database, renamed and kept (`RESTORE_KEEP_PREVIOUS=true`).
     pub kept_previous: Option<String>,
-    /// What the parallel load ran where (`None`: one psql session).
+    /// What the parallel load ran where (`None`: one session).
     pub parallel: Option<String>,
 }
 
@@ -100,118 +105,6 @@ impl RestoreReport {
     }
 }
 
-/// How to run a verification.
-#[derive(Debug, Clone)]
-pub struct VerifyOptions {
-    /// Folder in which the throwaway server's temporary directory is created.
-    pub work_dir: PathBuf,
-    /// How long the throwaway server may take to start (`DATABASE_SERVER_TIMEOUT`).
-    pub start_timeout: Duration,
-    /// Schemas to check; `None` = every non-system schema (`TABLE_SCHEMA` narrows).
-    pub schemas: Option<Vec<String>>,
-    /// Extra server settings (`VERIFY_SERVER_OPTIONS`, `name=value` each).
-    pub server_options: Vec<String>,
-    /// Parallel sessions of the load (`RESTORE_JOBS`).
-    pub jobs: usize,
-    /// Throwaway servers kept for the rest of one verification run (`-v all`).
-    pub pool: ServerPool,
-    /// The PostgreSQL major to verify in; `None`: the dump's source major (an upgrade
-    /// rehearsal names the newest installed).
-    pub server_major: Option<u32>,
-}
-
-/// Throwaway servers shared by the databases of one verification run, one per engine and
-/// major (PostgreSQL verifies in the source's major, `engine::postgres::bin`): each
-/// database loads into the run's server and is dropped after its check, instead of an
-/// initdb and a start per database; with `VERIFY_JOBS`, several at once. A server that
-/// misbehaved is discarded (the next database gets a fresh one). Servers stop and their
-/// folders are removed when the pool and the last database using one let go (the end of
-/// the run, on every path).
-#[derive(Clone, Default)]
-pub struct ServerPool(Arc<Mutex<Vec<(u32, Shared)>>>);
-
-/// A running throwaway server of some engine (the pool downcasts it to the engine's type).
-type Shared = Arc<dyn std::any::Any + Send + Sync>;
-
-impl std::fmt::Debug for ServerPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ServerPool")
-    }
-}
-
-impl ServerPool {
-    /// The run's server of type `T` (the engine) for `major` (0 where versions do not
-    /// matter) and whether it was already running; `start` makes it when there is none (one
-    /// start at a time: databases arriving meanwhile wait for it rather than each starting one).
-    ///
-    /// # Errors
-    /// `start`'s.
-    fn get_or_start<T: Send + Sync + 'static>(
-        &self,
-        major: u32,
-        start: impl FnOnce() -> anyhow::Result<T>,
-    ) -> anyhow::Result<(Arc<T>, bool)> {
-        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let found = kept.iter().filter(|(m, _)| *m == major).find_map(|(_, s)| Arc::clone(s).downcast::<T>().ok());
-        if let Some(server) = found {
-            return Ok((server, true));
-        }
-        let server = Arc::new(start()?);
-        kept.push((major, server.clone()));
-        Ok((server, false))
-    }
-
-    /// Runs `check` in the run's server of type `T` (started by `start` when there is none),
-    /// then `clean` (drop the database); a failed check or clean-up takes the server out of
-    /// use for the rest of the run (it stops when the checks still using it end).
-    ///
-    /// # Errors
-    /// `start`'s, or `check`'s.
-    pub fn check_in<T: Send + Sync + 'static, R>(
-        &self,
-        major: u32,
-        start: impl FnOnce() -> anyhow::Result<T>,
-        check: impl FnOnce(&T) -> anyhow::Result<R>,
-        clean: impl FnOnce(&T) -> anyhow::Result<()>,
-    ) -> anyhow::Result<R> {
-        let (server, reused) = self.get_or_start(major, start)?;
-        tracing::debug!(reused, "Verification server.");
-        let checked = check(&server);
-        if checked.is_err() || clean(&server).is_err() {
-            self.discard(&server);
-        }
-        checked
-    }
-
-    /// Forgets `server`: it stops when the databases still using it are done.
-    pub fn discard<T: Send + Sync + 'static>(&self, server: &Arc<T>) {
-        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        kept.retain(|(_, s)| !Arc::clone(s).downcast::<T>().is_ok_and(|t| Arc::ptr_eq(&t, server)));
-    }
-}
-
-/// Per-schema figures of a verified restore.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaStats {
-    pub schema: String,
-    pub tables: u64,
-    /// Rows counted (`count(*)`) in the tables that have data in the dump.
-    pub rows: u64,
-}
-
-/// What a successful verification found.
-#[derive(Debug, Clone, Default)]
-pub struct VerifyReport {
-    pub tables: u64,
-    pub schemas: Vec<SchemaStats>,
-    pub database_size: u64,
-    pub restore: RestoreReport,
-    /// The major of the server it ran in (PostgreSQL), and a note when that is not the
-    /// source's (`verified in 18; source 14 not installed`).
-    pub server_major: Option<u32>,
-    pub note: Option<String>,
-}
-
 /// What `--check` found about one database.
 #[derive(Debug, Clone, Default)]
 pub struct Preflight {
@@ -220,7 +113,21 @@ pub struct Preflight {
     pub database_bytes: Option<u64>,
 }
 
-/// A database engine.
+/// A database an engine has loaded and not yet put in place. Dropped without `finish`, it
+/// leaves the target as it was (a temporary database is removed).
+pub trait Loaded {
+    /// The database the rows went into (a temporary name when it is to be swapped in).
+    fn database(&self) -> &str;
+
+    /// Puts it in place: the database's own settings, a durable commit, the swap (PostgreSQL);
+    /// nothing more where the load was already in place. Fills `report`'s swap fields.
+    ///
+    /// # Errors
+    /// The settings, commit or rename failed; the target is then as it was.
+    fn finish(self: Box<Self>, report: &mut RestoreReport, cancel: &Cancel) -> anyhow::Result<()>;
+}
+
+/// A database engine: the primitives the workflows above it are made of.
 pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
 
@@ -228,7 +135,7 @@ pub trait Engine: Send + Sync {
     /// client version, privileges; never changes anything on the server.
     fn preflight(&self, db: &Database, cancel: &Cancel) -> Preflight;
 
-    /// Whether `restore` can load beside the target and swap it in (`Placement::Swap`);
+    /// Whether `load` can load beside the target and swap it in (`Placement::Swap`);
     /// engines that cannot always restore in place, after a full check of the file.
     fn restores_beside_target(&self) -> bool {
         true
@@ -241,29 +148,84 @@ pub trait Engine: Send + Sync {
     /// On error, what was written to `out` is garbage and must be discarded.
     fn dump(&self, db: &Database, out: &mut dyn Write, cancel: &Cancel) -> anyhow::Result<DumpInfo>;
 
-    /// Drops and recreates `req.database` and fills it from the plain SQL in `sql`.
+    /// Creates the database `req` restores into (the roles first, where the engine keeps
+    /// them in the stream) and streams `sql` into it through the engine's scanner. Returns the
+    /// loaded database, not yet in place, and what the load saw (SQL errors, the stream's
+    /// summary); completeness and counts are judged by the caller.
     ///
     /// # Errors
     /// Connection or SQL failures (with the tool's message); a read error on `sql`.
-    fn restore(
-        &self,
-        req: &RestoreRequest,
+    fn load<'a>(
+        &'a self,
+        req: &'a RestoreRequest,
         sql: &mut (dyn BufRead + Send),
         cancel: &Cancel,
-    ) -> anyhow::Result<RestoreReport>;
+    ) -> anyhow::Result<(Box<dyn Loaded + 'a>, RestoreReport)>;
 
-    /// Restores `sql` into a throwaway local server, checks the result, and removes the
-    /// server and its files on every path.
+    /// `count(*)` of each of `stream`'s tables in `database`, compared with the dump's rows.
     ///
     /// # Errors
-    /// The server does not start, the restore fails, or no table is found.
-    fn verify(
+    /// The count failed (permissions, row-level security).
+    fn count_rows(
         &self,
+        conn: &Conn,
         database: &str,
-        sql: &mut (dyn BufRead + Send),
-        opts: &VerifyOptions,
+        stream: &Summary,
         cancel: &Cancel,
-    ) -> anyhow::Result<VerifyReport>;
+    ) -> anyhow::Result<load::CountCheck>;
+
+    /// Tables per schema (`schemas`, else every non-system schema; rows left 0) and the
+    /// database's size in bytes.
+    ///
+    /// # Errors
+    /// The query failed.
+    fn schema_stats(
+        &self,
+        conn: &Conn,
+        database: &str,
+        schemas: Option<&[String]>,
+        cancel: &Cancel,
+    ) -> anyhow::Result<(Vec<SchemaStats>, u64)>;
+
+    /// Drops `database`, ending its sessions.
+    ///
+    /// # Errors
+    /// The server refused.
+    fn drop_database(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<()>;
+
+    /// The major of the server a backup was dumped from, read from the stream's header when
+    /// it says; returns the stream, unconsumed. `None` where versions do not matter.
+    ///
+    /// # Errors
+    /// A read error.
+    fn source_major<'a>(
+        &self,
+        sql: Box<dyn BufRead + Send + 'a>,
+    ) -> anyhow::Result<(Option<u32>, Box<dyn BufRead + Send + 'a>)> {
+        Ok((None, sql))
+    }
+
+    /// The installed server major a throwaway server for `wanted` runs (the same, else the
+    /// nearest higher); `None` where versions do not matter.
+    ///
+    /// # Errors
+    /// No server program that can take it is installed.
+    fn throwaway_major(&self, wanted: Option<u32>) -> anyhow::Result<Option<u32>> {
+        let _ = wanted;
+        Ok(None)
+    }
+
+    /// Starts a throwaway server (of `major`, where versions matter) on a private socket
+    /// under `opts.work_dir`; it stops and its files go when the handle is dropped.
+    ///
+    /// # Errors
+    /// The folder is unusable, or the server does not start (its log's tail is quoted).
+    fn start_server(
+        &self,
+        major: Option<u32>,
+        opts: &ServerOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Box<dyn Server>>;
 
     /// Runs SQL in `db` with its credentials (SQL hooks such as `CHECKPOINT;`), stopping it
     /// after `timeout`; returns its output.
@@ -299,40 +261,47 @@ pub trait Engine: Send + Sync {
     }
 }
 
-/// The engine for `kind`, or `None` when this build cannot handle it.
-pub fn for_kind(kind: &EngineKind, options: &EngineOptions) -> Option<Box<dyn Engine>> {
-    match kind {
-        EngineKind::Postgres => Some(Box::new(postgres::PostgresEngine::new(options.clone()))),
-        EngineKind::MariaDb => Some(Box::new(mariadb::MariaDbEngine::new(options.clone()))),
-        EngineKind::Foreign(_) => None,
+/// The engines of this process, each built once on first use (PostgreSQL's installed majors
+/// are looked up then, and kept). Cloning shares them.
+#[derive(Clone, Default)]
+pub struct Engines(Arc<Built>);
+
+#[derive(Default)]
+struct Built {
+    options: EngineOptions,
+    postgres: OnceLock<postgres::PostgresEngine>,
+    mariadb: OnceLock<mariadb::MariaDbEngine>,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engines")
     }
 }
 
-#[cfg(test)]
-mod pool_tests {
-    use super::ServerPool;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+impl Engines {
+    pub fn new(options: EngineOptions) -> Engines {
+        Engines(Arc::new(Built { options, ..Built::default() }))
+    }
 
-    #[test]
-    fn one_server_serves_every_check_until_one_fails() {
-        struct Server(usize);
-        let pool = ServerPool::default();
-        let started = AtomicUsize::new(0);
-        let start = || Ok(Server(started.fetch_add(1, Ordering::SeqCst)));
-        let used = |pool: &ServerPool, ok: bool| {
-            pool.check_in(15, start, |s: &Server| if ok { Ok(s.0) } else { anyhow::bail!("load failed") }, |_| Ok(()))
-        };
-        assert_eq!(used(&pool, true).unwrap(), 0);
-        assert_eq!(used(&pool, true).unwrap(), 0, "reused");
-        assert!(used(&pool, false).is_err());
-        assert_eq!(used(&pool, true).unwrap(), 1, "a failed check takes the server out of use");
-        // A failed clean-up too.
-        assert!(pool.check_in(15, start, |s: &Server| Ok(s.0), |_| anyhow::bail!("drop failed")).is_ok());
-        assert_eq!(used(&pool, true).unwrap(), 2);
-        assert_eq!(started.load(Ordering::SeqCst), 3);
-        // Another major gets its own server; each is reused for its own major.
-        assert_eq!(pool.check_in(13, start, |s: &Server| Ok(s.0), |_| Ok(())).unwrap(), 3);
-        assert_eq!(pool.check_in(13, start, |s: &Server| Ok(s.0), |_| Ok(())).unwrap(), 3);
-        assert_eq!(used(&pool, true).unwrap(), 2);
+    /// The engine for `kind`, or `None` when this build cannot handle it.
+    pub fn get(&self, kind: &EngineKind) -> Option<&dyn Engine> {
+        match kind {
+            EngineKind::Postgres => Some(self.postgres()),
+            EngineKind::MariaDb => {
+                Some(self.0.mariadb.get_or_init(|| mariadb::MariaDbEngine::new(self.0.options.clone())))
+            }
+            EngineKind::Foreign(_) => None,
+        }
+    }
+
+    /// The PostgreSQL engine (its installed majors: `postgres::Installed`).
+    pub fn postgres(&self) -> &postgres::PostgresEngine {
+        self.0.postgres.get_or_init(|| postgres::PostgresEngine::new(self.0.options.clone()))
+    }
+
+    /// The options they were built with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.0.options
     }
 }

@@ -10,7 +10,6 @@
 //! The exclusion globs (`*`, `?`) are matched by hand: twelve lines, no crate needed.
 
 use crate::config::Settings;
-use crate::engine;
 use crate::model::database::Database;
 use crate::model::spec::DatabaseSpec;
 use crate::system::cancel::Cancel;
@@ -93,7 +92,9 @@ pub fn resolve(settings: &Settings, cancel: &Cancel) -> Fleet {
 /// # Errors
 /// The server cannot be reached or listed with `db`'s credentials.
 pub fn list(db: &Database, settings: &Settings, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
-    let engine = engine::for_kind(&db.spec.engine, &settings.engine)
+    let engine = settings
+        .engines
+        .get(&db.spec.engine)
         .ok_or_else(|| anyhow::anyhow!("no engine for {} in this build", db.spec.engine.name()))?;
     engine.list_databases(db, cancel)
 }

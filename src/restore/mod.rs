@@ -1,4 +1,11 @@
-//! Reading backups back: verification runs and restore drills, and fetching a backup from a mirror.
+//! Reading backups back: one path that opens a checked backup, the restore and verify
+//! workflows written once over the engines' primitives, the throwaway servers a verification
+//! run shares, restores (`-r`), verification runs and drills, and fetching a backup from a
+//! mirror.
 
+pub mod database;
 pub mod fetch;
+pub mod open;
+pub mod pool;
+pub mod run;
 pub mod verify;

@@ -6,8 +6,6 @@
 //! shown by `-l`; with `VERIFY_DRILL=true` one older backup is drilled too. Returns results;
 //! printing is the caller's.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,8 +13,11 @@ use anyhow::{Context, anyhow, bail};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn};
 
+use super::database::{VerifyOptions, VerifyReport, verify_in};
+use super::pool::ServerPool;
+use super::{fetch, open};
 use crate::backup::hooks::{self, HookFailure, Phase, Phases};
-use crate::catalog::checksum::{Integrity, check_integrity};
+use crate::catalog::checksum::Integrity;
 use crate::catalog::layout;
 use crate::catalog::lock::RunLock;
 use crate::catalog::manifest::{self, Verification};
@@ -24,14 +25,11 @@ use crate::catalog::selection::{Choice, choose};
 use crate::catalog::{self, BackupFile};
 use crate::config::Rehearsal;
 use crate::config::Settings;
-use crate::engine::{self, VerifyOptions, VerifyReport};
+use crate::engine::ServerOptions;
 use crate::model::error::UsageError;
 use crate::model::human;
 use crate::model::spec::DatabaseSpec;
 use crate::notify::{Notifiers, event};
-use crate::restore::fetch;
-use crate::stream::compress;
-use crate::stream::progress::Meter;
 use crate::system::cancel::Cancel;
 
 /// Why a database's verification failed.
@@ -80,11 +78,11 @@ pub fn verify_all(
         None => Vec::new(),
     };
     let mirror = remote.map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;
-    let run_id = crate::backup::run_id("verify-", Utc::now());
-    let phases = Phases::new(&settings.hooks, &settings.engine, cancel);
-    // One throwaway server per engine for the whole run, shared by the databases checked at
-    // once (`VERIFY_JOBS`); stopped when the pool and the last check let go.
-    let pool = engine::ServerPool::default();
+    let run_id = crate::model::run::run_id("verify-", Utc::now());
+    let phases = Phases::new(&settings.hooks, &settings.engines, cancel);
+    // One throwaway server per engine and major for the whole run, shared by the databases
+    // checked at once (`VERIFY_JOBS`); stopped when the pool and the last check let go.
+    let pool = ServerPool::default();
     // A staged download folder serves one database at a time: --remote checks one by one.
     let at_once = if mirror.is_some() { 1 } else { settings.restore.verify_databases };
     let run = VerifyRun {
@@ -116,7 +114,7 @@ struct VerifyRun<'a> {
     backups: &'a [BackupFile],
     run_id: &'a str,
     phases: Phases<'a>,
-    pool: engine::ServerPool,
+    pool: ServerPool,
     /// Databases checked at once (`VERIFY_JOBS`; 1 with `--remote`).
     at_once: usize,
     cancel: &'a Cancel,
@@ -155,7 +153,7 @@ impl VerifyRun<'_> {
         });
         match &result {
             Ok(summary) => {
-                info!(summary = %summary, peak_rss_kb = crate::backup::peak_rss_kb(), "Verification succeeded.")
+                info!(summary = %summary, peak_rss_kb = crate::system::usage::peak_rss_kb(), "Verification succeeded.")
             }
             Err(reason) => error!(error = %reason, "Verification failed."),
         }
@@ -192,15 +190,8 @@ impl VerifyRun<'_> {
         info!(path = %path.display(), "Verifying backup.");
         let started = Instant::now();
         let root = &settings.backup_dir;
-        let result = choice.expected_sha256().and_then(|expected| {
-            let known_complete = choice.check_recorded()?;
-            let checked = check_integrity(&path, expected.as_deref(), &spec.engine, !known_complete, &settings.keys)?;
-            if let Choice::Catalog(b) = choice {
-                catalog::record_scan(root, b, &checked);
-            }
-            checked.require_complete(&path)?;
-            Ok((checked.integrity, self.load(spec, &path, None)?))
-        });
+        let result = open::check(root, choice, &spec.engine, false, &settings.keys)
+            .and_then(|checked| Ok((checked.integrity, self.load(spec, &checked, None)?)));
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Choice::Catalog(b) = choice
             && let Err(e) = manifest::add_verification(root, &b.key(), b.size, {
@@ -241,7 +232,7 @@ impl VerifyRun<'_> {
     fn rehearse(&self, spec: &DatabaseSpec, choice: &Choice, verified_in: Option<u32>) -> String {
         let settings = self.settings;
         let (Some(verified_in), Choice::Catalog(b)) = (verified_in, choice) else { return String::new() };
-        let newest = engine::postgres::Installed::find(&settings.engine).server_majors().last().copied();
+        let newest = settings.engines.postgres().installed().server_majors().last().copied();
         let Some(newest) = newest.filter(|n| *n > verified_in) else { return String::new() };
         let today = Utc::now().format("%Y-%m-%d").to_string();
         let done_today = || {
@@ -260,7 +251,8 @@ impl VerifyRun<'_> {
         }
         info!(path = %b.path.display(), major = newest, "Upgrade rehearsal: restoring into the newest installed major.");
         let started = Instant::now();
-        let result = self.load(spec, &b.path, Some(newest));
+        let checked = open::Checked { path: b.path.clone(), size: b.size, integrity: Integrity::ChecksumMatched };
+        let result = self.load(spec, &checked, Some(newest));
         let duration_ms = started.elapsed().as_millis() as u64;
         // The file's integrity was checked by the verification just before.
         let mut record = record_for(result.as_ref().map_err(|e| format!("{e:#}")), "", duration_ms);
@@ -278,26 +270,31 @@ impl VerifyRun<'_> {
         }
     }
 
-    /// Decodes `path` and restores it into the run's throwaway server of `server_major` (the
-    /// source's major when `None`).
-    fn load(&self, spec: &DatabaseSpec, path: &Path, server_major: Option<u32>) -> anyhow::Result<VerifyReport> {
+    /// Decodes the backup and restores it into the run's throwaway server of `server_major`
+    /// (the source's major when `None`).
+    fn load(
+        &self,
+        spec: &DatabaseSpec,
+        backup: &open::Checked,
+        server_major: Option<u32>,
+    ) -> anyhow::Result<VerifyReport> {
         let settings = self.settings;
-        let engine = engine::for_kind(&spec.engine, &settings.engine)
+        let engine = settings
+            .engines
+            .get(&spec.engine)
             .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
         let opts = VerifyOptions {
-            work_dir: settings.restore.verify_dir.clone(),
-            start_timeout: settings.server_timeout,
+            server: ServerOptions {
+                work_dir: settings.restore.verify_dir.clone(),
+                start_timeout: settings.server_timeout,
+                settings: settings.restore.verify_server_options.clone(),
+            },
             schemas: settings.table_schema.clone(),
-            server_options: settings.restore.verify_server_options.clone(),
             jobs: sessions(settings.restore.verify_sessions, self.at_once),
-            pool: self.pool.clone(),
             server_major,
         };
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let meter = Meter::start("verifying", size);
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut sql = BufReader::with_capacity(1 << 20, compress::decoder(path, meter.reader(file), &settings.keys)?);
-        engine.verify(&spec.database, &mut sql, &opts, self.cancel)
+        let opened = open::open(&backup.path, backup.size, "verifying", &settings.keys)?;
+        verify_in(engine, &self.pool, &spec.database, opened.sql, &opts, self.cancel)
     }
 }
 

@@ -4,4 +4,5 @@ pub mod cancel;
 pub mod command;
 pub mod logging;
 pub mod prompt;
+pub mod usage;
 pub mod workers;

@@ -13,14 +13,15 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::{
-    Conn, DumpInfo, Engine, EngineOptions, Placement, RestoreReport, RestoreRequest, SchemaStats, VerifyOptions,
-    VerifyReport, process,
+    Conn, DumpInfo, Engine, EngineOptions, Loaded, RestoreReport, RestoreRequest, Server, ServerOptions, load, process,
 };
 use crate::model::database::Database;
 use crate::model::spec::EngineKind;
+use crate::model::stats::SchemaStats;
+use crate::stream::scan::Summary;
 use crate::system::cancel::Cancel;
 
 /// The MariaDB engine.
@@ -97,60 +98,6 @@ impl MariaDbEngine {
             cmd.arg(format!("--database={db}"));
         }
         process::capture(cmd, "mariadb", cancel)
-    }
-
-    /// Loads the dump into the verification server at `admin` (counting rows against the
-    /// dump's), then the tables per schema and their size.
-    fn load_and_count(
-        &self,
-        admin: &Conn,
-        database: &str,
-        sql: &mut (dyn BufRead + Send),
-        opts: &VerifyOptions,
-        cancel: &Cancel,
-    ) -> anyhow::Result<VerifyReport> {
-        let admin = admin.clone();
-        let req = RestoreRequest {
-            database: database.to_string(),
-            admin: admin.clone(),
-            owner: None,
-            ignore_errors: false,
-            single_transaction: false,
-            placement: Placement::Fresh,
-            count_check: true,
-            jobs: 1,
-        };
-        let restore = self.restore(&req, sql, cancel).context("restoring into the verification server")?;
-        let filter = match &opts.schemas {
-            // In MariaDB a schema is a database: TABLE_SCHEMA narrows to those names.
-            Some(list) => list.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect::<Vec<_>>().join(", "),
-            None => format!("'{}'", database.replace('\'', "''")),
-        };
-        let stats = self.query(
-            &admin,
-            None,
-            &format!(
-                "SELECT table_schema, COUNT(*), COALESCE(SUM(table_rows), 0), COALESCE(SUM(data_length + index_length), 0) \
-                 FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema IN ({filter}) GROUP BY table_schema"
-            ),
-            cancel,
-        )?;
-        let mut schemas = Vec::new();
-        let mut size = 0u64;
-        for line in stats.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if let [schema, tables, _estimate, bytes] = f.as_slice() {
-                // Rows: the exact counts the restore compared with the dump.
-                let rows = if *schema == database { restore.stream.total_rows() } else { 0 };
-                schemas.push(SchemaStats { schema: schema.to_string(), tables: tables.parse()?, rows });
-                size += bytes.parse::<u64>()?;
-            }
-        }
-        let tables: u64 = schemas.iter().map(|s| s.tables).sum();
-        if tables == 0 {
-            bail!("the restored database has no tables");
-        }
-        Ok(VerifyReport { tables, schemas, database_size: size, restore, ..VerifyReport::default() })
     }
 }
 
@@ -235,30 +182,70 @@ impl Engine for MariaDbEngine {
         })
     }
 
-    fn restore(
-        &self,
-        req: &RestoreRequest,
+    fn load<'a>(
+        &'a self,
+        req: &'a RestoreRequest,
         sql: &mut (dyn BufRead + Send),
         cancel: &Cancel,
-    ) -> anyhow::Result<RestoreReport> {
-        restore::run(self, req, sql, cancel)
+    ) -> anyhow::Result<(Box<dyn Loaded + 'a>, RestoreReport)> {
+        restore::load(self, req, sql, cancel)
     }
 
-    fn verify(
+    fn count_rows(
         &self,
+        conn: &Conn,
         database: &str,
-        sql: &mut (dyn BufRead + Send),
-        opts: &VerifyOptions,
+        stream: &Summary,
         cancel: &Cancel,
-    ) -> anyhow::Result<VerifyReport> {
-        // The run's server, shared with its other databases; this one is dropped after its check.
-        let drop_db = format!("DROP DATABASE {}", quote_ident(database));
-        opts.pool.check_in(
-            0,
-            || server::Throwaway::start(&self.options, opts, cancel),
-            |server| self.load_and_count(&server.conn(), database, sql, opts, cancel),
-            |server| self.query(&server.conn(), None, &drop_db, cancel).map(drop),
-        )
+    ) -> anyhow::Result<load::CountCheck> {
+        restore::count_check(self, conn, database, stream, cancel)
+    }
+
+    /// In MariaDB a schema is a database: `TABLE_SCHEMA` names those; by default the database.
+    fn schema_stats(
+        &self,
+        conn: &Conn,
+        database: &str,
+        schemas: Option<&[String]>,
+        cancel: &Cancel,
+    ) -> anyhow::Result<(Vec<SchemaStats>, u64)> {
+        let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+        let filter = match schemas {
+            Some(list) => list.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "),
+            None => quote(database),
+        };
+        let stats = self.query(
+            conn,
+            None,
+            &format!(
+                "SELECT table_schema, COUNT(*), COALESCE(SUM(data_length + index_length), 0) \
+                 FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema IN ({filter}) \
+                 GROUP BY table_schema"
+            ),
+            cancel,
+        )?;
+        let mut schemas = Vec::new();
+        let mut size = 0u64;
+        for line in stats.lines() {
+            if let [schema, tables, bytes] = line.split('\t').collect::<Vec<_>>().as_slice() {
+                schemas.push(SchemaStats { schema: schema.to_string(), tables: tables.parse()?, rows: 0 });
+                size += bytes.parse::<u64>()?;
+            }
+        }
+        Ok((schemas, size))
+    }
+
+    fn drop_database(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<()> {
+        self.query(conn, None, &format!("DROP DATABASE {}", quote_ident(database)), cancel).map(drop)
+    }
+
+    fn start_server(
+        &self,
+        _major: Option<u32>,
+        opts: &ServerOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Box<dyn Server>> {
+        Ok(Box::new(server::Throwaway::start(&self.options, opts, cancel)?))
     }
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {

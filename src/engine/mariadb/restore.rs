@@ -1,6 +1,6 @@
-//! MariaDB restore: drop and recreate the database, grant the application user, stream the
-//! dump into `mariadb` (`--force` with `-I`), counting every SQL error and each table's rows,
-//! then compare the rows with `COUNT(*)` of the restored tables.
+//! MariaDB load: drop and recreate the database, grant the application user, stream the
+//! dump into `mariadb` (`--force` with `-I`), counting every SQL error and each table's rows;
+//! `count_check` compares those rows with `COUNT(*)` of the restored tables.
 //!
 //! MariaDB cannot rename a database (and `RENAME TABLE` refuses tables with triggers across
 //! databases), so this restore is always in place; the caller proves the file complete
@@ -13,17 +13,30 @@ use anyhow::{Context, bail};
 use tracing::{info, warn};
 
 use super::{MariaDbEngine, quote_account, quote_ident};
-use crate::engine::load::{CountCheck, SqlErrors, compare, snapshot, uncountable};
-use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
+use crate::engine::load::{CountCheck, SqlErrors, compare, parse_counts, snapshot, uncountable};
+use crate::engine::{Conn, Loaded, RestoreReport, RestoreRequest, process};
 use crate::stream::scan::{ScanReader, Summary, mariadb::MariaScanner};
 use crate::system::cancel::Cancel;
 
-pub fn run(
-    engine: &MariaDbEngine,
-    req: &RestoreRequest,
+/// The database, loaded in place: nothing is left to do but the checks.
+struct InPlace<'a>(&'a str);
+
+impl Loaded for InPlace<'_> {
+    fn database(&self) -> &str {
+        self.0
+    }
+
+    fn finish(self: Box<Self>, _report: &mut RestoreReport, _cancel: &Cancel) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn load<'a>(
+    engine: &'a MariaDbEngine,
+    req: &'a RestoreRequest,
     sql: &mut (dyn BufRead + Send),
     cancel: &Cancel,
-) -> anyhow::Result<RestoreReport> {
+) -> anyhow::Result<(Box<dyn Loaded + 'a>, RestoreReport)> {
     let admin = &req.admin;
     engine
         .query(admin, None, "SELECT 1", cancel)
@@ -42,20 +55,13 @@ pub fn run(
             report.warnings.push(w);
         }
     }
-    let (errors, stream) = load(engine, req, sql, cancel)?;
+    let (errors, stream) = feed(engine, req, sql, cancel)?;
     report.errors = errors;
     report.stream = stream;
-    if req.count_check {
-        report.counts = count_check(engine, admin, &req.database, &report.stream, cancel)?;
-        if !report.counts.mismatches.is_empty() && !req.ignore_errors {
-            let list: Vec<String> = report.counts.mismatches.iter().map(ToString::to_string).collect();
-            bail!("the restored tables do not hold the backup's rows: {}", list.join("; "));
-        }
-    }
-    Ok(report)
+    Ok((Box::new(InPlace(&req.database)), report))
 }
 
-fn load(
+fn feed(
     engine: &MariaDbEngine,
     req: &RestoreRequest,
     sql: &mut (dyn BufRead + Send),
@@ -90,11 +96,10 @@ fn load(
         }
         return Err(e).with_context(|| format!("the restore of {database} stopped; the database is incomplete"));
     }
-    summary.check_complete().with_context(|| format!("the backup is incomplete; database {database} is incomplete"))?;
     Ok((errors, summary))
 }
 
-fn count_check(
+pub fn count_check(
     engine: &MariaDbEngine,
     admin: &Conn,
     database: &str,
@@ -125,14 +130,5 @@ fn count_check(
     cmd.args(["--batch", "--skip-column-names"]).arg(format!("--database={database}"));
     let fed = process::feed_stdin(cmd, "mariadb (row counts)", &mut Cursor::new(script.into_bytes()), cancel)
         .context("counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)")?;
-    let mut found = vec![None; summary.tables.len()];
-    for line in fed.stdout.lines() {
-        if let Some((i, n)) = line.split_once('\t')
-            && let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.trim().parse::<u64>())
-            && i < found.len()
-        {
-            found[i] = Some(n);
-        }
-    }
-    Ok(compare(&summary.tables, &found))
+    Ok(compare(&summary.tables, &parse_counts(&fed.stdout, '\t', summary.tables.len())))
 }

@@ -12,7 +12,8 @@ use anyhow::{Context, anyhow, bail};
 use tracing::{info, warn};
 
 use super::find_tool;
-use crate::engine::{Conn, EngineOptions, VerifyOptions, process};
+use crate::engine::server::{Server, ServerOptions, log_tail};
+use crate::engine::{Conn, EngineOptions, process};
 use crate::system::cancel::Cancel;
 
 pub struct Throwaway {
@@ -26,7 +27,7 @@ impl Throwaway {
     /// # Errors
     /// The folder is unusable, initialisation fails, or the server does not answer within
     /// `opts.start_timeout` (its error log is quoted).
-    pub fn start(options: &EngineOptions, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
+    pub fn start(options: &EngineOptions, opts: &ServerOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
         fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
         let dir = tempfile::Builder::new().prefix("verify-").tempdir_in(&opts.work_dir)?;
@@ -60,7 +61,7 @@ impl Throwaway {
                 "--innodb-buffer-pool-size=128M",
                 "--innodb-flush-log-at-trx-commit=0",
             ])
-            .args(opts.server_options.iter().map(|o| format!("--{o}")))
+            .args(opts.settings.iter().map(|o| format!("--{o}")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -78,11 +79,6 @@ impl Throwaway {
         self.dir.path().join("error.log")
     }
 
-    /// Root over the private socket.
-    pub fn conn(&self) -> Conn {
-        Conn { host: self.socket().display().to_string(), port: None, user: Some("root".into()), password: None }
-    }
-
     fn wait_ready(&mut self, timeout: Duration, cancel: &Cancel) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
@@ -94,16 +90,21 @@ impl Throwaway {
             }
             let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || started.elapsed() > timeout {
-                let log = fs::read_to_string(self.log()).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
                 bail!(
                     "the verification server did not start within {}s (DATABASE_SERVER_TIMEOUT): server log:\n{}",
                     timeout.as_secs(),
-                    tail.join("\n")
+                    log_tail(&self.log(), 8)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Server for Throwaway {
+    /// Root over the private socket.
+    fn conn(&self) -> Conn {
+        Conn { host: self.socket().display().to_string(), port: None, user: Some("root".into()), password: None }
     }
 }
 

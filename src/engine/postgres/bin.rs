@@ -5,8 +5,8 @@
 //! through Debian's `pg_wrapper`). Each folder's major comes from running its own tools'
 //! `--version`, never from its name: registry packages unpack to `package/native/bin` or
 //! `pginstall/bin`. A folder may hold only clients (`pg_dump`, `psql`) or only a server
-//! (`initdb`, `pg_ctl`, `postgres`). The answer is kept for the process (one `--version` per
-//! program and folder).
+//! (`initdb`, `pg_ctl`, `postgres`). The engine looks once and keeps the answer (one
+//! `--version` per program and folder and process: `engine::Engines`).
 //!
 //! The rule for a server of major N: dump with the client of major N when installed, else the
 //! lowest installed client above N (pg_dump refuses servers newer than itself); verification
@@ -15,7 +15,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use anyhow::anyhow;
 
@@ -40,22 +39,10 @@ pub struct Installed {
     pub folders: Vec<Folder>,
 }
 
-/// Found once per process and list of folders.
-static FOUND: Mutex<Vec<(Vec<PathBuf>, Installed)>> = Mutex::new(Vec::new());
-
 impl Installed {
-    /// What `options` points at (see the module doc), looked up once per process.
-    pub fn find(options: &EngineOptions) -> Installed {
-        let dirs = candidates(options);
-        if let Some(known) = FOUND.lock().ok().and_then(|f| f.iter().find(|(k, _)| *k == dirs).map(|(_, v)| v.clone()))
-        {
-            return known;
-        }
-        let installed = Installed { folders: dirs.iter().map(|d| look(d)).collect() };
-        if let Ok(mut found) = FOUND.lock() {
-            found.push((dirs, installed.clone()));
-        }
-        installed
+    /// What `options` points at (see the module doc), looked up now.
+    pub fn look_up(options: &EngineOptions) -> Installed {
+        Installed { folders: candidates(options).iter().map(|d| look(d)).collect() }
     }
 
     /// Installed client majors, ascending, without repeats.
@@ -176,25 +163,27 @@ fn is_debian_wrapper(path: &Path) -> bool {
     fs::canonicalize(path).is_ok_and(|real| real.file_name().is_some_and(|n| n == "pg_wrapper"))
 }
 
-/// The folder holding `initdb` and `pg_ctl` for a throwaway server of `major` (or the newest).
-///
-/// # Errors
-/// When no folder has a server.
-pub fn server_bin_dir(options: &EngineOptions, major: Option<u32>) -> anyhow::Result<(PathBuf, u32)> {
-    let installed = Installed::find(options);
-    installed.server_for(major).map(|(f, m)| (f.dir.clone(), m)).ok_or_else(|| {
-        anyhow!(
-            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) were found{}; install the server package or list \
-             its bin folder in PG_BIN_DIR",
-            match major {
-                Some(m) => format!(
-                    " for PostgreSQL {m} or newer (installed servers: {})",
-                    Installed::describe(&installed.server_majors())
-                ),
-                None => String::new(),
-            }
-        )
-    })
+impl Installed {
+    /// The folder holding `initdb` and `pg_ctl` for a throwaway server of `major` (or the
+    /// newest), and its major.
+    ///
+    /// # Errors
+    /// When no folder has a server of that major or newer.
+    pub fn server_dir(&self, major: Option<u32>) -> anyhow::Result<(PathBuf, u32)> {
+        self.server_for(major).map(|(f, m)| (f.dir.clone(), m)).ok_or_else(|| {
+            anyhow!(
+                "no PostgreSQL server binaries (initdb, pg_ctl, postgres) were found{}; install the server package or \
+                 list its bin folder in PG_BIN_DIR",
+                match major {
+                    Some(m) => format!(
+                        " for PostgreSQL {m} or newer (installed servers: {})",
+                        Installed::describe(&self.server_majors())
+                    ),
+                    None => String::new(),
+                }
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::io::Cursor;
 use anyhow::Context;
 
 use super::{PostgresEngine, quote_literal};
-use crate::engine::load::{CountCheck, compare, uncountable};
+use crate::engine::load::{CountCheck, compare, parse_counts, uncountable};
 use crate::engine::{Conn, process};
 use crate::stream::scan::{Summary, TableData};
 use crate::system::cancel::Cancel;
@@ -35,16 +35,7 @@ pub fn check(
     let sql = count_query(&summary.tables);
     let fed = process::feed_stdin(cmd, "psql (row counts)", &mut Cursor::new(sql.into_bytes()), cancel)
         .context("counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)")?;
-    let mut found = vec![None; summary.tables.len()];
-    for line in fed.stdout.lines() {
-        if let Some((i, n)) = line.split_once('|')
-            && let (Ok(i), Ok(n)) = (i.trim().parse::<usize>(), n.trim().parse::<u64>())
-            && i < found.len()
-        {
-            found[i] = Some(n);
-        }
-    }
-    Ok(compare(&summary.tables, &found))
+    Ok(compare(&summary.tables, &parse_counts(&fed.stdout, '|', summary.tables.len())))
 }
 
 /// Tables per counting statement: each statement is its own transaction, so it holds at most

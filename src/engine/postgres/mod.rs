@@ -1,13 +1,13 @@
 //! PostgreSQL: a backup is the `pg_dumpall --roles-only --no-role-passwords` output, our
 //! database settings section (`settings`), then the `pg_dump -Fp` output, in one stream
 //! (contract C4: what upstream wrote, plus a section plain psql also accepts).
-//! Restore and verify feed that stream back through `psql`.
+//! A load feeds that stream back through `psql` (serially or in parallel sessions).
 //!
 //! Passwords go to the children through `PGPASSWORD` in their environment, never argv; `-w`
 //! makes the tools fail instead of prompting on a terminal.
 
 mod bin;
-pub use bin::{Installed, server_bin_dir};
+pub use bin::Installed;
 mod counts;
 mod parallel;
 mod preflight;
@@ -15,8 +15,8 @@ mod restore;
 mod sections;
 mod server;
 mod settings;
+mod stats;
 mod swap;
-mod verify;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -25,37 +25,49 @@ use std::process::Command;
 use anyhow::{Context, anyhow};
 
 use super::{
-    Conn, DumpInfo, Engine, EngineOptions, RestoreReport, RestoreRequest, VerifyOptions, VerifyReport, process,
+    Conn, DumpInfo, Engine, EngineOptions, Loaded, RestoreReport, RestoreRequest, Server, ServerOptions, load, process,
 };
 use crate::model::database::Database;
 use crate::model::spec::EngineKind;
-use crate::stream::scan::postgres::header::HeaderRewriter;
+use crate::model::stats::SchemaStats;
+use crate::stream::scan::Summary;
+use crate::stream::scan::postgres::header::{HeaderFilter, HeaderRewriter};
 use crate::system::cancel::Cancel;
 
 /// The PostgreSQL engine.
 #[derive(Debug)]
 pub struct PostgresEngine {
     options: EngineOptions,
+    /// The installed majors, looked up on first use (`bin`).
+    installed: std::sync::OnceLock<Installed>,
 }
 
 impl PostgresEngine {
     pub fn new(options: EngineOptions) -> Self {
-        PostgresEngine { options }
+        PostgresEngine { options, installed: std::sync::OnceLock::new() }
+    }
+
+    /// Every installed major's programs, looked up once.
+    pub fn installed(&self) -> &Installed {
+        self.installed.get_or_init(|| Installed::look_up(&self.options))
     }
 
     /// A client tool of the newest installed client (`bin`); psql of any supported major
     /// talks to every server we support. The dump picks its client by the server (`dump`).
     fn tool(&self, name: &str) -> PathBuf {
-        match Installed::find(&self.options).newest_client() {
+        match self.installed().newest_client() {
             Some(folder) => folder.dir.join(name),
             // Spawning it fails with an error that names the program and the folder.
             None => self.options.pg_bin_dirs.first().map_or_else(|| PathBuf::from(name), |d| d.join(name)),
         }
     }
 
-    /// This engine with only `dir`'s programs: the client chosen for one server.
-    fn with_client(&self, dir: &std::path::Path) -> PostgresEngine {
-        PostgresEngine { options: EngineOptions { pg_bin_dirs: vec![dir.to_path_buf()], ..self.options.clone() } }
+    /// This engine with only `folder`'s programs: the client chosen for one server.
+    fn with_client(&self, folder: &bin::Folder) -> PostgresEngine {
+        PostgresEngine {
+            options: EngineOptions { pg_bin_dirs: vec![folder.dir.clone()], ..self.options.clone() },
+            installed: Installed { folders: vec![folder.clone()] }.into(),
+        }
     }
 
     /// A client command connected to `database` as `conn`. Every name (host, user, database)
@@ -160,10 +172,9 @@ impl Engine for PostgresEngine {
         let (version, captured) = answer.trim().split_once('\n').unwrap_or((answer.trim(), ""));
         let (server, server_text) = parse_version(version)?;
         // The client of the server's major, else the lowest above it (`bin`).
-        let installed = Installed::find(&self.options);
-        let folder = installed.client_for(server)?;
+        let folder = self.installed().client_for(server)?;
         let (client, client_text) = folder.client.clone().unwrap_or_default();
-        let chosen = self.with_client(&folder.dir);
+        let chosen = self.with_client(folder);
         let captured: settings::Captured = serde_json::from_str(captured.trim())
             .with_context(|| format!("reading the database's own settings from {:?}", captured.trim()))?;
         let dump = chosen.dump_command(db, &conn);
@@ -187,23 +198,62 @@ impl Engine for PostgresEngine {
         })
     }
 
-    fn restore(
-        &self,
-        req: &RestoreRequest,
+    fn load<'a>(
+        &'a self,
+        req: &'a RestoreRequest,
         sql: &mut (dyn BufRead + Send),
         cancel: &Cancel,
-    ) -> anyhow::Result<RestoreReport> {
-        restore::run(self, req, sql, cancel)
+    ) -> anyhow::Result<(Box<dyn Loaded + 'a>, RestoreReport)> {
+        restore::load(self, req, sql, cancel)
     }
 
-    fn verify(
+    fn count_rows(
         &self,
+        conn: &Conn,
         database: &str,
-        sql: &mut (dyn BufRead + Send),
-        opts: &VerifyOptions,
+        stream: &Summary,
         cancel: &Cancel,
-    ) -> anyhow::Result<VerifyReport> {
-        verify::run(self, database, sql, opts, cancel)
+    ) -> anyhow::Result<load::CountCheck> {
+        counts::check(self, conn, database, stream, cancel)
+    }
+
+    fn schema_stats(
+        &self,
+        conn: &Conn,
+        database: &str,
+        schemas: Option<&[String]>,
+        cancel: &Cancel,
+    ) -> anyhow::Result<(Vec<SchemaStats>, u64)> {
+        stats::schema_stats(self, conn, database, schemas, cancel)
+    }
+
+    fn drop_database(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<()> {
+        let sql = format!("DROP DATABASE {} WITH (FORCE)", quote_ident(database));
+        self.queries(conn, swap::MAINTENANCE_DB, &[&sql], cancel).map(drop)
+    }
+
+    /// From the dump's header (`-- Dumped from database version 14.x`).
+    fn source_major<'a>(
+        &self,
+        sql: Box<dyn BufRead + Send + 'a>,
+    ) -> anyhow::Result<(Option<u32>, Box<dyn BufRead + Send + 'a>)> {
+        let mut sql = HeaderFilter::new(sql, u32::MAX);
+        let source = sql.read_ahead().context("reading the backup")?.source_major;
+        Ok((source, Box::new(sql)))
+    }
+
+    fn throwaway_major(&self, wanted: Option<u32>) -> anyhow::Result<Option<u32>> {
+        Ok(Some(self.installed().server_dir(wanted)?.1))
+    }
+
+    fn start_server(
+        &self,
+        major: Option<u32>,
+        opts: &ServerOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Box<dyn Server>> {
+        let (bin_dir, _) = self.installed().server_dir(major)?;
+        Ok(Box::new(server::Throwaway::start(bin_dir, opts, cancel)?))
     }
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {

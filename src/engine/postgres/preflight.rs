@@ -60,7 +60,7 @@ impl PostgresEngine {
             }
         };
         // The client the dump will use for this server (`bin`): "server 14 → pg_dump 18".
-        match super::Installed::find(&self.options).client_for(server.0) {
+        match self.installed().client_for(server.0) {
             Ok(folder) => {
                 let (major, text) = folder.client.clone().unwrap_or_default();
                 out.findings.push(Finding::pass(

@@ -1,4 +1,5 @@
-//! PostgreSQL restore, in the order that never loses the target:
+//! PostgreSQL load, in the order that never loses the target (the workflow above it,
+//! `restore::database`, judges completeness and counts between the load and `finish`):
 //!
 //! 1. connect as the admin; read the roles and database settings sections off the front of
 //!    the stream; apply the roles (existing roles tolerated);
@@ -7,11 +8,10 @@
 //! 3. stream the database section into `psql -f -` (ON_ERROR_STOP unless `-I`), counting
 //!    every SQL error with its line in the file, while the scanner checks that the dump is
 //!    complete and counts each table's rows;
-//! 4. compare those rows with `count(*)` of the restored tables; apply the database's own
-//!    settings, comment and privileges; make the load durable;
-//! 5. swap the loaded copy in by rename.
+//! 4. (`finish`) apply the database's own settings, comment and privileges; make the load
+//!    durable; swap the loaded copy in by rename.
 //!
-//! Any failure before step 5 drops the temporary database: the target is as it was.
+//! Any failure before the swap drops the temporary database: the target is as it was.
 //!
 //! The load commits asynchronously (a dump of many objects commits once per statement, and
 //! each synchronous commit waits for a WAL flush); one synchronous commit before the swap makes
@@ -25,19 +25,27 @@ use tracing::{debug, info, warn};
 
 use super::sections::{split_front, tolerate_existing_roles};
 use super::swap::{LoadDatabase, MAINTENANCE_DB};
-use super::{PostgresEngine, counts, parallel, settings};
+use super::{PostgresEngine, parallel, settings};
 use crate::engine::load::{SqlErrors, snapshot};
-use crate::engine::{Conn, RestoreReport, RestoreRequest, process};
+use crate::engine::{Conn, Loaded, RestoreReport, RestoreRequest, process};
 use crate::stream::scan::postgres::{PgScanner, header::HeaderFilter};
 use crate::stream::scan::{ScanReader, Scanner, Summary};
 use crate::system::cancel::Cancel;
 
-pub fn run(
-    engine: &PostgresEngine,
-    req: &RestoreRequest,
+/// A database loaded beside (or in place of) the target, with what `finish` still applies.
+struct PgLoaded<'a> {
+    engine: &'a PostgresEngine,
+    target: LoadDatabase<'a>,
+    /// The backup's database settings section, applied after the counts.
+    settings: Option<String>,
+}
+
+pub fn load<'a>(
+    engine: &'a PostgresEngine,
+    req: &'a RestoreRequest,
     sql: &mut (dyn BufRead + Send),
     cancel: &Cancel,
-) -> anyhow::Result<RestoreReport> {
+) -> anyhow::Result<(Box<dyn Loaded + 'a>, RestoreReport)> {
     let admin = &req.admin;
     let major = engine
         .server_major(admin, MAINTENANCE_DB, cancel)
@@ -72,10 +80,10 @@ pub fn run(
         let (errors, stream, plan) = parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
         info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
         report.parallel = Some(plan.to_string());
-        finish_load(errors, stream)?
+        (errors, stream)
     } else {
         let mut rest = ScanReader::new(rest, Box::new(scanner));
-        load(engine, req, &target.name, &mut rest, offset, cancel)?
+        serial(engine, req, &target.name, &mut rest, offset, cancel)?
     };
     if let Some((line, setting)) = sql.blanked.first() {
         info!(
@@ -88,24 +96,29 @@ pub fn run(
     }
     report.errors = errors;
     report.stream = stream;
-    if req.count_check {
-        report.counts = counts::check(engine, admin, &target.name, &report.stream, cancel)?;
-        if !report.counts.mismatches.is_empty() && !req.ignore_errors {
-            let list: Vec<String> = report.counts.mismatches.iter().map(ToString::to_string).collect();
-            bail!("the restored tables do not hold the backup's rows: {}", list.join("; "));
+    Ok((Box::new(PgLoaded { engine, target, settings: front.settings }), report))
+}
+
+impl Loaded for PgLoaded<'_> {
+    fn database(&self) -> &str {
+        &self.target.name
+    }
+
+    fn finish(self: Box<Self>, report: &mut RestoreReport, cancel: &Cancel) -> anyhow::Result<()> {
+        let PgLoaded { engine, target, settings } = *self;
+        let admin = target.admin();
+        if let Some(section) = &settings {
+            report.warnings.extend(apply_settings(engine, admin, &target.name, section, cancel)?);
         }
+        debug!(database = %target.name, "Loaded; waiting for one synchronous commit.");
+        engine.queries(admin, MAINTENANCE_DB, &DURABLE_COMMIT, cancel).with_context(|| {
+            format!("database {} was loaded, but the server did not confirm it is on disk", target.name)
+        })?;
+        let (terminated, kept) = target.finish(cancel)?;
+        report.terminated_connections += terminated;
+        report.kept_previous = kept;
+        Ok(())
     }
-    if let Some(section) = &front.settings {
-        report.warnings.extend(apply_settings(engine, admin, &target.name, section, cancel)?);
-    }
-    debug!(database = %target.name, "Loaded; waiting for one synchronous commit.");
-    engine.queries(admin, MAINTENANCE_DB, &DURABLE_COMMIT, cancel).with_context(|| {
-        format!("database {} was loaded, but the server did not confirm it is on disk", target.name)
-    })?;
-    let (swapped_terminated, kept) = target.finish(cancel)?;
-    report.terminated_connections += swapped_terminated;
-    report.kept_previous = kept;
-    Ok(report)
 }
 
 /// Applies the roles section; failures other than "already exists" become warnings (e.g. a
@@ -159,8 +172,8 @@ const DURABLE_COMMIT: [&str; 2] = ["SET synchronous_commit = on", "SELECT txid_c
 /// database `into`. Returns the SQL errors (only possible with `-I`) and the stream's summary.
 ///
 /// # Errors
-/// The first SQL error without `-I`, an incomplete dump, a read error, an interruption.
-fn load(
+/// The first SQL error without `-I`, a read error, an interruption.
+fn serial(
     engine: &PostgresEngine,
     req: &RestoreRequest,
     into: &str,
@@ -197,15 +210,5 @@ fn load(
         }
         return Err(e).context("the restore stopped before the end of the backup");
     }
-    finish_load(errors, summary)
-}
-
-/// Judges a finished load (either path): the stream must have been a complete dump.
-fn finish_load(errors: SqlErrors, summary: Summary) -> anyhow::Result<(SqlErrors, Summary)> {
-    summary.check_complete().context("the backup is incomplete; what was loaded is discarded")?;
-    if errors.count > 0 {
-        warn!(errors = errors.count, first = %errors.first.first().map(String::as_str).unwrap_or_default(), "SQL errors during the load (-I): continuing.");
-    }
-    info!(stream = %summary, "Backup stream loaded.");
     Ok((errors, summary))
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use tracing::{debug, info, warn};
 
-use super::bin::server_bin_dir;
-use crate::engine::{Conn, EngineOptions, VerifyOptions, process};
+use crate::engine::server::{Server, ServerOptions, log_tail};
+use crate::engine::{Conn, process};
 use crate::system::cancel::Cancel;
 
 /// Socket paths are limited to 107 bytes by the kernel.
@@ -45,18 +45,12 @@ pub struct Throwaway {
 }
 
 impl Throwaway {
-    /// Creates and starts the server.
+    /// Creates and starts a server of `bin_dir`'s programs.
     ///
     /// # Errors
     /// The verification folder is unusable, initdb fails, or the server does not start within
     /// `opts.start_timeout` (the server log's last lines are quoted).
-    pub fn start(
-        options: &EngineOptions,
-        opts: &VerifyOptions,
-        major: Option<u32>,
-        cancel: &Cancel,
-    ) -> anyhow::Result<Throwaway> {
-        let (bin_dir, _) = server_bin_dir(options, major)?;
+    pub fn start(bin_dir: PathBuf, opts: &ServerOptions, cancel: &Cancel) -> anyhow::Result<Throwaway> {
         fs::create_dir_all(&opts.work_dir)
             .with_context(|| format!("creating the verification folder {} (VERIFY_DIR)", opts.work_dir.display()))?;
         let dir = tempfile::Builder::new()
@@ -80,16 +74,6 @@ impl Throwaway {
         server.init(cancel)?;
         server.launch(opts, cancel)?;
         Ok(server)
-    }
-
-    /// How to connect: the socket folder, as the bootstrap superuser (trust auth, local only).
-    pub fn conn(&self) -> Conn {
-        Conn {
-            host: self.dir.path().display().to_string(),
-            port: Some(PORT),
-            user: Some("postgres".into()),
-            password: None,
-        }
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -127,14 +111,14 @@ impl Throwaway {
         Ok(())
     }
 
-    fn launch(&mut self, opts: &VerifyOptions, cancel: &Cancel) -> anyhow::Result<()> {
+    fn launch(&mut self, opts: &ServerOptions, cancel: &Cancel) -> anyhow::Result<()> {
         let mut settings = vec![
             "listen_addresses=''".to_string(),
             format!("unix_socket_directories='{}'", self.dir.path().display()),
             format!("port={PORT}"),
         ];
         settings.extend(FAST_SETTINGS.iter().map(|s| s.to_string()));
-        settings.extend(opts.server_options.iter().cloned());
+        settings.extend(opts.settings.iter().cloned());
         let options: Vec<String> = settings.iter().map(|s| format!("-c {s}")).collect();
         let timeout = opts.start_timeout.as_secs().max(1);
         let mut cmd = self.tool("pg_ctl");
@@ -149,11 +133,9 @@ impl Throwaway {
         self.started = true; // pg_ctl may leave a server behind even when it reports failure.
         info!(folder = %self.dir.path().display(), "Starting the verification server.");
         if let Err(e) = process::capture(cmd, "pg_ctl", cancel) {
-            let log = fs::read_to_string(self.log_file()).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
             bail!(
                 "the verification server did not start within {timeout}s (DATABASE_SERVER_TIMEOUT): {e:#}\nserver log:\n{}",
-                tail.join("\n")
+                log_tail(&self.log_file(), 8)
             );
         }
         Ok(())
@@ -179,6 +161,18 @@ impl Throwaway {
             warn!(pid, "pg_ctl could not stop the verification server; killing it.");
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Server for Throwaway {
+    /// The socket folder, as the bootstrap superuser (trust auth, local only).
+    fn conn(&self) -> Conn {
+        Conn {
+            host: self.dir.path().display().to_string(),
+            port: Some(PORT),
+            user: Some("postgres".into()),
+            password: None,
         }
     }
 }

@@ -97,6 +97,11 @@ impl<'a> LoadDatabase<'a> {
         Ok((LoadDatabase { engine, req, name, temporary, major }, terminated))
     }
 
+    /// The administrative connection that made it.
+    pub fn admin(&self) -> &'a crate::engine::Conn {
+        &self.req.admin
+    }
+
     /// Grants the application user everything on the new database, as upstream does; a
     /// warning when that role does not exist on this server.
     pub fn grant_owner(&self, cancel: &Cancel) -> anyhow::Result<Option<String>> {

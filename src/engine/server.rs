@@ -1,0 +1,45 @@
+//! Throwaway servers: what every engine's local server for verification, drills and
+//! rehearsals has in common — where it lives, how long it may take to start, extra settings —
+//! and the handle the workflows hold (dropping it stops the server and removes its files).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::database::Conn;
+
+/// How to start a throwaway server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Folder in which the server's temporary directory is created (`VERIFY_DIR`).
+    pub work_dir: PathBuf,
+    /// How long it may take to start (`DATABASE_SERVER_TIMEOUT`).
+    pub start_timeout: Duration,
+    /// Extra server settings (`VERIFY_SERVER_OPTIONS`, `name=value` each).
+    pub settings: Vec<String>,
+}
+
+/// A running throwaway server; dropping the last handle stops it and deletes its folder.
+pub trait Server: Send + Sync {
+    /// How to connect as its superuser (a unix socket in its folder).
+    fn conn(&self) -> Conn;
+}
+
+/// The last `lines` lines of a server's log, for an error that says why it did not start.
+pub fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_tail_keeps_the_last_lines_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(super::log_tail(&path, 2), "c\nd");
+        assert_eq!(super::log_tail(&path, 9), "a\nb\nc\nd");
+        assert_eq!(super::log_tail(&dir.path().join("none"), 3), "");
+    }
+}
