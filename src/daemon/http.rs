@@ -285,13 +285,23 @@ fn simple(status: &str, body: &str, head: bool) -> Vec<u8> {
 }
 
 fn response(status: &str, content_type: &str, body: &str, head: bool) -> Vec<u8> {
+    encoded(status, content_type, body, head, false)
+}
+
+/// A response, its body gzipped when `gzip` (the client accepts it) and that helps.
+fn encoded(status: &str, content_type: &str, body: &str, head: bool, gzip: bool) -> Vec<u8> {
+    let zipped = if gzip { super::gzip::compress(body) } else { None };
+    let (bytes, encoding) = match &zipped {
+        Some(z) => (z.as_slice(), "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"),
+        None => (body.as_bytes(), ""),
+    };
     let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{encoding}Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        bytes.len()
     )
     .into_bytes();
     if !head {
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(bytes);
     }
     out
 }
@@ -305,7 +315,7 @@ fn respond(head: &str, health: &Health, ready: &Mutex<Result<(), String>>) -> Ve
         return simple("405 Method Not Allowed", "only GET and HEAD\n", false);
     }
     let (status, content_type, body) = route(path, health, ready);
-    response(status, content_type, &body, head_only)
+    encoded(status, content_type, &body, head_only, super::gzip::accepted(head))
 }
 
 fn parse_request_line(line: &str) -> (&str, &str) {

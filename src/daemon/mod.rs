@@ -4,9 +4,10 @@
 //! `SHUTDOWN_GRACE` to finish, then cancel it (children killed, partial file removed); exit 0.
 
 pub mod evidence;
+pub mod gzip;
 pub mod http;
 pub mod jobs;
-mod page;
+pub mod page;
 pub mod state;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,7 +1,10 @@
 //! The status page (`GET /`): one server-rendered HTML page from a snapshot of the state,
 //! with inline CSS and SVG (nothing fetched, no script; it works behind `oc port-forward` and
-//! air-gapped), refreshing itself every 60 s. Every state is said in words, not only colours;
-//! the layout is one column on a phone. Database specs are shown (host, port, database: no
+//! air-gapped), refreshing itself every 60 s. A compact table of the fleet comes first, worst
+//! first (failed, stale, anomaly, unverified, ok; the oldest success first within each), each
+//! row linking to the database's card below. Every state is said in words, not only colours;
+//! the layout is one column on a phone. Charts start at zero and say their range, so a
+//! backup a few bytes smaller draws no dip. Database specs are shown (host, port, database: no
 //! user, no password, no connection string).
 
 use std::fmt::Write;
@@ -33,8 +36,13 @@ pub fn render(state: &State, now: DateTime<Utc>) -> String {
             esc(server)
         );
     }
-    for (name, db) in &state.databases {
-        database(&mut body, state, name, db, now);
+    // Worst first; each card keeps its place in the map as its anchor.
+    let mut rows: Vec<(usize, &String, &DbState, (&'static str, String))> =
+        state.databases.iter().enumerate().map(|(i, (name, db))| (i, name, db, verdict(state, db, now))).collect();
+    rows.sort_by_key(|(_, name, db, (class, _))| (rank(class), db.last_success, name.as_str()));
+    fleet(&mut body, state, &rows, now);
+    for (i, name, db, verdict) in &rows {
+        database(&mut body, *i, name, db, verdict, now);
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -52,14 +60,74 @@ section.ok{border-left-color:#2e7d32}section.failed{border-left-color:#c62828}se
 .state{font-weight:700;text-transform:uppercase;font-size:.85rem;margin-left:.4rem}\
 dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.3rem 1rem;margin:.4rem 0}\
 dt{font-size:.8rem;color:#555}dd{margin:0;overflow-wrap:anywhere}.why,.warn{overflow-wrap:anywhere}.warn{color:#8a4b00}\
-.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.8rem;color:#555}svg{display:block;width:12rem;max-width:100%;height:3rem}";
+.charts{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0}figcaption{font-size:.8rem;color:#555}svg{display:block;width:12rem;max-width:100%;height:3rem}\
+path{fill:none;stroke:#1565c0;stroke-width:1.5}circle{fill:#c62828}\
+.fleet{width:100%;overflow-x:auto}table{border-collapse:collapse;font-size:.85rem;width:100%}\
+th,td{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #ddd;white-space:nowrap}th{font-weight:600;color:#555}\
+td:first-child{white-space:normal;overflow-wrap:anywhere}td.failed{color:#c62828}td.stale,td.anomaly,td.unverified{color:#8a4b00}td.ok{color:#2e7d32}";
 
-fn database(out: &mut String, state: &State, name: &str, db: &DbState, now: DateTime<Utc>) {
-    let (class, reason) = verdict(state, db, now);
+/// Worst first.
+fn rank(class: &str) -> u8 {
+    match class {
+        "failed" => 0,
+        "stale" => 1,
+        "anomaly" => 2,
+        "unverified" => 3,
+        _ => 4,
+    }
+}
+
+/// The fleet at a glance: one row per database, linking to its card.
+fn fleet(
+    out: &mut String,
+    state: &State,
+    rows: &[(usize, &String, &DbState, (&'static str, String))],
+    now: DateTime<Utc>,
+) {
+    let ago = |t: Option<DateTime<Utc>>| match t {
+        Some(t) => format!("{} ago", human::age((now - t).to_std().unwrap_or_default())),
+        None => "never".into(),
+    };
+    out.push_str(
+        "<div class=\"fleet\"><table><caption class=\"why\">Worst first.</caption><thead><tr><th scope=\"col\">Database</th>\
+         <th scope=\"col\">State</th><th scope=\"col\">Last success</th><th scope=\"col\">Size</th>\
+         <th scope=\"col\">Rows</th><th scope=\"col\">Last verification</th><th scope=\"col\">Recovery point</th></tr></thead><tbody>",
+    );
+    for (i, name, db, (class, _)) in rows {
+        let e = &db.evidence;
+        let verified = match &db.last_verification {
+            Some(v) if v.ok => ago(Some(v.at)),
+            Some(v) => format!("FAILED {}", ago(Some(v.at))),
+            None => "never".into(),
+        };
+        let rpo = match e.newest_verified_backup_at {
+            Some(_) if e.rpo_exceeded(state.rpo_target, state.started, now) => {
+                format!("{} (over target)", human::age(e.rpo(state.started, now)))
+            }
+            Some(_) => human::age(e.rpo(state.started, now)),
+            None => "none verified".into(),
+        };
+        let size = if db.last_success.is_some() { human::bytes(db.last_success_size_bytes) } else { "-".into() };
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"#d{i}\">{}</a></td><td class=\"{class}\">{class}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(&ago(db.last_success)),
+            esc(&size),
+            e.newest_rows.map_or("-".into(), |r| r.to_string()),
+            esc(&verified),
+            esc(&rpo)
+        );
+    }
+    out.push_str("</tbody></table></div>");
+}
+
+fn database(out: &mut String, i: usize, name: &str, db: &DbState, verdict: &(&str, String), now: DateTime<Utc>) {
+    let (class, reason) = verdict;
     let _ = write!(
         out,
-        "<section class=\"{class}\" aria-label=\"{n}\"><h2>{n}<span class=\"state\">{class}</span></h2><p class=\"why\">{}</p><dl>",
-        esc(&reason),
+        "<section id=\"d{i}\" class=\"{class}\" aria-label=\"{n}\"><h2>{n}<span class=\"state\">{class}</span></h2><p class=\"why\">{}</p><dl>",
+        esc(reason),
         n = esc(name)
     );
     let when = |t: Option<DateTime<Utc>>| match t {
@@ -117,13 +185,13 @@ fn database(out: &mut String, state: &State, name: &str, db: &DbState, now: Date
         let _ = write!(out, "<dt>{term}</dt><dd>{}</dd>", esc(&value));
     }
     out.push_str("</dl><div class=\"charts\">");
-    let series: [(&str, Vec<Option<f64>>); 3] = [
-        ("Size", e.history.iter().map(|p| Some(p.bytes as f64)).collect()),
-        ("Dump duration", e.history.iter().map(|p| p.seconds).collect()),
-        ("Rows", e.history.iter().map(|p| p.rows.map(|r| r as f64)).collect()),
+    let series: [(&str, Vec<Option<f64>>, Unit); 3] = [
+        ("Size", e.history.iter().map(|p| Some(p.bytes as f64)).collect(), Unit::Bytes),
+        ("Dump duration", e.history.iter().map(|p| p.seconds).collect(), Unit::Seconds),
+        ("Rows", e.history.iter().map(|p| p.rows.map(|r| r as f64)).collect(), Unit::Count),
     ];
-    for (what, values) in series {
-        spark(out, what, &values, &e.history);
+    for (what, values, unit) in series {
+        spark(out, what, &values, unit, &e.history);
     }
     out.push_str("</div></section>");
 }
@@ -149,38 +217,117 @@ fn verdict(state: &State, db: &DbState, now: DateTime<Utc>) -> (&'static str, St
     }
 }
 
-/// A sparkline of `values` (the backups on disk, oldest first), failed or anomalous ones marked.
-fn spark(out: &mut String, what: &str, values: &[Option<f64>], points: &[Point]) {
+/// What a chart's values are, for its caption.
+#[derive(Clone, Copy)]
+enum Unit {
+    Bytes,
+    Seconds,
+    Count,
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Bytes => human::bytes(v as u64),
+            Unit::Seconds => human::age(std::time::Duration::from_secs_f64(v.max(0.0))),
+            Unit::Count => format!("{}", v as u64),
+        }
+    }
+}
+
+/// The chart's height and width in SVG units (whole numbers keep the page light).
+const CHART: (f64, f64) = (120.0, 30.0);
+
+/// Where `v` is drawn: the axis runs from zero to the largest value, so that a change of a
+/// few bytes or rows is a few pixels, not the chart's full height.
+fn chart_y(v: f64, hi: f64) -> f64 {
+    let h = CHART.1;
+    if hi > 0.0 { h - 2.0 - (h - 4.0) * v.max(0.0) / hi } else { h - 2.0 }
+}
+
+/// A sparkline of `values` (the backups on disk, oldest first), failed or anomalous ones
+/// marked; its caption says the range.
+fn spark(out: &mut String, what: &str, values: &[Option<f64>], unit: Unit, points: &[Point]) {
     let known: Vec<(usize, f64)> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i, v))).collect();
     if known.len() < 2 {
         return;
     }
     let (lo, hi) = known.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| (lo.min(*v), hi.max(*v)));
-    let (w, h) = (120.0, 30.0);
+    let (w, h) = CHART;
     let x = |i: usize| 2.0 + (w - 4.0) * i as f64 / (values.len() - 1).max(1) as f64;
-    let y = |v: f64| if hi > lo { h - 3.0 - (h - 6.0) * (v - lo) / (hi - lo) } else { h / 2.0 };
-    let line: Vec<String> = known.iter().map(|(i, v)| format!("{:.1},{:.1}", x(*i), y(*v))).collect();
+    // One path, each step relative to the one before (whole units keep it short).
+    let at = |(i, v): &(usize, f64)| (x(*i).round() as i64, chart_y(*v, hi).round() as i64);
+    let mut line = String::new();
+    let mut last = None;
+    for p in &known {
+        let (px, py) = at(p);
+        match last {
+            None => line.push_str(&format!("M{px},{py}")),
+            Some((lx, ly)) if ly == py => line.push_str(&format!("h{}", px - lx)),
+            Some((lx, ly)) => line.push_str(&format!("l{},{}", px - lx, py - ly)),
+        }
+        last = Some((px, py));
+    }
     let marks: String = known
         .iter()
         .filter(|(i, _)| points.get(*i).is_some_and(|p| p.bad))
-        .map(|(i, v)| format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#c62828\"/>", x(*i), y(*v)))
+        .map(|p| format!("<circle cx=\"{}\" cy=\"{}\" r=\"2.5\"/>", at(p).0, at(p).1))
         .collect();
+    let range = if unit.show(lo) == unit.show(hi) {
+        format!("all {}", unit.show(hi))
+    } else {
+        format!("{} to {}", unit.show(lo), unit.show(hi))
+    };
     let caption = format!(
-        "{what} of the last {} backups{}",
+        "{what} of the last {} backups: {range} (axis from 0){}",
         known.len(),
-        if marks.is_empty() { "" } else { " (red: cut short or anomalous)" }
+        if marks.is_empty() { "" } else { "; red: cut short or anomalous" }
     );
     let _ = write!(
         out,
-        "<figure><svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{c}\"><polyline fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" points=\"{}\"/>{marks}</svg><figcaption>{c}</figcaption></figure>",
-        line.join(" "),
-        c = esc(&caption)
+        "<figure><svg viewBox=\"0 0 {w} {h}\" aria-hidden=\"true\"><path d=\"{line}\"/>{marks}</svg><figcaption>{}</figcaption></figure>",
+        esc(&caption)
     );
 }
 
 /// HTML text and attribute escaping.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A fleet of `n` databases with full histories, every tenth one's last backup failed: for
+/// the page's size and rendering tests.
+#[cfg(any(test, feature = "test-support"))]
+pub fn sample_fleet(n: usize, now: DateTime<Utc>) -> State {
+    let names: Vec<(String, String)> =
+        (0..n).map(|i| (format!("postgres=db-{}.example:5432/app_{i:03}", i % 7), format!("db-app_{i:03}"))).collect();
+    let mut s = State::new(&names, &[], Some(std::time::Duration::from_secs(86_400)), 1.5, now);
+    for (i, db) in s.databases.values_mut().enumerate() {
+        db.last_success = Some(now - chrono::Duration::hours(1 + (i % 30) as i64));
+        db.last_success_size_bytes = 10_000_000 + i as u64 * 977;
+        db.evidence.newest_rows = Some(250_000 + i as u64);
+        db.evidence.newest_tables = Some(40);
+        db.evidence.newest_verified_backup_at = Some(now - chrono::Duration::hours(25));
+        db.last_verification = Some(super::state::Verification { at: now, ok: true, error: None });
+        db.evidence.history = (0..super::evidence::HISTORY)
+            .map(|k| Point {
+                bytes: 10_000_000 + (k * 1013 % 5_000) as u64,
+                rows: Some(250_000 + k as u64 * 17),
+                seconds: Some(3.0 + (k % 5) as f64 / 10.0),
+                bad: k == 17,
+            })
+            .collect();
+        if i % 10 == 3 {
+            db.last_attempt = Some(super::state::Attempt {
+                at: now,
+                ok: false,
+                error: Some("pg_dump: connection refused".into()),
+                duration_seconds: 1.0,
+                size_bytes: 0,
+            });
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -198,5 +345,53 @@ mod tests {
         );
         assert!(html.contains("unverified") && html.contains("No backup yet."), "{html}");
         assert!(html.contains("2 database(s) on postgres=db:5432"), "{html}");
+    }
+
+    #[test]
+    fn the_fleet_table_comes_first_worst_first_and_links_to_each_card() {
+        let now = Utc::now();
+        let html = render(&sample_fleet(20, now), now);
+        let table = html.find("<table>").unwrap();
+        assert!(table < html.find("<section").unwrap(), "the table before the cards");
+        let states: Vec<&str> = html[table..html.find("</table>").unwrap()]
+            .split("<td class=\"")
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap())
+            .collect();
+        assert_eq!(states.len(), 20);
+        assert_eq!(&states[..2], ["failed", "failed"], "{states:?}");
+        assert!(states[2..].iter().all(|s| *s == "ok"), "{states:?}");
+        // Every row's link has its card.
+        for link in html.split("<a href=\"#").skip(1).map(|r| r.split('"').next().unwrap()) {
+            assert!(html.contains(&format!("<section id=\"{link}\"")), "{link}");
+        }
+        assert!(html.contains("connection refused"), "{html}");
+    }
+
+    #[test]
+    fn charts_start_at_zero_and_say_their_range() {
+        let points: Vec<Point> = (0..3).map(|_| Point { bytes: 0, rows: None, seconds: None, bad: false }).collect();
+        let mut out = String::new();
+        spark(&mut out, "Size", &[Some(1_000_000.0), Some(999_990.0), Some(1_000_000.0)], Unit::Bytes, &points);
+        let d = out.split("d=\"").nth(1).unwrap().split('"').next().unwrap();
+        // Ten bytes of a megabyte: a flat line (the old axis ran from min to max: a full-height dip).
+        assert_eq!(d, "M2,2h58h58", "{out}");
+        assert!(out.contains("(axis from 0)") && out.contains("all 976.6 KiB"), "{out}");
+        let mut out = String::new();
+        spark(&mut out, "Rows", &[Some(10.0), Some(20.0)], Unit::Count, &points);
+        assert!(out.contains("Rows of the last 2 backups: 10 to 20 (axis from 0)"), "{out}");
+        // Half the largest value is drawn half-way up.
+        assert!(out.contains("d=\"M2,15l116,-13\""), "{out}");
+        assert_eq!(chart_y(0.0, 0.0), CHART.1 - 2.0, "all zero: the baseline");
+    }
+
+    #[test]
+    fn a_page_of_two_hundred_databases_stays_light() {
+        let now = Utc::now();
+        let html = render(&sample_fleet(200, now), now);
+        // Measured (docs/OPERATIONS.md, status page): 405 KB, 2 KB a database, gzipped a tenth.
+        let zipped = super::super::gzip::compress(&html).unwrap().len();
+        assert!(html.len() < 450 * 1024 && zipped < 60 * 1024, "{} bytes, {zipped} gzipped", html.len());
+        println!("status page, 200 databases x 60 backups: {} bytes, {zipped} gzipped", html.len());
     }
 }
