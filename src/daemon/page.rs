@@ -229,7 +229,8 @@ impl Unit {
     fn show(self, v: f64) -> String {
         match self {
             Unit::Bytes => human::bytes(v as u64),
-            Unit::Seconds => human::age(std::time::Duration::from_secs_f64(v.max(0.0))),
+            Unit::Seconds if v < 60.0 => format!("{:.1}s", v.max(0.0)),
+            Unit::Seconds => human::age(std::time::Duration::from_secs_f64(v)),
             Unit::Count => format!("{}", v as u64),
         }
     }
@@ -383,6 +384,9 @@ mod tests {
         // Half the largest value is drawn half-way up.
         assert!(out.contains("d=\"M2,15l116,-13\""), "{out}");
         assert_eq!(chart_y(0.0, 0.0), CHART.1 - 2.0, "all zero: the baseline");
+        let mut out = String::new();
+        spark(&mut out, "Dump duration", &[Some(0.04), Some(0.12)], Unit::Seconds, &points);
+        assert!(out.contains("Dump duration of the last 2 backups: 0.0s to 0.1s"), "{out}");
     }
 
     #[test]
