@@ -22,7 +22,7 @@
 //! - `net/`: HTTP client and retries: `backoff`, `http_client`
 //! - `stream/`: the bytes of a backup: `compress`, `crypt`, `progress`, `scan`
 //! - `engine/`: database kinds and their primitives: `load`, `mariadb`, `postgres`, `process`, `server`
-//! - `catalog/`: the backup folder: `anomaly`, `checksum`, `durable`, `layout`, `lock`, `manifest`, `retention`, `selection`
+//! - `catalog/`: the backup folder: `anomaly`, `checksum`, `durable`, `layout`, `lock`, `manifest`, `retention`, `selection`, `tidy`
 //! - `config/`: settings read once: `backup_conf`, `credentials`, `env`, `hooks`, `loader`, `never_panics`, `sections`, `toml_file`
 //! - `notify/`: events, queued senders: `event`, `missed`, `pagerduty`, `queue`, `webhook`
 //! - `fleet/`: `host/*` expansion and the coverage audit: `audit`

@@ -103,26 +103,9 @@ fn the_daemon_loop_runs_schedules_and_stops_on_its_token() {
 /// step after that works on the run's own view (and retention gives the same result).
 #[test]
 fn a_run_reads_the_catalog_once_and_prunes_as_before() {
-    let Some(fx) = Fixture::start(10) else { return };
+    let Some((fx, s)) = two_databases(2) else { return };
     let memory = Arc::new(MemoryStorage::new(true));
     let mirrors: Vec<Box<dyn Storage>> = vec![Box::new(Shared(memory.clone()))];
-    let dir = fx.backups().display().to_string();
-    let conf = fx.dir.path().join("two.conf");
-    std::fs::write(&conf, format!("localhost:{port}/app1\nlocalhost:{port}/app2\n", port = fx.pg.port)).unwrap();
-    let s = Settings::load(
-        Env::from_pairs([
-            ("BACKUP_DIR", dir.as_str()),
-            ("LOCALHOST_USER", "app"),
-            ("LOCALHOST_PASSWORD", APP_PASSWORD),
-            ("BACKUP_STRATEGY", "daily"),
-            ("NUM_BACKUPS", "2"),
-            ("BACKUP_ANOMALY_HOLD", "0"),
-            ("TZ", "UTC"),
-            ("HEALTH_ADDR", "off"),
-        ]),
-        Some(&conf),
-    )
-    .unwrap();
     let notifiers = Notifiers::none();
     for round in 1..=4 {
         let before = backup_container::catalog::scans_of(&s.backup_dir);
@@ -137,4 +120,52 @@ fn a_run_reads_the_catalog_once_and_prunes_as_before() {
     }
     let remote = memory.keys().into_iter().filter(|k| k.ends_with(".sql.gz")).count();
     assert_eq!(remote, 4, "the mirror pruned the same way: {:?}", memory.keys());
+}
+
+/// The tidy work is a run's only when it has the folder to itself: with another run holding
+/// the folder (shared), an old sidecar stays; alone, the run moves it into the record.
+#[test]
+fn a_run_tidies_the_folder_only_when_it_has_it_to_itself() {
+    let Some((fx, s)) = two_databases(2) else { return };
+    let (mirrors, notifiers): (Vec<Box<dyn Storage>>, _) = (vec![], Notifiers::none());
+    assert!(run_backups(&s, &mirrors, &notifiers, &Cancel::new()).unwrap().succeeded());
+    let local = backups_under(&fx.backups());
+    let newest = local.iter().filter(|f| f.contains("localhost-app1_")).max().unwrap().clone();
+    let sidecar = fx.backups().join(format!("{newest}.verified"));
+    let record = serde_json::json!({"verified_at": "2026-01-01T00:00:00Z", "ok": true, "tables": 1, "rows": 1,
+        "schemas": [], "database_size_bytes": 1, "duration_ms": 1, "integrity": "checksum"});
+    std::fs::write(&sidecar, record.to_string()).unwrap();
+    let other = backup_container::catalog::lock::RunLock::acquire_shared(&s.backup_dir, "another run").unwrap();
+    assert!(run_backups(&s, &mirrors, &notifiers, &Cancel::new()).unwrap().succeeded());
+    assert!(sidecar.exists(), "another run is working: no tidying");
+    drop(other);
+    assert!(run_backups(&s, &mirrors, &notifiers, &Cancel::new()).unwrap().succeeded());
+    assert!(!sidecar.exists(), "alone: the sidecar moved into the record");
+    let moved = backup_container::catalog::load(&s.backup_dir).unwrap();
+    let b = moved.iter().find(|b| b.key().as_str() == newest).expect("kept: the newest verified backup");
+    assert!(b.verified(), "{:?}", b.manifest);
+}
+
+/// Two databases of the fixture's server in one backup.conf, daily retention keeping `keep`.
+fn two_databases(keep: u32) -> Option<(Fixture, Settings)> {
+    let fx = Fixture::start(10)?;
+    let dir = fx.backups().display().to_string();
+    let conf = fx.dir.path().join("two.conf");
+    std::fs::write(&conf, format!("localhost:{port}/app1\nlocalhost:{port}/app2\n", port = fx.pg.port)).unwrap();
+    let keep = keep.to_string();
+    let s = Settings::load(
+        Env::from_pairs([
+            ("BACKUP_DIR", dir.as_str()),
+            ("LOCALHOST_USER", "app"),
+            ("LOCALHOST_PASSWORD", APP_PASSWORD),
+            ("BACKUP_STRATEGY", "daily"),
+            ("NUM_BACKUPS", keep.as_str()),
+            ("BACKUP_ANOMALY_HOLD", "0"),
+            ("TZ", "UTC"),
+            ("HEALTH_ADDR", "off"),
+        ]),
+        Some(&conf),
+    )
+    .unwrap();
+    Some((fx, s))
 }

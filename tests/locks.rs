@@ -63,7 +63,8 @@ fn the_same_database_is_never_backed_up_twice_at_once() {
     assert!(started(&fx, "app1"), "A did not start: {}", std::fs::read_to_string(&a_log).unwrap_or_default());
 
     // Meanwhile a partial of app1 (as if A were writing it) and a dead one of a database
-    // nobody holds; B, backing up app2, removes only the dead one.
+    // nobody holds; B, backing up app2 while A works, tidies nothing (the tidy work is a run's
+    // that has the folder to itself); the last run below, alone, removes only the dead one.
     let dated = root.join("daily").join(chrono::Local::now().format("%Y-%m-%d").to_string());
     std::fs::create_dir_all(&dated).unwrap();
     let held = dated.join("localhost-app1_2020-01-01_01-00-00.sql.gz.in_progress");
@@ -76,8 +77,7 @@ fn the_same_database_is_never_backed_up_twice_at_once() {
     let b = run(fx.once(&app2).env("BACKUP_TOML", &toml));
     assert_eq!(b.code, 0, "{}", b.all());
     assert_eq!(count(&root, "localhost-app2"), 1, "{}", b.all());
-    assert!(held.exists(), "a partial whose database is locked is not dead: {}", b.all());
-    assert!(!dead.exists(), "a partial nobody holds is removed: {:?}", files_under(&root));
+    assert!(held.exists() && dead.exists(), "no tidying beside another run: {}", b.all());
 
     // B on the same database: skipped with a warning naming A, exit 0, nothing written.
     let b = run(fx.once(&app1).env("BACKUP_TOML", &toml));
@@ -121,4 +121,12 @@ fn the_same_database_is_never_backed_up_twice_at_once() {
     let logs = format!("{}\n{}", std::fs::read_to_string(&a_log).unwrap(), std::fs::read_to_string(&c_log).unwrap());
     assert!(a.success() && c.success(), "{logs}");
     assert_eq!(count(&root, "localhost-app1"), 2, "A's backup, then the waiting one's: {logs}");
+    // Alone, a run tidies: the dead partial goes; app1's (its database free now) too.
+    std::fs::write(&held, "partial").unwrap();
+    let lock = backup_container::catalog::lock::RunLock::try_database(&root, "localhost-app1", "holding").unwrap();
+    let alone = run(fx.once(&app2).env("BACKUP_TOML", &no_hook));
+    assert_eq!(alone.code, 0, "{}", alone.all());
+    assert!(!dead.exists(), "a partial nobody holds is removed: {:?}", files_under(&root));
+    assert!(held.exists(), "a partial whose database is locked is not dead: {}", alone.all());
+    drop(lock);
 }

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::catalog::BackupFile;
+use crate::catalog::BackupKey;
 use crate::catalog::layout::{self, SIDECAR_SUFFIXES};
 use crate::catalog::manifest;
 use crate::catalog::retention;
@@ -108,7 +109,7 @@ pub fn mirror_database(
             }
             if let Some(e) = &outcome.error {
                 warn!(storage = %outcome.mirror, error = %e, "Mirror failed; the local backup is kept.");
-                notifiers.notify(event::mirror_failed(db, &rel_key(root, written), &outcome.mirror, e));
+                notifiers.notify(event::mirror_failed(db, &BackupKey::of(root, written), &outcome.mirror, e));
             }
             outcome
         })
@@ -141,12 +142,12 @@ fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, 
     older.sort_by(|a, b| b.sort_key().cmp(&a.sort_key()));
     let catch_up = older
         .into_iter()
-        .filter(|b| !present.contains(&rel_key(root, &b.path)))
+        .filter(|b| !present.contains(b.key().as_str()))
         .take(settings.mirrors.catchup)
         .map(|b| b.path.clone());
     let todo: Vec<PathBuf> = std::iter::once(written.to_path_buf()).chain(catch_up).collect();
     for path in &todo {
-        let key = rel_key(root, path);
+        let key = BackupKey::of(root, path).to_string();
         if let Err(e) = upload(m, root, path, &key) {
             out.error = Some(format!("{e:#}"));
             out.gave_up = e.downcast_ref::<crate::storage::s3_lock::Locked>().is_none();
@@ -159,7 +160,7 @@ fn mirror_one(m: &dyn Storage, settings: &Settings, core: &str, written: &Path, 
     if m.prunes() {
         // The listing predates this run's uploads; count them too.
         listing.extend(out.uploaded.iter().map(|k| RemoteObject { key: k.clone(), size: None }));
-        prune_remote(m, settings, core, &rel_key(root, written), listing, &mut out)
+        prune_remote(m, settings, core, &BackupKey::of(root, written), listing, &mut out)
     }
     out
 }
@@ -179,7 +180,7 @@ fn upload(m: &dyn Storage, root: &Path, path: &Path, key: &str) -> anyhow::Resul
 /// would trip on them there). Best effort: a failure here leaves the copies as they are.
 fn tidy_records(m: &dyn Storage, root: &Path, local: &[BackupFile], present: &HashSet<String>) {
     for b in local {
-        let key = b.key();
+        let key = b.key().to_string();
         if !present.contains(&key) {
             continue;
         }
@@ -215,7 +216,7 @@ fn prune_remote(
         .filter_map(remote_backup)
         .filter(|b| b.core == core)
         .map(|mut b| {
-            b.manifest = manifest::read(&settings.backup_dir, &b.key());
+            b.manifest = manifest::read(&settings.backup_dir, b.key());
             b
         })
         .collect();
@@ -236,9 +237,4 @@ fn prune_remote(
 pub fn remote_backup(o: &RemoteObject) -> Option<BackupFile> {
     let p = layout::parse_relative(Path::new(&o.key))?;
     Some(BackupFile::new(PathBuf::from(&o.key), PathBuf::from(&o.key), p, o.size.unwrap_or(0), SystemTime::UNIX_EPOCH))
-}
-
-/// The backup's key: its path relative to the backup root, `/`-separated.
-fn rel_key(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
 }

@@ -12,7 +12,7 @@ use tracing::{error, info, info_span, warn};
 use crate::catalog;
 use crate::catalog::anomaly;
 use crate::catalog::layout;
-use crate::catalog::lock::{NotTaken, RunLock, WhenLocked};
+use crate::catalog::lock::{NotTaken, RunLock, TIDYING, WhenLocked};
 use crate::catalog::manifest::{self, Anomaly};
 use crate::catalog::retention;
 use crate::config::Settings;
@@ -49,13 +49,24 @@ pub fn run_backups(
     cancel: &Cancel,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
-    // Shared: other backup runs work beside this one; each database is locked as it is backed up.
     let what = settings.shard.map_or_else(|| "backup run".to_string(), |s| format!("backup run, shard {s}"));
-    let _folder = RunLock::acquire_shared(&settings.backup_dir, &what)?;
+    let root = &settings.backup_dir;
+    // The catalog is walked once. A run that has the folder to itself (the lock taken
+    // exclusively, without waiting) also tidies it, then shares the lock: other backup runs
+    // work beside this one, each database locked as it is backed up.
+    let tidying = RunLock::acquire(root, &format!("{what}, {TIDYING}")).ok();
+    let shared = if tidying.is_none() { Some(RunLock::acquire_shared_after_tidy(root, &what, cancel)?) } else { None };
+    let run = Run::new(settings, mirrors, notifiers, cancel);
+    let _folder = match (shared, tidying) {
+        (Some(shared), _) => shared,
+        (None, tidying) => {
+            run.catalog.tidy(&run.local);
+            drop(tidying);
+            RunLock::acquire_shared_after_tidy(root, &what, cancel)?
+        }
+    };
     // `*` specs expanded, the shard applied: the databases of this run.
     let fleet = crate::fleet::resolve(settings, cancel);
-    let run = Run::new(settings, mirrors, notifiers, cancel);
-    run.catalog.remove_dead_partials(&run.local);
     let shard = settings.shard.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     info!(folder = %run.dir.display(), databases = fleet.databases.len(), shard = %shard, run_id = %run.id, "Starting backup run.");
     let ctx = run.context(None);
@@ -177,7 +188,7 @@ impl<'a> Run<'a> {
             Err(e) => DatabaseReport::new(&db.spec, Outcome::Failed(e)),
         };
         if let Outcome::Written(w) = &report.outcome {
-            written.push(self.key(w));
+            written.push(self.key(w).into());
             self.catalog.add(&w.path);
             report.anomaly = self.guard(&db.spec.core_name(), w);
             let ctx = Context { file: Some(&w.path), size: Some(w.bytes), ..ctx };
@@ -229,7 +240,7 @@ impl<'a> Run<'a> {
         let root = &self.settings.backup_dir;
         let backups = self.catalog.of_core(core);
         let key = self.key(w);
-        let current = backups.iter().find(|b| b.key() == key)?;
+        let current = backups.iter().find(|b| *b.key() == key)?;
         let found = anomaly::assess(&backups, current, &self.settings.anomaly)?;
         let findings: Vec<String> = found.findings.iter().map(ToString::to_string).collect();
         warn!(baseline = %found.baseline, findings = %findings.join("; "), "Anomaly: this backup differs sharply from the previous good one; retention keeps that one.");
@@ -356,9 +367,8 @@ impl<'a> Run<'a> {
         pipeline::Format { compression, recipients: self.settings.encryption.as_ref(), progress: None }
     }
 
-    fn key(&self, w: &Written) -> String {
-        let rel = w.path.strip_prefix(&self.settings.backup_dir).unwrap_or(&w.path);
-        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    fn key(&self, w: &Written) -> crate::catalog::BackupKey {
+        crate::catalog::BackupKey::of(&self.settings.backup_dir, &w.path)
     }
 }
 

@@ -118,8 +118,7 @@ fn manifest_of(
     w: &Written,
     started_at: chrono::DateTime<Utc>,
 ) -> Manifest {
-    let rel = w.path.strip_prefix(root).unwrap_or(&w.path);
-    let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+    let key = crate::catalog::BackupKey::of(root, &w.path);
     let mut m = Manifest::new(&key, Origin::Written, w.bytes);
     m.database = Some(db.spec.exact());
     m.engine = Some(db.spec.engine.name().to_string());

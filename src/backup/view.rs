@@ -1,6 +1,7 @@
-//! The catalog as one run sees it: the backup folder walked once when the run starts (that
-//! walk also does the tidy work: old sidecars moved into records, orphaned records dropped),
-//! then kept current with what the run itself writes, records and deletes. Each database's
+//! The catalog as one run sees it: the backup folder walked once when the run starts (and, when
+//! the run has the folder to itself, tidied once: old sidecars moved into records, orphaned
+//! records dropped, dead partial files removed), then kept current with what the run itself
+//! writes, records and deletes. Each database's
 //! steps (guard, copy, prune, the progress estimate) read their own database's files from it,
 //! so a run's cost does not grow with the number of databases × backups kept.
 //!
@@ -23,12 +24,19 @@ pub(super) struct RunCatalog {
 }
 
 impl RunCatalog {
-    /// Walks `root` once.
+    /// Walks `root` once, writing nothing.
     ///
     /// # Errors
     /// The folder cannot be read.
     pub(super) fn load(root: &Path) -> anyhow::Result<RunCatalog> {
-        Ok(RunCatalog { root: root.to_path_buf(), files: Mutex::new(catalog::scan(root)?) })
+        Ok(RunCatalog { root: root.to_path_buf(), files: Mutex::new(catalog::load(root)?) })
+    }
+
+    /// The tidy work, once per run (the caller holds the folder exclusively): sidecars into
+    /// records, orphaned records, partial files of killed runs.
+    pub(super) fn tidy(&self, local: &LocalStorage) {
+        catalog::tidy::tidy(&self.root, &mut self.lock());
+        self.remove_dead_partials(local);
     }
 
     /// An empty view (the folder could not be read at the start; steps then see only what
@@ -72,13 +80,13 @@ impl RunCatalog {
 
     /// Removes partial files left by killed runs: each one whose database lock is free (a
     /// partial being written has its writer holding that lock; another process's are left alone).
-    pub(super) fn remove_dead_partials(&self, local: &LocalStorage) {
+    fn remove_dead_partials(&self, local: &LocalStorage) {
         let backups = self.all();
         for b in backups.iter().filter(|b| b.in_progress) {
             let Ok(_lock) = RunLock::try_database(&self.root, &b.core, "removing a dead partial file") else {
                 continue;
             };
-            let plan = [Deletion { key: b.key(), reason: Reason::DeadPartial }];
+            let plan = [Deletion { key: b.key().to_string(), reason: Reason::DeadPartial }];
             let report = prune::apply(local, &plan, &objects(&backups));
             self.remove(&report.deleted);
         }
@@ -95,6 +103,6 @@ impl RunCatalog {
 
     /// Files this run deleted (their keys).
     pub(super) fn remove(&self, keys: &[String]) {
-        self.lock().retain(|f| !keys.contains(&f.key()));
+        self.lock().retain(|f| !keys.iter().any(|k| k == f.key().as_str()));
     }
 }

@@ -73,7 +73,7 @@ pub fn baseline<'a>(backups: &'a [BackupFile], current: &BackupFile) -> Option<&
 pub fn assess(backups: &[BackupFile], current: &BackupFile, t: &Thresholds) -> Option<Anomaly> {
     let base = baseline(backups, current)?;
     let findings = compare(base.manifest.as_ref()?, current.manifest.as_ref()?, t);
-    (!findings.is_empty()).then(|| Anomaly { baseline: base.key(), findings })
+    (!findings.is_empty()).then(|| Anomaly { baseline: base.key().to_string(), findings })
 }
 
 #[cfg(test)]

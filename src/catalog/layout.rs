@@ -119,6 +119,46 @@ pub fn parse_relative(rel: &Path) -> Option<Placement> {
     Some(Placement { class, folder_date, name: parse_file_name(file)? })
 }
 
+/// A backup's key: its path relative to the backup root, `/`-separated — the same in the
+/// local folder, on every mirror and in its record. Made in one place (`of`, `from_rel`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackupKey(String);
+
+impl BackupKey {
+    /// The key of `path` under `root` (a path outside `root` keys as itself).
+    pub fn of(root: &Path, path: &Path) -> BackupKey {
+        Self::from_rel(path.strip_prefix(root).unwrap_or(path))
+    }
+
+    /// The key of a path relative to the root.
+    pub fn from_rel(rel: &Path) -> BackupKey {
+        BackupKey(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for BackupKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<BackupKey> for String {
+    fn from(k: BackupKey) -> String {
+        k.0
+    }
+}
+
 /// `path` + `suffix` (`x.sql.gz` + `.sha256`).
 pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -129,6 +169,16 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_the_path_under_the_root_with_slashes() {
+        let root = Path::new("/backups");
+        let k = BackupKey::of(root, Path::new("/backups/daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz"));
+        assert_eq!(k.as_str(), "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
+        assert_eq!(k, BackupKey::from_rel(Path::new("daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz")));
+        assert_eq!(BackupKey::of(root, Path::new("elsewhere/x.sql.gz")).as_str(), "elsewhere/x.sql.gz");
+        assert_eq!(String::from(k.clone()), k.to_string());
+    }
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -25,6 +25,12 @@ pub const LOCK_FILE: &str = ".backup_container.lock";
 /// Folder of the database locks inside the backup root.
 pub const DATABASE_LOCKS: &str = ".backup_container/locks";
 
+/// What a backup run holding the folder lock exclusively to tidy it says in the lock file: a
+/// run that finds the lock so held waits for it (a moment) instead of failing.
+pub const TIDYING: &str = "tidying the folder";
+/// How long a run waits for another run's tidying.
+const TIDY_WAIT: Duration = Duration::from_secs(120);
+
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct RunLock {
@@ -100,6 +106,24 @@ impl RunLock {
     /// As `acquire`: `Busy` while a whole-folder command holds it.
     pub fn acquire_shared(root: &Path, what: &str) -> anyhow::Result<RunLock> {
         Ok(Self::take(root, Path::new(LOCK_FILE), what, true)?)
+    }
+
+    /// `acquire_shared`, waiting (at most two minutes) while another backup run holds the lock
+    /// exclusively to tidy the folder (`TIDYING`).
+    ///
+    /// # Errors
+    /// As `acquire_shared`; `Interrupted` on cancellation.
+    pub fn acquire_shared_after_tidy(root: &Path, what: &str, cancel: &Cancel) -> anyhow::Result<RunLock> {
+        let deadline = std::time::Instant::now() + TIDY_WAIT;
+        loop {
+            match Self::take(root, Path::new(LOCK_FILE), what, true) {
+                Err(NotTaken::Busy(busy)) if busy.holder.contains(TIDYING) && std::time::Instant::now() < deadline => {
+                    cancel.check()?;
+                    cancel.wait_for_wake(cancel.wakes(), Duration::from_millis(50));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Takes the lock of the database with `core` name, without waiting.
@@ -247,5 +271,28 @@ mod tests {
         cancel.cancel();
         let r = RunLock::wait_database(dir.path(), "host-other", "second", &cancel, |_| {});
         assert!(matches!(r, Err(NotTaken::Interrupted(_))), "{r:?}");
+    }
+
+    #[test]
+    fn a_run_waits_for_another_runs_tidying_but_not_for_a_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = Cancel::new();
+        let tidying = RunLock::acquire(dir.path(), &format!("backup run, {TIDYING}")).unwrap();
+        let waited = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                drop(tidying);
+            });
+            let started = std::time::Instant::now();
+            RunLock::acquire_shared_after_tidy(dir.path(), "run b", &cancel).unwrap();
+            started.elapsed()
+        });
+        assert!(waited >= Duration::from_millis(250), "it waited for the tidying: {waited:?}");
+        // Several runs share it; a prune holding the folder is not waited for.
+        let shared = RunLock::acquire_shared_after_tidy(dir.path(), "run c", &cancel).unwrap();
+        drop(shared);
+        let _prune = RunLock::acquire(dir.path(), "prune").unwrap();
+        let err = RunLock::acquire_shared_after_tidy(dir.path(), "run d", &cancel).unwrap_err();
+        assert!(format!("{err:#}").contains("prune"), "{err:#}");
     }
 }

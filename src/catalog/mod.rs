@@ -2,12 +2,15 @@
 //! which is the same layout), with its manifest (`manifest`). Deleting goes through
 //! `storage::local` and `prune::apply`.
 //!
-//! Files that do not parse are invisible here, so nothing else can ever delete them. Each scan
-//! also keeps the catalog tidy: the `.sha256` and `.verified` files of older releases (which
-//! the bash version's restore and pruning tripped on) are moved into manifests and removed, and
-//! records whose backup is gone (pruned by the bash version, deleted by hand) are dropped.
+//! Files that do not parse are invisible here, so nothing else can ever delete them. `load` only
+//! reads (the `.sha256` and `.verified` files of older releases are read into the records it
+//! returns); `tidy` writes: it moves those sidecars into manifests and removes them (the bash
+//! version's restore and pruning tripped on them), and drops records whose backup is gone
+//! (pruned by the bash version, deleted by hand). `scan` is both; a backup run loads, and tidies
+//! only when it has the folder to itself. `reload` walks again but reads only the records that
+//! changed (the daemon after each job).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -24,8 +27,10 @@ pub mod lock;
 pub mod manifest;
 pub mod retention;
 pub mod selection;
+pub mod tidy;
 
-use layout::{CHECKSUM_SUFFIX, Class, VERIFIED_SUFFIX, with_suffix};
+pub use layout::BackupKey;
+use layout::Class;
 use manifest::{Manifest, Origin};
 
 /// A backup that was written and committed.
@@ -46,6 +51,8 @@ pub struct BackupFile {
     pub path: PathBuf,
     /// Path relative to the backup root, e.g. `daily/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz`.
     pub rel: PathBuf,
+    /// `rel` as a key (in a `Storage`, in its record).
+    key: BackupKey,
     pub core: String,
     pub timestamp: NaiveDateTime,
     pub class: Option<Class>,
@@ -56,6 +63,11 @@ pub struct BackupFile {
     pub modified: SystemTime,
     /// The backup's record, when it has one.
     pub manifest: Option<Manifest>,
+    /// When the record file was last changed, as last read (`reload` reads it again when not).
+    record_modified: Option<SystemTime>,
+    /// Old sidecar files (`.sha256`, `.verified`) beside it, read into `manifest`; `tidy`
+    /// moves them into the record file.
+    sidecars: bool,
 }
 
 impl BackupFile {
@@ -69,6 +81,7 @@ impl BackupFile {
     ) -> BackupFile {
         BackupFile {
             path,
+            key: BackupKey::from_rel(&rel),
             rel,
             core: placement.name.core,
             timestamp: placement.name.timestamp,
@@ -79,6 +92,8 @@ impl BackupFile {
             size,
             modified,
             manifest: None,
+            record_modified: None,
+            sidecars: false,
         }
     }
 
@@ -87,9 +102,9 @@ impl BackupFile {
         (self.timestamp, &self.path)
     }
 
-    /// The backup's key in a `Storage`: its relative path, `/`-separated.
-    pub fn key(&self) -> String {
-        self.rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    /// The backup's key in a `Storage` and in its record: its relative path, `/`-separated.
+    pub fn key(&self) -> &BackupKey {
+        &self.key
     }
 
     /// The recorded sha256 of the file, when known.
@@ -112,16 +127,36 @@ impl BackupFile {
     }
 }
 
-/// Lists every backup under `root` with its manifest, sorted oldest first, migrating old
-/// sidecars and dropping orphaned records on the way. A missing root is an empty catalog.
+/// Lists every backup under `root` with its manifest, sorted oldest first, and tidies the
+/// folder (`tidy`). A missing root is an empty catalog.
 ///
 /// # Errors
 /// When a directory under the root cannot be read.
 pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
+    let mut files = load(root)?;
+    tidy::tidy(root, &mut files);
+    Ok(files)
+}
+
+/// Lists every backup under `root` with its manifest, sorted oldest first, writing nothing.
+///
+/// # Errors
+/// As `scan`.
+pub fn load(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
+    reload(root, &[])
+}
+
+/// `load`, reusing each entry of `previous` whose file (size, time) and record file (time)
+/// have not changed: a walk, and records read only where something changed.
+///
+/// # Errors
+/// As `scan`.
+pub fn reload(root: &Path, previous: &[BackupFile]) -> anyhow::Result<Vec<BackupFile>> {
     count_scan(root);
     if !root.exists() {
         return Ok(Vec::new());
     }
+    let known: HashMap<&Path, &BackupFile> = previous.iter().map(|b| (b.path.as_path(), b)).collect();
     let mut files = Vec::new();
     let mut names = HashSet::new();
     for entry in WalkDir::new(root).min_depth(2).max_depth(3) {
@@ -145,32 +180,57 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<BackupFile>> {
             Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
             other => other.with_context(|| format!("reading {}", entry.path().display()))?,
         };
-        let mut file = with_record(root, entry.path(), rel, placement, &meta);
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let unchanged = known.get(entry.path()).filter(|b| {
+            b.size == meta.len()
+                && b.modified == modified
+                && !b.sidecars
+                && record_modified(root, b.key()) == b.record_modified
+        });
+        let mut file = match unchanged {
+            Some(b) => (*b).clone(),
+            None => with_record(root, entry.path(), rel, placement, &meta),
+        };
         if !file.in_progress {
-            migrate_sidecars(root, &mut file, &names);
+            tidy::read_sidecars(&mut file, &names);
         }
         out.push(file);
     }
-    drop_orphans(root, &out);
     out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     Ok(out)
 }
 
-/// Full scans of each root in this process: a run reads its catalog once (`tests/` check it).
-static SCANS: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+/// Walks and record reads of each root in this process: a run reads its catalog once, the
+/// daemon's refresh only the records that changed (`tests/` check both).
+static READS: std::sync::Mutex<Vec<(PathBuf, u64, u64)>> = std::sync::Mutex::new(Vec::new());
 
-fn count_scan(root: &Path) {
-    let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
-    match scans.iter_mut().find(|(r, _)| r == root) {
-        Some((_, n)) => *n += 1,
-        None => scans.push((root.to_path_buf(), 1)),
+fn count(root: &Path, walks: u64, records: u64) {
+    let mut reads = READS.lock().unwrap_or_else(|e| e.into_inner());
+    match reads.iter_mut().find(|(r, _, _)| r == root) {
+        Some((_, w, n)) => (*w, *n) = (*w + walks, *n + records),
+        None => reads.push((root.to_path_buf(), walks, records)),
     }
 }
 
-/// How many times `scan` walked `root` in this process.
+fn count_scan(root: &Path) {
+    count(root, 1, 0);
+}
+
+/// How many times the folder under `root` was walked in this process.
 pub fn scans_of(root: &Path) -> u64 {
-    let scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
-    scans.iter().find(|(r, _)| r == root).map_or(0, |(_, n)| *n)
+    let reads = READS.lock().unwrap_or_else(|e| e.into_inner());
+    reads.iter().find(|(r, _, _)| r == root).map_or(0, |(_, w, _)| *w)
+}
+
+/// How many backup records under `root` were read in this process.
+pub fn record_reads_of(root: &Path) -> u64 {
+    let reads = READS.lock().unwrap_or_else(|e| e.into_inner());
+    reads.iter().find(|(r, _, _)| r == root).map_or(0, |(_, _, n)| *n)
+}
+
+/// When `key`'s record file was last changed (`None`: it has none).
+fn record_modified(root: &Path, key: &str) -> Option<SystemTime> {
+    fs::metadata(manifest::record_path(root, key)).and_then(|m| m.modified()).ok()
 }
 
 /// One backup file (by its path under `root`) with its record, without walking the folder:
@@ -193,6 +253,7 @@ fn with_record(root: &Path, path: &Path, rel: &Path, placement: layout::Placemen
 /// `file`'s record read again (after a step of this run wrote it).
 pub fn reread_record(root: &Path, file: &mut BackupFile) {
     if !file.in_progress {
+        file.record_modified = record_modified(root, file.key());
         file.manifest = current_record(root, file);
     }
 }
@@ -200,46 +261,12 @@ pub fn reread_record(root: &Path, file: &mut BackupFile) {
 /// The file's record, unless it was taken from a file that has changed since (a scanned
 /// record is only as good as the bytes it scanned).
 fn current_record(root: &Path, file: &BackupFile) -> Option<Manifest> {
-    let m = manifest::read(root, &file.key())?;
+    file.record_modified?;
+    count(root, 0, 1);
+    let m = manifest::read(root, file.key())?;
     let modified = file.modified.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
     let changed = m.size_bytes != file.size || (m.modified_unix.is_some() && m.modified_unix != modified);
     (m.origin == Origin::Written || !changed).then_some(m)
-}
-
-/// Moves `<backup>.sha256` and `<backup>.verified` (older releases) into the manifest, then
-/// removes them; they stay when the manifest cannot be written (read-only volume).
-fn migrate_sidecars(root: &Path, file: &mut BackupFile, names: &HashSet<PathBuf>) {
-    let sha_path = with_suffix(&file.path, CHECKSUM_SUFFIX);
-    let verified_path = with_suffix(&file.path, VERIFIED_SUFFIX);
-    let (has_sha, has_verified) = (names.contains(&sha_path), names.contains(&verified_path));
-    if !has_sha && !has_verified {
-        return;
-    }
-    let mut m = file.manifest.clone().unwrap_or_else(|| Manifest::new(&file.key(), Origin::Migrated, file.size));
-    if has_sha && m.sha256.is_none() {
-        m.sha256 = std::fs::read_to_string(&sha_path)
-            .ok()
-            .and_then(|t| t.split_whitespace().next().map(str::to_ascii_lowercase))
-            .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()));
-    }
-    if has_verified && let Some(v) = std::fs::read(&verified_path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
-        m.verifications.push(v);
-    }
-    match manifest::write(root, &m) {
-        Ok(()) => {
-            for p in [&sha_path, &verified_path].into_iter().filter(|p| names.contains(*p)) {
-                if let Err(e) = fs::remove_file(p) {
-                    tracing::warn!(path = %p.display(), error = %e, "Could not remove an old sidecar file.");
-                }
-            }
-            tracing::info!(path = %file.path.display(), "Moved the backup's checksum and verification into its manifest.");
-            file.manifest = Some(m);
-        }
-        Err(e) => {
-            tracing::warn!(path = %file.path.display(), error = %format!("{e:#}"), "Could not write a manifest; the old sidecar files stay.");
-            file.manifest = Some(m);
-        }
-    }
 }
 
 /// Records what an integrity pass found in `b` (a file without a complete record: the bash
@@ -247,7 +274,7 @@ fn migrate_sidecars(root: &Path, file: &mut BackupFile, names: &HashSet<PathBuf>
 /// or not, without decoding it again. Records written with the backup are left as they are.
 pub fn record_scan(root: &Path, b: &BackupFile, checked: &crate::catalog::checksum::Checked) {
     let Some(stream) = &checked.stream else { return };
-    let mut m = b.manifest.clone().unwrap_or_else(|| Manifest::new(&b.key(), Origin::Scanned, b.size));
+    let mut m = b.manifest.clone().unwrap_or_else(|| Manifest::new(b.key(), Origin::Scanned, b.size));
     if m.origin == Origin::Written && m.complete.is_some() {
         return;
     }
@@ -262,7 +289,7 @@ pub fn record_scan(root: &Path, b: &BackupFile, checked: &crate::catalog::checks
 
 /// Records that `b` cannot be decoded at all (corrupt, truncated compression): incomplete.
 pub fn record_unreadable(root: &Path, b: &BackupFile, reason: &str) {
-    let mut m = b.manifest.clone().unwrap_or_else(|| Manifest::new(&b.key(), Origin::Scanned, b.size));
+    let mut m = b.manifest.clone().unwrap_or_else(|| Manifest::new(b.key(), Origin::Scanned, b.size));
     if m.origin == Origin::Written {
         return;
     }
@@ -273,32 +300,6 @@ pub fn record_unreadable(root: &Path, b: &BackupFile, reason: &str) {
     if let Err(e) = manifest::write(root, &m) {
         tracing::warn!(path = %b.path.display(), error = %format!("{e:#}"), "Could not record what the backup holds.");
     }
-}
-
-/// Removes records whose backup is gone.
-/// Removes records whose backup file is gone. A record may belong to a file this walk saw
-/// under its `.in_progress` name (another job renamed it and wrote its record meanwhile): a
-/// record whose backup exists now is kept.
-fn drop_orphans(root: &Path, backups: &[BackupFile]) {
-    let dir = root.join(manifest::CATALOG_DIR);
-    let Ok(entries) = fs::read_dir(&dir) else { return };
-    let live: HashSet<String> = backups.iter().map(|b| manifest::record_key(&b.key())).collect();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let key = format!("{}/{name}", manifest::CATALOG_DIR);
-        if name.ends_with(".json") && !live.contains(&key) && !backup_exists(root, &entry.path()) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Whether the backup file a record names exists (the record's `backup` field).
-fn backup_exists(root: &Path, record: &Path) -> bool {
-    let Ok(bytes) = fs::read(record) else { return false };
-    let named = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("backup").and_then(|b| b.as_str()).map(str::to_string));
-    named.is_some_and(|rel| crate::model::safe_name::join_under(root, rel).is_ok_and(|p| p.is_file()))
 }
 
 /// Removes `start` and its parents while they are empty, stopping at (never removing) `root`.
@@ -313,72 +314,4 @@ pub fn remove_empty_dirs(root: &Path, start: Option<&Path>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn touch(root: &Path, rel: &str) -> PathBuf {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, b"x").unwrap();
-        p
-    }
-
-    #[test]
-    fn scan_finds_ours_and_upstreams_and_ignores_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let a = touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
-        std::fs::write(
-            root.join("daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256"),
-            format!("{}  db-app_2026-11-20_01-00-00.sql.gz\n", "ab".repeat(32)),
-        )
-        .unwrap();
-        touch(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.verified");
-        touch(root, "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz");
-        touch(root, "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz.in_progress");
-        touch(root, "backup.sql");
-        touch(root, "daily/2026-11-20/notes.txt");
-        touch(root, "misc/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz");
-        let found = scan(root).unwrap();
-        let rels: Vec<String> = found.iter().map(|b| b.rel.display().to_string()).collect();
-        assert_eq!(
-            rels,
-            [
-                "2026-11-19/db-app_2026-11-19_01-00-00.sql.gz",
-                "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz",
-                "weekly/2026-11-22/db-app_2026-11-22_01-00-00.sql.gz.in_progress",
-            ]
-        );
-        // The old sidecars moved into the manifest and left the dated folder.
-        assert_eq!(found[1].sha256(), Some("ab".repeat(32).as_str()));
-        assert_eq!(found[1].manifest.as_ref().unwrap().origin, Origin::Migrated);
-        assert!(found[0].manifest.is_none());
-        assert!(!root.join("daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.sha256").exists());
-        assert!(!root.join("daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz.verified").exists());
-        assert!(found[2].in_progress);
-        assert_eq!(found[1].path, a);
-        // A second scan reads the record; the record of a deleted backup is dropped.
-        assert_eq!(scan(root).unwrap()[1].sha256(), Some("ab".repeat(32).as_str()));
-        std::fs::remove_file(&a).unwrap();
-        scan(root).unwrap();
-        assert!(manifest::read(root, "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz").is_none());
-        assert_eq!(std::fs::read_dir(root.join(manifest::CATALOG_DIR)).unwrap().count(), 0);
-    }
-
-    /// A backup renamed from `.in_progress` (and its record written) while another job walked
-    /// the folder keeps its record; a record whose backup is gone is dropped.
-    #[test]
-    fn a_record_written_during_a_walk_is_not_an_orphan() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let renamed = "daily/2026-11-20/db-app_2026-11-20_01-00-00.sql.gz";
-        touch(root, renamed);
-        manifest::write(root, &Manifest::new(renamed, Origin::Written, 1)).unwrap();
-        let gone = "daily/2026-11-19/db-app_2026-11-19_01-00-00.sql.gz";
-        manifest::write(root, &Manifest::new(gone, Origin::Written, 1)).unwrap();
-        // The walk saw neither final file (one was still `.in_progress`, one is deleted).
-        drop_orphans(root, &[]);
-        assert!(manifest::read(root, renamed).is_some(), "kept: its backup exists now");
-        assert!(manifest::read(root, gone).is_none(), "dropped: its backup is gone");
-    }
-}
+mod tests;

@@ -36,7 +36,7 @@ pub fn catalog_json(backups: &[BackupFile]) -> serde_json::Value {
             .iter()
             .map(|b| {
                 serde_json::json!({
-                    "path": b.key(),
+                    "path": b.key().as_str(),
                     "core": b.core,
                     // The real `host-database` the core's encoded name stands for (`safe_name`).
                     "name": crate::model::safe_name::decode(&b.core),
@@ -196,7 +196,7 @@ pub fn run_remote(settings: &Settings) -> anyhow::Result<Exit> {
             for f in files {
                 let size = if f.size > 0 { human::bytes(f.size) } else { "-".into() };
                 let sum =
-                    if keys.contains(crate::catalog::manifest::record_key(&f.key()).as_str()) { "record" } else { "-" };
+                    if keys.contains(crate::catalog::manifest::record_key(f.key()).as_str()) { "record" } else { "-" };
                 println!("    {:<70} {size:>10} {sum}", f.rel.display());
             }
         }

@@ -53,7 +53,8 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
         println!("Nothing deleted.");
         return Ok(Exit::Success);
     }
-    let plan: Vec<Deletion> = chosen.iter().map(|b| Deletion { key: b.key(), reason: Reason::Requested }).collect();
+    let plan: Vec<Deletion> =
+        chosen.iter().map(|b| Deletion { key: b.key().to_string(), reason: Reason::Requested }).collect();
     let report = crate::storage::prune::apply(&LocalStorage::new(root), &plan, &objects(&backups));
     for key in &report.deleted {
         println!("Deleted {key}");

@@ -19,6 +19,9 @@ use crate::system::cancel::Cancel;
 pub struct Outputs {
     pub notifiers: Notifiers,
     pub mirrors: Vec<Box<dyn Storage>>,
+    /// The backup folder as last read, for the evidence refresh after each job (which reads
+    /// again only the records that changed).
+    pub catalog: Mutex<Vec<crate::catalog::BackupFile>>,
 }
 
 /// A unit of scheduled work.
@@ -95,9 +98,12 @@ pub fn execute(job: &Job, settings: &Settings, out: &Outputs, state: &Mutex<Stat
     // The end of a run for the notifiers: wait for their queues (bounded), keep what a dead
     // endpoint missed for the next job, and try that endpoint again then.
     notifiers.flush();
-    // Every job may have changed what the manifests prove (a backup, a verification, a prune).
-    if let Ok(backups) = crate::catalog::scan(&settings.backup_dir) {
+    // Every job may have changed what the manifests prove (a backup, a verification, a prune):
+    // the folder walked again, the records that changed read again.
+    let mut known = out.catalog.lock().unwrap_or_else(|e| e.into_inner());
+    if let Ok(backups) = crate::catalog::reload(&settings.backup_dir, &known) {
         lock().refresh_evidence(&super::tracked(settings, &backups), &backups);
+        *known = backups;
     }
 }
 

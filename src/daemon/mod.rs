@@ -76,7 +76,8 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         info!(schedule = %e.schedule, job = %e.job.describe(), next = %at, "Scheduled.");
     }
     let mirrors = crate::storage::from_settings(&settings, shutdown)?;
-    let outputs = Arc::new(jobs::Outputs { notifiers, mirrors });
+    let (mut state, known) = initial_state(&settings, now);
+    let outputs = Arc::new(jobs::Outputs { notifiers, mirrors, catalog: Mutex::new(known) });
     let notifiers = &outputs.notifiers;
     let schedule_text: Vec<String> = entries
         .iter()
@@ -91,7 +92,6 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         .collect();
     let db_text: Vec<String> = settings.databases.iter().map(|d| d.spec.to_string()).collect();
     notifiers.notify(event::daemon_started(mode, &schedule_text, &db_text));
-    let mut state = initial_state(&settings, now);
     state.notify_failures = outputs.notifiers.failures.clone();
     let state = Arc::new(Mutex::new(state));
     let mut stale_watch = StaleWatch::default();
@@ -121,7 +121,7 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         if monitor {
             info!(every = %crate::model::schedule::format_duration(settings.daemon.monitor_interval), "Monitor-only: no backups here; the state is read from the backup folder.");
             while !shutdown.is_cancelled() {
-                refresh_from_folder(&settings, &state);
+                refresh_from_folder(&settings, &state, &outputs.catalog);
                 stale_watch.check(&state, notifiers, Utc::now());
                 shutdown.wait_for_wake(shutdown.wakes(), settings.daemon.monitor_interval);
             }
@@ -209,16 +209,20 @@ fn next_fire(schedule: &Schedule, at: DateTime<Utc>, now: DateTime<Utc>, setting
 
 /// Monitor-only: every database's state from what the backup folder holds now — the
 /// configured ones, and for `host/*` lines every database of that host with backups there.
-fn refresh_from_folder(settings: &Settings, state: &Mutex<State>) {
-    let Ok(backups) = catalog::scan(&settings.backup_dir) else { return };
+fn refresh_from_folder(settings: &Settings, state: &Mutex<State>, known: &Mutex<Vec<catalog::BackupFile>>) {
+    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+    let Ok(backups) = catalog::reload(&settings.backup_dir, &known) else { return };
     let now = Utc::now();
     let dbs = tracked(settings, &backups);
     let fresh = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
     lock(state).databases = fresh.databases;
+    *known = backups;
 }
 
-fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
-    let backups = catalog::scan(&settings.backup_dir).unwrap_or_else(|e| {
+/// The state from the backup folder (read, never written: tidying is a backup run's), and
+/// the catalog it was read from.
+fn initial_state(settings: &Settings, now: DateTime<Utc>) -> (State, Vec<catalog::BackupFile>) {
+    let backups = catalog::load(&settings.backup_dir).unwrap_or_else(|e| {
         warn!(error = %format!("{e:#}"), "Could not read the backup folder; starting with empty state.");
         Vec::new()
     });
@@ -226,7 +230,7 @@ fn initial_state(settings: &Settings, now: DateTime<Utc>) -> State {
     let mut state = State::new(&dbs, &backups, settings.backup_interval(now), settings.daemon.stale_factor, now);
     state.rpo_target = settings.daemon.rpo_target;
     state.rto_target = settings.daemon.rto_target;
-    state
+    (state, backups)
 }
 
 /// The databases the state follows, as (label, core): the configured ones and the databases of

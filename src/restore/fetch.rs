@@ -93,7 +93,7 @@ pub fn fetch(
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let mut fetched = Fetched { choice: Choice::Path(PathBuf::new()), staging: staging.clone() };
-    let key = b.key();
+    let key = b.key().to_string();
     let record_key = manifest::record_key(&key);
     b.manifest = if listing.iter().any(|o| o.key == record_key) {
         let local = staging.join("record.json");

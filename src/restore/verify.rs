@@ -194,7 +194,7 @@ impl VerifyRun<'_> {
             .and_then(|checked| Ok((checked.integrity, self.load(spec, &checked, None)?)));
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Choice::Catalog(b) = choice
-            && let Err(e) = manifest::add_verification(root, &b.key(), b.size, {
+            && let Err(e) = manifest::add_verification(root, b.key(), b.size, {
                 let integrity = match &result {
                     Ok((Integrity::ChecksumMatched, _)) => "checksum",
                     Ok((Integrity::StreamDecoded, _)) => "stream",
@@ -257,7 +257,7 @@ impl VerifyRun<'_> {
         // The file's integrity was checked by the verification just before.
         let mut record = record_for(result.as_ref().map_err(|e| format!("{e:#}")), "", duration_ms);
         record.server_major = Some(newest);
-        if let Err(e) = manifest::add_rehearsal(&settings.backup_dir, &b.key(), b.size, record) {
+        if let Err(e) = manifest::add_rehearsal(&settings.backup_dir, b.key(), b.size, record) {
             error!(error = %format!("{e:#}"), "Could not record the upgrade rehearsal in the manifest.");
         }
         match result {

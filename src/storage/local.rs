@@ -29,7 +29,7 @@ impl LocalStorage {
 pub fn objects(backups: &[BackupFile]) -> Vec<RemoteObject> {
     let mut out = Vec::new();
     for b in backups {
-        let key = b.key();
+        let key = b.key().to_string();
         if b.manifest.is_some() {
             out.push(RemoteObject { key: record_key(&key), size: None });
         }

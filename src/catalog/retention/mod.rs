@@ -72,7 +72,7 @@ pub fn plan_with_notes(
     let mut kept = Vec::new();
     for b in backups.iter().filter(|b| cores.contains(&b.core)) {
         if b.in_progress {
-            out.push(Deletion { key: b.key(), reason: Reason::DeadPartial });
+            out.push(Deletion { key: b.key().to_string(), reason: Reason::DeadPartial });
             continue;
         }
         if !b.known_incomplete() {
@@ -112,26 +112,29 @@ pub fn plan_with_notes(
                 continue;
             }
             let is = |m: &BTreeMap<&str, &BackupFile>| m.get(core.as_str()).is_some_and(|n| n.path == b.path);
-            if protect.contains(&b.key()) {
+            if protect.iter().any(|k| k == b.key().as_str()) {
                 continue;
             }
             if is(&newest_complete) {
-                kept.push(Kept { key: b.key(), why: "the newest complete backup of its database" });
+                kept.push(Kept { key: b.key().to_string(), why: "the newest complete backup of its database" });
                 continue;
             }
             if is(&newest_verified) {
-                kept.push(Kept { key: b.key(), why: "the newest verified backup of its database" });
+                kept.push(Kept { key: b.key().to_string(), why: "the newest verified backup of its database" });
                 continue;
             }
-            if held.contains(&b.key()) {
+            if held.contains(b.key().as_str()) {
                 kept.push(Kept {
-                    key: b.key(),
+                    key: b.key().to_string(),
                     why: "the last good backup before an anomaly (held until a later backup is verified \
                           or BACKUP_ANOMALY_HOLD good backups follow)",
                 });
                 continue;
             }
-            out.push(Deletion { key: b.key(), reason: Reason::OverCount { group: group.clone(), keep: keep as u32 } });
+            out.push(Deletion {
+                key: b.key().to_string(),
+                reason: Reason::OverCount { group: group.clone(), keep: keep as u32 },
+            });
         }
     }
     (out, kept)

@@ -228,7 +228,8 @@ fn month_end_and_sunday_runs_feed_the_right_groups() {
     let backups = files(&leaked);
     let cores = ["db-app".to_string()].into_iter().collect();
     let deleted = plan(&backups, &policy, &cores, &[]);
-    let kept: Vec<&BackupFile> = backups.iter().filter(|b| !deleted.iter().any(|d| d.key == b.key())).collect();
+    let kept: Vec<&BackupFile> =
+        backups.iter().filter(|b| !deleted.iter().any(|d| d.key == b.key().as_str())).collect();
     let count = |c: Class| kept.iter().filter(|b| b.class == Some(c)).count();
     // Sundays in Nov 2026: 1, 8, 15, 22, 29 (5 weekly); the 30th is monthly.
     assert_eq!((count(Class::Daily), count(Class::Weekly), count(Class::Monthly)), (6, 4, 1));
@@ -247,7 +248,7 @@ fn policy_normalisation_matches_upstream() {
 
 fn with_manifest(b: &mut BackupFile, complete: Option<bool>, verified: bool) {
     use crate::catalog::manifest::{Manifest, Origin, Verification};
-    let mut m = Manifest::new(&b.key(), Origin::Scanned, b.size);
+    let mut m = Manifest::new(b.key(), Origin::Scanned, b.size);
     m.complete = complete;
     if verified {
         m.verifications.push(Verification {
