@@ -36,7 +36,8 @@ pub struct Options {
 
 /// Runs every check.
 pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &Cancel) -> Vec<Finding> {
-    let backups = catalog::scan(&settings.backup_dir).unwrap_or_default();
+    // Read only: a check changes nothing (the tidy work is a backup run's).
+    let backups = catalog::load(&settings.backup_dir).unwrap_or_default();
     let free = site::free_bytes(&settings.backup_dir);
     // `*` specs expanded (and the shard applied) first: each database is then checked as if
     // it had its own line.
@@ -46,7 +47,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &C
     let per_db = databases(settings, &fleet.databases, &backups, free, cancel);
     let largest = per_db.iter().filter_map(|(_, bytes)| *bytes).max();
     out.extend(per_db.into_iter().flat_map(|(f, _)| f));
-    out.extend(site::checks(settings, notifiers, opts, largest));
+    out.extend(site::checks(settings, notifiers, opts, largest, cancel));
     out
 }
 

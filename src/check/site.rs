@@ -29,12 +29,13 @@ pub(super) fn checks(
     notifiers: &Notifiers,
     opts: Options,
     largest_db: Option<u64>,
+    cancel: &crate::system::cancel::Cancel,
 ) -> Vec<Finding> {
     let mut out = vec![backup_folder(&settings.backup_dir)];
     if settings.databases.iter().any(|d| d.spec.engine == EngineKind::Postgres) {
         out.extend(verification(settings, largest_db));
     }
-    out.extend(mirrors(settings));
+    out.extend(mirrors(settings, cancel));
     out.extend(notify(settings, notifiers, opts));
     out.extend(hooks(settings));
     out.extend(schedules(settings));
@@ -139,8 +140,8 @@ fn verification(settings: &Settings, largest_db: Option<u64>) -> Vec<Finding> {
 }
 
 /// Each mirror: a probe written, read back and deleted.
-fn mirrors(settings: &Settings) -> Vec<Finding> {
-    let mirrors = match crate::storage::from_settings(settings, &crate::system::cancel::Cancel::new()) {
+fn mirrors(settings: &Settings, cancel: &crate::system::cancel::Cancel) -> Vec<Finding> {
+    let mirrors = match crate::storage::from_settings(settings, cancel) {
         Ok(m) => m,
         Err(e) => return vec![Finding::fail("mirror", "configuration", e.to_string(), "fix the mirror settings")],
     };

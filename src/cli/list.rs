@@ -165,8 +165,8 @@ fn free_space(root: &Path) -> String {
 ///
 /// # Errors
 /// When the mirror settings are unusable.
-pub fn run_remote(settings: &Settings) -> anyhow::Result<Exit> {
-    let mirrors = crate::storage::from_settings(settings, &crate::system::cancel::Cancel::new())?;
+pub fn run_remote(settings: &Settings, cancel: &crate::system::cancel::Cancel) -> anyhow::Result<Exit> {
+    let mirrors = crate::storage::from_settings(settings, cancel)?;
     if mirrors.is_empty() {
         println!("No mirror is configured (FTP_URL, S3_ENDPOINT).");
         return Ok(Exit::Success);

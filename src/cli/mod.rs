@@ -48,7 +48,7 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         return Err(UsageError("--remote goes with -l, -r or -v".into()).into());
     }
     if cli.list && cli.remote.is_some() {
-        return list::run_remote(&settings);
+        return list::run_remote(&settings, cancel);
     }
     if cli.list {
         list::run(&settings, cli.json)?;
