@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod config_examples;
 mod daemon;
+mod data_dir_server;
 mod db_settings;
 mod encryption;
 mod evidence;

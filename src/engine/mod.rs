@@ -21,7 +21,7 @@ use crate::model::spec::EngineKind;
 use crate::model::stats::SchemaStats;
 use crate::stream::scan::Summary;
 use crate::system::cancel::Cancel;
-pub use server::{Server, ServerOptions};
+pub use server::{DataDir, Recovery, Server, ServerOptions};
 
 /// What a dump ran against and with (for the manifest).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,6 +226,25 @@ pub trait Engine: Send + Sync {
         opts: &ServerOptions,
         cancel: &Cancel,
     ) -> anyhow::Result<Box<dyn Server>>;
+
+    /// Starts a throwaway server on an existing data directory (its own major's programs),
+    /// with the source's settings overridden (its own socket, no network, no archiving, no
+    /// primary, no preloaded libraries, its own pg_hba), recovering as `recovery` says; it
+    /// stops and the data directory goes when the handle is dropped.
+    ///
+    /// # Errors
+    /// Not a data directory, its major not installed, or the server does not start or recover
+    /// (its log's tail is quoted).
+    fn start_server_on(
+        &self,
+        data: DataDir,
+        recovery: Option<&Recovery>,
+        opts: &ServerOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Box<dyn Server>> {
+        let _ = (data, recovery, opts, cancel);
+        anyhow::bail!("this engine cannot start a server on an existing data directory")
+    }
 
     /// Runs SQL in `db` with its credentials (SQL hooks such as `CHECKPOINT;`), stopping it
     /// after `timeout`; returns its output.

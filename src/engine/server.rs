@@ -1,6 +1,7 @@
-//! Throwaway servers: what every engine's local server for verification, drills and
-//! rehearsals has in common — where it lives, how long it may take to start, extra settings —
-//! and the handle the workflows hold (dropping it stops the server and removes its files).
+//! Throwaway servers: what every engine's local server for verification, drills, rehearsals
+//! and point-in-time restores has in common — where it lives, how long it may take to start,
+//! extra settings, an existing data directory and how it recovers — and the handle the
+//! workflows hold (dropping it stops the server and removes its files).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,27 @@ pub struct ServerOptions {
     pub start_timeout: Duration,
     /// Extra server settings (`VERIFY_SERVER_OPTIONS`, `name=value` each).
     pub settings: Vec<String>,
+}
+
+/// An existing data directory to start a throwaway server on (a restored base backup):
+/// `folder/data`. The folder, and everything in it, goes with the server.
+#[derive(Debug)]
+pub struct DataDir {
+    pub folder: tempfile::TempDir,
+    /// The cluster's bootstrap superuser (recorded with the base backup: it is not always
+    /// `postgres`), whom the server lets in over its private socket.
+    pub superuser: String,
+}
+
+/// How a server started on an existing data directory recovers (point-in-time restores).
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Run once per WAL file the server asks for (`%f`: its name, `%p`: where to put it); it
+    /// must fail for files the archive does not have.
+    pub restore_command: String,
+    /// Where recovery stops (`recovery_target_time`, with an explicit offset), then promotes;
+    /// `None`: the end of the WAL `restore_command` can give.
+    pub target_time: Option<String>,
 }
 
 /// A running throwaway server; dropping the last handle stops it and deletes its folder.

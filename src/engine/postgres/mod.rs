@@ -9,6 +9,7 @@
 mod bin;
 pub use bin::Installed;
 mod counts;
+mod datadir;
 mod parallel;
 mod preflight;
 mod restore;
@@ -25,7 +26,8 @@ use std::process::Command;
 use anyhow::{Context, anyhow};
 
 use super::{
-    Conn, DumpInfo, Engine, EngineOptions, Loaded, RestoreReport, RestoreRequest, Server, ServerOptions, load, process,
+    Conn, DataDir, DumpInfo, Engine, EngineOptions, Loaded, Recovery, RestoreReport, RestoreRequest, Server,
+    ServerOptions, load, process,
 };
 use crate::model::database::Database;
 use crate::model::spec::EngineKind;
@@ -254,6 +256,26 @@ impl Engine for PostgresEngine {
     ) -> anyhow::Result<Box<dyn Server>> {
         let (bin_dir, _) = self.installed().server_dir(major)?;
         Ok(Box::new(server::Throwaway::start(bin_dir, opts, cancel)?))
+    }
+
+    fn start_server_on(
+        &self,
+        data: DataDir,
+        recovery: Option<&Recovery>,
+        opts: &ServerOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Box<dyn Server>> {
+        // Its own major's programs, never a newer one's: a server refuses another major's files.
+        let major = datadir::major(&data.folder.path().join("data"))?;
+        let (bin_dir, found) = self.installed().server_dir(Some(major))?;
+        if found != major {
+            anyhow::bail!(
+                "this data directory needs the PostgreSQL {major} server, which is not installed (installed servers: {}); \
+                 install it or list its bin folder in PG_BIN_DIR",
+                Installed::describe(&self.installed().server_majors())
+            );
+        }
+        Ok(Box::new(server::Throwaway::start_on(bin_dir, data, recovery, opts, cancel)?))
     }
 
     fn list_databases(&self, db: &Database, cancel: &Cancel) -> anyhow::Result<Vec<String>> {

@@ -1,6 +1,8 @@
 //! A throwaway PostgreSQL server for verification: initdb into a fresh temporary folder under
 //! the verification path, start it on a private unix socket (no TCP) with settings that trade
-//! durability for speed, and on drop stop it and remove every file, whatever happened.
+//! durability for speed, and on drop stop it and remove every file, whatever happened. Or a
+//! server on an existing data directory (`start_on`, point-in-time restores), prepared by
+//! `datadir`, recovering until it is consistent (and promoted) before it lets anyone in.
 //!
 //! As root, initdb and the server run as the `postgres` user (initdb refuses root).
 
@@ -12,7 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use tracing::{debug, info, warn};
 
-use crate::engine::server::{Server, ServerOptions, log_tail};
+use super::datadir;
+use crate::engine::server::{DataDir, Recovery, Server, ServerOptions, log_tail};
 use crate::engine::{Conn, process};
 use crate::system::cancel::Cancel;
 
@@ -42,6 +45,8 @@ pub struct Throwaway {
     bin_dir: PathBuf,
     as_postgres: bool,
     started: bool,
+    /// Who connects: `postgres` for ours, the cluster's bootstrap superuser for `start_on`.
+    superuser: String,
 }
 
 impl Throwaway {
@@ -57,6 +62,42 @@ impl Throwaway {
             .prefix("verify-")
             .tempdir_in(&opts.work_dir)
             .with_context(|| format!("creating a folder in {} (VERIFY_DIR)", opts.work_dir.display()))?;
+        let mut server = Throwaway::owning(dir, bin_dir, "postgres")?;
+        server.init(cancel)?;
+        let mut settings: Vec<String> = FAST_SETTINGS.iter().map(|s| s.to_string()).collect();
+        settings.extend(opts.settings.iter().cloned());
+        server.launch(&settings, opts, cancel)?;
+        Ok(server)
+    }
+
+    /// Starts a server of `bin_dir`'s programs (the data directory's own major) on `data`,
+    /// recovering as `recovery` says; `pg_ctl` waits until recovery is done (the server lets
+    /// nobody in before: `hot_standby` is off).
+    ///
+    /// # Errors
+    /// The folder is unusable, or the server does not start or recover within
+    /// `opts.start_timeout` (the server log's last lines are quoted).
+    pub fn start_on(
+        bin_dir: PathBuf,
+        data: DataDir,
+        recovery: Option<&Recovery>,
+        opts: &ServerOptions,
+        cancel: &Cancel,
+    ) -> anyhow::Result<Throwaway> {
+        let mut server = Throwaway::owning(data.folder, bin_dir, &data.superuser)?;
+        let dir = server.data_dir();
+        datadir::prepare(&dir, recovery)?;
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700), as the server requires", dir.display()))?;
+        if server.as_postgres {
+            chown_all(&dir)?;
+        }
+        server.launch(&opts.settings, opts, cancel)?;
+        Ok(server)
+    }
+
+    /// A handle on `dir` (not started yet), its folder owned by the server's user.
+    fn owning(dir: tempfile::TempDir, bin_dir: PathBuf, superuser: &str) -> anyhow::Result<Throwaway> {
         if dir.path().join(format!(".s.PGSQL.{PORT}")).as_os_str().len() > MAX_SOCKET_PATH {
             bail!(
                 "the verification folder path {} is too long for a unix socket; use a shorter VERIFY_DIR",
@@ -65,15 +106,10 @@ impl Throwaway {
         }
         let as_postgres = nix::unistd::Uid::effective().is_root();
         if as_postgres {
-            let user = nix::unistd::User::from_name("postgres")?.ok_or_else(|| {
-                anyhow!("running as root, but there is no postgres user to run the verification server")
-            })?;
+            let user = postgres_user()?;
             nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid))?;
         }
-        let mut server = Throwaway { dir, bin_dir, as_postgres, started: false };
-        server.init(cancel)?;
-        server.launch(opts, cancel)?;
-        Ok(server)
+        Ok(Throwaway { dir, bin_dir, as_postgres, started: false, superuser: superuser.to_string() })
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -111,14 +147,13 @@ impl Throwaway {
         Ok(())
     }
 
-    fn launch(&mut self, opts: &ServerOptions, cancel: &Cancel) -> anyhow::Result<()> {
+    fn launch(&mut self, extra: &[String], opts: &ServerOptions, cancel: &Cancel) -> anyhow::Result<()> {
         let mut settings = vec![
             "listen_addresses=''".to_string(),
             format!("unix_socket_directories='{}'", self.dir.path().display()),
             format!("port={PORT}"),
         ];
-        settings.extend(FAST_SETTINGS.iter().map(|s| s.to_string()));
-        settings.extend(opts.settings.iter().cloned());
+        settings.extend(extra.iter().cloned());
         let options: Vec<String> = settings.iter().map(|s| format!("-c {s}")).collect();
         let timeout = opts.start_timeout.as_secs().max(1);
         let mut cmd = self.tool("pg_ctl");
@@ -171,10 +206,26 @@ impl Server for Throwaway {
         Conn {
             host: self.dir.path().display().to_string(),
             port: Some(PORT),
-            user: Some("postgres".into()),
+            user: Some(self.superuser.clone()),
             password: None,
         }
     }
+}
+
+fn postgres_user() -> anyhow::Result<nix::unistd::User> {
+    nix::unistd::User::from_name("postgres")?
+        .ok_or_else(|| anyhow!("running as root, but there is no postgres user to run the verification server"))
+}
+
+/// Gives `dir` and everything in it to the `postgres` user (a data directory restored as root).
+fn chown_all(dir: &std::path::Path) -> anyhow::Result<()> {
+    let user = postgres_user()?;
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        nix::unistd::chown(entry.path(), Some(user.uid), Some(user.gid))
+            .with_context(|| format!("giving {} to the postgres user", entry.path().display()))?;
+    }
+    Ok(())
 }
 
 impl Drop for Throwaway {
