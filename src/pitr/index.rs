@@ -1,0 +1,265 @@
+//! The archive's own index, one per server: an append-only log of JSON lines (a segment
+//! archived, a history file, a base backup, a removal by retention), replayed on load — a torn
+//! last line from a killed process is ignored — and compacted atomically after retention. Not
+//! one dump-catalog record per segment: a busy server archives thousands a day.
+//!
+//! From it alone (pure, table-tested): the gaps — on each timeline of the path from a base
+//! backup's start to the newest timeline (its `.history`), every segment must be there, the
+//! segment holding a switch point read from the child timeline as recovery reads it — and the
+//! recoverable windows: from a usable base backup's end (its WAL from start to end present) to
+//! the newest WAL reached without a gap.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::wal::{Lsn, Segment, Switch};
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The archive's first line: the server's `wal_segment_size`.
+    Started {
+        segment_size: u64,
+        server: String,
+    },
+    Segment(Archived),
+    History {
+        timeline: u32,
+        switches: Vec<(u32, String)>,
+    },
+    Base(BaseBackup),
+    /// Retention removed a segment.
+    Removed {
+        timeline: u32,
+        number: u64,
+    },
+}
+
+/// A segment in the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Archived {
+    pub timeline: u32,
+    pub number: u64,
+    pub size: u64,
+    pub sha256: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A base backup in the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaseBackup {
+    /// The chain (a full backup and its incrementals) and the place in it (0: the full one).
+    pub chain: u32,
+    pub n: u32,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub end_lsn: String,
+    pub started_at: DateTime<Utc>,
+    /// When `pg_basebackup` finished, by our clock: never before the server's end of backup.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Segments missing from a timeline: `from` to `to`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub timeline: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A span of time any moment of which can be recovered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The index, replayed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Index {
+    pub segment_size: u64,
+    segments: BTreeMap<Segment, Archived>,
+    pub bases: Vec<BaseBackup>,
+    /// Each timeline's ancestors (its `.history`).
+    history: BTreeMap<u32, Vec<Switch>>,
+}
+
+/// What a walk along the timelines found.
+struct Walk {
+    gaps: Vec<Gap>,
+    /// The last segment reached before the first gap.
+    reached: Option<Segment>,
+}
+
+impl Index {
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Started { segment_size, .. } => self.segment_size = segment_size,
+            Event::Segment(a) => {
+                self.segments.insert(Segment { timeline: a.timeline, number: a.number }, a);
+            }
+            Event::History { timeline, switches } => {
+                let switches = switches
+                    .into_iter()
+                    .filter_map(|(t, at)| Some(Switch { timeline: t, at: Lsn::parse(&at)? }))
+                    .collect();
+                self.history.insert(timeline, switches);
+            }
+            Event::Base(b) => self.bases.push(b),
+            Event::Removed { timeline, number } => {
+                self.segments.remove(&Segment { timeline, number });
+            }
+        }
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &Archived> {
+        self.segments.values()
+    }
+
+    /// The newest timeline with WAL or a history.
+    fn newest_timeline(&self) -> Option<u32> {
+        let by_wal = self.segments.keys().map(|s| s.timeline).max();
+        by_wal.max(self.history.keys().copied().max())
+    }
+
+    /// The timelines from `timeline` to the newest, each with where it switched to the next
+    /// (`None` for the last); just `timeline` when it is not an ancestor of the newest.
+    fn path(&self, timeline: u32) -> Vec<(u32, Option<Lsn>)> {
+        let newest = self.newest_timeline().unwrap_or(timeline);
+        let ancestors = self.history.get(&newest).cloned().unwrap_or_default();
+        match ancestors.iter().position(|s| s.timeline == timeline) {
+            _ if timeline == newest => vec![(newest, None)],
+            Some(i) => ancestors[i..].iter().map(|s| (s.timeline, Some(s.at))).chain([(newest, None)]).collect(),
+            None => vec![(timeline, None)],
+        }
+    }
+
+    /// Walks from `from` along the path to the newest WAL, noting every missing segment.
+    fn walk(&self, from: Segment) -> Walk {
+        let size = self.segment_size.max(1);
+        let mut walk = Walk { gaps: Vec::new(), reached: None };
+        let mut number = from.number;
+        for (timeline, switch) in self.path(from.timeline) {
+            // The segment holding the switch point is read from the child timeline.
+            let last = match switch {
+                Some(at) => at.segment(size).checked_sub(1),
+                None => self
+                    .segments
+                    .range(Segment { timeline, number: 0 }..=Segment { timeline, number: u64::MAX })
+                    .map(|(s, _)| s.number)
+                    .next_back(),
+            };
+            if let Some(last) = last {
+                let mut open: Option<u64> = None;
+                for n in number..=last {
+                    let here = Segment { timeline, number: n };
+                    match (self.segments.contains_key(&here), open) {
+                        (true, Some(start)) => {
+                            walk.gaps.push(Gap { timeline, from: start, to: n - 1 });
+                            open = None;
+                        }
+                        (true, None) if walk.gaps.is_empty() => walk.reached = Some(here),
+                        (false, None) => open = Some(n),
+                        _ => {}
+                    }
+                }
+                if let Some(start) = open {
+                    walk.gaps.push(Gap { timeline, from: start, to: last });
+                }
+            }
+            if let Some(at) = switch {
+                number = at.segment(size);
+            }
+        }
+        walk
+    }
+
+    /// Missing WAL from the oldest base backup's start to the newest segment.
+    pub fn gaps(&self) -> Vec<Gap> {
+        let size = self.segment_size.max(1);
+        let oldest = self.bases.iter().min_by_key(|b| (b.timeline, lsn(&b.start_lsn)));
+        oldest.map_or_else(Vec::new, |b| {
+            self.walk(Segment { timeline: b.timeline, number: lsn(&b.start_lsn).segment(size) }).gaps
+        })
+    }
+
+    /// The recoverable windows, oldest first, overlapping ones merged: from each usable base
+    /// backup's end to the receive time of the last segment reached from it without a gap.
+    pub fn windows(&self) -> Vec<Window> {
+        let size = self.segment_size.max(1);
+        let mut spans: Vec<Window> = Vec::new();
+        for b in &self.bases {
+            let start = Segment { timeline: b.timeline, number: lsn(&b.start_lsn).segment(size) };
+            let walk = self.walk(start);
+            let end = lsn(&b.end_lsn).segment(size);
+            // Usable: its own WAL, start to end, is all there.
+            let Some(reached) = walk.reached.filter(|r| r.timeline != b.timeline || r.number >= end) else {
+                continue;
+            };
+            let to = self.segments[&reached].received_at;
+            if to >= b.finished_at {
+                spans.push(Window { from: b.finished_at, to });
+            }
+        }
+        spans.sort_by_key(|w| w.from);
+        let mut merged: Vec<Window> = Vec::new();
+        for w in spans {
+            match merged.last_mut() {
+                Some(last) if w.from <= last.to => last.to = last.to.max(w.to),
+                _ => merged.push(w),
+            }
+        }
+        merged
+    }
+}
+
+fn lsn(text: &str) -> Lsn {
+    Lsn::parse(text).unwrap_or_default()
+}
+
+/// Replays the log at `path` (none: an empty index). A last line that does not parse (a
+/// process killed while appending) is ignored; `true` says so (the next compaction drops it).
+///
+/// # Errors
+/// The file cannot be read, or a line before the last does not parse (it names the line).
+pub fn load(path: &Path) -> anyhow::Result<(Index, bool)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Index::default(), false)),
+        Err(e) => return Err(e).with_context(|| format!("reading the archive index {}", path.display())),
+    };
+    let mut index = Index::default();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Event>(line) {
+            Ok(e) => index.apply(e),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => return Ok((index, true)),
+            Err(e) => anyhow::bail!("the archive index {} is damaged at line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok((index, false))
+}
+
+/// Appends `event` to the log at `path`, durably (fsynced before it returns).
+///
+/// # Errors
+/// The write or the sync failed.
+pub fn append(path: &Path, event: &Event) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(event)?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the archive index {}", path.display()))?;
+    f.write_all(&line).and_then(|()| f.sync_data()).with_context(|| format!("appending to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests;
