@@ -1,5 +1,7 @@
 //! Point-in-time recovery for PostgreSQL (docs/PITR.md, being built): WAL positions and names,
-//! and the archive's own index with its gaps and recoverable windows.
+//! the archive's own index with its gaps and recoverable windows, and where the archive keeps
+//! things.
 
 pub mod index;
+pub mod layout;
 pub mod wal;
