@@ -28,6 +28,7 @@ mod names;
 mod notify;
 mod object_lock;
 mod parallel_restore;
+mod pitr_check;
 mod progress_line;
 mod prune;
 mod restore;

@@ -48,6 +48,9 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &C
     let largest = per_db.iter().filter_map(|(_, bytes)| *bytes).max();
     out.extend(per_db.into_iter().flat_map(|(f, _)| f));
     out.extend(site::checks(settings, notifiers, opts, largest, cancel));
+    for server in &settings.pitr.servers {
+        out.extend(crate::pitr::preflight::check(settings.engines.postgres(), server, cancel));
+    }
     out
 }
 

@@ -42,6 +42,15 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Current backup folder: {}", layout::run_dir(&s.backup_dir, class, today).display())?;
     writeln!(out, "- Time Zone: {}", s.zone.description(now))?;
     writeln!(out, "- Compression: {}", s.compression.describe())?;
+    if !s.pitr.servers.is_empty() {
+        let names: Vec<String> = s.pitr.servers.iter().map(|p| p.name()).collect();
+        writeln!(
+            out,
+            "- Point-in-time recovery (PITR_SERVERS): {}. Continuous archiving is being built: this release checks \
+             these servers (--check) and archives nothing yet (docs/PITR.md).",
+            names.join(", ")
+        )?;
+    }
     // The programs found, by the majors their tools report (runs them; never connects).
     let pg = s.engines.postgres().installed();
     writeln!(

@@ -91,6 +91,23 @@ impl CredentialVars {
         (credentials, problems)
     }
 
+    /// The replication role for `spec`'s server: `<HOST>_REPLICATION_USER` and
+    /// `<HOST>_REPLICATION_PASSWORD` (or their `_FILE` twins), when the user is set.
+    pub fn replication(&self, spec: &DatabaseSpec) -> (Option<Credentials>, Vec<String>) {
+        let prefix = spec.credential_prefix();
+        let (user_var, password_var) = (format!("{prefix}_REPLICATION_USER"), format!("{prefix}_REPLICATION_PASSWORD"));
+        let mut problems = Vec::new();
+        let Some((user_source, user)) = self.lookup(&user_var, &mut problems) else { return (None, problems) };
+        let password = self.lookup(&password_var, &mut problems);
+        let credentials = Credentials {
+            user: user.read().ok().map(|s| s.expose().to_string()),
+            user_source,
+            password_source: password.as_ref().map(|(var, _)| var.clone()),
+            password: password.map(|(_, p)| p),
+        };
+        (Some(credentials), problems)
+    }
+
     /// `var` itself, or the file its `_FILE` twin names (when the file is not empty).
     fn lookup(&self, var: &str, problems: &mut Vec<String>) -> Option<(String, PasswordSource)> {
         if let Some(v) = self.vars.get(var).filter(|v| !v.is_empty()) {

@@ -11,6 +11,7 @@ mod credentials;
 pub mod env;
 pub mod hooks;
 mod loader;
+pub mod pitr;
 mod sections;
 pub mod toml_file;
 
@@ -99,6 +100,8 @@ pub struct Settings {
     database_overrides: HashMap<String, toml_file::TomlDatabase>,
     /// Variable → where its value came from (`environment`, `backup.toml:12 [...] key`, a file).
     pub sources: BTreeMap<String, String>,
+    /// `PITR_SERVERS`: the servers whose WAL is archived (being built).
+    pub pitr: pitr::PitrSettings,
     /// The credential variables, taken from the environment at load.
     credentials: credentials::CredentialVars,
 }
@@ -218,7 +221,9 @@ impl Settings {
                 toml.databases.iter().map(|d| (d.spec.core_name(), d.clone())).collect(),
             ),
             sources: BTreeMap::new(),
+            pitr: pitr::PitrSettings::default(),
         };
+        settings.pitr = pitr::PitrSettings::load(&l, &settings.credentials);
 
         let mut specs: Vec<(DatabaseSpec, String)> =
             toml.databases.iter().map(|d| (d.spec.clone(), d.source.clone())).collect();

@@ -29,6 +29,7 @@ struct Raw {
     daemon: Section,
     notify: Section,
     encryption: Section,
+    pitr: Section,
     mirrors: Mirrors,
     database: Vec<RawDatabase>,
     schedule: Vec<RawSchedule>,
@@ -165,6 +166,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("s3", "timeout", "S3_TIMEOUT"),
     ("s3", "object-lock", "S3_OBJECT_LOCK"),
     ("s3", "object-lock-min-days", "S3_OBJECT_LOCK_MIN_DAYS"),
+    ("pitr", "servers", "PITR_SERVERS"),
 ];
 
 /// A database from backup.toml, with its options.
@@ -213,7 +215,7 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
     })?;
     let mut errors = Vec::new();
     let mut out = TomlConfig::default();
-    let sections: [(&str, &Section); 9] = [
+    let sections: [(&str, &Section); 10] = [
         ("backup", &raw.backup),
         ("retention", &raw.retention),
         ("verify", &raw.verify),
@@ -222,6 +224,7 @@ pub fn parse(file: &str, text: &str) -> Result<TomlConfig, Vec<String>> {
         ("daemon", &raw.daemon),
         ("notify", &raw.notify),
         ("encryption", &raw.encryption),
+        ("pitr", &raw.pitr),
         ("ftp", &raw.mirrors.ftp),
     ];
     for (section, table) in sections.iter().copied().chain([("s3", &raw.mirrors.s3)]) {
@@ -297,7 +300,7 @@ fn scalar(value: &toml::Value, var: &str) -> Option<String> {
         toml::Value::Boolean(b) => b.to_string(),
         toml::Value::Array(items) => {
             let parts: Option<Vec<String>> = items.iter().map(|v| v.as_str().map(str::to_string)).collect();
-            parts?.join(if var == "TABLE_SCHEMA" { "," } else { " " })
+            parts?.join(if matches!(var, "TABLE_SCHEMA" | "PITR_SERVERS") { "," } else { " " })
         }
         _ => return None,
     })

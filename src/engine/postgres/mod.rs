@@ -76,8 +76,13 @@ impl PostgresEngine {
     /// goes into one quoted connection string (`-d "host='..' dbname='..'"`), so that no tool
     /// can read a database named `--schema-only` as an option or `a=b` as a connection string.
     fn client(&self, tool: &str, conn: &Conn, database: &str) -> Command {
+        self.client_to(tool, conn, &conninfo(conn, database))
+    }
+
+    /// `client` with a whole connection string (made by `conninfo`, plus keywords).
+    fn client_to(&self, tool: &str, conn: &Conn, conninfo: &str) -> Command {
         let mut cmd = Command::new(self.tool(tool));
-        cmd.arg("-w").arg("-d").arg(conninfo(conn, database));
+        cmd.arg("-w").arg("-d").arg(conninfo);
         match &conn.password {
             Some(password) => cmd.env("PGPASSWORD", password.expose()),
             // NOTE: never let an inherited PGPASSWORD meant for another user leak into this one.
@@ -142,6 +147,26 @@ impl PostgresEngine {
     /// As `server_major`.
     pub fn server_version(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
         parse_version(&process::capture(self.version_command(conn, database), "psql", cancel)?)
+    }
+
+    /// Runs one query in `database` as `conn` and returns its output (unaligned, tuples only):
+    /// for callers that read server facts (the point-in-time readiness checks).
+    ///
+    /// # Errors
+    /// Connection or SQL errors, with psql's message.
+    pub fn query(&self, conn: &Conn, database: &str, sql: &str, cancel: &Cancel) -> anyhow::Result<String> {
+        self.queries(conn, database, &[sql], cancel)
+    }
+
+    /// `IDENTIFY_SYSTEM` over a physical replication connection as `conn`: proves pg_hba lets the
+    /// role replicate and that it may; returns `systemid|timeline|xlogpos|dbname`.
+    ///
+    /// # Errors
+    /// The server's refusal, as psql reports it.
+    pub fn identify_system(&self, conn: &Conn, cancel: &Cancel) -> anyhow::Result<String> {
+        let mut cmd = self.client_to("psql", conn, &format!("{} replication=true", conninfo(conn, MAINTENANCE)));
+        cmd.args(["-X", "-A", "-t", "-c", "IDENTIFY_SYSTEM"]);
+        Ok(process::capture(cmd, "psql (replication)", cancel)?.trim().to_string())
     }
 
     /// Runs statements in order in one session (one `-c` each, so each is its own
@@ -311,6 +336,9 @@ fn parse_version(out: &str) -> anyhow::Result<(u32, String)> {
     let num: u32 = num.parse().map_err(|_| anyhow!("unexpected server_version_num {:?}", out.trim()))?;
     Ok((num / 10000, text.to_string()))
 }
+
+/// The database administrative and probing connections use.
+const MAINTENANCE: &str = swap::MAINTENANCE_DB;
 
 const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
 

@@ -1,0 +1,55 @@
+//! `--check` on `PITR_SERVERS` against a real server: what archiving needs there, each lack
+//! named with what to change, fixed one by one; `-c` lists the servers; a bad entry is a
+//! configuration error.
+
+use crate::harness::app::Fixture;
+use crate::harness::run;
+
+#[test]
+fn check_names_what_a_server_lacks_for_archiving() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    let server = format!("localhost:{port}");
+    let check = || {
+        let r = run(fx.cmd(&conf).arg("--check").env("PITR_SERVERS", &server).env("STARTUP_CHECK", "false"));
+        r.stdout + &r.stderr
+    };
+    let line = |out: &str, check: &str| -> String {
+        out.lines()
+            .find(|l| l.contains(check) && l.contains(&format!("localhost:{port}")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The backup role has no REPLICATION; an extra tablespace; no slot guard.
+    let space = fx.dir.path().join("space");
+    std::fs::create_dir_all(&space).unwrap();
+    if nix::unistd::Uid::effective().is_root() {
+        let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        nix::unistd::chown(&space, Some(pg.uid), Some(pg.gid)).unwrap();
+    }
+    fx.pg.psql("postgres", &format!("CREATE TABLESPACE fast LOCATION '{}'", space.display()));
+    let out = check();
+    assert!(line(&out, "pitr role").contains("FAIL") && out.contains("ALTER ROLE app REPLICATION"), "{out}");
+    assert!(line(&out, "pitr replication").contains("FAIL"), "{out}");
+    assert!(line(&out, "pitr tablespaces").contains("fast"), "{out}");
+    assert!(line(&out, "pitr slot guard").starts_with("warn"), "{out}");
+    assert!(line(&out, "pitr wal_level").contains("replica"), "{out}");
+    assert!(line(&out, "pitr archive size").contains("too early to tell"), "a fresh server: {out}");
+    // Fixed: the role may replicate, the tablespace is gone, the guard is set.
+    fx.pg.psql("postgres", "ALTER ROLE app REPLICATION");
+    fx.pg.psql("postgres", "DROP TABLESPACE fast");
+    fx.pg.psql("postgres", "ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'");
+    fx.pg.psql("postgres", "SELECT pg_reload_conf()");
+    let out = check();
+    for check in ["pitr role", "pitr replication", "pitr slot guard", "pitr wal sender", "pitr slot"] {
+        assert!(line(&out, &format!("{check} ")).starts_with("ok"), "{check}: {out}");
+    }
+    assert_eq!(line(&out, "pitr tablespaces"), "", "{out}");
+    // -c lists them; a bad entry is a configuration error.
+    let c = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", &server));
+    assert!(c.stdout.contains(&format!("Point-in-time recovery (PITR_SERVERS): localhost:{port}")), "{}", c.stdout);
+    let bad = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", "localhost/app1"));
+    assert_eq!(bad.code, 2, "{}", bad.all());
+    assert!(bad.stderr.contains("PITR_SERVERS") && bad.stderr.contains("host or host:port"), "{}", bad.all());
+}
