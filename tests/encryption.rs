@@ -28,109 +28,149 @@ fn sh(script: &str) {
     assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[test]
-fn age_backups_restore_both_ways_and_refuse_what_they_cannot_prove() {
-    let Some(fx) = Fixture::start(200) else { return };
-    fx.pg.seed_extras("app1", "app");
-    let keys = tempfile::tempdir().unwrap();
-    let Some((key, public)) = keygen(keys.path(), "key.txt") else { return };
-    let Some((other, _)) = keygen(keys.path(), "other.txt") else { return };
-    let db = format!("localhost:{}/app1", fx.pg.port);
-    let conf = fx.conf(&format!("{db}\n"));
-    let r = run(fx.once(&conf).env("BACKUP_ENCRYPTION_RECIPIENTS", &public));
-    assert_eq!(r.code, 0, "{}", r.all());
-    let file = fx.newest("localhost-app1");
-    assert!(file.to_string_lossy().ends_with(".sql.gz.age"), "{}", file.display());
-    let bytes = fs::read(&file).unwrap();
-    assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "an age file");
-    assert!(!bytes.windows(9).any(|w| w == b"customers"), "no plaintext table name in the file");
-    let key_rel = file.strip_prefix(fx.backups()).unwrap().display().to_string();
-    let m = record(&fx.backups(), &key_rel).unwrap();
-    assert_eq!(m["encryption"]["scheme"], "age", "{m}");
-    assert_eq!(m["encryption"]["recipients"][0], backup_container::stream::crypt::fingerprint(&public), "{m}");
-    assert_eq!(m["complete"], true, "{m}");
-    assert!(m["tables"].as_array().unwrap().len() >= 2, "rows counted before encryption: {m}");
+/// A server with one encrypted backup of app1, and two identities (the right one, another).
+struct Encrypted {
+    fx: Fixture,
+    _keys: tempfile::TempDir,
+    key: PathBuf,
+    other: PathBuf,
+    public: String,
+    db: String,
+    conf: PathBuf,
+    file: PathBuf,
+}
 
-    let digest = fx.pg.content_digest("app1");
-    fx.pg.psql("app1", "DELETE FROM sales.orders");
-    let changed = fx.pg.content_digest("app1");
-    let restore = |identity: Option<&Path>| {
-        let mut cmd = fx.cmd(&conf);
-        cmd.args(["-r", &db, "-s"]);
+impl Encrypted {
+    fn start() -> Option<Encrypted> {
+        let fx = Fixture::start(200)?;
+        fx.pg.seed_extras("app1", "app");
+        let keys = tempfile::tempdir().unwrap();
+        let (key, public) = keygen(keys.path(), "key.txt")?;
+        let (other, _) = keygen(keys.path(), "other.txt")?;
+        let db = format!("localhost:{}/app1", fx.pg.port);
+        let conf = fx.conf(&format!("{db}\n"));
+        let r = run(fx.once(&conf).env("BACKUP_ENCRYPTION_RECIPIENTS", &public));
+        assert_eq!(r.code, 0, "{}", r.all());
+        let file = fx.newest("localhost-app1");
+        Some(Encrypted { fx, _keys: keys, key, other, public, db, conf, file })
+    }
+
+    /// `-r` of the newest backup (or the file `from` names) with `identity`.
+    fn restore(&self, identity: Option<&Path>, from: Option<&Path>) -> crate::harness::Run {
+        let mut cmd = self.fx.cmd(&self.conf);
+        cmd.args(["-r", &self.db, "-s"]);
+        if let Some(f) = from {
+            cmd.args(["-f", f.file_name().unwrap().to_str().unwrap()]);
+        }
         if let Some(i) = identity {
             cmd.env("BACKUP_ENCRYPTION_IDENTITY_FILE", i);
         }
         run(&mut cmd)
-    };
-    // No identity, a wrong one: refused, nothing touched.
-    let r = restore(None);
+    }
+}
+
+#[test]
+fn an_encrypted_backup_holds_no_plaintext_and_records_its_recipient() {
+    let Some(e) = Encrypted::start() else { return };
+    assert!(e.file.to_string_lossy().ends_with(".sql.gz.age"), "{}", e.file.display());
+    let bytes = fs::read(&e.file).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "an age file");
+    assert!(!bytes.windows(9).any(|w| w == b"customers"), "no plaintext table name in the file");
+    let key_rel = e.file.strip_prefix(e.fx.backups()).unwrap().display().to_string();
+    let m = record(&e.fx.backups(), &key_rel).unwrap();
+    assert_eq!(m["encryption"]["scheme"], "age", "{m}");
+    assert_eq!(m["encryption"]["recipients"][0], backup_container::stream::crypt::fingerprint(&e.public), "{m}");
+    assert_eq!(m["complete"], true, "{m}");
+    assert!(m["tables"].as_array().unwrap().len() >= 2, "rows counted before encryption: {m}");
+}
+
+#[test]
+fn a_restore_needs_the_identity_and_touches_nothing_without_it() {
+    let Some(e) = Encrypted::start() else { return };
+    let pg = &e.fx.pg;
+    let digest = pg.content_digest("app1");
+    pg.psql("app1", "DELETE FROM sales.orders");
+    let changed = pg.content_digest("app1");
+    // No identity, a wrong one, one that cannot be read: refused, nothing touched.
+    let r = e.restore(None, None);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("BACKUP_ENCRYPTION_IDENTITY_FILE is not set"), "{}", r.all());
-    let r = restore(Some(&other));
+    let r = e.restore(Some(&e.other), None);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("does not match") && r.stderr.contains("other.txt"), "{}", r.all());
-    let r = restore(Some(&keys.path().join("missing.txt")));
+    let r = e.restore(Some(&e.key.with_file_name("missing.txt")), None);
     assert_eq!(r.code, 2, "a configured identity that cannot be read: {}", r.all());
     assert!(r.stderr.contains("missing.txt"), "{}", r.all());
-    assert_eq!(fx.pg.content_digest("app1"), changed, "the database was not touched");
+    assert_eq!(pg.content_digest("app1"), changed, "the database was not touched");
     // The identity: restored.
-    let r = restore(Some(&key));
+    let r = e.restore(Some(&e.key), None);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(fx.pg.content_digest("app1"), digest);
+    assert_eq!(pg.content_digest("app1"), digest);
+}
 
-    // The age CLI reads our file: age -d | gunzip | psql.
-    fx.pg.psql("postgres", "CREATE DATABASE app1_cli");
-    let sock = fx.pg.socket_dir().display().to_string();
-    let port = fx.pg.port;
+#[test]
+fn the_age_cli_reads_our_files_and_we_read_its() {
+    let Some(e) = Encrypted::start() else { return };
+    let (pg, key, public) = (&e.fx.pg, &e.key, &e.public);
+    let digest = pg.content_digest("app1");
+    // age -d | gunzip | psql.
+    pg.psql("postgres", "CREATE DATABASE app1_cli");
+    let sock = pg.socket_dir().display().to_string();
+    let port = pg.port;
     sh(&format!(
         "age -d -i '{}' '{}' | gunzip | psql -q -h '{sock}' -p {port} -U postgres -d app1_cli >/dev/null 2>&1 || true; \
          psql -h '{sock}' -p {port} -U postgres -d app1_cli -tAc 'select 1' >/dev/null",
         key.display(),
-        file.display()
+        e.file.display()
     ));
-    assert_eq!(fx.pg.row_counts("app1_cli"), fx.pg.row_counts("app1"), "restored through the age CLI");
-
-    // We read the CLI's file: the bash version's stream, gzip, then `age -r`.
-    let dated = file.parent().unwrap();
-    let theirs = dated.join("localhost-app1_2020-01-01_01-00-00.sql.gz.age");
+    assert_eq!(pg.row_counts("app1_cli"), pg.row_counts("app1"), "restored through the age CLI");
+    // The bash version's stream, gzip, then `age -r`.
+    let theirs = e.file.parent().unwrap().join("localhost-app1_2020-01-01_01-00-00.sql.gz.age");
     sh(&format!(
         "{{ pg_dumpall -h '{sock}' -p {port} -U postgres --roles-only --no-role-passwords; \
            pg_dump -h '{sock}' -p {port} -U postgres -Fp app1; }} | gzip | age -r '{public}' > '{}'",
         theirs.display()
     ));
     // A backup run without the identity leaves it alone (not judged incomplete).
-    assert_eq!(run(fx.once(&conf).env("BACKUP_ENCRYPTION_RECIPIENTS", &public)).code, 0);
-    let theirs_rel = theirs.strip_prefix(fx.backups()).unwrap().display().to_string();
-    let before = record(&fx.backups(), &theirs_rel);
+    assert_eq!(run(e.fx.once(&e.conf).env("BACKUP_ENCRYPTION_RECIPIENTS", public)).code, 0);
+    let theirs_rel = theirs.strip_prefix(e.fx.backups()).unwrap().display().to_string();
+    let before = record(&e.fx.backups(), &theirs_rel);
     assert!(before.as_ref().is_none_or(|m| m["complete"] != false), "{before:?}");
-    fx.pg.psql("app1", "DELETE FROM sales.orders");
-    let mut cmd = fx.cmd(&conf);
-    cmd.args(["-r", &db, "-f", theirs.file_name().unwrap().to_str().unwrap(), "-s"]);
-    let r = run(cmd.env("BACKUP_ENCRYPTION_IDENTITY_FILE", &key));
+    pg.psql("app1", "DELETE FROM sales.orders");
+    let r = e.restore(Some(key), Some(&theirs));
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(fx.pg.content_digest("app1"), digest, "restored from the CLI's file");
-    assert_eq!(record(&fx.backups(), &theirs_rel).unwrap()["complete"], true, "scanned with the identity");
+    assert_eq!(pg.content_digest("app1"), digest, "restored from the CLI's file");
+    assert_eq!(record(&e.fx.backups(), &theirs_rel).unwrap()["complete"], true, "scanned with the identity");
+}
 
-    // A truncated ciphertext without a record: refused before anything is touched.
-    let cut = dated.join("localhost-app1_2020-01-02_01-00-00.sql.gz.age");
+#[test]
+fn a_truncated_ciphertext_is_refused_before_anything_is_touched() {
+    let Some(e) = Encrypted::start() else { return };
+    let bytes = fs::read(&e.file).unwrap();
+    // Without a record: the whole stream is decoded first.
+    let cut = e.file.parent().unwrap().join("localhost-app1_2020-01-02_01-00-00.sql.gz.age");
     fs::write(&cut, &bytes[..bytes.len() - 200]).unwrap();
-    fx.pg.psql("app1", "DELETE FROM sales.orders");
-    let changed = fx.pg.content_digest("app1");
-    let mut cmd = fx.cmd(&conf);
-    cmd.args(["-r", &db, "-f", cut.file_name().unwrap().to_str().unwrap(), "-s"]);
-    let r = run(cmd.env("BACKUP_ENCRYPTION_IDENTITY_FILE", &key));
+    e.fx.pg.psql("app1", "DELETE FROM sales.orders");
+    let changed = e.fx.pg.content_digest("app1");
+    let r = e.restore(Some(&e.key), Some(&cut));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("corrupt or truncated"), "{}", r.all());
-    assert_eq!(fx.pg.content_digest("app1"), changed, "the database was not touched");
+    assert_eq!(e.fx.pg.content_digest("app1"), changed, "the database was not touched");
+}
 
-    // Verification decrypts with the identity.
-    let v = run(fx
-        .cmd(&conf)
+#[test]
+fn verification_decrypts_with_the_identity() {
+    let Some(e) = Encrypted::start() else { return };
+    let v = run(e
+        .fx
+        .cmd(&e.conf)
         .args(["-v", "all"])
-        .env("VERIFY_DIR", fx.verify_dir())
-        .env("BACKUP_ENCRYPTION_IDENTITY_FILE", &key));
+        .env("VERIFY_DIR", e.fx.verify_dir())
+        .env("BACKUP_ENCRYPTION_IDENTITY_FILE", &e.key));
     assert_eq!(v.code, 0, "{}", v.all());
-    assert!(backups_under(&fx.backups()).iter().all(|f| f.ends_with(".age")));
+    assert!(backups_under(&e.fx.backups()).iter().all(|f| f.ends_with(".age")));
+    let v = run(e.fx.cmd(&e.conf).args(["-v", "all"]).env("VERIFY_DIR", e.fx.verify_dir()));
+    assert_eq!(v.code, 1, "without the identity: {}", v.all());
 }
 
 /// SSH keys as recipients and identities (`ssh-keygen -t ed25519`, no passphrase), and a
