@@ -29,6 +29,7 @@ mod notify;
 mod object_lock;
 mod parallel_restore;
 mod pitr_check;
+mod pitr_stream;
 mod progress_line;
 mod prune;
 mod restore;

@@ -28,6 +28,8 @@ pub const DATABASE_LOCKS: &str = ".backup_container/locks";
 /// What a backup run holding the folder lock exclusively to tidy it says in the lock file: a
 /// run that finds the lock so held waits for it (a moment) instead of failing.
 pub const TIDYING: &str = "tidying the folder";
+/// What `Busy` says when the lock file does not name its holder (yet).
+const HOLDER_UNKNOWN: &str = "holder unknown";
 /// How long a run waits for another run's tidying.
 const TIDY_WAIT: Duration = Duration::from_secs(120);
 
@@ -117,7 +119,12 @@ impl RunLock {
         let deadline = std::time::Instant::now() + TIDY_WAIT;
         loop {
             match Self::take(root, Path::new(LOCK_FILE), what, true) {
-                Err(NotTaken::Busy(busy)) if busy.holder.contains(TIDYING) && std::time::Instant::now() < deadline => {
+                // An exclusive holder writes who it is just after taking the lock: a holder
+                // not named yet is read again (a prune names itself at once and is not waited for).
+                Err(NotTaken::Busy(busy))
+                    if (busy.holder.contains(TIDYING) || busy.holder == HOLDER_UNKNOWN)
+                        && std::time::Instant::now() < deadline =>
+                {
                     cancel.check()?;
                     cancel.wait_for_wake(cancel.wakes(), Duration::from_millis(50));
                 }
@@ -182,7 +189,7 @@ impl RunLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim().to_string();
-                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder };
+                let holder = if holder.is_empty() { HOLDER_UNKNOWN.to_string() } else { holder };
                 return Err(Busy { path, holder }.into());
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(failed(e, &format!("locking {}", path.display()))),

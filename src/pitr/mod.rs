@@ -2,7 +2,9 @@
 //! the archive's own index with its gaps and recoverable windows, and where the archive keeps
 //! things, and what `--check` says about a server's readiness.
 
+pub mod archive;
 pub mod index;
 pub mod layout;
 pub mod preflight;
+pub mod stream;
 pub mod wal;

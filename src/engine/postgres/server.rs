@@ -93,7 +93,38 @@ impl Throwaway {
             chown_all(&dir)?;
         }
         server.launch(&opts.settings, opts, cancel)?;
+        server.wait_ready(opts.start_timeout, cancel)?;
         Ok(server)
+    }
+
+    /// Waits until the server says it is ready in its pid file (`pg_ctl -w` may return while a
+    /// server without hot standby is still recovering): recovery done and, with a target,
+    /// promoted.
+    ///
+    /// # Errors
+    /// The server stopped, or `timeout` passed; the log's tail is quoted.
+    fn wait_ready(&self, timeout: Duration, cancel: &Cancel) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout.max(Duration::from_secs(1));
+        let pid_file = self.data_dir().join("postmaster.pid");
+        loop {
+            // No pid file: the server stopped; a short one: being written.
+            let status = fs::read_to_string(&pid_file).ok().map(|t| t.lines().nth(7).unwrap_or("").trim().to_string());
+            match status.as_deref() {
+                Some("ready") => return Ok(()),
+                None => bail!(
+                    "the server on {} stopped while recovering:\nserver log:\n{}",
+                    self.data_dir().display(),
+                    log_tail(&self.log_file(), 8)
+                ),
+                Some(_) if std::time::Instant::now() > deadline => bail!(
+                    "the server on {} did not finish recovering within {}s (DATABASE_SERVER_TIMEOUT):\nserver log:\n{}",
+                    self.data_dir().display(),
+                    timeout.as_secs(),
+                    log_tail(&self.log_file(), 8)
+                ),
+                Some(_) => cancel.sleep(Duration::from_millis(100))?,
+            }
+        }
     }
 
     /// A handle on `dir` (not started yet), its folder owned by the server's user.

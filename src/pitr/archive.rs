@@ -1,0 +1,144 @@
+//! Putting WAL into the archive: each file compressed (one thread: segments are small and
+//! many), encrypted when encryption is on, hashed as stored, written under its
+//! `.in_progress` name, fsynced and renamed (`catalog::durable`), then recorded in the index
+//! by the caller. The `.partial` is stored the same way, replacing its previous copy.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::layout::Archive;
+use super::wal::{Segment, Switch, parse_history};
+use crate::catalog::checksum::HashingWriter;
+use crate::catalog::durable::PartialFile;
+use crate::catalog::layout::{IN_PROGRESS_SUFFIX, with_suffix};
+use crate::stream::compress::Compression;
+use crate::stream::crypt::{Recipients, Sealed};
+
+/// How one server's archive stores files.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub archive: Archive,
+    compression: Compression,
+    recipients: Option<Recipients>,
+}
+
+/// A file as stored: its size and the sha256 of the stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Store {
+    pub fn new(archive: Archive, compression: Compression, recipients: Option<Recipients>) -> Store {
+        Store { archive, compression: compression.shared(usize::MAX), recipients }
+    }
+
+    /// `.gz` or `.zst`, then `.age` when encrypted.
+    pub fn extension(&self) -> String {
+        let age = if self.recipients.is_some() { crate::stream::crypt::SUFFIX } else { "" };
+        let compressed = match self.compression {
+            Compression::Gzip { .. } => ".gz",
+            Compression::Zstd { .. } => ".zst",
+        };
+        format!("{compressed}{age}")
+    }
+
+    /// Stores a finished segment from the spool.
+    ///
+    /// # Errors
+    /// Reading it, or writing, syncing or renaming the stored copy.
+    pub fn segment(&self, src: &Path, segment: Segment, size: u64) -> anyhow::Result<Stored> {
+        self.store(src, &self.archive.wal(segment.timeline, &segment.name(size), &self.extension()))
+    }
+
+    /// Stores the segment being written (`<name>.partial`), replacing the previous copy.
+    ///
+    /// # Errors
+    /// As `segment`.
+    pub fn partial(&self, src: &Path, segment: Segment, size: u64) -> anyhow::Result<Stored> {
+        let name = format!("{}.partial", segment.name(size));
+        self.store(src, &self.archive.wal(segment.timeline, &name, &self.extension()))
+    }
+
+    /// Stores a timeline's history file; returns its ancestors.
+    ///
+    /// # Errors
+    /// Not a history file, or as `segment`.
+    pub fn history(&self, src: &Path, timeline: u32) -> anyhow::Result<(Stored, Vec<Switch>)> {
+        let text = std::fs::read_to_string(src).with_context(|| format!("reading {}", src.display()))?;
+        let switches = parse_history(&text).map_err(|e| anyhow::anyhow!("{}: {e}", src.display()))?;
+        let path = self.archive.history(timeline);
+        let target = PathBuf::from(format!("{}{}", path.display(), self.extension()));
+        Ok((self.store(src, &target)?, switches))
+    }
+
+    fn store(&self, src: &Path, target: &Path) -> anyhow::Result<Stored> {
+        if let Some(dir) = target.parent() {
+            // The bash version removes empty folders: made again before each write.
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // Left by a killed process (one mover per server: the server's lock).
+        let _ = std::fs::remove_file(with_suffix(target, IN_PROGRESS_SUFFIX));
+        let (guard, file) = PartialFile::create(target)?;
+        let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let sealed = Sealed::new(hashing, self.recipients.as_ref()).context("starting the encryption")?;
+        let mut encoder = self.compression.encoder(sealed).context("starting the compression")?;
+        let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+        let written = std::io::copy(&mut input, &mut encoder)
+            .and_then(|_| encoder.finish())
+            .and_then(|sealed| sealed.finish())
+            .map(|hashing| hashing.finish());
+        let (mut buffered, sha256, size) =
+            written.with_context(|| format!("writing {}", guard.partial_path().display()))?;
+        buffered.flush().with_context(|| format!("writing {}", guard.partial_path().display()))?;
+        let file = buffered.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {}", target.display(), e.error()))?;
+        guard.commit(file)?;
+        Ok(Stored { path: target.to_path_buf(), size, sha256 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_stored_segment_decodes_to_its_bytes_and_its_hash_is_of_the_stored_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("000000010000000000000003");
+        let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &body).unwrap();
+        let store = Store::new(Archive::new(dir.path(), "db", 5432), Compression::default(), None);
+        let segment = Segment { timeline: 1, number: 3 };
+        let stored = store.segment(&src, segment, 1 << 20).unwrap();
+        assert!(stored.path.ends_with("wal/00000001/000000010000000000000003.gz"), "{}", stored.path.display());
+        let bytes = std::fs::read(&stored.path).unwrap();
+        assert_eq!(bytes.len() as u64, stored.size);
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, stored.sha256);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, body);
+        // A partial replaces its previous copy; nothing is left under an in-progress name.
+        store.partial(&src, Segment { timeline: 1, number: 4 }, 1 << 20).unwrap();
+        let again = store.partial(&src, Segment { timeline: 1, number: 4 }, 1 << 20).unwrap();
+        assert!(again.path.to_string_lossy().ends_with("000000010000000000000004.partial.gz"));
+        let names: Vec<String> = std::fs::read_dir(again.path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("in_progress")), "{names:?}");
+        // A history file: stored and read.
+        let h = dir.path().join("00000002.history");
+        std::fs::write(&h, "1\t0/3000158\tno recovery target specified\n").unwrap();
+        let (stored, switches) = store.history(&h, 2).unwrap();
+        assert!(stored.path.ends_with("history/00000002.history.gz"));
+        assert_eq!(switches.len(), 1);
+    }
+}

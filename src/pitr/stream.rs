@@ -1,0 +1,289 @@
+//! WAL, continuously: one `pg_receivewal` per server, supervised, and a mover that archives
+//! what it writes.
+//!
+//! The streamer runs `pg_receivewal --synchronous --slot <slot> --no-loop` into a spool outside
+//! `BACKUP_DIR` (plaintext WAL lives only there), with the password in its environment, never
+//! argv; its slot is created first (`--create-slot --if-not-exists`, which reserves WAL at
+//! once). When it exits it is started again after a pause that doubles up to a minute (reset
+//! after a minute of running); the last lines of its stderr are logged.
+//!
+//! The mover looks at the spool every second: each finished segment and history file not yet
+//! in the index is stored (`archive::Store`) and then recorded (`index::append`), in that
+//! order, so the index never names a file that is not durable; archived segments leave the
+//! spool except the newest (servers before 15 restart an empty spool from their current
+//! position, which would be a gap). The segment being written (`.partial`) is stored again
+//! whenever it changed, at most every `partial_every`, with its receive time in
+//! `partial.json`: the recovery point is seconds even on a quiet server.
+//!
+//! The daemon does not start streamers yet: that waits for the slot guard (dropping a slot
+//! that holds back more than `PITR_SLOT_MAX_RETAINED`), so that no release creates a slot it
+//! cannot watch (docs/PITR.md).
+
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::archive::Store;
+use super::index::{self, Archived, Event, Index};
+use super::wal::{Segment, history_timeline};
+use crate::model::database::Conn;
+use crate::system::cancel::Cancel;
+
+/// What a streamer needs.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// `host:port`, for logs and the index.
+    pub server: String,
+    /// The replication connection.
+    pub conn: Conn,
+    pub pg_receivewal: PathBuf,
+    pub spool: PathBuf,
+    pub store: Store,
+    pub slot: String,
+    pub segment_size: u64,
+    pub partial_every: Duration,
+}
+
+/// A running streamer and mover; `stop` ends both.
+pub struct Streamer {
+    cancel: Cancel,
+    threads: Vec<JoinHandle<()>>,
+    child: Arc<AtomicU32>,
+}
+
+impl Streamer {
+    /// Starts both threads.
+    ///
+    /// # Errors
+    /// The spool or the archive folder cannot be created, or the index cannot be read.
+    pub fn start(setup: Setup, cancel: &Cancel) -> anyhow::Result<Streamer> {
+        std::fs::create_dir_all(&setup.spool)
+            .with_context(|| format!("creating the spool {}", setup.spool.display()))?;
+        std::fs::create_dir_all(&setup.store.archive.dir)
+            .with_context(|| format!("creating the archive {}", setup.store.archive.dir.display()))?;
+        let (mut known, _) = index::load(&setup.store.archive.index())?;
+        if known.segment_size == 0 {
+            let started = Event::Started { segment_size: setup.segment_size, server: setup.server.clone() };
+            index::append(&setup.store.archive.index(), &started)?;
+            known.apply(started);
+        }
+        let cancel = cancel.child();
+        let child = Arc::new(AtomicU32::new(0));
+        let supervise = {
+            let (setup, cancel, child) = (setup.clone(), cancel.clone(), child.clone());
+            std::thread::spawn(move || supervise(&setup, &cancel, &child))
+        };
+        let mover = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                let mut mover = Mover { setup, index: known, partial: None };
+                while !cancel.is_cancelled() {
+                    if let Err(e) = mover.pass() {
+                        warn!(server = %mover.setup.server, error = %format!("{e:#}"), "Archiving WAL failed; trying again.");
+                    }
+                    let _ = cancel.sleep(Duration::from_secs(1));
+                }
+                // What was finished before the stop is archived too.
+                let _ = mover.pass();
+            })
+        };
+        Ok(Streamer { cancel, threads: vec![supervise, mover], child })
+    }
+
+    /// The running `pg_receivewal`'s process id (0 between runs).
+    pub fn child_pid(&self) -> u32 {
+        self.child.load(Ordering::SeqCst)
+    }
+
+    /// Stops the streamer (its child is signalled) and the mover, after a last pass.
+    pub fn stop(self) {
+        self.cancel.cancel();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `pg_receivewal` until cancelled, again after each exit.
+fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
+    let mut pause = Duration::from_secs(1);
+    let create = run_once(setup, &["--create-slot", "--if-not-exists"], cancel, child_pid);
+    if let Err(e) = create {
+        warn!(server = %setup.server, slot = %setup.slot, error = %format!("{e:#}"), "Could not create the replication slot; streaming without it until it exists.");
+    }
+    while !cancel.is_cancelled() {
+        let started = Instant::now();
+        info!(server = %setup.server, slot = %setup.slot, "Streaming WAL (pg_receivewal).");
+        let result = run_once(setup, &["--synchronous", "--no-loop"], cancel, child_pid);
+        if cancel.is_cancelled() {
+            break;
+        }
+        match result {
+            Ok(()) => warn!(server = %setup.server, "pg_receivewal ended; starting it again."),
+            Err(e) => {
+                warn!(server = %setup.server, error = %format!("{e:#}"), "pg_receivewal failed; starting it again.")
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_secs(1);
+        }
+        let _ = cancel.sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// One run of `pg_receivewal` with `extra` options, waited for (cancellation stops it).
+fn run_once(setup: &Setup, extra: &[&str], cancel: &Cancel, child_pid: &AtomicU32) -> anyhow::Result<()> {
+    let mut cmd = Command::new(&setup.pg_receivewal);
+    let conninfo = crate::engine::postgres::conninfo(&setup.conn, "postgres");
+    cmd.arg("-w").arg("-d").arg(conninfo).arg("-D").arg(&setup.spool).args(["--slot", &setup.slot]).args(extra);
+    match &setup.conn.password {
+        Some(p) => cmd.env("PGPASSWORD", p.expose()),
+        None => cmd.env_remove("PGPASSWORD"),
+    };
+    cmd.env("PGAPPNAME", "backup-container");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child: Child = cmd.spawn().with_context(|| format!("starting {}", setup.pg_receivewal.display()))?;
+    let _guard = cancel.register(child.id());
+    child_pid.store(child.id(), Ordering::SeqCst);
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let reader = child.stderr.take().map(|stderr| {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                if t.len() == 10 {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        })
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let _ = cancel.sleep(Duration::from_millis(200));
+    };
+    child_pid.store(0, Ordering::SeqCst);
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+    if status.success() {
+        return Ok(());
+    }
+    let tail: Vec<String> = tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+    anyhow::bail!("pg_receivewal exited with {status}: {}", tail.join(" | "))
+}
+
+/// The mover's state between passes.
+struct Mover {
+    setup: Setup,
+    index: Index,
+    /// The `.partial` last stored: its name and modification time, and when.
+    partial: Option<(String, SystemTime, Instant)>,
+}
+
+impl Mover {
+    /// One look at the spool.
+    fn pass(&mut self) -> anyhow::Result<()> {
+        let size = self.setup.segment_size;
+        let mut finished = Vec::new();
+        let mut partials = Vec::new();
+        for entry in std::fs::read_dir(&self.setup.spool)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(timeline) = history_timeline(&name) {
+                self.history(&entry.path(), timeline)?;
+            } else if let Some(segment) = Segment::parse(&name, size) {
+                finished.push((segment, entry.path()));
+            } else if let Some(segment) = name.strip_suffix(".partial").and_then(|n| Segment::parse(n, size)) {
+                partials.push((segment, entry.path()));
+            }
+        }
+        finished.sort();
+        let newest = finished.last().map(|(s, _)| *s);
+        for (segment, path) in &finished {
+            if !self.index.segments().any(|a| a.timeline == segment.timeline && a.number == segment.number) {
+                let received_at = modified(path);
+                let stored = self.setup.store.segment(path, *segment, size)?;
+                let event = Event::Segment(Archived {
+                    timeline: segment.timeline,
+                    number: segment.number,
+                    size: stored.size,
+                    sha256: stored.sha256,
+                    received_at,
+                });
+                index::append(&self.setup.store.archive.index(), &event)?;
+                self.index.apply(event);
+            }
+            // Archived (now or before): out of the spool, but for the newest.
+            if Some(*segment) != newest {
+                std::fs::remove_file(path).with_context(|| format!("removing {} from the spool", path.display()))?;
+            }
+        }
+        if let Some((segment, path)) = partials.into_iter().max() {
+            self.refresh_partial(segment, &path)?;
+        }
+        Ok(())
+    }
+
+    fn history(&mut self, path: &Path, timeline: u32) -> anyhow::Result<()> {
+        if self
+            .setup
+            .store
+            .archive
+            .history(timeline)
+            .with_extension(format!("history{}", self.setup.store.extension()))
+            .exists()
+        {
+            return Ok(());
+        }
+        let (_, switches) = self.setup.store.history(path, timeline)?;
+        let event =
+            Event::History { timeline, switches: switches.iter().map(|s| (s.timeline, s.at.to_string())).collect() };
+        index::append(&self.setup.store.archive.index(), &event)?;
+        self.index.apply(event);
+        Ok(())
+    }
+
+    /// Stores the `.partial` again when it changed and `partial_every` has passed.
+    fn refresh_partial(&mut self, segment: Segment, path: &Path) -> anyhow::Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        if let Some((last, at, when)) = &self.partial
+            && *last == name
+            && (*at == mtime || when.elapsed() < self.setup.partial_every)
+        {
+            return Ok(());
+        }
+        let stored = self.setup.store.partial(path, segment, self.setup.segment_size)?;
+        let state = serde_json::json!({
+            "timeline": segment.timeline,
+            "number": segment.number,
+            "received_at": DateTime::<Utc>::from(mtime).to_rfc3339(),
+            "sha256": stored.sha256,
+        });
+        crate::catalog::durable::write_atomic(
+            &self.setup.store.archive.dir.join("partial.json"),
+            state.to_string().as_bytes(),
+        )?;
+        self.partial = Some((name, mtime, Instant::now()));
+        Ok(())
+    }
+}
+
+/// When the spool file was last written (its segment's receive time).
+fn modified(path: &Path) -> DateTime<Utc> {
+    std::fs::metadata(path).and_then(|m| m.modified()).map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now())
+}
