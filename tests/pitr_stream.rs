@@ -53,6 +53,7 @@ fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
         slot: "bc_test_archive".into(),
         segment_size: size,
         partial_every: Duration::from_millis(500),
+        keys: Default::default(),
     };
     let cancel = Cancel::new();
     let streamer = Streamer::start(setup, &cancel).unwrap();
@@ -119,4 +120,69 @@ fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
         assert!(!rel.contains('-'), "{rel}");
     }
     pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_archive')");
+}
+
+/// A spool lost with its volume, on a server before 15 (where pg_receivewal in an empty
+/// folder starts from the server's current position): the newest archived segment is put
+/// back first, and the WAL written while the streamer was away is not missed.
+#[test]
+fn a_lost_spool_on_postgres_14_is_refilled_and_no_wal_is_missed() {
+    let Some(pg) = PgServer::start_major(14) else { return };
+    let client = major_bin_dir(15).expect("Debian's PostgreSQL 15 client (>= the server's major)");
+    let size: u64 =
+        pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").parse().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let store = Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None);
+    let index_path = store.archive.index();
+    let setup = Setup {
+        server: format!("localhost:{}", pg.port),
+        conn: Conn {
+            host: pg.socket_dir().display().to_string(),
+            port: Some(pg.port),
+            user: Some("postgres".into()),
+            password: None,
+        },
+        pg_receivewal: client.join("pg_receivewal"),
+        spool: spool.path().to_path_buf(),
+        store: store.clone(),
+        slot: "bc_test_refill".into(),
+        segment_size: size,
+        partial_every: Duration::from_millis(500),
+        keys: Default::default(),
+    };
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    let work = |rounds: u32| {
+        for i in 0..rounds {
+            pg.psql("postgres", &format!("INSERT INTO t SELECT generate_series(1, 1000) + {i}"));
+            pg.psql("postgres", "SELECT pg_switch_wal()");
+        }
+    };
+    let cancel = Cancel::new();
+    let streamer = Streamer::start(setup.clone(), &cancel).unwrap();
+    let slot = || {
+        pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_test_refill' AND active")
+    };
+    assert!(wait_until(Duration::from_secs(30), || slot() == "1"));
+    work(3);
+    assert!(wait_until(Duration::from_secs(60), || indexed(&index_path).len() >= 3), "{:?}", indexed(&index_path));
+    streamer.stop();
+    // The spool is lost; WAL goes on meanwhile (the slot holds it).
+    for e in std::fs::read_dir(spool.path()).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let before = indexed(&index_path).len();
+    work(2);
+    let streamer = Streamer::start(setup, &cancel).unwrap();
+    work(2);
+    assert!(
+        wait_until(Duration::from_secs(60), || indexed(&index_path).len() >= before + 4),
+        "{:?}",
+        indexed(&index_path)
+    );
+    streamer.stop();
+    let numbers = indexed(&index_path);
+    let (lo, hi) = (*numbers.iter().min().unwrap(), *numbers.iter().max().unwrap());
+    assert_eq!(numbers.len() as u64, hi - lo + 1, "every segment once, none missing: {numbers:?}");
+    pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_refill')");
 }

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::index::Archived;
 use super::layout::Archive;
 use super::wal::{Segment, Switch, parse_history};
 use crate::catalog::checksum::HashingWriter;
 use crate::catalog::durable::PartialFile;
 use crate::catalog::layout::{IN_PROGRESS_SUFFIX, with_suffix};
-use crate::stream::compress::Compression;
-use crate::stream::crypt::{Recipients, Sealed};
+use crate::stream::compress::{self, Compression};
+use crate::stream::crypt::{Keys, Recipients, Sealed};
 
 /// How one server's archive stores files.
 #[derive(Debug, Clone)]
@@ -77,6 +78,34 @@ impl Store {
         Ok((self.store(src, &target)?, switches))
     }
 
+    /// Puts archived segment `a` back into `dir` as the server wrote it (a spool that was
+    /// lost): the stored file's sha256 checked first, the decoded size checked, written under
+    /// a temporary name, fsynced and renamed.
+    ///
+    /// # Errors
+    /// The stored file is missing or does not match its record, cannot be decrypted (no
+    /// identity) or decoded, or the copy cannot be written.
+    pub fn restore_segment(&self, a: &Archived, size: u64, keys: &Keys, dir: &Path) -> anyhow::Result<PathBuf> {
+        let segment = Segment { timeline: a.timeline, number: a.number };
+        let stored = self.archive.wal(a.timeline, &segment.name(size), &self.extension());
+        let bytes = std::fs::read(&stored).with_context(|| format!("reading {}", stored.display()))?;
+        let mut hashing = HashingWriter::new(std::io::sink());
+        hashing.write_all(&bytes)?;
+        let (_, sha256, _) = hashing.finish();
+        if sha256 != a.sha256 {
+            anyhow::bail!("{} does not match its record (sha256 {sha256}, recorded {})", stored.display(), a.sha256);
+        }
+        let target = dir.join(segment.name(size));
+        let (guard, mut file) = PartialFile::create(&target)?;
+        let copied = std::io::copy(&mut compress::decoder(&stored, &bytes[..], keys)?, &mut file)
+            .with_context(|| format!("decoding {} into {}", stored.display(), guard.partial_path().display()))?;
+        if copied != size {
+            anyhow::bail!("{} holds {copied} bytes, not a whole segment of {size}", stored.display());
+        }
+        guard.commit(file)?;
+        Ok(target)
+    }
+
     fn store(&self, src: &Path, target: &Path) -> anyhow::Result<Stored> {
         if let Some(dir) = target.parent() {
             // The bash version removes empty folders: made again before each write.
@@ -125,6 +154,20 @@ mod tests {
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, body);
+        // Back into a spool, checked against the record.
+        let record = Archived {
+            timeline: 1,
+            number: 3,
+            size: stored.size,
+            sha256: stored.sha256.clone(),
+            received_at: chrono::Utc::now(),
+        };
+        let spool = tempfile::tempdir().unwrap();
+        let back = store.restore_segment(&record, 1 << 20, &Keys::default(), spool.path()).unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), body);
+        let wrong = Archived { sha256: "00".repeat(32), ..record.clone() };
+        let err = store.restore_segment(&wrong, 1 << 20, &Keys::default(), spool.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("does not match its record"), "{err:#}");
         // A partial replaces its previous copy; nothing is left under an in-progress name.
         store.partial(&src, Segment { timeline: 1, number: 4 }, 1 << 20).unwrap();
         let again = store.partial(&src, Segment { timeline: 1, number: 4 }, 1 << 20).unwrap();

@@ -51,6 +51,8 @@ pub struct Setup {
     pub slot: String,
     pub segment_size: u64,
     pub partial_every: Duration,
+    /// To read archived WAL back into a lost spool when the archive is encrypted.
+    pub keys: crate::stream::crypt::Keys,
 }
 
 /// A running streamer and mover; `stop` ends both.
@@ -76,6 +78,7 @@ impl Streamer {
             index::append(&setup.store.archive.index(), &started)?;
             known.apply(started);
         }
+        refill(&setup, &known);
         let cancel = cancel.child();
         let child = Arc::new(AtomicU32::new(0));
         let supervise = {
@@ -110,6 +113,31 @@ impl Streamer {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+/// A spool without WAL (lost with its volume) gets the newest archived segment back: on
+/// servers before 15, `pg_receivewal` in an empty folder starts from the server's current
+/// position, and the WAL in between would be a gap; with a segment there it goes on after it.
+fn refill(setup: &Setup, index: &Index) {
+    let size = setup.segment_size;
+    let has_wal = std::fs::read_dir(&setup.spool).into_iter().flatten().flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        Segment::parse(name.strip_suffix(".partial").unwrap_or(&name), size).is_some()
+    });
+    let Some(newest) = index.segments().max_by_key(|a| (a.timeline, a.number)) else { return };
+    if has_wal {
+        return;
+    }
+    match setup.store.restore_segment(newest, size, &setup.keys, &setup.spool) {
+        Ok(path) => {
+            info!(server = %setup.server, path = %path.display(), "The spool was empty: the newest archived segment is back in it.")
+        }
+        Err(e) => warn!(
+            server = %setup.server,
+            error = %format!("{e:#}"),
+            "The spool is empty and the newest archived segment cannot be put back: a server before 15 streams from its current position (a gap until the next full base backup)."
+        ),
     }
 }
 
