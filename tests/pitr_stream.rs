@@ -186,3 +186,68 @@ fn a_lost_spool_on_postgres_14_is_refilled_and_no_wal_is_missed() {
     assert_eq!(numbers.len() as u64, hi - lo + 1, "every segment once, none missing: {numbers:?}");
     pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_refill')");
 }
+
+fn socket_conn(pg: &PgServer) -> Conn {
+    Conn {
+        host: pg.socket_dir().display().to_string(),
+        port: Some(pg.port),
+        user: Some("postgres".into()),
+        password: None,
+    }
+}
+
+/// A slot nobody reads while WAL goes on holds it back on the server: past the limit the guard
+/// drops it; under the limit it stays.
+#[test]
+fn a_slot_past_its_limit_is_dropped() {
+    use backup_container::pitr::slot::{Verdict, guard};
+    let Some(pg) = PgServer::start() else { return };
+    let engines = backup_container::engine::Engines::new(Default::default());
+    let engine = engines.postgres();
+    let (conn, cancel) = (socket_conn(&pg), Cancel::new());
+    pg.psql("postgres", "SELECT pg_create_physical_replication_slot('bc_guarded', true)");
+    assert_eq!(guard(engine, &conn, "bc_guarded", Some(1 << 30), false, &cancel).unwrap(), Verdict::Keep);
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    for _ in 0..3 {
+        pg.psql("postgres", "INSERT INTO t SELECT generate_series(1, 1000)");
+        pg.psql("postgres", "SELECT pg_switch_wal()");
+    }
+    match guard(engine, &conn, "bc_guarded", Some(1 << 20), false, &cancel).unwrap() {
+        Verdict::Drop { retained, limit: Some(limit) } => assert!(retained > limit, "{retained} {limit}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0");
+}
+
+/// With our volume full the slot goes even while the streamer uses it: its walsender is
+/// terminated first.
+#[test]
+fn a_slot_in_use_is_dropped_when_our_volume_is_full() {
+    use backup_container::pitr::slot::{Verdict, guard};
+    let Some(pg) = PgServer::start() else { return };
+    let engines = backup_container::engine::Engines::new(Default::default());
+    let engine = engines.postgres();
+    let bin = major_bin_dir(pg.major()).expect("the server's own programs");
+    let root = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        server: format!("localhost:{}", pg.port),
+        conn: socket_conn(&pg),
+        pg_receivewal: bin.join("pg_receivewal"),
+        spool: spool.path().to_path_buf(),
+        store: Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None),
+        slot: "bc_in_use".into(),
+        segment_size: 16 << 20,
+        partial_every: Duration::from_secs(1),
+        keys: Default::default(),
+    };
+    let cancel = Cancel::new();
+    let streamer = Streamer::start(setup, &cancel).unwrap();
+    let active =
+        || pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_in_use' AND active");
+    assert!(wait_until(Duration::from_secs(30), || active() == "1"));
+    let verdict = guard(engine, &socket_conn(&pg), "bc_in_use", None, true, &cancel).unwrap();
+    assert!(matches!(verdict, Verdict::Drop { limit: None, .. }), "{verdict:?}");
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_in_use'"), "0");
+    streamer.stop();
+}

@@ -6,5 +6,6 @@ pub mod archive;
 pub mod index;
 pub mod layout;
 pub mod preflight;
+pub mod slot;
 pub mod stream;
 pub mod wal;
