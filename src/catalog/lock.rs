@@ -30,6 +30,8 @@ pub const DATABASE_LOCKS: &str = ".backup_container/locks";
 pub const TIDYING: &str = "tidying the folder";
 /// What `Busy` says when the lock file does not name its holder (yet).
 const HOLDER_UNKNOWN: &str = "holder unknown";
+/// How long a run reads again a lock file whose holder has not named itself yet.
+const UNNAMED_WAIT: Duration = Duration::from_secs(2);
 /// How long a run waits for another run's tidying.
 const TIDY_WAIT: Duration = Duration::from_secs(120);
 
@@ -116,14 +118,16 @@ impl RunLock {
     /// # Errors
     /// As `acquire_shared`; `Interrupted` on cancellation.
     pub fn acquire_shared_after_tidy(root: &Path, what: &str, cancel: &Cancel) -> anyhow::Result<RunLock> {
-        let deadline = std::time::Instant::now() + TIDY_WAIT;
+        let started = std::time::Instant::now();
         loop {
+            let waited = started.elapsed();
             match Self::take(root, Path::new(LOCK_FILE), what, true) {
-                // An exclusive holder writes who it is just after taking the lock: a holder
-                // not named yet is read again (a prune names itself at once and is not waited for).
+                // An exclusive holder writes who it is just after taking the lock: a holder not
+                // named yet is read again for a moment (a prune names itself at once and is not
+                // waited for; a holder that never names itself is refused after that moment).
                 Err(NotTaken::Busy(busy))
-                    if (busy.holder.contains(TIDYING) || busy.holder == HOLDER_UNKNOWN)
-                        && std::time::Instant::now() < deadline =>
+                    if (busy.holder.contains(TIDYING) && waited < TIDY_WAIT)
+                        || (busy.holder == HOLDER_UNKNOWN && waited < UNNAMED_WAIT) =>
                 {
                     cancel.check()?;
                     cancel.wait_for_wake(cancel.wakes(), Duration::from_millis(50));
@@ -301,5 +305,13 @@ mod tests {
         let _prune = RunLock::acquire(dir.path(), "prune").unwrap();
         let err = RunLock::acquire_shared_after_tidy(dir.path(), "run d", &cancel).unwrap_err();
         assert!(format!("{err:#}").contains("prune"), "{err:#}");
+        drop(_prune);
+        // A holder that never names itself (another tool) is read again for a moment only.
+        let raw = OpenOptions::new().write(true).truncate(true).open(dir.path().join(LOCK_FILE)).unwrap();
+        raw.lock().unwrap();
+        let started = std::time::Instant::now();
+        let err = RunLock::acquire_shared_after_tidy(dir.path(), "run e", &cancel).unwrap_err();
+        assert!(format!("{err:#}").contains(HOLDER_UNKNOWN), "{err:#}");
+        assert!(started.elapsed() >= UNNAMED_WAIT && started.elapsed() < TIDY_WAIT, "{:?}", started.elapsed());
     }
 }
