@@ -37,6 +37,10 @@ fn a_star_spec_backs_up_every_database_and_picks_up_new_ones() {
     let c = run(fx.cmd(&conf).arg("--check").env("BACKUP_EXCLUDE_DATABASES", "app2*"));
     let row = c.stdout.lines().find(|l| l.contains("fleet")).unwrap_or_default().to_string();
     assert!(row.contains("3 databases") && row.contains("app3"), "{}", c.stdout);
+    // The server/client pair once for the server, not once per database.
+    let pairs: Vec<&str> = c.stdout.lines().filter(|l| l.contains("client version")).collect();
+    assert_eq!(pairs.len(), 1, "{}", c.stdout);
+    assert!(pairs[0].contains("(3 databases)") && pairs[0].contains("→ pg_dump"), "{}", c.stdout);
 
     // -p (no -f) prunes the expanded databases by the policy, as if each had its own line.
     let explicit = fx.dir.path().join("explicit.conf");

@@ -46,10 +46,41 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, opts: Options, cancel: &C
     out.extend(coverage_findings(settings, cancel));
     let per_db = databases(settings, &fleet.databases, &backups, free, cancel);
     let largest = per_db.iter().filter_map(|(_, bytes)| *bytes).max();
-    out.extend(per_db.into_iter().flat_map(|(f, _)| f));
+    out.extend(one_client_line_per_server(per_db.into_iter().flat_map(|(f, _)| f).collect()));
     out.extend(site::checks(settings, notifiers, opts, largest, cancel));
     for server in &settings.pitr.servers {
         out.extend(crate::pitr::preflight::check(settings.engines.postgres(), server, cancel));
+    }
+    out
+}
+
+/// The server/client pair is the same for every database of one server (a `host/*` line
+/// expands to many): one line per server and pair, where the target names the server and how
+/// many databases it covers. Other findings stay per database.
+fn one_client_line_per_server(findings: Vec<Finding>) -> Vec<Finding> {
+    const CHECK: &str = "client version";
+    let server = |target: &str| target.rsplit_once('/').map_or(target, |(s, _)| s).to_string();
+    let mut out: Vec<Finding> = Vec::new();
+    // Per merged line: its index in `out`, its server, how many databases it covers.
+    let mut merged: Vec<(usize, String, usize)> = Vec::new();
+    for f in findings {
+        if f.check != CHECK {
+            out.push(f);
+            continue;
+        }
+        let here = server(&f.target);
+        let same =
+            merged.iter_mut().find(|(i, s, _)| *s == here && out[*i].status == f.status && out[*i].detail == f.detail);
+        match same {
+            Some((i, s, n)) => {
+                *n += 1;
+                out[*i].target = format!("{s} ({n} databases)");
+            }
+            None => {
+                merged.push((out.len(), here, 1));
+                out.push(f);
+            }
+        }
     }
     out
 }
@@ -266,6 +297,35 @@ fn with_deadline<T>(parent: &Cancel, limit: std::time::Duration, f: impl FnOnce(
 
 #[cfg(test)]
 mod tests {
+    use super::one_client_line_per_server;
+    use crate::model::finding::Finding;
+
+    #[test]
+    fn the_client_pair_is_said_once_per_server() {
+        let pair = |db: &str| Finding::pass("client version", db, "server 15 → pg_dump 15");
+        let findings = vec![
+            pair("db:5432/a"),
+            Finding::pass("privileges", "db:5432/a", "ok"),
+            pair("db:5432/b"),
+            Finding::pass("privileges", "db:5432/b", "ok"),
+            pair("db:5432/c"),
+            pair("other:5432/x"),
+            Finding::fail("client version", "db:5432/d", "no pg_dump", "install"),
+        ];
+        let out = one_client_line_per_server(findings);
+        let lines: Vec<(String, String)> = out.iter().map(|f| (f.check.clone(), f.target.clone())).collect();
+        assert_eq!(
+            lines,
+            [
+                ("client version".into(), "db:5432 (3 databases)".into()),
+                ("privileges".into(), "db:5432/a".into()),
+                ("privileges".into(), "db:5432/b".into()),
+                ("client version".into(), "other:5432/x".into()),
+                ("client version".into(), "db:5432/d".into()),
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]
