@@ -29,46 +29,54 @@ fn indexed(path: &std::path::Path) -> Vec<u64> {
         .collect()
 }
 
+/// A streamer's setup for `pg`, with `client`'s pg_receivewal, into temporary folders.
+struct Streamed {
+    root: tempfile::TempDir,
+    spool: tempfile::TempDir,
+    setup: Setup,
+}
+
+impl Streamed {
+    fn new(pg: &PgServer, client: &std::path::Path, slot: &str) -> Streamed {
+        let size = pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'");
+        let (root, spool) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let setup = Setup {
+            server: format!("localhost:{}", pg.port),
+            conn: socket_conn(pg),
+            pg_receivewal: client.join("pg_receivewal"),
+            spool: spool.path().to_path_buf(),
+            store: Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None),
+            slot: slot.into(),
+            segment_size: size.parse().unwrap(),
+            partial_every: Duration::from_millis(500),
+            keys: Default::default(),
+        };
+        Streamed { root, spool, setup }
+    }
+}
+
+/// `rounds` inserts, each followed by a WAL switch (a finished segment each).
+fn work(pg: &PgServer, rounds: u32) {
+    for i in 0..rounds {
+        pg.psql("postgres", &format!("INSERT INTO t SELECT generate_series(1, 1000) + {i}"));
+        pg.psql("postgres", "SELECT pg_switch_wal()");
+    }
+}
+
 #[test]
 fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
     let Some(pg) = PgServer::start() else { return };
-    let bin = major_bin_dir(pg.major()).expect("the server's own programs");
-    let size: u64 =
-        pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").parse().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let store = Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None);
+    let s = Streamed::new(&pg, &major_bin_dir(pg.major()).expect("the server's own programs"), "bc_test_archive");
+    let (root, spool, store, size) = (&s.root, &s.spool, &s.setup.store, s.setup.segment_size);
     let index_path = store.archive.index();
-    let setup = Setup {
-        server: format!("localhost:{}", pg.port),
-        conn: Conn {
-            host: pg.socket_dir().display().to_string(),
-            port: Some(pg.port),
-            user: Some("postgres".into()),
-            password: None,
-        },
-        pg_receivewal: bin.join("pg_receivewal"),
-        spool: spool.path().to_path_buf(),
-        store: store.clone(),
-        slot: "bc_test_archive".into(),
-        segment_size: size,
-        partial_every: Duration::from_millis(500),
-        keys: Default::default(),
-    };
     let cancel = Cancel::new();
-    let streamer = Streamer::start(setup, &cancel).unwrap();
+    let streamer = Streamer::start(s.setup.clone(), &cancel).unwrap();
     let slot = || {
         pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_test_archive' AND active")
     };
     assert!(wait_until(Duration::from_secs(30), || slot() == "1"), "the streamer holds its slot");
     pg.psql("postgres", "CREATE TABLE t (x int)");
-    let work = |rounds: u32| {
-        for i in 0..rounds {
-            pg.psql("postgres", &format!("INSERT INTO t SELECT generate_series(1, 1000) + {i}"));
-            pg.psql("postgres", "SELECT pg_switch_wal()");
-        }
-    };
-    work(4);
+    work(&pg, 4);
     assert!(wait_until(Duration::from_secs(60), || indexed(&index_path).len() >= 4), "{:?}", indexed(&index_path));
 
     // The streamer killed: started again, and the WAL goes on without a gap.
@@ -76,7 +84,7 @@ fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(wait_until(Duration::from_secs(30), || streamer.child_pid() != 0 && streamer.child_pid() != first));
     let before = indexed(&index_path).len();
-    work(4);
+    work(&pg, 4);
     assert!(
         wait_until(Duration::from_secs(60), || indexed(&index_path).len() >= before + 4),
         "{:?}",
@@ -129,42 +137,17 @@ fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
 fn a_lost_spool_on_postgres_14_is_refilled_and_no_wal_is_missed() {
     let Some(pg) = PgServer::start_major(14) else { return };
     let client = major_bin_dir(15).expect("Debian's PostgreSQL 15 client (>= the server's major)");
-    let size: u64 =
-        pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").parse().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let store = Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None);
-    let index_path = store.archive.index();
-    let setup = Setup {
-        server: format!("localhost:{}", pg.port),
-        conn: Conn {
-            host: pg.socket_dir().display().to_string(),
-            port: Some(pg.port),
-            user: Some("postgres".into()),
-            password: None,
-        },
-        pg_receivewal: client.join("pg_receivewal"),
-        spool: spool.path().to_path_buf(),
-        store: store.clone(),
-        slot: "bc_test_refill".into(),
-        segment_size: size,
-        partial_every: Duration::from_millis(500),
-        keys: Default::default(),
-    };
+    let s = Streamed::new(&pg, &client, "bc_test_refill");
+    let (spool, setup) = (&s.spool, &s.setup);
+    let index_path = setup.store.archive.index();
     pg.psql("postgres", "CREATE TABLE t (x int)");
-    let work = |rounds: u32| {
-        for i in 0..rounds {
-            pg.psql("postgres", &format!("INSERT INTO t SELECT generate_series(1, 1000) + {i}"));
-            pg.psql("postgres", "SELECT pg_switch_wal()");
-        }
-    };
     let cancel = Cancel::new();
     let streamer = Streamer::start(setup.clone(), &cancel).unwrap();
     let slot = || {
         pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_test_refill' AND active")
     };
     assert!(wait_until(Duration::from_secs(30), || slot() == "1"));
-    work(3);
+    work(&pg, 3);
     assert!(wait_until(Duration::from_secs(60), || indexed(&index_path).len() >= 3), "{:?}", indexed(&index_path));
     streamer.stop();
     // The spool is lost; WAL goes on meanwhile (the slot holds it).
@@ -172,9 +155,9 @@ fn a_lost_spool_on_postgres_14_is_refilled_and_no_wal_is_missed() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
     let before = indexed(&index_path).len();
-    work(2);
-    let streamer = Streamer::start(setup, &cancel).unwrap();
-    work(2);
+    work(&pg, 2);
+    let streamer = Streamer::start(setup.clone(), &cancel).unwrap();
+    work(&pg, 2);
     assert!(
         wait_until(Duration::from_secs(60), || indexed(&index_path).len() >= before + 4),
         "{:?}",
@@ -227,22 +210,9 @@ fn a_slot_in_use_is_dropped_when_our_volume_is_full() {
     let Some(pg) = PgServer::start() else { return };
     let engines = backup_container::engine::Engines::new(Default::default());
     let engine = engines.postgres();
-    let bin = major_bin_dir(pg.major()).expect("the server's own programs");
-    let root = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        server: format!("localhost:{}", pg.port),
-        conn: socket_conn(&pg),
-        pg_receivewal: bin.join("pg_receivewal"),
-        spool: spool.path().to_path_buf(),
-        store: Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None),
-        slot: "bc_in_use".into(),
-        segment_size: 16 << 20,
-        partial_every: Duration::from_secs(1),
-        keys: Default::default(),
-    };
+    let s = Streamed::new(&pg, &major_bin_dir(pg.major()).expect("the server's own programs"), "bc_in_use");
     let cancel = Cancel::new();
-    let streamer = Streamer::start(setup, &cancel).unwrap();
+    let streamer = Streamer::start(s.setup.clone(), &cancel).unwrap();
     let active =
         || pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_in_use' AND active");
     assert!(wait_until(Duration::from_secs(30), || active() == "1"));

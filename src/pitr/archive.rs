@@ -73,9 +73,7 @@ impl Store {
     pub fn history(&self, src: &Path, timeline: u32) -> anyhow::Result<(Stored, Vec<Switch>)> {
         let text = std::fs::read_to_string(src).with_context(|| format!("reading {}", src.display()))?;
         let switches = parse_history(&text).map_err(|e| anyhow::anyhow!("{}: {e}", src.display()))?;
-        let path = self.archive.history(timeline);
-        let target = PathBuf::from(format!("{}{}", path.display(), self.extension()));
-        Ok((self.store(src, &target)?, switches))
+        Ok((self.store(src, &self.archive.history(timeline, &self.extension()))?, switches))
     }
 
     /// Puts archived segment `a` back into `dir` as the server wrote it (a spool that was

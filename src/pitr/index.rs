@@ -122,6 +122,11 @@ impl Index {
         self.segments.values()
     }
 
+    /// Whether `segment` is in the archive.
+    pub fn has(&self, segment: Segment) -> bool {
+        self.segments.contains_key(&segment)
+    }
+
     /// The newest timeline with WAL or a history.
     fn newest_timeline(&self) -> Option<u32> {
         let by_wal = self.segments.keys().map(|s| s.timeline).max();
@@ -155,22 +160,21 @@ impl Index {
                     .map(|(s, _)| s.number)
                     .next_back(),
             };
-            if let Some(last) = last {
-                let mut open: Option<u64> = None;
-                for n in number..=last {
-                    let here = Segment { timeline, number: n };
-                    match (self.segments.contains_key(&here), open) {
-                        (true, Some(start)) => {
-                            walk.gaps.push(Gap { timeline, from: start, to: n - 1 });
-                            open = None;
-                        }
-                        (true, None) if walk.gaps.is_empty() => walk.reached = Some(here),
-                        (false, None) => open = Some(n),
-                        _ => {}
+            // Steps over the segments there, not over every number: a damaged index naming a
+            // segment far away costs one gap, not a loop over the numbers in between.
+            if let Some(last) = last.filter(|l| *l >= number) {
+                let mut expected = number;
+                let range = Segment { timeline, number }..=Segment { timeline, number: last };
+                for (here, _) in self.segments.range(range) {
+                    if here.number > expected {
+                        walk.gaps.push(Gap { timeline, from: expected, to: here.number - 1 });
+                    } else if walk.gaps.is_empty() {
+                        walk.reached = Some(*here);
                     }
+                    expected = here.number.saturating_add(1);
                 }
-                if let Some(start) = open {
-                    walk.gaps.push(Gap { timeline, from: start, to: last });
+                if expected <= last {
+                    walk.gaps.push(Gap { timeline, from: expected, to: last });
                 }
             }
             if let Some(at) = switch {

@@ -48,9 +48,9 @@ impl Archive {
         self.dir.join("wal").join(format!("{timeline:08X}")).join(format!("{name}{extension}"))
     }
 
-    /// A timeline's history file.
-    pub fn history(&self, timeline: u32) -> PathBuf {
-        self.dir.join("history").join(format!("{timeline:08X}.history"))
+    /// A timeline's history file with the archive's extension.
+    pub fn history(&self, timeline: u32, extension: &str) -> PathBuf {
+        self.dir.join("history").join(format!("{timeline:08X}.history{extension}"))
     }
 
     /// Base backup `n` of `chain` (0: the full one).
@@ -86,7 +86,7 @@ mod tests {
             a.id_file(),
             a.wal(1, "0000000100000016000000B3", ".gz.age"),
             a.wal(10, "0000000A00000016000000B3.partial", ".zst"),
-            a.history(2),
+            a.history(2, ".gz"),
             a.base(3, 1, ".gz"),
         ];
         // `-` is literal in the regex: a path without one never matches a core name.

@@ -95,7 +95,7 @@ pub fn check(engine: &PostgresEngine, server: &PitrServer, cancel: &Cancel) -> V
             return out;
         }
     };
-    out.extend(judge(&facts, &role));
+    out.extend(judge(&facts, &role, &t));
     out.push(match replication_conn.and_then(|c| engine.identify_system(&c, cancel)) {
         Ok(id) => Finding::pass("pitr replication", &t, format!("a replication connection as {role} works ({id})")),
         Err(e) => Finding::fail(
@@ -116,13 +116,11 @@ pub fn check(engine: &PostgresEngine, server: &PitrServer, cancel: &Cancel) -> V
     } else {
         Finding::pass("pitr archive size", &t, "unknown on PostgreSQL 13 (no pg_stat_wal)")
     });
-    out.iter_mut().for_each(|f| f.target = t.clone());
     out
 }
 
 /// The findings the facts alone decide (pure).
-fn judge(f: &Facts, role: &str) -> Vec<Finding> {
-    let t = "";
+fn judge(f: &Facts, role: &str, t: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     out.push(match f.wal_level.as_str() {
         "replica" | "logical" => Finding::pass("pitr wal_level", t, format!("wal_level = {}", f.wal_level)),
@@ -143,26 +141,21 @@ fn judge(f: &Facts, role: &str) -> Vec<Finding> {
         ),
         None => Finding::fail("pitr role", t, format!("role {role:?} does not exist"), "set the replication user"),
     });
-    out.push(if f.senders < f.max_wal_senders {
-        Finding::pass("pitr wal sender", t, format!("{} of {} WAL senders in use", f.senders, f.max_wal_senders))
-    } else {
-        Finding::fail(
-            "pitr wal sender",
-            t,
-            format!("all {} WAL senders are in use", f.max_wal_senders),
-            "raise max_wal_senders (a restart) by one for the archive",
-        )
-    });
-    out.push(if f.slots < f.max_slots {
-        Finding::pass("pitr slot", t, format!("{} of {} replication slots in use", f.slots, f.max_slots))
-    } else {
-        Finding::fail(
-            "pitr slot",
-            t,
-            format!("all {} replication slots are in use", f.max_slots),
-            "raise max_replication_slots (a restart) by one for the archive's slot",
-        )
-    });
+    // One of each the archive needs, free.
+    let room = |check: &str, used: i64, max: i64, what: &str, setting: &str| {
+        if used < max {
+            Finding::pass(check, t, format!("{used} of {max} {what} in use"))
+        } else {
+            Finding::fail(
+                check,
+                t,
+                format!("all {max} {what} are in use"),
+                format!("raise {setting} by one for the archive (a restart)"),
+            )
+        }
+    };
+    out.push(room("pitr wal sender", f.senders, f.max_wal_senders, "WAL senders", "max_wal_senders"));
+    out.push(room("pitr slot", f.slots, f.max_slots, "replication slots", "max_replication_slots"));
     out.push(if f.keep == "-1" {
         Finding::warn(
             "pitr slot guard",
@@ -215,7 +208,7 @@ mod tests {
     }
 
     fn statuses(f: &Facts) -> Vec<(String, Status)> {
-        judge(f, "archiver").into_iter().map(|f| (f.check, f.status)).collect()
+        judge(f, "archiver", "db:5432").into_iter().map(|f| (f.check, f.status)).collect()
     }
 
     #[test]

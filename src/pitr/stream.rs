@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,6 +37,9 @@ use super::index::{self, Archived, Event, Index};
 use super::wal::{Segment, history_timeline};
 use crate::model::database::Conn;
 use crate::system::cancel::Cancel;
+
+/// How long the replication connection may take (each attempt; the supervisor tries again).
+const CONNECT_TIMEOUT_SECS: u32 = 30;
 
 /// What a streamer needs.
 #[derive(Debug, Clone)]
@@ -171,14 +174,10 @@ fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
 
 /// One run of `pg_receivewal` with `extra` options, waited for (cancellation stops it).
 fn run_once(setup: &Setup, extra: &[&str], cancel: &Cancel, child_pid: &AtomicU32) -> anyhow::Result<()> {
-    let mut cmd = Command::new(&setup.pg_receivewal);
     let conninfo = crate::engine::postgres::conninfo(&setup.conn, "postgres");
-    cmd.arg("-w").arg("-d").arg(conninfo).arg("-D").arg(&setup.spool).args(["--slot", &setup.slot]).args(extra);
-    match &setup.conn.password {
-        Some(p) => cmd.env("PGPASSWORD", p.expose()),
-        None => cmd.env_remove("PGPASSWORD"),
-    };
-    cmd.env("PGAPPNAME", "backup-container");
+    let mut cmd =
+        crate::engine::postgres::libpq_command(&setup.pg_receivewal, &setup.conn, &conninfo, CONNECT_TIMEOUT_SECS);
+    cmd.arg("-D").arg(&setup.spool).args(["--slot", &setup.slot]).args(extra);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child: Child = cmd.spawn().with_context(|| format!("starting {}", setup.pg_receivewal.display()))?;
@@ -242,7 +241,7 @@ impl Mover {
         finished.sort();
         let newest = finished.last().map(|(s, _)| *s);
         for (segment, path) in &finished {
-            if !self.index.segments().any(|a| a.timeline == segment.timeline && a.number == segment.number) {
+            if !self.index.has(*segment) {
                 let received_at = modified(path);
                 let stored = self.setup.store.segment(path, *segment, size)?;
                 let event = Event::Segment(Archived {
@@ -267,14 +266,7 @@ impl Mover {
     }
 
     fn history(&mut self, path: &Path, timeline: u32) -> anyhow::Result<()> {
-        if self
-            .setup
-            .store
-            .archive
-            .history(timeline)
-            .with_extension(format!("history{}", self.setup.store.extension()))
-            .exists()
-        {
+        if self.setup.store.archive.history(timeline, &self.setup.store.extension()).exists() {
             return Ok(());
         }
         let (_, switches) = self.setup.store.history(path, timeline)?;

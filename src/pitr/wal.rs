@@ -61,18 +61,19 @@ impl Segment {
 
     /// Where it starts.
     pub fn start(self, size: u64) -> Lsn {
-        Lsn(self.number * size)
+        Lsn(self.number.saturating_mul(size))
     }
 
     /// Where the next one starts.
     pub fn end(self, size: u64) -> Lsn {
-        Lsn((self.number + 1) * size)
+        Lsn(self.number.saturating_add(1).saturating_mul(size))
     }
 }
 
-/// Segments per 4 GiB (`XLogSegmentsPerXLogId`).
+/// Segments per 4 GiB (`XLogSegmentsPerXLogId`); at least one, so that a size from a damaged
+/// index (PostgreSQL's are 1 MiB to 1 GiB) cannot divide by zero.
 fn per_xlog_id(size: u64) -> u64 {
-    (1u64 << 32) / size.max(1)
+    ((1u64 << 32) / size.max(1)).max(1)
 }
 
 /// The timeline a `.history` file is for (`00000002.history` → 2).
@@ -140,6 +141,11 @@ mod tests {
         assert_eq!(s.name(mib), "00000003000000010000000A");
         assert_eq!(s.start(mib), Lsn::parse("1/A00000").unwrap());
         assert_eq!(s.end(mib), Lsn::parse("1/B00000").unwrap());
+        // A size no server has (a damaged index) names and parses without a panic.
+        for size in [0, u64::MAX] {
+            let s = Segment { timeline: 1, number: 7 };
+            assert_eq!(Segment::parse(&s.name(size), size), Some(s), "{size}");
+        }
         // Not segments: a partial, a history file, out of range for 16 MiB, timeline 0.
         for name in [
             "0000000100000016000000B3.partial",

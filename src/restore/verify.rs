@@ -191,7 +191,7 @@ impl VerifyRun<'_> {
         let started = Instant::now();
         let root = &settings.backup_dir;
         let result = open::check(root, choice, &spec.engine, false, &settings.keys)
-            .and_then(|checked| Ok((checked.integrity, self.load(spec, &checked, None)?)));
+            .and_then(|checked| Ok((checked.integrity, self.load(spec, &checked.path, checked.size, None)?)));
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Choice::Catalog(b) = choice
             && let Err(e) = manifest::add_verification(root, b.key(), b.size, {
@@ -251,8 +251,7 @@ impl VerifyRun<'_> {
         }
         info!(path = %b.path.display(), major = newest, "Upgrade rehearsal: restoring into the newest installed major.");
         let started = Instant::now();
-        let checked = open::Checked { path: b.path.clone(), size: b.size, integrity: Integrity::ChecksumMatched };
-        let result = self.load(spec, &checked, Some(newest));
+        let result = self.load(spec, &b.path, b.size, Some(newest));
         let duration_ms = started.elapsed().as_millis() as u64;
         // The file's integrity was checked by the verification just before.
         let mut record = record_for(result.as_ref().map_err(|e| format!("{e:#}")), "", duration_ms);
@@ -270,12 +269,13 @@ impl VerifyRun<'_> {
         }
     }
 
-    /// Decodes the backup and restores it into the run's throwaway server of `server_major`
-    /// (the source's major when `None`).
+    /// Decodes the backup at `path` (`size` bytes, checked before) and restores it into the
+    /// run's throwaway server of `server_major` (the source's major when `None`).
     fn load(
         &self,
         spec: &DatabaseSpec,
-        backup: &open::Checked,
+        path: &Path,
+        size: u64,
         server_major: Option<u32>,
     ) -> anyhow::Result<VerifyReport> {
         let settings = self.settings;
@@ -293,7 +293,7 @@ impl VerifyRun<'_> {
             jobs: sessions(settings.restore.verify_sessions, self.at_once),
             server_major,
         };
-        let opened = open::open(&backup.path, backup.size, "verifying", &settings.keys)?;
+        let opened = open::open(path, size, "verifying", &settings.keys)?;
         verify_in(engine, &self.pool, &spec.database, opened.sql, &opts, self.cancel)
     }
 }

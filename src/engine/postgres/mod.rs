@@ -81,19 +81,7 @@ impl PostgresEngine {
 
     /// `client` with a whole connection string (made by `conninfo`, plus keywords).
     fn client_to(&self, tool: &str, conn: &Conn, conninfo: &str) -> Command {
-        let mut cmd = Command::new(self.tool(tool));
-        cmd.arg("-w").arg("-d").arg(conninfo);
-        match &conn.password {
-            Some(password) => cmd.env("PGPASSWORD", password.expose()),
-            // NOTE: never let an inherited PGPASSWORD meant for another user leak into this one.
-            None => cmd.env_remove("PGPASSWORD"),
-        };
-        for var in ["PGSERVICE", "PGDATABASE", "PGHOST", "PGPORT", "PGOPTIONS"] {
-            cmd.env_remove(var);
-        }
-        cmd.env("PGCONNECT_TIMEOUT", self.options.connect_timeout_secs.max(1).to_string());
-        cmd.env("PGAPPNAME", "backup-container");
-        cmd
+        libpq_command(&self.tool(tool), conn, conninfo, self.options.connect_timeout_secs)
     }
 
     /// `psql` in a database, quiet, no psqlrc, unaligned tuples only.
@@ -164,7 +152,8 @@ impl PostgresEngine {
     /// # Errors
     /// The server's refusal, as psql reports it.
     pub fn identify_system(&self, conn: &Conn, cancel: &Cancel) -> anyhow::Result<String> {
-        let mut cmd = self.client_to("psql", conn, &format!("{} replication=true", conninfo(conn, MAINTENANCE)));
+        let mut cmd =
+            self.client_to("psql", conn, &format!("{} replication=true", conninfo(conn, swap::MAINTENANCE_DB)));
         cmd.args(["-X", "-A", "-t", "-c", "IDENTIFY_SYSTEM"]);
         Ok(process::capture(cmd, "psql (replication)", cancel)?.trim().to_string())
     }
@@ -337,8 +326,24 @@ fn parse_version(out: &str) -> anyhow::Result<(u32, String)> {
     Ok((num / 10000, text.to_string()))
 }
 
-/// The database administrative and probing connections use.
-const MAINTENANCE: &str = swap::MAINTENANCE_DB;
+/// `program` (any libpq client) connected by `conninfo` as `conn`: the password in its
+/// environment, never argv (`-w`: fail instead of prompting), inherited libpq variables that
+/// could redirect it removed, the connect timeout and our application name set.
+pub fn libpq_command(program: &std::path::Path, conn: &Conn, conninfo: &str, connect_timeout_secs: u32) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("-w").arg("-d").arg(conninfo);
+    match &conn.password {
+        Some(password) => cmd.env("PGPASSWORD", password.expose()),
+        // NOTE: never let an inherited PGPASSWORD meant for another user leak into this one.
+        None => cmd.env_remove("PGPASSWORD"),
+    };
+    for var in ["PGSERVICE", "PGDATABASE", "PGHOST", "PGPORT", "PGOPTIONS"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PGCONNECT_TIMEOUT", connect_timeout_secs.max(1).to_string());
+    cmd.env("PGAPPNAME", "backup-container");
+    cmd
+}
 
 const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";
 

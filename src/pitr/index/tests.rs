@@ -89,6 +89,15 @@ fn a_timeline_switch_is_followed_and_its_segment_read_from_the_child() {
 }
 
 #[test]
+fn a_segment_far_away_is_one_gap_not_a_long_walk() {
+    let mut events: Vec<Event> = (1..=4).map(|n| seg(1, n)).collect();
+    events.extend([seg(1, u64::MAX - 1), base(1, 1, 2, 3)]);
+    let i = index(events);
+    assert_eq!(i.gaps(), [Gap { timeline: 1, from: 5, to: u64::MAX - 2 }]);
+    assert_eq!(i.windows(), [Window { from: at(3), to: at(4) }]);
+}
+
+#[test]
 fn retention_removes_what_it_prunes() {
     let mut events: Vec<Event> = (1..=6).map(|n| seg(1, n)).collect();
     events.extend([base(1, 1, 2, 3), Event::Removed { timeline: 1, number: 4 }]);
