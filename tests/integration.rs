@@ -28,6 +28,7 @@ mod names;
 mod notify;
 mod object_lock;
 mod parallel_restore;
+mod pitr_base;
 mod pitr_check;
 mod pitr_stream;
 mod progress_line;

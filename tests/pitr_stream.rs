@@ -6,62 +6,13 @@
 use std::io::Read;
 use std::time::Duration;
 
-use backup_container::engine::Conn;
-use backup_container::pitr::archive::Store;
-use backup_container::pitr::index::{self, Event};
-use backup_container::pitr::layout::Archive;
-use backup_container::pitr::stream::{Setup, Streamer};
-use backup_container::stream::compress::Compression;
+use backup_container::pitr::index;
+use backup_container::pitr::stream::Streamer;
 use backup_container::system::cancel::Cancel;
 
 use crate::harness::daemon::wait_until;
+use crate::harness::pitr::{Streamed, indexed, socket_conn, work};
 use crate::harness::postgres::{PgServer, major_bin_dir};
-
-/// Segment numbers recorded in the index file, in order.
-fn indexed(path: &std::path::Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| match serde_json::from_str::<Event>(l) {
-            Ok(Event::Segment(a)) => Some(a.number),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A streamer's setup for `pg`, with `client`'s pg_receivewal, into temporary folders.
-struct Streamed {
-    root: tempfile::TempDir,
-    spool: tempfile::TempDir,
-    setup: Setup,
-}
-
-impl Streamed {
-    fn new(pg: &PgServer, client: &std::path::Path, slot: &str) -> Streamed {
-        let size = pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'");
-        let (root, spool) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let setup = Setup {
-            server: format!("localhost:{}", pg.port),
-            conn: socket_conn(pg),
-            pg_receivewal: client.join("pg_receivewal"),
-            spool: spool.path().to_path_buf(),
-            store: Store::new(Archive::new(root.path(), "localhost", pg.port), Compression::default(), None),
-            slot: slot.into(),
-            segment_size: size.parse().unwrap(),
-            partial_every: Duration::from_millis(500),
-            keys: Default::default(),
-        };
-        Streamed { root, spool, setup }
-    }
-}
-
-/// `rounds` inserts, each followed by a WAL switch (a finished segment each).
-fn work(pg: &PgServer, rounds: u32) {
-    for i in 0..rounds {
-        pg.psql("postgres", &format!("INSERT INTO t SELECT generate_series(1, 1000) + {i}"));
-        pg.psql("postgres", "SELECT pg_switch_wal()");
-    }
-}
 
 #[test]
 fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
@@ -168,15 +119,6 @@ fn a_lost_spool_on_postgres_14_is_refilled_and_no_wal_is_missed() {
     let (lo, hi) = (*numbers.iter().min().unwrap(), *numbers.iter().max().unwrap());
     assert_eq!(numbers.len() as u64, hi - lo + 1, "every segment once, none missing: {numbers:?}");
     pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_refill')");
-}
-
-fn socket_conn(pg: &PgServer) -> Conn {
-    Conn {
-        host: pg.socket_dir().display().to_string(),
-        port: Some(pg.port),
-        user: Some("postgres".into()),
-        password: None,
-    }
 }
 
 /// A slot nobody reads while WAL goes on holds it back on the server: past the limit the guard

@@ -15,7 +15,7 @@ use super::wal::{Segment, Switch, parse_history};
 use crate::catalog::checksum::HashingWriter;
 use crate::catalog::durable::PartialFile;
 use crate::catalog::layout::{IN_PROGRESS_SUFFIX, with_suffix};
-use crate::stream::compress::{self, Compression};
+use crate::stream::compress::{self, Compression, Encoder};
 use crate::stream::crypt::{Keys, Recipients, Sealed};
 
 /// How one server's archive stores files.
@@ -36,7 +36,34 @@ pub struct Stored {
 
 impl Store {
     pub fn new(archive: Archive, compression: Compression, recipients: Option<Recipients>) -> Store {
-        Store { archive, compression: compression.shared(usize::MAX), recipients }
+        Store { archive, compression, recipients }
+    }
+
+    /// The writer a stored file goes through: compression (on every thread for a base backup,
+    /// on one for WAL files, which are small and many), encryption when on, the hash of the
+    /// stored bytes.
+    ///
+    /// # Errors
+    /// The encryption or the compression cannot be set up.
+    pub fn writer(&self, file: File, big: bool) -> anyhow::Result<Encoder<Sealed<HashingWriter<BufWriter<File>>>>> {
+        let compression = if big { self.compression } else { self.compression.shared(usize::MAX) };
+        let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let sealed = Sealed::new(hashing, self.recipients.as_ref()).context("starting the encryption")?;
+        compression.encoder(sealed).context("starting the compression")
+    }
+
+    /// Ends a `writer`: the trailers written and flushed; returns the file, the sha256 and
+    /// the size of what was stored.
+    ///
+    /// # Errors
+    /// A write failed (a full volume).
+    pub fn finish_writer(
+        encoder: Encoder<Sealed<HashingWriter<BufWriter<File>>>>,
+    ) -> std::io::Result<(File, String, u64)> {
+        let (mut buffered, sha256, size) = encoder.finish()?.finish()?.finish();
+        buffered.flush()?;
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, sha256, size))
     }
 
     /// `.gz` or `.zst`, then `.age` when encrypted.
@@ -104,29 +131,41 @@ impl Store {
         Ok(target)
     }
 
+    /// Stores `content` (a base backup's manifest) at `target`.
+    ///
+    /// # Errors
+    /// As `segment`.
+    pub fn bytes(&self, content: &[u8], target: &Path) -> anyhow::Result<Stored> {
+        self.store_from(&mut &content[..], target)
+    }
+
     fn store(&self, src: &Path, target: &Path) -> anyhow::Result<Stored> {
-        if let Some(dir) = target.parent() {
-            // The bash version removes empty folders: made again before each write.
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        // Left by a killed process (one mover per server: the server's lock).
-        let _ = std::fs::remove_file(with_suffix(target, IN_PROGRESS_SUFFIX));
-        let (guard, file) = PartialFile::create(target)?;
-        let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-        let sealed = Sealed::new(hashing, self.recipients.as_ref()).context("starting the encryption")?;
-        let mut encoder = self.compression.encoder(sealed).context("starting the compression")?;
         let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-        let written = std::io::copy(&mut input, &mut encoder)
-            .and_then(|_| encoder.finish())
-            .and_then(|sealed| sealed.finish())
-            .map(|hashing| hashing.finish());
-        let (mut buffered, sha256, size) =
-            written.with_context(|| format!("writing {}", guard.partial_path().display()))?;
-        buffered.flush().with_context(|| format!("writing {}", guard.partial_path().display()))?;
-        let file = buffered.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {}", target.display(), e.error()))?;
+        self.store_from(&mut input, target)
+    }
+
+    fn store_from(&self, input: &mut dyn std::io::Read, target: &Path) -> anyhow::Result<Stored> {
+        let (guard, file) = prepare(target)?;
+        let mut encoder = self.writer(file, false)?;
+        let written = std::io::copy(input, &mut encoder).and_then(|_| Store::finish_writer(encoder));
+        let (file, sha256, size) = written.with_context(|| format!("writing {}", guard.partial_path().display()))?;
         guard.commit(file)?;
         Ok(Stored { path: target.to_path_buf(), size, sha256 })
     }
+}
+
+/// `target`'s `.in_progress` file, its folder made again first (the bash version removes
+/// empty folders) and a copy left by a killed process removed (one writer per server: the
+/// server's lock).
+///
+/// # Errors
+/// The folder or the file cannot be created.
+pub fn prepare(target: &Path) -> anyhow::Result<(PartialFile, File)> {
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(with_suffix(target, IN_PROGRESS_SUFFIX));
+    PartialFile::create(target)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub struct Archived {
 }
 
 /// A base backup in the archive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BaseBackup {
     /// The chain (a full backup and its incrementals) and the place in it (0: the full one).
     pub chain: u32,
@@ -63,6 +63,22 @@ pub struct BaseBackup {
     pub started_at: DateTime<Utc>,
     /// When `pg_basebackup` finished, by our clock: never before the server's end of backup.
     pub finished_at: DateTime<Utc>,
+    /// The stored file's size and sha256.
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub sha256: String,
+    /// The server's major: the throwaway server that recovers it must be the same.
+    #[serde(default)]
+    pub major: u32,
+    /// The cluster's bootstrap superuser (the role a restored copy is reached as).
+    #[serde(default)]
+    pub superuser: String,
+    /// The `backup_manifest`'s own checksum, and how many files it lists.
+    #[serde(default)]
+    pub manifest_checksum: String,
+    #[serde(default)]
+    pub files: u64,
 }
 
 /// Segments missing from a timeline: `from` to `to`, both included.

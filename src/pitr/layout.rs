@@ -57,6 +57,11 @@ impl Archive {
     pub fn base(&self, chain: u32, n: u32, extension: &str) -> PathBuf {
         self.dir.join("base").join(chain.to_string()).join(n.to_string()).join(format!("base.tar{extension}"))
     }
+
+    /// Base backup `n` of `chain`'s `backup_manifest` (an incremental backup names it).
+    pub fn base_manifest(&self, chain: u32, n: u32, extension: &str) -> PathBuf {
+        self.dir.join("base").join(chain.to_string()).join(n.to_string()).join(format!("backup_manifest{extension}"))
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +93,7 @@ mod tests {
             a.wal(10, "0000000A00000016000000B3.partial", ".zst"),
             a.history(2, ".gz"),
             a.base(3, 1, ".gz"),
+            a.base_manifest(3, 1, ".zst.age"),
         ];
         // `-` is literal in the regex: a path without one never matches a core name.
         for p in paths {

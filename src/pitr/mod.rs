@@ -3,8 +3,10 @@
 //! things, and what `--check` says about a server's readiness.
 
 pub mod archive;
+pub mod base;
 pub mod index;
 pub mod layout;
+pub mod manifest;
 pub mod preflight;
 pub mod slot;
 pub mod stream;

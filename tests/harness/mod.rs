@@ -12,6 +12,7 @@ pub mod ftps;
 pub mod hang;
 pub mod mariadb;
 pub mod moto;
+pub mod pitr;
 pub mod postgres;
 pub mod receiver;
 pub mod s3;

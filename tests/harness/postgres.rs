@@ -71,6 +71,17 @@ impl PgServer {
         Self::start_in(dir, "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
     }
 
+    /// `start_major` with `extra` settings too (`-c name=value ...`).
+    pub fn start_major_with(major: u32, extra: &str) -> Option<PgServer> {
+        let Some(dir) = major_bin_dir(major) else {
+            return missing(
+                "pgmajors",
+                &format!("PostgreSQL {major} not installed (scripts/install-deps.sh pgmajors)"),
+            );
+        };
+        Self::start_in(dir, &format!("-c fsync=off -c full_page_writes=off -c synchronous_commit=off {extra}"))
+    }
+
     /// The server's major version (`server_version_num / 10000`).
     pub fn major(&self) -> u32 {
         self.psql("postgres", "SHOW server_version_num").parse::<u32>().unwrap() / 10000

@@ -23,6 +23,7 @@ fn base(chain: u32, timeline: u32, start: u64, end: u64) -> Event {
         end_lsn: Lsn(end * MIB + 100).to_string(),
         started_at: at(start as i64),
         finished_at: at(end as i64),
+        ..Default::default()
     })
 }
 
