@@ -30,6 +30,7 @@ mod object_lock;
 mod parallel_restore;
 mod pitr_base;
 mod pitr_check;
+mod pitr_daemon;
 mod pitr_stream;
 mod progress_line;
 mod prune;

@@ -52,4 +52,23 @@ fn check_names_what_a_server_lacks_for_archiving() {
     let bad = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", "localhost/app1"));
     assert_eq!(bad.code, 2, "{}", bad.all());
     assert!(bad.stderr.contains("PITR_SERVERS") && bad.stderr.contains("host or host:port"), "{}", bad.all());
+    assert!(c.stdout.contains("Archived by the daemon only"), "{}", c.stdout);
+    assert!(c.stdout.contains("15 3 * * 0") && c.stdout.contains("10.0 GiB"), "the defaults: {}", c.stdout);
+    // A size, a schedule and a slot name that are not: each named, exit 2.
+    for (var, value, says) in [
+        ("PITR_SLOT_MAX_RETAINED", "10 gigs", "is not a size"),
+        ("PITR_BASE_SCHEDULE", "every sunday", "PITR_BASE_SCHEDULE"),
+        ("PITR_SLOT_NAME", "Bad-Name", "lowercase letters, digits and _"),
+    ] {
+        let bad = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", &server).env(var, value));
+        assert_eq!(bad.code, 2, "{var}: {}", bad.all());
+        assert!(bad.stderr.contains(var) && bad.stderr.contains(says), "{var}: {}", bad.all());
+    }
+    // backup.toml's schedules replace the defaults, and leave the cron lines.
+    let toml = fx.dir.path().join("backup.toml");
+    std::fs::write(&toml, "[[schedule]]\ncron = \"0 2 * * 6\"\nrun = \"pitr-base\"\n").unwrap();
+    let c = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", &server).env("BACKUP_TOML", &toml));
+    assert_eq!(c.code, 0, "{}", c.all());
+    assert!(c.stdout.contains("full base backups 0 2 * * 6"), "{}", c.stdout);
+    assert!(!c.stdout.contains("--pitr-base"), "not a cron line: {}", c.stdout);
 }

@@ -131,13 +131,13 @@ fn a_slot_past_its_limit_is_dropped() {
     let engine = engines.postgres();
     let (conn, cancel) = (socket_conn(&pg), Cancel::new());
     pg.psql("postgres", "SELECT pg_create_physical_replication_slot('bc_guarded', true)");
-    assert_eq!(guard(engine, &conn, "bc_guarded", Some(1 << 30), false, &cancel).unwrap(), Verdict::Keep);
+    assert_eq!(guard(engine, &conn, "bc_guarded", Some(1 << 30), false, &cancel).unwrap().1, Verdict::Keep);
     pg.psql("postgres", "CREATE TABLE t (x int)");
     for _ in 0..3 {
         pg.psql("postgres", "INSERT INTO t SELECT generate_series(1, 1000)");
         pg.psql("postgres", "SELECT pg_switch_wal()");
     }
-    match guard(engine, &conn, "bc_guarded", Some(1 << 20), false, &cancel).unwrap() {
+    match guard(engine, &conn, "bc_guarded", Some(1 << 20), false, &cancel).unwrap().1 {
         Verdict::Drop { retained, limit: Some(limit) } => assert!(retained > limit, "{retained} {limit}"),
         other => panic!("{other:?}"),
     }
@@ -158,7 +158,7 @@ fn a_slot_in_use_is_dropped_when_our_volume_is_full() {
     let active =
         || pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_in_use' AND active");
     assert!(wait_until(Duration::from_secs(30), || active() == "1"));
-    let verdict = guard(engine, &socket_conn(&pg), "bc_in_use", None, true, &cancel).unwrap();
+    let verdict = guard(engine, &socket_conn(&pg), "bc_in_use", None, true, &cancel).unwrap().1;
     assert!(matches!(verdict, Verdict::Drop { limit: None, .. }), "{verdict:?}");
     assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_in_use'"), "0");
     streamer.stop();

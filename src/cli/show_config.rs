@@ -44,11 +44,21 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
     writeln!(out, "- Compression: {}", s.compression.describe())?;
     if !s.pitr.servers.is_empty() {
         let names: Vec<String> = s.pitr.servers.iter().map(|p| p.name()).collect();
+        let schedules = |list: &[crate::model::schedule::Schedule]| {
+            list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        };
         writeln!(
             out,
-            "- Point-in-time recovery (PITR_SERVERS): {}. Continuous archiving is being built: this release checks \
-             these servers (--check) and archives nothing yet (docs/PITR.md).",
-            names.join(", ")
+            "- Point-in-time recovery (PITR_SERVERS): {}. Archived by the daemon only (not by -1 runs, CronJobs or \
+             Indexed Jobs): WAL streamed into {} (spool {}), full base backups {}, incrementals {} (17+ with \
+             summarize_wal), the slot dropped past {} held back. Point-in-time restores are not in this release \
+             yet (docs/PITR.md).",
+            names.join(", "),
+            s.backup_dir.join(crate::pitr::layout::ROOT).display(),
+            s.pitr.spool_dir.display(),
+            schedules(&s.pitr.base),
+            schedules(&s.pitr.incremental),
+            crate::model::human::bytes(s.pitr.slot_max_retained),
         )?;
     }
     // The programs found, by the majors their tools report (runs them; never connects).

@@ -58,9 +58,19 @@ pub enum CronAction {
     Verify(String),
     /// `./backup.sh -p`: retention, in-process.
     Prune,
+    /// `backup-container --pitr-base` / `--pitr-incremental` (backup.toml's `run = "pitr-base"`,
+    /// `"pitr-incremental"`): when the archive's base backups are due; taken out of the cron
+    /// lines into the point-in-time settings when the configuration is read.
+    PitrBase,
+    PitrIncremental,
     /// Anything else: run with `/bin/sh -c`.
     Shell,
 }
+
+/// The command a `run = "pitr-base"` schedule stands for.
+pub const PITR_BASE_COMMAND: &str = "backup-container --pitr-base";
+/// The command a `run = "pitr-incremental"` schedule stands for.
+pub const PITR_INCREMENTAL_COMMAND: &str = "backup-container --pitr-incremental";
 
 impl CronLine {
     /// Interprets the command: a call of `backup.sh` (any path) or `backup-container` runs the
@@ -73,6 +83,12 @@ impl CronLine {
             return CronAction::Shell;
         }
         let args: Vec<&str> = words.collect();
+        if args.contains(&"--pitr-base") {
+            return CronAction::PitrBase;
+        }
+        if args.contains(&"--pitr-incremental") {
+            return CronAction::PitrIncremental;
+        }
         if let Some(i) = args.iter().position(|a| *a == "-v" || *a == "--verify") {
             return CronAction::Verify(args.get(i + 1).unwrap_or(&"all").to_string());
         }

@@ -5,11 +5,23 @@
 //! the replication connection `<HOST>_REPLICATION_USER`/`_PASSWORD` when set (a role with the
 //! REPLICATION attribute).
 
+use std::path::{Path, PathBuf};
+
+use super::backup_conf::{CronAction, CronLine};
 use super::credentials::CredentialVars;
 use super::env;
 use super::loader::Loader;
-use crate::model::database::{Credentials, Database};
+use crate::model::database::{Conn, Credentials, Database};
+use crate::model::schedule::Schedule;
 use crate::model::spec::DatabaseSpec;
+
+/// `PITR_SLOT_MAX_RETAINED`'s default: WAL the slot may hold back on the server before it is
+/// dropped (a gap in the archive is the lesser harm than a full disk on the primary).
+pub const DEFAULT_SLOT_MAX_RETAINED: u64 = 10 << 30;
+/// Weekly full base backups (Sunday 03:15 in `TZ`).
+pub const DEFAULT_BASE_SCHEDULE: &str = "15 3 * * 0";
+/// Daily incrementals (17+ with `summarize_wal`); a full one due at the same time wins.
+pub const DEFAULT_INCREMENTAL_SCHEDULE: &str = "15 3 * * *";
 
 /// One server to archive.
 #[derive(Debug, Clone)]
@@ -26,17 +38,100 @@ impl PitrServer {
         let spec = &self.database.spec;
         format!("{}:{}", spec.host, spec.port.unwrap_or(5432))
     }
+
+    /// The SQL connection (the backups' role).
+    ///
+    /// # Errors
+    /// A password file that cannot be read.
+    pub fn sql_conn(&self) -> anyhow::Result<Conn> {
+        self.database.conn()
+    }
+
+    /// The replication connection: `<HOST>_REPLICATION_USER` when set, else the backups' role.
+    ///
+    /// # Errors
+    /// As `sql_conn`.
+    pub fn replication_conn(&self) -> anyhow::Result<Conn> {
+        match &self.replication {
+            Some(r) => Database { credentials: r.clone(), ..self.database.clone() }.conn(),
+            None => self.sql_conn(),
+        }
+    }
 }
 
-/// The servers, in the order given.
+/// The servers, in the order given, and how their archives are kept.
 #[derive(Debug, Clone, Default)]
 pub struct PitrSettings {
     pub servers: Vec<PitrServer>,
+    /// `PITR_SPOOL_DIR` (default `VERIFY_DIR/pitr_spool`): where `pg_receivewal` writes, outside
+    /// `BACKUP_DIR`; the only place WAL is ever plain text.
+    pub spool_dir: PathBuf,
+    /// `PITR_SLOT_NAME`: the slot's name on every server (default: derived per archive).
+    pub slot_name: Option<String>,
+    /// `PITR_SLOT_MAX_RETAINED`: WAL the slot may hold back before it is dropped.
+    pub slot_max_retained: u64,
+    /// When full base backups are taken (`PITR_BASE_SCHEDULE`, or `[[schedule]] run = "pitr-base"`).
+    pub base: Vec<Schedule>,
+    /// When incrementals are (`PITR_INCREMENTAL_SCHEDULE`, or `run = "pitr-incremental"`).
+    pub incremental: Vec<Schedule>,
 }
 
 impl PitrSettings {
-    pub(super) fn load(l: &Loader, credentials: &CredentialVars) -> PitrSettings {
-        let Some(text) = l.text(env::PITR_SERVERS) else { return PitrSettings::default() };
+    /// Reads the servers and their settings; the point-in-time schedules are taken out of
+    /// `cron` (they replace the env defaults).
+    pub(super) fn load(
+        l: &Loader,
+        credentials: &CredentialVars,
+        verify_dir: &Path,
+        cron: &mut Vec<CronLine>,
+    ) -> PitrSettings {
+        let (base_lines, rest): (Vec<CronLine>, Vec<CronLine>) =
+            std::mem::take(cron).into_iter().partition(|c| c.action() == CronAction::PitrBase);
+        let (incremental_lines, rest): (Vec<CronLine>, Vec<CronLine>) =
+            rest.into_iter().partition(|c| c.action() == CronAction::PitrIncremental);
+        *cron = rest;
+        let schedules = |lines: Vec<CronLine>, var: &str, default: &str| -> Vec<Schedule> {
+            if !lines.is_empty() {
+                return lines.into_iter().map(|c| c.schedule).collect();
+            }
+            let text = l.text(var).unwrap_or_else(|| default.to_string());
+            match text.parse::<Schedule>() {
+                Ok(s) => vec![s],
+                Err(e) => {
+                    l.error(format!("{}: {var}=\"{text}\": {e}", l.origin(var)));
+                    Vec::new()
+                }
+            }
+        };
+        let mut out = PitrSettings {
+            servers: Vec::new(),
+            spool_dir: l.text(env::PITR_SPOOL_DIR).map_or_else(|| verify_dir.join("pitr_spool"), PathBuf::from),
+            slot_name: l.text(env::PITR_SLOT_NAME).and_then(|n| match slot_name_problem(&n) {
+                None => Some(n),
+                Some(p) => {
+                    l.error(format!("{}: {}=\"{n}\": {p}", l.origin(env::PITR_SLOT_NAME), env::PITR_SLOT_NAME));
+                    None
+                }
+            }),
+            slot_max_retained: l.text(env::PITR_SLOT_MAX_RETAINED).map_or(DEFAULT_SLOT_MAX_RETAINED, |t| {
+                crate::model::human::parse_bytes(&t).filter(|b| *b > 0).unwrap_or_else(|| {
+                    l.error(format!(
+                        "{}: {}=\"{t}\" is not a size (e.g. 10GB, 512MB)",
+                        l.origin(env::PITR_SLOT_MAX_RETAINED),
+                        env::PITR_SLOT_MAX_RETAINED
+                    ));
+                    DEFAULT_SLOT_MAX_RETAINED
+                })
+            }),
+            base: schedules(base_lines, env::PITR_BASE_SCHEDULE, DEFAULT_BASE_SCHEDULE),
+            incremental: schedules(incremental_lines, env::PITR_INCREMENTAL_SCHEDULE, DEFAULT_INCREMENTAL_SCHEDULE),
+        };
+        out.servers = Self::servers(l, credentials);
+        out
+    }
+
+    fn servers(l: &Loader, credentials: &CredentialVars) -> Vec<PitrServer> {
+        let Some(text) = l.text(env::PITR_SERVERS) else { return Vec::new() };
         let mut servers: Vec<PitrServer> = Vec::new();
         for entry in text.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
             let spec = match parse_server(entry) {
@@ -69,7 +164,18 @@ impl PitrSettings {
             }
             servers.push(server);
         }
-        PitrSettings { servers }
+        servers
+    }
+}
+
+/// Why `name` cannot be a replication slot's name: PostgreSQL allows `[a-z0-9_]`, at most 63.
+pub fn slot_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 63 {
+        Some("a slot name has 1 to 63 characters")
+    } else if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        Some("a slot name holds only lowercase letters, digits and _")
+    } else {
+        None
     }
 }
 
@@ -84,6 +190,14 @@ fn parse_server(entry: &str) -> Result<DatabaseSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::parse_server;
+
+    #[test]
+    fn slot_names_are_what_postgres_allows() {
+        assert_eq!(super::slot_name_problem("bc_0123abcd"), None);
+        for bad in ["", "Bc", "a-b", "a b", "ü", &"x".repeat(64)] {
+            assert!(super::slot_name_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn servers_are_host_and_port() {

@@ -167,6 +167,11 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("s3", "object-lock", "S3_OBJECT_LOCK"),
     ("s3", "object-lock-min-days", "S3_OBJECT_LOCK_MIN_DAYS"),
     ("pitr", "servers", "PITR_SERVERS"),
+    ("pitr", "spool-dir", "PITR_SPOOL_DIR"),
+    ("pitr", "slot-name", "PITR_SLOT_NAME"),
+    ("pitr", "slot-max-retained", "PITR_SLOT_MAX_RETAINED"),
+    ("pitr", "base-schedule", "PITR_BASE_SCHEDULE"),
+    ("pitr", "incremental-schedule", "PITR_INCREMENTAL_SCHEDULE"),
 ];
 
 /// A database from backup.toml, with its options.
@@ -316,9 +321,17 @@ fn schedule(s: RawSchedule) -> Result<(Schedule, String), String> {
         (Some("backup"), None) => "backup-container -s".to_string(),
         (Some("verify"), None) => format!("backup-container -s -v {}", s.target.as_deref().unwrap_or("all")),
         (Some("prune"), None) => "backup-container -p".to_string(),
+        (Some("pitr-base"), None) => crate::config::backup_conf::PITR_BASE_COMMAND.to_string(),
+        (Some("pitr-incremental"), None) => crate::config::backup_conf::PITR_INCREMENTAL_COMMAND.to_string(),
         (None, Some(c)) => c,
-        (Some(other), None) => return Err(format!("run = \"{other}\" (expected backup, verify or prune)")),
-        _ => return Err("needs exactly one of run = \"backup\" | \"verify\" | \"prune\" or command = \"...\"".into()),
+        (Some(other), None) => {
+            return Err(format!("run = \"{other}\" (expected backup, verify, prune, pitr-base or pitr-incremental)"));
+        }
+        _ => {
+            return Err(
+                "needs exactly one of run = \"backup\" | \"verify\" | \"prune\" | \"pitr-base\" | \"pitr-incremental\" or command = \"...\"".into(),
+            );
+        }
     };
     Ok((schedule, command))
 }

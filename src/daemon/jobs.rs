@@ -34,13 +34,16 @@ pub enum Job {
 }
 
 impl Job {
-    pub fn from_cron(line: &CronLine) -> Job {
-        match line.action() {
+    /// The job a cron line runs; `None` for the point-in-time schedules, which the archivers
+    /// keep (configuration moves them out of the cron lines).
+    pub fn from_cron(line: &CronLine) -> Option<Job> {
+        Some(match line.action() {
             CronAction::Backup => Job::Backup,
             CronAction::Verify(target) => Job::Verify(target),
             CronAction::Prune => Job::Prune,
             CronAction::Shell => Job::Shell(line.command.clone()),
-        }
+            CronAction::PitrBase | CronAction::PitrIncremental => return None,
+        })
     }
 
     pub fn describe(&self) -> String {

@@ -111,6 +111,13 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
     if settings.daemon.startup_check && !monitor {
         start_check(settings.clone(), outputs.clone(), shutdown.clone());
     }
+    // Each point-in-time server's archive on its own thread, beside the schedule.
+    let archivers = (!monitor).then(|| {
+        let to = outputs.clone();
+        let notify: crate::pitr::archiver::Notify = Arc::new(move |e| to.notifiers.notify(e));
+        let board = lock(&state).pitr.clone();
+        crate::pitr::archiver::Archivers::start(&settings, &board, &notify, shutdown)
+    });
     let mut running: Option<Running> = None;
     while !shutdown.is_cancelled() {
         // Taken before looking at the clock and the job: a wake after this is never missed.
@@ -152,6 +159,9 @@ pub fn run(settings: Settings, notifiers: Notifiers, shutdown: &Cancel) -> anyho
         running = Some(start(entry.job.clone(), settings.clone(), outputs.clone(), state.clone(), shutdown.clone()));
     }
     stop(running, &state, settings.daemon.shutdown_grace);
+    if let Some(a) = archivers {
+        a.stop();
+    }
     // Shutting down: at most a second for what is still queued; the rest is counted.
     outputs.notifiers.flush();
     info!("Backup server stopped.");
@@ -192,7 +202,7 @@ fn entries(settings: &Settings, now: DateTime<Utc>) -> Vec<Entry> {
         .iter()
         .filter_map(|line| {
             let next = line.schedule.next_after(now, &settings.zone)?;
-            Some(Entry { schedule: line.schedule.clone(), job: Job::from_cron(line), next })
+            Some(Entry { schedule: line.schedule.clone(), job: Job::from_cron(line)?, next })
         })
         .collect()
 }

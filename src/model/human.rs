@@ -31,9 +31,46 @@ pub fn age(d: Duration) -> String {
     }
 }
 
+/// A size as people write it: `10GB`, `512 MiB`, `1.5TB`, `1048576` (bytes); units are
+/// powers of 1024 (`GB` = `GiB`), case-insensitive. `None` for anything else, and for sizes
+/// beyond `u64`.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim().to_ascii_lowercase());
+    let power = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return None,
+    };
+    if unit == "i" || unit.ends_with("ibb") {
+        return None;
+    }
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let bytes = value * 1024f64.powi(power);
+    (bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_as_people_write_them() {
+        assert_eq!(parse_bytes("10GB"), Some(10 << 30));
+        assert_eq!(parse_bytes("10 GiB"), Some(10 << 30));
+        assert_eq!(parse_bytes("512mb"), Some(512 << 20));
+        assert_eq!(parse_bytes("1.5T"), Some(3 << 39));
+        assert_eq!(parse_bytes("1048576"), Some(1 << 20));
+        assert_eq!(parse_bytes("7B"), Some(7));
+        for bad in ["", "GB", "-1GB", "10XB", "1e3", "ten", "10 G B", "1..5G", "99999999999999999999P", "10i", "NaN"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats() {

@@ -289,6 +289,13 @@ pub fn command_failed(command: &str, reason: &str) -> Event {
     )
 }
 
+/// Something about a server's point-in-time archive: `kind` is `pitr_gap`,
+/// `pitr_slot_dropped`, `pitr_streamer_down`, `pitr_streamer_up`, `pitr_base_succeeded`,
+/// `pitr_base_failed` or `pitr_not_archiving`.
+pub fn pitr(level: Level, kind: &'static str, server: &str, title: String, message: String) -> Event {
+    event(level, kind, None, title, message, json!({"server": server}))
+}
+
 /// The summary of what an earlier run could not deliver to this endpoint (sent first by the
 /// next run): the highest missed level, the counts, the newest titles.
 pub fn notifications_missed(m: &super::missed::Missed) -> Event {

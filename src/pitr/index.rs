@@ -81,6 +81,13 @@ pub struct BaseBackup {
     pub files: u64,
 }
 
+impl BaseBackup {
+    /// The segment its WAL starts in.
+    pub fn start_segment(&self, segment_size: u64) -> Segment {
+        Segment { timeline: self.timeline, number: lsn(&self.start_lsn).segment(segment_size.max(1)) }
+    }
+}
+
 /// Segments missing from a timeline: `from` to `to`, both included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {

@@ -1,13 +1,17 @@
-//! Point-in-time recovery for PostgreSQL (docs/PITR.md, being built): WAL positions and names,
-//! the archive's own index with its gaps and recoverable windows, and where the archive keeps
-//! things, and what `--check` says about a server's readiness.
+//! Point-in-time recovery for PostgreSQL (docs/PITR.md; the archive is kept, restores are
+//! being built): WAL positions and names, the archive's own index with its gaps and
+//! recoverable windows, where the archive keeps things, storing WAL and base backups, the
+//! streamer and the slot guard, the daemon's archiver per server and its status, and what
+//! `--check` says about a server's readiness.
 
 pub mod archive;
+pub mod archiver;
 pub mod base;
 pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod preflight;
 pub mod slot;
+pub mod status;
 pub mod stream;
 pub mod wal;

@@ -68,20 +68,18 @@ pub fn check(engine: &PostgresEngine, server: &PitrServer, cancel: &Cancel) -> V
     let mut out = vec![Finding::warn(
         "pitr",
         &t,
-        "continuous archiving is being built: this release checks the server only (docs/PITR.md)",
-        "nothing to do yet; keep the nightly dumps",
+        "the daemon keeps this server's archive (WAL streamed, base backups, gaps reported); a -1 run, a CronJob \
+         or an Indexed Job does not; point-in-time restores (-r --at) are not in this release yet (docs/PITR.md)",
+        "run the daemon (the DeploymentConfig or Deployment) for the servers in PITR_SERVERS; keep the nightly dumps",
     )];
-    let sql_conn = match server.database.conn() {
+    let sql_conn = match server.sql_conn() {
         Ok(c) => c,
         Err(e) => {
             out.push(Finding::fail("pitr connect", &t, format!("{e:#}"), "set the server's user and password"));
             return out;
         }
     };
-    let replication_conn = match &server.replication {
-        Some(r) => crate::model::database::Database { credentials: r.clone(), ..server.database.clone() }.conn(),
-        None => Ok(sql_conn.clone()),
-    };
+    let replication_conn = server.replication_conn();
     let role = replication_conn.as_ref().ok().and_then(|c| c.user.clone()).unwrap_or_default();
     let sql = FACTS.replace("$1", &crate::engine::postgres::quote_literal(&role));
     let facts = match engine

@@ -81,7 +81,8 @@ pub fn drop_slot(engine: &PostgresEngine, conn: &Conn, slot: &str, cancel: &Canc
     anyhow::bail!("the replication slot {slot} is still in use after its walsender was terminated")
 }
 
-/// Measures the slot and drops it when `judge` says so; returns the verdict.
+/// Measures the slot and drops it when `judge` says so; returns what it measured and the
+/// verdict.
 ///
 /// # Errors
 /// As `state` and `drop_slot`.
@@ -92,8 +93,9 @@ pub fn guard(
     limit: Option<u64>,
     volume_full: bool,
     cancel: &Cancel,
-) -> anyhow::Result<Verdict> {
-    let verdict = judge(&state(engine, conn, slot, cancel)?, limit, volume_full);
+) -> anyhow::Result<(SlotState, Verdict)> {
+    let measured = state(engine, conn, slot, cancel)?;
+    let verdict = judge(&measured, limit, volume_full);
     if let Verdict::Drop { retained, .. } = verdict {
         tracing::error!(
             slot,
@@ -102,7 +104,7 @@ pub fn guard(
         );
         drop_slot(engine, conn, slot, cancel)?;
     }
-    Ok(verdict)
+    Ok((measured, verdict))
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //!
 //! The streamer runs `pg_receivewal --synchronous --slot <slot> --no-loop` into a spool outside
 //! `BACKUP_DIR` (plaintext WAL lives only there), with the password in its environment, never
-//! argv; its slot is created first (`--create-slot --if-not-exists`, which reserves WAL at
-//! once). When it exits it is started again after a pause that doubles up to a minute (reset
+//! argv; its slot is created before every run (`--create-slot --if-not-exists`, which reserves
+//! WAL at once), so a slot the guard dropped comes back. When the server no longer has the WAL
+//! after the spool's newest, the archived WAL leaves the spool and streaming goes on from
+//! where the server's WAL begins (a gap, healed by a full base backup). When it exits it is started again after a pause that doubles up to a minute (reset
 //! after a minute of running); the last lines of its stderr are logged.
 //!
 //! The mover looks at the spool every second: each finished segment and history file not yet
@@ -15,9 +17,7 @@
 //! whenever it changed, at most every `partial_every`, with its receive time in
 //! `partial.json`: the recovery point is seconds even on a quiet server.
 //!
-//! The daemon does not start streamers yet: that waits for the slot guard (dropping a slot
-//! that holds back more than `PITR_SLOT_MAX_RETAINED`), so that no release creates a slot it
-//! cannot watch (docs/PITR.md).
+//! The daemon's archiver (`pitr::archiver`) starts one per server and guards its slot.
 
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -147,11 +147,11 @@ fn refill(setup: &Setup, index: &Index) {
 /// Runs `pg_receivewal` until cancelled, again after each exit.
 fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
     let mut pause = Duration::from_secs(1);
-    let create = run_once(setup, &["--create-slot", "--if-not-exists"], cancel, child_pid);
-    if let Err(e) = create {
-        warn!(server = %setup.server, slot = %setup.slot, error = %format!("{e:#}"), "Could not create the replication slot; streaming without it until it exists.");
-    }
     while !cancel.is_cancelled() {
+        // Before every run: a slot the guard dropped (or a failover lost) is made again.
+        if let Err(e) = run_once(setup, &["--create-slot", "--if-not-exists"], cancel, child_pid) {
+            warn!(server = %setup.server, slot = %setup.slot, error = %format!("{e:#}"), "Could not create the replication slot.");
+        }
         let started = Instant::now();
         info!(server = %setup.server, slot = %setup.slot, "Streaming WAL (pg_receivewal).");
         let result = run_once(setup, &["--synchronous", "--no-loop"], cancel, child_pid);
@@ -161,7 +161,11 @@ fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
         match result {
             Ok(()) => warn!(server = %setup.server, "pg_receivewal ended; starting it again."),
             Err(e) => {
-                warn!(server = %setup.server, error = %format!("{e:#}"), "pg_receivewal failed; starting it again.")
+                let text = format!("{e:#}");
+                warn!(server = %setup.server, error = %text, "pg_receivewal failed; starting it again.");
+                if text.contains("has already been removed") {
+                    clear_spool(setup);
+                }
             }
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -170,6 +174,27 @@ fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
         let _ = cancel.sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(60));
     }
+}
+
+/// The server no longer has the WAL after the spool's newest (its slot was dropped, or it
+/// was made again after a failover): the spool's WAL that is archived goes, so that the
+/// next run starts where the server's WAL begins. What is missing in between is a gap in the
+/// index, reported and healed by a full base backup; nothing not yet archived is removed.
+fn clear_spool(setup: &Setup) {
+    let (index, _) = index::load(&setup.store.archive.index()).unwrap_or_default();
+    let size = setup.segment_size;
+    for entry in std::fs::read_dir(&setup.spool).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let archived = match name.strip_suffix(".partial") {
+            // Its content was stored as the archive's partial; the server resends nothing older.
+            Some(n) => Segment::parse(n, size).is_some(),
+            None => Segment::parse(&name, size).is_some_and(|s| index.has(s)),
+        };
+        if archived {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    warn!(server = %setup.server, "The server no longer has the WAL after the spool's newest: streaming from where its WAL begins (a gap in the archive until the next full base backup).");
 }
 
 /// One run of `pg_receivewal` with `extra` options, waited for (cancellation stops it).

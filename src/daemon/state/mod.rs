@@ -77,6 +77,13 @@ pub struct State {
     /// Notifications that could not be delivered (shared with `Notifiers`).
     #[serde(skip)]
     pub notify_failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Each archived server's point-in-time archive (written by the archivers).
+    #[serde(serialize_with = "board")]
+    pub pitr: std::sync::Arc<crate::pitr::status::Board>,
+}
+
+fn board<S: serde::Serializer>(b: &std::sync::Arc<crate::pitr::status::Board>, s: S) -> Result<S::Ok, S::Error> {
+    b.serialize(s)
 }
 
 impl State {
@@ -121,6 +128,7 @@ impl State {
             rpo_target: None,
             rto_target: None,
             notify_failures: Default::default(),
+            pitr: Default::default(),
         }
     }
 
@@ -359,6 +367,7 @@ impl State {
         for (server, n) in &self.uncovered {
             let _ = writeln!(out, "backup_uncovered_databases{{server=\"{}\"}} {n}", escape_label(server));
         }
+        out.push_str(&self.pitr.metrics(now));
         if let Some(limit) = self.stale_after() {
             let _ = writeln!(
                 out,

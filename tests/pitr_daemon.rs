@@ -1,0 +1,89 @@
+//! The daemon keeps a server's point-in-time archive (`pitr::archiver`): with `PITR_SERVERS`
+//! set it takes the server's lock, streams WAL under its slot, takes a first full base backup
+//! on its own, and shows the window in `/metrics` and `/status`; a segment deleted from the
+//! archive is a gap, reported and healed by a new full base backup; a second daemon on the same
+//! archive is refused; SIGTERM stops it all cleanly.
+
+use std::time::Duration;
+
+use crate::harness::app::Fixture;
+use crate::harness::daemon::{Daemon, get, metric, wait_until};
+use crate::harness::pitr::work;
+
+fn pitr_daemon(fx: &Fixture, conf: &std::path::Path) -> std::process::Command {
+    let mut cmd = fx.cmd(conf);
+    cmd.env("PITR_SERVERS", format!("localhost:{}", fx.pg.port))
+        .env("LOCALHOST_REPLICATION_USER", "postgres")
+        .env("LOCALHOST_REPLICATION_PASSWORD", "admin-secret")
+        .env("PITR_SPOOL_DIR", fx.dir.path().join("spool"))
+        .env("PITR_BASE_SCHEDULE", "@every 24h");
+    cmd
+}
+
+fn metrics_of(d: &Daemon) -> String {
+    get(&d.addr, "/metrics").1
+}
+
+#[test]
+fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let server = format!("localhost:{}", fx.pg.port);
+    let conf = fx.conf(&format!("localhost:{}/app1\n0 0 1 1 * default ./backup.sh -s\n", fx.pg.port));
+    let mut d = Daemon::start(pitr_daemon(&fx, &conf), fx.dir.path());
+    d.wait_for("A full base backup of", Duration::from_secs(60));
+    fx.pg.psql("postgres", "CREATE TABLE t (x int)");
+    work(&fx.pg, 3);
+    let series = |name: &str| format!("{name}{{server=\"{server}\"}}");
+    let ready = || {
+        let m = metrics_of(&d);
+        metric(&m, &series("backup_pitr_streamer_up")) == Some(1.0)
+            && metric(&m, &series("backup_pitr_gaps")) == Some(0.0)
+            && metric(&m, &series("backup_pitr_rpo_seconds")).is_some_and(|r| r < 60.0)
+            && metric(&m, &series("backup_pitr_earliest_recovery_timestamp_seconds")).is_some()
+    };
+    assert!(wait_until(Duration::from_secs(60), ready), "{}\n{}", metrics_of(&d), d.log());
+    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+    assert_eq!(status["pitr"][&server]["base_backups"], 1, "{status}");
+    assert!(status["pitr"][&server]["slot"].as_str().unwrap().starts_with("bc_"), "{status}");
+
+    // A second daemon on the same archive: refused, loudly; the first goes on.
+    let second = Daemon::start(pitr_daemon(&fx, &conf), fx.dir.path());
+    second.wait_for("another process archives it", Duration::from_secs(30));
+    drop(second);
+
+    // A segment after the base backup deleted from the archive: a gap, then a full base backup.
+    let archive = std::fs::read_dir(fx.backups().join("pitr")).unwrap().next().unwrap().unwrap().path();
+    let mut wal: Vec<std::path::PathBuf> = walkdir::WalkDir::new(archive.join("wal"))
+        .into_iter()
+        .map(|e| e.unwrap().path().to_path_buf())
+        .filter(|p| p.is_file() && !p.to_string_lossy().contains("partial"))
+        .collect();
+    wal.sort();
+    std::fs::remove_file(&wal[wal.len() - 2]).unwrap();
+    // The index still names it: the test deletes what a damaged volume would lose.
+    let index = archive.join("index.jsonl");
+    let name = wal[wal.len() - 2].file_name().unwrap().to_string_lossy().trim_end_matches(".gz").to_string();
+    let segment = backup_container::pitr::wal::Segment::parse(&name, 16 << 20).unwrap();
+    let removed = serde_json::json!({"event": "removed", "timeline": segment.timeline, "number": segment.number});
+    let mut text = std::fs::read_to_string(&index).unwrap();
+    text.push_str(&format!("{removed}\n"));
+    std::fs::write(&index, text).unwrap();
+    work(&fx.pg, 1);
+    d.wait_for("WAL is missing from the archive", Duration::from_secs(60));
+    let healed = || {
+        let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+        status["pitr"][&server]["base_backups"] == 2
+            && status["pitr"][&server]["gaps"].as_array().is_some_and(Vec::is_empty)
+    };
+    work(&fx.pg, 1);
+    assert!(wait_until(Duration::from_secs(90), healed), "{}\n{}", get(&d.addr, "/status").1, d.log());
+    assert_eq!(metric(&metrics_of(&d), &series("backup_pitr_gaps")), Some(0.0));
+
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+    for entry in walkdir::WalkDir::new(fx.backups()) {
+        let path = entry.unwrap().path().to_string_lossy().into_owned();
+        assert!(!path.ends_with(".in_progress"), "{path}");
+    }
+    fx.pg.psql("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots");
+}
