@@ -1,14 +1,16 @@
 //! The daemon keeps a server's point-in-time archive (`pitr::archiver`): with `PITR_SERVERS`
 //! set it takes the server's lock, streams WAL under its slot, takes a first full base backup
 //! on its own, and shows the window in `/metrics` and `/status`; a segment deleted from the
-//! archive is a gap, reported and healed by a new full base backup; a second daemon on the same
-//! archive is refused; SIGTERM stops it all cleanly.
+//! archive is a gap, reported and healed by a new full base backup; retention then removes
+//! the old chain and the WAL only it needed; a second daemon on the same archive is refused;
+//! SIGTERM stops it all cleanly.
 
 use std::time::Duration;
 
 use crate::harness::app::Fixture;
 use crate::harness::daemon::{Daemon, get, metric, wait_until};
 use crate::harness::pitr::work;
+use crate::harness::run;
 
 fn pitr_daemon(fx: &Fixture, conf: &std::path::Path) -> std::process::Command {
     let mut cmd = fx.cmd(conf);
@@ -16,7 +18,8 @@ fn pitr_daemon(fx: &Fixture, conf: &std::path::Path) -> std::process::Command {
         .env("LOCALHOST_REPLICATION_USER", "postgres")
         .env("LOCALHOST_REPLICATION_PASSWORD", "admin-secret")
         .env("PITR_SPOOL_DIR", fx.dir.path().join("spool"))
-        .env("PITR_BASE_SCHEDULE", "@every 24h");
+        .env("PITR_BASE_SCHEDULE", "@every 24h")
+        .env("PITR_CHAINS", "1");
     cmd
 }
 
@@ -79,11 +82,57 @@ fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     assert!(wait_until(Duration::from_secs(90), healed), "{}\n{}", get(&d.addr, "/status").1, d.log());
     assert_eq!(metric(&metrics_of(&d), &series("backup_pitr_gaps")), Some(0.0));
 
+    // PITR_CHAINS=1: once the new chain is usable, the first goes with the WAL only it needed
+    // (the hole with it); what the new chain needs stays.
+    work(&fx.pg, 1);
+    let pruned = || !archive.join("base/1").exists();
+    assert!(wait_until(Duration::from_secs(60), pruned), "{}", d.log());
+    let (index, _) = backup_container::pitr::index::load(&index).unwrap();
+    assert_eq!(index.bases.iter().map(|b| b.chain).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(index.gaps(), vec![], "the hole went with the chain that spanned it");
+    let kept = index.bases[0].start_segment(index.segment_size);
+    assert!(index.segments().all(|a| a.number >= kept.number), "no WAL older than the kept base");
+    assert!(index.segments().any(|a| a.number == kept.number), "the kept base's first segment stays");
+    let stored: Vec<String> = walkdir::WalkDir::new(archive.join("wal"))
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let partials = stored.iter().filter(|n| n.contains(".partial")).count();
+    assert_eq!(stored.len() - partials, index.segments().count(), "each indexed segment once: {stored:?}");
+    assert!(partials <= 1, "only the current segment's partial copy: {stored:?}");
+
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
     for entry in walkdir::WalkDir::new(fx.backups()) {
         let path = entry.unwrap().path().to_string_lossy().into_owned();
         assert!(!path.ends_with(".in_progress"), "{path}");
     }
+
+    // -l shows the archive; -l --pitr --json for scripts; -l --json keeps its shape.
+    let list = run(pitr_daemon(&fx, &conf).arg("-l"));
+    assert_eq!(list.code, 0, "{}", list.all());
+    for needle in [
+        format!("Point-in-time archive of {server}"),
+        "chain 2: full".into(),
+        "gaps: none".into(),
+        "recoverable: ".into(),
+    ] {
+        assert!(list.stdout.contains(&needle), "{needle}: {}", list.stdout);
+    }
+    let json = run(pitr_daemon(&fx, &conf).args(["-l", "--pitr", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", json.all()));
+    assert_eq!(v[0]["server"], server.as_str());
+    assert_eq!(v[0]["chains"][0]["chain"], 2, "{v}");
+    assert_eq!(v[0]["chains"][0]["usable"], true, "{v}");
+    assert_eq!(v[0]["windows"].as_array().map(Vec::len), Some(1), "{v}");
+    let plain = run(pitr_daemon(&fx, &conf).args(["-l", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&plain.stdout).unwrap();
+    assert!(v.as_array().is_some_and(|a| a.iter().all(|b| b.get("chains").is_none())), "{v}");
+    // -p with no daemon keeping it: pruned by the same plan (nothing more to remove).
+    let p = run(pitr_daemon(&fx, &conf).arg("-p"));
+    assert_eq!(p.code, 0, "{}", p.all());
+    assert!(p.stdout.contains(&format!("archive of {server}: nothing to remove")), "{}", p.all());
     fx.pg.psql("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots");
 }

@@ -27,6 +27,7 @@ Examples:
   backup-container -r postgresql:5432/mydb --remote -s
                                                restore from the mirror (the volume is gone)
   backup-container -l --json                   the catalog with every manifest, for scripts
+  backup-container -l --pitr [--json]          the point-in-time archives: chains, WAL, gaps, windows
   backup-container --check                     find tomorrow's failed backup today
 
 Exit codes: 0 success, 1 a backup/restore/verification failed, 2 usage or configuration error,
@@ -92,6 +93,10 @@ pub struct Cli {
     /// With -l or --check: print JSON, for scripts.
     #[arg(long = "json")]
     pub json: bool,
+
+    /// With -l: the point-in-time archives only (PITR_SERVERS): chains, WAL, gaps, windows.
+    #[arg(long = "pitr")]
+    pub pitr: bool,
 
     /// Check everything a backup needs without writing one (connection, versions, privileges,
     /// space, mirrors, notifications, hooks, schedules); exit 1 when anything fails.

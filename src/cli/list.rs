@@ -15,18 +15,40 @@ use crate::config::Settings;
 use crate::model::error::Exit;
 use crate::model::human;
 
-/// Prints the listing (or, with `json`, the catalog as JSON) to stdout.
+/// Prints the listing (or, with `json`, the catalog as JSON) to stdout, then each
+/// point-in-time archive; with `pitr`, the archives only (`--json`: an array of them).
 ///
 /// # Errors
-/// When the backup folder cannot be read or stdout cannot be written.
-pub fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
-    let backups = catalog::scan(&settings.backup_dir)?;
+/// When the backup folder or an archive's index cannot be read, or stdout cannot be written.
+pub fn run(settings: &Settings, json: bool, pitr: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
-        return writeln!(out, "{:#}", catalog_json(&backups)).context("writing the listing");
+    let mut archives = Vec::new();
+    for server in &settings.pitr.servers {
+        let spec = &server.database.spec;
+        if let Some(s) = crate::pitr::report::summary(&settings.backup_dir, &spec.host, spec.port.unwrap_or(5432))? {
+            archives.push(s);
+        }
     }
-    let now = settings.zone.local(Utc::now());
-    render(&mut out, settings, &backups, now).context("writing the listing")
+    if pitr && json {
+        return writeln!(out, "{:#}", serde_json::to_value(&archives)?).context("writing the listing");
+    }
+    let local = |t: chrono::DateTime<Utc>| settings.zone.local(t).format("%Y-%m-%d %H:%M:%S").to_string();
+    if !pitr {
+        let backups = catalog::scan(&settings.backup_dir)?;
+        if json {
+            // The array keeps its shape; the archives are `-l --json --pitr`.
+            return writeln!(out, "{:#}", catalog_json(&backups)).context("writing the listing");
+        }
+        let now = settings.zone.local(Utc::now());
+        render(&mut out, settings, &backups, now).context("writing the listing")?;
+    }
+    for s in &archives {
+        writeln!(out).and_then(|()| write!(out, "{}", s.text(local))).context("writing the listing")?;
+    }
+    if pitr && archives.is_empty() {
+        writeln!(out, "No point-in-time archive (PITR_SERVERS lists none, or none has started).")?;
+    }
+    Ok(())
 }
 
 /// Every backup: where it is, what it is, and its manifest (`null` when it has none).

@@ -50,8 +50,11 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     if cli.list && cli.remote.is_some() {
         return list::run_remote(&settings, cancel);
     }
+    if cli.pitr && !cli.list {
+        return Err(UsageError("--pitr goes with -l".into()).into());
+    }
     if cli.list {
-        list::run(&settings, cli.json)?;
+        list::run(&settings, cli.json, cli.pitr)?;
         return Ok(Exit::Success);
     }
     let notifiers = Notifiers::from_settings(&settings.notify, &settings.backup_dir, cancel);

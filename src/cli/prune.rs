@@ -34,10 +34,18 @@ pub fn run(settings: &Settings, filter: Option<&str>, force: bool, scripted: boo
         for e in &report.failed {
             eprintln!("error: {e}");
         }
-        if report.deleted.is_empty() && report.failed.is_empty() {
+        let archives = crate::pitr::retention::prune_archives(settings);
+        for line in &archives {
+            match line {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+        if report.deleted.is_empty() && report.failed.is_empty() && archives.is_empty() {
             println!("Nothing to prune.");
         }
-        return Ok(if report.failed.is_empty() { Exit::Success } else { Exit::Failed });
+        let failed = !report.failed.is_empty() || archives.iter().any(Result::is_err);
+        return Ok(if failed { Exit::Failed } else { Exit::Success });
     };
     let chosen = select_by_filter(&backups, f);
     if chosen.is_empty() {

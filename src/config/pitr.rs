@@ -70,6 +70,8 @@ pub struct PitrSettings {
     pub slot_name: Option<String>,
     /// `PITR_SLOT_MAX_RETAINED`: WAL the slot may hold back before it is dropped.
     pub slot_max_retained: u64,
+    /// `PITR_CHAINS`: usable chains of base backups kept (default 2), with the WAL they need.
+    pub chains: usize,
     /// When full base backups are taken (`PITR_BASE_SCHEDULE`, or `[[schedule]] run = "pitr-base"`).
     pub base: Vec<Schedule>,
     /// When incrementals are (`PITR_INCREMENTAL_SCHEDULE`, or `run = "pitr-incremental"`).
@@ -123,6 +125,7 @@ impl PitrSettings {
                     DEFAULT_SLOT_MAX_RETAINED
                 })
             }),
+            chains: l.int_in(env::PITR_CHAINS, 2, 1, 1000) as usize,
             base: schedules(base_lines, env::PITR_BASE_SCHEDULE, DEFAULT_BASE_SCHEDULE),
             incremental: schedules(incremental_lines, env::PITR_INCREMENTAL_SCHEDULE, DEFAULT_INCREMENTAL_SCHEDULE),
         };

@@ -169,6 +169,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("pitr", "servers", "PITR_SERVERS"),
     ("pitr", "spool-dir", "PITR_SPOOL_DIR"),
     ("pitr", "slot-name", "PITR_SLOT_NAME"),
+    ("pitr", "chains", "PITR_CHAINS"),
     ("pitr", "slot-max-retained", "PITR_SLOT_MAX_RETAINED"),
     ("pitr", "base-schedule", "PITR_BASE_SCHEDULE"),
     ("pitr", "incremental-schedule", "PITR_INCREMENTAL_SCHEDULE"),

@@ -154,6 +154,19 @@ impl Store {
     }
 }
 
+/// The archived `.partial`'s segment and receive time (`partial.json`), when there is one.
+pub fn partial_state(archive: &Archive) -> Option<(Segment, chrono::DateTime<chrono::Utc>)> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        timeline: u32,
+        number: u64,
+        received_at: chrono::DateTime<chrono::Utc>,
+    }
+    let bytes = std::fs::read(archive.dir.join("partial.json")).ok()?;
+    let p: Partial = serde_json::from_slice(&bytes).ok()?;
+    Some((Segment { timeline: p.timeline, number: p.number }, p.received_at))
+}
+
 /// `target`'s `.in_progress` file, its folder made again first (the bash version removes
 /// empty folders) and a copy left by a killed process removed (one writer per server: the
 /// server's lock).

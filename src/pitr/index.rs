@@ -39,6 +39,10 @@ pub enum Event {
         timeline: u32,
         number: u64,
     },
+    /// Retention removed a chain of base backups.
+    ChainRemoved {
+        chain: u32,
+    },
 }
 
 /// A segment in the archive.
@@ -107,6 +111,8 @@ pub struct Window {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Index {
     pub segment_size: u64,
+    /// `host:port`, from the first line.
+    pub server: String,
     segments: BTreeMap<Segment, Archived>,
     pub bases: Vec<BaseBackup>,
     /// Each timeline's ancestors (its `.history`).
@@ -123,7 +129,7 @@ struct Walk {
 impl Index {
     pub fn apply(&mut self, event: Event) {
         match event {
-            Event::Started { segment_size, .. } => self.segment_size = segment_size,
+            Event::Started { segment_size, server } => (self.segment_size, self.server) = (segment_size, server),
             Event::Segment(a) => {
                 self.segments.insert(Segment { timeline: a.timeline, number: a.number }, a);
             }
@@ -138,7 +144,32 @@ impl Index {
             Event::Removed { timeline, number } => {
                 self.segments.remove(&Segment { timeline, number });
             }
+            Event::ChainRemoved { chain } => self.bases.retain(|b| b.chain != chain),
         }
+    }
+
+    /// The events that make this index again, in order (a compacted log).
+    pub fn events(&self) -> Vec<Event> {
+        let mut out = vec![Event::Started { segment_size: self.segment_size, server: self.server.clone() }];
+        out.extend(self.history.iter().map(|(timeline, switches)| Event::History {
+            timeline: *timeline,
+            switches: switches.iter().map(|s| (s.timeline, s.at.to_string())).collect(),
+        }));
+        out.extend(self.segments.values().cloned().map(Event::Segment));
+        out.extend(self.bases.iter().cloned().map(Event::Base));
+        out
+    }
+
+    /// Whether base backup `b` can be recovered: its WAL from start to end is all there.
+    pub fn usable(&self, b: &BaseBackup) -> bool {
+        self.reached_from(b).is_some()
+    }
+
+    /// The last segment reached without a gap from `b`'s start, when that covers `b`'s end.
+    fn reached_from(&self, b: &BaseBackup) -> Option<Segment> {
+        let size = self.segment_size.max(1);
+        let end = lsn(&b.end_lsn).segment(size);
+        self.walk(b.start_segment(size)).reached.filter(|r| r.timeline != b.timeline || r.number >= end)
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &Archived> {
@@ -219,19 +250,32 @@ impl Index {
     /// The recoverable windows, oldest first, overlapping ones merged: from each usable base
     /// backup's end to the receive time of the last segment reached from it without a gap.
     pub fn windows(&self) -> Vec<Window> {
+        self.windows_with(None)
+    }
+
+    /// `windows`, with the archived `.partial` (its segment and receive time) extending the
+    /// window that reaches the segment before it. A base backup's end is the earlier of our
+    /// clock when `pg_basebackup` finished and the receive time of the segment holding its end
+    /// (neither is before the server wrote it).
+    pub fn windows_with(&self, partial: Option<(Segment, DateTime<Utc>)>) -> Vec<Window> {
         let size = self.segment_size.max(1);
         let mut spans: Vec<Window> = Vec::new();
         for b in &self.bases {
-            let start = Segment { timeline: b.timeline, number: lsn(&b.start_lsn).segment(size) };
-            let walk = self.walk(start);
-            let end = lsn(&b.end_lsn).segment(size);
             // Usable: its own WAL, start to end, is all there.
-            let Some(reached) = walk.reached.filter(|r| r.timeline != b.timeline || r.number >= end) else {
+            let Some(reached) = self.reached_from(b) else {
                 continue;
             };
-            let to = self.segments[&reached].received_at;
-            if to >= b.finished_at {
-                spans.push(Window { from: b.finished_at, to });
+            let end = Segment { timeline: b.timeline, number: lsn(&b.end_lsn).segment(size) };
+            let from = self.segments.get(&end).map_or(b.finished_at, |a| a.received_at.min(b.finished_at));
+            let mut to = self.segments[&reached].received_at;
+            if let Some((segment, at)) = partial
+                && segment.timeline == reached.timeline
+                && segment.number == reached.number.saturating_add(1)
+            {
+                to = to.max(at);
+            }
+            if to >= from {
+                spans.push(Window { from, to });
             }
         }
         spans.sort_by_key(|w| w.from);
@@ -278,8 +322,33 @@ pub fn load(path: &Path) -> anyhow::Result<(Index, bool)> {
 /// # Errors
 /// The write or the sync failed.
 pub fn append(path: &Path, event: &Event) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(event)?;
-    line.push(b'\n');
+    append_all(path, std::slice::from_ref(event))
+}
+
+/// Writes `index` as a new log in place of the old one (`.in_progress`, fsync, rename): only
+/// while nothing else appends (the archiver does it before its streamer starts).
+///
+/// # Errors
+/// The write, the sync or the rename failed (the old log is kept).
+pub fn rewrite(path: &Path, index: &Index) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    for e in index.events() {
+        text.extend(serde_json::to_vec(&e)?);
+        text.push(b'\n');
+    }
+    crate::catalog::durable::write_atomic(path, &text)
+}
+
+/// Appends `events` in one write, durably.
+///
+/// # Errors
+/// As `append`.
+pub fn append_all(path: &Path, events: &[Event]) -> anyhow::Result<()> {
+    let mut line = Vec::new();
+    for event in events {
+        line.extend(serde_json::to_vec(event)?);
+        line.push(b'\n');
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

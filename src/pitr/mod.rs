@@ -11,6 +11,8 @@ pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod preflight;
+pub mod report;
+pub mod retention;
 pub mod slot;
 pub mod status;
 pub mod stream;

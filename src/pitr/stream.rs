@@ -278,6 +278,13 @@ impl Mover {
                 });
                 index::append(&self.setup.store.archive.index(), &event)?;
                 self.index.apply(event);
+                // The segment is whole now: its `.partial` copy is not needed any more.
+                let partial = format!("{}.partial", segment.name(size));
+                let _ = std::fs::remove_file(self.setup.store.archive.wal(
+                    segment.timeline,
+                    &partial,
+                    &self.setup.store.extension(),
+                ));
             }
             // Archived (now or before): out of the spool, but for the newest.
             if Some(*segment) != newest {

@@ -128,3 +128,20 @@ fn the_log_replays_ignores_a_torn_last_line_and_names_a_damaged_one() {
     let err = load(&path).unwrap_err().to_string();
     assert!(err.contains("damaged at line 2"), "{err}");
 }
+
+#[test]
+fn a_window_opens_when_the_backups_end_arrived_and_the_partial_extends_it() {
+    // The segment holding the backup's end arrived (minute 3) before pg_basebackup returned
+    // (minute 5 by our clock): the window opens at minute 3, and is not empty.
+    let mut b = base(1, 1, 2, 3);
+    if let Event::Base(x) = &mut b {
+        x.finished_at = at(5);
+    }
+    let i = index(vec![seg(1, 2), seg(1, 3), b]);
+    assert_eq!(i.windows(), [Window { from: at(3), to: at(3) }]);
+    // The partial of the next segment, received at minute 9, extends it; one further on does not.
+    let next = Some((Segment { timeline: 1, number: 4 }, at(9)));
+    assert_eq!(i.windows_with(next), [Window { from: at(3), to: at(9) }]);
+    let beyond = Some((Segment { timeline: 1, number: 6 }, at(9)));
+    assert_eq!(i.windows_with(beyond), [Window { from: at(3), to: at(3) }]);
+}
