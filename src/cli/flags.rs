@@ -28,6 +28,8 @@ Examples:
                                                restore from the mirror (the volume is gone)
   backup-container -l --json                   the catalog with every manifest, for scripts
   backup-container -l --pitr [--json]          the point-in-time archives: chains, WAL, gaps, windows
+  backup-container -r wallet-db:5432/tob --at '2026-12-05 10:31' -s
+                                               the database as it was then, from the archive
   backup-container --check                     find tomorrow's failed backup today
 
 Exit codes: 0 success, 1 a backup/restore/verification failed, 2 usage or configuration error,
@@ -93,6 +95,12 @@ pub struct Cli {
     /// With -l or --check: print JSON, for scripts.
     #[arg(long = "json")]
     pub json: bool,
+
+    /// With -r: the database as it was at this time, from its server's point-in-time archive
+    /// (PITR_SERVERS): `latest`, RFC 3339 with an offset, or a local time in TZ
+    /// (`2026-12-05 10:31`). With -f, -f names the source database (restore beside it).
+    #[arg(long = "at", value_name = "TIME")]
+    pub at: Option<String>,
 
     /// With -l: the point-in-time archives only (PITR_SERVERS): chains, WAL, gaps, windows.
     #[arg(long = "pitr")]

@@ -50,6 +50,9 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     if cli.list && cli.remote.is_some() {
         return list::run_remote(&settings, cancel);
     }
+    if cli.at.is_some() && cli.restore.is_none() {
+        return Err(UsageError("--at goes with -r".into()).into());
+    }
     if cli.pitr && !cli.list {
         return Err(UsageError("--pitr goes with -l".into()).into());
     }
@@ -95,6 +98,7 @@ fn run_mode(
                     admin_password: cli.admin_password.clone().map(Secret::new),
                     admin_user: cli.admin_user.clone(),
                     remote: cli.remote.clone(),
+                    at: cli.at.clone(),
                 },
                 scripted: cli.scheduled,
             },

@@ -10,7 +10,7 @@ use crate::config::{Secret, Settings};
 use crate::model::error::{Exit, UsageError};
 use crate::model::human;
 use crate::notify::Notifiers;
-use crate::restore::run::{Answer, Plan, Request};
+use crate::restore::run::{Answer, Plan, Request, Source};
 use crate::system::cancel::Cancel;
 use crate::system::prompt;
 
@@ -55,17 +55,7 @@ pub fn run(settings: &Settings, notifiers: &Notifiers, args: RestoreArgs, cancel
 }
 
 fn print_summary(settings: &Settings, plan: &Plan) {
-    let (spec, path) = (&plan.spec, &plan.backup.path);
-    let age = path
-        .file_name()
-        .and_then(|n| layout::parse_file_name(&n.to_string_lossy()))
-        .and_then(|p| (settings.zone.local(Utc::now()) - p.timestamp).to_std().ok())
-        .map(human::age)
-        .unwrap_or_else(|| "unknown".into());
-    let check = match plan.backup.integrity {
-        Integrity::ChecksumMatched => "sha256 matches",
-        Integrity::StreamDecoded => "no checksum file; the whole stream decompressed cleanly",
-    };
+    let spec = &plan.spec;
     println!("Restoring database:");
     println!(
         "- Database: {} (host {}, port {})",
@@ -73,12 +63,48 @@ fn print_summary(settings: &Settings, plan: &Plan) {
         spec.host,
         spec.port.map_or("default".into(), |p| p.to_string())
     );
-    println!("- Backup file: {}", path.display());
-    println!("- Backup age: {age}; size {}; {check}", human::bytes(plan.backup.size));
+    match &plan.source {
+        Source::File(backup) => print_file(settings, backup),
+        Source::Archive(from) => {
+            let local = |t: chrono::DateTime<Utc>| settings.zone.local(t).format("%Y-%m-%d %H:%M:%S").to_string();
+            let target = match from.target {
+                crate::pitr::recover::plan::Target::Latest => {
+                    format!("the newest archived WAL ({})", local(from.chosen.window.to))
+                }
+                crate::pitr::recover::plan::Target::Time(t) => local(t),
+            };
+            let base = from.chosen.chain.last().map(|b| (b.chain, b.n, local(b.finished_at)));
+            println!("- As of: {target} ({} in TZ)", settings.zone.description(Utc::now()));
+            println!("- From: the point-in-time archive of {} ({})", from.server, from.folder.display());
+            if let Some((chain, n, at)) = base {
+                println!(
+                    "- Base backup: chain {chain}, backup {n}, taken {at}; {} WAL segments to replay",
+                    from.chosen.segments.len()
+                );
+            }
+            println!("- Source database in the recovered cluster: {}", from.source);
+        }
+    }
     if plan.in_place {
         println!("- The database will be DROPPED, then loaded (in place); sessions connected to it are terminated.");
     } else {
         println!("- The backup is loaded beside the database and checked; only then does it replace the database");
         println!("  (sessions connected to it are terminated). If anything fails, the database is not changed.");
     }
+}
+
+fn print_file(settings: &Settings, backup: &crate::restore::open::Checked) {
+    let path = &backup.path;
+    let age = path
+        .file_name()
+        .and_then(|n| layout::parse_file_name(&n.to_string_lossy()))
+        .and_then(|p| (settings.zone.local(Utc::now()) - p.timestamp).to_std().ok())
+        .map(human::age)
+        .unwrap_or_else(|| "unknown".into());
+    let check = match backup.integrity {
+        Integrity::ChecksumMatched => "sha256 matches",
+        Integrity::StreamDecoded => "no checksum file; the whole stream decompressed cleanly",
+    };
+    println!("- Backup file: {}", path.display());
+    println!("- Backup age: {age}; size {}; {check}", human::bytes(backup.size));
 }

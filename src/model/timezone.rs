@@ -47,6 +47,27 @@ impl Zone {
         }
     }
 
+    /// The instant a wall-clock time in this zone names.
+    ///
+    /// # Errors
+    /// A time a DST change skips (nonexistent) or repeats (ambiguous), naming both readings.
+    pub fn resolve(&self, local: NaiveDateTime) -> Result<DateTime<Utc>, String> {
+        use chrono::LocalResult;
+        let result = match self {
+            Zone::Named(tz) => tz.from_local_datetime(&local).map(|t| t.with_timezone(&Utc)),
+            Zone::System(_) => Local.from_local_datetime(&local).map(|t| t.with_timezone(&Utc)),
+        };
+        match result {
+            LocalResult::Single(t) => Ok(t),
+            LocalResult::Ambiguous(a, b) => Err(format!(
+                "{local} happens twice in this time zone (a DST change): {} or {}; give an offset",
+                a.to_rfc3339(),
+                b.to_rfc3339()
+            )),
+            LocalResult::None => Err(format!("{local} does not exist in this time zone (a DST change skips it)")),
+        }
+    }
+
     /// `America/Vancouver (PST, -0800)`-style text for `-c` and logs.
     pub fn description(&self, now: DateTime<Utc>) -> String {
         match self {
@@ -91,6 +112,16 @@ mod tests {
         let e = Zone::parse(Some("Mars/Olympus")).unwrap_err();
         assert!(e.contains("not an IANA time zone name"), "{e}");
         assert!(Zone::parse(Some("EST5EDT,M3.2.0,M11.1.0")).is_err());
+    }
+
+    #[test]
+    fn wall_clock_times_resolve_unless_a_dst_change_makes_them_ambiguous_or_skips_them() {
+        let z = Zone::parse(Some("America/Vancouver")).unwrap();
+        let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(z.resolve(t("2026-12-05 10:31:00")).unwrap().to_rfc3339(), "2026-12-05T18:31:00+00:00");
+        let e = z.resolve(t("2026-11-01 01:30:00")).unwrap_err();
+        assert!(e.contains("happens twice") && e.contains("08:30:00+00:00") && e.contains("09:30:00+00:00"), "{e}");
+        assert!(z.resolve(t("2026-03-08 02:30:00")).unwrap_err().contains("does not exist"));
     }
 
     #[test]

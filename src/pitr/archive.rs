@@ -113,16 +113,46 @@ impl Store {
     pub fn restore_segment(&self, a: &Archived, size: u64, keys: &Keys, dir: &Path) -> anyhow::Result<PathBuf> {
         let segment = Segment { timeline: a.timeline, number: a.number };
         let stored = self.archive.wal(a.timeline, &segment.name(size), &self.extension());
-        let bytes = std::fs::read(&stored).with_context(|| format!("reading {}", stored.display()))?;
+        self.restore_wal(&stored, &a.sha256, segment, size, keys, dir)
+    }
+
+    /// Puts the archived `.partial` of `segment` (recorded as `sha256` in `partial.json`) into
+    /// `dir` under the segment's own name (pg_receivewal's partial files are whole-sized):
+    /// recovery replays it as the last segment.
+    ///
+    /// # Errors
+    /// As `restore_segment`.
+    pub fn restore_partial(
+        &self,
+        segment: Segment,
+        sha256: &str,
+        size: u64,
+        keys: &Keys,
+        dir: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let stored = self.archive.wal(segment.timeline, &format!("{}.partial", segment.name(size)), &self.extension());
+        self.restore_wal(&stored, sha256, segment, size, keys, dir)
+    }
+
+    fn restore_wal(
+        &self,
+        stored: &Path,
+        sha: &str,
+        segment: Segment,
+        size: u64,
+        keys: &Keys,
+        dir: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let bytes = std::fs::read(stored).with_context(|| format!("reading {}", stored.display()))?;
         let mut hashing = HashingWriter::new(std::io::sink());
         hashing.write_all(&bytes)?;
         let (_, sha256, _) = hashing.finish();
-        if sha256 != a.sha256 {
-            anyhow::bail!("{} does not match its record (sha256 {sha256}, recorded {})", stored.display(), a.sha256);
+        if sha256 != sha {
+            anyhow::bail!("{} does not match its record (sha256 {sha256}, recorded {sha})", stored.display());
         }
         let target = dir.join(segment.name(size));
         let (guard, mut file) = PartialFile::create(&target)?;
-        let copied = std::io::copy(&mut compress::decoder(&stored, &bytes[..], keys)?, &mut file)
+        let copied = std::io::copy(&mut compress::decoder(stored, &bytes[..], keys)?, &mut file)
             .with_context(|| format!("decoding {} into {}", stored.display(), guard.partial_path().display()))?;
         if copied != size {
             anyhow::bail!("{} holds {copied} bytes, not a whole segment of {size}", stored.display());
@@ -156,15 +186,21 @@ impl Store {
 
 /// The archived `.partial`'s segment and receive time (`partial.json`), when there is one.
 pub fn partial_state(archive: &Archive) -> Option<(Segment, chrono::DateTime<chrono::Utc>)> {
+    partial_record(archive).map(|(s, at, _)| (s, at))
+}
+
+/// `partial_state` with the stored copy's sha256.
+pub fn partial_record(archive: &Archive) -> Option<(Segment, chrono::DateTime<chrono::Utc>, String)> {
     #[derive(serde::Deserialize)]
     struct Partial {
         timeline: u32,
         number: u64,
         received_at: chrono::DateTime<chrono::Utc>,
+        sha256: String,
     }
     let bytes = std::fs::read(archive.dir.join("partial.json")).ok()?;
     let p: Partial = serde_json::from_slice(&bytes).ok()?;
-    Some((Segment { timeline: p.timeline, number: p.number }, p.received_at))
+    Some((Segment { timeline: p.timeline, number: p.number }, p.received_at, p.sha256))
 }
 
 /// `target`'s `.in_progress` file, its folder made again first (the bash version removes

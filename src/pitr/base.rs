@@ -98,6 +98,7 @@ pub fn take(setup: &BaseSetup, kind: &Kind, cancel: &Cancel) -> anyhow::Result<B
         superuser: setup.superuser.clone(),
         manifest_checksum: manifest.checksum,
         files: manifest.files.len() as u64,
+        plain_size: manifest.files.values().map(|(size, _)| size).sum(),
     };
     index::append(&index_path, &Event::Base(record.clone()))?;
     Ok(record)

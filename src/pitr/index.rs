@@ -46,7 +46,7 @@ pub enum Event {
 }
 
 /// A segment in the archive.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Archived {
     pub timeline: u32,
     pub number: u64,
@@ -83,6 +83,9 @@ pub struct BaseBackup {
     pub manifest_checksum: String,
     #[serde(default)]
     pub files: u64,
+    /// The files' total size before compression (the manifest's sizes).
+    #[serde(default)]
+    pub plain_size: u64,
 }
 
 impl BaseBackup {
@@ -146,6 +149,52 @@ impl Index {
             }
             Event::ChainRemoved { chain } => self.bases.retain(|b| b.chain != chain),
         }
+    }
+
+    /// The span base backup `b` can recover to: from its end (the earlier of our clock when
+    /// `pg_basebackup` finished and the receive time of the segment holding its end) to the
+    /// newest WAL reached from it without a gap (the archived `.partial` of the next segment
+    /// included); `None` when its own WAL is incomplete.
+    pub fn window_of(&self, b: &BaseBackup, partial: Option<(Segment, DateTime<Utc>)>) -> Option<Window> {
+        let size = self.segment_size.max(1);
+        let reached = self.reached_from(b)?;
+        let end = Segment { timeline: b.timeline, number: lsn(&b.end_lsn).segment(size) };
+        let from = self.segments.get(&end).map_or(b.finished_at, |a| a.received_at.min(b.finished_at));
+        let mut to = self.segments[&reached].received_at;
+        if let Some((segment, at)) = partial
+            && segment.timeline == reached.timeline
+            && segment.number == reached.number.saturating_add(1)
+        {
+            to = to.max(at);
+        }
+        (to >= from).then_some(Window { from, to })
+    }
+
+    /// The segments from `from` along the timelines to the newest, in order, up to the first
+    /// missing one.
+    pub fn along(&self, from: Segment) -> Vec<&Archived> {
+        let size = self.segment_size.max(1);
+        let mut out = Vec::new();
+        let mut number = from.number;
+        for (timeline, switch) in self.path(from.timeline) {
+            let last = switch.map_or(u64::MAX, |at| at.segment(size).saturating_sub(1));
+            while number <= last {
+                match self.segments.get(&Segment { timeline, number }) {
+                    Some(a) => out.push(a),
+                    None => return out,
+                }
+                number += 1;
+            }
+            if let Some(at) = switch {
+                number = at.segment(size);
+            }
+        }
+        out
+    }
+
+    /// The history files the index names (timelines after the first).
+    pub fn timelines_with_history(&self) -> Vec<u32> {
+        self.history.keys().copied().collect()
     }
 
     /// The events that make this index again, in order (a compacted log).
@@ -258,26 +307,7 @@ impl Index {
     /// clock when `pg_basebackup` finished and the receive time of the segment holding its end
     /// (neither is before the server wrote it).
     pub fn windows_with(&self, partial: Option<(Segment, DateTime<Utc>)>) -> Vec<Window> {
-        let size = self.segment_size.max(1);
-        let mut spans: Vec<Window> = Vec::new();
-        for b in &self.bases {
-            // Usable: its own WAL, start to end, is all there.
-            let Some(reached) = self.reached_from(b) else {
-                continue;
-            };
-            let end = Segment { timeline: b.timeline, number: lsn(&b.end_lsn).segment(size) };
-            let from = self.segments.get(&end).map_or(b.finished_at, |a| a.received_at.min(b.finished_at));
-            let mut to = self.segments[&reached].received_at;
-            if let Some((segment, at)) = partial
-                && segment.timeline == reached.timeline
-                && segment.number == reached.number.saturating_add(1)
-            {
-                to = to.max(at);
-            }
-            if to >= from {
-                spans.push(Window { from, to });
-            }
-        }
+        let mut spans: Vec<Window> = self.bases.iter().filter_map(|b| self.window_of(b, partial)).collect();
         spans.sort_by_key(|w| w.from);
         let mut merged: Vec<Window> = Vec::new();
         for w in spans {

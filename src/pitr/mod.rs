@@ -11,6 +11,7 @@ pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod preflight;
+pub mod recover;
 pub mod report;
 pub mod retention;
 pub mod slot;

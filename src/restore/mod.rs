@@ -6,6 +6,7 @@
 pub mod database;
 pub mod fetch;
 pub mod open;
+pub mod pitr;
 pub mod pool;
 pub mod run;
 pub mod verify;

@@ -35,13 +35,24 @@ pub struct Request<'a> {
     pub admin_user: Option<String>,
     /// `--remote [NAME]`: take the backup from that mirror.
     pub remote: Option<String>,
+    /// `--at T`: the database as it was at `T`, from its server's point-in-time archive.
+    pub at: Option<String>,
+}
+
+/// Where the restored database comes from.
+#[derive(Debug)]
+pub enum Source {
+    /// A dump file, checked.
+    File(open::Checked),
+    /// A moment of the server's point-in-time archive, planned.
+    Archive(Box<super::pitr::FromArchive>),
 }
 
 /// What is about to happen, for the confirmation.
 #[derive(Debug)]
 pub struct Plan {
     pub spec: DatabaseSpec,
-    pub backup: open::Checked,
+    pub source: Source,
     /// The target is dropped first (`RESTORE_IN_PLACE`, or an engine that cannot swap).
     pub in_place: bool,
     pub admin_user: String,
@@ -76,8 +87,18 @@ pub fn run(
         .get(&spec.engine)
         .ok_or_else(|| anyhow!("this build cannot restore {} databases", spec.engine.name()))?;
     let root = &settings.backup_dir;
-    let _lock = RunLock::acquire(root, "restore")?;
     let untouched = "nothing was restored and the database was not touched";
+    if let Some(at) = &request.at {
+        if request.remote.is_some() {
+            return Err(UsageError(
+                "--at restores from the local archive; --remote with --at is not in this release".into(),
+            )
+            .into());
+        }
+        let from = super::pitr::prepare(settings, &spec, request.filter, at).context(untouched)?;
+        return restore(settings, notifiers, request, engine, spec, Source::Archive(Box::new(from)), confirm, cancel);
+    }
+    let _lock = RunLock::acquire(root, "restore")?;
     // Kept until the restore ends: the staged download is removed when it is dropped.
     let fetched = match &request.remote {
         None => None,
@@ -97,14 +118,30 @@ pub fn run(
     let in_place = settings.restore.in_place || !engine.restores_beside_target();
     let backup = open::check(root, &choice, &spec.engine, in_place, &settings.keys).context(untouched)?;
     debug!(path = %backup.path.display(), integrity = ?backup.integrity, "Backup checked.");
+    restore(settings, notifiers, request, engine, spec, Source::File(backup), confirm, cancel)
+}
+
+/// Confirms the plan, then restores from `source` through the one restore path.
+#[allow(clippy::too_many_arguments)]
+fn restore(
+    settings: &Settings,
+    notifiers: &Notifiers,
+    request: Request,
+    engine: &dyn crate::engine::Engine,
+    spec: DatabaseSpec,
+    source: Source,
+    confirm: impl FnOnce(&Plan) -> anyhow::Result<Answer>,
+    cancel: &Cancel,
+) -> anyhow::Result<Exit> {
+    let in_place = settings.restore.in_place || !engine.restores_beside_target();
     let admin_password = request.admin_password.or_else(|| settings.restore.admin_password.clone());
     let admin_user = request.admin_user.unwrap_or_else(|| settings.restore.admin_user_for(&spec.engine));
-    let plan = Plan { spec, backup, in_place, admin_user, has_admin_password: admin_password.is_some() };
+    let plan = Plan { spec, source, in_place, admin_user, has_admin_password: admin_password.is_some() };
     let admin_password = match confirm(&plan)? {
         Answer::Cancel => return Ok(Exit::Success),
         Answer::Go { admin_password: asked } => admin_password.or(asked),
     };
-    let Plan { spec, backup, admin_user, .. } = plan;
+    let Plan { spec, source, admin_user, .. } = plan;
     let req = RestoreRequest {
         database: spec.database.clone(),
         admin: Conn { host: spec.host.clone(), port: spec.port, user: Some(admin_user), password: admin_password },
@@ -119,24 +156,28 @@ pub fn run(
         count_check: settings.restore.count_check,
         jobs: settings.restore.jobs,
     };
-    let path = &backup.path;
-    info!(database = %spec, path = %path.display(), bytes = backup.size, "Starting restore.");
+    let (path, size) = match &source {
+        Source::File(backup) => (backup.path.clone(), Some(backup.size)),
+        Source::Archive(from) => (from.folder.clone(), None),
+    };
+    let path = &path;
+    info!(database = %spec, path = %path.display(), bytes = size, "Starting restore.");
     let started = Instant::now();
-    let mut opened = open::open(path, backup.size, "restoring", &settings.keys)?;
     let target = settings.database_for(&spec);
     let run_id = crate::model::run::run_id("restore-", Utc::now());
-    let ctx = hooks::Context {
-        run_id: &run_id,
-        database: Some(&target),
-        file: Some(path),
-        size: Some(backup.size),
-        ..Default::default()
-    };
+    let ctx = hooks::Context { run_id: &run_id, database: Some(&target), file: Some(path), size, ..Default::default() };
     let phases = Phases::new(&settings.hooks, &settings.engines, cancel);
     let result = phases
-        .around(Phase::Restore, &ctx, || restore_into(engine, &req, &mut opened.sql, cancel))
+        .around(Phase::Restore, &ctx, || match &source {
+            Source::File(backup) => {
+                let mut opened = open::open(path, backup.size, "restoring", &settings.keys)?;
+                restore_into(engine, &req, &mut opened.sql, cancel)
+            }
+            Source::Archive(from) => {
+                super::pitr::with_dump(settings, engine, from, cancel, |sql| restore_into(engine, &req, sql, cancel))
+            }
+        })
         .map_err(|e: anyhow::Error| format!("{e:#}"));
-    drop(opened);
     let report = match result {
         Ok(r) => r,
         Err(_) if cancel.is_cancelled() => return Err(crate::system::cancel::Interrupted.into()),

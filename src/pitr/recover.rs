@@ -1,0 +1,219 @@
+//! Point-in-time recovery from the archive: the plan (`plan`), then the chosen base backups
+//! extracted under `VERIFY_DIR` (each stored file's sha256 checked as it streams; combined with
+//! `pg_combinebackup` of the backups' own major when the chain has incrementals), the WAL to
+//! replay put in `pg_wal` (each file checked against its record first), and a throwaway server
+//! of the backups' own major started on it (`Engine::start_server_on`), recovering to the
+//! target and promoted. The WAL is staged before the server starts (the server's
+//! `restore_command` fails for every file, so recovery reads `pg_wal`): the server's user needs
+//! no access to the archive, and nothing is left to serve it.
+//!
+//! A target after the last commit in the WAL staged for it (which reaches past the target)
+//! stops PostgreSQL with "recovery ended before configured recovery target was reached"; the
+//! state at the target is then the end of that WAL, and recovery is run once more without a
+//! target time.
+
+pub mod plan;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, anyhow, bail};
+use sha2::Digest;
+use tracing::info;
+
+use super::archive::Store;
+use super::index::{BaseBackup, Index};
+use crate::engine::{DataDir, Engine, Recovery, Server, ServerOptions};
+use crate::stream::crypt::Keys;
+use crate::system::cancel::Cancel;
+use plan::Chosen;
+
+/// What recovery reads: the archive's files, its index, and the identity for an encrypted one.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub store: &'a Store,
+    pub index: &'a Index,
+    pub keys: &'a Keys,
+}
+
+/// Where the programs of a major are (`pg_combinebackup`): the caller's lookup.
+pub type ToolDir<'a> = &'a dyn Fn(u32) -> anyhow::Result<std::path::PathBuf>;
+
+/// Recovers `chosen` from `store` into a throwaway server.
+///
+/// # Errors
+/// Too little space under `opts.work_dir`; a stored file missing or not matching its record;
+/// an archive encrypted without the identity in `keys`; `pg_combinebackup` failing; the server
+/// not starting or not reaching the target (its log quoted). The throwaway's folder is removed
+/// on every path.
+pub fn recover(
+    engine: &dyn Engine,
+    tools: ToolDir,
+    from: Sources,
+    chosen: &Chosen,
+    opts: &ServerOptions,
+    cancel: &Cancel,
+) -> anyhow::Result<Box<dyn Server>> {
+    check_space(from.index, chosen, &opts.work_dir)?;
+    let target_time = chosen.target.recovery_target_time();
+    match attempt(engine, tools, from, chosen, opts, target_time.clone(), cancel) {
+        Err(e)
+            if target_time.is_some() && format!("{e:#}").contains("before configured recovery target was reached") =>
+        {
+            info!("No commit after the target in the WAL that reaches past it: recovering to the end of that WAL.");
+            attempt(engine, tools, from, chosen, opts, None, cancel)
+        }
+        other => other,
+    }
+}
+
+fn attempt(
+    engine: &dyn Engine,
+    tools: ToolDir,
+    from: Sources,
+    chosen: &Chosen,
+    opts: &ServerOptions,
+    target_time: Option<String>,
+    cancel: &Cancel,
+) -> anyhow::Result<Box<dyn Server>> {
+    let Sources { store, index, keys } = from;
+    let folder = tempfile::Builder::new()
+        .prefix("pitr")
+        .tempdir_in(&opts.work_dir)
+        .with_context(|| format!("creating a folder in {}", opts.work_dir.display()))?;
+    let data = folder.path().join("data");
+    let last = chosen.chain.last().ok_or_else(|| anyhow!("no base backup was chosen"))?;
+    if let [only] = chosen.chain.as_slice() {
+        extract(store, only, keys, &data, cancel)?;
+    } else {
+        let mut parts = Vec::new();
+        for b in &chosen.chain {
+            let part = folder.path().join(format!("part{}", b.n));
+            extract(store, b, keys, &part, cancel)?;
+            parts.push(part);
+        }
+        let combine = tools(last.major)?.join("pg_combinebackup");
+        let out = Command::new(&combine)
+            .args(&parts)
+            .arg("-o")
+            .arg(&data)
+            .output()
+            .with_context(|| format!("starting {}", combine.display()))?;
+        if !out.status.success() {
+            bail!("pg_combinebackup failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        for part in parts {
+            let _ = std::fs::remove_dir_all(part);
+        }
+    }
+    stage_wal(store, index, chosen, keys, &data.join("pg_wal"))?;
+    cancel.check()?;
+    let recovery = Recovery { restore_command: "false".into(), target_time };
+    info!(chain = last.chain, backup = last.n, segments = chosen.segments.len(), "Recovering in a throwaway server.");
+    engine.start_server_on(DataDir { folder, superuser: last.superuser.clone() }, Some(&recovery), opts, cancel)
+}
+
+/// Free space for the chain, the combined copy and the WAL; a record without the plain size
+/// (an older archive) counts 4× its stored size.
+fn check_space(index: &Index, chosen: &Chosen, work_dir: &Path) -> anyhow::Result<()> {
+    let plain = |b: &BaseBackup| if b.plain_size > 0 { b.plain_size } else { b.size.saturating_mul(4) };
+    let mut need: u64 = chosen.chain.iter().map(plain).sum();
+    if chosen.chain.len() > 1 {
+        need += chosen.chain.last().map_or(0, plain);
+    }
+    need += (chosen.segments.len() as u64 + 1) * index.segment_size;
+    let free = nix::sys::statvfs::statvfs(work_dir)
+        .map(|s| s.blocks_available() * s.fragment_size())
+        .with_context(|| format!("reading the free space of {}", work_dir.display()))?;
+    if free < need {
+        bail!(
+            "recovering needs about {} in {} (the base backups, their combination and the WAL); {} is free",
+            crate::model::human::bytes(need),
+            work_dir.display(),
+            crate::model::human::bytes(free)
+        );
+    }
+    Ok(())
+}
+
+/// Reads a stored file, hashing what it reads.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Unpacks base backup `b` into `dest`, its stored file's sha256 checked against the record
+/// once the whole file has passed (the folder is discarded on a mismatch).
+fn extract(store: &Store, b: &BaseBackup, keys: &Keys, dest: &Path, cancel: &Cancel) -> anyhow::Result<()> {
+    cancel.check()?;
+    let path = store.archive.base(b.chain, b.n, &store.extension());
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let (reader, sha) = {
+        let hashing = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: sha2::Sha256::new() };
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(None));
+        (SharedHash { inner: hashing, done: shared.clone() }, shared)
+    };
+    let mut decoded = crate::stream::compress::decoder(&path, reader, keys)?;
+    tar::Archive::new(&mut decoded).unpack(dest).with_context(|| format!("unpacking {}", path.display()))?;
+    std::io::copy(&mut decoded, &mut std::io::sink()).with_context(|| format!("reading {}", path.display()))?;
+    drop(decoded);
+    let got = sha.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    if got != b.sha256 {
+        bail!("{} does not match its record (sha256 {got}, recorded {})", path.display(), b.sha256);
+    }
+    Ok(())
+}
+
+/// A hashing reader that leaves its digest behind when dropped (the decoder owns it).
+struct SharedHash<R> {
+    inner: Hashing<R>,
+    done: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl<R: Read> Read for SharedHash<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<R> Drop for SharedHash<R> {
+    fn drop(&mut self) {
+        let digest = std::mem::take(&mut self.inner.hash).finalize();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(hex);
+    }
+}
+
+/// The chosen segments, the `.partial` when needed, and the history files, into `pg_wal`.
+fn stage_wal(store: &Store, index: &Index, chosen: &Chosen, keys: &Keys, pg_wal: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(pg_wal).with_context(|| format!("creating {}", pg_wal.display()))?;
+    let size = index.segment_size;
+    for a in &chosen.segments {
+        store.restore_segment(a, size, keys, pg_wal)?;
+    }
+    if let Some(segment) = chosen.partial {
+        let (_, _, sha) = super::archive::partial_record(&store.archive)
+            .filter(|(s, _, _)| *s == segment)
+            .ok_or_else(|| anyhow!("the archive's partial segment changed while recovering; try again"))?;
+        store.restore_partial(segment, &sha, size, keys, pg_wal)?;
+    }
+    for timeline in &chosen.histories {
+        let stored = store.archive.history(*timeline, &store.extension());
+        let raw = std::fs::File::open(&stored).with_context(|| format!("opening {}", stored.display()))?;
+        let mut text = Vec::new();
+        crate::stream::compress::decoder(&stored, raw, keys)?
+            .read_to_end(&mut text)
+            .with_context(|| format!("decoding {}", stored.display()))?;
+        crate::catalog::durable::write_atomic(&pg_wal.join(format!("{timeline:08X}.history")), &text)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `-r SPEC --at T`: one database as it was at `T`, from its server's point-in-time archive,
+//! into the live server. The archive's plan is made before anything is touched (a target it
+//! cannot reach is refused, naming what it can); the chain is recovered in a throwaway server
+//! under `VERIFY_DIR` (`pitr::recover`); the database is dumped from there by the engine's own
+//! dump (roles, the database's settings, the data) straight into the restore path every dump
+//! restore takes (`restore::database::restore_into`: beside the target, counted, swapped in);
+//! the throwaway goes on every path. It takes neither the backup folder's lock nor the
+//! archive's: nightly dumps and the daemon's archiving go on meanwhile.
+
+use std::io::{BufRead, BufReader};
+
+use anyhow::{Context, anyhow};
+
+use crate::config::Settings;
+use crate::config::pitr::PitrServer;
+use crate::engine::{Engine, ServerOptions};
+use crate::model::database::{Credentials, Database};
+use crate::model::spec::DatabaseSpec;
+use crate::pitr::archive::{Store, partial_state};
+use crate::pitr::index::{self, Index};
+use crate::pitr::layout::Archive;
+use crate::pitr::recover::plan::{self, Chosen, Target};
+use crate::system::cancel::Cancel;
+
+/// A point in time of one database, planned.
+#[derive(Debug)]
+pub struct FromArchive {
+    /// `host:port` of the archived server.
+    pub server: String,
+    /// The database read from the recovered cluster (`-f`, else the target's name).
+    pub source: String,
+    pub target: Target,
+    pub chosen: Chosen,
+    pub folder: std::path::PathBuf,
+    store: Store,
+    index: Index,
+}
+
+/// The server in `PITR_SERVERS` that `spec` is on (host and port; a missing port is 5432).
+fn server_of<'a>(settings: &'a Settings, spec: &DatabaseSpec) -> Option<&'a PitrServer> {
+    let port = spec.port.unwrap_or(5432);
+    settings.pitr.servers.iter().find(|s| {
+        let p = &s.database.spec;
+        p.host.eq_ignore_ascii_case(&spec.host) && p.port.unwrap_or(5432) == port
+    })
+}
+
+/// Plans the restore of `spec` as of `at` (nothing is touched).
+///
+/// # Errors
+/// The server is not archived here, `at` does not parse, or the archive cannot reach it.
+pub fn prepare(
+    settings: &Settings,
+    spec: &DatabaseSpec,
+    filter: Option<&str>,
+    at: &str,
+) -> anyhow::Result<FromArchive> {
+    let server = server_of(settings, spec).ok_or_else(|| {
+        anyhow!(
+            "{}:{} is not in PITR_SERVERS: no point-in-time archive of it is kept here",
+            spec.host,
+            spec.port.unwrap_or(5432)
+        )
+    })?;
+    let target = Target::parse(at, &settings.zone).map_err(|e| anyhow!(e))?;
+    let archive = Archive::new(&settings.backup_dir, &server.database.spec.host, spec.port.unwrap_or(5432));
+    if !archive.index().exists() {
+        anyhow::bail!("no archive of {} in {} yet (the daemon keeps it)", server.name(), archive.dir.display());
+    }
+    let (index, _) = index::load(&archive.index())?;
+    let chosen =
+        plan::choose(&index, partial_state(&archive), target).map_err(|e| anyhow!("{}: {e}", server.name()))?;
+    Ok(FromArchive {
+        server: server.name(),
+        source: filter.unwrap_or(&spec.database).to_string(),
+        target,
+        chosen,
+        folder: archive.dir.clone(),
+        store: Store::new(archive, settings.compression, settings.encryption.clone()),
+        index,
+    })
+}
+
+/// Recovers `from` in a throwaway server and gives its database's dump, as it streams, to
+/// `load`; returns what `load` returned. The throwaway is stopped and removed before this
+/// returns.
+///
+/// # Errors
+/// The recovery failed (nothing was touched), the dump failed, or `load` did.
+pub fn with_dump<T>(
+    settings: &Settings,
+    engine: &dyn Engine,
+    from: &FromArchive,
+    cancel: &Cancel,
+    load: impl FnOnce(&mut (dyn BufRead + Send)) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let opts = ServerOptions {
+        work_dir: settings.restore.verify_dir.clone(),
+        start_timeout: settings.server_timeout,
+        settings: settings.restore.verify_server_options.clone(),
+    };
+    let pg = settings.engines.postgres();
+    let tools = |major: u32| -> anyhow::Result<std::path::PathBuf> {
+        match pg.installed().server_dir(Some(major))? {
+            (dir, m) if m == major => Ok(dir),
+            (_, m) => Err(anyhow!(
+                "combining PostgreSQL {major} base backups needs PostgreSQL {major}'s programs (found {m})"
+            )),
+        }
+    };
+    let server = crate::pitr::recover::recover(
+        engine,
+        &tools,
+        crate::pitr::recover::Sources { store: &from.store, index: &from.index, keys: &settings.keys },
+        &from.chosen,
+        &opts,
+        cancel,
+    )
+    .context("recovering the archive in a throwaway server; the database was not touched")?;
+    let conn = server.conn();
+    let db = Database {
+        spec: DatabaseSpec {
+            engine: crate::model::spec::EngineKind::Postgres,
+            typed: true,
+            host: conn.host.clone(),
+            port: conn.port,
+            database: from.source.clone(),
+        },
+        credentials: Credentials {
+            user: conn.user.clone(),
+            user_source: "the recovered cluster".into(),
+            password: None,
+            password_source: None,
+        },
+        options: Default::default(),
+    };
+    let (reader, mut writer) = std::io::pipe().context("making a pipe")?;
+    std::thread::scope(|scope| {
+        let dumper = scope.spawn(move || {
+            let dumped = engine.dump(&db, &mut writer, cancel);
+            drop(writer);
+            dumped
+        });
+        let mut sql = BufReader::with_capacity(1 << 20, reader);
+        let loaded = load(&mut sql);
+        drop(sql);
+        let dumped = dumper.join().map_err(|_| anyhow!("the dump thread panicked"))?;
+        match (loaded, dumped) {
+            (Ok(t), Ok(_)) => Ok(t),
+            // The load's own error, unless it only saw the dump stop.
+            (Err(e), Err(d)) => Err(e.context(format!("dumping {} from the recovered cluster: {d:#}", from.source))),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(_), Err(d)) => Err(d.context(format!("dumping {} from the recovered cluster", from.source))),
+        }
+    })
+}
