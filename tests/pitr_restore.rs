@@ -2,8 +2,10 @@
 //! inserted, then t1, then rows deleted and changed, then t2; the database as it was at t1
 //! restored into the live server (exact rows), `--at latest` gives t2's, `-f` restores beside
 //! it; a time after the archive's end and a damaged segment are refused with the database
-//! untouched.
+//! untouched. On 18, an encrypted archive with an incremental chain: restored with the
+//! identity (the chain combined), refused without it.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backup_container::pitr::archive::{Store, partial_state};
@@ -12,111 +14,164 @@ use backup_container::pitr::index;
 use backup_container::pitr::layout::Archive;
 use backup_container::pitr::stream::{Setup, Streamer};
 use backup_container::stream::compress::Compression;
+use backup_container::stream::crypt::{Keys, Recipients};
 use backup_container::system::cancel::Cancel;
 use chrono::{DateTime, Utc};
 
 use crate::harness::app::Fixture;
 use crate::harness::daemon::wait_until;
 use crate::harness::pitr::socket_conn;
-use crate::harness::postgres::major_bin_dir;
-use crate::harness::run;
+use crate::harness::postgres::{PgServer, major_bin_dir};
+use crate::harness::{Run, run};
 
 /// `SELECT count(*), sum(x) FROM t` in `db`.
 fn rows(fx: &Fixture, db: &str) -> String {
     fx.pg.psql(db, "SELECT count(*) || ' ' || coalesce(sum(x), 0) FROM t")
 }
 
-/// Whether the archive can recover to `t` with a whole segment received after it (the test
-/// servers commit asynchronously: a commit's record reaches the WAL stream up to a few hundred
-/// milliseconds after the commit returned; a WAL switch flushes everything before it).
-fn covered(store: &Store, t: DateTime<Utc>) -> bool {
-    let Ok((index, _)) = index::load(&store.archive.index()) else { return false };
-    index.windows_with(partial_state(&store.archive)).last().is_some_and(|w| w.to >= t)
-        && index.segments().any(|a| a.received_at >= t)
+/// A server whose WAL streams into the archive under its backup folder.
+struct Scenario {
+    fx: Fixture,
+    store: Store,
+    base: BaseSetup,
+    streamer: Option<Streamer>,
+    spool: tempfile::TempDir,
+    cancel: Cancel,
+    size: u64,
+    conf: PathBuf,
+    /// PG_BIN_DIR for the binary: Debian's 15 and the server's own major.
+    bin_dirs: String,
+}
+
+impl Scenario {
+    fn start(fx: Fixture, recipients: Option<Recipients>) -> Scenario {
+        let port = fx.pg.port;
+        let client = major_bin_dir(fx.pg.major()).expect("the server's own programs");
+        let size =
+            fx.pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").parse().unwrap();
+        let store = Store::new(Archive::new(&fx.backups(), "localhost", port), Compression::default(), recipients);
+        let spool = tempfile::tempdir().unwrap();
+        let setup = Setup {
+            server: format!("localhost:{port}"),
+            conn: socket_conn(&fx.pg),
+            pg_receivewal: client.join("pg_receivewal"),
+            spool: spool.path().to_path_buf(),
+            store: store.clone(),
+            slot: "bc_test_restore".into(),
+            segment_size: size,
+            partial_every: Duration::from_millis(500),
+            keys: Default::default(),
+        };
+        let cancel = Cancel::new();
+        let streamer = Streamer::start(setup, &cancel).unwrap();
+        let active = || {
+            fx.pg.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_test_restore' AND active",
+            )
+        };
+        assert!(wait_until(Duration::from_secs(30), || active() == "1"));
+        let base = BaseSetup {
+            server: format!("localhost:{port}"),
+            conn: socket_conn(&fx.pg),
+            pg_basebackup: client.join("pg_basebackup"),
+            store: store.clone(),
+            major: fx.pg.major(),
+            superuser: "postgres".into(),
+        };
+        let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+        let debian = major_bin_dir(15).expect("Debian's PostgreSQL 15");
+        let bin_dirs = format!("{}:{}", debian.display(), client.display());
+        fx.pg.psql(
+            "app1",
+            "CREATE TABLE t (x int); ALTER TABLE t OWNER TO app; INSERT INTO t SELECT generate_series(1, 100)",
+        );
+        Scenario { fx, store, base, streamer: Some(streamer), spool, cancel, size, conf, bin_dirs }
+    }
+
+    fn take(&self, kind: Kind) {
+        base::take(&self.base, &kind, &self.cancel).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Inserts 101..200, notes t1, deletes and changes rows, notes t2; waits until the
+    /// archive holds a whole segment received after t2 (the test servers commit
+    /// asynchronously: a commit's record reaches the stream up to a few hundred milliseconds
+    /// after it returned; the WAL switch flushes everything before it). Returns t1.
+    fn history(&mut self, between: impl FnOnce(&Scenario)) -> DateTime<Utc> {
+        let pg = &self.fx.pg;
+        pg.psql("app1", "INSERT INTO t SELECT generate_series(101, 200)");
+        pg.psql("postgres", "SELECT pg_switch_wal()");
+        between(self);
+        std::thread::sleep(Duration::from_millis(1200));
+        let t1 = Utc::now();
+        std::thread::sleep(Duration::from_millis(1200));
+        pg.psql("app1", "DELETE FROM t WHERE x <= 50; UPDATE t SET x = -x WHERE x > 150");
+        let t2 = Utc::now();
+        pg.psql("postgres", "CREATE TABLE after_t2 (x int); INSERT INTO after_t2 VALUES (1); SELECT pg_switch_wal()");
+        let covered = || {
+            let Ok((index, _)) = index::load(&self.store.archive.index()) else { return false };
+            index.windows_with(partial_state(&self.store.archive)).last().is_some_and(|w| w.to >= t2)
+                && index.segments().any(|a| a.received_at >= t2)
+        };
+        assert!(wait_until(Duration::from_secs(60), covered), "the archive reaches t2");
+        if let Some(s) = self.streamer.take() {
+            s.stop();
+        }
+        assert_eq!(rows(&self.fx, "app1"), "150 1275");
+        t1
+    }
+
+    fn restore(&self, target: &str, at: &str, from: Option<&str>, identity: Option<&Path>) -> Run {
+        let mut cmd = self.fx.cmd(&self.conf);
+        cmd.args(["-r", &format!("localhost:{}/{target}", self.fx.pg.port), "--at", at, "-s"])
+            .env("PITR_SERVERS", format!("localhost:{}", self.fx.pg.port))
+            .env("VERIFY_DIR", self.fx.verify_dir())
+            .env("PG_BIN_DIR", &self.bin_dirs);
+        if let Some(f) = from {
+            cmd.args(["-f", f]);
+        }
+        if let Some(i) = identity {
+            cmd.env("BACKUP_ENCRYPTION_IDENTITY_FILE", i);
+        }
+        run(&mut cmd)
+    }
+
+    fn left_in_verify_dir(&self) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(self.fx.verify_dir()).unwrap().flatten().map(|e| e.file_name()).collect()
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if let Some(s) = self.streamer.take() {
+            s.stop();
+        }
+        self.fx.pg.psql("postgres", "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots");
+    }
 }
 
 #[test]
 fn a_database_as_it_was_at_a_time_into_the_live_server() {
     let Some(fx) = Fixture::start(5) else { return };
-    let port = fx.pg.port;
-    let client = major_bin_dir(fx.pg.major()).expect("the server's own programs");
-    let size: u64 =
-        fx.pg.psql("postgres", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").parse().unwrap();
-    let store = Store::new(Archive::new(&fx.backups(), "localhost", port), Compression::default(), None);
-    let spool = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        server: format!("localhost:{port}"),
-        conn: socket_conn(&fx.pg),
-        pg_receivewal: client.join("pg_receivewal"),
-        spool: spool.path().to_path_buf(),
-        store: store.clone(),
-        slot: "bc_test_restore".into(),
-        segment_size: size,
-        partial_every: Duration::from_millis(500),
-        keys: Default::default(),
-    };
-    let cancel = Cancel::new();
-    let streamer = Streamer::start(setup, &cancel).unwrap();
-    let active = || {
-        fx.pg.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_test_restore' AND active",
-        )
-    };
-    assert!(wait_until(Duration::from_secs(30), || active() == "1"));
-    fx.pg.psql(
-        "app1",
-        "CREATE TABLE t (x int); ALTER TABLE t OWNER TO app; INSERT INTO t SELECT generate_series(1, 100)",
-    );
-    let base_setup = BaseSetup {
-        server: format!("localhost:{port}"),
-        conn: socket_conn(&fx.pg),
-        pg_basebackup: client.join("pg_basebackup"),
-        store: store.clone(),
-        major: fx.pg.major(),
-        superuser: "postgres".into(),
-    };
-    base::take(&base_setup, &Kind::Full, &cancel).unwrap_or_else(|e| panic!("{e:#}"));
-    fx.pg.psql("app1", "INSERT INTO t SELECT generate_series(101, 200)");
-    fx.pg.psql("postgres", "SELECT pg_switch_wal()");
-    std::thread::sleep(Duration::from_millis(1200));
-    let t1 = Utc::now();
-    std::thread::sleep(Duration::from_millis(1200));
-    fx.pg.psql("app1", "DELETE FROM t WHERE x <= 50; UPDATE t SET x = -x WHERE x > 150");
-    let t2 = Utc::now();
-    // WAL after t2 (elsewhere), finished: the archive covers t2.
-    fx.pg.psql("postgres", "CREATE TABLE after_t2 (x int); INSERT INTO after_t2 VALUES (1); SELECT pg_switch_wal()");
-    assert!(wait_until(Duration::from_secs(60), || covered(&store, t2)), "the archive reaches t2");
-    streamer.stop();
-    assert_eq!(rows(&fx, "app1"), "150 1275");
-
-    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
-    let restore = |target: &str, at: &str, from: Option<&str>| {
-        let mut cmd = fx.cmd(&conf);
-        cmd.args(["-r", &format!("localhost:{port}/{target}"), "--at", at, "-s"])
-            .env("PITR_SERVERS", format!("localhost:{port}"))
-            .env("VERIFY_DIR", fx.verify_dir());
-        if let Some(f) = from {
-            cmd.args(["-f", f]);
-        }
-        run(&mut cmd)
-    };
-    let t1_text = t1.to_rfc3339();
-    let r = restore("app1", &t1_text, None);
+    let mut s = Scenario::start(fx, None);
+    s.take(Kind::Full);
+    let t1 = s.history(|_| {}).to_rfc3339();
+    let fx = &s.fx;
+    let r = s.restore("app1", &t1, None, None);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(rows(&fx, "app1"), "200 20100", "the rows of t1");
+    assert_eq!(rows(fx, "app1"), "200 20100", "the rows of t1");
     assert_eq!(fx.pg.psql("app1", "SELECT tableowner FROM pg_tables WHERE tablename = 't'"), "app");
-    let r = restore("app1", "latest", None);
+    let r = s.restore("app1", "latest", None, None);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!(rows(&fx, "app1"), "150 1275", "the rows of t2");
+    assert_eq!(rows(fx, "app1"), "150 1275", "the rows of t2");
     // Beside it: -f names the source; the target is left as it is.
-    let r = restore("app1_asof", &t1_text, Some("app1"));
+    let r = s.restore("app1_asof", &t1, Some("app1"), None);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_eq!((rows(&fx, "app1_asof"), rows(&fx, "app1")), ("200 20100".into(), "150 1275".into()));
+    assert_eq!((rows(fx, "app1_asof"), rows(fx, "app1")), ("200 20100".into(), "150 1275".into()));
 
     // After the archive's end: refused before anything, naming the latest reachable time.
     let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let r = restore("app1", &later, None);
+    let r = s.restore("app1", &later, None, None);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("after the newest WAL") && r.stderr.contains("the latest time it can restore to is"),
@@ -124,22 +179,57 @@ fn a_database_as_it_was_at_a_time_into_the_live_server() {
         r.all()
     );
     // A damaged segment: named; the database untouched.
-    let (index, _) = index::load(&store.archive.index()).unwrap();
+    let (index, _) = index::load(&s.store.archive.index()).unwrap();
     let victim = index.segments().nth(1).unwrap();
-    let name = backup_container::pitr::wal::Segment { timeline: victim.timeline, number: victim.number }.name(size);
-    let path = store.archive.wal(victim.timeline, &name, ".gz");
+    let name = backup_container::pitr::wal::Segment { timeline: victim.timeline, number: victim.number }.name(s.size);
+    let path = s.store.archive.wal(victim.timeline, &name, ".gz");
     let good = std::fs::read(&path).unwrap();
     let mut bad = good.clone();
     let middle = bad.len() / 2;
     bad[middle] ^= 0xff;
     std::fs::write(&path, &bad).unwrap();
-    let r = restore("app1", &t1_text, None);
+    let r = s.restore("app1", &t1, None, None);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("does not match its record") && r.stderr.contains(&name), "{}", r.all());
-    assert_eq!(rows(&fx, "app1"), "150 1275", "untouched");
+    assert_eq!(rows(fx, "app1"), "150 1275", "untouched");
     std::fs::write(&path, good).unwrap();
-    // Nothing is left in the verification folder.
-    let left: Vec<_> = std::fs::read_dir(fx.verify_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(left.is_empty(), "{left:?}");
-    fx.pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_restore')");
+    assert!(s.left_in_verify_dir().is_empty(), "{:?}", s.left_in_verify_dir());
+}
+
+#[test]
+fn an_encrypted_incremental_chain_on_18_restores_with_the_identity_only() {
+    let Some(pg) = PgServer::start_major_with(18, "-c summarize_wal=on") else { return };
+    let Some(fx) = Fixture::on(pg, 5) else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("key.txt");
+    let out = std::process::Command::new("age-keygen").arg("-o").arg(&key).output();
+    let Ok(out) = out else {
+        return crate::harness::missing("age", "age-keygen not on PATH (apt install age)").unwrap_or(());
+    };
+    assert!(out.status.success());
+    let public = std::process::Command::new("age-keygen").arg("-y").arg(&key).output().unwrap();
+    let recipients = Recipients::parse(String::from_utf8(public.stdout).unwrap().trim()).unwrap();
+    let mut s = Scenario::start(fx, Some(recipients));
+    s.take(Kind::Full);
+    // The incremental after the inserts, before t1: the chain is full + 1.
+    let identity = Keys { identity_file: Some(key.clone()) };
+    let t1 = s
+        .history(|s| {
+            let (index, _) = index::load(&s.store.archive.index()).unwrap();
+            let previous = base::previous_manifest(&s.store, &index.bases[0], &identity, s.spool.path()).unwrap();
+            s.take(Kind::Incremental(previous));
+        })
+        .to_rfc3339();
+    // Nothing in the archive reads without the identity.
+    let stored = s.store.archive.base(1, 1, ".gz.age");
+    assert!(std::fs::read(&stored).unwrap().starts_with(b"age-encryption.org/v1"), "{}", stored.display());
+    let r = s.restore("app1", &t1, None, None);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("BACKUP_ENCRYPTION_IDENTITY_FILE is not set"), "{}", r.all());
+    assert_eq!(rows(&s.fx, "app1"), "150 1275", "untouched");
+    let r = s.restore("app1", &t1, None, Some(&key));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("chain=1 backup=1"), "the incremental was used: {}", r.stderr);
+    assert_eq!(rows(&s.fx, "app1"), "200 20100", "the rows of t1");
+    assert!(s.left_in_verify_dir().is_empty(), "{:?}", s.left_in_verify_dir());
 }

@@ -18,6 +18,9 @@ use crate::catalog::layout::{IN_PROGRESS_SUFFIX, with_suffix};
 use crate::stream::compress::{self, Compression, Encoder};
 use crate::stream::crypt::{Keys, Recipients, Sealed};
 
+/// Every extension a stored file can have.
+const EXTENSIONS: [&str; 4] = [".gz", ".zst", ".gz.age", ".zst.age"];
+
 /// How one server's archive stores files.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -76,6 +79,22 @@ impl Store {
         format!("{compressed}{age}")
     }
 
+    /// The stored file at `path` (written with this store's extension) as it is on disk:
+    /// when it is not there, the same file with another of the archive's extensions
+    /// (compression or encryption changed since it was written), else `path` itself.
+    pub fn existing(&self, path: &Path) -> PathBuf {
+        if path.exists() {
+            return path.to_path_buf();
+        }
+        let text = path.to_string_lossy();
+        let Some(stem) = text.strip_suffix(&self.extension()) else { return path.to_path_buf() };
+        EXTENSIONS
+            .iter()
+            .map(|e| PathBuf::from(format!("{stem}{e}")))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| path.to_path_buf())
+    }
+
     /// Stores a finished segment from the spool.
     ///
     /// # Errors
@@ -112,7 +131,7 @@ impl Store {
     /// identity) or decoded, or the copy cannot be written.
     pub fn restore_segment(&self, a: &Archived, size: u64, keys: &Keys, dir: &Path) -> anyhow::Result<PathBuf> {
         let segment = Segment { timeline: a.timeline, number: a.number };
-        let stored = self.archive.wal(a.timeline, &segment.name(size), &self.extension());
+        let stored = self.existing(&self.archive.wal(a.timeline, &segment.name(size), &self.extension()));
         self.restore_wal(&stored, &a.sha256, segment, size, keys, dir)
     }
 
@@ -130,7 +149,11 @@ impl Store {
         keys: &Keys,
         dir: &Path,
     ) -> anyhow::Result<PathBuf> {
-        let stored = self.archive.wal(segment.timeline, &format!("{}.partial", segment.name(size)), &self.extension());
+        let stored = self.existing(&self.archive.wal(
+            segment.timeline,
+            &format!("{}.partial", segment.name(size)),
+            &self.extension(),
+        ));
         self.restore_wal(&stored, sha256, segment, size, keys, dir)
     }
 
@@ -269,5 +292,12 @@ mod tests {
         let (stored, switches) = store.history(&h, 2).unwrap();
         assert!(stored.path.ends_with("history/00000002.history.gz"));
         assert_eq!(switches.len(), 1);
+        // A store whose settings changed since (zstd now) still finds what gzip wrote.
+        let zstd = Store::new(store.archive.clone(), Compression::parse(Some("zstd"), None, None).unwrap(), None);
+        let wanted = zstd.archive.history(2, &zstd.extension());
+        assert!(wanted.to_string_lossy().ends_with(".zst"));
+        assert_eq!(zstd.existing(&wanted), stored.path);
+        let back = zstd.restore_segment(&record, 1 << 20, &Keys::default(), spool.path()).unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), body);
     }
 }

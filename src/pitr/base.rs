@@ -139,7 +139,7 @@ pub fn previous_manifest(
     keys: &Keys,
     dir: &std::path::Path,
 ) -> anyhow::Result<tempfile::NamedTempFile> {
-    let stored = store.archive.base_manifest(base.chain, base.n, &store.extension());
+    let stored = store.existing(&store.archive.base_manifest(base.chain, base.n, &store.extension()));
     let raw = std::fs::File::open(&stored).with_context(|| format!("opening {}", stored.display()))?;
     let mut decoded = crate::stream::compress::decoder(&stored, raw, keys)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

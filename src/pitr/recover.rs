@@ -155,7 +155,7 @@ impl<R: Read> Read for Hashing<R> {
 /// once the whole file has passed (the folder is discarded on a mismatch).
 fn extract(store: &Store, b: &BaseBackup, keys: &Keys, dest: &Path, cancel: &Cancel) -> anyhow::Result<()> {
     cancel.check()?;
-    let path = store.archive.base(b.chain, b.n, &store.extension());
+    let path = store.existing(&store.archive.base(b.chain, b.n, &store.extension()));
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let (reader, sha) = {
         let hashing = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: sha2::Sha256::new() };
@@ -207,7 +207,7 @@ fn stage_wal(store: &Store, index: &Index, chosen: &Chosen, keys: &Keys, pg_wal:
         store.restore_partial(segment, &sha, size, keys, pg_wal)?;
     }
     for timeline in &chosen.histories {
-        let stored = store.archive.history(*timeline, &store.extension());
+        let stored = store.existing(&store.archive.history(*timeline, &store.extension()));
         let raw = std::fs::File::open(&stored).with_context(|| format!("opening {}", stored.display()))?;
         let mut text = Vec::new();
         crate::stream::compress::decoder(&stored, raw, keys)?

@@ -168,7 +168,7 @@ pub fn apply(store: &Store, index: &Index, plan: &Plan) -> anyhow::Result<()> {
         }
     }
     for s in &plan.drop_segments {
-        let path = store.archive.wal(s.timeline, &s.name(index.segment_size), &extension);
+        let path = store.existing(&store.archive.wal(s.timeline, &s.name(index.segment_size), &extension));
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -298,7 +298,12 @@ impl Mover {
     }
 
     fn history(&mut self, path: &Path, timeline: u32) -> anyhow::Result<()> {
-        if self.setup.store.archive.history(timeline, &self.setup.store.extension()).exists() {
+        if self
+            .setup
+            .store
+            .existing(&self.setup.store.archive.history(timeline, &self.setup.store.extension()))
+            .exists()
+        {
             return Ok(());
         }
         let (_, switches) = self.setup.store.history(path, timeline)?;

@@ -18,7 +18,11 @@ pub struct Fixture {
 impl Fixture {
     /// A server with role `app` owning databases `app1` and `app2`, both seeded.
     pub fn start(rows: u32) -> Option<Fixture> {
-        let pg = PgServer::start()?;
+        Self::on(PgServer::start()?, rows)
+    }
+
+    /// `start` on a server already running (another major, other settings).
+    pub fn on(pg: PgServer, rows: u32) -> Option<Fixture> {
         pg.create_app("app", APP_PASSWORD, &["app1", "app2"]);
         pg.seed("app1", "app", rows);
         pg.seed("app2", "app", rows / 2 + 1);
