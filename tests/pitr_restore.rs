@@ -150,6 +150,54 @@ impl Drop for Scenario {
     }
 }
 
+/// Starts `data` with a plain `pg_ctl` (as postgres when root) on a free port and a socket of
+/// its own, counts `t` in app1, and stops it.
+fn plain_start_count(data: &Path, major: &u32) -> String {
+    let bin = major_bin_dir(*major).unwrap();
+    let root = nix::unistd::Uid::effective().is_root();
+    let sock = tempfile::tempdir().unwrap();
+    if root {
+        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        nix::unistd::chown(sock.path(), Some(user.uid), Some(user.gid)).unwrap();
+    }
+    let port = crate::harness::free_port();
+    let tool = |name: &str| {
+        let mut c = std::process::Command::new(if root { "runuser".into() } else { bin.join(name) });
+        if root {
+            c.args(["-u", "postgres", "--"]).arg(bin.join(name));
+        }
+        c
+    };
+    let opts = format!("-p {port} -k {} -c listen_addresses=''", sock.path().display());
+    let log = sock.path().join("log");
+    let out =
+        tool("pg_ctl").arg("-D").arg(data).args(["-o", &opts, "-l"]).arg(&log).args(["-w", "start"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let q = std::process::Command::new(bin.join("psql"))
+        .arg("-h")
+        .arg(sock.path())
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "app1",
+            "-XAtc",
+            "SELECT count(*) || ' ' || sum(x) FROM t",
+        ])
+        .output()
+        .unwrap();
+    let _ = tool("pg_ctl").arg("-D").arg(data).args(["-m", "fast", "-w", "stop"]).output();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    String::from_utf8_lossy(&q.stdout).trim().to_string()
+}
+
 #[test]
 fn a_database_as_it_was_at_a_time_into_the_live_server() {
     let Some(fx) = Fixture::start(5) else { return };
@@ -168,6 +216,33 @@ fn a_database_as_it_was_at_a_time_into_the_live_server() {
     let r = s.restore("app1_asof", &t1, Some("app1"), None);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!((rows(fx, "app1_asof"), rows(fx, "app1")), ("200 20100".into(), "150 1275".into()));
+
+    // The whole cluster as of t1, as a data directory a plain pg_ctl starts.
+    let cluster = fx.dir.path().join("cluster");
+    std::fs::create_dir(&cluster).unwrap();
+    let r = run(s
+        .fx
+        .cmd(&s.conf)
+        .args(["--pitr-datadir", cluster.to_str().unwrap(), "--at", &t1])
+        .env("PITR_SERVERS", format!("localhost:{}", fx.pg.port))
+        .env("VERIFY_DIR", fx.verify_dir())
+        .env("PG_BIN_DIR", &s.bin_dirs));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("promoted and shut down cleanly"), "{}", r.all());
+    assert!(!cluster.join("recovery.signal").exists());
+    // The source's own configuration, not ours.
+    for name in ["postgresql.conf", "postgresql.auto.conf", "pg_hba.conf"] {
+        let ours = std::fs::read_to_string(cluster.join(name)).unwrap();
+        assert_eq!(ours, std::fs::read_to_string(fx.pg.data_dir().join(name)).unwrap(), "{name}");
+    }
+    assert_eq!(plain_start_count(&cluster, &fx.pg.major()), "200 20100");
+    let again = run(s
+        .fx
+        .cmd(&s.conf)
+        .args(["--pitr-datadir", cluster.to_str().unwrap(), "--at", "latest"])
+        .env("PITR_SERVERS", format!("localhost:{}", fx.pg.port)));
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("is not empty"), "{}", again.all());
 
     // After the archive's end: refused before anything, naming the latest reachable time.
     let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();

@@ -30,6 +30,8 @@ Examples:
   backup-container -l --pitr [--json]          the point-in-time archives: chains, WAL, gaps, windows
   backup-container -r wallet-db:5432/tob --at '2026-12-05 10:31' -s
                                                the database as it was then, from the archive
+  backup-container --pitr-datadir /restore/data --at latest
+                                               the whole cluster recovered, as a data directory
   backup-container --check                     find tomorrow's failed backup today
 
 Exit codes: 0 success, 1 a backup/restore/verification failed, 2 usage or configuration error,
@@ -101,6 +103,15 @@ pub struct Cli {
     /// (`2026-12-05 10:31`). With -f, -f names the source database (restore beside it).
     #[arg(long = "at", value_name = "TIME")]
     pub at: Option<String>,
+
+    /// Write the whole cluster, recovered to --at's time, promoted and shut down, into DIR
+    /// (missing or empty): a data directory to mount (docs/PITR.md).
+    #[arg(long = "pitr-datadir", value_name = "DIR")]
+    pub pitr_datadir: Option<std::path::PathBuf>,
+
+    /// With --pitr-datadir: the archived server (HOST:PORT) when PITR_SERVERS lists several.
+    #[arg(long = "pitr-server", value_name = "HOST:PORT")]
+    pub pitr_server: Option<String>,
 
     /// With -l: the point-in-time archives only (PITR_SERVERS): chains, WAL, gaps, windows.
     #[arg(long = "pitr")]

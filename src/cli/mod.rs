@@ -50,8 +50,15 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     if cli.list && cli.remote.is_some() {
         return list::run_remote(&settings, cancel);
     }
+    if let Some(dir) = &cli.pitr_datadir {
+        let at =
+            cli.at.as_deref().ok_or_else(|| UsageError("--pitr-datadir needs --at TIME (or --at latest)".into()))?;
+        let done = crate::restore::pitr::datadir(&settings, cli.pitr_server.as_deref(), dir, at, cancel)?;
+        println!("{done}");
+        return Ok(Exit::Success);
+    }
     if cli.at.is_some() && cli.restore.is_none() {
-        return Err(UsageError("--at goes with -r".into()).into());
+        return Err(UsageError("--at goes with -r or --pitr-datadir".into()).into());
     }
     if cli.pitr && !cli.list {
         return Err(UsageError("--pitr goes with -l".into()).into());

@@ -44,6 +44,17 @@ pub struct Recovery {
 pub trait Server: Send + Sync {
     /// How to connect as its superuser (a unix socket in its folder).
     fn conn(&self) -> Conn;
+
+    /// Shuts the server down cleanly and moves its data directory to `dest` (an empty or
+    /// missing folder), with the source's own configuration put back: a cluster to mount.
+    ///
+    /// # Errors
+    /// The engine cannot, the server does not stop cleanly, or the move fails (what was
+    /// copied is removed).
+    fn keep_data(self: Box<Self>, dest: &std::path::Path) -> anyhow::Result<()> {
+        let _ = dest;
+        anyhow::bail!("this engine cannot keep a throwaway server's data directory")
+    }
 }
 
 /// The last `lines` lines of a server's log, for an error that says why it did not start.

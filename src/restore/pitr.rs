@@ -81,19 +81,57 @@ pub fn prepare(
     })
 }
 
-/// Recovers `from` in a throwaway server and gives its database's dump, as it streams, to
-/// `load`; returns what `load` returned. The throwaway is stopped and removed before this
-/// returns.
+/// `--pitr-datadir DIR --at T [--pitr-server HOST:PORT]`: the whole cluster recovered to `T`,
+/// promoted, shut down cleanly, with the source's configuration back, in `DIR` (missing or
+/// empty), to mount as the database's volume.
 ///
 /// # Errors
-/// The recovery failed (nothing was touched), the dump failed, or `load` did.
-pub fn with_dump<T>(
+/// `DIR` is not empty, the server is not archived here (or not named when several are), the
+/// archive cannot reach `T`, or the recovery fails (nothing is left in `DIR`).
+pub fn datadir(
+    settings: &Settings,
+    server: Option<&str>,
+    dir: &std::path::Path,
+    at: &str,
+    cancel: &Cancel,
+) -> anyhow::Result<String> {
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!(
+            "{} is not empty: --pitr-datadir writes a whole data directory into an empty folder",
+            dir.display()
+        );
+    }
+    let spec = match (server, settings.pitr.servers.as_slice()) {
+        (Some(text), _) => format!("{}/postgres", text.trim()),
+        (None, [only]) => format!("{}/postgres", only.name()),
+        (None, []) => anyhow::bail!("PITR_SERVERS lists no server"),
+        (None, _) => anyhow::bail!("PITR_SERVERS lists several servers: name one with --pitr-server HOST:PORT"),
+    };
+    let spec: DatabaseSpec = spec.parse().map_err(|e| anyhow!("--pitr-server {spec}: {e}"))?;
+    let from = prepare(settings, &spec, None, at)?;
+    let engine = settings.engines.get(&spec.engine).ok_or_else(|| anyhow!("this build has no PostgreSQL engine"))?;
+    let server = recovered(settings, engine, &from, cancel)?;
+    server.keep_data(dir).context("keeping the recovered data directory")?;
+    let reached = match from.target {
+        Target::Latest => "the newest archived WAL".to_string(),
+        Target::Time(t) => settings.zone.local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
+    };
+    Ok(format!(
+        "{} holds the cluster of {} as of {reached} (chain {}, PostgreSQL {}), promoted and shut down cleanly",
+        dir.display(),
+        from.server,
+        from.chosen.chain.last().map_or(0, |b| b.chain),
+        from.chosen.chain.last().map_or(0, |b| b.major),
+    ))
+}
+
+/// `from` recovered in a throwaway server under `VERIFY_DIR`.
+fn recovered(
     settings: &Settings,
     engine: &dyn Engine,
     from: &FromArchive,
     cancel: &Cancel,
-    load: impl FnOnce(&mut (dyn BufRead + Send)) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+) -> anyhow::Result<Box<dyn crate::engine::Server>> {
     let opts = ServerOptions {
         work_dir: settings.restore.verify_dir.clone(),
         start_timeout: settings.server_timeout,
@@ -108,7 +146,7 @@ pub fn with_dump<T>(
             )),
         }
     };
-    let server = crate::pitr::recover::recover(
+    crate::pitr::recover::recover(
         engine,
         &tools,
         crate::pitr::recover::Sources { store: &from.store, index: &from.index, keys: &settings.keys },
@@ -116,7 +154,23 @@ pub fn with_dump<T>(
         &opts,
         cancel,
     )
-    .context("recovering the archive in a throwaway server; the database was not touched")?;
+    .context("recovering the archive in a throwaway server; the database was not touched")
+}
+
+/// Recovers `from` in a throwaway server and gives its database's dump, as it streams, to
+/// `load`; returns what `load` returned. The throwaway is stopped and removed before this
+/// returns.
+///
+/// # Errors
+/// The recovery failed (nothing was touched), the dump failed, or `load` did.
+pub fn with_dump<T>(
+    settings: &Settings,
+    engine: &dyn Engine,
+    from: &FromArchive,
+    cancel: &Cancel,
+    load: impl FnOnce(&mut (dyn BufRead + Send)) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let server = recovered(settings, engine, from, cancel)?;
     let conn = server.conn();
     let db = Database {
         spec: DatabaseSpec {

@@ -65,6 +65,72 @@ pub fn prepare(data: &Path, recovery: Option<&Recovery>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Puts the source's configuration back (`*.source`, over ours) in a data directory whose
+/// server has stopped: what is left is the source's cluster, recovered and promoted.
+///
+/// # Errors
+/// A file cannot be renamed or removed.
+pub fn restore_source(data: &Path) -> anyhow::Result<()> {
+    for name in SET_ASIDE {
+        let kept = data.join(format!("{name}.source"));
+        if kept.exists() {
+            fs::rename(&kept, data.join(name)).with_context(|| format!("putting {} back", kept.display()))?;
+        } else {
+            // None in the source's data directory (Debian keeps its configuration in /etc): no
+            // setting of ours stays behind.
+            let note =
+                format!("# The source had no {name} in its data directory (its configuration lives elsewhere).\n");
+            fs::write(data.join(name), note).with_context(|| format!("writing {}", data.join(name).display()))?;
+        }
+    }
+    for name in ["recovery.signal", "standby.signal"] {
+        match fs::remove_file(data.join(name)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", data.join(name).display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to` (missing or empty): a rename on the same volume, else a copy of every
+/// file, folder and link with its permissions, fsynced, and the original removed; a failed
+/// copy removes what it wrote.
+///
+/// # Errors
+/// Reading, writing or syncing failed.
+pub fn move_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if to.exists() {
+        fs::remove_dir(to).with_context(|| format!("{} is not empty", to.display()))?;
+    }
+    if fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    let copied = (|| -> anyhow::Result<()> {
+        for entry in walkdir::WalkDir::new(from) {
+            let entry = entry?;
+            let target = to.join(entry.path().strip_prefix(from)?);
+            let kind = entry.file_type();
+            if kind.is_dir() {
+                fs::create_dir_all(&target)?;
+                fs::set_permissions(&target, entry.metadata()?.permissions())?;
+            } else if kind.is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+            } else {
+                fs::copy(entry.path(), &target)?;
+                fs::File::open(&target)?.sync_all()?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = fs::remove_dir_all(to);
+        return Err(e.context(format!("copying {} to {}", from.display(), to.display())));
+    }
+    fs::remove_dir_all(from).with_context(|| format!("removing {}", from.display()))
+}
+
 /// Our `postgresql.conf`.
 fn settings(recovery: Option<&Recovery>) -> String {
     let mut lines = vec![
@@ -125,5 +191,32 @@ mod tests {
         assert!(!dir.path().join("recovery.signal").exists());
         assert!(!fs::read_to_string(dir.path().join("postgresql.conf")).unwrap().contains("restore_command"));
         assert!(major(dir.path()).is_err(), "no PG_VERSION");
+    }
+
+    #[test]
+    fn the_sources_settings_come_back_and_the_folder_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("postgresql.conf"), "port = 5433\n").unwrap();
+        fs::write(data.join("pg_hba.conf"), "host all all 10.0.0.0/8 scram-sha-256\n").unwrap();
+        fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+        let recovery = Recovery { restore_command: "false".into(), target_time: Some("2026-12-05 10:31:00+00".into()) };
+        prepare(&data, Some(&recovery)).unwrap();
+        restore_source(&data).unwrap();
+        assert_eq!(fs::read_to_string(data.join("postgresql.conf")).unwrap(), "port = 5433\n");
+        assert!(fs::read_to_string(data.join("pg_hba.conf")).unwrap().contains("10.0.0.0/8"));
+        // The source had no auto file: a note, none of our settings.
+        assert!(fs::read_to_string(data.join("postgresql.auto.conf")).unwrap().starts_with("# The source had no"));
+        assert!(!data.join("recovery.signal").exists() && !data.join("postgresql.conf.source").exists());
+        // Moved into an empty folder; refused into a non-empty one.
+        let to = dir.path().join("to");
+        fs::create_dir(&to).unwrap();
+        move_tree(&data, &to).unwrap();
+        assert!(to.join("PG_VERSION").exists() && !data.exists());
+        let busy = dir.path().join("busy");
+        fs::create_dir(&busy).unwrap();
+        fs::write(busy.join("x"), "").unwrap();
+        assert!(format!("{:#}", move_tree(&to, &busy).unwrap_err()).contains("is not empty"));
     }
 }

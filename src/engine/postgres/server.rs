@@ -241,6 +241,21 @@ impl Server for Throwaway {
             password: None,
         }
     }
+
+    /// A clean shutdown (`pg_ctl stop -m fast`: a checkpoint, no recovery needed at the next
+    /// start), the source's configuration back, the data directory moved to `dest`.
+    fn keep_data(mut self: Box<Self>, dest: &std::path::Path) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("-D").arg(&data).args(["-m", "fast", "-w", "-t", "120", "stop"]);
+        let out = cmd.output().context("running pg_ctl stop")?;
+        if !out.status.success() {
+            bail!("the recovered server did not shut down cleanly: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        self.started = false;
+        datadir::restore_source(&data)?;
+        datadir::move_tree(&data, dest)
+    }
 }
 
 fn postgres_user() -> anyhow::Result<nix::unistd::User> {
