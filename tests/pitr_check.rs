@@ -59,6 +59,7 @@ fn check_names_what_a_server_lacks_for_archiving() {
         ("PITR_SLOT_MAX_RETAINED", "10 gigs", "is not a size"),
         ("PITR_BASE_SCHEDULE", "every sunday", "PITR_BASE_SCHEDULE"),
         ("PITR_SLOT_NAME", "Bad-Name", "lowercase letters, digits and _"),
+        ("PITR_DRILL_COUNTS", "ful", "did you mean full"),
     ] {
         let bad = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", &server).env(var, value));
         assert_eq!(bad.code, 2, "{var}: {}", bad.all());

@@ -308,3 +308,52 @@ fn an_encrypted_incremental_chain_on_18_restores_with_the_identity_only() {
     assert_eq!(rows(&s.fx, "app1"), "200 20100", "the rows of t1");
     assert!(s.left_in_verify_dir().is_empty(), "{:?}", s.left_in_verify_dir());
 }
+
+#[test]
+fn pitr_drills_prove_the_window_and_a_planted_gap_fails_them() {
+    let Some(fx) = Fixture::start(5) else { return };
+    // A library the throwaway does not have, preloaded by the source: the drill still runs.
+    fx.pg.psql("postgres", "ALTER SYSTEM SET shared_preload_libraries = 'not_installed_here'");
+    let mut s = Scenario::start(fx, None);
+    s.take(Kind::Full);
+    s.history(|_| {});
+    let port = s.fx.pg.port;
+    let drill = || {
+        run(s
+            .fx
+            .cmd(&s.conf)
+            .args(["-v", &format!("localhost:{port}"), "--pitr"])
+            .env("PITR_SERVERS", format!("localhost:{port}"))
+            .env("VERIFY_DIR", s.fx.verify_dir())
+            .env("PG_BIN_DIR", &s.bin_dirs))
+    };
+    let r = drill();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains(&format!("PITR drill of localhost:{port} to the newest WAL")), "{}", r.all());
+    assert!(r.stdout.contains("to a time in the window") && r.stdout.contains("amcheck clean"), "{}", r.all());
+    let (index, _) = index::load(&s.store.archive.index()).unwrap();
+    assert_eq!(index.drills.iter().map(|d| d.ok).collect::<Vec<_>>(), vec![true, true]);
+    let latest = &index.drills[0];
+    // app1 (t and the seeded tables) and app2, postgres: every table counted.
+    assert!(latest.databases >= 3 && latest.tables >= 3, "{latest:?}");
+    assert!(latest.rows >= 150, "{latest:?}");
+    let proven = index.proven().expect("a proven window");
+    assert!(proven.from <= proven.to);
+    let list = run(s.fx.cmd(&s.conf).args(["-l", "--pitr"]).env("PITR_SERVERS", format!("localhost:{port}")));
+    assert!(list.stdout.contains("proven by PITR drills"), "{}", list.all());
+
+    // A gap planted after the base backup: the drills fail, naming it.
+    let victim = index.segments().last().unwrap();
+    let name =
+        backup_container::pitr::wal::Segment { timeline: victim.timeline, number: victim.number - 1 }.name(s.size);
+    let removed = serde_json::json!({"event": "removed", "timeline": victim.timeline, "number": victim.number - 1});
+    let mut text = std::fs::read_to_string(s.store.archive.index()).unwrap();
+    text.push_str(&format!("{removed}\n"));
+    std::fs::write(s.store.archive.index(), text).unwrap();
+    let r = drill();
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("FAILED") && r.stderr.contains("gap") && r.stderr.contains(&name), "{}", r.all());
+    let list = run(s.fx.cmd(&s.conf).args(["-l", "--pitr"]).env("PITR_SERVERS", format!("localhost:{port}")));
+    assert!(list.stdout.contains("LAST PITR DRILL FAILED"), "{}", list.all());
+    assert!(s.left_in_verify_dir().is_empty(), "{:?}", s.left_in_verify_dir());
+}

@@ -60,8 +60,11 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     if cli.at.is_some() && cli.restore.is_none() {
         return Err(UsageError("--at goes with -r or --pitr-datadir".into()).into());
     }
-    if cli.pitr && !cli.list {
-        return Err(UsageError("--pitr goes with -l".into()).into());
+    if cli.pitr && !cli.list && cli.verify.is_none() {
+        return Err(UsageError("--pitr goes with -l or -v".into()).into());
+    }
+    if let (true, Some(target), false) = (cli.pitr, &cli.verify, cli.list) {
+        return drill_now(&settings, target, cancel);
     }
     if cli.list {
         list::run(&settings, cli.json, cli.pitr)?;
@@ -118,4 +121,41 @@ fn run_mode(
         // Started by `dispatch` before this point; an error rather than a panic all the same.
         Mode::Cron | Mode::Legacy => Err(anyhow::anyhow!("the daemon is started by dispatch, not here")),
     }
+}
+
+/// `-v HOST[:PORT] --pitr` (or `-v all --pitr`): PITR drills of the server's archive now.
+fn drill_now(settings: &Settings, target: &str, cancel: &Cancel) -> anyhow::Result<Exit> {
+    let wanted = |s: &crate::config::pitr::PitrServer| {
+        let spec = &s.database.spec;
+        let (host, port) = target.rsplit_once(':').unwrap_or((target, "5432"));
+        target == "all" || (spec.host.eq_ignore_ascii_case(host) && spec.port.unwrap_or(5432).to_string() == port)
+    };
+    let servers: Vec<_> = settings.pitr.servers.iter().filter(|s| wanted(s)).collect();
+    if servers.is_empty() {
+        return Err(UsageError(format!("-v {target} --pitr: not a server in PITR_SERVERS (HOST:PORT or all)")).into());
+    }
+    let mut failed = false;
+    for server in servers {
+        for d in crate::pitr::drill::run(settings, server, cancel)? {
+            let what = if d.latest { "to the newest WAL" } else { "to a time in the window" };
+            let at = settings.zone.local(d.target).format("%Y-%m-%d %H:%M:%S");
+            match &d.error {
+                None => println!(
+                    "PITR drill of {} {what} ({at}): ok, chain {}, {} databases, {} tables, {} rows, amcheck {}, {:.1}s",
+                    server.name(),
+                    d.chain,
+                    d.databases,
+                    d.tables,
+                    d.rows,
+                    if d.amcheck { "clean" } else { "not run" },
+                    d.duration_seconds
+                ),
+                Some(e) => {
+                    failed = true;
+                    eprintln!("PITR drill of {} {what} ({at}): FAILED: {e}", server.name());
+                }
+            }
+        }
+    }
+    Ok(if failed { Exit::Failed } else { Exit::Success })
 }

@@ -63,12 +63,16 @@ pub enum CronAction {
     /// lines into the point-in-time settings when the configuration is read.
     PitrBase,
     PitrIncremental,
+    /// `--pitr-drill` (`run = "pitr-drill"`): when PITR drills are due.
+    PitrDrill,
     /// Anything else: run with `/bin/sh -c`.
     Shell,
 }
 
 /// The command a `run = "pitr-base"` schedule stands for.
 pub const PITR_BASE_COMMAND: &str = "backup-container --pitr-base";
+/// The command a `run = "pitr-drill"` schedule stands for.
+pub const PITR_DRILL_COMMAND: &str = "backup-container --pitr-drill";
 /// The command a `run = "pitr-incremental"` schedule stands for.
 pub const PITR_INCREMENTAL_COMMAND: &str = "backup-container --pitr-incremental";
 
@@ -88,6 +92,9 @@ impl CronLine {
         }
         if args.contains(&"--pitr-incremental") {
             return CronAction::PitrIncremental;
+        }
+        if args.contains(&"--pitr-drill") {
+            return CronAction::PitrDrill;
         }
         if let Some(i) = args.iter().position(|a| *a == "-v" || *a == "--verify") {
             return CronAction::Verify(args.get(i + 1).unwrap_or(&"all").to_string());

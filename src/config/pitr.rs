@@ -22,6 +22,20 @@ pub const DEFAULT_SLOT_MAX_RETAINED: u64 = 10 << 30;
 pub const DEFAULT_BASE_SCHEDULE: &str = "15 3 * * 0";
 /// Daily incrementals (17+ with `summarize_wal`); a full one due at the same time wins.
 pub const DEFAULT_INCREMENTAL_SCHEDULE: &str = "15 3 * * *";
+/// Daily PITR drills, after the night's base backups.
+pub const DEFAULT_DRILL_SCHEDULE: &str = "45 4 * * *";
+
+/// `PITR_DRILL_COUNTS`: how a PITR drill counts rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrillCounts {
+    /// `count(*)` of every table.
+    #[default]
+    Full,
+    /// `count(*)` of the 20 largest tables of each database; every table is still listed.
+    Sample,
+    /// No counts: the tables are listed, `pg_amcheck` runs.
+    Off,
+}
 
 /// One server to archive.
 #[derive(Debug, Clone)]
@@ -76,6 +90,9 @@ pub struct PitrSettings {
     pub base: Vec<Schedule>,
     /// When incrementals are (`PITR_INCREMENTAL_SCHEDULE`, or `run = "pitr-incremental"`).
     pub incremental: Vec<Schedule>,
+    /// When PITR drills run (`PITR_DRILL_SCHEDULE`, or `run = "pitr-drill"`).
+    pub drill: Vec<Schedule>,
+    pub drill_counts: DrillCounts,
 }
 
 impl PitrSettings {
@@ -91,6 +108,8 @@ impl PitrSettings {
             std::mem::take(cron).into_iter().partition(|c| c.action() == CronAction::PitrBase);
         let (incremental_lines, rest): (Vec<CronLine>, Vec<CronLine>) =
             rest.into_iter().partition(|c| c.action() == CronAction::PitrIncremental);
+        let (drill_lines, rest): (Vec<CronLine>, Vec<CronLine>) =
+            rest.into_iter().partition(|c| c.action() == CronAction::PitrDrill);
         *cron = rest;
         let schedules = |lines: Vec<CronLine>, var: &str, default: &str| -> Vec<Schedule> {
             if !lines.is_empty() {
@@ -128,6 +147,12 @@ impl PitrSettings {
             chains: l.int_in(env::PITR_CHAINS, 2, 1, 1000) as usize,
             base: schedules(base_lines, env::PITR_BASE_SCHEDULE, DEFAULT_BASE_SCHEDULE),
             incremental: schedules(incremental_lines, env::PITR_INCREMENTAL_SCHEDULE, DEFAULT_INCREMENTAL_SCHEDULE),
+            drill: schedules(drill_lines, env::PITR_DRILL_SCHEDULE, DEFAULT_DRILL_SCHEDULE),
+            drill_counts: match l.choice(env::PITR_DRILL_COUNTS, &["full", "sample", "off"]) {
+                Some("sample") => DrillCounts::Sample,
+                Some("off") => DrillCounts::Off,
+                _ => DrillCounts::Full,
+            },
         };
         out.servers = Self::servers(l, credentials);
         out

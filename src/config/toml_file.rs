@@ -173,6 +173,8 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("pitr", "slot-max-retained", "PITR_SLOT_MAX_RETAINED"),
     ("pitr", "base-schedule", "PITR_BASE_SCHEDULE"),
     ("pitr", "incremental-schedule", "PITR_INCREMENTAL_SCHEDULE"),
+    ("pitr", "drill-schedule", "PITR_DRILL_SCHEDULE"),
+    ("pitr", "drill-counts", "PITR_DRILL_COUNTS"),
 ];
 
 /// A database from backup.toml, with its options.
@@ -324,13 +326,16 @@ fn schedule(s: RawSchedule) -> Result<(Schedule, String), String> {
         (Some("prune"), None) => "backup-container -p".to_string(),
         (Some("pitr-base"), None) => crate::config::backup_conf::PITR_BASE_COMMAND.to_string(),
         (Some("pitr-incremental"), None) => crate::config::backup_conf::PITR_INCREMENTAL_COMMAND.to_string(),
+        (Some("pitr-drill"), None) => crate::config::backup_conf::PITR_DRILL_COMMAND.to_string(),
         (None, Some(c)) => c,
         (Some(other), None) => {
-            return Err(format!("run = \"{other}\" (expected backup, verify, prune, pitr-base or pitr-incremental)"));
+            return Err(format!(
+                "run = \"{other}\" (expected backup, verify, prune, pitr-base, pitr-incremental or pitr-drill)"
+            ));
         }
         _ => {
             return Err(
-                "needs exactly one of run = \"backup\" | \"verify\" | \"prune\" | \"pitr-base\" | \"pitr-incremental\" or command = \"...\"".into(),
+                "needs exactly one of run = \"backup\" | \"verify\" | \"prune\" | \"pitr-base\" | \"pitr-incremental\" | \"pitr-drill\" or command = \"...\"".into(),
             );
         }
     };

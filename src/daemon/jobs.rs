@@ -42,7 +42,7 @@ impl Job {
             CronAction::Verify(target) => Job::Verify(target),
             CronAction::Prune => Job::Prune,
             CronAction::Shell => Job::Shell(line.command.clone()),
-            CronAction::PitrBase | CronAction::PitrIncremental => return None,
+            CronAction::PitrBase | CronAction::PitrIncremental | CronAction::PitrDrill => return None,
         })
     }
 

@@ -105,6 +105,9 @@ struct Ctx {
 struct Watch {
     next_base: Option<DateTime<Utc>>,
     next_incremental: Option<DateTime<Utc>>,
+    next_drill: Option<DateTime<Utc>>,
+    /// PITR drills running.
+    drill: Option<JoinHandle<anyhow::Result<Vec<super::index::Drill>>>>,
     /// A base backup running: whether it is a full one, and its thread.
     base: Option<(bool, JoinHandle<anyhow::Result<BaseBackup>>)>,
     /// A full base backup is needed now (none yet, a gap, a new timeline) and not before.
@@ -158,6 +161,8 @@ impl Ctx {
         let mut watch = Watch {
             next_base: watch::next(&self.settings.pitr.base, now, &self.settings),
             next_incremental: watch::next(&self.settings.pitr.incremental, now, &self.settings),
+            next_drill: watch::next(&self.settings.pitr.drill, now, &self.settings),
+            drill: None,
             base: None,
             full_needed_at: None,
             down_since: None,
@@ -171,6 +176,9 @@ impl Ctx {
         while !cancel.is_cancelled() {
             self.tick(&streamer, &setup, &base_setup, incremental_ok, &mut watch, cancel);
             let _ = cancel.sleep(TICK);
+        }
+        if let Some(handle) = watch.drill.take() {
+            let _ = handle.join();
         }
         if let Some((_, handle)) = watch.base.take() {
             let _ = handle.join();

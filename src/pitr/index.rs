@@ -15,100 +15,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::wal::{Lsn, Segment, Switch};
 
-/// One line of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// The archive's first line: the server's `wal_segment_size`.
-    Started {
-        segment_size: u64,
-        server: String,
-    },
-    Segment(Archived),
-    History {
-        timeline: u32,
-        switches: Vec<(u32, String)>,
-    },
-    Base(BaseBackup),
-    /// Retention removed a segment.
-    Removed {
-        timeline: u32,
-        number: u64,
-    },
-    /// Retention removed a chain of base backups.
-    ChainRemoved {
-        chain: u32,
-    },
-}
-
-/// A segment in the archive.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Archived {
-    pub timeline: u32,
-    pub number: u64,
-    pub size: u64,
-    pub sha256: String,
-    pub received_at: DateTime<Utc>,
-}
-
-/// A base backup in the archive.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BaseBackup {
-    /// The chain (a full backup and its incrementals) and the place in it (0: the full one).
-    pub chain: u32,
-    pub n: u32,
-    pub timeline: u32,
-    pub start_lsn: String,
-    pub end_lsn: String,
-    pub started_at: DateTime<Utc>,
-    /// When `pg_basebackup` finished, by our clock: never before the server's end of backup.
-    pub finished_at: DateTime<Utc>,
-    /// The stored file's size and sha256.
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub sha256: String,
-    /// The server's major: the throwaway server that recovers it must be the same.
-    #[serde(default)]
-    pub major: u32,
-    /// The cluster's bootstrap superuser (the role a restored copy is reached as).
-    #[serde(default)]
-    pub superuser: String,
-    /// The `backup_manifest`'s own checksum, and how many files it lists.
-    #[serde(default)]
-    pub manifest_checksum: String,
-    #[serde(default)]
-    pub files: u64,
-    /// The files' total size before compression (the manifest's sizes).
-    #[serde(default)]
-    pub plain_size: u64,
-}
-
-impl BaseBackup {
-    /// The segment its WAL starts in.
-    pub fn start_segment(&self, segment_size: u64) -> Segment {
-        Segment { timeline: self.timeline, number: lsn(&self.start_lsn).segment(segment_size.max(1)) }
-    }
-}
-
-/// Segments missing from a timeline: `from` to `to`, both included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    pub timeline: u32,
-    pub from: u64,
-    pub to: u64,
-}
-
-/// A span of time any moment of which can be recovered to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
+mod types;
+pub use types::{Archived, BaseBackup, Drill, Event, Gap, Window};
 
 /// The index, replayed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -118,6 +29,8 @@ pub struct Index {
     pub server: String,
     segments: BTreeMap<Segment, Archived>,
     pub bases: Vec<BaseBackup>,
+    /// The PITR drills, oldest first.
+    pub drills: Vec<Drill>,
     /// Each timeline's ancestors (its `.history`).
     history: BTreeMap<u32, Vec<Switch>>,
 }
@@ -148,6 +61,13 @@ impl Index {
                 self.segments.remove(&Segment { timeline, number });
             }
             Event::ChainRemoved { chain } => self.bases.retain(|b| b.chain != chain),
+            Event::Drill(d) => {
+                self.drills.push(d);
+                // The last few are enough for the proven window and the metrics.
+                if self.drills.len() > 20 {
+                    self.drills.remove(0);
+                }
+            }
         }
     }
 
@@ -192,6 +112,30 @@ impl Index {
         out
     }
 
+    /// The gaps, split: open ones (after the newest full base backup's start: they cut the
+    /// window that reaches the newest WAL) and healed ones (before it: they only split off
+    /// older windows).
+    pub fn open_and_healed_gaps(&self) -> (Vec<Gap>, Vec<Gap>) {
+        let size = self.segment_size;
+        let healed_from = self.bases.iter().filter(|b| b.n == 0).map(|b| b.start_segment(size)).max();
+        self.gaps().into_iter().partition(|g| healed_from.is_none_or(|h| (g.timeline, g.to) >= (h.timeline, h.number)))
+    }
+
+    /// `timeline 1: 000000010000000000000007 to 000000010000000000000008`.
+    pub fn describe(&self, g: &Gap) -> String {
+        let name = |n| Segment { timeline: g.timeline, number: n }.name(self.segment_size);
+        format!("timeline {}: {} to {}", g.timeline, name(g.from), name(g.to))
+    }
+
+    /// The proven window: from the earliest to the latest target of the successful drills
+    /// since the last failed one.
+    pub fn proven(&self) -> Option<Window> {
+        let since_failure = self.drills.iter().rev().take_while(|d| d.ok).collect::<Vec<_>>();
+        let from = since_failure.iter().map(|d| d.target).min()?;
+        let to = since_failure.iter().map(|d| d.target).max()?;
+        Some(Window { from, to })
+    }
+
     /// The history files the index names (timelines after the first).
     pub fn timelines_with_history(&self) -> Vec<u32> {
         self.history.keys().copied().collect()
@@ -206,6 +150,7 @@ impl Index {
         }));
         out.extend(self.segments.values().cloned().map(Event::Segment));
         out.extend(self.bases.iter().cloned().map(Event::Base));
+        out.extend(self.drills.iter().cloned().map(Event::Drill));
         out
     }
 

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod archiver;
 pub mod base;
+pub mod drill;
 pub mod index;
 pub mod layout;
 pub mod manifest;

@@ -65,12 +65,11 @@ struct Facts {
 /// The findings for one server.
 pub fn check(engine: &PostgresEngine, server: &PitrServer, cancel: &Cancel) -> Vec<Finding> {
     let t = server.name();
-    let mut out = vec![Finding::warn(
+    let mut out = vec![Finding::pass(
         "pitr",
         &t,
-        "the daemon keeps this server's archive (WAL streamed, base backups, gaps reported); a -1 run, a CronJob \
-         or an Indexed Job does not; point-in-time restores (-r --at) are not in this release yet (docs/PITR.md)",
-        "run the daemon (the DeploymentConfig or Deployment) for the servers in PITR_SERVERS; keep the nightly dumps",
+        "the daemon keeps this server's archive (WAL streamed, base backups, gaps reported, PITR drills); a -1 run, \
+         a CronJob or an Indexed Job does not: run the daemon (the DeploymentConfig or Deployment) for it",
     )];
     let sql_conn = match server.sql_conn() {
         Ok(c) => c,

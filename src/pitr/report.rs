@@ -23,6 +23,10 @@ pub struct Summary {
     pub gaps: Vec<String>,
     /// Oldest first: the last one reaches the newest WAL.
     pub windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The window the PITR drills since the last failed one proved.
+    pub proven: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The last PITR drill.
+    pub last_drill: Option<super::index::Drill>,
 }
 
 /// A full base backup and its incrementals.
@@ -91,16 +95,19 @@ pub fn of(index: &Index, partial: Option<(Segment, DateTime<Utc>)>, server: &str
         newest: index.segments().last().map(name),
         newest_received_at: index.segments().map(|a| a.received_at).max(),
     };
-    let gaps = index
-        .gaps()
-        .iter()
-        .map(|g| {
-            let seg = |n| Segment { timeline: g.timeline, number: n }.name(size);
-            format!("timeline {}: {} to {}", g.timeline, seg(g.from), seg(g.to))
-        })
-        .collect();
+    let gaps = index.gaps().iter().map(|g| index.describe(g)).collect();
     let windows = index.windows_with(partial).iter().map(|w| (w.from, w.to)).collect();
-    Summary { server: server.to_string(), folder: folder.to_string(), chains, wal, gaps, windows }
+    let proven = index.proven().map(|w| (w.from, w.to));
+    Summary {
+        server: server.to_string(),
+        folder: folder.to_string(),
+        chains,
+        wal,
+        gaps,
+        windows,
+        proven,
+        last_drill: index.drills.last().cloned(),
+    }
 }
 
 impl Summary {
@@ -148,6 +155,22 @@ impl Summary {
                 for (from, to) in older.iter().rev() {
                     let _ = writeln!(out, "  older window (cut by a gap): {} to {}", local(*from), local(*to));
                 }
+            }
+        }
+        match (&self.proven, &self.last_drill) {
+            (_, None) => _ = writeln!(out, "  proven: no PITR drill yet (-v {} --pitr runs one)", self.server),
+            (Some((from, to)), Some(d)) if d.ok => {
+                _ = writeln!(
+                    out,
+                    "  proven by PITR drills: {} to {} (last {}, {:.0}s)",
+                    local(*from),
+                    local(*to),
+                    local(d.at),
+                    d.duration_seconds
+                )
+            }
+            (_, Some(d)) => {
+                _ = writeln!(out, "  LAST PITR DRILL FAILED ({}): {}", local(d.at), d.error.as_deref().unwrap_or("?"))
             }
         }
         out

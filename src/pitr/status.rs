@@ -34,6 +34,18 @@ pub struct Status {
     /// Older windows a gap cut off.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub older_windows: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The proven window: the targets of the PITR drills since the last failed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proven_earliest: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proven_latest: Option<DateTime<Utc>>,
+    /// The last PITR drill: whether it passed, how long it took (the RTO measured), its error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drill_ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_duration_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drill_error: Option<String>,
     /// The last thing that went wrong, when it has not been put right.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -63,7 +75,7 @@ impl Board {
         }
         let ts = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
         type Value = Box<dyn Fn(&Status) -> Option<f64>>;
-        let series: [(&str, &str, Value); 6] = [
+        let series: [(&str, &str, Value); 10] = [
             (
                 "backup_pitr_earliest_recovery_timestamp_seconds",
                 "The earliest moment the archive can recover to (in the window that reaches the newest WAL).",
@@ -88,6 +100,26 @@ impl Board {
                 "backup_pitr_slot_retained_bytes",
                 "WAL the archive's replication slot holds back on the server.",
                 Box::new(|s| s.slot_retained_bytes.map(|b| b as f64)),
+            ),
+            (
+                "backup_pitr_proven_earliest_timestamp_seconds",
+                "The earliest target a PITR drill since the last failed one recovered to.",
+                Box::new(move |s| s.proven_earliest.map(ts)),
+            ),
+            (
+                "backup_pitr_proven_latest_timestamp_seconds",
+                "The latest target a PITR drill since the last failed one recovered to.",
+                Box::new(move |s| s.proven_latest.map(ts)),
+            ),
+            (
+                "backup_pitr_last_drill_success",
+                "1 when the last PITR drill passed.",
+                Box::new(|s| s.last_drill_ok.map(|ok| f64::from(u8::from(ok)))),
+            ),
+            (
+                "backup_pitr_drill_duration_seconds",
+                "How long the last PITR drill's restore took: the recovery time measured.",
+                Box::new(|s| s.drill_duration_seconds),
             ),
             (
                 "backup_pitr_gaps",

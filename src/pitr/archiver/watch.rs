@@ -56,6 +56,7 @@ impl Ctx {
         if w.slot_active || w.base.is_some() {
             self.bases(base_setup, setup, incremental_ok, w, cancel);
         }
+        self.drills(w, cancel);
     }
 
     /// Measures the slot; drops it past the limit or when our volume is full. Returns whether
@@ -103,17 +104,9 @@ impl Ctx {
         };
         // A gap before the newest full base backup's start is healed: the window from that
         // base reaches the newest WAL without it (`-l` still shows the older windows).
-        let healed_from = index.bases.iter().filter(|b| b.n == 0).map(|b| b.start_segment(index.segment_size)).max();
-        let (healed, open): (Vec<_>, Vec<_>) = index
-            .gaps()
-            .into_iter()
-            .partition(|g| healed_from.is_some_and(|h| (g.timeline, g.to) < (h.timeline, h.number)));
-        let describe = |g: &index::Gap| {
-            let name = |n| crate::pitr::wal::Segment { timeline: g.timeline, number: n }.name(index.segment_size);
-            format!("timeline {}: {} to {}", g.timeline, name(g.from), name(g.to))
-        };
-        let described: Vec<String> = open.iter().map(describe).collect();
-        let healed: Vec<String> = healed.iter().map(describe).collect();
+        let (open, healed) = index.open_and_healed_gaps();
+        let described: Vec<String> = open.iter().map(|g| index.describe(g)).collect();
+        let healed: Vec<String> = healed.iter().map(|g| index.describe(g)).collect();
         let windows = index.windows_with(crate::pitr::archive::partial_state(&setup.store.archive));
         self.board.update(&self.name, |s| {
             s.gaps = described.clone();
@@ -123,6 +116,12 @@ impl Ctx {
             s.earliest_recovery = windows.last().map(|w| w.from);
             s.latest_wal = windows.last().map(|w| w.to);
             s.older_windows = windows.iter().rev().skip(1).map(|w| (w.from, w.to)).collect();
+            let proven = index.proven();
+            (s.proven_earliest, s.proven_latest) = (proven.map(|w| w.from), proven.map(|w| w.to));
+            let last = index.drills.last();
+            s.last_drill_ok = last.map(|d| d.ok);
+            s.drill_duration_seconds = last.map(|d| d.duration_seconds);
+            s.last_drill_error = last.and_then(|d| d.error.clone());
         });
         let new: Vec<&String> = described.iter().filter(|g| !w.gaps_reported.contains(g)).collect();
         if !new.is_empty() {
@@ -224,6 +223,51 @@ impl Ctx {
         info!(server = %self.name, kind = if full { "full" } else { "incremental" }, "Taking a base backup.");
         let (s, c) = (base_setup.clone(), cancel.clone());
         w.base = Some((full, std::thread::spawn(move || base::take(&s, &kind, &c))));
+    }
+
+    /// Starts the PITR drills when they are due (not while a base backup runs: they would
+    /// compete for the same disk); reports them when they end.
+    fn drills(&self, w: &mut Watch, cancel: &Cancel) {
+        if let Some(handle) = w.drill.take_if(|h| h.is_finished()) {
+            match handle.join().unwrap_or_else(|_| Err(anyhow!("the drill thread panicked"))) {
+                Ok(drills) => {
+                    for d in drills {
+                        let what = if d.latest { "to the newest WAL".to_string() } else { format!("to {}", d.target) };
+                        match &d.error {
+                            None => self.say(
+                                Level::Info,
+                                "pitr_drill_succeeded",
+                                format!(
+                                    "PITR drill of {} {what}: {} databases, {} tables, {} rows in {:.0}s.",
+                                    self.name, d.databases, d.tables, d.rows, d.duration_seconds
+                                ),
+                            ),
+                            Some(e) => self.say(
+                                Level::Error,
+                                "pitr_drill_failed",
+                                format!("PITR drill of {} {what} FAILED: {e}", self.name),
+                            ),
+                        }
+                    }
+                }
+                Err(e) if !cancel.is_cancelled() => {
+                    self.say(
+                        Level::Error,
+                        "pitr_drill_failed",
+                        format!("PITR drill of {} could not run: {e:#}", self.name),
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+        let now = Utc::now();
+        if w.drill.is_some() || w.base.is_some() || w.next_drill.is_none_or(|t| t > now) {
+            return;
+        }
+        w.next_drill = next(&self.settings.pitr.drill, now, &self.settings);
+        info!(server = %self.name, "Starting the PITR drills.");
+        let (settings, server, c) = (self.settings.clone(), self.server.clone(), cancel.clone());
+        w.drill = Some(std::thread::spawn(move || crate::pitr::drill::run(&settings, &server, &c)));
     }
 
     /// The newest base backup's manifest, decoded into the spool.
