@@ -70,7 +70,8 @@ fn extract_with_wal(store: &Store, base: &BaseBackup, dest: &Path) {
 
 /// Starts a throwaway server of `major` on `folder/data` and counts `t`'s rows.
 fn rows_in(folder: tempfile::TempDir, superuser: &str, major: u32) -> String {
-    let pg_bin_dirs = vec![major_bin_dir(major).unwrap()];
+    // The major's server programs, and Debian's 15 for the client (npm's 13, 14 have none).
+    let pg_bin_dirs = vec![major_bin_dir(major).unwrap(), major_bin_dir(15).unwrap()];
     let engines = Engines::new(EngineOptions { pg_bin_dirs, connect_timeout_secs: 10, ..Default::default() });
     let engine = engines.get(&EngineKind::Postgres).unwrap();
     let work = folder.path().parent().unwrap().to_path_buf();
@@ -202,4 +203,36 @@ fn an_incremental_chain_on_18_combines_and_starts() {
     }
     assert_eq!(rows_in(folder, &last.superuser, last.major), rows);
     pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_incremental')");
+}
+
+/// PostgreSQL 13 (the oldest a team runs, npm's server) with PostgreSQL 18's client tools, as
+/// an image built for the newest ships them: the manifest is in the stream (client 15+,
+/// server 13+), and the stored backup with the archived WAL starts a 13 server with the rows.
+#[test]
+fn a_base_backup_of_13_with_the_18_client_restores() {
+    let Some(pg) = PgServer::start_major(13) else { return };
+    let client = major_bin_dir(18).expect("PostgreSQL 18's client tools");
+    let s = Streamed::new(&pg, &client, "bc_test_base13");
+    let store = &s.setup.store;
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    let cancel = Cancel::new();
+    let streamer = Streamer::start(s.setup.clone(), &cancel).unwrap();
+    let active = || {
+        pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bc_test_base13' AND active")
+    };
+    assert!(wait_until(Duration::from_secs(30), || active() == "1"));
+    work(&pg, 2);
+    let base = base::take(&base_setup(&pg, &client, store), &Kind::Full, &cancel).unwrap_or_else(|e| panic!("{e:#}"));
+    let rows = pg.psql("postgres", "SELECT count(*) FROM t");
+    work(&pg, 1);
+    wait_for_wal_of(store, &base);
+    streamer.stop();
+    assert_eq!(base.major, 13);
+    let (index, _) = index::load(&store.archive.index()).unwrap();
+    assert_eq!(index.gaps(), vec![]);
+    let work_dir = tempfile::tempdir().unwrap();
+    let folder = tempfile::Builder::new().prefix("restore").tempdir_in(work_dir.path()).unwrap();
+    extract_with_wal(store, &base, &folder.path().join("data"));
+    assert_eq!(rows_in(folder, &base.superuser, 13), rows);
+    pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_base13')");
 }
