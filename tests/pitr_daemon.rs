@@ -136,3 +136,93 @@ fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     assert!(p.stdout.contains(&format!("archive of {server}: nothing to remove")), "{}", p.all());
     fx.pg.psql("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots");
 }
+
+/// A failover: a standby made with `pg_basebackup -R` takes the primary's place and is
+/// promoted. The daemon follows the new timeline (its history archived, the slot made again on
+/// the new primary, a full base backup on the new timeline) and reports no gap.
+#[test]
+fn a_promoted_standby_is_followed_without_a_false_gap() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let (pg, port) = (&fx.pg, fx.pg.port);
+    let server = format!("localhost:{port}");
+    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
+    let mut d = Daemon::start(pitr_daemon(&fx, &conf), fx.dir.path());
+    d.wait_for("A full base backup of", Duration::from_secs(60));
+
+    // A standby of the primary, in a folder of its own.
+    let standby = tempfile::Builder::new().prefix("standby").tempdir().unwrap();
+    if pg.as_postgres() {
+        let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        nix::unistd::chown(standby.path(), Some(user.uid), Some(user.gid)).unwrap();
+    }
+    let data = standby.path().join("data");
+    let bin = crate::harness::postgres::major_bin_dir(pg.major()).unwrap();
+    let program = |name: &str| {
+        let mut c = std::process::Command::new(if pg.as_postgres() { "runuser".into() } else { bin.join(name) });
+        if pg.as_postgres() {
+            c.args(["-u", "postgres", "--"]).arg(bin.join(name));
+        }
+        c
+    };
+    let out = program("pg_basebackup")
+        .arg("-h")
+        .arg(pg.socket_dir())
+        .args(["-p", &port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ctl = |args: &[&str], on: Option<u16>| {
+        let mut c = program("pg_ctl");
+        c.arg("-D").arg(&data);
+        if let Some(p) = on {
+            let opts = format!("-p {p} -k {} -c listen_addresses=127.0.0.1", standby.path().display());
+            c.args(["-o", &opts, "-l"]).arg(standby.path().join("log"));
+        }
+        let out = c.args(args).output().unwrap();
+        let log = std::fs::read_to_string(standby.path().join("log")).unwrap_or_default();
+        assert!(out.status.success(), "pg_ctl {args:?}: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+    };
+    let standby_port = crate::harness::free_port();
+    ctl(&["-w", "start"], Some(standby_port));
+    let on_standby = |p: u16, sql: &str| {
+        let out = std::process::Command::new(bin.join("psql"))
+            .arg("-h")
+            .arg(standby.path())
+            .args(["-p", &p.to_string(), "-U", "postgres", "-d", "postgres", "-XAtc", sql])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    work(pg, 2);
+    assert!(wait_until(Duration::from_secs(30), || on_standby(standby_port, "SELECT count(*) FROM t") == "2000"));
+
+    // The failover: the primary goes, the standby takes its port and is promoted.
+    pg.stop();
+    ctl(&["-m", "fast", "-w", "stop"], None);
+    ctl(&["-w", "start"], Some(port));
+    ctl(&["-w", "promote"], None);
+    assert_eq!(on_standby(port, "SELECT pg_is_in_recovery()"), "f");
+    for i in 0..3 {
+        on_standby(port, &format!("INSERT INTO t SELECT generate_series(1, 1000) + {i}; SELECT pg_switch_wal()"));
+    }
+    let followed = || {
+        let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+        status["pitr"][&server]["base_backups"] == 2
+            && status["pitr"][&server]["gaps"].as_array().is_some_and(Vec::is_empty)
+    };
+    assert!(wait_until(Duration::from_secs(120), followed), "{}\n{}", get(&d.addr, "/status").1, d.log());
+    let archive = std::fs::read_dir(fx.backups().join("pitr")).unwrap().next().unwrap().unwrap().path();
+    let (index, _) = backup_container::pitr::index::load(&archive.join("index.jsonl")).unwrap();
+    assert!(index.timelines_with_history().contains(&2), "the new timeline's history is archived");
+    assert!(index.segments().any(|a| a.timeline == 2), "WAL of the new timeline");
+    assert_eq!(index.bases.last().map(|b| b.timeline), Some(2), "a full base backup on the new timeline");
+    assert_eq!(index.gaps(), vec![], "no false gap across the switch");
+    let slot = on_standby(port, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'bc\\_%' AND active");
+    assert_eq!(slot, "1", "the slot made again on the new primary");
+    assert!(!d.log().contains("WAL is missing"), "{}", d.log());
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+    ctl(&["-m", "immediate", "-w", "stop"], None);
+}

@@ -82,6 +82,16 @@ impl PgServer {
         Self::start_in(dir, &format!("-c fsync=off -c full_page_writes=off -c synchronous_commit=off {extra}"))
     }
 
+    /// Stops the server (`pg_ctl stop -m fast`); the folder stays until the handle is dropped.
+    pub fn stop(&self) {
+        self.must(self.tool("pg_ctl").arg("-D").arg(self.data_dir()).args(["-m", "fast", "-w", "stop"]), "pg_ctl stop");
+    }
+
+    /// Whether its programs run as the postgres user (the tests run as root).
+    pub fn as_postgres(&self) -> bool {
+        self.as_postgres
+    }
+
     /// The server's major version (`server_version_num / 10000`).
     pub fn major(&self) -> u32 {
         self.psql("postgres", "SHOW server_version_num").parse::<u32>().unwrap() / 10000
