@@ -226,3 +226,53 @@ fn a_promoted_standby_is_followed_without_a_false_gap() {
     assert_eq!(code, 0, "{}", d.log());
     ctl(&["-m", "immediate", "-w", "stop"], None);
 }
+
+/// The primary is never endangered by us: with the streamer stuck, the slot holds back WAL
+/// past `PITR_SLOT_MAX_RETAINED` and is dropped (ERROR); the server then recycles that WAL,
+/// the archive has a gap (ERROR), and a full base backup heals it.
+#[test]
+fn a_slot_holding_too_much_is_dropped_and_the_gap_healed() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let (pg, port) = (&fx.pg, fx.pg.port);
+    let server = format!("localhost:{port}");
+    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
+    let mut cmd = pitr_daemon(&fx, &conf);
+    cmd.env("PITR_SLOT_MAX_RETAINED", "8MB");
+    let mut d = Daemon::start(cmd, fx.dir.path());
+    d.wait_for("A full base backup of", Duration::from_secs(60));
+    // The streamer stuck (stopped, its connection open): nothing reads the slot.
+    let receiver = || {
+        let out = std::process::Command::new("pgrep").args(["-f", "pg_receivewal.*--synchronous"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse::<i32>().ok())
+    };
+    assert!(wait_until(Duration::from_secs(30), || receiver().is_some()));
+    let pid = nix::unistd::Pid::from_raw(receiver().unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    work(pg, 2);
+    d.wait_for("was dropped", Duration::from_secs(60));
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots"), "0", "the slot is gone");
+    // The server recycles the WAL nobody holds any more.
+    for _ in 0..3 {
+        work(pg, 2);
+        pg.psql("postgres", "CHECKPOINT");
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // Streaming goes on from where the server's WAL begins; the next whole segment shows the gap.
+    d.wait_for("streaming from where its WAL begins", Duration::from_secs(60));
+    let runs = |log: String| log.matches("Streaming WAL (pg_receivewal)").count();
+    let before = runs(d.log());
+    assert!(wait_until(Duration::from_secs(30), || runs(d.log()) > before), "{}", d.log());
+    work(pg, 2);
+    d.wait_for("WAL is missing from the archive", Duration::from_secs(90));
+    let healed = || {
+        let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+        status["pitr"][&server]["base_backups"].as_u64() >= Some(2)
+            && status["pitr"][&server]["gaps"].as_array().is_some_and(Vec::is_empty)
+    };
+    work(pg, 1);
+    assert!(wait_until(Duration::from_secs(120), healed), "{}\n{}", get(&d.addr, "/status").1, d.log());
+    assert_eq!(metric(&metrics_of(&d), &format!("backup_pitr_streamer_up{{server=\"{server}\"}}")), Some(1.0));
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+}

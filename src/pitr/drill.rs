@@ -72,11 +72,11 @@ fn one(settings: &Settings, store: &Store, index: &Index, latest: bool, cancel: 
     let started = Instant::now();
     let mut drill = Drill { at: Utc::now(), latest, ..Default::default() };
     let result = (|| -> anyhow::Result<()> {
-        let open: Vec<String> = index.open_and_healed_gaps().0.iter().map(|g| index.describe(g)).collect();
+        let partial = partial_state(&store.archive);
+        let open: Vec<String> = index.open_and_healed_gaps(partial).0.iter().map(|g| index.describe(g)).collect();
         if !open.is_empty() {
             bail!("the archive has a gap after its newest full base backup: {}", open.join("; "));
         }
-        let partial = partial_state(&store.archive);
         let newest = plan::choose(index, partial, Target::Latest).map_err(|e| anyhow!(e))?;
         let target =
             if latest { Target::Latest } else { Target::Time(somewhere(newest.window.from, newest.window.to)) };

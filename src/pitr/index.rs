@@ -115,10 +115,12 @@ impl Index {
     /// The gaps, split: open ones (after the newest full base backup's start: they cut the
     /// window that reaches the newest WAL) and healed ones (before it: they only split off
     /// older windows).
-    pub fn open_and_healed_gaps(&self) -> (Vec<Gap>, Vec<Gap>) {
+    pub fn open_and_healed_gaps(&self, partial: Option<(Segment, DateTime<Utc>)>) -> (Vec<Gap>, Vec<Gap>) {
         let size = self.segment_size;
         let healed_from = self.bases.iter().filter(|b| b.n == 0).map(|b| b.start_segment(size)).max();
-        self.gaps().into_iter().partition(|g| healed_from.is_none_or(|h| (g.timeline, g.to) >= (h.timeline, h.number)))
+        self.gaps_with(partial)
+            .into_iter()
+            .partition(|g| healed_from.is_none_or(|h| (g.timeline, g.to) >= (h.timeline, h.number)))
     }
 
     /// `timeline 1: 000000010000000000000007 to 000000010000000000000008`.
@@ -230,6 +232,22 @@ impl Index {
             }
         }
         walk
+    }
+
+    /// `gaps`, and the WAL between the newest segment and the archived `.partial` when the
+    /// streamer went on further ahead (its slot was lost): a gap is known as soon as streaming
+    /// goes on after it, not only once a later segment is whole.
+    pub fn gaps_with(&self, partial: Option<(Segment, DateTime<Utc>)>) -> Vec<Gap> {
+        let mut gaps = self.gaps();
+        let Some((p, _)) = partial.filter(|_| !self.bases.is_empty()) else { return gaps };
+        let last = self.segments.range(Segment { timeline: p.timeline, number: 0 }..p).next_back().map(|(s, _)| *s);
+        if let Some(last) = last
+            && p.number > last.number.saturating_add(1)
+            && !gaps.iter().any(|g| g.timeline == p.timeline && g.to >= last.number)
+        {
+            gaps.push(Gap { timeline: p.timeline, from: last.number + 1, to: p.number - 1 });
+        }
+        gaps
     }
 
     /// Missing WAL from the oldest base backup's start to the newest segment.

@@ -95,7 +95,7 @@ pub fn of(index: &Index, partial: Option<(Segment, DateTime<Utc>)>, server: &str
         newest: index.segments().last().map(name),
         newest_received_at: index.segments().map(|a| a.received_at).max(),
     };
-    let gaps = index.gaps().iter().map(|g| index.describe(g)).collect();
+    let gaps = index.gaps_with(partial).iter().map(|g| index.describe(g)).collect();
     let windows = index.windows_with(partial).iter().map(|w| (w.from, w.to)).collect();
     let proven = index.proven().map(|w| (w.from, w.to));
     Summary {

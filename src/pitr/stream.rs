@@ -324,7 +324,11 @@ impl Mover {
         {
             return Ok(());
         }
-        let stored = self.setup.store.partial(path, segment, self.setup.segment_size)?;
+        // pg_receivewal renames it when the segment is whole: gone since the folder was read.
+        let stored = match self.setup.store.partial(path, segment, self.setup.segment_size) {
+            Err(_) if !path.exists() => return Ok(()),
+            other => other?,
+        };
         let state = serde_json::json!({
             "timeline": segment.timeline,
             "number": segment.number,

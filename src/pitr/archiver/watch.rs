@@ -104,7 +104,8 @@ impl Ctx {
         };
         // A gap before the newest full base backup's start is healed: the window from that
         // base reaches the newest WAL without it (`-l` still shows the older windows).
-        let (open, healed) = index.open_and_healed_gaps();
+        let partial = crate::pitr::archive::partial_state(&setup.store.archive);
+        let (open, healed) = index.open_and_healed_gaps(partial);
         let described: Vec<String> = open.iter().map(|g| index.describe(g)).collect();
         let healed: Vec<String> = healed.iter().map(|g| index.describe(g)).collect();
         let windows = index.windows_with(crate::pitr::archive::partial_state(&setup.store.archive));

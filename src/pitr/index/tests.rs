@@ -130,6 +130,15 @@ fn the_log_replays_ignores_a_torn_last_line_and_names_a_damaged_one() {
 }
 
 #[test]
+fn a_partial_beyond_the_newest_segment_is_a_gap_at_once() {
+    let i = index(vec![seg(1, 2), seg(1, 3), base(1, 1, 2, 3)]);
+    let p = |n| Some((Segment { timeline: 1, number: n }, at(9)));
+    assert_eq!(i.gaps_with(p(4)), [], "the next segment: no gap");
+    assert_eq!(i.gaps_with(p(7)), [Gap { timeline: 1, from: 4, to: 6 }]);
+    assert_eq!(i.gaps_with(None), []);
+}
+
+#[test]
 fn a_window_opens_when_the_backups_end_arrived_and_the_partial_extends_it() {
     // The segment holding the backup's end arrived (minute 3) before pg_basebackup returned
     // (minute 5 by our clock): the window opens at minute 3, and is not empty.
