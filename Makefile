@@ -27,6 +27,7 @@ bench:
 	scripts/install-deps.sh postgres pigz zstd time bc age
 	cargo build --release --quiet
 	scripts/bench.sh
+	scripts/bench-pitr.sh
 
 # Daemon memory soak: RUNS backups one second apart; prints RSS early and late.
 soak:
