@@ -241,8 +241,12 @@ fn a_slot_holding_too_much_is_dropped_and_the_gap_healed() {
     let mut d = Daemon::start(cmd, fx.dir.path());
     d.wait_for("A full base backup of", Duration::from_secs(60));
     // The streamer stuck (stopped, its connection open): nothing reads the slot.
+    // This daemon's receiver (tests run side by side): its slot is its archive's own.
+    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+    let slot = status["pitr"][&server]["slot"].as_str().unwrap().to_string();
     let receiver = || {
-        let out = std::process::Command::new("pgrep").args(["-f", "pg_receivewal.*--synchronous"]).output().unwrap();
+        let pattern = format!("pg_receivewal.*{slot}.*--synchronous");
+        let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse::<i32>().ok())
     };
     assert!(wait_until(Duration::from_secs(30), || receiver().is_some()));

@@ -145,6 +145,14 @@ impl RunLock {
         Self::take(root, &database_lock(core), what, false)
     }
 
+    /// `try_database`, shared: any number of shared holders, no exclusive one.
+    ///
+    /// # Errors
+    /// As `try_database`.
+    pub fn try_database_shared(root: &Path, core: &str, what: &str) -> Result<RunLock, NotTaken> {
+        Self::take(root, &database_lock(core), what, true)
+    }
+
     /// Takes the lock of the database with `core` name, waiting while another holds it;
     /// `on_busy` is called once, with the holder, when it has to wait.
     ///

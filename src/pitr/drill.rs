@@ -41,6 +41,8 @@ pub fn run(settings: &Settings, server: &PitrServer, cancel: &Cancel) -> anyhow:
     if !archive.index().exists() {
         bail!("no archive of {} yet (the daemon keeps it)", server.name());
     }
+    // Retention removes nothing while the drills read the archive.
+    let _reading = super::retention::reading(&archive)?;
     let store = Store::new(archive, settings.compression, settings.encryption.clone());
     let mut out = Vec::new();
     for latest in [true, false] {

@@ -33,6 +33,17 @@ impl Archive {
         Archive { dir: backup_dir.join(ROOT).join(server_name(host, port)) }
     }
 
+    /// The name of the lock readers of the archive (restores, PITR drills) hold shared and
+    /// retention takes exclusively before it removes anything (`catalog::lock`).
+    pub fn read_lock(&self) -> String {
+        format!("pitr read {}", self.dir.display())
+    }
+
+    /// The backup folder the archive is in.
+    pub fn backup_dir(&self) -> &Path {
+        self.dir.parent().and_then(Path::parent).unwrap_or(&self.dir)
+    }
+
     /// The index (`index`).
     pub fn index(&self) -> PathBuf {
         self.dir.join("index.jsonl")

@@ -17,6 +17,25 @@ use anyhow::Context;
 use super::archive::Store;
 use super::index::{self, Event, Index};
 use super::wal::Segment;
+use crate::catalog::lock::{NotTaken, RunLock};
+
+/// Holds the archive's read lock shared while a restore or a PITR drill reads it: retention
+/// removes nothing meanwhile. Waits up to 30 s for a pruning in progress.
+///
+/// # Errors
+/// Pruning held it longer, or the lock file cannot be opened.
+pub fn reading(archive: &super::layout::Archive) -> anyhow::Result<RunLock> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match RunLock::try_database_shared(archive.backup_dir(), &archive.read_lock(), "reading the archive") {
+            Ok(lock) => return Ok(lock),
+            Err(NotTaken::Busy(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(anyhow::anyhow!("{e:#}")).context("taking the archive's read lock"),
+        }
+    }
+}
 
 /// What retention removes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,7 +132,9 @@ pub fn run(store: &Store, chains: usize, compact: bool) -> anyhow::Result<String
     let path = store.archive.index();
     let (index, _) = index::load(&path)?;
     let plan = plan(&index, chains);
-    apply(store, &index, &plan)?;
+    if !apply(store, &index, &plan)? {
+        return Ok(format!("archive of {}: a restore or PITR drill is reading it; pruned later", index.server));
+    }
     if compact {
         let (after, _) = index::load(&path)?;
         index::rewrite(&path, &after)?;
@@ -142,16 +163,28 @@ fn before(s: Segment, start: Segment) -> bool {
 /// then WAL files the index does not name and the plan would have removed (left by a process
 /// killed after recording) swept.
 ///
+/// Nothing is removed while a restore or a PITR drill reads the archive (they hold its read
+/// lock shared): `Ok(false)`, and the next run tries again.
+///
 /// # Errors
 /// The index cannot be written (nothing is deleted then), or a file cannot be deleted (it
 /// stays, unnamed by the index; the next run tries again).
-pub fn apply(store: &Store, index: &Index, plan: &Plan) -> anyhow::Result<()> {
+pub fn apply(store: &Store, index: &Index, plan: &Plan) -> anyhow::Result<bool> {
+    let archive = &store.archive;
+    let _alone = match RunLock::try_database(archive.backup_dir(), &archive.read_lock(), "pruning the archive") {
+        Ok(lock) => lock,
+        Err(NotTaken::Busy(_)) => {
+            tracing::info!(archive = %archive.dir.display(), "A restore or PITR drill is reading the archive: pruning waits for it.");
+            return Ok(false);
+        }
+        Err(e) => return Err(anyhow::anyhow!("{e:#}")),
+    };
     let mut failed = Vec::new();
     if let Some(from) = plan.from {
         sweep(store, index, from, &mut failed);
     }
     if plan.is_empty() && failed.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let mut events: Vec<Event> = plan.drop_chains.iter().map(|c| Event::ChainRemoved { chain: *c }).collect();
     events.extend(plan.drop_segments.iter().map(|s| Event::Removed { timeline: s.timeline, number: s.number }));
@@ -176,7 +209,7 @@ pub fn apply(store: &Store, index: &Index, plan: &Plan) -> anyhow::Result<()> {
         }
     }
     if failed.is_empty() {
-        Ok(())
+        Ok(true)
     } else {
         Err(anyhow::anyhow!("{}", failed.join("; "))).context("removing what the archive no longer keeps")
     }

@@ -34,6 +34,8 @@ pub struct FromArchive {
     pub folder: std::path::PathBuf,
     store: Store,
     index: Index,
+    /// The archive's read lock: retention removes nothing while this restore reads it.
+    _reading: crate::catalog::lock::RunLock,
 }
 
 /// The server in `PITR_SERVERS` that `spec` is on (host and port; a missing port is 5432).
@@ -67,6 +69,8 @@ pub fn prepare(
     if !archive.index().exists() {
         anyhow::bail!("no archive of {} in {} yet (the daemon keeps it)", server.name(), archive.dir.display());
     }
+    // Taken before the index is read: what the plan names stays until the restore is done.
+    let reading = crate::pitr::retention::reading(&archive)?;
     let (index, _) = index::load(&archive.index())?;
     let chosen =
         plan::choose(&index, partial_state(&archive), target).map_err(|e| anyhow!("{}: {e}", server.name()))?;
@@ -78,6 +82,7 @@ pub fn prepare(
         folder: archive.dir.clone(),
         store: Store::new(archive, settings.compression, settings.encryption.clone()),
         index,
+        _reading: reading,
     })
 }
 

@@ -149,7 +149,8 @@ impl Ctx {
     fn prune(&self, setup: &Setup, w: &mut Watch) {
         let result = index::load(&setup.store.archive.index()).and_then(|(index, _)| {
             let plan = crate::pitr::retention::plan(&index, self.settings.pitr.chains);
-            crate::pitr::retention::apply(&setup.store, &index, &plan).map(|()| plan)
+            crate::pitr::retention::apply(&setup.store, &index, &plan)
+                .map(|applied| if applied { plan } else { Default::default() })
         });
         match result {
             Ok(plan) if !plan.is_empty() => {

@@ -114,7 +114,13 @@ fn carrying_it_out_records_first_then_deletes_and_sweeps_what_a_killed_run_left(
     std::fs::write(file(0), b"x").unwrap();
     let (before, _) = index::load(&path).unwrap();
     let p = plan(&before, 1);
-    apply(&store, &before, &p).unwrap();
+    // A restore reading the archive: nothing is removed until it is done.
+    let reader = reading(&store.archive).unwrap();
+    assert!(!apply(&store, &before, &p).unwrap());
+    assert_eq!(index::load(&path).unwrap().0, before);
+    assert!(file(1).exists());
+    drop(reader);
+    assert!(apply(&store, &before, &p).unwrap());
     let (after, _) = index::load(&path).unwrap();
     assert_eq!(after.bases.iter().map(|b| b.chain).collect::<Vec<_>>(), vec![2]);
     assert_eq!(after.segments().map(|a| a.number).collect::<Vec<_>>(), (5..=8).collect::<Vec<_>>());
