@@ -315,6 +315,12 @@ fn pitr_drills_prove_the_window_and_a_planted_gap_fails_them() {
     // A library the throwaway does not have, preloaded by the source: the drill still runs.
     fx.pg.psql("postgres", "ALTER SYSTEM SET shared_preload_libraries = 'not_installed_here'");
     let mut s = Scenario::start(fx, None);
+    // Names from the server are data: a database and a table with a newline and a quote.
+    s.fx.pg.psql("postgres", "CREATE DATABASE \"odd\nname\"");
+    s.fx.pg.psql(
+        "app1",
+        "CREATE TABLE \"we\"\"ird\ntable\" (x int); INSERT INTO \"we\"\"ird\ntable\" VALUES (1), (2), (3)",
+    );
     s.take(Kind::Full);
     s.history(|_| {});
     let port = s.fx.pg.port;
@@ -334,9 +340,10 @@ fn pitr_drills_prove_the_window_and_a_planted_gap_fails_them() {
     let (index, _) = index::load(&s.store.archive.index()).unwrap();
     assert_eq!(index.drills.iter().map(|d| d.ok).collect::<Vec<_>>(), vec![true, true]);
     let latest = &index.drills[0];
-    // app1 (t and the seeded tables) and app2, postgres: every table counted.
-    assert!(latest.databases >= 3 && latest.tables >= 3, "{latest:?}");
-    assert!(latest.rows >= 150, "{latest:?}");
+    // app1 (t, the odd table and the seeded tables), app2, postgres and the odd database:
+    // every table counted.
+    assert!(latest.databases >= 4 && latest.tables >= 4, "{latest:?}");
+    assert!(latest.rows >= 153, "{latest:?}");
     let proven = index.proven().expect("a proven window");
     assert!(proven.from <= proven.to);
     let list = run(s.fx.cmd(&s.conf).args(["-l", "--pitr"]).env("PITR_SERVERS", format!("localhost:{port}")));

@@ -125,14 +125,12 @@ fn run_mode(
 
 /// `-v HOST[:PORT] --pitr` (or `-v all --pitr`): PITR drills of the server's archive now.
 fn drill_now(settings: &Settings, target: &str, cancel: &Cancel) -> anyhow::Result<Exit> {
-    let wanted = |s: &crate::config::pitr::PitrServer| {
-        let spec = &s.database.spec;
-        let (host, port) = target.rsplit_once(':').unwrap_or((target, "5432"));
-        target == "all" || (spec.host.eq_ignore_ascii_case(host) && spec.port.unwrap_or(5432).to_string() == port)
+    let servers: Vec<_> = match target {
+        "all" => settings.pitr.servers.iter().collect(),
+        one => vec![settings.pitr.find_text(one).map_err(|e| UsageError(format!("-v {e} --pitr (HOST:PORT or all)")))?],
     };
-    let servers: Vec<_> = settings.pitr.servers.iter().filter(|s| wanted(s)).collect();
     if servers.is_empty() {
-        return Err(UsageError(format!("-v {target} --pitr: not a server in PITR_SERVERS (HOST:PORT or all)")).into());
+        return Err(UsageError("-v all --pitr: PITR_SERVERS lists no server".into()).into());
     }
     let mut failed = false;
     for server in servers {

@@ -107,6 +107,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// How throwaway servers start (verification, drills, point-in-time recovery): under
+    /// `VERIFY_DIR`, within `DATABASE_SERVER_TIMEOUT`, with `VERIFY_SERVER_OPTIONS`.
+    pub fn throwaway_options(&self) -> crate::engine::ServerOptions {
+        crate::engine::ServerOptions {
+            work_dir: self.restore.verify_dir.clone(),
+            start_timeout: self.server_timeout,
+            settings: self.restore.verify_server_options.clone(),
+        }
+    }
+
     /// Loads settings from `env` and the backup.conf at `conf_override`, `BACKUP_CONF`, or
     /// `./backup.conf`.
     ///

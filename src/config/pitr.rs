@@ -96,6 +96,25 @@ pub struct PitrSettings {
 }
 
 impl PitrSettings {
+    /// The server on `host` and `port` (a missing port is 5432; the host's case does not
+    /// matter), when it is listed.
+    pub fn find(&self, host: &str, port: Option<u16>) -> Option<&PitrServer> {
+        let port = port.unwrap_or(5432);
+        self.servers.iter().find(|s| {
+            let spec = &s.database.spec;
+            spec.host.eq_ignore_ascii_case(host) && spec.port.unwrap_or(5432) == port
+        })
+    }
+
+    /// `find` for `host[:port]` as a user writes it (`--pitr-server`, `-v … --pitr`).
+    ///
+    /// # Errors
+    /// Not a `host[:port]`, or not in `PITR_SERVERS`.
+    pub fn find_text(&self, text: &str) -> Result<&PitrServer, String> {
+        let spec = parse_server(text.trim()).map_err(|e| format!("{text:?}: {e}"))?;
+        self.find(&spec.host, spec.port).ok_or_else(|| format!("{text} is not in PITR_SERVERS"))
+    }
+
     /// Reads the servers and their settings; the point-in-time schedules are taken out of
     /// `cron` (they replace the env defaults).
     pub(super) fn load(

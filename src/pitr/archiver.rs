@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sha2::Digest;
 use tracing::{error, info, warn};
 
 use super::archive::Store;
@@ -255,16 +254,27 @@ fn archive_id(archive: &Archive) -> anyhow::Result<String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .context("reading /dev/urandom")?;
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = crate::catalog::checksum::hex(&bytes);
     crate::catalog::durable::write_atomic(&path, format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 
 /// `bc_` and 16 hex digits of sha256(server, archive id): only `[a-z0-9_]`.
 pub fn default_slot(server: &str, archive_id: &str) -> String {
-    let digest = sha2::Sha256::digest(format!("{server}\n{archive_id}").as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("bc_{hex}")
+    let digest = crate::catalog::manifest::digest_name(&format!("{server}\n{archive_id}"));
+    format!("bc_{}", &digest[..16])
 }
 
 mod watch;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slot_names_are_valid_stable_and_unique_per_archive() {
+        let a = super::default_slot("wallet-db:5432", "0123");
+        assert_eq!(a, super::default_slot("wallet-db:5432", "0123"));
+        assert_ne!(a, super::default_slot("wallet-db:5432", "4567"));
+        assert_eq!(crate::config::pitr::slot_name_problem(&a), None, "{a}");
+        assert_eq!(a.len(), 19);
+    }
+}

@@ -21,9 +21,8 @@ use super::recover::plan::{self, Chosen, Target};
 use super::recover::{self, Sources};
 use crate::config::Settings;
 use crate::config::pitr::{DrillCounts, PitrServer};
+use crate::engine::Conn;
 use crate::engine::postgres::PostgresEngine;
-use crate::engine::{Conn, ServerOptions};
-use crate::model::spec::EngineKind;
 use crate::system::cancel::Cancel;
 
 /// How many tables one counting query names.
@@ -106,29 +105,15 @@ fn prove(
     drill: &mut Drill,
     cancel: &Cancel,
 ) -> anyhow::Result<()> {
-    let engine = settings.engines.get(&EngineKind::Postgres).ok_or_else(|| anyhow!("no PostgreSQL engine"))?;
     let pg = settings.engines.postgres();
-    let opts = ServerOptions {
-        work_dir: settings.restore.verify_dir.clone(),
-        start_timeout: settings.server_timeout,
-        settings: settings.restore.verify_server_options.clone(),
-    };
-    let tools = |major: u32| -> anyhow::Result<std::path::PathBuf> {
-        match pg.installed().server_dir(Some(major))? {
-            (dir, m) if m == major => Ok(dir),
-            (_, m) => Err(anyhow!("PostgreSQL {major}'s programs are needed (found {m})")),
-        }
-    };
-    let sources = Sources { store, index, keys: &settings.keys };
-    let server = recover::recover(engine, &tools, sources, chosen, &opts, cancel)?;
+    let server = recover::recover(settings, Sources { store, index, keys: &settings.keys }, chosen, cancel)?;
     let conn = server.conn();
-    let databases = pg.query(
-        &conn,
-        "postgres",
-        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
-        cancel,
-    )?;
-    for db in databases.lines().map(str::trim).filter(|d| !d.is_empty()) {
+    // JSON, never lines: a name may hold a newline.
+    let sql = "SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database \
+               WHERE datallowconn AND NOT datistemplate";
+    let databases: Vec<String> = serde_json::from_str(pg.query(&conn, "postgres", sql, cancel)?.trim())
+        .context("reading the recovered cluster's databases")?;
+    for db in &databases {
         let (tables, rows) = count(pg, &conn, db, settings.pitr.drill_counts, cancel)
             .with_context(|| format!("counting the rows of database {db} in the recovered cluster"))?;
         drill.databases += 1;
@@ -137,7 +122,7 @@ fn prove(
     }
     let major = chosen.chain.last().map_or(0, |b| b.major);
     if major >= 14 {
-        drill.amcheck = amcheck(&tools(major)?, &conn, cancel)?;
+        drill.amcheck = amcheck(&pg.installed().server_dir_exact(major)?, &conn, cancel)?;
     }
     Ok(())
 }
@@ -150,11 +135,13 @@ fn count(
     counts: DrillCounts,
     cancel: &Cancel,
 ) -> anyhow::Result<(u64, u64)> {
-    let list = "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+    // Quoted names (`%I`) as JSON: a name may hold a newline or a quote.
+    let list = "SELECT coalesce(json_agg(format('%I.%I', n.nspname, c.relname) ORDER BY c.relpages DESC, n.nspname, c.relname), '[]') \
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                AND n.nspname NOT LIKE 'pg\\_toast%' ORDER BY c.relpages DESC, 1";
+                AND n.nspname NOT LIKE 'pg\\_toast%'";
     let tables: Vec<String> =
-        pg.query(conn, db, list, cancel)?.lines().map(str::to_string).filter(|t| !t.is_empty()).collect();
+        serde_json::from_str(pg.query(conn, db, list, cancel)?.trim()).context("reading the tables")?;
     let counted: &[String] = match counts {
         DrillCounts::Full => &tables,
         DrillCounts::Sample => &tables[..tables.len().min(20)],
@@ -184,9 +171,7 @@ fn amcheck(bin: &std::path::Path, conn: &Conn, cancel: &Cancel) -> anyhow::Resul
     let mut cmd = std::process::Command::new(&program);
     cmd.arg("-h").arg(&conn.host).args(["-p", &conn.port.unwrap_or(5432).to_string()]);
     cmd.args(["-U", conn.user.as_deref().unwrap_or("postgres"), "-w", "--all", "--install-missing"]);
-    for var in ["PGSERVICE", "PGDATABASE", "PGHOST", "PGPORT", "PGOPTIONS", "PGPASSWORD"] {
-        cmd.env_remove(var);
-    }
+    crate::engine::postgres::libpq_environment(&mut cmd, conn, 30);
     let out = cmd.output().with_context(|| format!("running {}", program.display()))?;
     if !out.status.success() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use sha2::Digest;
 
 use super::wal::Lsn;
+use crate::catalog::checksum::hex;
 
 /// The member pg_basebackup puts the manifest in.
 pub const MEMBER: &str = "backup_manifest";
@@ -102,10 +103,6 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         return Err("the backup manifest names no WAL range".into());
     }
     Ok(Manifest { files, wal_ranges, checksum: raw.checksum })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -24,7 +24,10 @@ use tracing::info;
 
 use super::archive::Store;
 use super::index::{BaseBackup, Index};
+use crate::config::Settings;
+use crate::engine::postgres::Installed;
 use crate::engine::{DataDir, Engine, Recovery, Server, ServerOptions};
+use crate::model::spec::EngineKind;
 use crate::stream::crypt::Keys;
 use crate::system::cancel::Cancel;
 use plan::Chosen;
@@ -37,10 +40,8 @@ pub struct Sources<'a> {
     pub keys: &'a Keys,
 }
 
-/// Where the programs of a major are (`pg_combinebackup`): the caller's lookup.
-pub type ToolDir<'a> = &'a dyn Fn(u32) -> anyhow::Result<std::path::PathBuf>;
-
-/// Recovers `chosen` from `store` into a throwaway server.
+/// Recovers `chosen` from the archive into a throwaway server (`settings`' throwaway options,
+/// the backups' own major).
 ///
 /// # Errors
 /// Too little space under `opts.work_dir`; a stored file missing or not matching its record;
@@ -48,13 +49,15 @@ pub type ToolDir<'a> = &'a dyn Fn(u32) -> anyhow::Result<std::path::PathBuf>;
 /// not starting or not reaching the target (its log quoted). The throwaway's folder is removed
 /// on every path.
 pub fn recover(
-    engine: &dyn Engine,
-    tools: ToolDir,
+    settings: &Settings,
     from: Sources,
     chosen: &Chosen,
-    opts: &ServerOptions,
     cancel: &Cancel,
 ) -> anyhow::Result<Box<dyn Server>> {
+    let engine =
+        settings.engines.get(&EngineKind::Postgres).ok_or_else(|| anyhow!("this build has no PostgreSQL engine"))?;
+    let tools = settings.engines.postgres().installed();
+    let opts = &settings.throwaway_options();
     check_space(from.index, chosen, &opts.work_dir)?;
     let target_time = chosen.target.recovery_target_time();
     match attempt(engine, tools, from, chosen, opts, target_time.clone(), cancel) {
@@ -70,7 +73,7 @@ pub fn recover(
 
 fn attempt(
     engine: &dyn Engine,
-    tools: ToolDir,
+    tools: &Installed,
     from: Sources,
     chosen: &Chosen,
     opts: &ServerOptions,
@@ -93,7 +96,7 @@ fn attempt(
             extract(store, b, keys, &part, cancel)?;
             parts.push(part);
         }
-        let combine = tools(last.major)?.join("pg_combinebackup");
+        let combine = tools.server_dir_exact(last.major)?.join("pg_combinebackup");
         let out = Command::new(&combine)
             .args(&parts)
             .arg("-o")
@@ -157,40 +160,17 @@ fn extract(store: &Store, b: &BaseBackup, keys: &Keys, dest: &Path, cancel: &Can
     cancel.check()?;
     let path = store.existing(&store.archive.base(b.chain, b.n, &store.extension()));
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let (reader, sha) = {
-        let hashing = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: sha2::Sha256::new() };
-        let shared = std::sync::Arc::new(std::sync::Mutex::new(None));
-        (SharedHash { inner: hashing, done: shared.clone() }, shared)
-    };
-    let mut decoded = crate::stream::compress::decoder(&path, reader, keys)?;
-    tar::Archive::new(&mut decoded).unpack(dest).with_context(|| format!("unpacking {}", path.display()))?;
-    std::io::copy(&mut decoded, &mut std::io::sink()).with_context(|| format!("reading {}", path.display()))?;
-    drop(decoded);
-    let got = sha.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    let mut hashing = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: sha2::Sha256::new() };
+    {
+        let mut decoded = crate::stream::compress::decoder(&path, &mut hashing, keys)?;
+        tar::Archive::new(&mut decoded).unpack(dest).with_context(|| format!("unpacking {}", path.display()))?;
+        std::io::copy(&mut decoded, &mut std::io::sink()).with_context(|| format!("reading {}", path.display()))?;
+    }
+    let got = crate::catalog::checksum::hex(&hashing.hash.finalize());
     if got != b.sha256 {
         bail!("{} does not match its record (sha256 {got}, recorded {})", path.display(), b.sha256);
     }
     Ok(())
-}
-
-/// A hashing reader that leaves its digest behind when dropped (the decoder owns it).
-struct SharedHash<R> {
-    inner: Hashing<R>,
-    done: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl<R: Read> Read for SharedHash<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl<R> Drop for SharedHash<R> {
-    fn drop(&mut self) {
-        let digest = std::mem::take(&mut self.inner.hash).finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(hex);
-    }
 }
 
 /// The chosen segments, the `.partial` when needed, and the history files, into `pg_wal`.

@@ -12,8 +12,7 @@ use std::io::{BufRead, BufReader};
 use anyhow::{Context, anyhow};
 
 use crate::config::Settings;
-use crate::config::pitr::PitrServer;
-use crate::engine::{Engine, ServerOptions};
+use crate::engine::Engine;
 use crate::model::database::{Credentials, Database};
 use crate::model::spec::DatabaseSpec;
 use crate::pitr::archive::{Store, partial_state};
@@ -38,15 +37,6 @@ pub struct FromArchive {
     _reading: crate::catalog::lock::RunLock,
 }
 
-/// The server in `PITR_SERVERS` that `spec` is on (host and port; a missing port is 5432).
-fn server_of<'a>(settings: &'a Settings, spec: &DatabaseSpec) -> Option<&'a PitrServer> {
-    let port = spec.port.unwrap_or(5432);
-    settings.pitr.servers.iter().find(|s| {
-        let p = &s.database.spec;
-        p.host.eq_ignore_ascii_case(&spec.host) && p.port.unwrap_or(5432) == port
-    })
-}
-
 /// Plans the restore of `spec` as of `at` (nothing is touched).
 ///
 /// # Errors
@@ -57,7 +47,7 @@ pub fn prepare(
     filter: Option<&str>,
     at: &str,
 ) -> anyhow::Result<FromArchive> {
-    let server = server_of(settings, spec).ok_or_else(|| {
+    let server = settings.pitr.find(&spec.host, spec.port).ok_or_else(|| {
         anyhow!(
             "{}:{} is not in PITR_SERVERS: no point-in-time archive of it is kept here",
             spec.host,
@@ -106,16 +96,14 @@ pub fn datadir(
             dir.display()
         );
     }
-    let spec = match (server, settings.pitr.servers.as_slice()) {
-        (Some(text), _) => format!("{}/postgres", text.trim()),
-        (None, [only]) => format!("{}/postgres", only.name()),
+    let server = match (server, settings.pitr.servers.as_slice()) {
+        (Some(text), _) => settings.pitr.find_text(text).map_err(|e| anyhow!("--pitr-server {e}"))?,
+        (None, [only]) => only,
         (None, []) => anyhow::bail!("PITR_SERVERS lists no server"),
         (None, _) => anyhow::bail!("PITR_SERVERS lists several servers: name one with --pitr-server HOST:PORT"),
     };
-    let spec: DatabaseSpec = spec.parse().map_err(|e| anyhow!("--pitr-server {spec}: {e}"))?;
-    let from = prepare(settings, &spec, None, at)?;
-    let engine = settings.engines.get(&spec.engine).ok_or_else(|| anyhow!("this build has no PostgreSQL engine"))?;
-    let server = recovered(settings, engine, &from, cancel)?;
+    let from = prepare(settings, &server.database.spec, None, at)?;
+    let server = recovered(settings, &from, cancel)?;
     server.keep_data(dir).context("keeping the recovered data directory")?;
     let reached = match from.target {
         Target::Latest => "the newest archived WAL".to_string(),
@@ -133,33 +121,12 @@ pub fn datadir(
 /// `from` recovered in a throwaway server under `VERIFY_DIR`.
 fn recovered(
     settings: &Settings,
-    engine: &dyn Engine,
     from: &FromArchive,
     cancel: &Cancel,
 ) -> anyhow::Result<Box<dyn crate::engine::Server>> {
-    let opts = ServerOptions {
-        work_dir: settings.restore.verify_dir.clone(),
-        start_timeout: settings.server_timeout,
-        settings: settings.restore.verify_server_options.clone(),
-    };
-    let pg = settings.engines.postgres();
-    let tools = |major: u32| -> anyhow::Result<std::path::PathBuf> {
-        match pg.installed().server_dir(Some(major))? {
-            (dir, m) if m == major => Ok(dir),
-            (_, m) => Err(anyhow!(
-                "combining PostgreSQL {major} base backups needs PostgreSQL {major}'s programs (found {m})"
-            )),
-        }
-    };
-    crate::pitr::recover::recover(
-        engine,
-        &tools,
-        crate::pitr::recover::Sources { store: &from.store, index: &from.index, keys: &settings.keys },
-        &from.chosen,
-        &opts,
-        cancel,
-    )
-    .context("recovering the archive in a throwaway server; the database was not touched")
+    let sources = crate::pitr::recover::Sources { store: &from.store, index: &from.index, keys: &settings.keys };
+    crate::pitr::recover::recover(settings, sources, &from.chosen, cancel)
+        .context("recovering the archive in a throwaway server; the database was not touched")
 }
 
 /// Recovers `from` in a throwaway server and gives its database's dump, as it streams, to
@@ -175,7 +142,7 @@ pub fn with_dump<T>(
     cancel: &Cancel,
     load: impl FnOnce(&mut (dyn BufRead + Send)) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let server = recovered(settings, engine, from, cancel)?;
+    let server = recovered(settings, from, cancel)?;
     let conn = server.conn();
     let db = Database {
         spec: DatabaseSpec {

@@ -25,7 +25,6 @@ use crate::catalog::selection::{Choice, choose};
 use crate::catalog::{self, BackupFile};
 use crate::config::Rehearsal;
 use crate::config::Settings;
-use crate::engine::ServerOptions;
 use crate::model::error::UsageError;
 use crate::model::human;
 use crate::model::spec::DatabaseSpec;
@@ -284,11 +283,7 @@ impl VerifyRun<'_> {
             .get(&spec.engine)
             .ok_or_else(|| anyhow!("this build cannot verify {} databases", spec.engine.name()))?;
         let opts = VerifyOptions {
-            server: ServerOptions {
-                work_dir: settings.restore.verify_dir.clone(),
-                start_timeout: settings.server_timeout,
-                settings: settings.restore.verify_server_options.clone(),
-            },
+            server: settings.throwaway_options(),
             schemas: settings.table_schema.clone(),
             jobs: sessions(settings.restore.verify_sessions, self.at_once),
             server_major,

@@ -169,6 +169,22 @@ impl Installed {
     ///
     /// # Errors
     /// When no folder has a server of that major or newer.
+    /// The server programs of exactly `major`: a data directory, a WAL file or a base backup
+    /// of one major is read only by that major's programs.
+    ///
+    /// # Errors
+    /// That major is not installed (the message names the installed ones).
+    pub fn server_dir_exact(&self, major: u32) -> anyhow::Result<PathBuf> {
+        match self.server_dir(Some(major)) {
+            Ok((dir, found)) if found == major => Ok(dir),
+            _ => Err(anyhow!(
+                "this needs the PostgreSQL {major} server programs, which are not installed (installed servers: {}); \
+                 install them or list their bin folder in PG_BIN_DIR",
+                Installed::describe(&self.server_majors())
+            )),
+        }
+    }
+
     pub fn server_dir(&self, major: Option<u32>) -> anyhow::Result<(PathBuf, u32)> {
         self.server_for(major).map(|(f, m)| (f.dir.clone(), m)).ok_or_else(|| {
             anyhow!(

@@ -281,14 +281,7 @@ impl Engine for PostgresEngine {
     ) -> anyhow::Result<Box<dyn Server>> {
         // Its own major's programs, never a newer one's: a server refuses another major's files.
         let major = datadir::major(&data.folder.path().join("data"))?;
-        let (bin_dir, found) = self.installed().server_dir(Some(major))?;
-        if found != major {
-            anyhow::bail!(
-                "this data directory needs the PostgreSQL {major} server, which is not installed (installed servers: {}); \
-                 install it or list its bin folder in PG_BIN_DIR",
-                Installed::describe(&self.installed().server_majors())
-            );
-        }
+        let bin_dir = self.installed().server_dir_exact(major)?;
         Ok(Box::new(server::Throwaway::start_on(bin_dir, data, recovery, opts, cancel)?))
     }
 
@@ -332,6 +325,14 @@ fn parse_version(out: &str) -> anyhow::Result<(u32, String)> {
 pub fn libpq_command(program: &std::path::Path, conn: &Conn, conninfo: &str, connect_timeout_secs: u32) -> Command {
     let mut cmd = Command::new(program);
     cmd.arg("-w").arg("-d").arg(conninfo);
+    libpq_environment(&mut cmd, conn, connect_timeout_secs);
+    cmd
+}
+
+/// The environment of every libpq client we run: `conn`'s password (or none, never an
+/// inherited one), inherited variables that could redirect it removed, the connect timeout
+/// and our application name. For a tool whose `-d` is not a connection (`pg_amcheck`).
+pub fn libpq_environment(cmd: &mut Command, conn: &Conn, connect_timeout_secs: u32) {
     match &conn.password {
         Some(password) => cmd.env("PGPASSWORD", password.expose()),
         // NOTE: never let an inherited PGPASSWORD meant for another user leak into this one.
@@ -342,7 +343,6 @@ pub fn libpq_command(program: &std::path::Path, conn: &Conn, conninfo: &str, con
     }
     cmd.env("PGCONNECT_TIMEOUT", connect_timeout_secs.max(1).to_string());
     cmd.env("PGAPPNAME", "backup-container");
-    cmd
 }
 
 const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";

@@ -50,8 +50,14 @@ impl Ctx {
         if !w.slot_active || w.last_watch.is_none_or(|t| t.elapsed() >= WATCH) {
             w.last_watch = Some(Instant::now());
             w.slot_active = self.guard(setup, cancel);
-            self.gaps(setup, w);
-            self.prune(setup, w);
+            // The index read once per look: gaps and window, then retention.
+            match index::load(&setup.store.archive.index()) {
+                Ok((index, _)) => {
+                    self.gaps(&index, setup, w);
+                    self.prune(&index, setup, w);
+                }
+                Err(e) => warn!(server = %self.name, error = %format!("{e:#}"), "Could not read the archive index."),
+            }
         }
         if w.slot_active || w.base.is_some() {
             self.bases(base_setup, setup, incremental_ok, w, cancel);
@@ -95,13 +101,9 @@ impl Ctx {
         }
     }
 
-    /// Reads the index: the window and the gaps; a new gap is reported and asks for a full
+    /// From the index: the window and the gaps; a new gap is reported and asks for a full
     /// base backup.
-    fn gaps(&self, setup: &Setup, w: &mut Watch) {
-        let index = match index::load(&setup.store.archive.index()) {
-            Ok((index, _)) => index,
-            Err(e) => return warn!(server = %self.name, error = %format!("{e:#}"), "Could not read the archive index."),
-        };
+    fn gaps(&self, index: &index::Index, setup: &Setup, w: &mut Watch) {
         // A gap before the newest full base backup's start is healed: the window from that
         // base reaches the newest WAL without it (`-l` still shows the older windows).
         let partial = crate::pitr::archive::partial_state(&setup.store.archive);
@@ -146,12 +148,10 @@ impl Ctx {
     /// Retention (`PITR_CHAINS`) once a newer chain is usable: removals recorded in the index,
     /// not compacted (the streamer appends meanwhile; the next start compacts). Reported once
     /// when it fails.
-    fn prune(&self, setup: &Setup, w: &mut Watch) {
-        let result = index::load(&setup.store.archive.index()).and_then(|(index, _)| {
-            let plan = crate::pitr::retention::plan(&index, self.settings.pitr.chains);
-            crate::pitr::retention::apply(&setup.store, &index, &plan)
-                .map(|applied| if applied { plan } else { Default::default() })
-        });
+    fn prune(&self, index: &index::Index, setup: &Setup, w: &mut Watch) {
+        let plan = crate::pitr::retention::plan(index, self.settings.pitr.chains);
+        let result = crate::pitr::retention::apply(&setup.store, index, &plan)
+            .map(|applied| if applied { plan } else { Default::default() });
         match result {
             Ok(plan) if !plan.is_empty() => {
                 info!(server = %self.name, chains = ?plan.drop_chains, segments = plan.drop_segments.len(), freed = %human::bytes(plan.freed), "Pruned the archive.");
