@@ -28,6 +28,7 @@ bench:
 	cargo build --release --quiet
 	scripts/bench.sh
 	scripts/bench-pitr.sh
+	scripts/bench-counts.sh
 
 # Daemon memory soak: RUNS backups one second apart; prints RSS early and late.
 soak:

@@ -41,7 +41,13 @@ pub fn restore_into(
     }
     info!(stream = %report.stream, "Backup stream loaded.");
     if req.count_check {
+        let started = std::time::Instant::now();
         report.counts = engine.count_rows(&req.admin, loaded.database(), &report.stream, cancel)?;
+        info!(
+            tables = report.stream.tables.len(),
+            count_seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+            "Counted every table's rows."
+        );
         if !report.counts.mismatches.is_empty() && !req.ignore_errors {
             let list: Vec<String> = report.counts.mismatches.iter().map(ToString::to_string).collect();
             bail!("the restored tables do not hold the backup's rows: {}", list.join("; "));
