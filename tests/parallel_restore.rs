@@ -159,7 +159,8 @@ fn a_hostile_meta_command_runs_nowhere() {
     assert_eq!(fx.pg.row_counts("app1"), before);
 }
 
-/// With -I every error is counted and named by a line of the file, whichever session hit it.
+/// With -I every error is counted and named by a line of the file, whichever session hit it:
+/// a bad row by its own line.
 #[test]
 fn errors_in_parallel_sessions_name_the_file_line() {
     let Some(fx) = Fixture::start(300) else { return };
@@ -180,12 +181,22 @@ fn errors_in_parallel_sessions_name_the_file_line() {
         run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/broken"), "-f", file.to_str().unwrap(), "-s", "-I"]));
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("Loaded in parallel."), "{}", r.all());
-    let first = format!("errors=2 first=line {end}: ERROR:  invalid input syntax");
-    assert!(r.stderr.contains(&first), "expected the COPY's end, line {end}: {}", r.all());
-    // The serial path reports the same: the bad row, then the foreign key it leaves unmet.
+    // The row the server names ("COPY t, line N"), as a line of the file.
+    let row = bad + 1;
+    let first = format!("errors=2 first=line {row}: ERROR:  invalid input syntax");
+    assert!(r.stderr.contains(&first), "expected the bad row, line {row}: {}", r.all());
+    assert!(r.stderr.contains("COPY "), "the server's COPY context is kept: {}", r.all());
+    // One session reports the same: the bad row, then the foreign key it leaves unmet.
     let one = run(fx
         .cmd(&conf)
         .args(["-r", &format!("localhost:{port}/broken1"), "-f", file.to_str().unwrap(), "-s", "-I"])
         .env("RESTORE_JOBS", "1"));
     assert!(one.stderr.contains(&first), "{}", one.all());
+    // psql sessions (RESTORE_LOADER=psql) name a failed COPY by its `\.` line, as psql does.
+    let psql = run(fx
+        .cmd(&conf)
+        .args(["-r", &format!("localhost:{port}/broken2"), "-f", file.to_str().unwrap(), "-s", "-I"])
+        .env("RESTORE_LOADER", "psql"));
+    let at_end = format!("errors=2 first=line {end}: ERROR:  invalid input syntax");
+    assert!(psql.stderr.contains(&at_end), "expected the COPY's end, line {end}: {}", psql.all());
 }

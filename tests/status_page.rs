@@ -259,6 +259,7 @@ fn which(name: &str) -> Result<String, ()> {
         pg_bin_dirs: vec![],
         connect_timeout_secs: 0,
         search_path: std::env::split_paths(&path).collect(),
+        ..Default::default()
     };
     options.find(&[name], &[]).map(|p| p.display().to_string()).ok_or(())
 }

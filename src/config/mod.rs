@@ -223,6 +223,10 @@ impl Settings {
                 pg_bin_dirs: l.text(env::PG_BIN_DIR).map(|t| std::env::split_paths(&t).collect()).unwrap_or_default(),
                 connect_timeout_secs: connect_timeout as u32,
                 search_path: env.get("PATH").map(|p| std::env::split_paths(p).collect()).unwrap_or_default(),
+                restore_loader: match l.choice(env::RESTORE_LOADER, &["libpq", "psql"]) {
+                    Some("psql") => crate::model::database::RestoreLoader::Psql,
+                    _ => crate::model::database::RestoreLoader::Libpq,
+                },
             }),
             notify,
             mirrors,

@@ -122,6 +122,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("restore", "count-check", "RESTORE_COUNT_CHECK"),
     ("restore", "accept-errors", "RESTORE_ACCEPT_ERRORS"),
     ("restore", "jobs", "RESTORE_JOBS"),
+    ("restore", "loader", "RESTORE_LOADER"),
     ("verify", "admin-password-file", "BACKUP_ADMIN_PASSWORD_FILE"),
     ("health", "addr", "HEALTH_ADDR"),
     ("health", "fail-when-stale", "HEALTH_FAIL_WHEN_STALE"),

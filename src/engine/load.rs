@@ -63,6 +63,17 @@ impl SqlErrors {
         }
     }
 
+    /// An error our own client received: `lines[0]` is `ERROR:  message`, the rest its
+    /// `DETAIL:`/`HINT:`/`CONTEXT:` lines; `line` is the backup file's.
+    pub fn record(&mut self, line: Option<u64>, lines: &[String]) {
+        if let Some((first, rest)) = lines.split_first() {
+            self.error(line, first);
+            for l in rest {
+                self.context(l);
+            }
+        }
+    }
+
     fn error(&mut self, line: Option<u64>, message: &str) {
         self.count += 1;
         if self.first.len() < KEEP_ERRORS {

@@ -76,6 +76,18 @@ pub struct EngineOptions {
     pub connect_timeout_secs: u32,
     /// `PATH`, taken at load: where client and server programs are looked for.
     pub search_path: Vec<PathBuf>,
+    /// `RESTORE_LOADER`: what sends a PostgreSQL dump to the server.
+    pub restore_loader: RestoreLoader,
+}
+
+/// `RESTORE_LOADER`: how a PostgreSQL load reaches the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestoreLoader {
+    /// Our own libpq sessions: statements and COPY rows straight from the scanned stream.
+    #[default]
+    Libpq,
+    /// `psql -f -` sessions fed the text (the loader before; kept to compare and fall back).
+    Psql,
 }
 
 impl EngineOptions {

@@ -1,22 +1,21 @@
 //! Exact row counts of restored tables, compared with the rows the dump stream held.
 //!
-//! The catalog picks the tables that exist (a missing one reads as not found instead of failing
+//! Through one libpq session of our own (`pq`), no psql. The catalog picks the tables that exist (a missing one reads as not found instead of failing
 //! the rest), and their `count(*)` run in batches, each its own transaction (`count_query`). `ONLY`, because inherited children have
 //! their own COPY blocks; a partitioned table (its data loaded through the root with
 //! `--load-via-partition-root`) is counted with its partitions. Row-level security is off for
 //! the count: a policy that would hide rows makes the count fail instead of lie.
 
-use std::io::Cursor;
-
 use anyhow::Context;
 
+use super::pq::Session;
 use super::{PostgresEngine, quote_literal};
-use crate::engine::load::{CountCheck, compare, parse_counts, uncountable};
-use crate::engine::{Conn, process};
+use crate::engine::Conn;
+use crate::engine::load::{CountCheck, compare, uncountable};
 use crate::stream::scan::{Summary, TableData};
 use crate::system::cancel::Cancel;
 
-/// Counts each of `summary`'s tables in `database` and compares.
+/// Counts each of `summary`'s tables in `database` and compares, in one session of our own.
 ///
 /// # Errors
 /// The count query fails (permissions, row-level security without BYPASSRLS).
@@ -30,12 +29,23 @@ pub fn check(
     if let Some(why) = uncountable(summary) {
         return Ok(CountCheck::skipped(why));
     }
-    let mut cmd = engine.psql(conn, database);
-    cmd.args(["-v", "ON_ERROR_STOP=1", "-F", "|", "-f", "-"]);
-    let sql = count_query(&summary.tables);
-    let fed = process::feed_stdin(cmd, "psql (row counts)", &mut Cursor::new(sql.into_bytes()), cancel)
-        .context("counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)")?;
-    Ok(compare(&summary.tables, &parse_counts(&fed.stdout, '|', summary.tables.len())))
+    const WHAT: &str = "counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)";
+    let mut session =
+        Session::connect(conn, database, "-c client_min_messages=warning", engine.options.connect_timeout_secs)
+            .context(WHAT)?;
+    let mut found = vec![None; summary.tables.len()];
+    for statement in count_statements(&summary.tables) {
+        cancel.check()?;
+        for row in session.query(&statement).map_err(|e| anyhow::anyhow!("{e}")).context(WHAT)? {
+            if let [Some(i), Some(n)] = row.as_slice()
+                && let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.parse::<u64>())
+                && i < found.len()
+            {
+                found[i] = Some(n);
+            }
+        }
+    }
+    Ok(compare(&summary.tables, &found))
 }
 
 /// Tables per counting statement: each statement is its own transaction, so it holds at most
@@ -53,27 +63,27 @@ const BATCH: usize = 200;
 const COUNT_FUNCTION: &str = "CREATE FUNCTION pg_temp.bc_count(r regclass, k \"char\") RETURNS bigint \
     LANGUAGE plpgsql AS $bc$ DECLARE n bigint; BEGIN \
     EXECUTE format('SELECT count(*) FROM %s %s', CASE WHEN k = 'p' THEN '' ELSE 'ONLY' END, r) INTO n; \
-    RETURN n; END $bc$;\n";
+    RETURN n; END $bc$";
 
-/// One psql script: the function, then one statement per `BATCH` tables that finds each in the
-/// catalog (a missing table returns no row) and counts it.
-fn count_query(tables: &[TableData]) -> String {
-    let mut sql = format!("SET row_security = off;\n{COUNT_FUNCTION}");
+/// The statements, in order: row security off, the function, then one query per `BATCH`
+/// tables that finds each in the catalog (a missing table returns no row) and counts it.
+fn count_statements(tables: &[TableData]) -> Vec<String> {
+    let mut statements = vec!["SET row_security = off".to_string(), COUNT_FUNCTION.to_string()];
     let numbered: Vec<(usize, &TableData)> = tables.iter().enumerate().collect();
     for batch in numbered.chunks(BATCH) {
         let values: Vec<String> = batch
             .iter()
             .map(|(i, t)| format!("({i}, {}, {})", quote_literal(&t.schema), quote_literal(&t.table)))
             .collect();
-        sql.push_str(&format!(
+        statements.push(format!(
             "SELECT v.i, pg_temp.bc_count(c.oid, c.relkind) FROM (VALUES {}) AS v(i, s, t) \
              JOIN pg_catalog.pg_namespace n ON n.nspname = v.s \
              JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = v.t \
-             AND c.relkind IN ('r', 'p', 'f', 'm');\n",
+             AND c.relkind IN ('r', 'p', 'f', 'm')",
             values.join(", ")
         ));
     }
-    sql
+    statements
 }
 
 #[cfg(test)]
@@ -83,12 +93,12 @@ mod tests {
     #[test]
     fn query_quotes_names() {
         let t = TableData { schema: "s'x".into(), table: "Tåble".into(), rows: 1, bytes: 1 };
-        let q = count_query(&[t]);
+        let q = count_statements(&[t]).join(";\n");
         assert!(q.contains("(0, 's''x', 'Tåble')"), "{q}");
         assert!(q.starts_with("SET row_security = off;"));
         assert!(!q.contains("xml"), "{q}");
         let many: Vec<TableData> =
             (0..450).map(|i| TableData { schema: "s".into(), table: format!("t{i}"), rows: 1, bytes: 1 }).collect();
-        assert_eq!(count_query(&many).matches("SELECT v.i").count(), 3, "batches of 200: one statement each");
+        assert_eq!(count_statements(&many).iter().filter(|s| s.starts_with("SELECT v.i")).count(), 3, "batches of 200");
     }
 }

@@ -11,6 +11,7 @@ pub use bin::Installed;
 mod counts;
 mod datadir;
 mod parallel;
+mod pq;
 mod preflight;
 mod restore;
 mod sections;

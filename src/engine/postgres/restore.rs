@@ -28,6 +28,7 @@ use super::swap::{LoadDatabase, MAINTENANCE_DB};
 use super::{PostgresEngine, parallel, settings};
 use crate::engine::load::{SqlErrors, snapshot};
 use crate::engine::{Conn, Loaded, RestoreReport, RestoreRequest, process};
+use crate::model::database::RestoreLoader;
 use crate::stream::scan::postgres::{PgScanner, header::HeaderFilter};
 use crate::stream::scan::{ScanReader, Scanner, Summary};
 use crate::system::cancel::Cancel;
@@ -76,10 +77,14 @@ pub fn load<'a>(
     report.warnings.extend(target.grant_owner(cancel)?);
     debug!(database = %target.name, "Loading the database section.");
     let mut rest = Cursor::new(front.replay).chain(&mut sql);
-    let (errors, stream) = if req.jobs > 1 {
+    let (errors, stream) = if req.jobs > 1 || engine.options.restore_loader == RestoreLoader::Libpq {
         let (errors, stream, plan) = parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
-        info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
-        report.parallel = Some(plan.to_string());
+        if req.jobs > 1 {
+            info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
+            report.parallel = Some(plan.to_string());
+        } else {
+            debug!(plan = %plan, "Loaded in one session.");
+        }
         (errors, stream)
     } else {
         let mut rest = ScanReader::new(rest, Box::new(scanner));

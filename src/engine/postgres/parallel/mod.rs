@@ -3,7 +3,8 @@
 //!
 //! `split` reads the stream once and decides what runs where (see its module doc for the
 //! order, which is always valid: pre-data, then rows, then index builds and constraints, then
-//! partition index attachments, foreign keys and the rest); `sessions` runs the psql sessions.
+//! partition index attachments, foreign keys and the rest); `wire` runs the sessions in our
+//! own process (libpq), `sessions` runs psql sessions instead (`RESTORE_LOADER=psql`).
 //! The stream scanner sees every byte, so completeness and row counts are judged exactly as on
 //! the serial path. Written by hand: no tool loads a plain dump in parallel (`pg_restore -j`
 //! needs a custom or directory archive).
@@ -11,6 +12,7 @@
 mod plan;
 mod sessions;
 mod split;
+mod wire;
 
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
@@ -18,10 +20,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::bail;
 
 pub use split::Plan;
+use split::{Lanes, Piece};
 
 use super::PostgresEngine;
 use crate::engine::RestoreRequest;
 use crate::engine::load::{SqlErrors, snapshot};
+use crate::model::database::RestoreLoader;
 use crate::stream::scan::{Summary, postgres::PgScanner};
 use crate::system::cancel::{Cancel, Interrupted};
 
@@ -41,9 +45,40 @@ pub fn load(
     cancel: &Cancel,
 ) -> anyhow::Result<(SqlErrors, Summary, Plan)> {
     let tally = Arc::new(Mutex::new(SqlErrors::default()));
-    let mut lanes =
-        sessions::PsqlLanes::new(engine, &req.admin, into, req.ignore_errors, req.jobs, Arc::clone(&tally), cancel);
-    let result = split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction).and_then(|s| s.run(input));
+    let result = match engine.options.restore_loader {
+        RestoreLoader::Psql => {
+            let mut lanes = sessions::PsqlLanes::new(
+                engine,
+                &req.admin,
+                into,
+                req.ignore_errors,
+                req.jobs,
+                Arc::clone(&tally),
+                cancel,
+            );
+            split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction).and_then(|s| s.run(input))
+        }
+        RestoreLoader::Libpq => {
+            let workers = if req.jobs > 1 { req.jobs } else { 0 };
+            let timeout = engine.options.connect_timeout_secs;
+            let mut lanes =
+                wire::WireLanes::new(&req.admin, into, req.ignore_errors, workers, timeout, Arc::clone(&tally), cancel);
+            // One session and one transaction: the rows skip the WAL (`wal_level=minimal`).
+            let one = workers == 0 && req.single_transaction;
+            let run = || {
+                if one {
+                    lanes.send(0, Piece::Statement(b"BEGIN;\n"), None)?;
+                }
+                let done = split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction)?.run(input)?;
+                if one {
+                    lanes.send(0, Piece::Statement(b"COMMIT;\n"), None)?;
+                    lanes.barrier()?;
+                }
+                Ok(done)
+            };
+            run()
+        }
+    };
     let errors = snapshot(&tally);
     match result {
         Ok((summary, plan)) => Ok((errors, summary, plan)),
@@ -52,7 +87,7 @@ pub fn load(
             "the restore stopped at the first SQL error (-I continues past errors): {}",
             errors.first.first().map(String::as_str).unwrap_or_default()
         ),
-        Err(e) => Err(e.context("the parallel load stopped before the end of the backup")),
+        Err(e) => Err(e.context("the load stopped before the end of the backup")),
     }
 }
 

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use anyhow::anyhow;
 
-use super::split::Lanes;
+use super::split::{Lanes, Piece};
 use crate::engine::load::SharedErrors;
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{Conn, process};
@@ -161,7 +161,8 @@ impl Lanes for PsqlLanes<'_> {
         self.workers
     }
 
-    fn send(&mut self, lane: usize, text: &[u8], file_line: Option<u64>) -> anyhow::Result<()> {
+    fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()> {
+        let text = piece.text();
         if self.cancel.is_cancelled() {
             return Err(self.failure());
         }
@@ -187,7 +188,7 @@ impl Lanes for PsqlLanes<'_> {
     }
 
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
-        self.send(lane, format!("SELECT '{MARKER}';\n").as_bytes(), None)?;
+        self.send(lane, Piece::Statement(format!("SELECT '{MARKER}';\n").as_bytes()), None)?;
         if let Some(s) = self.sessions[lane].as_mut() {
             s.units += 1;
         }

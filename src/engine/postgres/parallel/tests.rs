@@ -1,6 +1,6 @@
 //! The splitter against a recording set of lanes: what each session would be sent, in order.
 
-use super::split::{Lanes, SPLIT_BYTES, Splitter};
+use super::split::{Lanes, Piece, SPLIT_BYTES, Splitter};
 use crate::stream::scan::postgres::PgScanner;
 
 #[derive(Default)]
@@ -34,7 +34,8 @@ impl Lanes for Recorder {
     fn workers(&self) -> usize {
         self.workers
     }
-    fn send(&mut self, lane: usize, text: &[u8], file_line: Option<u64>) -> anyhow::Result<()> {
+    fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()> {
+        let text = piece.text();
         if !self.open[lane] {
             self.sessions[lane].push(String::new());
             self.open[lane] = true;
@@ -45,7 +46,7 @@ impl Lanes for Recorder {
     }
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
         self.next += 1;
-        self.send(lane, b"<unit>\n", None)
+        self.send(lane, Piece::Statement(b"<unit>\n"), None)
     }
     fn idlest(&self) -> usize {
         // Round robin over the workers (the next after each unit): deterministic.

@@ -179,7 +179,7 @@ impl PgScanner {
         self.keep(b);
         match b {
             b'\'' => {
-                let escapes = matches!(self.prev, b'E' | b'e') && !is_ident(self.prev2);
+                let escapes = self.backslash_strings || (matches!(self.prev, b'E' | b'e') && !is_ident(self.prev2));
                 self.lex = Lex::Single { escapes };
             }
             b'"' => self.lex = Lex::Double,
@@ -192,13 +192,32 @@ impl PgScanner {
 
     fn end_statement(&mut self) {
         self.in_statement = false;
+        self.ends.push(self.chunk_base + self.at);
         let text = trim_start(&self.statement);
+        if let Some(value) = conforming_strings(text) {
+            self.backslash_strings = !value;
+        }
         let before_semicolon = self.tail.strip_suffix(b";").unwrap_or(&self.tail);
         if starts_with_ci(text, b"COPY ") && ends_with_ci(trim_end(before_semicolon), b"FROM stdin") {
             self.pending_copy = Some(String::from_utf8_lossy(&text[5..]).into_owned());
         } else if starts_with_ci(text, b"INSERT INTO ") {
             self.saw_inserts = true;
         }
+    }
+}
+
+/// `SET standard_conforming_strings = on|off;` (as pg_dump writes it; `TO`, quotes and case
+/// as the server takes them): the value.
+fn conforming_strings(statement: &[u8]) -> Option<bool> {
+    let text = std::str::from_utf8(statement).ok()?.to_ascii_lowercase();
+    let rest = text.strip_prefix("set ")?.trim_start();
+    let rest = rest.strip_prefix("session ").unwrap_or(rest).trim_start();
+    let rest = rest.strip_prefix("standard_conforming_strings")?.trim_start();
+    let rest = rest.strip_prefix('=').or_else(|| rest.strip_prefix("to "))?;
+    match rest.trim().trim_end_matches(';').trim().trim_matches('\'') {
+        "on" | "true" | "1" | "yes" => Some(true),
+        "off" | "false" | "0" | "no" => Some(false),
+        _ => None,
     }
 }
 

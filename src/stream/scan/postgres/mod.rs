@@ -38,6 +38,13 @@ pub struct PgScanner {
     /// The byte before the current one, outside quotes (for `E'` and `$` rules).
     prev: u8,
     prev2: u8,
+    /// `SET standard_conforming_strings = off` is in effect: backslashes escape in every string.
+    backslash_strings: bool,
+    /// Offsets, in the text of the last `feed`, just past each `;` that ended a statement.
+    ends: Vec<usize>,
+    /// The offset in the last `feed`'s text of the chunk `feed_sql` reads, and of its byte.
+    chunk_base: usize,
+    at: usize,
     in_statement: bool,
     statement: Vec<u8>,
     tail: Vec<u8>,
@@ -74,6 +81,10 @@ impl PgScanner {
             lex: Lex::Normal,
             prev: b'\n',
             prev2: b'\n',
+            backslash_strings: false,
+            ends: Vec::new(),
+            chunk_base: 0,
+            at: 0,
             in_statement: false,
             statement: Vec::new(),
             tail: Vec::new(),
@@ -104,6 +115,12 @@ impl PgScanner {
     /// The next line starts outside every statement, quote and comment.
     pub fn at_top(&self) -> bool {
         self.line_at_top && self.copy.is_none()
+    }
+
+    /// Where statements ended in the text of the last `feed`: the offset just past each `;`
+    /// (so that a line holding several statements can be sent as one statement each).
+    pub fn statement_ends(&self) -> &[usize] {
+        &self.ends
     }
 
     /// COPY data: whole lines, found with memchr; returns the bytes consumed.
@@ -143,6 +160,7 @@ impl PgScanner {
         while i < chunk.len() {
             let b = chunk[i];
             i += 1;
+            self.at = i;
             if b == b'\n' {
                 self.line.push(&chunk[line_start..i - 1]);
                 line_start = i;
@@ -267,12 +285,15 @@ impl PgScanner {
 impl Scanner for PgScanner {
     fn feed(&mut self, mut chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
+        self.ends.clear();
+        self.chunk_base = 0;
         while !chunk.is_empty() {
             let used = match self.copy {
                 Some(t) => self.feed_copy(chunk, t),
                 None => self.feed_sql(chunk),
             };
             chunk = &chunk[used..];
+            self.chunk_base += used;
         }
     }
 

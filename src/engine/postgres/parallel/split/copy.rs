@@ -1,8 +1,10 @@
 //! COPY data in the splitter: rows passed on in pieces of at most `SEND_BYTES`; a big table's
 //! rows move to the idlest worker every `SPLIT_BYTES`, always between rows (a row may span
-//! reads; a line `\\.` ends the block).
+//! reads; a line `\\.` ends the block, and is sent as `Piece::CopyEnd`, never as a row: the
+//! first bytes of a row that could be that line wait until the row is whole).
 
-use super::{Dest, Lanes, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
+use super::spool::{TAG_COPY_END, TAG_ROWS};
+use super::{Dest, Lanes, Piece, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
 use crate::stream::scan::Scanner;
 
 pub(super) struct CopyBlock {
@@ -16,6 +18,8 @@ pub(super) struct CopyBlock {
     /// The current row's first bytes and length (a row may span reads).
     pub(super) row_start: Vec<u8>,
     pub(super) row_len: usize,
+    /// The row so far (at most 3 bytes, all in `row_start`) could be the end line: not yet sent.
+    pub(super) held: bool,
 }
 
 impl<L: Lanes> Splitter<'_, L> {
@@ -29,19 +33,11 @@ impl<L: Lanes> Splitter<'_, L> {
         while start < buf.len() {
             let Some(pos) = memchr::memchr(b'\n', &buf[start..]) else {
                 // The rest of a long row.
-                keep_start(&mut copy, &buf[start..]);
-                copy.row_len += buf.len() - start;
-                self.out.extend_from_slice(&buf[start..]);
+                self.row_bytes(&mut copy, &buf[start..], false);
                 break;
             };
             let end = start + pos + 1;
-            keep_start(&mut copy, &buf[start..end]);
-            copy.row_len += end - start;
-            let is_end = (copy.row_len, copy.row_start.as_slice()) == (3, b"\\.\n".as_slice())
-                || (copy.row_len, copy.row_start.as_slice()) == (4, b"\\.\r\n".as_slice());
-            copy.row_start.clear();
-            copy.row_len = 0;
-            self.out.extend_from_slice(&buf[start..end]);
+            let is_end = self.row_bytes(&mut copy, &buf[start..end], true);
             copy.piece += (end - start) as u64;
             self.line += 1;
             start = end;
@@ -61,8 +57,12 @@ impl<L: Lanes> Splitter<'_, L> {
         self.scanner.feed(&buf[..used]);
         self.flush_copy(&copy, rows_from)?;
         if ended {
+            match copy.dest {
+                Dest::Lane(lane) => self.lanes.send(lane, Piece::CopyEnd, Some(self.line - 1))?,
+                Dest::Spool(spool) => write_record(&mut self.spools[spool], TAG_COPY_END, self.line - 1, b"")?,
+            }
             if let (true, Dest::Lane(lane)) = (copy.in_transaction, copy.dest) {
-                self.lanes.send(lane, b"COMMIT;\n", Some(self.line - 1))?;
+                self.lanes.send(lane, Piece::Statement(b"COMMIT;\n"), Some(self.line - 1))?;
             }
             if let Dest::Lane(lane) = copy.dest
                 && lane > 0
@@ -76,14 +76,40 @@ impl<L: Lanes> Splitter<'_, L> {
         Ok(used)
     }
 
+    /// Bytes of the current row (`complete`: up to its newline); true when the row is the end
+    /// line. What may still turn out to be the end line is held back, the rest goes to `out`.
+    fn row_bytes(&mut self, copy: &mut CopyBlock, bytes: &[u8], complete: bool) -> bool {
+        let before = copy.row_len;
+        keep_start(copy, bytes);
+        copy.row_len += bytes.len();
+        let start = copy.row_start.as_slice();
+        let could_end = copy.row_len <= 4 && (b"\\.\n".starts_with(start) || b"\\.\r\n".starts_with(start));
+        let is_end = complete && could_end && (start == b"\\.\n" || start == b"\\.\r\n");
+        if !is_end && (complete || !could_end) {
+            if copy.held {
+                self.out.extend_from_slice(&copy.row_start[..before]);
+                copy.held = false;
+            }
+            self.out.extend_from_slice(bytes);
+        } else if !complete {
+            copy.held = true;
+        }
+        if complete {
+            copy.row_start.clear();
+            copy.row_len = 0;
+            copy.held = false;
+        }
+        is_end
+    }
+
     fn flush_copy(&mut self, copy: &CopyBlock, rows_from: u64) -> anyhow::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
         let r = match copy.dest {
-            Dest::Lane(lane) => self.lanes.send(lane, &out, Some(rows_from)),
-            Dest::Spool(spool) => write_record(&mut self.spools[spool], b'T', rows_from, &out),
+            Dest::Lane(lane) => self.lanes.send(lane, Piece::Rows(&out), Some(rows_from)),
+            Dest::Spool(spool) => write_record(&mut self.spools[spool], TAG_ROWS, rows_from, &out),
         };
         self.out = out;
         self.out.clear();
@@ -94,12 +120,12 @@ impl<L: Lanes> Splitter<'_, L> {
     fn next_piece(&mut self, copy: &mut CopyBlock) -> anyhow::Result<()> {
         let Dest::Lane(old) = copy.dest else { return Ok(()) };
         // psql names a failed COPY by its `\.` line: this one stands for the piece's last row.
-        self.lanes.send(old, b"\\.\n", Some(self.line - 1))?;
+        self.lanes.send(old, Piece::CopyEnd, Some(self.line - 1))?;
         self.lanes.end_unit(old)?;
         let lane = self.lanes.idlest();
         self.sync(lane)?;
         // The repeated COPY line maps to the original: an error in it is the original's.
-        self.lanes.send(lane, &copy.statement, Some(copy.statement_line))?;
+        self.lanes.send(lane, Piece::Statement(&copy.statement), Some(copy.statement_line))?;
         copy.dest = Dest::Lane(lane);
         copy.piece = 0;
         self.open_unit = Some(lane);

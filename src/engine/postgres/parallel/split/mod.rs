@@ -25,7 +25,7 @@ mod spool;
 use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
 use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
 use copy::{CopyBlock, copy_target};
-use spool::{AFTER, ATTACH, FOREIGN, write_record};
+use spool::{AFTER, ATTACH, FOREIGN, TAG_SETTING, TAG_STATEMENT, write_record};
 
 /// A table's rows move to another session after this many bytes: no more than a session's
 /// queue holds, so that the splitter hands a piece over and moves on instead of waiting for
@@ -34,12 +34,36 @@ pub const SPLIT_BYTES: u64 = 4 << 20;
 /// Text sent to a session in one piece (smaller pieces at unit ends).
 const SEND_BYTES: usize = 256 * 1024;
 
+/// What the splitter sends: the stream cut where psql would cut it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// One SQL statement, with the comments and blank lines around it (whole lines, except
+    /// where a line holds several statements).
+    Statement(&'a [u8]),
+    /// COPY data (whole rows, except where a long row is cut across pieces).
+    Rows(&'a [u8]),
+    /// The end of a COPY's data (the dump's `\.` line).
+    CopyEnd,
+    /// A psql meta-command line (`\restrict KEY`, or one the loader must refuse).
+    Meta(&'a [u8]),
+}
+
+impl Piece<'_> {
+    /// The piece as psql reads it.
+    pub fn text(&self) -> &[u8] {
+        match self {
+            Piece::Statement(t) | Piece::Rows(t) | Piece::Meta(t) => t,
+            Piece::CopyEnd => b"\\.\n",
+        }
+    }
+}
+
 /// Where the splitter sends text: lane 0 is the serial session, 1..=workers the parallel ones.
 pub trait Lanes {
     fn workers(&self) -> usize;
-    /// Sends `text` (whole lines, except inside a long row) to `lane`; `file_line` is the line
-    /// of the file its first line comes from (`None`: text the loader wrote).
-    fn send(&mut self, lane: usize, text: &[u8], file_line: Option<u64>) -> anyhow::Result<()>;
+    /// Sends `piece` to `lane`; `file_line` is the line of the file its first line comes from
+    /// (`None`: text the loader wrote).
+    fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()>;
     /// The end of one unit of work on `lane` (it is sent on now, and counted as unfinished
     /// until the session reaches it).
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()>;
@@ -110,6 +134,8 @@ pub struct Splitter<'a, L: Lanes> {
     /// A worker that has unfinished unit text (ended at the next header).
     open_unit: Option<usize>,
     statement: Vec<u8>,
+    /// Offsets in `statement` just past each `;` that ended a statement.
+    ends: Vec<usize>,
     statement_line: u64,
     partial: Vec<u8>,
     copy: Option<CopyBlock>,
@@ -145,6 +171,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             entry_lane: 0,
             open_unit: None,
             statement: Vec::new(),
+            ends: Vec::new(),
             statement_line: 0,
             partial: Vec::new(),
             copy: None,
@@ -191,8 +218,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             self.sql_line(&line)?;
         }
         if !self.statement.is_empty() {
-            let s = std::mem::take(&mut self.statement);
-            self.statement(s, self.statement_line)?;
+            self.statements()?;
         }
         self.close_unit()?;
         if self.phase == Phase::Post {
@@ -223,10 +249,30 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             }
             self.statement_line = here;
         }
+        let base = self.statement.len();
+        self.ends.extend(self.scanner.statement_ends().iter().map(|e| base + e));
         self.statement.extend_from_slice(line);
         if self.scanner.at_top() || self.scanner.in_copy() {
-            let statement = std::mem::take(&mut self.statement);
-            self.statement(statement, self.statement_line)?;
+            self.statements()?;
+        }
+        Ok(())
+    }
+
+    /// The text gathered since the last statement: one statement each (a line may hold
+    /// several, and one simple query of several would run them as one transaction); only the
+    /// last can be a COPY.
+    fn statements(&mut self) -> anyhow::Result<()> {
+        let text = std::mem::take(&mut self.statement);
+        let ends = std::mem::take(&mut self.ends);
+        let cuts: Vec<usize> = ends.iter().copied().filter(|&e| e < text.len() && !blank(&text[e..])).collect();
+        let mut from = 0;
+        let mut line = self.statement_line;
+        for cut in cuts.iter().copied().chain(std::iter::once(text.len())) {
+            let piece = &text[from..cut];
+            let last = cut == text.len();
+            self.statement(piece.to_vec(), line, last && self.scanner.in_copy())?;
+            line += memchr::memchr_iter(b'\n', piece).count() as u64;
+            from = cut;
         }
         Ok(())
     }
@@ -244,7 +290,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         let what = String::from_utf8_lossy(text.split(|b| *b == b' ').next().unwrap_or_default()).into_owned();
         self.serial_from(here, format!("the psql meta-command {what}"))?;
         self.sync(0)?;
-        self.lanes.send(0, line, Some(here))
+        self.lanes.send(0, Piece::Meta(line), Some(here))
     }
 
     fn header(&mut self, data: bool, kind: &str, here: u64) -> anyhow::Result<()> {
@@ -305,13 +351,12 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         Ok(())
     }
 
-    fn statement(&mut self, statement: Vec<u8>, line: u64) -> anyhow::Result<()> {
-        if !self.scanner.in_copy()
-            && let Some(key) = state_key(&statement)
-        {
+    /// One statement; `copy`: a `COPY ... FROM stdin` whose rows follow.
+    fn statement(&mut self, statement: Vec<u8>, line: u64, copy: bool) -> anyhow::Result<()> {
+        if !copy && let Some(key) = state_key(&statement) {
             if self.phase == Phase::Post {
                 for spool in 0..3 {
-                    write_record(&mut self.spools[spool], b'S', line, &statement)?;
+                    write_record(&mut self.spools[spool], TAG_SETTING, line, &statement)?;
                 }
             }
             self.state.retain(|(k, _, _)| *k != key);
@@ -341,7 +386,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         }
         let mut dest = dest;
         let mut in_transaction = false;
-        if self.scanner.in_copy() {
+        if copy {
             let parallel = dest != Dest::Lane(0) && self.phase == Phase::Data && splittable_copy(&statement);
             if parallel {
                 self.plan.tables += 1;
@@ -355,11 +400,12 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                     None => {
                         let Dest::Lane(lane) = dest else { unreachable!("parallel rows go to a lane") };
                         self.tables.insert(target.clone(), lane);
-                        let mut begin = b"BEGIN;\nTRUNCATE ONLY ".to_vec();
-                        begin.extend_from_slice(&target);
-                        begin.extend_from_slice(b";\n");
+                        let mut truncate = b"TRUNCATE ONLY ".to_vec();
+                        truncate.extend_from_slice(&target);
+                        truncate.extend_from_slice(b";\n");
                         self.sync(lane)?;
-                        self.lanes.send(lane, &begin, Some(line))?;
+                        self.lanes.send(lane, Piece::Statement(b"BEGIN;\n"), Some(line))?;
+                        self.lanes.send(lane, Piece::Statement(&truncate), Some(line))?;
                         in_transaction = true;
                     }
                 }
@@ -373,6 +419,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                 piece: 0,
                 row_start: Vec::new(),
                 row_len: 0,
+                held: false,
                 in_transaction,
             });
         } else if self.phase == Phase::Post && self.route == Route::Build {
@@ -385,9 +432,9 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         match dest {
             Dest::Lane(lane) => {
                 self.sync(lane)?;
-                self.lanes.send(lane, text, Some(line))
+                self.lanes.send(lane, Piece::Statement(text), Some(line))
             }
-            Dest::Spool(spool) => write_record(&mut self.spools[spool], b'T', line, text),
+            Dest::Spool(spool) => write_record(&mut self.spools[spool], TAG_STATEMENT, line, text),
         }
     }
 
@@ -395,7 +442,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
     fn sync(&mut self, lane: usize) -> anyhow::Result<()> {
         if self.synced[lane].is_none() {
             if let Some(r) = self.restrict.clone() {
-                self.lanes.send(lane, &r, None)?;
+                self.lanes.send(lane, Piece::Meta(&r), None)?;
             }
             self.synced[lane] = Some(Vec::new());
         }
@@ -403,7 +450,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         let mut now = have.clone();
         for setting in &self.state {
             if !have.iter().any(|h| h.0 == setting.0 && h.1 == setting.1) {
-                self.lanes.send(lane, &setting.1, Some(setting.2))?;
+                self.lanes.send(lane, Piece::Statement(&setting.1), Some(setting.2))?;
                 now.retain(|h| h.0 != setting.0);
                 now.push(setting.clone());
             }
@@ -415,4 +462,10 @@ impl<'a, L: Lanes> Splitter<'a, L> {
 
 fn trim(s: &[u8]) -> &[u8] {
     s.trim_ascii()
+}
+
+/// Whitespace and `--` comments only (what may follow a statement's `;` on its last line).
+fn blank(s: &[u8]) -> bool {
+    let s = s.trim_ascii();
+    s.is_empty() || (s.starts_with(b"--") && !s.contains(&b'\n'))
 }

@@ -1,14 +1,19 @@
 //! The post-data spool: what runs after the parallel part (partition index attachments,
 //! foreign keys, everything else), kept in temporary files in dump order (bounded memory) as
-//! records of a tag (`S` a setting, `T` text), the file line and the bytes; replayed group by
-//! group, each after the one before has finished.
+//! records of a tag (a setting, a statement, COPY rows, a COPY's end), the file line and the
+//! bytes; replayed group by group, each after the one before has finished.
 
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 use anyhow::Context;
 
 use super::super::plan::state_key;
-use super::{Lanes, Splitter};
+use super::{Lanes, Piece, Splitter};
+
+pub(super) const TAG_SETTING: u8 = b'S';
+pub(super) const TAG_STATEMENT: u8 = b'T';
+pub(super) const TAG_ROWS: u8 = b'R';
+pub(super) const TAG_COPY_END: u8 = b'E';
 
 /// The post-data groups kept for later: attachments, foreign keys, the rest.
 pub(super) const ATTACH: usize = 0;
@@ -25,21 +30,35 @@ impl<L: Lanes> Splitter<'_, L> {
             file.rewind()?;
             self.state = self.post_state.clone();
             let mut reader = BufReader::new(file);
+            // COPY rows and their end go where their statement went.
+            let mut copy_lane = None;
             while let Some((tag, line, text)) = read_record(&mut reader)? {
-                if tag == b'S' {
-                    if let Some(key) = state_key(&text) {
-                        self.state.retain(|(k, _, _)| *k != key);
-                        self.state.push((key, text, line));
+                let piece = match tag {
+                    TAG_SETTING => {
+                        if let Some(key) = state_key(&text) {
+                            self.state.retain(|(k, _, _)| *k != key);
+                            self.state.push((key, text, line));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let lane = if group == FOREIGN { self.lanes.idlest() } else { 0 };
+                    TAG_ROWS => Piece::Rows(&text),
+                    TAG_COPY_END => Piece::CopyEnd,
+                    _ => Piece::Statement(&text),
+                };
+                let lane = match (copy_lane, piece) {
+                    (Some(lane), Piece::Rows(_) | Piece::CopyEnd) => lane,
+                    _ if group == FOREIGN => self.lanes.idlest(),
+                    _ => 0,
+                };
                 if group == FOREIGN && text.starts_with(b"ALTER") {
                     self.plan.foreign_keys += 1;
                 }
-                self.sync(lane)?;
-                self.lanes.send(lane, &text, Some(line))?;
-                if lane > 0 {
+                if !matches!(piece, Piece::Rows(_) | Piece::CopyEnd) {
+                    self.sync(lane)?;
+                }
+                copy_lane = Some(lane);
+                self.lanes.send(lane, piece, Some(line))?;
+                if lane > 0 && !matches!(piece, Piece::Rows(_)) {
                     self.lanes.end_unit(lane)?;
                 }
             }

@@ -1,0 +1,365 @@
+//! The sessions of a load in our own process (`RESTORE_LOADER=libpq`, the default): each lane
+//! a thread with one libpq connection, sent the splitter's pieces through a bounded channel
+//! (the splitter waits when a session is behind: bounded memory). A statement is one query;
+//! COPY rows go straight into the COPY. No psql re-reads what the scanner already cut, and no
+//! byte crosses a pipe.
+//!
+//! What psql did, done here: `ON_ERROR_STOP` (without `-I` the first error stops the lane and
+//! its siblings; with `-I` every error is counted and the load goes on, past the rest of a
+//! failed COPY's rows), errors named by the file's line (a COPY's by the row the server names),
+//! meta-commands refused except the dump's `\restrict`/`\unrestrict` (which only guard psql).
+//! Connections stay open across barriers: a barrier waits until every lane has run what it
+//! was sent. A cancellation cancels the running statement of every lane (`PQcancel`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail};
+
+use super::split::{Lanes, Piece};
+use crate::engine::Conn;
+use crate::engine::load::SharedErrors;
+use crate::engine::postgres::pq::{Canceller, Outcome, PgError, Session};
+use crate::system::cancel::{Cancel, Interrupted};
+
+/// Pieces queued per lane before the splitter waits (rows come in 256 KiB pieces).
+const QUEUE: usize = 16;
+/// Session settings of every lane: commits wait for no WAL flush (one synchronous commit
+/// before the swap makes them all durable), and notices below warnings stay on the server.
+const OPTIONS: &str = "-c synchronous_commit=off -c client_min_messages=warning";
+
+enum Msg {
+    Statement(Vec<u8>, Option<u64>),
+    Rows(Vec<u8>, Option<u64>),
+    CopyEnd,
+    /// The end of one unit of work (counted as done when the lane gets there).
+    Unit,
+    /// A barrier: answer once everything before has run.
+    Sync(SyncSender<()>),
+}
+
+struct Lane {
+    tx: SyncSender<Msg>,
+    units: u64,
+    done: Arc<AtomicU64>,
+    queued: Arc<AtomicU64>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct WireLanes<'a> {
+    admin: &'a Conn,
+    database: &'a str,
+    ignore_errors: bool,
+    workers: usize,
+    connect_timeout_secs: u32,
+    tally: SharedErrors,
+    /// The load's own token: cancelled with the caller's, or when one lane fails.
+    cancel: Cancel,
+    cancellers: Arc<Mutex<Vec<Canceller>>>,
+    stop_watch: Arc<AtomicBool>,
+    lanes: Vec<Option<Lane>>,
+}
+
+impl<'a> WireLanes<'a> {
+    pub fn new(
+        admin: &'a Conn,
+        database: &'a str,
+        ignore_errors: bool,
+        workers: usize,
+        connect_timeout_secs: u32,
+        tally: SharedErrors,
+        cancel: &Cancel,
+    ) -> Self {
+        let lanes = WireLanes {
+            admin,
+            database,
+            ignore_errors,
+            workers,
+            connect_timeout_secs,
+            tally,
+            cancel: cancel.child(),
+            cancellers: Arc::default(),
+            stop_watch: Arc::default(),
+            lanes: (0..=workers).map(|_| None).collect(),
+        };
+        lanes.watch();
+        lanes
+    }
+
+    /// A thread that, when the load is cancelled, cancels what every lane's server runs.
+    fn watch(&self) {
+        let (cancel, cancellers, stop) =
+            (self.cancel.clone(), Arc::clone(&self.cancellers), Arc::clone(&self.stop_watch));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if cancel.sleep(std::time::Duration::from_millis(200)).is_err() {
+                    for c in cancellers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        c.cancel();
+                    }
+                    return;
+                }
+            }
+        });
+    }
+
+    fn start(&self, lane: usize) -> Lane {
+        let (tx, rx) = sync_channel::<Msg>(QUEUE);
+        let done = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicU64::new(0));
+        let worker = Worker {
+            admin: self.admin.clone(),
+            database: self.database.to_string(),
+            timeout: self.connect_timeout_secs,
+            ignore_errors: self.ignore_errors,
+            tally: Arc::clone(&self.tally),
+            cancel: self.cancel.clone(),
+            cancellers: Arc::clone(&self.cancellers),
+            done: Arc::clone(&done),
+            queued: Arc::clone(&queued),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("load-{lane}"))
+            .spawn(move || {
+                let result = worker.run(rx);
+                if result.is_err() {
+                    // One lane stopped: stop the others rather than let them run on.
+                    worker.cancel.cancel();
+                }
+                result
+            })
+            .expect("a thread can be started");
+        Lane { tx, units: 0, done, queued, handle }
+    }
+
+    fn post(&mut self, lane: usize, msg: Msg, bytes: u64) -> anyhow::Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(self.failure());
+        }
+        if self.lanes[lane].is_none() {
+            self.lanes[lane] = Some(self.start(lane));
+        }
+        let l = self.lanes[lane].as_mut().expect("just started");
+        l.queued.fetch_add(bytes, Ordering::Relaxed);
+        if l.tx.send(msg).is_err() {
+            // The lane is gone: its own error says why.
+            let e = self.close(lane).err().unwrap_or_else(|| anyhow!("session {lane} of the load ended early"));
+            return Err(self.first_error(e));
+        }
+        Ok(())
+    }
+
+    /// Ends `lane`'s session and returns how it ended.
+    fn close(&mut self, lane: usize) -> anyhow::Result<()> {
+        let Some(l) = self.lanes[lane].take() else { return Ok(()) };
+        drop(l.tx);
+        l.handle.join().unwrap_or_else(|_| Err(anyhow!("a load thread panicked")))
+    }
+
+    fn first_error(&mut self, e: anyhow::Error) -> anyhow::Error {
+        self.cancel.cancel();
+        for lane in 0..self.lanes.len() {
+            let _ = self.close(lane);
+        }
+        if e.downcast_ref::<Interrupted>().is_some() { self.failure() } else { e }
+    }
+
+    fn failure(&self) -> anyhow::Error {
+        let errors = crate::engine::load::snapshot(&self.tally);
+        match errors.first.first() {
+            Some(first) => anyhow!("a session of the load stopped at an SQL error: {first}"),
+            None => anyhow::Error::new(Interrupted).context("the load was stopped"),
+        }
+    }
+}
+
+impl Drop for WireLanes<'_> {
+    fn drop(&mut self) {
+        for lane in 0..self.lanes.len() {
+            let _ = self.close(lane);
+        }
+        self.stop_watch.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Lanes for WireLanes<'_> {
+    fn workers(&self) -> usize {
+        self.workers
+    }
+
+    fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()> {
+        let msg = match piece {
+            Piece::Statement(t) => Msg::Statement(t.to_vec(), file_line),
+            Piece::Rows(t) => Msg::Rows(t.to_vec(), file_line),
+            Piece::CopyEnd => Msg::CopyEnd,
+            Piece::Meta(t) => {
+                let text = String::from_utf8_lossy(t.trim_ascii());
+                let command = text.split_whitespace().next().unwrap_or_default();
+                if matches!(command, "\\restrict" | "\\unrestrict") {
+                    return Ok(());
+                }
+                let at = file_line.map(|n| format!("line {n}: ")).unwrap_or_default();
+                bail!(
+                    "{at}the backup holds the psql meta-command {command}, which a restore does not run \
+                     (only \\restrict and \\unrestrict may appear in a dump): nothing was restored"
+                );
+            }
+        };
+        let bytes = match piece {
+            Piece::Statement(t) | Piece::Rows(t) => t.len() as u64,
+            _ => 0,
+        };
+        self.post(lane, msg, bytes)
+    }
+
+    fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
+        self.post(lane, Msg::Unit, 0)?;
+        if let Some(l) = self.lanes[lane].as_mut() {
+            l.units += 1;
+        }
+        Ok(())
+    }
+
+    fn idlest(&self) -> usize {
+        (1..=self.workers)
+            .min_by_key(|&lane| match &self.lanes[lane] {
+                None => (0, 0),
+                Some(l) => (l.units.saturating_sub(l.done.load(Ordering::Relaxed)), l.queued.load(Ordering::Relaxed)),
+            })
+            .unwrap_or(0)
+    }
+
+    fn barrier(&mut self) -> anyhow::Result<()> {
+        let mut waits = Vec::new();
+        for lane in 0..self.lanes.len() {
+            let Some(l) = self.lanes[lane].as_ref() else { continue };
+            let (ack, answered) = sync_channel(1);
+            if l.tx.send(Msg::Sync(ack)).is_ok() {
+                waits.push((lane, answered));
+            } else {
+                waits.push((lane, sync_channel(1).1));
+            }
+        }
+        for (lane, answered) in waits {
+            if answered.recv().is_err() {
+                let e = self.close(lane).err().unwrap_or_else(|| anyhow!("session {lane} of the load ended early"));
+                return Err(self.first_error(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One lane's thread.
+struct Worker {
+    admin: Conn,
+    database: String,
+    timeout: u32,
+    ignore_errors: bool,
+    tally: SharedErrors,
+    cancel: Cancel,
+    cancellers: Arc<Mutex<Vec<Canceller>>>,
+    done: Arc<AtomicU64>,
+    queued: Arc<AtomicU64>,
+}
+
+/// The COPY a lane is in: its statement's file line, its first row's, and whether it failed.
+struct Copying {
+    statement_line: Option<u64>,
+    first_row: Option<u64>,
+    failed: bool,
+}
+
+impl Worker {
+    fn run(&self, rx: Receiver<Msg>) -> anyhow::Result<()> {
+        let mut session = Session::connect(&self.admin, &self.database, OPTIONS, self.timeout)?;
+        if let Some(c) = session.canceller() {
+            self.cancellers.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+        }
+        let mut copying: Option<Copying> = None;
+        for msg in rx {
+            match msg {
+                Msg::Statement(sql, line) => {
+                    self.queued.fetch_sub(sql.len() as u64, Ordering::Relaxed);
+                    match session.exec(&sql) {
+                        Ok(Outcome::CopyIn) => {
+                            copying = Some(Copying { statement_line: line, first_row: None, failed: false })
+                        }
+                        Ok(Outcome::Done) => {}
+                        Err(e) => self.failed(line, &e)?,
+                    }
+                }
+                Msg::Rows(rows, line) => {
+                    self.queued.fetch_sub(rows.len() as u64, Ordering::Relaxed);
+                    if let Some(c) = copying.as_mut() {
+                        c.first_row = c.first_row.or(line);
+                        // A failed COPY takes no more rows; its end tells why.
+                        if !c.failed && session.copy_rows(&rows).is_err() {
+                            c.failed = true;
+                        }
+                    }
+                }
+                Msg::CopyEnd => {
+                    if let Some(c) = copying.take()
+                        && let Err(e) = session.copy_end()
+                    {
+                        let line = row_line(&c, &e);
+                        self.failed(line, &e)?;
+                    }
+                }
+                Msg::Unit => {
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                }
+                Msg::Sync(ack) => {
+                    let _ = ack.send(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the error; stops the lane unless `-I` (or the connection is gone).
+    fn failed(&self, line: Option<u64>, e: &PgError) -> anyhow::Result<()> {
+        if self.cancel.is_cancelled() && e.sqlstate == "57014" {
+            return Err(Interrupted.into());
+        }
+        if let Ok(mut t) = self.tally.lock() {
+            t.record(line, &e.lines());
+        }
+        if self.ignore_errors && e.severity != "FATAL" {
+            return Ok(());
+        }
+        bail!("{}{e}", line.map(|n| format!("line {n}: ")).unwrap_or_default())
+    }
+}
+
+/// The file line of the row a COPY error names (`COPY t, line N`, counted from the first row
+/// this session was sent), else the COPY statement's.
+fn row_line(c: &Copying, e: &PgError) -> Option<u64> {
+    let n = e.context.as_deref().and_then(|ctx| {
+        let rest = ctx.strip_prefix("COPY ")?;
+        let after = &rest[rest.find(", line ")? + ", line ".len()..];
+        after.split(|ch: char| !ch.is_ascii_digit()).next()?.parse::<u64>().ok()
+    });
+    match (n, c.first_row) {
+        (Some(n), Some(first)) if n > 0 => Some(first + n - 1),
+        _ => c.statement_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_error_names_the_row_it_was_on() {
+        let c = Copying { statement_line: Some(100), first_row: Some(101), failed: true };
+        let mut e = PgError { context: Some("COPY a, line 3, column id: \"x\"".into()), ..PgError::default() };
+        assert_eq!(row_line(&c, &e), Some(103));
+        e.context = Some("KOPIE a, Zeile 3".into());
+        assert_eq!(row_line(&c, &e), Some(100), "a context not understood: the COPY statement's line");
+        e.context = None;
+        assert_eq!(row_line(&c, &e), Some(100));
+    }
+}

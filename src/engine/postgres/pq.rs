@@ -1,0 +1,315 @@
+//! One PostgreSQL session in our own process, through libpq (`pq-sys`): what the load sends
+//! straight to the server instead of through a `psql` child.
+//!
+//! Why libpq and not a Rust driver (`postgres`/`tokio-postgres`): libpq *is* what psql used,
+//! so the connection behaves as it did — its whole environment (`PGSSLMODE`, `PGSSLROOTCERT`,
+//! `PGPASSFILE`, service files, Kerberos), unix-socket hosts, SCRAM, `connect_timeout` — with
+//! no second implementation to drift from it; it is installed wherever psql is (libpq5 in the
+//! image). Why our own thin wrapper and not the `libpq` crate: that crate takes statements as
+//! `&str`, and a dump of a LATIN1 or SQL_ASCII database is not UTF-8; its sys crate also needs
+//! libclang to build. The unsafe code is confined to this file; each block says why it holds.
+//!
+//! A session is used by one thread at a time (`Send`, not `Sync`); `Canceller` may be used from
+//! any thread to interrupt what the session runs (libpq's `PQcancel` is made for that).
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ptr::NonNull;
+
+use anyhow::{anyhow, bail};
+use pq_sys as ffi;
+
+use crate::engine::Conn;
+
+/// What one statement returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A command, or a query whose rows are not wanted.
+    Done,
+    /// `COPY ... FROM stdin` started: rows follow with `copy_rows`, then `copy_end`.
+    CopyIn,
+}
+
+/// A statement's error, with the fields psql prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PgError {
+    /// `ERROR`, `FATAL` (localized as the server sends it).
+    pub severity: String,
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    pub context: Option<String>,
+}
+
+impl PgError {
+    /// As psql writes it: `ERROR:  message`, then `DETAIL:`, `HINT:` and `CONTEXT:` lines.
+    pub fn lines(&self) -> Vec<String> {
+        let severity = if self.severity.is_empty() { "ERROR" } else { &self.severity };
+        let mut lines = vec![format!("{severity}:  {}", self.message)];
+        for (label, value) in [("DETAIL", &self.detail), ("HINT", &self.hint), ("CONTEXT", &self.context)] {
+            if let Some(v) = value {
+                lines.push(format!("{label}:  {v}"));
+            }
+        }
+        lines
+    }
+
+    fn connection(message: String) -> Box<PgError> {
+        Box::new(PgError { severity: "FATAL".into(), message, ..PgError::default() })
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.lines().join("; "))
+    }
+}
+
+/// One connection. Closed when dropped.
+pub struct Session {
+    conn: NonNull<ffi::PGconn>,
+}
+
+// SAFETY: a PGconn may move between threads; libpq only forbids using one from two threads at
+// once, which `&mut self` on every call (and no `Sync`) rules out.
+unsafe impl Send for Session {}
+
+impl Session {
+    /// Connects to `database` as `conn` with libpq: explicit host, port, user, database and
+    /// password (when `conn` has one; otherwise none at all, never an inherited `PGPASSWORD`,
+    /// while `PGPASSFILE` still applies), `options` (`-c name=value ...`), the connect timeout
+    /// and our application name; libpq's environment supplies the rest (TLS and the like).
+    ///
+    /// # Errors
+    /// The server's or libpq's message (wrong password, no such database, unreachable host).
+    pub fn connect(conn: &Conn, database: &str, options: &str, connect_timeout_secs: u32) -> anyhow::Result<Session> {
+        let port = conn.port.unwrap_or(5432).to_string();
+        let timeout = connect_timeout_secs.max(1).to_string();
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("host", &conn.host),
+            ("port", &port),
+            ("dbname", database),
+            ("options", options),
+            ("connect_timeout", &timeout),
+            ("application_name", "backup-container"),
+        ];
+        if let Some(user) = &conn.user {
+            pairs.push(("user", user));
+        }
+        // An empty password is "none given": libpq then reads the password file, not PGPASSWORD.
+        pairs.push(("password", conn.password.as_ref().map_or("", |p| p.expose())));
+        let keys = pairs.iter().map(|(k, _)| CString::new(*k)).collect::<Result<Vec<_>, _>>()?;
+        let values = pairs
+            .iter()
+            .map(|(_, v)| CString::new(*v).map_err(|_| anyhow!("a connection setting holds a NUL byte")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut key_ptrs: Vec<*const c_char> = keys.iter().map(|k| k.as_ptr()).collect();
+        let mut value_ptrs: Vec<*const c_char> = values.iter().map(|v| v.as_ptr()).collect();
+        key_ptrs.push(std::ptr::null());
+        value_ptrs.push(std::ptr::null());
+        // SAFETY: both arrays are NULL-terminated and their strings outlive the call.
+        let raw = unsafe { ffi::PQconnectdbParams(key_ptrs.as_ptr(), value_ptrs.as_ptr(), 0) };
+        let conn = NonNull::new(raw).ok_or_else(|| anyhow!("libpq could not allocate a connection"))?;
+        let session = Session { conn };
+        // SAFETY: a connection libpq returned, possibly failed (which PQstatus reports).
+        if unsafe { ffi::PQstatus(session.conn.as_ptr()) } != ffi::ConnStatusType::CONNECTION_OK {
+            bail!("{}", session.last_error().trim());
+        }
+        // SAFETY: `quiet` ignores its arguments; the receiver lives as long as the process.
+        unsafe { ffi::PQsetNoticeReceiver(session.conn.as_ptr(), Some(notice), std::ptr::null_mut()) };
+        Ok(session)
+    }
+
+    /// Runs one statement (several in one text would run as one implicit transaction).
+    ///
+    /// # Errors
+    /// The statement's error; a lost connection (`FATAL`).
+    pub fn exec(&mut self, sql: &[u8]) -> Result<Outcome, Box<PgError>> {
+        let text = CString::new(sql).map_err(|_| {
+            Box::new(PgError { message: "the statement holds a NUL byte".into(), ..PgError::default() })
+        })?;
+        // SAFETY: a live connection and a NUL-terminated statement.
+        let result = unsafe { ffi::PQexec(self.conn.as_ptr(), text.as_ptr()) };
+        let result = Result_::take(result).ok_or_else(|| PgError::connection(self.last_error()))?;
+        match result.status() {
+            ffi::ExecStatusType::PGRES_COPY_IN => Ok(Outcome::CopyIn),
+            ffi::ExecStatusType::PGRES_COMMAND_OK
+            | ffi::ExecStatusType::PGRES_TUPLES_OK
+            | ffi::ExecStatusType::PGRES_EMPTY_QUERY => Ok(Outcome::Done),
+            _ => Err(result.error(|| self.last_error())),
+        }
+    }
+
+    /// Runs a query and returns its rows as text (`None`: NULL).
+    ///
+    /// # Errors
+    /// As `exec`.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Box<PgError>> {
+        let text = CString::new(sql)
+            .map_err(|_| Box::new(PgError { message: "the query holds a NUL byte".into(), ..PgError::default() }))?;
+        // SAFETY: as in `exec`.
+        let result = unsafe { ffi::PQexec(self.conn.as_ptr(), text.as_ptr()) };
+        let result = Result_::take(result).ok_or_else(|| PgError::connection(self.last_error()))?;
+        match result.status() {
+            ffi::ExecStatusType::PGRES_TUPLES_OK | ffi::ExecStatusType::PGRES_COMMAND_OK => Ok(result.rows()),
+            _ => Err(result.error(|| self.last_error())),
+        }
+    }
+
+    /// Sends COPY data (any cut: the server joins it into rows).
+    ///
+    /// # Errors
+    /// The COPY already failed on the server, or the connection is lost: `copy_end` tells why.
+    pub fn copy_rows(&mut self, data: &[u8]) -> Result<(), ()> {
+        for piece in data.chunks(1 << 30) {
+            // SAFETY: a live connection in COPY IN state (libpq checks and returns -1 if not);
+            // the length is that of the buffer, below i32::MAX.
+            let sent = unsafe { ffi::PQputCopyData(self.conn.as_ptr(), piece.as_ptr().cast(), piece.len() as c_int) };
+            if sent != 1 {
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the COPY and returns its outcome (the first error of its rows, if any).
+    ///
+    /// # Errors
+    /// The server's error for the COPY, or a lost connection.
+    pub fn copy_end(&mut self) -> Result<(), Box<PgError>> {
+        // SAFETY: a live connection; libpq refuses (-1) when no COPY is in progress, and the
+        // results below then carry the COPY's error.
+        unsafe { ffi::PQputCopyEnd(self.conn.as_ptr(), std::ptr::null()) };
+        let mut outcome = Ok(());
+        loop {
+            // SAFETY: a live connection; NULL ends the results of the command.
+            let raw = unsafe { ffi::PQgetResult(self.conn.as_ptr()) };
+            let Some(result) = Result_::take(raw) else { break };
+            match result.status() {
+                ffi::ExecStatusType::PGRES_COMMAND_OK => {}
+                ffi::ExecStatusType::PGRES_COPY_IN => {
+                    // Still copying (the end could not be sent): the connection is broken.
+                    return Err(PgError::connection(self.last_error()));
+                }
+                _ if outcome.is_ok() => outcome = Err(result.error(|| self.last_error())),
+                _ => {}
+            }
+        }
+        outcome
+    }
+
+    /// A handle that cancels what this session runs, from any thread.
+    pub fn canceller(&self) -> Option<Canceller> {
+        // SAFETY: a live connection; the PGcancel is freed by the Canceller's Drop.
+        NonNull::new(unsafe { ffi::PQgetCancel(self.conn.as_ptr()) }).map(|c| Canceller { cancel: c })
+    }
+
+    fn last_error(&self) -> String {
+        // SAFETY: a live connection; libpq owns the message, copied at once.
+        let message = unsafe { CStr::from_ptr(ffi::PQerrorMessage(self.conn.as_ptr())) };
+        let text = message.to_string_lossy().trim().to_string();
+        if text.is_empty() { "the connection to the server was lost".into() } else { text }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: the connection is ours and used no more.
+        unsafe { ffi::PQfinish(self.conn.as_ptr()) };
+    }
+}
+
+/// Cancels the running statement of one session (`PQcancel`, thread-safe by design).
+pub struct Canceller {
+    cancel: NonNull<ffi::PGcancel>,
+}
+
+// SAFETY: libpq documents PQcancel as safe to call from any thread, on a PGcancel object
+// that is not freed meanwhile (it is freed only by Drop, which needs ownership).
+unsafe impl Send for Canceller {}
+unsafe impl Sync for Canceller {}
+
+impl Canceller {
+    /// Asks the server to cancel; best effort (the statement may have ended).
+    pub fn cancel(&self) {
+        let mut buf = [0 as c_char; 256];
+        // SAFETY: a live PGcancel and a buffer of the size given.
+        unsafe { ffi::PQcancel(self.cancel.as_ptr(), buf.as_mut_ptr(), buf.len() as c_int) };
+    }
+}
+
+impl Drop for Canceller {
+    fn drop(&mut self) {
+        // SAFETY: ours, used no more.
+        unsafe { ffi::PQfreeCancel(self.cancel.as_ptr()) };
+    }
+}
+
+/// A PGresult, cleared when dropped.
+struct Result_(NonNull<ffi::PGresult>);
+
+impl Result_ {
+    fn take(raw: *mut ffi::PGresult) -> Option<Result_> {
+        NonNull::new(raw).map(Result_)
+    }
+
+    fn status(&self) -> ffi::ExecStatusType {
+        // SAFETY: a live result.
+        unsafe { ffi::PQresultStatus(self.0.as_ptr()) }
+    }
+
+    fn field(&self, code: u8) -> Option<String> {
+        field(self.0.as_ptr(), code)
+    }
+
+    fn error(&self, fallback: impl FnOnce() -> String) -> Box<PgError> {
+        let message = self.field(ffi::PG_DIAG_MESSAGE_PRIMARY).unwrap_or_else(fallback);
+        Box::new(PgError {
+            severity: self.field(ffi::PG_DIAG_SEVERITY).unwrap_or_else(|| "ERROR".into()),
+            sqlstate: self.field(ffi::PG_DIAG_SQLSTATE).unwrap_or_default(),
+            message,
+            detail: self.field(ffi::PG_DIAG_MESSAGE_DETAIL),
+            hint: self.field(ffi::PG_DIAG_MESSAGE_HINT),
+            context: self.field(ffi::PG_DIAG_CONTEXT),
+        })
+    }
+
+    fn rows(&self) -> Vec<Vec<Option<String>>> {
+        let r = self.0.as_ptr();
+        // SAFETY: a live result; indexes below its counts; values are NUL-terminated text.
+        unsafe {
+            let (rows, cols) = (ffi::PQntuples(r), ffi::PQnfields(r));
+            (0..rows)
+                .map(|i| {
+                    (0..cols)
+                        .map(|j| {
+                            (ffi::PQgetisnull(r, i, j) == 0)
+                                .then(|| CStr::from_ptr(ffi::PQgetvalue(r, i, j)).to_string_lossy().into_owned())
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+    }
+}
+
+impl Drop for Result_ {
+    fn drop(&mut self) {
+        // SAFETY: ours, used no more.
+        unsafe { ffi::PQclear(self.0.as_ptr()) };
+    }
+}
+
+fn field(result: *const ffi::PGresult, code: u8) -> Option<String> {
+    // SAFETY: a live result; the field is NULL or NUL-terminated text owned by the result.
+    let raw = unsafe { ffi::PQresultErrorField(result, c_int::from(code)) };
+    (!raw.is_null()).then(|| unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned())
+}
+
+/// Server notices (warnings: sessions run with `client_min_messages=warning`) go to our log,
+/// not to libpq's default of stderr.
+unsafe extern "C" fn notice(_arg: *mut c_void, result: *const ffi::PGresult) {
+    let severity = field(result, ffi::PG_DIAG_SEVERITY).unwrap_or_default();
+    let message = field(result, ffi::PG_DIAG_MESSAGE_PRIMARY).unwrap_or_default();
+    tracing::debug!(%severity, %message, "Server notice during the load.");
+}
