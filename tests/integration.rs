@@ -19,6 +19,7 @@ mod ftps_modes;
 mod health_listener;
 mod hooks;
 mod in_process;
+mod loader;
 mod locks;
 mod mariadb;
 mod mirror;

@@ -75,40 +75,37 @@ pub struct Session {
 unsafe impl Send for Session {}
 
 impl Session {
-    /// Connects to `database` as `conn` with libpq: explicit host, port, user, database and
-    /// password (when `conn` has one; otherwise none at all, never an inherited `PGPASSWORD`,
-    /// while `PGPASSFILE` still applies), `options` (`-c name=value ...`), the connect timeout
-    /// and our application name; libpq's environment supplies the rest (TLS and the like).
+    /// Connects to `database` as `conn` with libpq: explicit host, port (5432 when `conn` has
+    /// none, as psql without `PGPORT`), user, database and password (when `conn` has one;
+    /// otherwise none at all, never an inherited `PGPASSWORD`, while `PGPASSFILE` still
+    /// applies), `options` (`-c name=value ...`), the connect timeout and our application
+    /// name; libpq's environment supplies the rest (TLS and the like).
     ///
     /// # Errors
     /// The server's or libpq's message (wrong password, no such database, unreachable host).
     pub fn connect(conn: &Conn, database: &str, options: &str, connect_timeout_secs: u32) -> anyhow::Result<Session> {
-        let port = conn.port.unwrap_or(5432).to_string();
-        let timeout = connect_timeout_secs.max(1).to_string();
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("host", &conn.host),
-            ("port", &port),
-            ("dbname", database),
-            ("options", options),
-            ("connect_timeout", &timeout),
-            ("application_name", "backup-container"),
-        ];
-        if let Some(user) = &conn.user {
-            pairs.push(("user", user));
+        // One connection string, expanded by libpq (`expand_dbname`): there an empty value
+        // counts as given, so `password=''` keeps an inherited PGPASSWORD out (libpq then
+        // reads the password file), where an empty keyword value would count as unset.
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut info = super::conninfo(conn, database);
+        if conn.port.is_none() {
+            info.push_str(" port=5432");
         }
-        // An empty password is "none given": libpq then reads the password file, not PGPASSWORD.
-        pairs.push(("password", conn.password.as_ref().map_or("", |p| p.expose())));
-        let keys = pairs.iter().map(|(k, _)| CString::new(*k)).collect::<Result<Vec<_>, _>>()?;
-        let values = pairs
-            .iter()
-            .map(|(_, v)| CString::new(*v).map_err(|_| anyhow!("a connection setting holds a NUL byte")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        info.push_str(&format!(
+            " options={} connect_timeout={} application_name='backup-container' password={}",
+            quote(options),
+            connect_timeout_secs.max(1),
+            quote(conn.password.as_ref().map_or("", |p| p.expose()))
+        ));
+        let keys = [CString::new("dbname")?];
+        let values = [CString::new(info).map_err(|_| anyhow!("a connection setting holds a NUL byte"))?];
         let mut key_ptrs: Vec<*const c_char> = keys.iter().map(|k| k.as_ptr()).collect();
         let mut value_ptrs: Vec<*const c_char> = values.iter().map(|v| v.as_ptr()).collect();
         key_ptrs.push(std::ptr::null());
         value_ptrs.push(std::ptr::null());
         // SAFETY: both arrays are NULL-terminated and their strings outlive the call.
-        let raw = unsafe { ffi::PQconnectdbParams(key_ptrs.as_ptr(), value_ptrs.as_ptr(), 0) };
+        let raw = unsafe { ffi::PQconnectdbParams(key_ptrs.as_ptr(), value_ptrs.as_ptr(), 1) };
         let conn = NonNull::new(raw).ok_or_else(|| anyhow!("libpq could not allocate a connection"))?;
         let session = Session { conn };
         // SAFETY: a connection libpq returned, possibly failed (which PQstatus reports).

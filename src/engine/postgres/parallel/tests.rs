@@ -11,6 +11,8 @@ struct Recorder {
     open: Vec<bool>,
     /// Every send: (lane, file line).
     lines: Vec<(usize, Option<u64>)>,
+    /// Every piece: (lane, kind, text).
+    pieces: Vec<(usize, &'static str, String)>,
     barriers: usize,
     next: usize,
 }
@@ -36,6 +38,13 @@ impl Lanes for Recorder {
     }
     fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()> {
         let text = piece.text();
+        let kind = match piece {
+            Piece::Statement(_) => "statement",
+            Piece::Rows(_) => "rows",
+            Piece::CopyEnd => "end",
+            Piece::Meta(_) => "meta",
+        };
+        self.pieces.push((lane, kind, String::from_utf8_lossy(text).into_owned()));
         if !self.open[lane] {
             self.sessions[lane].push(String::new());
             self.open[lane] = true;
@@ -50,7 +59,7 @@ impl Lanes for Recorder {
     }
     fn idlest(&self) -> usize {
         // Round robin over the workers (the next after each unit): deterministic.
-        1 + self.next % self.workers
+        if self.workers == 0 { 0 } else { 1 + self.next % self.workers }
     }
     fn barrier(&mut self) -> anyhow::Result<()> {
         self.barriers += 1;
@@ -96,10 +105,69 @@ fn split(text: &str, workers: usize) -> (Recorder, super::Plan, crate::stream::s
 }
 
 fn split_with(text: &str, workers: usize, skip_wal: bool) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
+    split_reading(text, workers, skip_wal, 4096)
+}
+
+/// `split_with`, reading the text `read` bytes at a time.
+fn split_reading(
+    text: &str,
+    workers: usize,
+    skip_wal: bool,
+    read: usize,
+) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
     let mut lanes = Recorder::new(workers);
     let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, skip_wal).unwrap();
-    let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(4096, text.as_bytes())).unwrap();
+    let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(read, text.as_bytes())).unwrap();
     (lanes, plan, summary)
+}
+
+/// The statements sent, in order, as text.
+fn statements(lanes: &Recorder) -> Vec<&str> {
+    lanes.pieces.iter().filter(|(_, kind, _)| *kind == "statement").map(|(_, _, t)| t.as_str()).collect()
+}
+
+#[test]
+fn the_end_of_copy_data_is_never_sent_as_a_row_however_the_reads_cut_it() {
+    for read in [1, 2, 3, 5, 4096] {
+        for workers in [0, 2] {
+            let (lanes, _, summary) = split_reading(&dump(40), workers, false, read);
+            summary.check_complete().unwrap();
+            let rows: String =
+                lanes.pieces.iter().filter(|(_, k, _)| *k == "rows").map(|(_, _, t)| t.as_str()).collect();
+            assert_eq!(rows.lines().count(), 41, "read {read}, workers {workers}: every row and only rows");
+            assert!(!rows.lines().any(|l| l.starts_with('\\')), "read {read}: {rows:?}");
+            let ends = lanes.pieces.iter().filter(|(_, k, _)| *k == "end").count();
+            assert_eq!(ends, 2, "read {read}, workers {workers}: one end per COPY");
+        }
+    }
+}
+
+#[test]
+fn a_line_of_several_statements_is_sent_as_one_statement_each() {
+    let text = dump(1).replace(
+        "SET default_tablespace = '';\n",
+        "SET default_tablespace = ''; SELECT 1/0; CREATE TABLE public.kept (a int); -- a note\n",
+    );
+    let (lanes, _, _) = split(&text, 0);
+    let sent = statements(&lanes);
+    assert!(sent.contains(&" SELECT 1/0;"), "{sent:?}");
+    assert!(sent.contains(&" CREATE TABLE public.kept (a int); -- a note\n"), "{sent:?}");
+    assert!(sent.iter().any(|s| s.trim() == "SET default_tablespace = '';"), "{sent:?}");
+}
+
+#[test]
+fn strings_follow_standard_conforming_strings_off() {
+    // With the setting off, `\'` does not end a string: the `;` after it is inside.
+    let text = dump(1).replace(
+        "SET default_tablespace = '';\n",
+        "SET standard_conforming_strings = off;\nCOMMENT ON TABLE public.a IS 'it\\'s; fine';\nSET standard_conforming_strings = on;\nCOMMENT ON TABLE public.b IS 'c:\\';\n",
+    );
+    let (lanes, plan, summary) = split(&text, 0);
+    summary.check_complete().unwrap();
+    assert_eq!(plan.serial_from, None, "{plan}");
+    let sent = statements(&lanes);
+    assert!(sent.contains(&"COMMENT ON TABLE public.a IS 'it\\'s; fine';\n"), "{sent:?}");
+    assert!(sent.contains(&"COMMENT ON TABLE public.b IS 'c:\\';\n"), "back on: a backslash is a character: {sent:?}");
 }
 
 #[test]
