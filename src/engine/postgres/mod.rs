@@ -35,7 +35,7 @@ use crate::model::spec::EngineKind;
 use crate::model::stats::SchemaStats;
 use crate::stream::scan::Summary;
 use crate::stream::scan::postgres::header::{HeaderFilter, HeaderRewriter};
-use crate::system::cancel::Cancel;
+use crate::system::cancel::{Cancel, Interrupted};
 
 /// The PostgreSQL engine.
 #[derive(Debug)]
@@ -159,15 +159,21 @@ impl PostgresEngine {
         Ok(process::capture(cmd, "psql (replication)", cancel)?.trim().to_string())
     }
 
-    /// Runs statements in order in one session (one `-c` each, so each is its own
-    /// transaction), stopping at the first error; returns their output, concatenated.
+    /// Runs statements in order in one session of our own (`pq`: each its own transaction),
+    /// stopping at the first error; returns their rows as psql printed them (`-A -t`: fields
+    /// joined by `|`, a line per row), concatenated. A cancellation cancels what runs.
     fn queries(&self, conn: &Conn, database: &str, sql: &[&str], cancel: &Cancel) -> anyhow::Result<String> {
-        let mut cmd = self.psql(conn, database);
-        cmd.args(["-v", "ON_ERROR_STOP=1"]);
+        cancel.check()?;
+        let mut session = pq::Session::connect(conn, database, "", self.options.connect_timeout_secs)?;
+        let _watch = session.watch(cancel);
+        let mut out = String::new();
         for statement in sql {
-            cmd.arg("-c").arg(statement);
+            let rows = session
+                .query(statement)
+                .map_err(|e| if cancel.is_cancelled() { anyhow::Error::new(Interrupted) } else { anyhow!("{e}") })?;
+            out.push_str(&pq::psql_text(&rows));
         }
-        process::capture(cmd, "psql", cancel)
+        Ok(out)
     }
 }
 

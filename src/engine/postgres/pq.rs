@@ -14,11 +14,14 @@
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{anyhow, bail};
 use pq_sys as ffi;
 
 use crate::engine::Conn;
+use crate::system::cancel::Cancel;
 
 /// What one statement returned.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,20 +140,52 @@ impl Session {
         }
     }
 
-    /// Runs a query and returns its rows as text (`None`: NULL).
+    /// Runs a query (one statement, or several as one simple query) and returns the rows of
+    /// every result, as text (`None`: NULL).
     ///
     /// # Errors
-    /// As `exec`.
+    /// The first statement's error (the server runs none after it), a lost connection.
     pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Box<PgError>> {
         let text = CString::new(sql)
             .map_err(|_| Box::new(PgError { message: "the query holds a NUL byte".into(), ..PgError::default() }))?;
-        // SAFETY: as in `exec`.
-        let result = unsafe { ffi::PQexec(self.conn.as_ptr(), text.as_ptr()) };
-        let result = Result_::take(result).ok_or_else(|| PgError::connection(self.last_error()))?;
-        match result.status() {
-            ffi::ExecStatusType::PGRES_TUPLES_OK | ffi::ExecStatusType::PGRES_COMMAND_OK => Ok(result.rows()),
-            _ => Err(result.error(|| self.last_error())),
+        // SAFETY: a live connection and a NUL-terminated query.
+        if unsafe { ffi::PQsendQuery(self.conn.as_ptr(), text.as_ptr()) } != 1 {
+            return Err(PgError::connection(self.last_error()));
         }
+        let mut rows = Vec::new();
+        let mut outcome = Ok(());
+        loop {
+            // SAFETY: a live connection; NULL ends the results of the query.
+            let Some(result) = Result_::take(unsafe { ffi::PQgetResult(self.conn.as_ptr()) }) else { break };
+            match result.status() {
+                ffi::ExecStatusType::PGRES_TUPLES_OK => rows.extend(result.rows()),
+                ffi::ExecStatusType::PGRES_COMMAND_OK | ffi::ExecStatusType::PGRES_EMPTY_QUERY => {}
+                ffi::ExecStatusType::PGRES_COPY_IN => {
+                    // SAFETY: a live connection in COPY IN: end it with no rows, as refused.
+                    unsafe { ffi::PQputCopyEnd(self.conn.as_ptr(), c"COPY FROM STDIN is not a query".as_ptr()) };
+                }
+                _ if outcome.is_ok() => outcome = Err(result.error(|| self.last_error())),
+                _ => {}
+            }
+        }
+        outcome.map(|()| rows)
+    }
+
+    /// Cancels what this session runs while `cancel` is cancelled, until the guard is dropped.
+    pub fn watch(&self, cancel: &Cancel) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(canceller) = self.canceller() {
+            let (cancel, stop) = (cancel.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if cancel.sleep(std::time::Duration::from_millis(100)).is_err() {
+                        canceller.cancel();
+                        return;
+                    }
+                }
+            });
+        }
+        Watch(stop)
     }
 
     /// Sends COPY data (any cut: the server joins it into rows).
@@ -196,7 +231,7 @@ impl Session {
     }
 
     /// A handle that cancels what this session runs, from any thread.
-    pub fn canceller(&self) -> Option<Canceller> {
+    fn canceller(&self) -> Option<Canceller> {
         // SAFETY: a live connection; the PGcancel is freed by the Canceller's Drop.
         NonNull::new(unsafe { ffi::PQgetCancel(self.conn.as_ptr()) }).map(|c| Canceller { cancel: c })
     }
@@ -216,8 +251,29 @@ impl Drop for Session {
     }
 }
 
+/// Ends a session's cancellation watch when dropped.
+pub struct Watch(Arc<AtomicBool>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Rows as psql prints them unaligned and tuples only: fields joined by `|`, NULL empty, one
+/// line per row.
+pub fn psql_text(rows: &[Vec<Option<String>>]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let fields: Vec<&str> = row.iter().map(|f| f.as_deref().unwrap_or("")).collect();
+        out.push_str(&fields.join("|"));
+        out.push('\n');
+    }
+    out
+}
+
 /// Cancels the running statement of one session (`PQcancel`, thread-safe by design).
-pub struct Canceller {
+struct Canceller {
     cancel: NonNull<ffi::PGcancel>,
 }
 

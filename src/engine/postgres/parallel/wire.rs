@@ -11,9 +11,9 @@
 //! Connections stay open across barriers: a barrier waits until every lane has run what it
 //! was sent. A cancellation cancels the running statement of every lane (`PQcancel`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail};
@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail};
 use super::split::{Lanes, Piece};
 use crate::engine::Conn;
 use crate::engine::load::SharedErrors;
-use crate::engine::postgres::pq::{Canceller, Outcome, PgError, Session};
+use crate::engine::postgres::pq::{Outcome, PgError, Session};
 use crate::system::cancel::{Cancel, Interrupted};
 
 /// Pieces queued per lane before the splitter waits (rows come in 256 KiB pieces).
@@ -57,8 +57,6 @@ pub struct WireLanes<'a> {
     tally: SharedErrors,
     /// The load's own token: cancelled with the caller's, or when one lane fails.
     cancel: Cancel,
-    cancellers: Arc<Mutex<Vec<Canceller>>>,
-    stop_watch: Arc<AtomicBool>,
     lanes: Vec<Option<Lane>>,
 }
 
@@ -72,7 +70,7 @@ impl<'a> WireLanes<'a> {
         tally: SharedErrors,
         cancel: &Cancel,
     ) -> Self {
-        let lanes = WireLanes {
+        WireLanes {
             admin,
             database,
             ignore_errors,
@@ -80,28 +78,8 @@ impl<'a> WireLanes<'a> {
             connect_timeout_secs,
             tally,
             cancel: cancel.child(),
-            cancellers: Arc::default(),
-            stop_watch: Arc::default(),
             lanes: (0..=workers).map(|_| None).collect(),
-        };
-        lanes.watch();
-        lanes
-    }
-
-    /// A thread that, when the load is cancelled, cancels what every lane's server runs.
-    fn watch(&self) {
-        let (cancel, cancellers, stop) =
-            (self.cancel.clone(), Arc::clone(&self.cancellers), Arc::clone(&self.stop_watch));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if cancel.sleep(std::time::Duration::from_millis(200)).is_err() {
-                    for c in cancellers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                        c.cancel();
-                    }
-                    return;
-                }
-            }
-        });
+        }
     }
 
     fn start(&self, lane: usize) -> Lane {
@@ -115,7 +93,6 @@ impl<'a> WireLanes<'a> {
             ignore_errors: self.ignore_errors,
             tally: Arc::clone(&self.tally),
             cancel: self.cancel.clone(),
-            cancellers: Arc::clone(&self.cancellers),
             done: Arc::clone(&done),
             queued: Arc::clone(&queued),
         };
@@ -179,7 +156,6 @@ impl Drop for WireLanes<'_> {
         for lane in 0..self.lanes.len() {
             let _ = self.close(lane);
         }
-        self.stop_watch.store(true, Ordering::Relaxed);
     }
 }
 
@@ -259,7 +235,6 @@ struct Worker {
     ignore_errors: bool,
     tally: SharedErrors,
     cancel: Cancel,
-    cancellers: Arc<Mutex<Vec<Canceller>>>,
     done: Arc<AtomicU64>,
     queued: Arc<AtomicU64>,
 }
@@ -274,9 +249,8 @@ struct Copying {
 impl Worker {
     fn run(&self, rx: Receiver<Msg>) -> anyhow::Result<()> {
         let mut session = Session::connect(&self.admin, &self.database, OPTIONS, self.timeout)?;
-        if let Some(c) = session.canceller() {
-            self.cancellers.lock().unwrap_or_else(|e| e.into_inner()).push(c);
-        }
+        // A cancellation (the caller's, or a sibling lane's failure) cancels what runs here.
+        let _watch = session.watch(&self.cancel);
         let mut copying: Option<Copying> = None;
         for msg in rx {
             match msg {
