@@ -8,7 +8,6 @@
 
 use anyhow::Context;
 
-use super::pq::Session;
 use super::{PostgresEngine, quote_literal};
 use crate::engine::Conn;
 use crate::engine::load::{CountCheck, compare, uncountable};
@@ -30,9 +29,8 @@ pub fn check(
         return Ok(CountCheck::skipped(why));
     }
     const WHAT: &str = "counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)";
-    let mut session =
-        Session::connect(conn, database, "-c client_min_messages=warning", engine.options.connect_timeout_secs)
-            .context(WHAT)?;
+    let mut session = engine.session(conn, database, "-c client_min_messages=warning").context(WHAT)?;
+    let _watch = session.watch(cancel);
     let mut found = vec![None; summary.tables.len()];
     for statement in count_statements(&summary.tables) {
         cancel.check()?;

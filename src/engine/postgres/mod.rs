@@ -114,18 +114,11 @@ impl PostgresEngine {
         cmd
     }
 
-    /// `psql -c "SHOW server_version_num"`: checks connection and credentials with the
-    /// server's own message (pg_dumpall only says "could not connect"), and gets the version.
-    pub fn version_command(&self, conn: &Conn, database: &str) -> Command {
-        let mut cmd = self.client("psql", conn, database);
-        cmd.args(["-X", "-A", "-t", "-c", VERSION_QUERY]);
-        cmd
-    }
-
     /// The server's major version (e.g. 15), after connecting as `conn`.
     ///
     /// # Errors
-    /// The connection failure as psql reports it (refused, timeout, authentication).
+    /// The connection failure as libpq reports it (refused, timeout, authentication: the
+    /// server's own message).
     pub fn server_major(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<u32> {
         Ok(self.server_version(conn, database, cancel)?.0)
     }
@@ -135,7 +128,7 @@ impl PostgresEngine {
     /// # Errors
     /// As `server_major`.
     pub fn server_version(&self, conn: &Conn, database: &str, cancel: &Cancel) -> anyhow::Result<(u32, String)> {
-        parse_version(&process::capture(self.version_command(conn, database), "psql", cancel)?)
+        parse_version(&self.query(conn, database, VERSION_QUERY, cancel)?)
     }
 
     /// Runs one query in `database` as `conn` and returns its output (unaligned, tuples only):
@@ -159,18 +152,21 @@ impl PostgresEngine {
         Ok(process::capture(cmd, "psql (replication)", cancel)?.trim().to_string())
     }
 
+    /// A session of our own in `database` as `conn`, with `options` (`-c name=value ...`).
+    fn session(&self, conn: &Conn, database: &str, options: &str) -> anyhow::Result<pq::Session> {
+        pq::Session::connect(conn, database, options, self.options.connect_timeout_secs)
+    }
+
     /// Runs statements in order in one session of our own (`pq`: each its own transaction),
     /// stopping at the first error; returns their rows as psql printed them (`-A -t`: fields
     /// joined by `|`, a line per row), concatenated. A cancellation cancels what runs.
     fn queries(&self, conn: &Conn, database: &str, sql: &[&str], cancel: &Cancel) -> anyhow::Result<String> {
         cancel.check()?;
-        let mut session = pq::Session::connect(conn, database, "", self.options.connect_timeout_secs)?;
+        let mut session = self.session(conn, database, "")?;
         let _watch = session.watch(cancel);
         let mut out = String::new();
         for statement in sql {
-            let rows = session
-                .query(statement)
-                .map_err(|e| if cancel.is_cancelled() { anyhow::Error::new(Interrupted) } else { anyhow!("{e}") })?;
+            let rows = session.query(statement).map_err(|e| query_error(&e, cancel))?;
             out.push_str(&pq::psql_text(&rows));
         }
         Ok(out)
@@ -311,10 +307,11 @@ impl Engine for PostgresEngine {
         timeout: std::time::Duration,
         cancel: &Cancel,
     ) -> anyhow::Result<String> {
-        let mut cmd = self.psql(&db.conn()?, &db.spec.database);
-        cmd.env("PGOPTIONS", format!("-c statement_timeout={}", timeout.as_millis().max(1)));
-        cmd.args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
-        process::capture(cmd, "psql", cancel)
+        let options = format!("-c statement_timeout={}", timeout.as_millis().max(1));
+        let mut session = self.session(&db.conn()?, &db.spec.database, &options)?;
+        let _watch = session.watch(cancel);
+        let rows = session.query(sql).map_err(|e| query_error(&e, cancel))?;
+        Ok(pq::psql_text(&rows))
     }
 }
 
@@ -350,6 +347,11 @@ pub fn libpq_environment(cmd: &mut Command, conn: &Conn, connect_timeout_secs: u
     }
     cmd.env("PGCONNECT_TIMEOUT", connect_timeout_secs.max(1).to_string());
     cmd.env("PGAPPNAME", "backup-container");
+}
+
+/// A query's error: the server's, or an interruption when the statement was cancelled.
+fn query_error(e: &pq::PgError, cancel: &Cancel) -> anyhow::Error {
+    if cancel.is_cancelled() { anyhow::Error::new(Interrupted) } else { anyhow!("{e}") }
 }
 
 const VERSION_QUERY: &str = "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')";

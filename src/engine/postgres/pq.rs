@@ -14,8 +14,8 @@
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail};
 use pq_sys as ffi;
@@ -68,9 +68,15 @@ impl std::fmt::Display for PgError {
     }
 }
 
+/// Notices kept per session (a hostile dump could raise warnings without end).
+const KEEP_NOTICES: usize = 100;
+
 /// One connection. Closed when dropped.
 pub struct Session {
     conn: NonNull<ffi::PGconn>,
+    /// The server's notices since the last `take_notices` (`WARNING:  message`), filled by the
+    /// notice receiver; boxed so that its address, given to libpq, never moves.
+    notices: Box<Mutex<Vec<String>>>,
 }
 
 // SAFETY: a PGconn may move between threads; libpq only forbids using one from two threads at
@@ -110,13 +116,15 @@ impl Session {
         // SAFETY: both arrays are NULL-terminated and their strings outlive the call.
         let raw = unsafe { ffi::PQconnectdbParams(key_ptrs.as_ptr(), value_ptrs.as_ptr(), 1) };
         let conn = NonNull::new(raw).ok_or_else(|| anyhow!("libpq could not allocate a connection"))?;
-        let session = Session { conn };
+        let session = Session { conn, notices: Box::default() };
         // SAFETY: a connection libpq returned, possibly failed (which PQstatus reports).
         if unsafe { ffi::PQstatus(session.conn.as_ptr()) } != ffi::ConnStatusType::CONNECTION_OK {
             bail!("{}", session.last_error().trim());
         }
-        // SAFETY: `quiet` ignores its arguments; the receiver lives as long as the process.
-        unsafe { ffi::PQsetNoticeReceiver(session.conn.as_ptr(), Some(notice), std::ptr::null_mut()) };
+        let sink: *const Mutex<Vec<String>> = &*session.notices;
+        // SAFETY: the receiver runs only inside libpq calls on this connection, which all end
+        // before `Drop` finishes it; the sink it is given lives in the same Session.
+        unsafe { ffi::PQsetNoticeReceiver(session.conn.as_ptr(), Some(notice), sink as *mut c_void) };
         Ok(session)
     }
 
@@ -169,6 +177,11 @@ impl Session {
             }
         }
         outcome.map(|()| rows)
+    }
+
+    /// The server's notices (warnings, or more with `client_min_messages`) since the last call.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Cancels what this session runs while `cancel` is cancelled, until the guard is dropped.
@@ -359,10 +372,16 @@ fn field(result: *const ffi::PGresult, code: u8) -> Option<String> {
     (!raw.is_null()).then(|| unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned())
 }
 
-/// Server notices (warnings: sessions run with `client_min_messages=warning`) go to our log,
-/// not to libpq's default of stderr.
-unsafe extern "C" fn notice(_arg: *mut c_void, result: *const ffi::PGresult) {
+/// Server notices go to our debug log and to the session's list (not to libpq's default of
+/// stderr).
+unsafe extern "C" fn notice(sink: *mut c_void, result: *const ffi::PGresult) {
     let severity = field(result, ffi::PG_DIAG_SEVERITY).unwrap_or_default();
     let message = field(result, ffi::PG_DIAG_MESSAGE_PRIMARY).unwrap_or_default();
-    tracing::debug!(%severity, %message, "Server notice during the load.");
+    tracing::debug!(%severity, %message, "Server notice.");
+    // SAFETY: the pointer given in `connect`, to the Mutex its Session owns.
+    let sink = unsafe { &*(sink as *const Mutex<Vec<String>>) };
+    let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() < KEEP_NOTICES {
+        kept.push(format!("{severity}:  {message}"));
+    }
 }

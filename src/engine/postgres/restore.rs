@@ -20,10 +20,10 @@
 use std::io::{BufRead, Cursor, Read};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use tracing::{debug, info, warn};
 
-use super::sections::{split_front, tolerate_existing_roles};
+use super::sections::{split_front, statements};
 use super::swap::{LoadDatabase, MAINTENANCE_DB};
 use super::{PostgresEngine, parallel, settings};
 use crate::engine::load::{SqlErrors, snapshot};
@@ -126,29 +126,35 @@ impl Loaded for PgLoaded<'_> {
     }
 }
 
-/// Applies the roles section; failures other than "already exists" become warnings (e.g. a
-/// non-superuser admin cannot `ALTER ROLE postgres WITH SUPERUSER`).
+/// Applies the roles section, one statement at a time in a session of our own; failures other
+/// than "already exists" (`duplicate_object`, whatever the server's language) become warnings
+/// (e.g. a non-superuser admin cannot `ALTER ROLE postgres WITH SUPERUSER`).
 fn apply_roles(engine: &PostgresEngine, admin: &Conn, roles: &str, cancel: &Cancel) -> anyhow::Result<Vec<String>> {
-    let mut cmd = engine.psql(admin, MAINTENANCE_DB);
-    cmd.args(["-v", "ON_ERROR_STOP=0"]);
-    cmd.env("PGOPTIONS", "-c client_min_messages=warning");
-    let sql = tolerate_existing_roles(roles);
-    let fed = process::feed_stdin(cmd, "psql (roles)", &mut sql.as_bytes(), cancel).context("applying roles")?;
-    let warnings: Vec<String> = fed
-        .stderr
-        .into_iter()
-        .filter(|l| l.contains("ERROR") && !l.contains("already exists"))
-        .map(|l| format!("roles: {l}"))
-        .collect();
+    let mut session =
+        engine.session(admin, MAINTENANCE_DB, "-c client_min_messages=warning").context("applying roles")?;
+    let _watch = session.watch(cancel);
+    let mut warnings = Vec::new();
+    for (_, statement) in statements(roles) {
+        cancel.check()?;
+        if let Err(e) = session.exec(statement.as_bytes())
+            && e.sqlstate != DUPLICATE_OBJECT
+        {
+            warnings.push(format!("roles: {}", e.lines().join(" ")));
+        }
+    }
     for w in &warnings {
         warn!(warning = %w, "A role statement failed; continuing.");
     }
     Ok(warnings)
 }
 
+/// SQLSTATE of `CREATE ROLE` for a role that exists.
+const DUPLICATE_OBJECT: &str = "42710";
+
 /// Applies the database settings section in the loaded database (after the load and the
 /// counts, so that settings such as `default_transaction_read_only` affect neither); each
-/// statement that could not be applied is a warning.
+/// statement that could not be applied is a warning (the section's own blocks turn a setting
+/// the server lacks into one), an error stops.
 fn apply_settings(
     engine: &PostgresEngine,
     admin: &Conn,
@@ -156,13 +162,22 @@ fn apply_settings(
     section: &str,
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<String>> {
-    let mut cmd = engine.psql(admin, database);
-    cmd.args(["-v", "ON_ERROR_STOP=1"]);
-    cmd.env("PGOPTIONS", "-c client_min_messages=warning");
-    let fed = process::feed_stdin(cmd, "psql (database settings)", &mut section.as_bytes(), cancel)
-        .context("applying the database's own settings")?;
-    let warnings: Vec<String> =
-        fed.stderr.into_iter().filter(|l| l.contains("WARNING")).map(|l| format!("settings: {l}")).collect();
+    let what = "applying the database's own settings";
+    let mut session = engine.session(admin, database, "-c client_min_messages=warning").context(what)?;
+    let _watch = session.watch(cancel);
+    for (line, statement) in statements(section) {
+        cancel.check()?;
+        session
+            .exec(statement.as_bytes())
+            .map_err(|e| anyhow!("line {line} of the settings section: {}", e.lines().join(" ")))
+            .context(what)?;
+    }
+    let warnings: Vec<String> = session
+        .take_notices()
+        .into_iter()
+        .filter(|l| l.starts_with("WARNING"))
+        .map(|l| format!("settings: {l}"))
+        .collect();
     for w in &warnings {
         warn!(warning = %w, "A database setting could not be restored; continuing.");
     }

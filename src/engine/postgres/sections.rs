@@ -2,12 +2,14 @@
 //! it comes first, in our files and in the bash version's), our database settings section
 //! (our files since this format; see `settings`), and the `pg_dump` output.
 //!
-//! Pure stream handling: split the front sections off, and make the roles section's `CREATE
-//! ROLE` statements tolerate roles that already exist (upstream issue #132).
+//! Pure stream handling: split the front sections off, and cut a section into the statements
+//! psql would run (the restore runs them one by one, tolerating roles that already exist:
+//! upstream issue #132).
 
 use std::io::{self, BufRead};
 
-use crate::stream::scan::{SETTINGS_FOOTER, SETTINGS_HEADER};
+use crate::stream::scan::postgres::PgScanner;
+use crate::stream::scan::{SETTINGS_FOOTER, SETTINGS_HEADER, Scanner};
 
 const HEADER: &str = "-- PostgreSQL database cluster dump";
 const FOOTER: &str = "-- PostgreSQL database cluster dump complete";
@@ -92,22 +94,40 @@ fn read_until(sql: &mut dyn BufRead, section: &mut String, footer: &str, what: &
     }
 }
 
-/// Rewrites each `CREATE ROLE name;` line so that an existing role is kept instead of being an
-/// error; everything else (the `ALTER ROLE` lines, grants, settings) is left as it is.
-pub fn tolerate_existing_roles(roles: &str) -> String {
-    let mut out = String::with_capacity(roles.len() + 256);
-    for line in roles.split_inclusive('\n') {
-        let body = line.trim_end();
-        match body.strip_prefix("CREATE ROLE ").and_then(|r| r.strip_suffix(';')) {
-            Some(name) if !name.contains('\n') => {
-                out.push_str(&format!(
-                    "DO $bc$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object THEN NULL; END $bc$;\n"
-                ));
-            }
-            _ => out.push_str(line),
+/// The statements of a section as psql would run them — cut where the scanner saw each end,
+/// psql meta-command lines (`\\restrict`) and comments left out — each with its first line
+/// in `text`.
+pub fn statements(text: &str) -> Vec<(u64, String)> {
+    let mut scanner = PgScanner::new();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut first = 1;
+    for (n, line) in (1u64..).zip(text.split_inclusive('\n')) {
+        let at_top = scanner.at_top() && is_blank(&current);
+        scanner.feed(line.as_bytes());
+        if at_top && line.trim_start().starts_with('\\') {
+            continue;
         }
+        if is_blank(&current) {
+            current.clear();
+            first = n;
+        }
+        let mut from = 0;
+        for &end in scanner.statement_ends() {
+            current.push_str(&line[from..end]);
+            out.push((first, std::mem::take(&mut current)));
+            (from, first) = (end, n);
+        }
+        current.push_str(&line[from..]);
     }
+    out.push((first, current));
+    out.retain(|(_, s)| !is_blank(s));
     out
+}
+
+/// Whitespace and `--` comment lines only.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
 }
 
 #[cfg(test)]
@@ -117,6 +137,35 @@ mod tests {
     const ROLES: &str = "--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict abc\n\nSET default_transaction_read_only = off;\n\nCREATE ROLE app;\nALTER ROLE app WITH LOGIN;\nCREATE ROLE \"odd name\";\n\n\\unrestrict abc\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n";
     const SETTINGS: &str = "--\n-- backup-container database settings\n--\n-- encoding: UTF8\nDO $bc$BEGIN NULL; END$bc$;\n--\n-- backup-container database settings complete\n--\n\n";
     const DUMP: &str = "--\n-- PostgreSQL database dump\n--\n\nCREATE TABLE t (id int);\n";
+
+    #[test]
+    fn statements_are_cut_as_psql_would_run_them() {
+        let got = statements(ROLES);
+        let texts: Vec<&str> = got.iter().map(|(_, s)| s.trim()).collect();
+        assert_eq!(
+            texts,
+            [
+                "SET default_transaction_read_only = off;",
+                "CREATE ROLE app;",
+                "ALTER ROLE app WITH LOGIN;",
+                "CREATE ROLE \"odd name\";"
+            ]
+        );
+        assert_eq!(got.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [7, 9, 10, 11], "each with its line");
+        let two = statements(
+            "CREATE ROLE \"a;\nb\"; ALTER ROLE \"a;\nb\" LOGIN;\nCOMMENT ON ROLE x IS 'it''s; -- not a comment';\n",
+        );
+        let texts: Vec<&str> = two.iter().map(|(_, s)| s.trim()).collect();
+        assert_eq!(
+            texts,
+            [
+                "CREATE ROLE \"a;\nb\";",
+                "ALTER ROLE \"a;\nb\" LOGIN;",
+                "COMMENT ON ROLE x IS 'it''s; -- not a comment';"
+            ]
+        );
+        assert_eq!(two.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2, 4], "a name holding a newline spans lines");
+    }
 
     fn split(text: &str) -> (Front, String) {
         let mut reader = text.as_bytes();
@@ -161,14 +210,5 @@ mod tests {
         let text = format!("{ROLES}{cut}");
         let mut reader = text.as_bytes();
         assert!(split_front(&mut reader).unwrap_err().to_string().contains("database settings section"));
-    }
-
-    #[test]
-    fn create_role_becomes_tolerant() {
-        let out = tolerate_existing_roles(ROLES);
-        assert!(out.contains("DO $bc$ BEGIN CREATE ROLE app; EXCEPTION WHEN duplicate_object THEN NULL; END $bc$;\n"));
-        assert!(out.contains("CREATE ROLE \"odd name\"; EXCEPTION"));
-        assert!(out.contains("ALTER ROLE app WITH LOGIN;\n"));
-        assert!(!out.lines().any(|l| l.starts_with("CREATE ROLE")));
     }
 }

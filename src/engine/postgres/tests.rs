@@ -110,18 +110,6 @@ fn no_password_removes_an_inherited_pgpassword() {
 }
 
 #[test]
-fn version_probe_uses_psql_without_password_in_argv() {
-    let engine = engine(None);
-    let d = db("db/app", Some("u"), Some("pw"));
-    let cmd = engine.version_command(&d.conn().unwrap(), "app");
-    assert_eq!(
-        argv(&cmd),
-        ["psql", "-w", "-d", "host='db' user='u' dbname='app'", "-X", "-A", "-t", "-c", VERSION_QUERY]
-    );
-    assert_eq!(env(&cmd, "PGPASSWORD"), Some(Some("pw".into())));
-}
-
-#[test]
 fn version_parsing() {
     assert_eq!(parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), Some(15));
     assert_eq!(parse_major("pg_dump (PostgreSQL) 17beta1"), Some(17));
