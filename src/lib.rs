@@ -23,7 +23,7 @@
 //! - `stream/`: the bytes of a backup: `compress`, `crypt`, `progress`, `scan`
 //! - `engine/`: database kinds and their primitives: `load`, `mariadb`, `postgres`, `process`, `server`
 //! - `catalog/`: the backup folder: `anomaly`, `checksum`, `durable`, `layout`, `lock`, `manifest`, `retention`, `selection`, `tidy`
-//! - `config/`: settings read once: `backup_conf`, `credentials`, `env`, `hooks`, `loader`, `never_panics`, `pitr`, `sections`, `toml_file`
+//! - `config/`: settings read once: `backup_conf`, `credentials`, `env`, `hooks`, `loader`, `never_panics`, `pitr`, `restore`, `sections`, `toml_file`
 //! - `notify/`: events, queued senders: `event`, `missed`, `pagerduty`, `queue`, `webhook`
 //! - `fleet/`: `host/*` expansion and the coverage audit: `audit`
 //! - `storage/`: where backups are kept: `conformance`, `ftps`, `ftps_tls`, `local`, `memory`, `prune`, `s3`, `s3_lock`

@@ -12,15 +12,14 @@ pub mod env;
 pub mod hooks;
 mod loader;
 pub mod pitr;
+mod restore;
 mod sections;
 pub mod toml_file;
 
 use loader::Loader;
 
-pub use sections::{
-    DaemonSettings, FtpSettings, MaxAge, MirrorSettings, NotifySettings, Rehearsal, RestoreSettings, S3Settings,
-    WebhookFormat,
-};
+pub use restore::{Rehearsal, RestoreSettings};
+pub use sections::{DaemonSettings, FtpSettings, MaxAge, MirrorSettings, NotifySettings, S3Settings, WebhookFormat};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -154,7 +154,7 @@ fn restore(
             Placement::Swap { keep_previous: settings.restore.keep_previous }
         },
         count_check: settings.restore.count_check,
-        jobs: settings.restore.jobs,
+        jobs: settings.restore.jobs_for(&spec.host),
     };
     let (path, size) = match &source {
         Source::File(backup) => (backup.path.clone(), Some(backup.size)),

@@ -285,7 +285,7 @@ impl VerifyRun<'_> {
         let opts = VerifyOptions {
             server: settings.throwaway_options(),
             schemas: settings.table_schema.clone(),
-            jobs: sessions(settings.restore.verify_sessions, self.at_once),
+            jobs: sessions(settings.restore.verify_sessions(), self.at_once),
             server_major,
         };
         let opened = open::open(path, size, "verifying", &settings.keys)?;

@@ -15,6 +15,8 @@ use nix::unistd::Pid;
 struct Inner {
     cancelled: AtomicBool,
     children: Mutex<Vec<i32>>,
+    /// What else runs on cancel (a database session's cancel request).
+    hooks: Mutex<Hooks>,
     /// Bumped by `wake` (and `cancel`): lets a loop sleep until something happened.
     wakes: Mutex<u64>,
     woken: Condvar,
@@ -36,10 +38,16 @@ impl Cancel {
         Cancel::default()
     }
 
-    /// Marks the token cancelled and sends SIGTERM to every registered child process group.
+    /// Marks the token cancelled, sends SIGTERM to every registered child process group and
+    /// runs every registered hook.
     pub fn cancel(&self) {
         self.0.cancelled.store(true, Ordering::SeqCst);
         self.signal_children(Signal::SIGTERM);
+        let hooks: Vec<Hook> =
+            self.0.hooks.lock().unwrap_or_else(|e| e.into_inner()).list.iter().map(|h| Arc::clone(&h.1)).collect();
+        for hook in hooks {
+            hook();
+        }
         self.wake();
         let kids = std::mem::take(&mut *self.0.kids.lock().unwrap_or_else(|e| e.into_inner()));
         for kid in kids.iter().filter_map(Weak::upgrade) {
@@ -118,12 +126,57 @@ impl Cancel {
         ChildGuard { cancel: self.clone(), pid }
     }
 
+    /// Runs `hook` when the token is cancelled (at once if it already is), until the guard is
+    /// dropped: how what is not a child process is stopped (a statement on a server).
+    pub fn on_cancel(&self, hook: impl Fn() + Send + Sync + 'static) -> HookGuard {
+        let hook: Hook = Arc::new(hook);
+        let id = {
+            let mut hooks = self.0.hooks.lock().unwrap_or_else(|e| e.into_inner());
+            hooks.next += 1;
+            let id = hooks.next;
+            hooks.list.push((id, Arc::clone(&hook)));
+            id
+        };
+        if self.is_cancelled() {
+            hook();
+        }
+        HookGuard { cancel: self.clone(), id }
+    }
+
     fn signal_children(&self, signal: Signal) {
         let children = self.0.children.lock().unwrap_or_else(|e| e.into_inner());
         for pid in children.iter() {
             // NOTE: the group may already be gone (child exited); that is fine.
             let _ = killpg(Pid::from_raw(*pid), signal);
         }
+    }
+}
+
+type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// The hooks registered with `on_cancel`.
+#[derive(Default)]
+struct Hooks {
+    next: u64,
+    list: Vec<(u64, Hook)>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hooks({})", self.list.len())
+    }
+}
+
+/// Unregisters a hook when dropped.
+#[derive(Debug)]
+pub struct HookGuard {
+    cancel: Cancel,
+    id: u64,
+}
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        self.cancel.0.hooks.lock().unwrap_or_else(|e| e.into_inner()).list.retain(|h| h.0 != self.id);
     }
 }
 
@@ -161,4 +214,31 @@ pub fn cancel_on_signals(cancel: &Cancel) -> std::io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn hooks_run_on_cancel_through_children_and_not_after_their_guard() {
+        let parent = Cancel::new();
+        let child = parent.child();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = |runs: &Arc<AtomicU32>| {
+            let runs = Arc::clone(runs);
+            move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let kept = child.on_cancel(counted(&runs));
+        drop(child.on_cancel(counted(&runs)));
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "nothing runs before a cancel");
+        parent.cancel();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the child's kept hook ran, the dropped one did not");
+        let _late = child.on_cancel(counted(&runs));
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "a hook registered after the cancel runs at once");
+        drop(kept);
+    }
 }

@@ -14,14 +14,13 @@
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::{anyhow, bail};
 use pq_sys as ffi;
 
 use crate::engine::Conn;
-use crate::system::cancel::Cancel;
+use crate::system::cancel::{Cancel, HookGuard};
 
 /// What one statement returned.
 #[derive(Debug, PartialEq, Eq)]
@@ -184,21 +183,11 @@ impl Session {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Cancels what this session runs while `cancel` is cancelled, until the guard is dropped.
-    pub fn watch(&self, cancel: &Cancel) -> Watch {
-        let stop = Arc::new(AtomicBool::new(false));
-        if let Some(canceller) = self.canceller() {
-            let (cancel, stop) = (cancel.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if cancel.sleep(std::time::Duration::from_millis(100)).is_err() {
-                        canceller.cancel();
-                        return;
-                    }
-                }
-            });
-        }
-        Watch(stop)
+    /// Cancels what this session runs when `cancel` is cancelled (libpq's cancel request,
+    /// sent by whoever cancels), until the guard is dropped. No thread waits for it.
+    pub fn watch(&self, cancel: &Cancel) -> Option<HookGuard> {
+        let canceller = self.canceller()?;
+        Some(cancel.on_cancel(move || canceller.cancel()))
     }
 
     /// Sends COPY data (any cut: the server joins it into rows).
@@ -261,15 +250,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         // SAFETY: the connection is ours and used no more.
         unsafe { ffi::PQfinish(self.conn.as_ptr()) };
-    }
-}
-
-/// Ends a session's cancellation watch when dropped.
-pub struct Watch(Arc<AtomicBool>);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 
