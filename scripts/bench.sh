@@ -109,6 +109,17 @@ DIR_RESTORE='psql -q -X -h 127.0.0.1 -p "$2" -U bench -d postgres -c "DROP DATAB
 
 key() { echo "$1" | tr -c 'a-zA-Z0-9' _; }
 
+# CPU seconds both servers' processes have used and been reaped for (the postmasters' own and
+# their children's): a command's server CPU is the difference before and after it.
+server_cpu() {
+  local total=0 dir pid
+  for dir in "$PG_DIR_T" "$NORMAL_DIR"; do
+    pid=$(head -n 1 "$dir/data/postmaster.pid")
+    total=$(echo "$total + $(awk '{print ($14+$15+$16+$17)/100}' "/proc/$pid/stat")" | bc)
+  done
+  echo "$total"
+}
+
 # run NAME: one execution; appends "wall cpu rss_kb bytes" to $WORK/<key>.results
 run() {
   local name="$1" out="$WORK/out" t="$WORK/time" own="" bytes=0
@@ -118,6 +129,7 @@ run() {
   pg_admin -d postgres -c CHECKPOINT
   normal -d postgres -c CHECKPOINT
   sync
+  local srv_before; srv_before=$(server_cpu)
   case "$name" in
     "pg_dump > /dev/null") /usr/bin/time -f "$TIMEFMT" -o "$t" "${DUMP[@]}" >/dev/null ;;
     "pg_dump | gzip -6") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | gzip -6 > '"$out" _ "${DUMP[@]}" ;;
@@ -151,13 +163,15 @@ run() {
     "backup-container -v (verify)")
       BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
   esac
+  sleep 0.3   # the server reaps the command's backends
+  local srv_after; srv_after=$(server_cpu)
   read -r w u s m < "$t"
   case "$name" in
     "pg_dump > /dev/null") bytes=$("${DUMP[@]}" | wc -c) ;;
     backup-container*) own=$(grep -o 'peak_rss_kb[^0-9]*[0-9]*' "$WORK/log" | grep -o '[0-9]*$' | tail -n 1); m="${own:-$m}" ;;
   esac
   [ -n "$out" ] && [ -f "$out" ] && bytes=$(stat -c %s "$out")
-  echo "$w $(echo "$u + $s" | bc) $m $bytes" >> "$WORK/$(key "$name").results"
+  echo "$w $(echo "$u + $s" | bc) $m $bytes $(echo "$srv_after - $srv_before" | bc)" >> "$WORK/$(key "$name").results"
 }
 
 for ((round = 0; round < RUNS; round++)); do
@@ -214,6 +228,13 @@ if grep -q . "$WORK/$(key "drop, create, gunzip -c | psql").results" 2>/dev/null
   done
   echo
 fi
+echo "Restores and verifications: CPU seconds of the client and of the servers (medians; the CPU of -v's throwaway server, started by pg_ctl, is in neither):"
+for name in "${names[@]}"; do
+  case "$name" in
+    *restore* | *verify* | *psql*) printf '  %-46s client %6.2f  server %6.2f\n' "$name" "$(col "$name" 2)" "$(col "$name" 5)" ;;
+  esac
+done
+echo
 echo "Wall times of every run (this machine is a VM; single runs vary by up to 20%):"
 for name in "${names[@]}"; do
   printf '  %-34s %s\n' "$name" "$(awk '{printf "%s ", $1}' "$WORK/$(key "$name").results")"

@@ -2,7 +2,8 @@
 //!
 //! `main` cancels it on SIGTERM/SIGINT (tests cancel it directly). Cancelling kills every
 //! registered child's process group, so a blocked read on a dump pipe returns at once; the
-//! pipeline then sees `is_cancelled()` and removes its partial file.
+//! pipeline then sees `is_cancelled()` and removes its partial file. Work that is not a child
+//! process registers a hook instead (`on_cancel`: a database session sends its cancel request).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
