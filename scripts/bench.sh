@@ -210,7 +210,7 @@ for name in "${names[@]}"; do
   w=$(col "$name" 1); c=$(col "$name" 2); m=$(col "$name" 3); b=$(col "$name" 4)
   rel="-"; faster="-"; size="-"
   case "$name" in
-    *restore* | *verify* | *psql* | *"-r, "*) ;;
+    *restore* | *verify* | *psql* | *"-r, "* | *"-r ("* | *"-v ("*) ;;
     *) rel=$(printf '%.2f' "$(echo "$w/$raw_wall" | bc -l)"); faster=$(printf '%.2f' "$(echo "$gzip_wall/$w" | bc -l)")
        [ "$name" != "pg_dump > /dev/null" ] && size=$(printf '%+.1f%%' "$(echo "($b-$gzip_bytes)*100/$gzip_bytes" | bc -l)") ;;
   esac
@@ -231,7 +231,7 @@ fi
 echo "Restores and verifications: CPU seconds of the client and of the servers (medians; the CPU of -v's throwaway server, started by pg_ctl, is in neither):"
 for name in "${names[@]}"; do
   case "$name" in
-    *restore* | *verify* | *psql*) printf '  %-46s client %6.2f  server %6.2f\n' "$name" "$(col "$name" 2)" "$(col "$name" 5)" ;;
+    *restore* | *verify* | *psql* | *"-r ("* | *"-v ("*) printf '  %-46s client %6.2f  server %6.2f\n' "$name" "$(col "$name" 2)" "$(col "$name" 5)" ;;
   esac
 done
 echo
