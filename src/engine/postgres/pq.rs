@@ -132,9 +132,7 @@ impl Session {
     /// # Errors
     /// The statement's error; a lost connection (`FATAL`).
     pub fn exec(&mut self, sql: &[u8]) -> Result<Outcome, Box<PgError>> {
-        let text = CString::new(sql).map_err(|_| {
-            Box::new(PgError { message: "the statement holds a NUL byte".into(), ..PgError::default() })
-        })?;
+        let text = sql_text(sql)?;
         // SAFETY: a live connection and a NUL-terminated statement.
         let result = unsafe { ffi::PQexec(self.conn.as_ptr(), text.as_ptr()) };
         let result = Result_::take(result).ok_or_else(|| PgError::connection(self.last_error()))?;
@@ -153,8 +151,7 @@ impl Session {
     /// # Errors
     /// The first statement's error (the server runs none after it), a lost connection.
     pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Box<PgError>> {
-        let text = CString::new(sql)
-            .map_err(|_| Box::new(PgError { message: "the query holds a NUL byte".into(), ..PgError::default() }))?;
+        let text = sql_text(sql.as_bytes())?;
         // SAFETY: a live connection and a NUL-terminated query.
         if unsafe { ffi::PQsendQuery(self.conn.as_ptr(), text.as_ptr()) } != 1 {
             return Err(PgError::connection(self.last_error()));
@@ -344,6 +341,12 @@ impl Drop for Result_ {
         // SAFETY: ours, used no more.
         unsafe { ffi::PQclear(self.0.as_ptr()) };
     }
+}
+
+/// SQL as libpq takes it; a NUL byte (which no SQL text holds) is the statement's error.
+fn sql_text(sql: &[u8]) -> Result<CString, Box<PgError>> {
+    CString::new(sql)
+        .map_err(|_| Box::new(PgError { message: "the statement holds a NUL byte".into(), ..PgError::default() }))
 }
 
 fn field(result: *const ffi::PGresult, code: u8) -> Option<String> {

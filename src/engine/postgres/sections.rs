@@ -103,12 +103,12 @@ pub fn statements(text: &str) -> Vec<(u64, String)> {
     let mut current = String::new();
     let mut first = 1;
     for (n, line) in (1u64..).zip(text.split_inclusive('\n')) {
-        let at_top = scanner.at_top() && is_blank(&current);
+        let at_top = scanner.at_top() && is_blank(current.as_bytes());
         scanner.feed(line.as_bytes());
         if at_top && line.trim_start().starts_with('\\') {
             continue;
         }
-        if is_blank(&current) {
+        if is_blank(current.as_bytes()) {
             current.clear();
             first = n;
         }
@@ -121,13 +121,14 @@ pub fn statements(text: &str) -> Vec<(u64, String)> {
         current.push_str(&line[from..]);
     }
     out.push((first, current));
-    out.retain(|(_, s)| !is_blank(s));
+    out.retain(|(_, s)| !is_blank(s.as_bytes()));
     out
 }
 
-/// Whitespace and `--` comment lines only.
-fn is_blank(text: &str) -> bool {
-    text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+/// Whitespace and `--` comment lines only (nothing for the server to run; what may follow a
+/// statement's `;`).
+pub fn is_blank(text: &[u8]) -> bool {
+    text.split(|b| *b == b'\n').all(|l| l.trim_ascii().is_empty() || l.trim_ascii_start().starts_with(b"--"))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! the serial path. Written by hand: no tool loads a plain dump in parallel (`pg_restore -j`
 //! needs a custom or directory archive).
 
+mod lanes;
 mod plan;
 mod sessions;
 mod split;
@@ -19,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
 
+use lanes::{Lanes, Piece};
 pub use split::Plan;
-use split::{Lanes, Piece};
 
 use super::PostgresEngine;
 use crate::engine::RestoreRequest;

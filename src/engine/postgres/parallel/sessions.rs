@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use anyhow::anyhow;
 
-use super::split::{Lanes, Piece};
+use super::lanes::{Backlog, Lanes, Piece, idlest, stopped};
 use crate::engine::load::SharedErrors;
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{Conn, process};
@@ -196,15 +196,13 @@ impl Lanes for PsqlLanes<'_> {
     }
 
     fn idlest(&self) -> usize {
-        (1..=self.workers)
-            .min_by_key(|&lane| match &self.sessions[lane] {
-                None => (0, 0),
-                Some(s) => (
-                    s.units.saturating_sub(s.done.load(Ordering::Relaxed)),
-                    s.queued.load(Ordering::Relaxed) + s.pending.len() as u64,
-                ),
+        idlest(self.workers, |lane| {
+            self.sessions[lane].as_ref().map(|s| Backlog {
+                units: s.units,
+                done: s.done.load(Ordering::Relaxed),
+                queued: s.queued.load(Ordering::Relaxed) + s.pending.len() as u64,
             })
-            .unwrap_or(0)
+        })
     }
 
     fn barrier(&mut self) -> anyhow::Result<()> {
@@ -232,11 +230,7 @@ impl PsqlLanes<'_> {
     }
 
     fn failure(&self) -> anyhow::Error {
-        let errors = crate::engine::load::snapshot(&self.tally);
-        match errors.first.first() {
-            Some(first) => anyhow!("a session of the parallel load stopped at an SQL error: {first}"),
-            None => anyhow::Error::new(Interrupted).context("the parallel load was stopped"),
-        }
+        stopped(&self.tally)
     }
 }
 

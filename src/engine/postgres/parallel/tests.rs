@@ -1,6 +1,7 @@
 //! The splitter against a recording set of lanes: what each session would be sent, in order.
 
-use super::split::{Lanes, Piece, SPLIT_BYTES, Splitter};
+use super::lanes::{Lanes, Piece};
+use super::split::{SPLIT_BYTES, Splitter};
 use crate::stream::scan::postgres::PgScanner;
 
 #[derive(Default)]

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail};
 
-use super::split::{Lanes, Piece};
+use super::lanes::{Backlog, Lanes, Piece, idlest, stopped};
 use crate::engine::Conn;
 use crate::engine::load::SharedErrors;
 use crate::engine::postgres::pq::{Outcome, PgError, Session};
@@ -143,11 +143,7 @@ impl<'a> WireLanes<'a> {
     }
 
     fn failure(&self) -> anyhow::Error {
-        let errors = crate::engine::load::snapshot(&self.tally);
-        match errors.first.first() {
-            Some(first) => anyhow!("a session of the load stopped at an SQL error: {first}"),
-            None => anyhow::Error::new(Interrupted).context("the load was stopped"),
-        }
+        stopped(&self.tally)
     }
 }
 
@@ -198,12 +194,13 @@ impl Lanes for WireLanes<'_> {
     }
 
     fn idlest(&self) -> usize {
-        (1..=self.workers)
-            .min_by_key(|&lane| match &self.lanes[lane] {
-                None => (0, 0),
-                Some(l) => (l.units.saturating_sub(l.done.load(Ordering::Relaxed)), l.queued.load(Ordering::Relaxed)),
+        idlest(self.workers, |lane| {
+            self.lanes[lane].as_ref().map(|l| Backlog {
+                units: l.units,
+                done: l.done.load(Ordering::Relaxed),
+                queued: l.queued.load(Ordering::Relaxed),
             })
-            .unwrap_or(0)
+        })
     }
 
     fn barrier(&mut self) -> anyhow::Result<()> {

@@ -3,8 +3,9 @@
 //! reads; a line `\\.` ends the block, and is sent as `Piece::CopyEnd`, never as a row: the
 //! first bytes of a row that could be that line wait until the row is whole).
 
+use super::super::lanes::{Lanes, Piece};
 use super::spool::{TAG_COPY_END, TAG_ROWS};
-use super::{Dest, Lanes, Piece, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
+use super::{Dest, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
 use crate::stream::scan::Scanner;
 
 pub(super) struct CopyBlock {

@@ -22,7 +22,9 @@ use anyhow::Context;
 mod copy;
 mod spool;
 
+use super::lanes::{Lanes, Piece};
 use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
+use crate::engine::postgres::sections::is_blank;
 use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
 use copy::{CopyBlock, copy_target};
 use spool::{AFTER, ATTACH, FOREIGN, TAG_SETTING, TAG_STATEMENT, write_record};
@@ -33,45 +35,6 @@ use spool::{AFTER, ATTACH, FOREIGN, TAG_SETTING, TAG_STATEMENT, write_record};
 pub const SPLIT_BYTES: u64 = 4 << 20;
 /// Text sent to a session in one piece (smaller pieces at unit ends).
 const SEND_BYTES: usize = 256 * 1024;
-
-/// What the splitter sends: the stream cut where psql would cut it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Piece<'a> {
-    /// One SQL statement, with the comments and blank lines around it (whole lines, except
-    /// where a line holds several statements).
-    Statement(&'a [u8]),
-    /// COPY data (whole rows, except where a long row is cut across pieces).
-    Rows(&'a [u8]),
-    /// The end of a COPY's data (the dump's `\.` line).
-    CopyEnd,
-    /// A psql meta-command line (`\restrict KEY`, or one the loader must refuse).
-    Meta(&'a [u8]),
-}
-
-impl Piece<'_> {
-    /// The piece as psql reads it.
-    pub fn text(&self) -> &[u8] {
-        match self {
-            Piece::Statement(t) | Piece::Rows(t) | Piece::Meta(t) => t,
-            Piece::CopyEnd => b"\\.\n",
-        }
-    }
-}
-
-/// Where the splitter sends text: lane 0 is the serial session, 1..=workers the parallel ones.
-pub trait Lanes {
-    fn workers(&self) -> usize;
-    /// Sends `piece` to `lane`; `file_line` is the line of the file its first line comes from
-    /// (`None`: text the loader wrote).
-    fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()>;
-    /// The end of one unit of work on `lane` (it is sent on now, and counted as unfinished
-    /// until the session reaches it).
-    fn end_unit(&mut self, lane: usize) -> anyhow::Result<()>;
-    /// The worker with the least unfinished work.
-    fn idlest(&self) -> usize;
-    /// Waits until every session has run everything sent to it; later sends start new ones.
-    fn barrier(&mut self) -> anyhow::Result<()>;
-}
 
 /// What the parallel load did, for the log and the tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -264,7 +227,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
     fn statements(&mut self) -> anyhow::Result<()> {
         let text = std::mem::take(&mut self.statement);
         let ends = std::mem::take(&mut self.ends);
-        let cuts: Vec<usize> = ends.iter().copied().filter(|&e| e < text.len() && !blank(&text[e..])).collect();
+        let cuts: Vec<usize> = ends.iter().copied().filter(|&e| e < text.len() && !is_blank(&text[e..])).collect();
         let mut from = 0;
         let mut line = self.statement_line;
         for cut in cuts.iter().copied().chain(std::iter::once(text.len())) {
@@ -462,10 +425,4 @@ impl<'a, L: Lanes> Splitter<'a, L> {
 
 fn trim(s: &[u8]) -> &[u8] {
     s.trim_ascii()
-}
-
-/// Whitespace and `--` comments only (what may follow a statement's `;` on its last line).
-fn blank(s: &[u8]) -> bool {
-    let s = s.trim_ascii();
-    s.is_empty() || (s.starts_with(b"--") && !s.contains(&b'\n'))
 }

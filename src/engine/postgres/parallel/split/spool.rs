@@ -7,8 +7,9 @@ use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 use anyhow::Context;
 
+use super::super::lanes::{Lanes, Piece};
 use super::super::plan::state_key;
-use super::{Lanes, Piece, Splitter};
+use super::Splitter;
 
 pub(super) const TAG_SETTING: u8 = b'S';
 pub(super) const TAG_STATEMENT: u8 = b'T';

@@ -1,0 +1,69 @@
+//! What the splitter sends and where: the pieces of a plain dump and the `Lanes` that run them
+//! (`sessions::PsqlLanes`, `wire::WireLanes`, the tests' recorder), and what both kinds of
+//! session share: which worker is idlest, and the error a stopped load reports.
+
+use crate::engine::load::{SharedErrors, snapshot};
+use crate::system::cancel::Interrupted;
+
+/// What the splitter sends: the stream cut where psql would cut it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// One SQL statement, with the comments and blank lines around it (whole lines, except
+    /// where a line holds several statements).
+    Statement(&'a [u8]),
+    /// COPY data (whole rows, except where a long row is cut across pieces).
+    Rows(&'a [u8]),
+    /// The end of a COPY's data (the dump's `\.` line).
+    CopyEnd,
+    /// A psql meta-command line (`\restrict KEY`, or one the loader must refuse).
+    Meta(&'a [u8]),
+}
+
+impl Piece<'_> {
+    /// The piece as psql reads it.
+    pub fn text(&self) -> &[u8] {
+        match self {
+            Piece::Statement(t) | Piece::Rows(t) | Piece::Meta(t) => t,
+            Piece::CopyEnd => b"\\.\n",
+        }
+    }
+}
+
+/// Where the splitter sends text: lane 0 is the serial session, 1..=workers the parallel ones.
+pub trait Lanes {
+    fn workers(&self) -> usize;
+    /// Sends `piece` to `lane`; `file_line` is the line of the file its first line comes from
+    /// (`None`: text the loader wrote).
+    fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()>;
+    /// The end of one unit of work on `lane` (it is sent on now, and counted as unfinished
+    /// until the session reaches it).
+    fn end_unit(&mut self, lane: usize) -> anyhow::Result<()>;
+    /// The worker with the least unfinished work.
+    fn idlest(&self) -> usize;
+    /// Waits until every session has run everything sent to it; later sends start new ones.
+    fn barrier(&mut self) -> anyhow::Result<()>;
+}
+
+/// A worker's unfinished work: units sent and not yet reached, then bytes queued.
+pub struct Backlog {
+    pub units: u64,
+    pub done: u64,
+    pub queued: u64,
+}
+
+/// The worker (1..=`workers`) with the least unfinished work; a lane without a session has
+/// none. 0 when there are no workers.
+pub fn idlest(workers: usize, backlog: impl Fn(usize) -> Option<Backlog>) -> usize {
+    (1..=workers)
+        .min_by_key(|&lane| backlog(lane).map_or((0, 0), |b| (b.units.saturating_sub(b.done), b.queued)))
+        .unwrap_or(0)
+}
+
+/// The error of a load that stopped: the first SQL error any session hit, else an
+/// interruption (a sibling's failure or the caller's cancellation).
+pub fn stopped(tally: &SharedErrors) -> anyhow::Error {
+    match snapshot(tally).first.first() {
+        Some(first) => anyhow::anyhow!("a session of the load stopped at an SQL error: {first}"),
+        None => anyhow::Error::new(Interrupted).context("the load was stopped"),
+    }
+}
