@@ -38,9 +38,19 @@ pub fn missing<T>(what: &str, why: &str) -> Option<T> {
     None
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 (bound then released), never the same one twice in this
+/// process: tests run at once, and two servers handed one port would each answer the other's
+/// client (moto's CI failure: one test's upload counted in another's bucket).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The binary under test, with a clean environment (PATH only, TZ fixed) and stdin closed.

@@ -33,20 +33,29 @@ impl MotoServer {
         if !bin.exists() {
             return missing("moto", "moto_server not found (scripts/install-deps.sh moto)");
         }
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = MotoServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.answers() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
+        // A port taken between `free_port` and moto's bind makes moto exit: try another.
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut server = MotoServer { child, port };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if server.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if server.answers() {
+                    return Some(server);
+                }
+                assert!(Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        Some(server)
+        panic!("moto_server exited at start three times (ports taken?)")
     }
 
     fn answers(&self) -> bool {

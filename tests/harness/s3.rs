@@ -36,29 +36,38 @@ impl S3Server {
             return missing("s3", "s3s-fs not found (scripts/install-deps.sh s3)");
         };
         std::fs::create_dir_all(root).unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                ACCESS_KEY,
-                "--secret-key",
-                SECRET_KEY,
-            ])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        // A port taken between `free_port` and the server's bind makes it exit: try another.
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new(&bin)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--access-key",
+                    ACCESS_KEY,
+                    "--secret-key",
+                    SECRET_KEY,
+                ])
+                .arg(root)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(S3Server { child, port, root: root.to_path_buf() });
+                }
+                assert!(Instant::now() < deadline, "s3s-fs did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        Some(S3Server { child, port, root: root.to_path_buf() })
+        panic!("s3s-fs exited at start three times (ports taken?)")
     }
 
     pub fn endpoint(&self) -> String {
