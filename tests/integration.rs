@@ -32,6 +32,7 @@ mod parallel_restore;
 mod pitr_base;
 mod pitr_check;
 mod pitr_daemon;
+mod pitr_mirror;
 mod pitr_restore;
 mod pitr_stream;
 mod progress_line;

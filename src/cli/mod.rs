@@ -44,8 +44,12 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
         show_config::run(&settings, &mode);
         return Ok(Exit::Success);
     }
-    if cli.remote.is_some() && !cli.list && !matches!(mode, Mode::Restore | Mode::Verify { .. }) {
-        return Err(UsageError("--remote goes with -l, -r or -v".into()).into());
+    if cli.remote.is_some()
+        && !cli.list
+        && cli.pitr_datadir.is_none()
+        && !matches!(mode, Mode::Restore | Mode::Verify { .. })
+    {
+        return Err(UsageError("--remote goes with -l, -r, -v or --pitr-datadir".into()).into());
     }
     if cli.list && cli.remote.is_some() {
         return list::run_remote(&settings, cancel);
@@ -53,7 +57,13 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     if let Some(dir) = &cli.pitr_datadir {
         let at =
             cli.at.as_deref().ok_or_else(|| UsageError("--pitr-datadir needs --at TIME (or --at latest)".into()))?;
-        let done = crate::restore::pitr::datadir(&settings, cli.pitr_server.as_deref(), dir, at, cancel)?;
+        let mirrors = match &cli.remote {
+            Some(_) => crate::storage::from_settings(&settings, cancel)?,
+            None => Vec::new(),
+        };
+        let mirror =
+            cli.remote.as_deref().map(|name| crate::restore::fetch::pick_mirror(&mirrors, name)).transpose()?;
+        let done = crate::restore::pitr::datadir(&settings, cli.pitr_server.as_deref(), dir, at, mirror, cancel)?;
         println!("{done}");
         return Ok(Exit::Success);
     }

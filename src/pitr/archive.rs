@@ -19,7 +19,7 @@ use crate::stream::compress::{self, Compression, Encoder};
 use crate::stream::crypt::{Keys, Recipients, Sealed};
 
 /// Every extension a stored file can have.
-const EXTENSIONS: [&str; 4] = [".gz", ".zst", ".gz.age", ".zst.age"];
+pub const EXTENSIONS: [&str; 4] = [".gz", ".zst", ".gz.age", ".zst.age"];
 
 /// How one server's archive stores files.
 #[derive(Debug, Clone)]

@@ -154,6 +154,8 @@ impl Ctx {
             Ok(s) => s,
             Err(e) => return self.problem(Level::Error, "pitr_not_archiving", format!("{e:#}")),
         };
+        let mirror =
+            super::mirror::start(&self.settings, &setup.store.archive, &self.name, &self.board, &self.notify, cancel);
         info!(server = %self.name, slot = %setup.slot, major = facts.version / 10000, "Archiving WAL.");
         self.board.update(&self.name, |s| (s.slot, s.problem) = (setup.slot.clone(), None));
         let now = Utc::now();
@@ -183,6 +185,10 @@ impl Ctx {
             let _ = handle.join();
         }
         streamer.stop();
+        // After the streamer's last pass: the mirror's last pass sends what it stored.
+        if let Some(mirror) = mirror {
+            mirror.stop();
+        }
     }
 
     /// Connects, reads the facts, and builds the streamer's and the base backups' setups.

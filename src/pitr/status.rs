@@ -46,9 +46,22 @@ pub struct Status {
     pub drill_duration_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_drill_error: Option<String>,
+    /// How many mirrors copy the archive.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mirrors: usize,
+    /// When the oldest file not yet on every mirror was stored (none: the mirrors hold all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_behind_since: Option<DateTime<Utc>>,
+    /// Why the last copy to a mirror failed, when the next has not succeeded yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror_problem: Option<String>,
     /// The last thing that went wrong, when it has not been put right.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Every archived server's status, by `host:port`.
@@ -75,7 +88,7 @@ impl Board {
         }
         let ts = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
         type Value = Box<dyn Fn(&Status) -> Option<f64>>;
-        let series: [(&str, &str, Value); 10] = [
+        let series: [(&str, &str, Value); 11] = [
             (
                 "backup_pitr_earliest_recovery_timestamp_seconds",
                 "The earliest moment the archive can recover to (in the window that reaches the newest WAL).",
@@ -122,6 +135,15 @@ impl Board {
                 Box::new(|s| s.drill_duration_seconds),
             ),
             (
+                "backup_pitr_mirror_lag_seconds",
+                "Age of the oldest archived file not yet on every mirror (0: the mirrors hold the whole archive).",
+                Box::new(move |s| {
+                    (s.mirrors > 0).then(|| {
+                        s.mirror_behind_since.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    })
+                }),
+            ),
+            (
                 "backup_pitr_gaps",
                 "Gaps in the archive's WAL after the newest full base backup (a full base backup heals them).",
                 Box::new(|s| Some(s.gaps.len() as f64)),
@@ -161,13 +183,18 @@ mod tests {
             s.earliest_recovery = Some(now - chrono::Duration::days(7));
             s.slot_retained_bytes = Some(4096);
         });
-        board.update("a\"b:5432", |s| s.gaps = vec!["timeline 1".into()]);
+        board.update("a\"b:5432", |s| (s.gaps, s.mirrors) = (vec!["timeline 1".into()], 1));
+        board.update("wallet-db:5432", |s| {
+            (s.mirrors, s.mirror_behind_since) = (2, Some(now - chrono::Duration::seconds(40)))
+        });
         let text = board.metrics(now);
         assert!(text.contains("backup_pitr_rpo_seconds{server=\"wallet-db:5432\"} 3\n"), "{text}");
         assert!(text.contains("backup_pitr_streamer_up{server=\"a\\\"b:5432\"} 0\n"), "{text}");
         assert!(text.contains("backup_pitr_gaps{server=\"a\\\"b:5432\"} 1\n"), "{text}");
         assert!(text.contains("backup_pitr_slot_retained_bytes{server=\"wallet-db:5432\"} 4096\n"));
         assert!(!text.contains("backup_pitr_latest_wal_timestamp_seconds{server=\"a"), "unknown is not 0: {text}");
+        assert!(text.contains("backup_pitr_mirror_lag_seconds{server=\"wallet-db:5432\"} 40\n"), "{text}");
+        assert!(text.contains("backup_pitr_mirror_lag_seconds{server=\"a\\\"b:5432\"} 0\n"), "caught up: {text}");
         let json = serde_json::to_value(&board).unwrap();
         assert_eq!(json["wallet-db:5432"]["streamer_up"], true);
     }

@@ -7,6 +7,7 @@ pub mod database;
 pub mod fetch;
 pub mod open;
 pub mod pitr;
+pub mod pitr_fetch;
 pub mod pool;
 pub mod run;
 pub mod verify;

@@ -35,17 +35,22 @@ pub struct FromArchive {
     index: Index,
     /// The archive's read lock: retention removes nothing while this restore reads it.
     _reading: crate::catalog::lock::RunLock,
+    /// The mirror's copy, staged (`--remote`): removed after the lock is let go.
+    _staged: Option<super::pitr_fetch::Staged>,
 }
 
-/// Plans the restore of `spec` as of `at` (nothing is touched).
+/// Plans the restore of `spec` as of `at` (nothing is touched), from the local archive or,
+/// with `remote`, from its copy on that mirror (what the plan needs downloaded and staged).
 ///
 /// # Errors
-/// The server is not archived here, `at` does not parse, or the archive cannot reach it.
+/// The server is not archived here (or on the mirror), `at` does not parse, the archive
+/// cannot reach it, or a download fails.
 pub fn prepare(
     settings: &Settings,
     spec: &DatabaseSpec,
     filter: Option<&str>,
     at: &str,
+    remote: Option<&dyn crate::storage::Storage>,
 ) -> anyhow::Result<FromArchive> {
     let server = settings.pitr.find(&spec.host, spec.port).ok_or_else(|| {
         anyhow!(
@@ -55,7 +60,14 @@ pub fn prepare(
         )
     })?;
     let target = Target::parse(at, &settings.zone).map_err(|e| anyhow!(e))?;
-    let archive = Archive::new(&settings.backup_dir, &server.database.spec.host, spec.port.unwrap_or(5432));
+    let (host, port) = (&server.database.spec.host, spec.port.unwrap_or(5432));
+    let (archive, staged) = match remote {
+        None => (Archive::new(&settings.backup_dir, host, port), None),
+        Some(mirror) => {
+            let (archive, staged) = super::pitr_fetch::stage(&settings.backup_dir, mirror, host, port)?;
+            (archive, Some(staged))
+        }
+    };
     if !archive.index().exists() {
         anyhow::bail!("no archive of {} in {} yet (the daemon keeps it)", server.name(), archive.dir.display());
     }
@@ -64,15 +76,20 @@ pub fn prepare(
     let (index, _) = index::load(&archive.index())?;
     let chosen =
         plan::choose(&index, partial_state(&archive), target).map_err(|e| anyhow!("{}: {e}", server.name()))?;
+    let store = Store::new(archive, settings.compression, settings.encryption.clone());
+    if let Some(mirror) = remote {
+        super::pitr_fetch::download(&store, &index, &chosen, mirror)?;
+    }
     Ok(FromArchive {
         server: server.name(),
         source: filter.unwrap_or(&spec.database).to_string(),
         target,
         chosen,
-        folder: archive.dir.clone(),
-        store: Store::new(archive, settings.compression, settings.encryption.clone()),
+        folder: store.archive.dir.clone(),
+        store,
         index,
         _reading: reading,
+        _staged: staged,
     })
 }
 
@@ -88,6 +105,7 @@ pub fn datadir(
     server: Option<&str>,
     dir: &std::path::Path,
     at: &str,
+    remote: Option<&dyn crate::storage::Storage>,
     cancel: &Cancel,
 ) -> anyhow::Result<String> {
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
@@ -102,7 +120,7 @@ pub fn datadir(
         (None, []) => anyhow::bail!("PITR_SERVERS lists no server"),
         (None, _) => anyhow::bail!("PITR_SERVERS lists several servers: name one with --pitr-server HOST:PORT"),
     };
-    let from = prepare(settings, &server.database.spec, None, at)?;
+    let from = prepare(settings, &server.database.spec, None, at, remote)?;
     let server = recovered(settings, &from, cancel)?;
     server.keep_data(dir).context("keeping the recovered data directory")?;
     let reached = match from.target {

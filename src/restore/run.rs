@@ -89,13 +89,12 @@ pub fn run(
     let root = &settings.backup_dir;
     let untouched = "nothing was restored and the database was not touched";
     if let Some(at) = &request.at {
-        if request.remote.is_some() {
-            return Err(UsageError(
-                "--at restores from the local archive; --remote with --at is not in this release".into(),
-            )
-            .into());
-        }
-        let from = super::pitr::prepare(settings, &spec, request.filter, at).context(untouched)?;
+        let mirrors = match &request.remote {
+            Some(_) => crate::storage::from_settings(settings, cancel)?,
+            None => Vec::new(),
+        };
+        let mirror = request.remote.as_deref().map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;
+        let from = super::pitr::prepare(settings, &spec, request.filter, at, mirror).context(untouched)?;
         return restore(settings, notifiers, request, engine, spec, Source::Archive(Box::new(from)), confirm, cancel);
     }
     let _lock = RunLock::acquire(root, "restore")?;

@@ -165,8 +165,30 @@ fn connect<T: TlsStream>(
     Ok(stream)
 }
 
+/// Uploads `local` as `key` (under the current folder): to `.<name>.part`, renamed, its size
+/// checked.
+fn put_in(ftp: &mut dyn Ftp, local: &Path, key: &str) -> anyhow::Result<()> {
+    let expected = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
+    let (dirs, name) = key.rsplit_once('/').unwrap_or(("", key));
+    for dir in dirs.split('/').filter(|d| !d.is_empty()) {
+        ftp.mkdir_cd(dir)?;
+    }
+    let part = format!(".{name}.part");
+    let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
+    ftp.upload(&part, &mut file)?;
+    ftp.rename(&part, name)?;
+    let stored = ftp.size(name)?;
+    if stored != expected {
+        let _ = ftp.remove(name);
+        bail!("{key}: the server stored {stored} bytes instead of {expected}; the copy was deleted");
+    }
+    Ok(())
+}
+
 /// The FTP operations we use, object-safe over TLS and plain streams.
 trait Ftp {
+    fn pwd(&mut self) -> anyhow::Result<String>;
+    fn cd(&mut self, dir: &str) -> anyhow::Result<()>;
     fn mkdir_cd(&mut self, dir: &str) -> anyhow::Result<()>;
     fn upload(&mut self, name: &str, file: &mut File) -> anyhow::Result<()>;
     fn rename(&mut self, from: &str, to: &str) -> anyhow::Result<()>;
@@ -180,6 +202,14 @@ trait Ftp {
 }
 
 impl<T: TlsStream> Ftp for ImplFtpStream<T> {
+    fn pwd(&mut self) -> anyhow::Result<String> {
+        ImplFtpStream::pwd(self).map_err(|e| anyhow!("PWD: {e}"))
+    }
+
+    fn cd(&mut self, dir: &str) -> anyhow::Result<()> {
+        self.cwd(dir).map_err(|e| anyhow!("entering FTP folder {dir}: {e}"))
+    }
+
     fn mkdir_cd(&mut self, dir: &str) -> anyhow::Result<()> {
         if self.cwd(dir).is_err() {
             self.mkdir(dir).map_err(|e| anyhow!("creating FTP folder {dir}: {e}"))?;
@@ -256,23 +286,22 @@ impl Storage for FtpsStorage {
     }
 
     fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
-        let expected = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
-        let (dirs, name) = key.rsplit_once('/').unwrap_or(("", key));
+        self.session(|ftp| put_in(ftp, local, key))
+    }
+
+    /// One login for every file, each sent from the base folder.
+    fn put_many(&self, files: &[super::Upload]) -> Result<(), super::PutMany> {
+        let mut done = 0;
         self.session(|ftp| {
-            for dir in dirs.split('/').filter(|d| !d.is_empty()) {
-                ftp.mkdir_cd(dir)?;
-            }
-            let part = format!(".{name}.part");
-            let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
-            ftp.upload(&part, &mut file)?;
-            ftp.rename(&part, name)?;
-            let stored = ftp.size(name)?;
-            if stored != expected {
-                let _ = ftp.remove(name);
-                bail!("{key}: the server stored {stored} bytes instead of {expected}; the copy was deleted");
+            let base = ftp.pwd()?;
+            for f in files {
+                ftp.cd(&base)?;
+                put_in(ftp, &f.local, &f.key)?;
+                done += 1;
             }
             Ok(())
         })
+        .map_err(|error| super::PutMany { done, error })
     }
 
     fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {

@@ -66,6 +66,36 @@ pub trait Storage: Send + Sync {
 
     /// Whether this mirror's old copies are pruned by the retention policy.
     fn prunes(&self) -> bool;
+
+    /// Uploads `files` in order, stopping at the first failure; returns how many were stored
+    /// before it. Kinds that log in (FTPS) do it once for all of them: the point-in-time
+    /// archive sends a file per WAL segment. Each file carries its own S3 Object Lock date.
+    ///
+    /// # Errors
+    /// As `put`, with the count of the files stored before the failure.
+    fn put_many(&self, files: &[Upload]) -> Result<(), PutMany> {
+        for (done, f) in files.iter().enumerate() {
+            self.put(&f.local, &f.key).map_err(|error| PutMany { done, error })?;
+        }
+        Ok(())
+    }
+}
+
+/// One file for `put_many`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub local: std::path::PathBuf,
+    pub key: String,
+    /// The S3 Object Lock retain-until date (when the mirror locks): `None` leaves the copy
+    /// unlocked (a file that is replaced, like the archive's index).
+    pub lock_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A `put_many` that stopped: how many files were stored first, and why it stopped.
+#[derive(Debug)]
+pub struct PutMany {
+    pub done: usize,
+    pub error: anyhow::Error,
 }
 
 /// A failure that retrying cannot fix (TLS mode, certificate, login): reported at once.
@@ -131,6 +161,19 @@ impl Storage for Retrying {
 
     fn prunes(&self) -> bool {
         self.inner.prunes()
+    }
+
+    /// Retries from the file that failed, keeping what was stored.
+    fn put_many(&self, files: &[Upload]) -> Result<(), PutMany> {
+        let mut done = 0;
+        self.retry("upload", || match self.inner.put_many(&files[done..]) {
+            Ok(()) => Ok(()),
+            Err(stopped) => {
+                done += stopped.done;
+                Err(stopped.error)
+            }
+        })
+        .map_err(|error| PutMany { done, error })
     }
 }
 

@@ -14,7 +14,7 @@ use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tracing::info;
 
-use super::s3_lock::{Lock, Locked, Request, lock_enabled, versions_of};
+use super::s3_lock::{Lock, LockFor, Locked, Request, lock_enabled, versions_of};
 use super::{RemoteObject, Storage, is_layout_dir};
 use crate::config::S3Settings;
 use crate::model::secret::redact_url;
@@ -62,41 +62,15 @@ impl S3Storage {
         })
     }
 
-    /// The lock headers for a backup `key` (records are not locked) and the body's Content-MD5
-    /// (S3 requires one on uploads to a bucket with Object Lock).
-    fn lock_headers(&self, key: &str, body: Option<&[u8]>) -> Vec<(&'static str, String)> {
-        let Some(lock) = &self.lock else { return Vec::new() };
-        let mut h = Vec::new();
-        if let Some(b) = body {
-            use base64::Engine;
-            use md5::Digest;
-            h.push(("content-md5", base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b))));
-        }
-        let rel = key.strip_prefix(&self.prefix).unwrap_or(key);
-        if !rel.starts_with(crate::catalog::manifest::CATALOG_DIR) {
-            let until = lock.retain_until(rel, chrono::Utc::now());
-            h.push(("x-amz-object-lock-mode", lock.mode.header().to_string()));
-            h.push(("x-amz-object-lock-retain-until-date", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
-        }
-        h
+    fn lock_headers(&self, key: &str, body: Option<&[u8]>, how: LockFor) -> Vec<(&'static str, String)> {
+        super::s3_lock::headers(self.lock.as_ref(), key.strip_prefix(&self.prefix).unwrap_or(key), body, how)
     }
 
     /// Sets the lock of a completed multipart upload again with PutObjectRetention (the same
     /// mode and date as its CreateMultipartUpload headers): servers that ignore lock headers
     /// on multipart uploads still lock the object.
     fn put_retention(&self, key: &str, headers: &[(&'static str, String)]) -> anyhow::Result<()> {
-        let field = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str());
-        let (Some(mode), Some(until)) = (field("x-amz-object-lock-mode"), field("x-amz-object-lock-retain-until-date"))
-        else {
-            return Ok(());
-        };
-        let body = format!(
-            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
-             <RetainUntilDate>{until}</RetainUntilDate></Retention>"
-        );
-        use base64::Engine;
-        use md5::Digest;
-        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+        let Some((body, md5)) = super::s3_lock::retention_body(headers) else { return Ok(()) };
         let req = Request {
             method: rusty_s3::Method::Put,
             bucket: &self.bucket,
@@ -182,8 +156,39 @@ impl S3Storage {
         format!("{}{key}", self.prefix)
     }
 
-    fn put_whole(&self, key: &str, body: &[u8]) -> anyhow::Result<()> {
-        let headers = self.lock_headers(key, Some(body));
+    /// `put`, locked by the retention policy or until the date given.
+    fn put_locked(&self, local: &Path, key: &str, lock: LockFor) -> anyhow::Result<()> {
+        self.check_lock()?;
+        let full = self.key(key);
+        let size = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
+        let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
+        let upload = |file: &mut File| -> anyhow::Result<()> {
+            if size as usize <= self.part_size {
+                let mut body = Vec::with_capacity(size as usize);
+                file.read_to_end(&mut body)?;
+                self.put_whole(&full, &body, lock)
+            } else {
+                self.put_multipart(&full, file, lock)
+            }
+        };
+        if let Err(e) = upload(&mut file) {
+            if !format!("{e}").contains("NoSuchBucket") {
+                return Err(e);
+            }
+            self.ensure_bucket()?;
+            let mut file = File::open(local)?;
+            upload(&mut file)?;
+        }
+        let stored = self.size_of(&full)?;
+        if stored != size {
+            let _ = self.delete(key);
+            bail!("{full}: the server stored {stored} bytes instead of {size}; the copy was deleted");
+        }
+        Ok(())
+    }
+
+    fn put_whole(&self, key: &str, body: &[u8], lock: LockFor) -> anyhow::Result<()> {
+        let headers = self.lock_headers(key, Some(body), lock);
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         for (k, v) in &headers {
             action.headers_mut().insert(*k, v.as_str());
@@ -195,8 +200,8 @@ impl S3Storage {
         check(req.send(body), "PUT", key).map(|_| ())
     }
 
-    fn put_multipart(&self, key: &str, file: &mut File) -> anyhow::Result<()> {
-        let headers = self.lock_headers(key, None);
+    fn put_multipart(&self, key: &str, file: &mut File, lock: LockFor) -> anyhow::Result<()> {
+        let headers = self.lock_headers(key, None, lock);
         // `?uploads`, as the S3 API documents it (rusty-s3 sends `?uploads=1`, which the current
         // moto answers with 500).
         let url = Request {
@@ -233,7 +238,10 @@ impl S3Storage {
                 break;
             }
             // Content-MD5 on every part when the bucket locks objects (S3 requires it).
-            let md5 = self.lock_headers(key, Some(&buf[..n])).into_iter().find(|(k, _)| *k == "content-md5");
+            let md5 = self
+                .lock_headers(key, Some(&buf[..n]), LockFor::Until(None))
+                .into_iter()
+                .find(|(k, _)| *k == "content-md5");
             let mut action = self.bucket.upload_part(Some(&self.credentials), key, part, upload_id);
             if let Some((k, v)) = &md5 {
                 action.headers_mut().insert(*k, v.as_str());
@@ -335,31 +343,14 @@ impl Storage for S3Storage {
     }
 
     fn put(&self, local: &Path, key: &str) -> anyhow::Result<()> {
-        self.check_lock()?;
-        let full = self.key(key);
-        let size = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
-        let mut file = File::open(local).with_context(|| format!("opening {}", local.display()))?;
-        let upload = |file: &mut File| -> anyhow::Result<()> {
-            if size as usize <= self.part_size {
-                let mut body = Vec::with_capacity(size as usize);
-                file.read_to_end(&mut body)?;
-                self.put_whole(&full, &body)
-            } else {
-                self.put_multipart(&full, file)
-            }
-        };
-        if let Err(e) = upload(&mut file) {
-            if !format!("{e}").contains("NoSuchBucket") {
-                return Err(e);
-            }
-            self.ensure_bucket()?;
-            let mut file = File::open(local)?;
-            upload(&mut file)?;
-        }
-        let stored = self.size_of(&full)?;
-        if stored != size {
-            let _ = self.delete(key);
-            bail!("{full}: the server stored {stored} bytes instead of {size}; the copy was deleted");
+        self.put_locked(local, key, LockFor::Policy)
+    }
+
+    /// One connection for all (the agent keeps it), each file locked until its own date.
+    fn put_many(&self, files: &[super::Upload]) -> Result<(), super::PutMany> {
+        for (done, f) in files.iter().enumerate() {
+            self.put_locked(&f.local, &f.key, LockFor::Until(f.lock_until))
+                .map_err(|error| super::PutMany { done, error })?;
         }
         Ok(())
     }

@@ -59,6 +59,58 @@ impl Lock {
     }
 }
 
+/// How an upload is locked: by the retention policy (a dump, by its tier; records are not
+/// locked), or until a date the caller worked out (`None`: not locked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockFor {
+    Policy,
+    Until(Option<DateTime<Utc>>),
+}
+
+/// The lock headers for a backup at `rel` (its path under the mirror's base) and the body's
+/// Content-MD5 (S3 requires one on uploads to a bucket with Object Lock); none without a lock.
+pub fn headers(lock: Option<&Lock>, rel: &str, body: Option<&[u8]>, how: LockFor) -> Vec<(&'static str, String)> {
+    let Some(lock) = lock else { return Vec::new() };
+    let mut h = Vec::new();
+    if let Some(b) = body {
+        h.push(("content-md5", content_md5(b)));
+    }
+    let until = match how {
+        LockFor::Policy if !rel.starts_with(crate::catalog::manifest::CATALOG_DIR) => {
+            Some(lock.retain_until(rel, chrono::Utc::now()))
+        }
+        LockFor::Policy => None,
+        LockFor::Until(until) => until,
+    };
+    if let Some(until) = until {
+        h.push(("x-amz-object-lock-mode", lock.mode.header().to_string()));
+        h.push(("x-amz-object-lock-retain-until-date", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    }
+    h
+}
+
+/// The PutObjectRetention body that sets the lock of `headers` again, and its Content-MD5;
+/// `None` when they lock nothing.
+pub fn retention_body(headers: &[(&'static str, String)]) -> Option<(String, String)> {
+    let field = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str());
+    let (Some(mode), Some(until)) = (field("x-amz-object-lock-mode"), field("x-amz-object-lock-retain-until-date"))
+    else {
+        return None;
+    };
+    let body = format!(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
+         <RetainUntilDate>{until}</RetainUntilDate></Retention>"
+    );
+    let md5 = content_md5(body.as_bytes());
+    Some((body, md5))
+}
+
+fn content_md5(body: &[u8]) -> String {
+    use base64::Engine;
+    use md5::Digest;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+}
+
 /// The default floor: one day.
 pub const DEFAULT_MIN: Duration = DAY;
 
