@@ -145,7 +145,8 @@ fn the_archive_is_copied_to_ftps_and_locked_s3_byte_for_byte() {
     // One login carries many files.
     let log = ftp.log();
     let (logins, uploads) = (log.matches("OK LOGIN").count(), log.matches("OK UPLOAD").count());
-    assert!(logins >= 1 && uploads > logins, "{logins} logins for {uploads} uploads:\n{log}");
+    let retries: Vec<String> = d.log().lines().filter(|l| l.contains("retrying")).map(str::to_string).collect();
+    assert!(logins >= 1 && uploads > logins, "{logins} logins for {uploads} uploads:\n{log}\n{retries:?}");
     // The mirrors' index catches up with ours (at most a minute after it changed).
     let index = std::fs::read(archive.join("index.jsonl")).unwrap();
     let same_index = || {

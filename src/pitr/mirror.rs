@@ -106,9 +106,13 @@ impl Mirrors {
                     lock_until: *until,
                 })
                 .collect();
-            let (done, failed) = match copy.storage.put_many(&uploads) {
-                Ok(()) => (uploads.len(), None),
-                Err(PutMany { done, error }) => (done, Some(error)),
+            let (done, failed) = if uploads.is_empty() {
+                (0, None)
+            } else {
+                match copy.storage.put_many(&uploads) {
+                    Ok(()) => (uploads.len(), None),
+                    Err(PutMany { done, error }) => (done, Some(error)),
+                }
             };
             let sent: Vec<&LocalFile> = pass.uploads.iter().take(done).map(|(f, _)| f).collect();
             if let Err(e) = copy.ledger.record(&sent, &[]) {

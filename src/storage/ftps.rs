@@ -291,6 +291,9 @@ impl Storage for FtpsStorage {
 
     /// One login for every file, each sent from the base folder.
     fn put_many(&self, files: &[super::Upload]) -> Result<(), super::PutMany> {
+        if files.is_empty() {
+            return Ok(());
+        }
         let mut done = 0;
         self.session(|ftp| {
             let base = ftp.pwd()?;

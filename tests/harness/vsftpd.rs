@@ -107,7 +107,7 @@ impl Vsftpd {
                  force_local_data_ssl=YES\nssl_tlsv1=NO\nssl_sslv2=NO\nssl_sslv3=NO\nssl_ciphers=HIGH\n\
                  require_ssl_reuse=YES\nrsa_cert_file={d}/{pem}\nrsa_private_key_file={d}/{key}\n\
                  secure_chroot_dir={}\npam_service_name=vsftpd\nseccomp_sandbox=NO\nuserlist_enable=NO\n\
-                 check_shell=NO\nvsftpd_log_file={d}/vsftpd.log\n",
+                 check_shell=NO\nxferlog_enable=YES\nvsftpd_log_file={d}/vsftpd.log\n",
                 if implicit { "YES" } else { "NO" },
                 empty.display(),
             ),
