@@ -3,7 +3,8 @@
 //! on its own, and shows the window in `/metrics` and `/status`; a segment deleted from the
 //! archive is a gap, reported and healed by a new full base backup; retention then removes
 //! the old chain and the WAL only it needed; a second daemon on the same archive is refused;
-//! SIGTERM stops it all cleanly.
+//! SIGTERM stops it all cleanly; an archive at `PITR_MAX_BYTES` pauses archiving and drops the
+//! slot.
 
 use std::time::Duration;
 
@@ -277,6 +278,33 @@ fn a_slot_holding_too_much_is_dropped_and_the_gap_healed() {
     work(pg, 1);
     assert!(wait_until(Duration::from_secs(120), healed), "{}\n{}", get(&d.addr, "/status").1, d.log());
     assert_eq!(metric(&metrics_of(&d), &format!("backup_pitr_streamer_up{{server=\"{server}\"}}")), Some(1.0));
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+}
+
+#[test]
+fn an_archive_at_its_cap_pauses_archiving_and_frees_the_server() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let (pg, port) = (&fx.pg, fx.pg.port);
+    let server = format!("localhost:{port}");
+    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
+    let mut cmd = pitr_daemon(&fx, &conf);
+    cmd.env("PITR_MAX_BYTES", "3MB");
+    let mut d = Daemon::start(cmd, fx.dir.path());
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    work(pg, 3);
+    d.wait_for("at PITR_MAX_BYTES", Duration::from_secs(90));
+    let no_slot = || pg.psql("postgres", "SELECT count(*) FROM pg_replication_slots") == "0";
+    assert!(wait_until(Duration::from_secs(30), no_slot), "the slot is dropped: the server keeps no WAL for us");
+    let up = format!("backup_pitr_streamer_up{{server=\"{server}\"}}");
+    assert_eq!(metric(&metrics_of(&d), &up), Some(0.0), "{}", d.log());
+    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+    let problem = status["pitr"][&server]["problem"].as_str().unwrap_or_default().to_string();
+    assert!(problem.contains("PITR_MAX_BYTES") && problem.contains("paused"), "{status}");
+    // Paused: more work, and no streamer comes back while the archive is over its cap.
+    work(pg, 2);
+    assert!(!wait_until(Duration::from_secs(20), || metric(&metrics_of(&d), &up) == Some(1.0) || !no_slot()));
+    assert_eq!(d.log().matches("at PITR_MAX_BYTES").count(), 1, "said once: {}", d.log());
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
 }

@@ -84,6 +84,8 @@ pub struct PitrSettings {
     pub slot_name: Option<String>,
     /// `PITR_SLOT_MAX_RETAINED`: WAL the slot may hold back before it is dropped.
     pub slot_max_retained: u64,
+    /// `PITR_MAX_BYTES`: the most a server's archive may hold; at it, archiving pauses.
+    pub max_bytes: Option<u64>,
     /// `PITR_CHAINS`: usable chains of base backups kept (default 2), with the WAL they need.
     pub chains: usize,
     /// When full base backups are taken (`PITR_BASE_SCHEDULE`, or `[[schedule]] run = "pitr-base"`).
@@ -162,6 +164,17 @@ impl PitrSettings {
                     ));
                     DEFAULT_SLOT_MAX_RETAINED
                 })
+            }),
+            max_bytes: l.text(env::PITR_MAX_BYTES).and_then(|t| {
+                let parsed = crate::model::human::parse_bytes(&t).filter(|b| *b > 0);
+                if parsed.is_none() {
+                    l.error(format!(
+                        "{}: {}=\"{t}\" is not a size (e.g. 200GB, 512MB)",
+                        l.origin(env::PITR_MAX_BYTES),
+                        env::PITR_MAX_BYTES
+                    ));
+                }
+                parsed
             }),
             chains: l.int_in(env::PITR_CHAINS, 2, 1, 1000) as usize,
             base: schedules(base_lines, env::PITR_BASE_SCHEDULE, DEFAULT_BASE_SCHEDULE),

@@ -172,6 +172,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("pitr", "slot-name", "PITR_SLOT_NAME"),
     ("pitr", "chains", "PITR_CHAINS"),
     ("pitr", "slot-max-retained", "PITR_SLOT_MAX_RETAINED"),
+    ("pitr", "max-bytes", "PITR_MAX_BYTES"),
     ("pitr", "base-schedule", "PITR_BASE_SCHEDULE"),
     ("pitr", "incremental-schedule", "PITR_INCREMENTAL_SCHEDULE"),
     ("pitr", "drill-schedule", "PITR_DRILL_SCHEDULE"),

@@ -10,6 +10,8 @@
 //! own so that the guard goes on meanwhile, when one is due: none yet, a new gap, a new
 //! timeline, or the schedule (a full one on `PITR_BASE_SCHEDULE`; an incremental on
 //! `PITR_INCREMENTAL_SCHEDULE` on 17+ with `summarize_wal`, a full one when that fails).
+//! An archive at `PITR_MAX_BYTES` pauses all that (`cap`); the mirrors' thread copies the
+//! archive beside it (`pitr::mirror`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -174,8 +176,35 @@ impl Ctx {
             prune_failed: false,
         };
         let incremental_ok = facts.version >= 170_000 && facts.summarize_wal.as_deref() == Some("on");
+        let mut streamer = Some(streamer);
+        let mut cap_checked: Option<Instant> = None;
         while !cancel.is_cancelled() {
-            self.tick(&streamer, &setup, &base_setup, incremental_ok, &mut watch, cancel);
+            if self.settings.pitr.max_bytes.is_some() && cap_checked.is_none_or(|t| t.elapsed() >= WATCH) {
+                cap_checked = Some(Instant::now());
+                let stored = cap::stored_bytes(&setup.store.archive.dir);
+                match cap::decide(stored, self.settings.pitr.max_bytes, streamer.is_some()) {
+                    cap::Action::Pause => {
+                        if let Some(s) = streamer.take() {
+                            s.stop();
+                        }
+                        self.paused_for_cap(&setup, stored, cancel);
+                    }
+                    cap::Action::Resume => match Streamer::start(setup.clone(), cancel) {
+                        Ok(s) => {
+                            info!(server = %self.name, "The archive is under PITR_MAX_BYTES again: archiving WAL.");
+                            self.board.update(&self.name, |s| s.problem = None);
+                            streamer = Some(s);
+                        }
+                        Err(e) => {
+                            warn!(server = %self.name, error = %format!("{e:#}"), "Could not start streaming again.")
+                        }
+                    },
+                    cap::Action::Nothing => {}
+                }
+            }
+            if let Some(s) = &streamer {
+                self.tick(s, &setup, &base_setup, incremental_ok, &mut watch, cancel);
+            }
             let _ = cancel.sleep(TICK);
         }
         if let Some(handle) = watch.drill.take() {
@@ -184,7 +213,9 @@ impl Ctx {
         if let Some((_, handle)) = watch.base.take() {
             let _ = handle.join();
         }
-        streamer.stop();
+        if let Some(s) = streamer {
+            s.stop();
+        }
         // After the streamer's last pass: the mirror's last pass sends what it stored.
         if let Some(mirror) = mirror {
             mirror.stop();
@@ -271,6 +302,7 @@ pub fn default_slot(server: &str, archive_id: &str) -> String {
     format!("bc_{}", &digest[..16])
 }
 
+mod cap;
 mod watch;
 
 #[cfg(test)]
