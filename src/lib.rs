@@ -31,7 +31,7 @@
 //! - `backup/`: one run, the per-database pipeline: `hooks`, `jobs`, `mirror`, `pipeline`, `report`, `steps`, `view`
 //! - `restore/`: reading backups back: `database`, `fetch`, `open`, `pitr`, `pitr_fetch`, `pool`, `run`, `verify`
 //! - `check/`: `--check`: `site`
-//! - `daemon/`: the long-running process: `evidence`, `gzip`, `http`, `jobs`, `page`, `state`
+//! - `daemon/`: the long-running process: `archive_card`, `evidence`, `gzip`, `http`, `jobs`, `page`, `state`
 //! - `cli/`: dispatch and one module per mode: `check`, `flags`, `list`, `mode`, `once`, `prune`, `restore`, `show_config`, `verify`
 
 pub mod backup;

@@ -48,6 +48,12 @@ fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     assert!(wait_until(Duration::from_secs(60), ready), "{}\n{}", metrics_of(&d), d.log());
     let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
     assert_eq!(status["pitr"][&server]["base_backups"], 1, "{status}");
+    // The status page has the archive's card, its window said in words.
+    let (code, page) = get(&d.addr, "/");
+    assert_eq!(code, 200);
+    let card = &page[page.find(&format!("Archive of {server}")).expect("the archive's card")..];
+    assert!(card.contains("Recoverable window</dt><dd>20"), "{card}");
+    assert!(card.contains("Streamer</dt><dd>running"), "{card}");
     assert!(status["pitr"][&server]["slot"].as_str().unwrap().starts_with("bc_"), "{status}");
 
     // A second daemon on the same archive: refused, loudly; the first goes on.

@@ -3,6 +3,7 @@
 //! skipped with a warning, never queued. SIGTERM/SIGINT stop new fires, give the running job
 //! `SHUTDOWN_GRACE` to finish, then cancel it (children killed, partial file removed); exit 0.
 
+pub mod archive_card;
 pub mod evidence;
 pub mod gzip;
 pub mod http;

@@ -44,6 +44,7 @@ pub fn render(state: &State, now: DateTime<Utc>) -> String {
     for (i, name, db, verdict) in &rows {
         database(&mut body, *i, name, db, verdict, now);
     }
+    super::archive_card::cards(&mut body, &state.pitr.snapshot(), now);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -292,7 +293,7 @@ fn spark(out: &mut String, what: &str, values: &[Option<f64>], unit: Unit, point
 }
 
 /// HTML text and attribute escaping.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
