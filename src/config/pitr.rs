@@ -99,12 +99,14 @@ pub struct PitrSettings {
 
 impl PitrSettings {
     /// The server on `host` and `port` (a missing port is 5432; the host's case does not
-    /// matter), when it is listed.
+    /// matter, and the loopback names are one host, as in the coverage audit), when it is
+    /// listed: the exact name first.
     pub fn find(&self, host: &str, port: Option<u16>) -> Option<&PitrServer> {
         let port = port.unwrap_or(5432);
-        self.servers.iter().find(|s| {
-            let spec = &s.database.spec;
-            spec.host.eq_ignore_ascii_case(host) && spec.port.unwrap_or(5432) == port
+        let on_port = |s: &&PitrServer| s.database.spec.port.unwrap_or(5432) == port;
+        let key = crate::model::spec::host_key(host);
+        self.servers.iter().filter(on_port).find(|s| s.database.spec.host.eq_ignore_ascii_case(host)).or_else(|| {
+            self.servers.iter().filter(on_port).find(|s| crate::model::spec::host_key(&s.database.spec.host) == key)
         })
     }
 
@@ -257,6 +259,33 @@ mod tests {
         for bad in ["", "Bc", "a-b", "a b", "ü", &"x".repeat(64)] {
             assert!(super::slot_name_problem(bad).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn servers_are_found_by_host_and_port_with_the_loopback_names_as_one() {
+        let server = |text: &str| super::PitrServer {
+            database: crate::model::database::Database {
+                spec: parse_server(text).unwrap(),
+                credentials: crate::model::database::Credentials {
+                    user: None,
+                    user_source: String::new(),
+                    password: None,
+                    password_source: None,
+                },
+                options: Default::default(),
+            },
+            replication: None,
+        };
+        let settings = super::PitrSettings {
+            servers: vec![server("127.0.0.1:5432"), server("Wallet-DB"), server("localhost:5433")],
+            ..Default::default()
+        };
+        let found = |text: &str| settings.find_text(text).map(|s| s.name());
+        assert_eq!(found("localhost:5432"), Ok("127.0.0.1:5432".into()), "a loopback alias");
+        assert_eq!(found("127.0.0.1:5433"), Ok("localhost:5433".into()));
+        assert_eq!(found("wallet-db:5432"), Ok("Wallet-DB:5432".into()), "the host's case does not matter");
+        assert!(found("wallet-db:5433").is_err(), "another port is another server");
+        assert!(found("10.0.0.1:5432").is_err());
     }
 
     #[test]

@@ -170,9 +170,9 @@ const MAINTENANCE: &str = "postgres";
 /// The server of a spec, as the audit names it (the loopback names count as one host; a
 /// server reached under two other names is audited as two).
 pub fn server_of(spec: &DatabaseSpec) -> String {
-    let host = match spec.host.as_str() {
-        "localhost" | "127.0.0.1" | "::1" => "localhost",
-        other => other,
+    let host = match crate::model::spec::host_key(&spec.host).as_str() {
+        "localhost" => "localhost".to_string(),
+        _ => spec.host.clone(),
     };
     format!("{}={host}:{}", spec.engine.name(), spec.effective_port().unwrap_or(0))
 }

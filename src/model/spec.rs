@@ -130,6 +130,16 @@ impl fmt::Display for DatabaseSpec {
     }
 }
 
+/// A host as the audits compare hosts: lowercased, the loopback names (`localhost`,
+/// `127.0.0.1`, `::1`) as one. Used by the coverage audit and to match `PITR_SERVERS`.
+pub fn host_key(host: &str) -> String {
+    let lower = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    match lower.as_str() {
+        "localhost" | "127.0.0.1" | "::1" => "localhost".into(),
+        _ => lower,
+    }
+}
+
 impl DatabaseSpec {
     /// The core file name shared by all backups of this database: `<host>-<database>`, each
     /// part through `safe_name::encode` (the identity on every name a spec can spell; a name
