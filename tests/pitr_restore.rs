@@ -319,8 +319,12 @@ fn pitr_drills_prove_the_window_and_a_planted_gap_fails_them() {
     s.fx.pg.psql("postgres", "CREATE DATABASE \"odd\nname\"");
     s.fx.pg.psql(
         "app1",
-        "CREATE TABLE \"we\"\"ird\ntable\" (x int); INSERT INTO \"we\"\"ird\ntable\" VALUES (1), (2), (3)",
+        "CREATE TABLE \"we\"\"ird\ntable\" (x int); INSERT INTO \"we\"\"ird\ntable\" VALUES (1), (2), (3); \
+         ALTER TABLE \"we\"\"ird\ntable\" OWNER TO app",
     );
+    // A nightly dump before the base backup: the drills expect its tables (odd names too).
+    let dumped = run(&mut s.fx.once(&s.conf));
+    assert_eq!(dumped.code, 0, "{}", dumped.all());
     s.take(Kind::Full);
     s.history(|_| {});
     let port = s.fx.pg.port;
@@ -348,6 +352,26 @@ fn pitr_drills_prove_the_window_and_a_planted_gap_fails_them() {
     assert!(proven.from <= proven.to);
     let list = run(s.fx.cmd(&s.conf).args(["-l", "--pitr"]).env("PITR_SERVERS", format!("localhost:{port}")));
     assert!(list.stdout.contains("proven by PITR drills"), "{}", list.all());
+
+    // A table the dump holds and the archive does not (as if the archive lost it): the drills
+    // fail naming it and the dump. The record is edited to say so.
+    let record = std::fs::read_dir(s.fx.backups().join(".backup_container"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"tables\"") && t.contains("/app1")))
+        .expect("the dump's record");
+    let kept = std::fs::read_to_string(&record).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    edited["tables"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"schema": "public", "table": "lost\ntable", "rows": 5, "bytes": 10}));
+    std::fs::write(&record, edited.to_string()).unwrap();
+    let r = drill();
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("missing from the recovered cluster") && r.stderr.contains("lost"), "{}", r.all());
+    std::fs::write(&record, kept).unwrap();
 
     // A gap planted after the base backup: the drills fail, naming it.
     let victim = index.segments().last().unwrap();

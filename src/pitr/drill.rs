@@ -2,8 +2,9 @@
 //! in a throwaway server (`pitr::recover`) — once to the newest archived WAL, once to a random
 //! time inside the window — and fails when the archive has an open gap (named), when recovery
 //! does not reach its target or consistency, when a database will not connect, when a
-//! `count(*)` errors, or when `pg_amcheck` (14+, its extension created in the throwaway) finds
-//! corruption. Each drill is recorded in the archive's index (chain, target, duration,
+//! `count(*)` errors, when `pg_amcheck` (14+, its extension created in the throwaway) finds
+//! corruption, or when a table the newest nightly dump before the target holds is missing
+//! (`expected`). Each drill is recorded in the archive's index (chain, target, duration,
 //! databases, tables, rows); the successful ones since the last failure make the proven
 //! window, shown beside the archived one. Named "PITR drill" everywhere, apart from
 //! `VERIFY_DRILL`, which re-proves old dumps.
@@ -25,6 +26,10 @@ use crate::engine::Conn;
 use crate::engine::postgres::PostgresEngine;
 use crate::system::cancel::Cancel;
 
+mod expected;
+
+use expected::Table;
+
 /// How many tables one counting query names.
 const PER_QUERY: usize = 200;
 
@@ -43,10 +48,13 @@ pub fn run(settings: &Settings, server: &PitrServer, cancel: &Cancel) -> anyhow:
     // Retention removes nothing while the drills read the archive.
     let _reading = super::retention::reading(&archive)?;
     let store = Store::new(archive, settings.compression, settings.encryption.clone());
+    // Read only (no tidying): the nightly dumps of this server's databases, with their tables.
+    let dumps =
+        crate::catalog::load(&settings.backup_dir).map(|all| expected::dumps_of(&all, spec)).unwrap_or_default();
     let mut out = Vec::new();
     for latest in [true, false] {
         let (index, _) = index::load(&store.archive.index())?;
-        let drill = one(settings, &store, &index, latest, cancel);
+        let drill = one(settings, &store, &index, &dumps, latest, cancel);
         if !drill.ok && drill.error.as_deref().is_some_and(|e| e.contains("interrupted")) && cancel.is_cancelled() {
             break;
         }
@@ -69,7 +77,14 @@ fn somewhere(from: DateTime<Utc>, to: DateTime<Utc>) -> DateTime<Utc> {
     from + chrono::Duration::milliseconds((seed % (span + 1)) as i64)
 }
 
-fn one(settings: &Settings, store: &Store, index: &Index, latest: bool, cancel: &Cancel) -> Drill {
+fn one(
+    settings: &Settings,
+    store: &Store,
+    index: &Index,
+    dumps: &[expected::Dump],
+    latest: bool,
+    cancel: &Cancel,
+) -> Drill {
     let started = Instant::now();
     let mut drill = Drill { at: Utc::now(), latest, ..Default::default() };
     let result = (|| -> anyhow::Result<()> {
@@ -88,7 +103,7 @@ fn one(settings: &Settings, store: &Store, index: &Index, latest: bool, cancel: 
             Target::Latest => newest.window.to,
             Target::Time(t) => t,
         };
-        prove(settings, store, index, &chosen, &mut drill, cancel)
+        prove(settings, store, index, &chosen, dumps, &mut drill, cancel)
     })();
     drill.duration_seconds = started.elapsed().as_secs_f64();
     drill.ok = result.is_ok();
@@ -102,6 +117,7 @@ fn prove(
     store: &Store,
     index: &Index,
     chosen: &Chosen,
+    dumps: &[expected::Dump],
     drill: &mut Drill,
     cancel: &Cancel,
 ) -> anyhow::Result<()> {
@@ -116,8 +132,9 @@ fn prove(
     for db in &databases {
         let (tables, rows) = count(pg, &conn, db, settings.pitr.drill_counts, cancel)
             .with_context(|| format!("counting the rows of database {db} in the recovered cluster"))?;
+        expected::check(dumps, db, drill.target, &tables)?;
         drill.databases += 1;
-        drill.tables += tables;
+        drill.tables += tables.len() as u64;
         drill.rows += rows;
     }
     let major = chosen.chain.last().map_or(0, |b| b.major);
@@ -127,34 +144,36 @@ fn prove(
     Ok(())
 }
 
-/// The tables of `db` (leaf tables, largest first) and the rows `counts` asks for.
+/// The tables of `db` (leaf tables, largest first: quoted, schema, name) and the rows
+/// `counts` asks for.
 fn count(
     pg: &PostgresEngine,
     conn: &Conn,
     db: &str,
     counts: DrillCounts,
     cancel: &Cancel,
-) -> anyhow::Result<(u64, u64)> {
-    // Quoted names (`%I`) as JSON: a name may hold a newline or a quote.
-    let list = "SELECT coalesce(json_agg(format('%I.%I', n.nspname, c.relname) ORDER BY c.relpages DESC, n.nspname, c.relname), '[]') \
+) -> anyhow::Result<(Vec<Table>, u64)> {
+    // As JSON: a name may hold a newline or a quote.
+    let list = "SELECT coalesce(json_agg(json_build_array(format('%I.%I', n.nspname, c.relname), n.nspname, c.relname) \
+                ORDER BY c.relpages DESC, n.nspname, c.relname), '[]') \
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                 AND n.nspname NOT LIKE 'pg\\_toast%'";
-    let tables: Vec<String> =
+    let tables: Vec<Table> =
         serde_json::from_str(pg.query(conn, db, list, cancel)?.trim()).context("reading the tables")?;
-    let counted: &[String] = match counts {
-        DrillCounts::Full => &tables,
+    let counted = match counts {
+        DrillCounts::Full => &tables[..],
         DrillCounts::Sample => &tables[..tables.len().min(20)],
         DrillCounts::Off => &[],
     };
     let mut rows = 0u64;
     for chunk in counted.chunks(PER_QUERY) {
-        let parts: Vec<String> = chunk.iter().map(|t| format!("SELECT count(*) AS n FROM {t}")).collect();
+        let parts: Vec<String> = chunk.iter().map(|(t, _, _)| format!("SELECT count(*) AS n FROM {t}")).collect();
         let sql = format!("SELECT coalesce(sum(n), 0)::bigint FROM ({}) counted", parts.join(" UNION ALL "));
         let answer = pg.query(conn, db, &sql, cancel)?;
         rows += answer.trim().parse::<u64>().map_err(|_| anyhow!("unexpected count {:?}", answer.trim()))?;
     }
-    Ok((tables.len() as u64, rows))
+    Ok((tables, rows))
 }
 
 /// `pg_amcheck --all --install-missing` of the recovered cluster; `false` when the major's
