@@ -4,7 +4,7 @@
 //! archive is a gap, reported and healed by a new full base backup; retention then removes
 //! the old chain and the WAL only it needed; a second daemon on the same archive is refused;
 //! SIGTERM stops it all cleanly; an archive at `PITR_MAX_BYTES` pauses archiving and drops the
-//! slot.
+//! slot; a restarted server and a killed `pg_receivewal` leave no gap and no duplicate.
 
 use std::time::Duration;
 
@@ -311,6 +311,66 @@ fn an_archive_at_its_cap_pauses_archiving_and_frees_the_server() {
     work(pg, 2);
     assert!(!wait_until(Duration::from_secs(20), || metric(&metrics_of(&d), &up) == Some(1.0) || !no_slot()));
     assert_eq!(d.log().matches("at PITR_MAX_BYTES").count(), 1, "said once: {}", d.log());
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+}
+
+#[test]
+fn a_restarted_server_and_a_killed_streamer_leave_no_gap_and_no_duplicate() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let (pg, port) = (&fx.pg, fx.pg.port);
+    let server = format!("localhost:{port}");
+    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
+    let mut d = Daemon::start(pitr_daemon(&fx, &conf), fx.dir.path());
+    d.wait_for("A full base backup of", Duration::from_secs(60));
+    pg.psql("postgres", "CREATE TABLE t (x int)");
+    work(pg, 2);
+    let series = |name: &str| format!("{name}{{server=\"{server}\"}}");
+    let archive = std::fs::read_dir(fx.backups().join("pitr")).unwrap().next().unwrap().unwrap().path();
+    let segments = || backup_container::pitr::index::load(&archive.join("index.jsonl")).unwrap().0.segments().count();
+    let healthy = |after: usize| {
+        let m = metrics_of(&d);
+        metric(&m, &series("backup_pitr_streamer_up")) == Some(1.0)
+            && metric(&m, &series("backup_pitr_gaps")) == Some(0.0)
+            && segments() > after
+    };
+    assert!(wait_until(Duration::from_secs(60), || healthy(0)), "{}", d.log());
+
+    // The database server restarts: every connection cut, pg_receivewal's too.
+    let before = segments();
+    pg.restart();
+    work(pg, 2);
+    pg.psql("postgres", "SELECT pg_switch_wal()");
+    assert!(wait_until(Duration::from_secs(90), || healthy(before)), "{}\n{}", metrics_of(&d), d.log());
+
+    // pg_receivewal killed outright.
+    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+    let slot = status["pitr"][&server]["slot"].as_str().unwrap().to_string();
+    let receiver = || {
+        let pattern = format!("pg_receivewal.*{slot}.*--synchronous");
+        let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse::<i32>().ok())
+    };
+    assert!(wait_until(Duration::from_secs(30), || receiver().is_some()), "{}", d.log());
+    let pid = receiver().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let runs = |n: usize| d.log().matches("Streaming WAL (pg_receivewal)").count() >= n;
+    assert!(wait_until(Duration::from_secs(30), || runs(3)), "restarted after each: {}", d.log());
+    let before = segments();
+    work(pg, 2);
+    pg.psql("postgres", "SELECT pg_switch_wal()");
+    assert!(wait_until(Duration::from_secs(90), || healthy(before)), "{}\n{}", metrics_of(&d), d.log());
+
+    // No segment archived twice, none missing from the first to the newest.
+    let text = std::fs::read_to_string(archive.join("index.jsonl")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| l.contains("\"event\":\"segment\"")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (v["timeline"].as_u64().unwrap(), v["number"].as_u64().unwrap());
+        assert!(seen.insert(key), "segment {key:?} archived twice");
+    }
+    let numbers: Vec<u64> = seen.iter().map(|(_, n)| *n).collect();
+    assert_eq!(numbers.len() as u64, numbers.last().unwrap() - numbers[0] + 1, "no hole: {numbers:?}");
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
 }

@@ -87,6 +87,21 @@ impl PgServer {
         self.must(self.tool("pg_ctl").arg("-D").arg(self.data_dir()).args(["-m", "fast", "-w", "stop"]), "pg_ctl stop");
     }
 
+    /// Restarts the server (`pg_ctl restart -m fast`, the same options): every connection
+    /// is cut, as in a failover-free maintenance restart.
+    pub fn restart(&self) {
+        self.must(
+            // `-l`: the new postmaster must not hold our stdout (`output` would wait for it).
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .arg("-l")
+                .arg(self.dir.path().join("log"))
+                .args(["-m", "fast", "-w", "-t", "60", "restart"]),
+            "pg_ctl restart",
+        );
+    }
+
     /// Whether its programs run as the postgres user (the tests run as root).
     pub fn as_postgres(&self) -> bool {
         self.as_postgres
