@@ -28,6 +28,32 @@ fn metrics_of(d: &Daemon) -> String {
     get(&d.addr, "/metrics").1
 }
 
+/// A daemon archiving the fixture's server (no dump scheduled), with `extra` settings; and
+/// the server's name.
+fn archiving(fx: &Fixture, extra: &[(&str, &str)]) -> (Daemon, String) {
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
+    let mut cmd = pitr_daemon(fx, &conf);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    (Daemon::start(cmd, fx.dir.path()), format!("localhost:{port}"))
+}
+
+/// The `pg_receivewal` of the daemon archiving `server` (tests run side by side: each
+/// archive's slot is its own), once it runs.
+fn receiver(d: &Daemon, server: &str) -> nix::unistd::Pid {
+    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
+    let slot = status["pitr"][server]["slot"].as_str().unwrap().to_string();
+    let find = || {
+        let pattern = format!("pg_receivewal.*{slot}.*--synchronous");
+        let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse::<i32>().ok())
+    };
+    assert!(wait_until(Duration::from_secs(30), || find().is_some()), "{}", d.log());
+    nix::unistd::Pid::from_raw(find().unwrap())
+}
+
 #[test]
 fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     let Some(fx) = Fixture::start(20) else { return };
@@ -240,24 +266,11 @@ fn a_promoted_standby_is_followed_without_a_false_gap() {
 #[test]
 fn a_slot_holding_too_much_is_dropped_and_the_gap_healed() {
     let Some(fx) = Fixture::start(5) else { return };
-    let (pg, port) = (&fx.pg, fx.pg.port);
-    let server = format!("localhost:{port}");
-    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
-    let mut cmd = pitr_daemon(&fx, &conf);
-    cmd.env("PITR_SLOT_MAX_RETAINED", "8MB");
-    let mut d = Daemon::start(cmd, fx.dir.path());
+    let pg = &fx.pg;
+    let (mut d, server) = archiving(&fx, &[("PITR_SLOT_MAX_RETAINED", "8MB")]);
     d.wait_for("A full base backup of", Duration::from_secs(60));
     // The streamer stuck (stopped, its connection open): nothing reads the slot.
-    // This daemon's receiver (tests run side by side): its slot is its archive's own.
-    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
-    let slot = status["pitr"][&server]["slot"].as_str().unwrap().to_string();
-    let receiver = || {
-        let pattern = format!("pg_receivewal.*{slot}.*--synchronous");
-        let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse::<i32>().ok())
-    };
-    assert!(wait_until(Duration::from_secs(30), || receiver().is_some()));
-    let pid = nix::unistd::Pid::from_raw(receiver().unwrap());
+    let pid = receiver(&d, &server);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     pg.psql("postgres", "CREATE TABLE t (x int)");
     work(pg, 2);
@@ -291,12 +304,8 @@ fn a_slot_holding_too_much_is_dropped_and_the_gap_healed() {
 #[test]
 fn an_archive_at_its_cap_pauses_archiving_and_frees_the_server() {
     let Some(fx) = Fixture::start(5) else { return };
-    let (pg, port) = (&fx.pg, fx.pg.port);
-    let server = format!("localhost:{port}");
-    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
-    let mut cmd = pitr_daemon(&fx, &conf);
-    cmd.env("PITR_MAX_BYTES", "3MB");
-    let mut d = Daemon::start(cmd, fx.dir.path());
+    let pg = &fx.pg;
+    let (mut d, server) = archiving(&fx, &[("PITR_MAX_BYTES", "3MB")]);
     pg.psql("postgres", "CREATE TABLE t (x int)");
     work(pg, 3);
     d.wait_for("at PITR_MAX_BYTES", Duration::from_secs(90));
@@ -318,10 +327,8 @@ fn an_archive_at_its_cap_pauses_archiving_and_frees_the_server() {
 #[test]
 fn a_restarted_server_and_a_killed_streamer_leave_no_gap_and_no_duplicate() {
     let Some(fx) = Fixture::start(5) else { return };
-    let (pg, port) = (&fx.pg, fx.pg.port);
-    let server = format!("localhost:{port}");
-    let conf = fx.conf(&format!("localhost:{port}/app1\n0 0 1 1 * default ./backup.sh -s\n"));
-    let mut d = Daemon::start(pitr_daemon(&fx, &conf), fx.dir.path());
+    let pg = &fx.pg;
+    let (mut d, server) = archiving(&fx, &[]);
     d.wait_for("A full base backup of", Duration::from_secs(60));
     pg.psql("postgres", "CREATE TABLE t (x int)");
     work(pg, 2);
@@ -344,16 +351,7 @@ fn a_restarted_server_and_a_killed_streamer_leave_no_gap_and_no_duplicate() {
     assert!(wait_until(Duration::from_secs(90), || healthy(before)), "{}\n{}", metrics_of(&d), d.log());
 
     // pg_receivewal killed outright.
-    let status: serde_json::Value = serde_json::from_str(&get(&d.addr, "/status").1).unwrap();
-    let slot = status["pitr"][&server]["slot"].as_str().unwrap().to_string();
-    let receiver = || {
-        let pattern = format!("pg_receivewal.*{slot}.*--synchronous");
-        let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse::<i32>().ok())
-    };
-    assert!(wait_until(Duration::from_secs(30), || receiver().is_some()), "{}", d.log());
-    let pid = receiver().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(receiver(&d, &server), nix::sys::signal::Signal::SIGKILL).unwrap();
     let runs = |n: usize| d.log().matches("Streaming WAL (pg_receivewal)").count() >= n;
     assert!(wait_until(Duration::from_secs(30), || runs(3)), "restarted after each: {}", d.log());
     let before = segments();
