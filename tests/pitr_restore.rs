@@ -3,7 +3,9 @@
 //! restored into the live server (exact rows), `--at latest` gives t2's, `-f` restores beside
 //! it; a time after the archive's end and a damaged segment are refused with the database
 //! untouched. On 18, an encrypted archive with an incremental chain: restored with the
-//! identity (the chain combined), refused without it.
+//! identity (the chain combined), refused without it. PITR drills prove the window, check the
+//! nightly dump's tables and fail on a planted gap; a cluster with no `postgres` role (another
+//! bootstrap superuser) and a preloaded library the throwaway lacks still drills.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,7 +79,7 @@ impl Scenario {
             pg_basebackup: client.join("pg_basebackup"),
             store: store.clone(),
             major: fx.pg.major(),
-            superuser: "postgres".into(),
+            superuser: fx.pg.superuser.clone(),
         };
         let conf = fx.conf(&format!("localhost:{port}/app1\n"));
         let debian = major_bin_dir(15).expect("Debian's PostgreSQL 15");
@@ -386,5 +388,33 @@ fn pitr_drills_prove_the_window_and_a_planted_gap_fails_them() {
     assert!(r.stderr.contains("FAILED") && r.stderr.contains("gap") && r.stderr.contains(&name), "{}", r.all());
     let list = run(s.fx.cmd(&s.conf).args(["-l", "--pitr"]).env("PITR_SERVERS", format!("localhost:{port}")));
     assert!(list.stdout.contains("LAST PITR DRILL FAILED"), "{}", list.all());
+    assert!(s.left_in_verify_dir().is_empty(), "{:?}", s.left_in_verify_dir());
+}
+
+/// A source cluster whose bootstrap superuser is not `postgres` (there is no such role at
+/// all) and whose `shared_preload_libraries` names a library the throwaway lacks still drills:
+/// the throwaway is reached as the superuser the base backup recorded.
+#[test]
+fn a_cluster_without_a_postgres_role_still_drills() {
+    let Some(pg) = PgServer::start_as("dba", "") else { return };
+    let Some(fx) = Fixture::on(pg, 5) else { return };
+    assert_eq!(fx.pg.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname = 'postgres'"), "0");
+    fx.pg.psql("postgres", "ALTER SYSTEM SET shared_preload_libraries = 'not_installed_here'");
+    let mut s = Scenario::start(fx, None);
+    s.take(Kind::Full);
+    s.history(|_| {});
+    let port = s.fx.pg.port;
+    let r = run(s
+        .fx
+        .cmd(&s.conf)
+        .args(["-v", &format!("localhost:{port}"), "--pitr"])
+        .env("PITR_SERVERS", format!("localhost:{port}"))
+        .env("VERIFY_DIR", s.fx.verify_dir())
+        .env("PG_BIN_DIR", &s.bin_dirs));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let (index, _) = index::load(&s.store.archive.index()).unwrap();
+    assert_eq!(index.bases[0].superuser, "dba");
+    assert_eq!(index.drills.iter().map(|d| d.ok).collect::<Vec<_>>(), vec![true, true], "{:?}", index.drills);
+    assert!(index.drills[0].tables >= 1 && index.drills[0].rows >= 150, "{:?}", index.drills[0]);
     assert!(s.left_in_verify_dir().is_empty(), "{:?}", s.left_in_verify_dir());
 }

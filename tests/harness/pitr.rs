@@ -63,7 +63,7 @@ pub fn socket_conn(pg: &PgServer) -> Conn {
     Conn {
         host: pg.socket_dir().display().to_string(),
         port: Some(pg.port),
-        user: Some("postgres".into()),
+        user: Some(pg.superuser.clone()),
         password: None,
     }
 }

@@ -13,6 +13,8 @@ pub struct PgServer {
     pub port: u16,
     bin_dir: PathBuf,
     as_postgres: bool,
+    /// The bootstrap superuser (`postgres` unless `start_as` named another).
+    pub superuser: String,
 }
 
 /// The folder holding initdb/pg_ctl: `PG_TEST_BIN_DIR`, PATH, or the newest
@@ -126,7 +128,21 @@ impl PgServer {
         Self::start_in(bin_dir, settings)
     }
 
+    /// `start` with the bootstrap superuser named `superuser` (no `postgres` role at all) and
+    /// `extra` settings.
+    pub fn start_as(superuser: &str, extra: &str) -> Option<PgServer> {
+        let Some(bin_dir) = find_bin_dir() else {
+            return missing("postgres", "initdb/pg_ctl not found (apt-get install postgresql)");
+        };
+        let settings = format!("-c fsync=off -c full_page_writes=off -c synchronous_commit=off {extra}");
+        Self::start_named(bin_dir, &settings, superuser)
+    }
+
     fn start_in(bin_dir: PathBuf, settings: &str) -> Option<PgServer> {
+        Self::start_named(bin_dir, settings, "postgres")
+    }
+
+    fn start_named(bin_dir: PathBuf, settings: &str, superuser: &str) -> Option<PgServer> {
         let as_postgres = nix::unistd::Uid::effective().is_root();
         let dir = tempfile::Builder::new().prefix("pgtest").tempdir().unwrap();
         if as_postgres {
@@ -139,7 +155,7 @@ impl PgServer {
             let user = nix::unistd::User::from_name("postgres").unwrap().unwrap();
             nix::unistd::chown(&pwfile, Some(user.uid), Some(user.gid)).unwrap();
         }
-        let server = PgServer { port: free_port(), bin_dir, as_postgres, dir };
+        let server = PgServer { port: free_port(), bin_dir, as_postgres, dir, superuser: superuser.to_string() };
         let data = server.data_dir();
         server.must(
             server
@@ -148,7 +164,7 @@ impl PgServer {
                 .arg(&data)
                 .args([
                     "-U",
-                    "postgres",
+                    superuser,
                     "--auth-local=trust",
                     "--auth-host=scram-sha-256",
                     "--no-sync",
@@ -222,7 +238,7 @@ impl PgServer {
             "-p",
             &self.port.to_string(),
             "-U",
-            "postgres",
+            &self.superuser,
             "-d",
             &dbname,
             "-qtAX",
@@ -306,7 +322,7 @@ impl PgServer {
         let out = Command::new(tool)
             .arg("-h")
             .arg(self.socket_dir())
-            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-p", &self.port.to_string(), "-U", &self.superuser])
             .args(args)
             .output()
             .unwrap();
