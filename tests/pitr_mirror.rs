@@ -3,7 +3,8 @@
 //! finished segment and the base backup byte for byte, one FTPS login carrying many files;
 //! WAL and base backups are locked, the index (replaced as it grows) is not; nothing on a
 //! mirror is readable without the identity; `backup_pitr_mirror_lag_seconds` reaches 0. With
-//! the backup volume gone, `-r --at latest --remote NAME` restores from each mirror's copy.
+//! the backup volume gone, `-r --at latest --remote NAME` restores from each mirror's copy (one
+//! of them with `BACKUP_COMPRESSION` changed since the archive was written).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -168,11 +169,14 @@ fn the_archive_is_copied_to_ftps_and_locked_s3_byte_for_byte() {
     // it was, the marker back, nothing staged left behind.
     fx.pg.psql("app1", "DROP TABLE marker");
     std::fs::remove_dir_all(fx.backups().join("pitr")).unwrap();
-    for mirror in ["ftp", "s3"] {
+    // From S3 with BACKUP_COMPRESSION changed since the archive was written (gzip then, zstd
+    // now): the copies are found under the extension they were stored with.
+    for (mirror, compression) in [("ftp", "gzip"), ("s3", "zstd")] {
         let mut cmd = fx.cmd(&conf);
         with_env(&mut cmd);
         cmd.args(["-r", &format!("localhost:{port}/app1"), "--at", "latest", "--remote", mirror, "-s"])
-            .env("BACKUP_ENCRYPTION_IDENTITY_FILE", &key);
+            .env("BACKUP_ENCRYPTION_IDENTITY_FILE", &key)
+            .env("BACKUP_COMPRESSION", compression);
         let r = crate::harness::run(&mut cmd);
         assert_eq!(r.code, 0, "--remote {mirror}: {}", r.all());
         assert!(r.stderr.contains("Downloaded what the recovery needs from the mirror"), "{}", r.all());
