@@ -18,7 +18,7 @@ pub fn cards(out: &mut String, servers: &std::collections::BTreeMap<String, Stat
     }
     let mut rows: Vec<(&String, &Status, (&'static str, String))> =
         servers.iter().map(|(name, s)| (name, s, verdict(s))).collect();
-    rows.sort_by_key(|(name, _, (class, _))| (u8::from(*class == "ok"), name.as_str()));
+    rows.sort_by_key(|(name, _, (class, _))| (super::page::rank(class), name.as_str()));
     out.push_str("<h2 id=\"pitr\">Point-in-time archives</h2>");
     let ago = |t: DateTime<Utc>| human::age((now - t).to_std().unwrap_or_default());
     let when = |t: Option<DateTime<Utc>>| match t {
@@ -121,11 +121,15 @@ mod tests {
             ..Default::default()
         };
         servers.insert("a-good:5432".to_string(), good.clone());
+        servers.insert("m-down:5432".to_string(), Status { streamer_up: false, ..good.clone() });
         servers.insert("z<bad>:5432".to_string(), Status { gaps: vec!["timeline 1: …07".into()], ..good });
         let mut out = String::new();
         cards(&mut out, &servers, now);
         let bad = out.find("Archive of z&lt;bad&gt;:5432").expect("escaped");
         assert!(bad < out.find("Archive of a-good:5432").unwrap(), "worst first");
+        let down = out.find("Archive of m-down:5432").unwrap();
+        assert!(bad < down && down < out.find("Archive of a-good:5432").unwrap(), "failed, stale, then ok");
+        assert!(out.contains("pg_receivewal is not running"), "{out}");
         assert!(out.contains("WAL is missing: timeline 1"), "{out}");
         assert!(out.contains("2026-11-29 10:00:00 UTC to 2026-12-06 09:59:56 UTC"), "{out}");
         assert!(out.contains("passed, restored in 42s") || out.contains("passed, restored in 42 s"), "{out}");

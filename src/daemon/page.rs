@@ -68,7 +68,7 @@ th,td{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #ddd;white-spa
 td:first-child{white-space:normal;overflow-wrap:anywhere}td.failed{color:#c62828}td.stale,td.anomaly,td.unverified{color:#8a4b00}td.ok{color:#2e7d32}";
 
 /// Worst first.
-fn rank(class: &str) -> u8 {
+pub(super) fn rank(class: &str) -> u8 {
     match class {
         "failed" => 0,
         "stale" => 1,

@@ -170,10 +170,7 @@ const MAINTENANCE: &str = "postgres";
 /// The server of a spec, as the audit names it (the loopback names count as one host; a
 /// server reached under two other names is audited as two).
 pub fn server_of(spec: &DatabaseSpec) -> String {
-    let host = match crate::model::spec::host_key(&spec.host).as_str() {
-        "localhost" => "localhost".to_string(),
-        _ => spec.host.clone(),
-    };
+    let host = if crate::model::spec::host_key(&spec.host) == "localhost" { "localhost" } else { &spec.host };
     format!("{}={host}:{}", spec.engine.name(), spec.effective_port().unwrap_or(0))
 }
 

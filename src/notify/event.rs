@@ -291,8 +291,8 @@ pub fn command_failed(command: &str, reason: &str) -> Event {
 
 /// Something about a server's point-in-time archive: `kind` is `pitr_gap`,
 /// `pitr_slot_dropped`, `pitr_streamer_down`, `pitr_streamer_up`, `pitr_base_succeeded`,
-/// `pitr_base_failed`, `pitr_retention_failed`, `pitr_drill_succeeded`, `pitr_drill_failed` or
-/// `pitr_not_archiving`.
+/// `pitr_base_failed`, `pitr_retention_failed`, `pitr_drill_succeeded`, `pitr_drill_failed`,
+/// `pitr_mirror_failing`, `pitr_mirror_ok`, `pitr_over_max_bytes` or `pitr_not_archiving`.
 pub fn pitr(level: Level, kind: &'static str, server: &str, title: String, message: String) -> Event {
     event(level, kind, None, title, message, json!({"server": server}))
 }

@@ -38,6 +38,9 @@ const REPLACED_EVERY: Duration = Duration::from_secs(60);
 /// How often copies that retention removed are deleted.
 const DELETE_EVERY: Duration = Duration::from_secs(3600);
 
+/// A file's size and modification time: whether it changed.
+type Stamp = (u64, Option<std::time::SystemTime>);
+
 /// One mirror and what it holds.
 struct Copy {
     storage: Box<dyn Storage>,
@@ -51,6 +54,8 @@ pub struct Mirrors {
     copies: Vec<Copy>,
     lock: Option<LockPolicy>,
     replaced_at: Option<Instant>,
+    /// The index as last read, with its file's size and modification time then.
+    index_cache: Option<(Stamp, Arc<index::Index>)>,
 }
 
 /// What a pass leaves: the oldest file not yet on every mirror, and the first failure.
@@ -71,7 +76,7 @@ impl Mirrors {
                 Ok(Copy { storage, ledger, next_delete: Instant::now() })
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Mirrors { archive, copies, lock, replaced_at: None })
+        Ok(Mirrors { archive, copies, lock, replaced_at: None, index_cache: None })
     }
 
     pub fn len(&self) -> usize {
@@ -82,11 +87,26 @@ impl Mirrors {
         self.copies.is_empty()
     }
 
+    /// The index, read again only when its file changed (it is read every pass).
+    fn index(&mut self) -> anyhow::Result<Arc<index::Index>> {
+        let path = self.archive.index();
+        let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        let stamp = (meta.len(), meta.modified().ok());
+        if let Some((seen, idx)) = &self.index_cache
+            && *seen == stamp
+        {
+            return Ok(idx.clone());
+        }
+        let idx = Arc::new(index::load(&path)?.0);
+        self.index_cache = Some((stamp, idx.clone()));
+        Ok(idx)
+    }
+
     /// One pass over every mirror (`last`: the replaced files go too, whenever they went).
     pub fn pass(&mut self, last: bool) -> Outcome {
         let mut out = Outcome::default();
-        let (idx, _) = match index::load(&self.archive.index()) {
-            Ok(loaded) => loaded,
+        let idx = match self.index() {
+            Ok(idx) => idx,
             Err(e) => return Outcome { behind_since: None, problem: Some(format!("{e:#}")) },
         };
         let local = match local_files(&self.archive) {
@@ -118,9 +138,9 @@ impl Mirrors {
             if let Err(e) = copy.ledger.record(&sent, &[]) {
                 out.problem.get_or_insert(format!("{e:#}"));
             }
-            // What is still not there, the replaced files included.
-            let left = plan::pass(&local, &copy.ledger.held, &idx, None, true, now);
-            if let Some(behind) = left.uploads.iter().map(|(f, _)| f.mtime).min() {
+            // What is still not there, the replaced files held back included.
+            let left = pass.uploads[done..].iter().map(|(f, _)| f).chain(&pass.held_back);
+            if let Some(behind) = left.map(|f| f.mtime).min() {
                 out.behind_since = Some(out.behind_since.map_or(behind, |b| b.min(behind)));
             }
             if let Some(e) = failed {
@@ -359,7 +379,16 @@ pub fn run(
                 failing = true;
             }
             (None, true) => {
-                info!(server = %server, "The archive's mirrors hold every file again.");
+                let message = "The archive's mirrors hold every file again.";
+                info!(server = %server, "{message}");
+                let title = format!("Point-in-time archive of {server}: mirror copying again");
+                notify(crate::notify::event::pitr(
+                    crate::notify::event::Level::Info,
+                    "pitr_mirror_ok",
+                    server,
+                    title,
+                    message.into(),
+                ));
                 failing = false;
             }
             _ => {}

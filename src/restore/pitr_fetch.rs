@@ -7,7 +7,7 @@
 //! when the target is past the last whole segment, the `.partial`. Recovery then reads the
 //! staging archive like the local one, checking each file against the index's sha256 before
 //! it is used. The staging folder is removed when the restore ends (and a killed run's at the
-//! next fetch).
+//! next fetch, never a running one's).
 
 use std::path::{Path, PathBuf};
 
@@ -40,9 +40,12 @@ impl Drop for Staged {
 /// The staging folder cannot be made, or the mirror holds no archive of the server.
 pub fn stage(backup_dir: &Path, mirror: &dyn Storage, host: &str, port: u16) -> anyhow::Result<(Archive, Staged)> {
     let staging = backup_dir.join(STAGING_DIR);
-    // A killed run's staging archive.
+    // A killed run's staging archive; never one of a run still going (these restores take no
+    // folder lock: two may run at once).
     for entry in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with("pitr_") {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("pitr_").and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if pid > 0 && !alive(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -113,7 +116,48 @@ fn get_any(archive: &Archive, mirror: &dyn Storage, path: &Path, ext: &str) -> a
     Err(err.context(format!("downloading {} from {}", key(archive, path), mirror.name())))
 }
 
+/// Whether process `pid` exists (signal 0; a process of another user counts).
+fn alive(pid: i32) -> bool {
+    !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+}
+
 /// A file's key on the mirror: its path under the (staging) backup folder.
 fn key(archive: &Archive, path: &Path) -> String {
     path.strip_prefix(archive.backup_dir()).unwrap_or(path).to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The staging folders of killed runs go; a running one's (here: process 1's) stays; a
+    /// mirror without the archive is a clear error.
+    #[test]
+    fn staging_clears_only_what_killed_runs_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, remote) = (dir.path().join("backups"), dir.path().join("remote"));
+        let staging = root.join(STAGING_DIR);
+        for name in ["pitr_1", "pitr_999999999", "pitr_x", "other"] {
+            std::fs::create_dir_all(staging.join(name)).unwrap();
+        }
+        let mirror = crate::storage::local::LocalStorage::new(&remote);
+        let err = stage(&root, &mirror, "db", 5432).unwrap_err();
+        assert!(format!("{err:#}").contains("holds no point-in-time archive of db:5432"), "{err:#}");
+        let left: std::collections::BTreeSet<String> = std::fs::read_dir(&staging)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.contains("pitr_1") && left.contains("pitr_x") && left.contains("other"), "{left:?}");
+        assert!(!left.contains("pitr_999999999"), "{left:?}");
+        assert!(!left.contains(&format!("pitr_{}", std::process::id())), "a failed stage removes its own: {left:?}");
+
+        let archive = Archive::new(&remote, "db", 5432);
+        std::fs::create_dir_all(&archive.dir).unwrap();
+        std::fs::write(archive.index(), "{}\n").unwrap();
+        let (staged_archive, staged) = stage(&root, &mirror, "db", 5432).unwrap();
+        assert_eq!(std::fs::read(staged_archive.index()).unwrap(), b"{}\n");
+        drop(staged);
+        assert!(!staged_archive.dir.exists(), "removed when dropped");
+    }
 }

@@ -55,10 +55,12 @@ pub fn check(dumps: &[Dump], db: &str, target: DateTime<Utc>, recovered: &[Table
     else {
         return Ok(());
     };
+    let here: std::collections::HashSet<(&str, &str)> =
+        recovered.iter().map(|(_, s, t)| (s.as_str(), t.as_str())).collect();
     let missing: Vec<String> = dump
         .tables
         .iter()
-        .filter(|(schema, table)| !recovered.iter().any(|(_, s, t)| s == schema && t == table))
+        .filter(|(schema, table)| !here.contains(&(schema.as_str(), table.as_str())))
         .map(|(schema, table)| format!("{schema}.{table}"))
         .collect();
     if !missing.is_empty() {

@@ -28,10 +28,12 @@ pub struct LockPolicy {
     pub min: Duration,
 }
 
-/// One pass: the files to send, in order, each with its lock date, and the copies to delete.
+/// One pass: the files to send, in order, each with its lock date, the replaced files that
+/// changed but wait until they are due, and the copies to delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pass {
     pub uploads: Vec<(LocalFile, Option<DateTime<Utc>>)>,
+    pub held_back: Vec<LocalFile>,
     pub deletes: Vec<String>,
 }
 
@@ -96,16 +98,17 @@ pub fn pass(
     replaced_due: bool,
     now: DateTime<Utc>,
 ) -> Pass {
-    let mut uploads: Vec<&LocalFile> = local
+    let changed = local
         .iter()
         .filter(|f| kind(&f.key) != Kind::Other)
-        .filter(|f| held.get(&f.key) != Some(&(f.size, f.mtime.timestamp())))
-        .filter(|f| replaced_due || !kind(&f.key).replaced())
-        .collect();
+        .filter(|f| held.get(&f.key) != Some(&(f.size, f.mtime.timestamp())));
+    let (mut uploads, held_back): (Vec<&LocalFile>, Vec<&LocalFile>) =
+        changed.partition(|f| replaced_due || !kind(&f.key).replaced());
     uploads.sort_by(|a, b| (kind(&a.key), &a.key).cmp(&(kind(&b.key), &b.key)));
+    let here: std::collections::HashSet<&str> = local.iter().map(|f| f.key.as_str()).collect();
     let deletes = held
         .keys()
-        .filter(|k| !local.iter().any(|f| &f.key == *k))
+        .filter(|k| !here.contains(k.as_str()))
         .filter(|k| match kind(k) {
             Kind::Wal => segment_of(k, index.segment_size.max(1)).is_some_and(|s| !index.has(s)),
             Kind::Base(c, _) | Kind::BaseManifest(c, _) => !index.bases.iter().any(|b| b.chain == c),
@@ -115,7 +118,7 @@ pub fn pass(
         .cloned()
         .collect();
     let uploads = uploads.into_iter().map(|f| (f.clone(), lock.and_then(|l| lock_until(f, index, l, now)))).collect();
-    Pass { uploads, deletes }
+    Pass { uploads, held_back: held_back.into_iter().cloned().collect(), deletes }
 }
 
 /// Until when the copy of `f` stays locked: until its chain is expected to expire (the

@@ -84,6 +84,9 @@ fn new_files_go_oldest_kind_first_and_the_index_last() {
     assert!(p.uploads.iter().all(|(_, lock)| lock.is_none()), "no lock policy, no lock");
     let later = pass(&local, &BTreeMap::new(), &index(1..=2, &[(0, 1)]), None, false, at(10));
     assert_eq!(keys(&later).last().map(String::as_str), Some(wal(2).as_str()), "replaced files wait until due");
+    let waiting: Vec<&str> = later.held_back.iter().map(|f| f.key.trim_start_matches("pitr/db_5432/")).collect();
+    assert_eq!(waiting.len(), 3, "{waiting:?}");
+    assert!(waiting.contains(&"index.jsonl") && waiting.contains(&"partial.json"), "{waiting:?}");
 }
 
 #[test]
