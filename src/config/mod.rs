@@ -226,6 +226,7 @@ impl Settings {
                     Some("psql") => crate::model::database::RestoreLoader::Psql,
                     _ => crate::model::database::RestoreLoader::Libpq,
                 },
+                restore_spill_bytes: (l.int_in(env::RESTORE_SPILL_MB, 512, 0, 1 << 20) as u64) << 20,
             }),
             notify,
             mirrors,

@@ -123,6 +123,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("restore", "accept-errors", "RESTORE_ACCEPT_ERRORS"),
     ("restore", "jobs", "RESTORE_JOBS"),
     ("restore", "loader", "RESTORE_LOADER"),
+    ("restore", "spill_mb", "RESTORE_SPILL_MB"),
     ("verify", "admin-password-file", "BACKUP_ADMIN_PASSWORD_FILE"),
     ("health", "addr", "HEALTH_ADDR"),
     ("health", "fail-when-stale", "HEALTH_FAIL_WHEN_STALE"),

@@ -78,6 +78,9 @@ pub struct EngineOptions {
     pub search_path: Vec<PathBuf>,
     /// `RESTORE_LOADER`: what sends a PostgreSQL dump to the server.
     pub restore_loader: RestoreLoader,
+    /// `RESTORE_SPILL_MB`, in bytes: how much of a load's COPY rows may wait in TMPDIR while
+    /// their session is busy (0: none; rows then wait in memory only).
+    pub restore_spill_bytes: u64,
 }
 
 /// `RESTORE_LOADER`: how a PostgreSQL load reaches the server.

@@ -38,6 +38,11 @@ pub trait Lanes {
     /// The end of one unit of work on `lane` (it is sent on now, and counted as unfinished
     /// until the session reaches it).
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()>;
+    /// Whether `lane` takes more rows now without the splitter waiting (rows queued in
+    /// memory or spilled to disk): a big table is then not cut into pieces for other sessions.
+    fn has_room(&self, _lane: usize) -> bool {
+        false
+    }
     /// The worker with the least unfinished work.
     fn idlest(&self) -> usize;
     /// Waits until every session has run everything sent to it; later sends start new ones.

@@ -11,6 +11,7 @@
 
 mod lanes;
 mod plan;
+mod queue;
 mod sessions;
 mod split;
 mod wire;
@@ -61,9 +62,15 @@ pub fn load(
         }
         RestoreLoader::Libpq => {
             let workers = if req.jobs > 1 { req.jobs } else { 0 };
-            let timeout = engine.options.connect_timeout_secs;
-            let mut lanes =
-                wire::WireLanes::new(&req.admin, into, req.ignore_errors, workers, timeout, Arc::clone(&tally), cancel);
+            let mut lanes = wire::WireLanes::new(
+                &req.admin,
+                into,
+                req.ignore_errors,
+                workers,
+                &engine.options,
+                Arc::clone(&tally),
+                cancel,
+            );
             // One session and one transaction: the rows skip the WAL (`wal_level=minimal`).
             let one = workers == 0 && req.single_transaction;
             let run = || {

@@ -16,6 +16,8 @@ struct Recorder {
     pieces: Vec<(usize, &'static str, String)>,
     barriers: usize,
     next: usize,
+    /// What `has_room` answers (lanes that queue or spill without waiting).
+    room: bool,
 }
 
 impl Recorder {
@@ -57,6 +59,9 @@ impl Lanes for Recorder {
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
         self.next += 1;
         self.send(lane, Piece::Statement(b"<unit>\n"), None)
+    }
+    fn has_room(&self, _lane: usize) -> bool {
+        self.room
     }
     fn idlest(&self) -> usize {
         // Round robin over the workers (the next after each unit): deterministic.
@@ -236,6 +241,26 @@ fn a_big_table_is_cut_between_rows_over_the_workers() {
         assert!(!in_copy);
     }
     assert_eq!(copied, rows, "every row sent exactly once");
+}
+
+#[test]
+fn a_lane_with_room_takes_a_big_table_whole_in_big_pieces() {
+    let rows = (SPLIT_BYTES as usize / 90) * 3;
+    let mut lanes = Recorder::new(2);
+    lanes.room = true;
+    let text = dump(rows);
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, false).unwrap();
+    let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(1 << 20, text.as_bytes())).unwrap();
+    summary.check_complete().unwrap();
+    assert_eq!(plan.pieces, 0, "{plan}");
+    let rows_sent: Vec<usize> = lanes.pieces.iter().filter(|p| p.1 == "rows").map(|p| p.2.len()).collect();
+    let total: usize = rows_sent.iter().sum();
+    // Pieces of rows are cut at SEND_BYTES or at the end of a read, never row by row.
+    assert!(rows_sent.len() <= 2 * total / (256 * 1024) + 4, "{} pieces for {total} bytes", rows_sent.len());
+    assert_eq!(
+        lanes.all(1).matches("COPY public.a (id) FROM stdin;").count() + lanes.all(2).matches("COPY public.a").count(),
+        1
+    );
 }
 
 #[test]

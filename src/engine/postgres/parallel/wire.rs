@@ -13,26 +13,28 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail};
 
 use super::lanes::{Backlog, Lanes, Piece, idlest, stopped};
+use super::queue::{Budget, Entry, Queue};
 use crate::engine::Conn;
 use crate::engine::load::SharedErrors;
 use crate::engine::postgres::pq::{Outcome, PgError, Session};
+use crate::model::database::EngineOptions;
 use crate::system::cancel::{Cancel, Interrupted};
 
-/// Pieces queued per lane before the splitter waits (rows come in 256 KiB pieces).
-const QUEUE: usize = 16;
 /// Session settings of every lane: commits wait for no WAL flush (one synchronous commit
 /// before the swap makes them all durable), and notices below warnings stay on the server.
 const OPTIONS: &str = "-c synchronous_commit=off -c client_min_messages=warning";
 
+/// A lane seen from another: the units sent to it, those done, the bytes it has queued.
+type Watch = (u64, Arc<AtomicU64>, Arc<AtomicU64>);
+
 enum Msg {
     Statement(Vec<u8>, Option<u64>),
-    Rows(Vec<u8>, Option<u64>),
     CopyEnd,
     /// The end of one unit of work (counted as done when the lane gets there).
     Unit,
@@ -41,7 +43,7 @@ enum Msg {
 }
 
 struct Lane {
-    tx: SyncSender<Msg>,
+    queue: Arc<Queue<Msg>>,
     units: u64,
     done: Arc<AtomicU64>,
     queued: Arc<AtomicU64>,
@@ -58,6 +60,8 @@ pub struct WireLanes<'a> {
     /// The load's own token: cancelled with the caller's, or when one lane fails.
     cancel: Cancel,
     lanes: Vec<Option<Lane>>,
+    /// What the lanes may spill to TMPDIR, and have spilled and not yet loaded.
+    spill: Arc<Budget>,
 }
 
 impl<'a> WireLanes<'a> {
@@ -66,7 +70,7 @@ impl<'a> WireLanes<'a> {
         database: &'a str,
         ignore_errors: bool,
         workers: usize,
-        connect_timeout_secs: u32,
+        options: &EngineOptions,
         tally: SharedErrors,
         cancel: &Cancel,
     ) -> Self {
@@ -75,15 +79,17 @@ impl<'a> WireLanes<'a> {
             database,
             ignore_errors,
             workers,
-            connect_timeout_secs,
+            connect_timeout_secs: options.connect_timeout_secs,
             tally,
             cancel: cancel.child(),
             lanes: (0..=workers).map(|_| None).collect(),
+            spill: Arc::new(Budget::new(options.restore_spill_bytes)),
         }
     }
 
     fn start(&self, lane: usize) -> Lane {
-        let (tx, rx) = sync_channel::<Msg>(QUEUE);
+        let queue = Arc::new(Queue::new(Arc::clone(&self.spill)));
+        let rx = Arc::clone(&queue);
         let done = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicU64::new(0));
         let worker = Worker {
@@ -99,7 +105,9 @@ impl<'a> WireLanes<'a> {
         let handle = std::thread::Builder::new()
             .name(format!("load-{lane}"))
             .spawn(move || {
-                let result = worker.run(rx);
+                let result = worker.run(&rx);
+                // Whatever ended the lane, the splitter no longer waits for it.
+                rx.close();
                 if result.is_err() {
                     // One lane stopped: stop the others rather than let them run on.
                     worker.cancel.cancel();
@@ -107,19 +115,32 @@ impl<'a> WireLanes<'a> {
                 result
             })
             .expect("a thread can be started");
-        Lane { tx, units: 0, done, queued, handle }
+        Lane { queue, units: 0, done, queued, handle }
     }
 
-    fn post(&mut self, lane: usize, msg: Msg, bytes: u64) -> anyhow::Result<()> {
+    fn post(&mut self, lane: usize, msg: Entry<Msg>, bytes: u64) -> anyhow::Result<()> {
         if self.cancel.is_cancelled() {
             return Err(self.failure());
         }
         if self.lanes[lane].is_none() {
             self.lanes[lane] = Some(self.start(lane));
         }
+        // Rows spill to disk only while another worker has nothing to do: reading on then
+        // brings it the next table sooner. When every worker is busy, the splitter waits.
+        let others: Vec<Option<Watch>> = (1..=self.workers)
+            .filter(|&other| other != lane)
+            .map(|other| self.lanes[other].as_ref().map(|o| (o.units, Arc::clone(&o.done), Arc::clone(&o.queued))))
+            .collect();
+        let idle_other = || {
+            others.iter().any(|o| {
+                o.as_ref().is_none_or(|(units, done, queued)| {
+                    done.load(Ordering::Relaxed) >= *units && queued.load(Ordering::Relaxed) == 0
+                })
+            })
+        };
         let l = self.lanes[lane].as_mut().expect("just started");
         l.queued.fetch_add(bytes, Ordering::Relaxed);
-        if l.tx.send(msg).is_err() {
+        if !l.queue.send(msg, &idle_other) {
             // The lane is gone: its own error says why.
             let e = self.close(lane).err().unwrap_or_else(|| anyhow!("session {lane} of the load ended early"));
             return Err(self.first_error(e));
@@ -130,7 +151,7 @@ impl<'a> WireLanes<'a> {
     /// Ends `lane`'s session and returns how it ended.
     fn close(&mut self, lane: usize) -> anyhow::Result<()> {
         let Some(l) = self.lanes[lane].take() else { return Ok(()) };
-        drop(l.tx);
+        l.queue.finish();
         l.handle.join().unwrap_or_else(|_| Err(anyhow!("a load thread panicked")))
     }
 
@@ -162,9 +183,9 @@ impl Lanes for WireLanes<'_> {
 
     fn send(&mut self, lane: usize, piece: Piece<'_>, file_line: Option<u64>) -> anyhow::Result<()> {
         let msg = match piece {
-            Piece::Statement(t) => Msg::Statement(t.to_vec(), file_line),
-            Piece::Rows(t) => Msg::Rows(t.to_vec(), file_line),
-            Piece::CopyEnd => Msg::CopyEnd,
+            Piece::Statement(t) => Entry::Message(Msg::Statement(t.to_vec(), file_line), t.len() as u64),
+            Piece::Rows(t) => Entry::Rows(t.to_vec(), file_line),
+            Piece::CopyEnd => Entry::Message(Msg::CopyEnd, 0),
             Piece::Meta(t) => {
                 let text = String::from_utf8_lossy(t.trim_ascii());
                 let command = text.split_whitespace().next().unwrap_or_default();
@@ -186,11 +207,15 @@ impl Lanes for WireLanes<'_> {
     }
 
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
-        self.post(lane, Msg::Unit, 0)?;
+        self.post(lane, Entry::Message(Msg::Unit, 0), 0)?;
         if let Some(l) = self.lanes[lane].as_mut() {
             l.units += 1;
         }
         Ok(())
+    }
+
+    fn has_room(&self, lane: usize) -> bool {
+        self.lanes[lane].as_ref().is_none_or(|l| l.queue.has_room())
     }
 
     fn idlest(&self) -> usize {
@@ -208,7 +233,7 @@ impl Lanes for WireLanes<'_> {
         for lane in 0..self.lanes.len() {
             let Some(l) = self.lanes[lane].as_ref() else { continue };
             let (ack, answered) = sync_channel(1);
-            if l.tx.send(Msg::Sync(ack)).is_ok() {
+            if l.queue.send(Entry::Message(Msg::Sync(ack), 0), &|| false) {
                 waits.push((lane, answered));
             } else {
                 waits.push((lane, sync_channel(1).1));
@@ -244,12 +269,20 @@ struct Copying {
 }
 
 impl Worker {
-    fn run(&self, rx: Receiver<Msg>) -> anyhow::Result<()> {
+    fn run(&self, rx: &Queue<Msg>) -> anyhow::Result<()> {
         let mut session = Session::connect(&self.admin, &self.database, OPTIONS, self.timeout)?;
         // A cancellation (the caller's, or a sibling lane's failure) cancels what runs here.
         let _watch = session.watch(&self.cancel);
         let mut copying: Option<Copying> = None;
-        for msg in rx {
+        while let Some(entry) = rx.recv()? {
+            let msg = match entry {
+                Entry::Message(msg, _) => msg,
+                Entry::Rows(rows, line) => {
+                    self.rows(&mut session, copying.as_mut(), &rows, line);
+                    continue;
+                }
+                Entry::Spilled { .. } => continue,
+            };
             match msg {
                 Msg::Statement(sql, line) => {
                     self.queued.fetch_sub(sql.len() as u64, Ordering::Relaxed);
@@ -259,16 +292,6 @@ impl Worker {
                         }
                         Ok(Outcome::Done) => {}
                         Err(e) => self.failed(line, &e)?,
-                    }
-                }
-                Msg::Rows(rows, line) => {
-                    self.queued.fetch_sub(rows.len() as u64, Ordering::Relaxed);
-                    if let Some(c) = copying.as_mut() {
-                        c.first_row = c.first_row.or(line);
-                        // A failed COPY takes no more rows; its end tells why.
-                        if !c.failed && session.copy_rows(&rows).is_err() {
-                            c.failed = true;
-                        }
                     }
                 }
                 Msg::CopyEnd => {
@@ -288,6 +311,17 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    fn rows(&self, session: &mut Session, copying: Option<&mut Copying>, rows: &[u8], line: Option<u64>) {
+        self.queued.fetch_sub(rows.len() as u64, Ordering::Relaxed);
+        if let Some(c) = copying {
+            c.first_row = c.first_row.or(line);
+            // A failed COPY takes no more rows; its end tells why.
+            if !c.failed && session.copy_rows(rows).is_err() {
+                c.failed = true;
+            }
+        }
     }
 
     /// Counts the error; stops the lane unless `-I` (or the connection is gone).

@@ -1,5 +1,6 @@
 //! COPY data in the splitter: rows passed on in pieces of at most `SEND_BYTES`; a big table's
-//! rows move to the idlest worker every `SPLIT_BYTES`, always between rows (a row may span
+//! rows move to the idlest worker every `SPLIT_BYTES` while its session has no room for more
+//! (`Lanes::has_room`), always between rows (a row may span
 //! reads; a line `\\.` ends the block, and is sent as `Piece::CopyEnd`, never as a row: the
 //! first bytes of a row that could be that line wait until the row is whole).
 
@@ -47,11 +48,17 @@ impl<L: Lanes> Splitter<'_, L> {
                 ended = true;
                 break;
             }
-            if self.out.len() >= SEND_BYTES || (copy.splittable && copy.piece >= SPLIT_BYTES) {
+            let full = copy.splittable && copy.piece >= SPLIT_BYTES;
+            if self.out.len() >= SEND_BYTES || full {
                 self.flush_copy(&copy, rows_from)?;
                 rows_from = self.line;
-                if copy.splittable && copy.piece >= SPLIT_BYTES {
-                    self.next_piece(&mut copy)?;
+                if full {
+                    if self.cut_now(&copy) {
+                        self.next_piece(&mut copy)?;
+                    } else {
+                        // The session takes these rows too: asked again after as many more.
+                        copy.piece = 0;
+                    }
                 }
             }
         }
@@ -115,6 +122,13 @@ impl<L: Lanes> Splitter<'_, L> {
         self.out = out;
         self.out.clear();
         r
+    }
+
+    /// Whether a big table's rows move on to another session now: only when the session
+    /// loading them cannot hold more without the splitter waiting (one session per table
+    /// costs the server less, and lets the next table start in another session meanwhile).
+    fn cut_now(&self, copy: &CopyBlock) -> bool {
+        !matches!(copy.dest, Dest::Lane(lane) if self.lanes.has_room(lane))
     }
 
     /// Ends the current piece of a table's rows and opens the next in the idlest worker.

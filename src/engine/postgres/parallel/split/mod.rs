@@ -3,7 +3,8 @@
 //!
 //! - pre-data runs in the serial session; then every session waits (the tables exist);
 //! - each table's rows go to the worker with the least unfinished work, and a table's rows
-//!   move to another worker every `SPLIT_BYTES` (rows are independent until post-data), while
+//!   move to another worker every `SPLIT_BYTES` while its session has no room for more (rows
+//!   are independent until post-data; `Lanes::has_room`, the spill queue), while
 //!   sequence values and large objects run in the serial session;
 //! - post-data: index builds and constraints in parallel as they are read; partition index
 //!   attachments, then foreign keys (in parallel), then everything else in dump order, from a
