@@ -220,3 +220,15 @@ fn password_files_are_checked_at_load_and_read_at_use() {
     .to_string();
     assert!(err.contains("DB_PASSWORD_FILE") && err.contains("missing"), "{err}");
 }
+
+#[test]
+fn the_spill_budget_is_read_in_mib_and_checked() {
+    let bytes = |pairs: &[(&str, &str)]| load_with(None, pairs).map(|s| s.engines.options().restore_spill_bytes);
+    assert_eq!(bytes(&[]).unwrap(), 512 << 20);
+    assert_eq!(bytes(&[("RESTORE_SPILL_MB", "0")]).unwrap(), 0);
+    assert_eq!(bytes(&[("RESTORE_SPILL_MB", "64")]).unwrap(), 64 << 20);
+    for bad in ["-1", "lots", "2000000"] {
+        let err = bytes(&[("RESTORE_SPILL_MB", bad)]).unwrap_err().to_string();
+        assert!(err.contains("RESTORE_SPILL_MB"), "{bad}: {err}");
+    }
+}
