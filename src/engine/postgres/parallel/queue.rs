@@ -26,11 +26,17 @@ const RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 pub enum Entry<M> {
     Message(M, u64),
     Rows(Vec<u8>, Option<u64>),
+}
+
+/// What waits in the queue: an entry as sent, or rows that wait in the spill file (read back
+/// by `recv`, so a receiver never sees them).
+enum Held<M> {
+    Sent(Entry<M>),
     Spilled { at: u64, len: u64, line: Option<u64> },
 }
 
 struct State<M> {
-    entries: VecDeque<Entry<M>>,
+    entries: VecDeque<Held<M>>,
     memory: u64,
     file: Option<Arc<File>>,
     /// Where the next spilled rows go; back to 0 when nothing spilled is unread.
@@ -105,7 +111,6 @@ impl<M> Queue<M> {
         let weight = match &entry {
             Entry::Message(_, n) => *n,
             Entry::Rows(r, _) => r.len() as u64,
-            Entry::Spilled { .. } => 0,
         };
         loop {
             if s.closed {
@@ -128,7 +133,7 @@ impl<M> Queue<M> {
                     return false;
                 }
                 if written.is_ok() {
-                    s.entries.push_back(Entry::Spilled { at, len: rows.len() as u64, line: *line });
+                    s.entries.push_back(Held::Spilled { at, len: rows.len() as u64, line: *line });
                     self.changed.notify_all();
                     return true;
                 }
@@ -139,7 +144,7 @@ impl<M> Queue<M> {
             s = self.changed.wait_timeout(s, RECHECK).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
         s.memory += weight;
-        s.entries.push_back(entry);
+        s.entries.push_back(Held::Sent(entry));
         self.changed.notify_all();
         true
     }
@@ -200,15 +205,15 @@ impl<M> Queue<M> {
             s = self.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
         };
         let entry = match entry {
-            Entry::Message(m, n) => {
+            Held::Sent(Entry::Message(m, n)) => {
                 s.memory -= n;
                 Entry::Message(m, n)
             }
-            Entry::Rows(r, line) => {
+            Held::Sent(Entry::Rows(r, line)) => {
                 s.memory -= r.len() as u64;
                 Entry::Rows(r, line)
             }
-            Entry::Spilled { at, len, line } => {
+            Held::Spilled { at, len, line } => {
                 let file = s.file.clone().context("the load's spill file is gone")?;
                 // Read without the lock: the splitter goes on meanwhile.
                 drop(s);

@@ -257,10 +257,7 @@ fn a_lane_with_room_takes_a_big_table_whole_in_big_pieces() {
     let total: usize = rows_sent.iter().sum();
     // Pieces of rows are cut at SEND_BYTES or at the end of a read, never row by row.
     assert!(rows_sent.len() <= 2 * total / (256 * 1024) + 4, "{} pieces for {total} bytes", rows_sent.len());
-    assert_eq!(
-        lanes.all(1).matches("COPY public.a (id) FROM stdin;").count() + lanes.all(2).matches("COPY public.a").count(),
-        1
-    );
+    assert_eq!(lanes.all(1).matches("COPY public.a ").count() + lanes.all(2).matches("COPY public.a ").count(), 1);
 }
 
 #[test]

@@ -30,9 +30,6 @@ use crate::system::cancel::{Cancel, Interrupted};
 /// before the swap makes them all durable), and notices below warnings stay on the server.
 const OPTIONS: &str = "-c synchronous_commit=off -c client_min_messages=warning";
 
-/// A lane seen from another: the units sent to it, those done, the bytes it has queued.
-type Watch = (u64, Arc<AtomicU64>, Arc<AtomicU64>);
-
 enum Msg {
     Statement(Vec<u8>, Option<u64>),
     CopyEnd,
@@ -125,22 +122,20 @@ impl<'a> WireLanes<'a> {
         if self.lanes[lane].is_none() {
             self.lanes[lane] = Some(self.start(lane));
         }
+        let l = self.lanes[lane].as_ref().expect("just started");
+        l.queued.fetch_add(bytes, Ordering::Relaxed);
+        let queue = Arc::clone(&l.queue);
         // Rows spill to disk only while another worker has nothing to do: reading on then
         // brings it the next table sooner. When every worker is busy, the splitter waits.
-        let others: Vec<Option<Watch>> = (1..=self.workers)
-            .filter(|&other| other != lane)
-            .map(|other| self.lanes[other].as_ref().map(|o| (o.units, Arc::clone(&o.done), Arc::clone(&o.queued))))
-            .collect();
+        let (lanes, workers) = (&self.lanes, self.workers);
         let idle_other = || {
-            others.iter().any(|o| {
-                o.as_ref().is_none_or(|(units, done, queued)| {
-                    done.load(Ordering::Relaxed) >= *units && queued.load(Ordering::Relaxed) == 0
-                })
+            (1..=workers).filter(|&other| other != lane).any(|other| {
+                lanes[other]
+                    .as_ref()
+                    .is_none_or(|o| o.done.load(Ordering::Relaxed) >= o.units && o.queued.load(Ordering::Relaxed) == 0)
             })
         };
-        let l = self.lanes[lane].as_mut().expect("just started");
-        l.queued.fetch_add(bytes, Ordering::Relaxed);
-        if !l.queue.send(msg, &idle_other) {
+        if !queue.send(msg, &idle_other) {
             // The lane is gone: its own error says why.
             let e = self.close(lane).err().unwrap_or_else(|| anyhow!("session {lane} of the load ended early"));
             return Err(self.first_error(e));
@@ -281,7 +276,6 @@ impl Worker {
                     self.rows(&mut session, copying.as_mut(), &rows, line);
                     continue;
                 }
-                Entry::Spilled { .. } => continue,
             };
             match msg {
                 Msg::Statement(sql, line) => {
