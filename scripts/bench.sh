@@ -86,6 +86,7 @@ fi
 names+=("drop, create, gunzip -c | psql" "drop, create, pg_restore -j2 (directory dump)")
 names+=("backup-container -r (restore)" "backup-container -r (RESTORE_JOBS=1)" "backup-container -r (RESTORE_JOBS=2)")
 names+=("backup-container -r (RESTORE_LOADER=psql)")
+names+=("backup-container -r (RESTORE_SPILL_MB=0)")
 names+=("gunzip -c | psql, stock server" "backup-container -r, stock server" "backup-container -v (verify)")
 names+=("backup-container -v (RESTORE_JOBS=4)")
 if [ -n "${ONLY:-}" ]; then
@@ -151,6 +152,8 @@ run() {
       /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c "$DIR_RESTORE" _ "$WORK/dirdump" "$PGPORT_T" ;;
     "backup-container -r (RESTORE_LOADER=psql)")
       RESTORE_LOADER=psql BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
+    "backup-container -r (RESTORE_SPILL_MB=0)")
+      RESTORE_SPILL_MB=0 BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -r (RESTORE_JOBS="*)
       local jobs="${name#*=}"; jobs="${jobs%)}"
       RESTORE_JOBS="$jobs" BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;

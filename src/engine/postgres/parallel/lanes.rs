@@ -1,9 +1,13 @@
 //! What the splitter sends and where: the pieces of a plain dump and the `Lanes` that run them
 //! (`sessions::PsqlLanes`, `wire::WireLanes`, the tests' recorder), and what both kinds of
-//! session share: which worker is idlest, and the error a stopped load reports.
+//! session share: which worker is idlest, a session's progress, and the error a stopped load
+//! reports.
+
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::engine::load::{SharedErrors, snapshot};
-use crate::system::cancel::Interrupted;
+use crate::system::cancel::{Cancel, Interrupted};
 
 /// What the splitter sends: the stream cut where psql would cut it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +47,46 @@ pub trait Lanes {
     fn has_room(&self, _lane: usize) -> bool {
         false
     }
+    /// What `lane` is sent next runs only once `other` has reached the end of its `unit`th
+    /// unit (counted from 1 over the whole load). False when these lanes cannot wait on each
+    /// other: the splitter then waits for every session instead.
+    fn after(&mut self, _lane: usize, _other: usize, _unit: u64) -> anyhow::Result<bool> {
+        Ok(false)
+    }
     /// The worker with the least unfinished work.
     fn idlest(&self) -> usize;
     /// Waits until every session has run everything sent to it; later sends start new ones.
     fn barrier(&mut self) -> anyhow::Result<()>;
+}
+
+/// How many units a session has finished: read by the splitter, awaited by other sessions.
+#[derive(Default)]
+pub struct Progress {
+    done: Mutex<u64>,
+    reached: Condvar,
+}
+
+impl Progress {
+    pub fn get(&self) -> u64 {
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn advance(&self) {
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.reached.notify_all();
+    }
+
+    /// Waits until `unit` units are done, or the load is cancelled (a failed session cancels
+    /// it, so a wait never outlives the session it waits for).
+    pub fn wait(&self, unit: u64, cancel: &Cancel) -> Result<(), Interrupted> {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        while *done < unit {
+            cancel.check()?;
+            done =
+                self.reached.wait_timeout(done, Duration::from_millis(100)).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        Ok(())
+    }
 }
 
 /// A worker's unfinished work: units sent and not yet reached, then bytes queued.

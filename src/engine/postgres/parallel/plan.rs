@@ -121,6 +121,49 @@ pub fn state_key(statement: &[u8]) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The table a `COPY <name> (...) FROM stdin;` loads, as written (quotes kept).
+pub fn copy_target(statement: &[u8]) -> &[u8] {
+    let text = statement.trim_ascii_start();
+    let text = text.strip_prefix(b"COPY ").unwrap_or(text);
+    let mut quoted = false;
+    let end = text.iter().position(|&b| {
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        !quoted && (b == b' ' || b == b'(')
+    });
+    &text[..end.unwrap_or(text.len())]
+}
+
+/// The table an index or constraint build is on, as written (quotes kept, as in the COPY
+/// that loads it): `CREATE [UNIQUE] INDEX name ON [ONLY] t ...`, `ALTER TABLE [ONLY] t ...`.
+pub fn build_target(statement: &[u8]) -> Option<&[u8]> {
+    let mut words = words(statement);
+    let first = words.next()?;
+    let mut rest = if first == b"ALTER" {
+        (words.next()? == b"TABLE").then_some(words)?
+    } else if first == b"CREATE" {
+        words.find(|w| *w == b"ON")?;
+        words
+    } else {
+        return None;
+    };
+    let table = rest.next()?;
+    if table == b"ONLY" { rest.next() } else { Some(table) }
+}
+
+/// The words of a statement: split at white space outside double quotes.
+fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut quoted = false;
+    text.split(move |&b| {
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        !quoted && b.is_ascii_whitespace()
+    })
+    .filter(|w| !w.is_empty())
+}
+
 /// Whether a `COPY` statement is pg_dump's own text-format form, whose rows are one line each
 /// and can therefore be split between sessions at any line.
 pub fn splittable_copy(statement: &[u8]) -> bool {
@@ -195,6 +238,35 @@ mod tests {
         assert_eq!(state_key(b"SET x = 1; CREATE TABLE t ();"), None);
         assert_eq!(state_key(b"SELECT pg_catalog.setval('public.s', 42, true);"), None);
         assert_eq!(state_key(b"CREATE TABLE settings (a int);"), None);
+    }
+
+    #[test]
+    fn the_table_a_build_is_on() {
+        let t = |s: &str| build_target(s.as_bytes()).map(|t| String::from_utf8_lossy(t).into_owned());
+        assert_eq!(
+            t("ALTER TABLE ONLY public.a\n    ADD CONSTRAINT a_pkey PRIMARY KEY (id);").as_deref(),
+            Some("public.a")
+        );
+        assert_eq!(t("ALTER TABLE public.a ADD CONSTRAINT c CHECK (id > 0) NOT VALID;").as_deref(), Some("public.a"));
+        assert_eq!(t("CREATE INDEX b_i ON public.b USING btree (id);").as_deref(), Some("public.b"));
+        assert_eq!(t("CREATE UNIQUE INDEX u ON ONLY public.p USING btree (id);").as_deref(), Some("public.p"));
+        assert_eq!(
+            t("CREATE INDEX \"an ON index\" ON \"Ünïcode sch\".\"Tåble \"\"q ON\"\"\" USING btree (id);").as_deref(),
+            Some("\"Ünïcode sch\".\"Tåble \"\"q ON\"\"\""),
+            "words in quotes are not keywords"
+        );
+        assert_eq!(
+            t("CREATE INDEX \"an ON index\" ON \"Ünïcode sch\".\"Tåble \"\"q ON\"\"\" USING btree (id);")
+                .map(String::into_bytes),
+            Some(copy_target_of("COPY \"Ünïcode sch\".\"Tåble \"\"q ON\"\"\" (id) FROM stdin;")),
+            "the same text as the COPY names"
+        );
+        assert_eq!(t("COMMENT ON INDEX public.a_pkey IS 'k';"), None);
+        assert_eq!(t("ALTER INDEX public.p_i ATTACH PARTITION public.c_i;"), None);
+    }
+
+    fn copy_target_of(copy: &str) -> Vec<u8> {
+        copy_target(copy.as_bytes()).to_vec()
     }
 
     #[test]

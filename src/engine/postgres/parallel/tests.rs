@@ -18,6 +18,9 @@ struct Recorder {
     next: usize,
     /// What `has_room` answers (lanes that queue or spill without waiting).
     room: bool,
+    /// Whether `after` is supported; per lane, the units ended there.
+    waits: bool,
+    units: Vec<u64>,
 }
 
 impl Recorder {
@@ -26,6 +29,7 @@ impl Recorder {
             workers,
             sessions: vec![Vec::new(); workers + 1],
             open: vec![false; workers + 1],
+            units: vec![0; workers + 1],
             ..Default::default()
         }
     }
@@ -58,10 +62,18 @@ impl Lanes for Recorder {
     }
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
         self.next += 1;
+        self.units[lane] += 1;
+        self.pieces.push((lane, "unit", self.units[lane].to_string()));
         self.send(lane, Piece::Statement(b"<unit>\n"), None)
     }
     fn has_room(&self, _lane: usize) -> bool {
         self.room
+    }
+    fn after(&mut self, lane: usize, other: usize, unit: u64) -> anyhow::Result<bool> {
+        if self.waits {
+            self.pieces.push((lane, "after", format!("{other}:{unit}")));
+        }
+        Ok(self.waits)
     }
     fn idlest(&self) -> usize {
         // Round robin over the workers (the next after each unit): deterministic.
@@ -69,6 +81,7 @@ impl Lanes for Recorder {
     }
     fn barrier(&mut self) -> anyhow::Result<()> {
         self.barriers += 1;
+        self.pieces.push((0, "barrier", String::new()));
         self.next += 1;
         self.open.iter_mut().for_each(|o| *o = false);
         Ok(())
@@ -310,4 +323,71 @@ fn throwaway_loads_truncate_each_table_in_the_copy_transaction_and_do_not_cut_it
     let lane = if lanes.all(1).contains("\"x y\"") { 1 } else { 2 };
     let text = lanes.all(lane);
     assert!(text.find("\n1\n\\.\nCOMMIT;").unwrap() < text.find("\n2\n\\.\n").unwrap(), "{text}");
+}
+
+/// Runs the splitter over `text` with lanes that can wait on each other.
+fn split_waiting(text: &str, workers: usize) -> (Recorder, super::Plan) {
+    let mut lanes = Recorder::new(workers);
+    lanes.waits = true;
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, false).unwrap();
+    let (summary, plan) = splitter.run(&mut std::io::BufReader::new(text.as_bytes())).unwrap();
+    summary.check_complete().unwrap();
+    (lanes, plan)
+}
+
+/// Whether the build at `pieces[at]` runs after every piece of `table`'s rows: in the same
+/// lane after that piece's unit, or after waiting for that unit of the other lane.
+fn runs_after_rows(pieces: &[(usize, &'static str, String)], at: usize, table: &str) -> bool {
+    let lane = pieces[at].0;
+    let copy = format!("COPY {table} ");
+    let mut ok = true;
+    let mut copying = None;
+    for (i, (l, kind, text)) in pieces.iter().enumerate() {
+        match *kind {
+            "statement" if text.starts_with(&copy) => copying = Some(*l),
+            "unit" if copying == Some(*l) => {
+                copying = None;
+                let waited =
+                    pieces[..at].iter().any(|(w, k, t)| *w == lane && *k == "after" && *t == format!("{l}:{text}"));
+                ok &= i < at && (*l == lane || waited);
+            }
+            _ => {}
+        }
+    }
+    ok
+}
+
+fn barriers_before(lanes: &Recorder, at: usize) -> usize {
+    lanes.pieces[..at].iter().filter(|(_, k, _)| *k == "barrier").count()
+}
+
+#[test]
+fn a_build_waits_only_for_the_lanes_that_loaded_its_table() {
+    for rows in [3, 100_000] {
+        let (lanes, plan) = split_waiting(&dump(rows), 2);
+        assert_eq!(plan.serial_from, None, "{plan}");
+        let at = |what: &str| lanes.pieces.iter().position(|(_, k, t)| *k == "statement" && t.contains(what)).unwrap();
+        let (a, b) = (at("ADD CONSTRAINT a_pkey"), at("CREATE INDEX b_i"));
+        assert!(runs_after_rows(&lanes.pieces, a, "public.a"), "{rows} rows: {:#?}", lanes.pieces);
+        assert!(runs_after_rows(&lanes.pieces, b, "public.b"), "{rows} rows: {:#?}", lanes.pieces);
+        assert_eq!(barriers_before(&lanes, a.min(b)), 1, "only pre-data's: {:#?}", lanes.pieces);
+        if rows > 3 {
+            assert!(plan.pieces > 0, "the big table was cut: {plan}");
+            let waits = lanes.pieces.iter().filter(|(_, k, _)| *k == "after").count();
+            assert!(waits > 0, "a table in pieces over two lanes is waited for: {:#?}", lanes.pieces);
+        }
+        // The foreign key still runs after everything (a barrier), after both builds.
+        assert!(at("b_fk FOREIGN KEY") > a.max(b));
+    }
+}
+
+#[test]
+fn rows_not_known_by_their_table_make_the_builds_wait_for_every_session() {
+    let text = dump(3).replace("COPY public.b (id) FROM stdin;\n1\n\\.\n", "INSERT INTO public.b VALUES (1);\n");
+    assert!(text.contains("INSERT INTO public.b"));
+    let (lanes, plan) = split_waiting(&text, 2);
+    assert_eq!(plan.serial_from, None, "{plan}");
+    let first_build = lanes.pieces.iter().position(|(_, _, t)| t.contains("a_pkey")).unwrap();
+    assert_eq!(barriers_before(&lanes, first_build), 2, "pre-data's and the data's: {:#?}", lanes.pieces);
+    assert!(!lanes.pieces.iter().any(|(_, k, _)| *k == "after"), "{:#?}", lanes.pieces);
 }

@@ -9,7 +9,7 @@
 //! failed COPY's rows), errors named by the file's line (a COPY's by the row the server names),
 //! meta-commands refused except the dump's `\restrict`/`\unrestrict` (which only guard psql).
 //! Connections stay open across barriers: a barrier waits until every lane has run what it
-//! was sent. A cancellation cancels the running statement of every lane (`PQcancel`).
+//! was sent; a lane can also wait for one unit of another (an index build for a table's rows). A cancellation cancels the running statement of every lane (`PQcancel`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail};
 
-use super::lanes::{Backlog, Lanes, Piece, idlest, stopped};
+use super::lanes::{Backlog, Lanes, Piece, Progress, idlest, stopped};
 use super::queue::{Budget, Entry, Queue};
 use crate::engine::Conn;
 use crate::engine::load::SharedErrors;
@@ -37,12 +37,14 @@ enum Msg {
     Unit,
     /// A barrier: answer once everything before has run.
     Sync(SyncSender<()>),
+    /// Wait until another lane has finished this many units (a build after its table's rows).
+    After(Arc<Progress>, u64),
 }
 
 struct Lane {
     queue: Arc<Queue<Msg>>,
     units: u64,
-    done: Arc<AtomicU64>,
+    done: Arc<Progress>,
     queued: Arc<AtomicU64>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -87,7 +89,7 @@ impl<'a> WireLanes<'a> {
     fn start(&self, lane: usize) -> Lane {
         let queue = Arc::new(Queue::new(Arc::clone(&self.spill)));
         let rx = Arc::clone(&queue);
-        let done = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(Progress::default());
         let queued = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             admin: self.admin.clone(),
@@ -130,9 +132,7 @@ impl<'a> WireLanes<'a> {
         let (lanes, workers) = (&self.lanes, self.workers);
         let idle_other = || {
             (1..=workers).filter(|&other| other != lane).any(|other| {
-                lanes[other]
-                    .as_ref()
-                    .is_none_or(|o| o.done.load(Ordering::Relaxed) >= o.units && o.queued.load(Ordering::Relaxed) == 0)
+                lanes[other].as_ref().is_none_or(|o| o.done.get() >= o.units && o.queued.load(Ordering::Relaxed) == 0)
             })
         };
         if !queue.send(msg, &idle_other) {
@@ -209,6 +209,13 @@ impl Lanes for WireLanes<'_> {
         Ok(())
     }
 
+    fn after(&mut self, lane: usize, other: usize, unit: u64) -> anyhow::Result<bool> {
+        let Some(o) = self.lanes[other].as_ref() else { return Ok(false) };
+        let progress = Arc::clone(&o.done);
+        self.post(lane, Entry::Message(Msg::After(progress, unit), 0), 0)?;
+        Ok(true)
+    }
+
     fn has_room(&self, lane: usize) -> bool {
         self.lanes[lane].as_ref().is_none_or(|l| l.queue.has_room())
     }
@@ -217,7 +224,7 @@ impl Lanes for WireLanes<'_> {
         idlest(self.workers, |lane| {
             self.lanes[lane].as_ref().map(|l| Backlog {
                 units: l.units,
-                done: l.done.load(Ordering::Relaxed),
+                done: l.done.get(),
                 queued: l.queued.load(Ordering::Relaxed),
             })
         })
@@ -252,7 +259,7 @@ struct Worker {
     ignore_errors: bool,
     tally: SharedErrors,
     cancel: Cancel,
-    done: Arc<AtomicU64>,
+    done: Arc<Progress>,
     queued: Arc<AtomicU64>,
 }
 
@@ -296,9 +303,8 @@ impl Worker {
                         self.failed(line, &e)?;
                     }
                 }
-                Msg::Unit => {
-                    self.done.fetch_add(1, Ordering::Relaxed);
-                }
+                Msg::Unit => self.done.advance(),
+                Msg::After(other, unit) => other.wait(unit, &self.cancel)?,
                 Msg::Sync(ack) => {
                     let _ = ack.send(());
                 }

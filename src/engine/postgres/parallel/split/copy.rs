@@ -11,6 +11,8 @@ use crate::stream::scan::Scanner;
 
 pub(super) struct CopyBlock {
     pub(super) dest: Dest,
+    /// The table (as the COPY names it) when its pieces are recorded for its builds.
+    pub(super) target: Option<Vec<u8>>,
     pub(super) statement: Vec<u8>,
     pub(super) statement_line: u64,
     pub(super) splittable: bool,
@@ -75,7 +77,7 @@ impl<L: Lanes> Splitter<'_, L> {
             if let Dest::Lane(lane) = copy.dest
                 && lane > 0
             {
-                self.lanes.end_unit(lane)?;
+                self.piece_done(&copy, lane)?;
                 self.open_unit = None;
             }
         } else {
@@ -136,7 +138,7 @@ impl<L: Lanes> Splitter<'_, L> {
         let Dest::Lane(old) = copy.dest else { return Ok(()) };
         // psql names a failed COPY by its `\.` line: this one stands for the piece's last row.
         self.lanes.send(old, Piece::CopyEnd, Some(self.line - 1))?;
-        self.lanes.end_unit(old)?;
+        self.piece_done(copy, old)?;
         let lane = self.lanes.idlest();
         self.sync(lane)?;
         // The repeated COPY line maps to the original: an error in it is the original's.
@@ -147,20 +149,15 @@ impl<L: Lanes> Splitter<'_, L> {
         self.plan.pieces += 1;
         Ok(())
     }
-}
 
-/// The table a `COPY <name> (...) FROM stdin;` loads, as written (quotes kept).
-pub(super) fn copy_target(statement: &[u8]) -> &[u8] {
-    let text = statement.trim_ascii_start();
-    let text = text.strip_prefix(b"COPY ").unwrap_or(text);
-    let mut quoted = false;
-    let end = text.iter().position(|&b| {
-        if b == b'"' {
-            quoted = !quoted;
+    /// The end of a piece of a table's rows on `lane`: recorded for the table's builds.
+    fn piece_done(&mut self, copy: &CopyBlock, lane: usize) -> anyhow::Result<()> {
+        let unit = self.end_unit(lane)?;
+        if let Some(table) = &copy.target {
+            self.loaded.entry(table.clone()).or_default().push((lane, unit));
         }
-        !quoted && (b == b' ' || b == b'(')
-    });
-    &text[..end.unwrap_or(text.len())]
+        Ok(())
+    }
 }
 
 fn keep_start(copy: &mut CopyBlock, bytes: &[u8]) {

@@ -6,8 +6,10 @@
 //!   move to another worker every `SPLIT_BYTES` while its session has no room for more (rows
 //!   are independent until post-data; `Lanes::has_room`, the spill queue), while
 //!   sequence values and large objects run in the serial session;
-//! - post-data: index builds and constraints in parallel as they are read; partition index
-//!   attachments, then foreign keys (in parallel), then everything else in dump order, from a
+//! - post-data: index builds and constraints in parallel as they are read, each as soon as
+//!   the sessions that loaded its table's rows have finished them (`Lanes::after`; a table
+//!   not known from its COPY lines, or lanes that cannot wait on each other, wait for every
+//!   session once); partition index attachments, then foreign keys (in parallel), then everything else in dump order, from a
 //!   spool file (bounded memory), each group after the one before has finished.
 //!
 //! Session state (`SET ...`, `set_config(...)`) is replayed into each session before the first
@@ -21,13 +23,14 @@ use std::io::{BufRead, BufWriter};
 use anyhow::Context;
 
 mod copy;
+mod order;
 mod spool;
 
 use super::lanes::{Lanes, Piece};
-use super::plan::{Route, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
+use super::plan::{Route, copy_target, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
 use crate::engine::postgres::sections::is_blank;
 use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
-use copy::{CopyBlock, copy_target};
+use copy::CopyBlock;
 use spool::{AFTER, ATTACH, FOREIGN, TAG_SETTING, TAG_STATEMENT, write_record};
 
 /// A table's rows move to another session after this many bytes: no more than a session's
@@ -112,6 +115,15 @@ pub struct Splitter<'a, L: Lanes> {
     /// table must follow the first, never truncate it).
     skip_wal: bool,
     tables: std::collections::HashMap<Vec<u8>, usize>,
+    /// Per lane: the units ended there so far.
+    units: Vec<u64>,
+    /// Each table's COPY pieces: the lane and unit that loaded them (`Lanes::after`).
+    loaded: std::collections::HashMap<Vec<u8>, Vec<(usize, u64)>>,
+    /// Rows not known by their table (INSERTs, a COPY in the serial session): builds wait
+    /// for every session.
+    untracked_data: bool,
+    /// Every session has finished the data: builds wait for nothing.
+    data_done: bool,
 }
 
 impl<'a, L: Lanes> Splitter<'a, L> {
@@ -145,6 +157,10 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             plan: Plan::default(),
             skip_wal,
             tables: std::collections::HashMap::new(),
+            units: vec![0; lanes_n],
+            loaded: std::collections::HashMap::new(),
+            untracked_data: false,
+            data_done: false,
         })
     }
 
@@ -270,47 +286,8 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         }
         self.route = r;
         self.entry_statements = 0;
-        if (self.phase == Phase::Data && r == Route::TableData) || (self.phase == Phase::Post && r == Route::Build) {
+        if self.phase == Phase::Data && r == Route::TableData {
             self.entry_lane = self.lanes.idlest();
-        }
-        Ok(())
-    }
-
-    fn enter(&mut self, phase: Phase) -> anyhow::Result<()> {
-        self.barrier()?;
-        if phase == Phase::Post {
-            self.post_state = self.state.clone();
-        }
-        self.phase = phase;
-        Ok(())
-    }
-
-    fn barrier(&mut self) -> anyhow::Result<()> {
-        let start = std::time::Instant::now();
-        self.lanes.barrier()?;
-        tracing::debug!(phase = ?self.phase, line = self.line, waited_ms = start.elapsed().as_millis() as u64, "Parallel load: every session caught up.");
-        self.synced.iter_mut().for_each(|s| *s = None);
-        Ok(())
-    }
-
-    /// The rest of the load runs in the serial session, after everything before has finished.
-    fn serial_from(&mut self, here: u64, why: String) -> anyhow::Result<()> {
-        if self.phase == Phase::Serial {
-            return Ok(());
-        }
-        self.close_unit()?;
-        if self.phase == Phase::Post {
-            self.replay_post()?;
-        }
-        self.barrier()?;
-        self.phase = Phase::Serial;
-        self.plan.serial_from = Some((here, why));
-        Ok(())
-    }
-
-    fn close_unit(&mut self) -> anyhow::Result<()> {
-        if let Some(lane) = self.open_unit.take() {
-            self.lanes.end_unit(lane)?;
         }
         Ok(())
     }
@@ -334,6 +311,12 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                     .take(60)
                     .collect::<String>();
             self.serial_from(line, format!("a statement pg_dump does not write there ({first})"))?;
+        }
+        if self.phase == Phase::Data && self.route == Route::TableData && !copy {
+            self.untracked_data = true;
+        }
+        if self.phase == Phase::Post && self.route == Route::Build && self.entry_statements == 0 {
+            self.entry_lane = self.place_build(&statement)?;
         }
         self.entry_statements += 1;
         let dest = match (self.phase, self.route) {
@@ -375,8 +358,19 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                 }
                 self.open_unit = if let Dest::Lane(l) = dest { Some(l) } else { None };
             }
+            // The table whose rows these are, for the builds that need them.
+            let target = match dest {
+                Dest::Lane(lane) if lane > 0 && self.phase == Phase::Data && self.route == Route::TableData => {
+                    Some(copy_target(&statement).to_vec())
+                }
+                _ => {
+                    self.untracked_data |= self.phase == Phase::Data;
+                    None
+                }
+            };
             self.copy = Some(CopyBlock {
                 dest,
+                target,
                 statement: statement.clone(),
                 statement_line: line,
                 splittable,
@@ -400,27 +394,6 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             }
             Dest::Spool(spool) => write_record(&mut self.spools[spool], TAG_STATEMENT, line, text),
         }
-    }
-
-    /// Starts `lane`'s session with the dump's `\restrict` key and brings its settings up to date.
-    fn sync(&mut self, lane: usize) -> anyhow::Result<()> {
-        if self.synced[lane].is_none() {
-            if let Some(r) = self.restrict.clone() {
-                self.lanes.send(lane, Piece::Meta(&r), None)?;
-            }
-            self.synced[lane] = Some(Vec::new());
-        }
-        let have = self.synced[lane].take().unwrap_or_default();
-        let mut now = have.clone();
-        for setting in &self.state {
-            if !have.iter().any(|h| h.0 == setting.0 && h.1 == setting.1) {
-                self.lanes.send(lane, Piece::Statement(&setting.1), Some(setting.2))?;
-                now.retain(|h| h.0 != setting.0);
-                now.push(setting.clone());
-            }
-        }
-        self.synced[lane] = Some(now);
-        Ok(())
     }
 }
 

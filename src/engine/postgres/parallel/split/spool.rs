@@ -60,7 +60,7 @@ impl<L: Lanes> Splitter<'_, L> {
                 copy_lane = Some(lane);
                 self.lanes.send(lane, piece, Some(line))?;
                 if lane > 0 && !matches!(piece, Piece::Rows(_)) {
-                    self.lanes.end_unit(lane)?;
+                    self.end_unit(lane)?;
                 }
             }
             self.barrier()?;
