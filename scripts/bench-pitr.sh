@@ -6,6 +6,10 @@
 #   - restore of one database as of a time: ours (`-r … --at T -f bench`, into a new database)
 #     against the route a DBA would script (extract the base tar, put the WAL in pg_wal,
 #     recover to T in a throwaway server, `pg_dump | psql` into the live server).
+#   - two streamers: a daemon archiving this server and a second one (stock settings) while
+#     `pgbench -c 2` runs flat out for LAG_SECS (60) against the first: the flush lag
+#     (`pg_stat_replication`, sampled every 0.5 s), the daemon's peak RSS (its own, from
+#     /proc VmHWM) and its pg_receivewal children's RSS apart.
 # Prints medians.
 #
 #   SIZE_MB=300 RUNS=3 scripts/bench-pitr.sh        (make bench runs it after bench.sh)
@@ -21,7 +25,11 @@ BIN="$(pwd)/${BIN:-target/release/backup-container}"
 WORK="$(mktemp -d /tmp/backup-bench-pitr.XXXXXX)"
 chmod 755 "$WORK"
 DAEMON=""
-cleanup() { [ -z "$DAEMON" ] || kill "$DAEMON" 2>/dev/null || true; pg_stop; rm -rf "$WORK"; }
+SECOND_DIR=""
+cleanup() {
+  [ -z "$DAEMON" ] || kill "$DAEMON" 2>/dev/null || true
+  pg_stop; [ -z "$SECOND_DIR" ] || PG_DIR_T="$SECOND_DIR" pg_stop; rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 PG_EXTRA_OPTS="-c autovacuum=off -c shared_buffers=256MB -c max_wal_size=4GB" pg_start "$WORK/pg"
@@ -115,6 +123,36 @@ for round in $(seq 1 "$RUNS"); do
   if [ $(( round % 2 )) -eq 1 ]; then ours_restore; theirs_restore; else theirs_restore; ours_restore; fi
 done
 
+# Two streamers: this server and a second one, pgbench flat out against the first.
+LAG_SECS="${LAG_SECS:-60}"
+FIRST_DIR="$PG_DIR_T" FIRST_PORT="$PGPORT_T"
+pg_start "$WORK/pg2"
+SECOND_DIR="$PG_DIR_T" SECOND_PORT="$PGPORT_T"
+pg_admin -d postgres -c "CREATE ROLE bench LOGIN SUPERUSER REPLICATION PASSWORD 'bench-pw'" -c "CREATE DATABASE bench OWNER bench"
+PG_DIR_T="$FIRST_DIR" PGPORT_T="$FIRST_PORT" PGSOCK_T="$FIRST_DIR"
+rm -rf "$BACKUP_DIR/pitr" "$PITR_SPOOL_DIR"
+echo "Two streamers, pgbench flat out for ${LAG_SECS}s ..." >&2
+PITR_SERVERS="localhost:$FIRST_PORT,localhost:$SECOND_PORT" "$BIN" >"$WORK/daemon.log" 2>&1 & DAEMON=$!
+for _ in $(seq 1 600); do [ "$(grep -c "A full base backup of" "$WORK/daemon.log")" -ge 2 ] && break; sleep 0.5; done
+[ "$(grep -c "A full base backup of" "$WORK/daemon.log")" -ge 2 ] || { tail -20 "$WORK/daemon.log" >&2; exit 1; }
+PGPASSWORD=bench-pw pgbench -T "$LAG_SECS" -c 2 -j 2 -h 127.0.0.1 -p "$FIRST_PORT" -U bench bench >"$WORK/pgbench.out" 2>&1 & BENCH=$!
+: >"$WORK/lag.s"; : >"$WORK/receivewal.kb"
+while kill -0 "$BENCH" 2>/dev/null; do
+  pg_admin -d postgres -c "SELECT COALESCE(EXTRACT(epoch FROM flush_lag), 0), pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)
+    FROM pg_stat_replication WHERE state = 'streaming'" >>"$WORK/lag.s" 2>/dev/null || true
+  kids=0; for k in $(pgrep -P "$DAEMON" pg_receivewal); do kids=$(( kids + $(awk '/VmRSS/ {print $2}' "/proc/$k/status" 2>/dev/null || echo 0) )); done
+  echo "$kids" >>"$WORK/receivewal.kb"
+  sleep 0.5
+done
+wait "$BENCH"
+tps=$(awk '/^tps/ {print int($3); exit}' "$WORK/pgbench.out")
+peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON/status")
+stop_daemon
+lag_max=$(cut -d'|' -f1 "$WORK/lag.s" | sort -n | tail -n 1)
+lag_med=$(cut -d'|' -f1 "$WORK/lag.s" | median)
+bytes_max=$(cut -d'|' -f2 "$WORK/lag.s" | sort -n | tail -n 1)
+kids_max=$(sort -n "$WORK/receivewal.kb" | tail -n 1)
+
 ob=$(median <"$WORK/ours_base.s"); tb=$(median <"$WORK/theirs_base.s")
 oz=$(median <"$WORK/ours_base.bytes"); tz=$(median <"$WORK/theirs_base.bytes")
 orr=$(median <"$WORK/ours_restore.s"); tr=$(median <"$WORK/theirs_restore.s")
@@ -124,3 +162,7 @@ printf "%-52s %9.2f %12.1f %8s\n" "pg_basebackup -Ft -z -X none" "$tb" "$(echo "
 printf "%-52s %9.2f %12.1f %8.2f\n" "backup-container base backup (daemon)" "$ob" "$(echo "$oz/1000000" | bc -l)" "$(echo "$ob/$tb" | bc -l)"
 printf "%-52s %9.2f %12s %8s\n" "DBA route: extract, recover to T, pg_dump | psql" "$tr" "-" "1.00"
 printf "%-52s %9.2f %12s %8.2f\n" "backup-container -r … --at T (checks, counts)" "$orr" "-" "$(echo "$orr/$tr" | bc -l)"
+printf "\nTwo streamers, pgbench -c 2 flat out for %ss against one (%s tps), %s samples\n" "$LAG_SECS" "${tps:-?}" "$(wc -l <"$WORK/lag.s")"
+printf "%-52s %9.2f s (median %.2f s, most bytes behind %.1f MB)\n" "flush lag (pg_stat_replication), max" "$lag_max" "$lag_med" "$(echo "${bytes_max:-0}/1000000" | bc -l)"
+printf "%-52s %9.1f MB\n" "daemon peak RSS (VmHWM, children apart)" "$(echo "$peak_kb/1024" | bc -l)"
+printf "%-52s %9.1f MB\n" "pg_receivewal children together, max RSS" "$(echo "$kids_max/1024" | bc -l)"

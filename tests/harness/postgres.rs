@@ -135,14 +135,30 @@ impl PgServer {
             return missing("postgres", "initdb/pg_ctl not found (apt-get install postgresql)");
         };
         let settings = format!("-c fsync=off -c full_page_writes=off -c synchronous_commit=off {extra}");
-        Self::start_named(bin_dir, &settings, superuser)
+        Self::start_named(bin_dir, &settings, superuser, &[])
+    }
+
+    /// `start_major` with 1 MB WAL segments (`initdb --wal-segsize=1`): many segments, cheaply.
+    pub fn start_major_small_wal(major: u32) -> Option<PgServer> {
+        let Some(dir) = major_bin_dir(major) else {
+            return missing(
+                "pgmajors",
+                &format!("PostgreSQL {major} not installed (scripts/install-deps.sh pgmajors)"),
+            );
+        };
+        Self::start_named(
+            dir,
+            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+            "postgres",
+            &["--wal-segsize=1"],
+        )
     }
 
     fn start_in(bin_dir: PathBuf, settings: &str) -> Option<PgServer> {
-        Self::start_named(bin_dir, settings, "postgres")
+        Self::start_named(bin_dir, settings, "postgres", &[])
     }
 
-    fn start_named(bin_dir: PathBuf, settings: &str, superuser: &str) -> Option<PgServer> {
+    fn start_named(bin_dir: PathBuf, settings: &str, superuser: &str, initdb: &[&str]) -> Option<PgServer> {
         let as_postgres = nix::unistd::Uid::effective().is_root();
         let dir = tempfile::Builder::new().prefix("pgtest").tempdir().unwrap();
         if as_postgres {
@@ -172,6 +188,7 @@ impl PgServer {
                     "UTF8",
                     "--locale=C",
                 ])
+                .args(initdb)
                 .arg(format!("--pwfile={}", pwfile.display())),
             "initdb",
         );
