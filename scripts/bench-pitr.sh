@@ -50,6 +50,8 @@ echo "localhost:$PGPORT_T/bench" > "$BACKUP_CONF"; echo "0 0 1 1 * default ./bac
 mkdir -p "$VERIFY_DIR"; chmod 777 "$VERIFY_DIR"
 PGBIN="$(pg_bin_dir)"
 
+# PARTS="base restore streamers" (the default) runs those parts only.
+part() { [[ " ${PARTS:-base restore streamers} " == *" $1 "* ]]; }
 seconds() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -76,11 +78,15 @@ theirs_base() {
   du -b "$WORK/pgbb/base.tar.gz" | cut -f1 >>"$WORK/theirs_base.bytes"
 }
 
+if part base; then
 for round in $(seq 1 "$RUNS"); do
   echo "Round $round/$RUNS: base backups ..." >&2
   if [ $(( round % 2 )) -eq 1 ]; then ours_base; stop_daemon; theirs_base; else theirs_base; ours_base; stop_daemon; fi
 done
 
+fi
+
+if part restore; then
 # The restore: an archive kept by the daemon, 30 s of pgbench after its base backup.
 rm -rf "$BACKUP_DIR/pitr" "$PITR_SPOOL_DIR"
 "$BIN" >"$WORK/daemon.log" 2>&1 & DAEMON=$!
@@ -123,6 +129,9 @@ for round in $(seq 1 "$RUNS"); do
   if [ $(( round % 2 )) -eq 1 ]; then ours_restore; theirs_restore; else theirs_restore; ours_restore; fi
 done
 
+fi
+
+if part streamers; then
 # Two streamers: this server and a second one, pgbench flat out against the first.
 LAG_SECS="${LAG_SECS:-60}"
 FIRST_DIR="$PG_DIR_T" FIRST_PORT="$PGPORT_T"
@@ -138,7 +147,7 @@ for _ in $(seq 1 600); do [ "$(grep -c "A full base backup of" "$WORK/daemon.log
 PGPASSWORD=bench-pw pgbench -T "$LAG_SECS" -c 2 -j 2 -h 127.0.0.1 -p "$FIRST_PORT" -U bench bench >"$WORK/pgbench.out" 2>&1 & BENCH=$!
 : >"$WORK/lag.s"; : >"$WORK/receivewal.kb"
 while kill -0 "$BENCH" 2>/dev/null; do
-  pg_admin -d postgres -c "SELECT COALESCE(EXTRACT(epoch FROM flush_lag), 0), pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)
+  pg_admin -d postgres -c "SELECT COALESCE(EXTRACT(epoch FROM flush_lag), 0), pg_wal_lsn_diff(pg_current_wal_flush_lsn(), flush_lsn)
     FROM pg_stat_replication WHERE state = 'streaming'" >>"$WORK/lag.s" 2>/dev/null || true
   kids=0; for k in $(pgrep -P "$DAEMON" pg_receivewal); do kids=$(( kids + $(awk '/VmRSS/ {print $2}' "/proc/$k/status" 2>/dev/null || echo 0) )); done
   echo "$kids" >>"$WORK/receivewal.kb"
@@ -151,18 +160,34 @@ stop_daemon
 lag_max=$(cut -d'|' -f1 "$WORK/lag.s" | sort -n | tail -n 1)
 lag_med=$(cut -d'|' -f1 "$WORK/lag.s" | median)
 bytes_max=$(cut -d'|' -f2 "$WORK/lag.s" | sort -n | tail -n 1)
+bytes_med=$(cut -d'|' -f2 "$WORK/lag.s" | median)
 kids_max=$(sort -n "$WORK/receivewal.kb" | tail -n 1)
 
-ob=$(median <"$WORK/ours_base.s"); tb=$(median <"$WORK/theirs_base.s")
-oz=$(median <"$WORK/ours_base.bytes"); tz=$(median <"$WORK/theirs_base.bytes")
-orr=$(median <"$WORK/ours_restore.s"); tr=$(median <"$WORK/theirs_restore.s")
-printf "\nPoint-in-time, SIZE_MB=%s, RUNS=%s (medians)\n" "$SIZE_MB" "$RUNS"
-printf "%-52s %9s %12s %8s\n" "command" "wall s" "output MB" "ratio"
-printf "%-52s %9.2f %12.1f %8s\n" "pg_basebackup -Ft -z -X none" "$tb" "$(echo "$tz/1000000" | bc -l)" "1.00"
-printf "%-52s %9.2f %12.1f %8.2f\n" "backup-container base backup (daemon)" "$ob" "$(echo "$oz/1000000" | bc -l)" "$(echo "$ob/$tb" | bc -l)"
-printf "%-52s %9.2f %12s %8s\n" "DBA route: extract, recover to T, pg_dump | psql" "$tr" "-" "1.00"
-printf "%-52s %9.2f %12s %8.2f\n" "backup-container -r … --at T (checks, counts)" "$orr" "-" "$(echo "$orr/$tr" | bc -l)"
-printf "\nTwo streamers, pgbench -c 2 flat out for %ss against one (%s tps), %s samples\n" "$LAG_SECS" "${tps:-?}" "$(wc -l <"$WORK/lag.s")"
-printf "%-52s %9.2f s (median %.2f s, most bytes behind %.1f MB)\n" "flush lag (pg_stat_replication), max" "$lag_max" "$lag_med" "$(echo "${bytes_max:-0}/1000000" | bc -l)"
-printf "%-52s %9.1f MB\n" "daemon peak RSS (VmHWM, children apart)" "$(echo "$peak_kb/1024" | bc -l)"
-printf "%-52s %9.1f MB\n" "pg_receivewal children together, max RSS" "$(echo "$kids_max/1024" | bc -l)"
+fi
+
+if part base; then
+  ob=$(median <"$WORK/ours_base.s"); tb=$(median <"$WORK/theirs_base.s")
+  oz=$(median <"$WORK/ours_base.bytes"); tz=$(median <"$WORK/theirs_base.bytes")
+fi
+if part restore; then
+  orr=$(median <"$WORK/ours_restore.s"); tr=$(median <"$WORK/theirs_restore.s")
+fi
+if part base || part restore; then
+  printf "\nPoint-in-time, SIZE_MB=%s, RUNS=%s (medians)\n" "$SIZE_MB" "$RUNS"
+  printf "%-52s %9s %12s %8s\n" "command" "wall s" "output MB" "ratio"
+fi
+if part base; then
+  printf "%-52s %9.2f %12.1f %8s\n" "pg_basebackup -Ft -z -X none" "$tb" "$(echo "$tz/1000000" | bc -l)" "1.00"
+  printf "%-52s %9.2f %12.1f %8.2f\n" "backup-container base backup (daemon)" "$ob" "$(echo "$oz/1000000" | bc -l)" "$(echo "$ob/$tb" | bc -l)"
+fi
+if part restore; then
+  printf "%-52s %9.2f %12s %8s\n" "DBA route: extract, recover to T, pg_dump | psql" "$tr" "-" "1.00"
+  printf "%-52s %9.2f %12s %8.2f\n" "backup-container -r … --at T (checks, counts)" "$orr" "-" "$(echo "$orr/$tr" | bc -l)"
+fi
+if part streamers; then
+  printf "\nTwo streamers, pgbench -c 2 flat out for %ss against one (%s tps), %s samples\n" "$LAG_SECS" "${tps:-?}" "$(wc -l <"$WORK/lag.s")"
+  printf "%-52s %9.2f s (median %.2f s)\n" "flush lag (pg_stat_replication), max" "$lag_max" "$lag_med"
+  printf "%-52s %9.2f MB (median %.2f MB)\n" "WAL flushed by the server, not yet by us, max" "$(echo "${bytes_max:-0}/1000000" | bc -l)" "$(echo "${bytes_med:-0}/1000000" | bc -l)"
+  printf "%-52s %9.1f MB\n" "daemon peak RSS (VmHWM, children apart)" "$(echo "$peak_kb/1024" | bc -l)"
+  printf "%-52s %9.1f MB\n" "pg_receivewal children together, max RSS" "$(echo "$kids_max/1024" | bc -l)"
+fi
