@@ -4,7 +4,8 @@
 //! archive is a gap, reported and healed by a new full base backup; retention then removes
 //! the old chain and the WAL only it needed; a second daemon on the same archive is refused;
 //! SIGTERM stops it all cleanly; an archive at `PITR_MAX_BYTES` pauses archiving and drops the
-//! slot; a restarted server and a killed `pg_receivewal` leave no gap and no duplicate.
+//! slot; a restarted server and a killed `pg_receivewal` leave no gap and no duplicate. The
+//! archive's FTPS mirror (vsftpd) follows retention: the removed chain and WAL go there too.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::harness::app::Fixture;
 use crate::harness::daemon::{Daemon, get, metric, wait_until};
 use crate::harness::pitr::work;
 use crate::harness::run;
+use crate::harness::vsftpd::{self, Cert, Vsftpd};
 
 fn pitr_daemon(fx: &Fixture, conf: &std::path::Path) -> std::process::Command {
     let mut cmd = fx.cmd(conf);
@@ -22,6 +24,26 @@ fn pitr_daemon(fx: &Fixture, conf: &std::path::Path) -> std::process::Command {
         .env("PITR_BASE_SCHEDULE", "@every 24h")
         .env("PITR_CHAINS", "1");
     cmd
+}
+
+/// `cmd` copying the archive to `ftp` (vsftpd, FTPS), deleting there what retention removes.
+fn mirrored(mut cmd: std::process::Command, ftp: &Vsftpd) -> std::process::Command {
+    cmd.env("FTP_URL", format!("ftp://127.0.0.1:{}/offsite/", ftp.port))
+        .env("FTP_USER", &ftp.user)
+        .env("FTP_PASSWORD", vsftpd::PASSWORD)
+        .env("FTP_CA_FILE", &ftp.trust)
+        .env("FTP_PRUNE_BACKUPS", "true");
+    cmd
+}
+
+/// The files under `dir` (none when it does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_path_buf())
+        .collect()
 }
 
 fn metrics_of(d: &Daemon) -> String {
@@ -57,10 +79,20 @@ fn receiver(d: &Daemon, server: &str) -> nix::unistd::Pid {
 #[test]
 fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     let Some(fx) = Fixture::start(20) else { return };
+    let Some(ftp) = Vsftpd::start(false, Cert::CaSigned) else { return };
     let server = format!("localhost:{}", fx.pg.port);
     let conf = fx.conf(&format!("localhost:{}/app1\n0 0 1 1 * default ./backup.sh -s\n", fx.pg.port));
-    let mut d = Daemon::start(pitr_daemon(&fx, &conf), fx.dir.path());
+    let mut d = Daemon::start(mirrored(pitr_daemon(&fx, &conf), &ftp), fx.dir.path());
     d.wait_for("A full base backup of", Duration::from_secs(60));
+    // The mirror's copy of the archive (FTPS, pruning): the first chain goes up.
+    let archive_dir = std::fs::read_dir(fx.backups().join("pitr")).unwrap().next().unwrap().unwrap().path();
+    let copy = ftp.root.join("offsite").join(archive_dir.strip_prefix(fx.backups()).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(60), || !files_under(&copy.join("base/1")).is_empty()),
+        "{}\n{}",
+        d.log(),
+        ftp.log()
+    );
     fx.pg.psql("postgres", "CREATE TABLE t (x int)");
     work(&fx.pg, 3);
     let series = |name: &str| format!("{name}{{server=\"{server}\"}}");
@@ -136,6 +168,31 @@ fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     assert_eq!(stored.len() - partials, index.segments().count(), "each indexed segment once: {stored:?}");
     assert!(partials <= 1, "only the current segment's partial copy: {stored:?}");
 
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+    // The mirror follows retention (on a daemon's first pass, then hourly): the first chain's
+    // copy and the WAL older than the kept base go there too; the kept chain stays.
+    let mut d = Daemon::start(mirrored(pitr_daemon(&fx, &conf), &ftp), fx.dir.path());
+    let kept_name =
+        |n: u64| backup_container::pitr::wal::Segment { timeline: kept.timeline, number: n }.name(index.segment_size);
+    let older_wal = || {
+        files_under(&copy.join("wal"))
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str()?.get(..24).map(str::to_string))
+            .filter(|n| n.len() == 24 && !n.contains('.'))
+            .filter(|n| n.as_str() < kept_name(kept.number).as_str())
+            .collect::<Vec<_>>()
+    };
+    let followed = || files_under(&copy.join("base/1")).is_empty() && older_wal().is_empty();
+    assert!(
+        wait_until(Duration::from_secs(60), followed),
+        "left on the mirror: {:?} {:?}\n{}",
+        files_under(&copy.join("base/1")),
+        older_wal(),
+        d.log()
+    );
+    assert!(!files_under(&copy.join("base/2")).is_empty(), "the kept chain stays on the mirror");
+    assert!(files_under(&copy.join("wal")).iter().any(|p| p.to_string_lossy().contains(&kept_name(kept.number))));
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
     for entry in walkdir::WalkDir::new(fx.backups()) {
