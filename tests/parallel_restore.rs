@@ -1,7 +1,7 @@
 //! The parallel load (RESTORE_JOBS) against real servers: the same end state as
 //! `gunzip -c | psql` on a wide schema with a table too big for one piece, on a file written
 //! the bash version's way, and psql's protections kept (a hostile dump's `\!` runs nowhere;
-//! errors counted and named with the file's line).
+//! errors counted and named with the file's line); a full TMPDIR only slows the spill queue.
 
 use std::path::Path;
 use std::process::Command;
@@ -213,4 +213,66 @@ fn errors_in_parallel_sessions_name_the_file_line() {
         .env("RESTORE_LOADER", "psql"));
     let at_end = format!("errors=2 first=line {end}: ERROR:  invalid input syntax");
     assert!(psql.stderr.contains(&at_end), "expected the COPY's end, line {end}: {}", psql.all());
+}
+
+/// A tmpfs of `size` mounted on a folder of its own, unmounted when dropped.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    fn mount(size: &str) -> Option<TinyFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(TinyFs { dir }),
+            Ok(o) => {
+                crate::harness::missing("mount", &format!("mount -t tmpfs: {}", String::from_utf8_lossy(&o.stderr)))
+            }
+            Err(e) => crate::harness::missing("mount", &format!("mount: {e}")),
+        }
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// TMPDIR full while the spill queue would use it: said once, the rows wait in memory, and the
+/// load ends in the same database.
+#[test]
+fn a_full_tmpdir_only_slows_the_spill_queue() {
+    let Some(fx) = Fixture::start(5) else { return };
+    let Some(tiny) = TinyFs::mount("1m") else { return };
+    // A table whose rows load slowly (a CHECK that calls a costly function, checked row by row
+    // during the COPY): its session falls behind the splitter and the rest queue up.
+    fx.pg.psql("postgres", "CREATE DATABASE slow OWNER app");
+    fx.pg.psql(
+        "slow",
+        "SET ROLE app;
+         CREATE FUNCTION public.costly(t text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+           DECLARE n int := 0; BEGIN FOR i IN 1..50 LOOP n := n + length(t); END LOOP; RETURN n > 0; END $$;
+         CREATE TABLE public.checked (id int PRIMARY KEY, payload text CHECK (public.costly(payload)));
+         INSERT INTO public.checked SELECT g, repeat(md5(g::text), 10) FROM generate_series(1, 100000) g;
+         CREATE TABLE public.other (id int PRIMARY KEY);
+         INSERT INTO public.other SELECT generate_series(1, 1000);",
+    );
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/slow\n"));
+    let r = run(&mut fx.once(&conf));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = run(fx
+        .cmd(&conf)
+        .args(["-r", &format!("localhost:{port}/full_tmp"), "-f", "localhost-slow", "-s"])
+        .env("RESTORE_JOBS", "4")
+        .env("TMPDIR", tiny.dir.path()));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("Could not spill a session's rows to TMPDIR"), "the full TMPDIR is said: {}", r.all());
+    assert_eq!(comparable_dump(&fx, "full_tmp"), comparable_dump(&fx, "slow"));
+    assert_eq!(fx.pg.row_counts("full_tmp"), fx.pg.row_counts("slow"));
 }

@@ -132,14 +132,19 @@ impl<M> Queue<M> {
                     // `close` already gave back what was reserved.
                     return false;
                 }
-                if written.is_ok() {
-                    s.entries.push_back(Held::Spilled { at, len: rows.len() as u64, line: *line });
-                    self.changed.notify_all();
-                    return true;
+                match written {
+                    Ok(()) => {
+                        s.entries.push_back(Held::Spilled { at, len: rows.len() as u64, line: *line });
+                        self.changed.notify_all();
+                        return true;
+                    }
+                    Err(e) => {
+                        self.unreserve(&mut s, rows.len() as u64);
+                        s.spill_failed = true;
+                        spill_failed(&e);
+                        continue;
+                    }
                 }
-                self.unreserve(&mut s, rows.len() as u64);
-                s.spill_failed = true;
-                continue;
             }
             s = self.changed.wait_timeout(s, RECHECK).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
@@ -160,7 +165,7 @@ impl<M> Queue<M> {
             return None;
         }
         if s.file.is_none() {
-            s.file = tempfile::tempfile().ok().map(Arc::new);
+            s.file = tempfile::tempfile().inspect_err(spill_failed).ok().map(Arc::new);
         }
         let Some(file) = s.file.clone() else {
             self.budget.give(len);
@@ -245,6 +250,14 @@ impl<M> Queue<M> {
         s.file = None;
         self.changed.notify_all();
     }
+}
+
+/// A full (or missing) TMPDIR: said once per session's queue; its rows wait in memory.
+fn spill_failed(e: &std::io::Error) {
+    tracing::warn!(
+        error = %e,
+        "Could not spill a session's rows to TMPDIR: they wait in memory instead; the load goes on, more slowly (give TMPDIR room, or RESTORE_SPILL_MB=0)."
+    );
 }
 
 #[cfg(test)]
