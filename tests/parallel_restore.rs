@@ -276,3 +276,44 @@ fn a_full_tmpdir_only_slows_the_spill_queue() {
     assert_eq!(comparable_dump(&fx, "full_tmp"), comparable_dump(&fx, "slow"));
     assert_eq!(fx.pg.row_counts("full_tmp"), fx.pg.row_counts("slow"));
 }
+
+/// The rows counted beside the index builds are the server's own counts, not the dump's: a
+/// dump whose pre-data holds a trigger that drops rows as they load is refused, naming the
+/// table; one whose post-data deletes rows is counted at the end, and refused too.
+#[test]
+fn rows_counted_beside_the_builds_are_the_servers_counts() {
+    let Some(fx) = Fixture::start(300) else { return };
+    let dump = format!("{}{}", fx.pg.dumpall_roles(), fx.pg.dump_plain("app1"));
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    let restore = |name: &str, text: &str| {
+        let file =
+            fx.backups().join(format!("daily/2026-11-30/localhost-app1_2026-11-30_01-00-0{}.sql.gz", name.len()));
+        gzip_to(&file, text);
+        run(fx
+            .cmd(&conf)
+            .args(["-r", &format!("localhost:{port}/{name}"), "-f", file.to_str().unwrap(), "-s"])
+            .env("RESTORE_JOBS", "2"))
+    };
+    let r = restore("whole", &dump);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("as they came in, beside the index builds"), "{}", r.all());
+    assert_eq!(fx.pg.row_counts("whole"), fx.pg.row_counts("app1"));
+
+    let first_data = dump.find("--\n-- Data for Name:").unwrap();
+    let trigger = "CREATE FUNCTION public.drop_odd() RETURNS trigger LANGUAGE plpgsql AS $$\
+        BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$;\n\
+        CREATE TRIGGER drop_odd BEFORE INSERT ON sales.orders FOR EACH ROW EXECUTE FUNCTION public.drop_odd();\n\n";
+    let dropping = format!("{}{trigger}{}", &dump[..first_data], &dump[first_data..]);
+    let r = restore("dropped", &dropping);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("as they came in, beside the index builds"), "{}", r.all());
+    assert!(r.stderr.contains("do not hold the backup's rows") && r.stderr.contains("sales.orders"), "{}", r.all());
+
+    let end = dump.find("--\n-- PostgreSQL database dump complete").unwrap();
+    let deleting = format!("{}DELETE FROM sales.orders WHERE id % 2 = 1;\n\n{}", &dump[..end], &dump[end..]);
+    let r = restore("deleted_later", &deleting);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(!r.stderr.contains("as they came in"), "post-data changes rows: counted at the end: {}", r.all());
+    assert!(r.stderr.contains("do not hold the backup's rows") && r.stderr.contains("sales.orders"), "{}", r.all());
+}

@@ -87,6 +87,8 @@ pub struct RestoreReport {
     pub stream: Summary,
     /// Rows compared after the load.
     pub counts: load::CountCheck,
+    /// `counts` were taken beside the load (each table once its rows were in), not after it.
+    pub counted_while_loading: bool,
     /// The previous database, renamed and kept (`RESTORE_KEEP_PREVIOUS=true`).
     pub kept_previous: Option<String>,
     /// What the parallel load ran where (`None`: one session).

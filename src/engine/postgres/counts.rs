@@ -28,22 +28,63 @@ pub fn check(
     if let Some(why) = uncountable(summary) {
         return Ok(CountCheck::skipped(why));
     }
-    const WHAT: &str = "counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)";
     let mut session = engine.session(conn, database, "-c client_min_messages=warning").context(WHAT)?;
     let _watch = session.watch(cancel);
     let mut found = vec![None; summary.tables.len()];
-    for statement in count_statements(&summary.tables) {
+    for statement in count_statements(&summary.tables, BATCH) {
         cancel.check()?;
-        for row in session.query(&statement).map_err(|e| anyhow::anyhow!("{e}")).context(WHAT)? {
-            if let [Some(i), Some(n)] = row.as_slice()
-                && let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.parse::<u64>())
-                && i < found.len()
-            {
-                found[i] = Some(n);
-            }
-        }
+        run(&mut session, &statement, &mut found)?;
     }
     Ok(compare(&summary.tables, &found))
+}
+
+/// Counts each of `tables` once `ready(i)` returns (its rows are in), one table per
+/// statement: the session then holds one table's lock at a time and waits for none while
+/// holding it, so it can never deadlock with index builds running beside it.
+///
+/// # Errors
+/// A count query fails, or `ready` was interrupted.
+pub fn count_each(
+    engine: &PostgresEngine,
+    conn: &Conn,
+    database: &str,
+    tables: &[TableData],
+    ready: &dyn Fn(usize) -> Result<(), crate::system::cancel::Interrupted>,
+    cancel: &Cancel,
+) -> anyhow::Result<Vec<Option<u64>>> {
+    let mut session = engine.session(conn, database, "-c client_min_messages=warning").context(WHAT)?;
+    let _watch = session.watch(cancel);
+    let mut found = vec![None; tables.len()];
+    let statements = count_statements(tables, 1);
+    let (setup, counts) = statements.split_at(SETUP);
+    for statement in setup {
+        run(&mut session, statement, &mut found)?;
+    }
+    for (i, statement) in counts.iter().enumerate() {
+        ready(i)?;
+        cancel.check()?;
+        run(&mut session, statement, &mut found)?;
+    }
+    Ok(found)
+}
+
+const WHAT: &str = "counting the restored tables' rows (RESTORE_COUNT_CHECK=false skips this)";
+
+/// Runs one counting statement; each row it returns is (table number, rows).
+fn run(
+    session: &mut crate::engine::postgres::pq::Session,
+    statement: &str,
+    found: &mut [Option<u64>],
+) -> anyhow::Result<()> {
+    for row in session.query(statement).map_err(|e| anyhow::anyhow!("{e}")).context(WHAT)? {
+        if let [Some(i), Some(n)] = row.as_slice()
+            && let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.parse::<u64>())
+            && i < found.len()
+        {
+            found[i] = Some(n);
+        }
+    }
+    Ok(())
 }
 
 /// Tables per counting statement: each statement is its own transaction, so it holds at most
@@ -63,12 +104,15 @@ const COUNT_FUNCTION: &str = "CREATE FUNCTION pg_temp.bc_count(r regclass, k \"c
     EXECUTE format('SELECT count(*) FROM %s %s', CASE WHEN k = 'p' THEN '' ELSE 'ONLY' END, r) INTO n; \
     RETURN n; END $bc$";
 
-/// The statements, in order: row security off, the function, then one query per `BATCH`
+/// The statements before the counts (row security off, the function).
+const SETUP: usize = 2;
+
+/// The statements, in order: row security off, the function, then one query per `batch`
 /// tables that finds each in the catalog (a missing table returns no row) and counts it.
-fn count_statements(tables: &[TableData]) -> Vec<String> {
+fn count_statements(tables: &[TableData], batch: usize) -> Vec<String> {
     let mut statements = vec!["SET row_security = off".to_string(), COUNT_FUNCTION.to_string()];
     let numbered: Vec<(usize, &TableData)> = tables.iter().enumerate().collect();
-    for batch in numbered.chunks(BATCH) {
+    for batch in numbered.chunks(batch.max(1)) {
         let values: Vec<String> = batch
             .iter()
             .map(|(i, t)| format!("({i}, {}, {})", quote_literal(&t.schema), quote_literal(&t.table)))
@@ -91,12 +135,16 @@ mod tests {
     #[test]
     fn query_quotes_names() {
         let t = TableData { schema: "s'x".into(), table: "Tåble".into(), rows: 1, bytes: 1 };
-        let q = count_statements(&[t]).join(";\n");
+        let q = count_statements(&[t], BATCH).join(";\n");
         assert!(q.contains("(0, 's''x', 'Tåble')"), "{q}");
         assert!(q.starts_with("SET row_security = off;"));
         assert!(!q.contains("xml"), "{q}");
         let many: Vec<TableData> =
             (0..450).map(|i| TableData { schema: "s".into(), table: format!("t{i}"), rows: 1, bytes: 1 }).collect();
-        assert_eq!(count_statements(&many).iter().filter(|s| s.starts_with("SELECT v.i")).count(), 3, "batches of 200");
+        assert_eq!(
+            count_statements(&many, BATCH).iter().filter(|s| s.starts_with("SELECT v.i")).count(),
+            3,
+            "batches of 200"
+        );
     }
 }

@@ -77,19 +77,25 @@ pub fn load<'a>(
     report.warnings.extend(target.grant_owner(cancel)?);
     debug!(database = %target.name, "Loading the database section.");
     let mut rest = Cursor::new(front.replay).chain(&mut sql);
-    let (errors, stream) = if req.jobs > 1 || engine.options.restore_loader == RestoreLoader::Libpq {
-        let (errors, stream, plan) = parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
+    let (errors, stream, counted) = if req.jobs > 1 || engine.options.restore_loader == RestoreLoader::Libpq {
+        let (errors, stream, plan, counted) =
+            parallel::load(engine, req, &target.name, &mut rest, scanner, offset, cancel)?;
         if req.jobs > 1 {
             info!(sessions = req.jobs, plan = %plan, "Loaded in parallel.");
             report.parallel = Some(plan.to_string());
         } else {
             debug!(plan = %plan, "Loaded in one session.");
         }
-        (errors, stream)
+        (errors, stream, counted.filter(|_| plan.rows_final_after_data))
     } else {
         let mut rest = ScanReader::new(rest, Box::new(scanner));
-        serial(engine, req, &target.name, &mut rest, offset, cancel)?
+        let (errors, stream) = serial(engine, req, &target.name, &mut rest, offset, cancel)?;
+        (errors, stream, None)
     };
+    if let Some(check) = counted.and_then(|c| parallel::early::check(&stream, &c)) {
+        report.counts = check;
+        report.counted_while_loading = true;
+    }
     if let Some((line, setting)) = sql.blanked.first() {
         info!(
             setting,

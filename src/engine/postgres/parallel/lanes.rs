@@ -33,6 +33,9 @@ impl Piece<'_> {
     }
 }
 
+/// A table (as its COPY names it) and the lanes and units that load its rows.
+pub type TableLoad = (Vec<u8>, Vec<(usize, u64)>);
+
 /// Where the splitter sends text: lane 0 is the serial session, 1..=workers the parallel ones.
 pub trait Lanes {
     fn workers(&self) -> usize;
@@ -53,6 +56,9 @@ pub trait Lanes {
     fn after(&mut self, _lane: usize, _other: usize, _unit: u64) -> anyhow::Result<bool> {
         Ok(false)
     }
+    /// Every table's rows have been sent: each table (as its COPY names it) with the lanes and
+    /// units that load it, in dump order, for row counts that run as soon as they are in.
+    fn data_sent(&mut self, _tables: &[TableLoad]) {}
     /// The worker with the least unfinished work.
     fn idlest(&self) -> usize;
     /// Waits until every session has run everything sent to it; later sends start new ones.

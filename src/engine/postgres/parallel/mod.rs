@@ -9,6 +9,7 @@
 //! the serial path. Written by hand: no tool loads a plain dump in parallel (`pg_restore -j`
 //! needs a custom or directory archive).
 
+pub mod early;
 mod lanes;
 mod plan;
 mod queue;
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
 
+pub use early::Counted;
 use lanes::{Lanes, Piece};
 pub use split::Plan;
 
@@ -45,9 +47,9 @@ pub fn load(
     scanner: PgScanner,
     offset: u64,
     cancel: &Cancel,
-) -> anyhow::Result<(SqlErrors, Summary, Plan)> {
+) -> anyhow::Result<(SqlErrors, Summary, Plan, Option<Counted>)> {
     let tally = Arc::new(Mutex::new(SqlErrors::default()));
-    let result = match engine.options.restore_loader {
+    let (result, counted) = match engine.options.restore_loader {
         RestoreLoader::Psql => {
             let mut lanes = sessions::PsqlLanes::new(
                 engine,
@@ -58,38 +60,54 @@ pub fn load(
                 Arc::clone(&tally),
                 cancel,
             );
-            split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction).and_then(|s| s.run(input))
+            (split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction).and_then(|s| s.run(input)), None)
         }
         RestoreLoader::Libpq => {
             let workers = if req.jobs > 1 { req.jobs } else { 0 };
-            let mut lanes = wire::WireLanes::new(
-                &req.admin,
-                into,
-                req.ignore_errors,
-                workers,
-                &engine.options,
-                Arc::clone(&tally),
-                cancel,
-            );
-            // One session and one transaction: the rows skip the WAL (`wal_level=minimal`).
-            let one = workers == 0 && req.single_transaction;
-            let run = || {
-                if one {
-                    lanes.send(0, Piece::Statement(b"BEGIN;\n"), None)?;
+            // Rows counted beside the builds (the restore's count check, in parallel loads).
+            let early = req.count_check && workers > 0;
+            std::thread::scope(|scope| {
+                let (to_counter, sent) = std::sync::mpsc::channel();
+                let counter = early.then(|| scope.spawn(move || early::count(engine, &req.admin, into, &sent)));
+                let mut lanes = wire::WireLanes::new(
+                    &req.admin,
+                    into,
+                    req.ignore_errors,
+                    workers,
+                    &engine.options,
+                    Arc::clone(&tally),
+                    cancel,
+                );
+                if early {
+                    lanes.on_data_sent(to_counter);
                 }
-                let done = split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction)?.run(input)?;
-                if one {
-                    lanes.send(0, Piece::Statement(b"COMMIT;\n"), None)?;
-                    lanes.barrier()?;
+                // One session and one transaction: the rows skip the WAL (`wal_level=minimal`).
+                let one = workers == 0 && req.single_transaction;
+                let run = || {
+                    if one {
+                        lanes.send(0, Piece::Statement(b"BEGIN;\n"), None)?;
+                    }
+                    let done = split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction)?.run(input)?;
+                    if one {
+                        lanes.send(0, Piece::Statement(b"COMMIT;\n"), None)?;
+                        lanes.barrier()?;
+                    }
+                    Ok(done)
+                };
+                let result = run();
+                if result.is_err() {
+                    // The counter's waits end with the lanes.
+                    lanes.stop();
                 }
-                Ok(done)
-            };
-            run()
+                drop(lanes);
+                let counted = counter.and_then(|c| c.join().ok().flatten());
+                (result, counted)
+            })
         }
     };
     let errors = snapshot(&tally);
     match result {
-        Ok((summary, plan)) => Ok((errors, summary, plan)),
+        Ok((summary, plan)) => Ok((errors, summary, plan, counted)),
         Err(e) if cancel.is_cancelled() => Err(e.context(Interrupted)),
         Err(_) if errors.count > 0 && !req.ignore_errors => bail!(
             "the restore stopped at the first SQL error (-I continues past errors): {}",

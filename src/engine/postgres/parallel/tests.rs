@@ -21,6 +21,8 @@ struct Recorder {
     /// Whether `after` is supported; per lane, the units ended there.
     waits: bool,
     units: Vec<u64>,
+    /// What `data_sent` was told.
+    data_sent: Option<Vec<super::lanes::TableLoad>>,
 }
 
 impl Recorder {
@@ -68,6 +70,10 @@ impl Lanes for Recorder {
     }
     fn has_room(&self, _lane: usize) -> bool {
         self.room
+    }
+    fn data_sent(&mut self, tables: &[super::lanes::TableLoad]) {
+        assert!(self.data_sent.is_none(), "said once");
+        self.data_sent = Some(tables.to_vec());
     }
     fn after(&mut self, lane: usize, other: usize, unit: u64) -> anyhow::Result<bool> {
         if self.waits {
@@ -390,4 +396,40 @@ fn rows_not_known_by_their_table_make_the_builds_wait_for_every_session() {
     let first_build = lanes.pieces.iter().position(|(_, _, t)| t.contains("a_pkey")).unwrap();
     assert_eq!(barriers_before(&lanes, first_build), 2, "pre-data's and the data's: {:#?}", lanes.pieces);
     assert!(!lanes.pieces.iter().any(|(_, k, _)| *k == "after"), "{:#?}", lanes.pieces);
+}
+
+#[test]
+fn the_tables_and_their_lanes_are_told_once_the_data_is_sent_and_rows_stay_final() {
+    let (lanes, plan) = split_waiting(&dump(100_000), 2);
+    assert!(plan.rows_final_after_data, "{plan:?}");
+    let sent = lanes.data_sent.clone().expect("told");
+    let names: Vec<String> = sent.iter().map(|(t, _)| String::from_utf8_lossy(t).into_owned()).collect();
+    assert_eq!(names, ["public.a", "public.b"]);
+    // Each piece named is a unit its lane ended after that table's rows: the same pieces the
+    // builds wait for.
+    let (_, a_pieces) = &sent[0];
+    assert!(a_pieces.len() > 1, "the big table went in pieces: {a_pieces:?}");
+    for &(lane, unit) in a_pieces {
+        assert!(lanes.pieces.iter().any(|(l, k, t)| *l == lane && *k == "unit" && *t == unit.to_string()));
+    }
+    // The told moment is before any post-data statement.
+    let build = lanes.pieces.iter().position(|(_, _, t)| t.contains("a_pkey")).unwrap();
+    assert!(lanes.pieces[..build].iter().any(|(_, k, _)| *k == "unit"));
+
+    // A statement in post-data that may change rows: the counts wait for the end.
+    let text = dump(3).replace(
+        "COMMENT ON INDEX public.a_pkey IS 'k';",
+        "COMMENT ON INDEX public.a_pkey IS 'k';\nDELETE FROM public.a;",
+    );
+    let (_, plan) = split_waiting(&text, 2);
+    assert!(!plan.rows_final_after_data, "{plan:?}");
+    // Rows as INSERTs: not told at all.
+    let text = dump(3).replace("COPY public.b (id) FROM stdin;\n1\n\\.\n", "INSERT INTO public.b VALUES (1);\n");
+    let (lanes, plan) = split_waiting(&text, 2);
+    assert!(lanes.data_sent.is_none() && !plan.rows_final_after_data, "{plan:?}");
+    // A meta-command after the data makes the rest serial: not final either.
+    let text =
+        dump(3).replace("COMMENT ON INDEX public.a_pkey IS 'k';", "\\echo hi\nCOMMENT ON INDEX public.a_pkey IS 'k';");
+    let (_, plan) = split_waiting(&text, 2);
+    assert!(plan.serial_from.is_some() && !plan.rows_final_after_data, "{plan:?}");
 }

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail};
 
-use super::lanes::{Backlog, Lanes, Piece, Progress, idlest, stopped};
+use super::lanes::{Backlog, Lanes, Piece, Progress, TableLoad, idlest, stopped};
 use super::queue::{Budget, Entry, Queue};
 use crate::engine::Conn;
 use crate::engine::load::SharedErrors;
@@ -61,6 +61,18 @@ pub struct WireLanes<'a> {
     lanes: Vec<Option<Lane>>,
     /// What the lanes may spill to TMPDIR, and have spilled and not yet loaded.
     spill: Arc<Budget>,
+    /// Told when every table's rows have been sent (the row counts beside the builds).
+    data_sent: Option<std::sync::mpsc::Sender<DataSent>>,
+}
+
+/// The progress of each lane to wait for, and the unit.
+pub type Waits = Vec<(Arc<Progress>, u64)>;
+
+/// Every table's rows sent: each table (as its COPY names it) with the progress of the lanes
+/// that load it and the unit to wait for; and the load's token (cancelled when a lane fails).
+pub struct DataSent {
+    pub tables: Vec<(Vec<u8>, Waits)>,
+    pub cancel: Cancel,
 }
 
 impl<'a> WireLanes<'a> {
@@ -83,7 +95,18 @@ impl<'a> WireLanes<'a> {
             cancel: cancel.child(),
             lanes: (0..=workers).map(|_| None).collect(),
             spill: Arc::new(Budget::new(options.restore_spill_bytes)),
+            data_sent: None,
         }
+    }
+
+    /// Tells `to` when every table's rows have been sent.
+    pub fn on_data_sent(&mut self, to: std::sync::mpsc::Sender<DataSent>) {
+        self.data_sent = Some(to);
+    }
+
+    /// Stops every lane (the load failed outside them).
+    pub fn stop(&self) {
+        self.cancel.cancel();
     }
 
     fn start(&self, lane: usize) -> Lane {
@@ -214,6 +237,25 @@ impl Lanes for WireLanes<'_> {
         let progress = Arc::clone(&o.done);
         self.post(lane, Entry::Message(Msg::After(progress, unit), 0), 0)?;
         Ok(true)
+    }
+
+    fn data_sent(&mut self, tables: &[TableLoad]) {
+        let Some(to) = self.data_sent.take() else { return };
+        let progress = |lane: usize| self.lanes.get(lane).and_then(Option::as_ref).map(|l| Arc::clone(&l.done));
+        // A lane gone (it failed): no count beside the load; the load reports the failure.
+        let Some(tables) = tables
+            .iter()
+            .map(|(table, pieces)| {
+                let waits =
+                    pieces.iter().map(|&(lane, unit)| Some((progress(lane)?, unit))).collect::<Option<Vec<_>>>()?;
+                Some((table.clone(), waits))
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
+        // A receiver gone only means nobody counts beside the load.
+        let _ = to.send(DataSent { tables, cancel: self.cancel.clone() });
     }
 
     fn has_room(&self, lane: usize) -> bool {

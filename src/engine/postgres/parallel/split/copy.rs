@@ -154,7 +154,11 @@ impl<L: Lanes> Splitter<'_, L> {
     fn piece_done(&mut self, copy: &CopyBlock, lane: usize) -> anyhow::Result<()> {
         let unit = self.end_unit(lane)?;
         if let Some(table) = &copy.target {
-            self.loaded.entry(table.clone()).or_default().push((lane, unit));
+            let pieces = self.loaded.entry(table.clone()).or_default();
+            if pieces.is_empty() {
+                self.loaded_order.push(table.clone());
+            }
+            pieces.push((lane, unit));
         }
         Ok(())
     }

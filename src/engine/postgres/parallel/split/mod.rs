@@ -27,7 +27,9 @@ mod order;
 mod spool;
 
 use super::lanes::{Lanes, Piece};
-use super::plan::{Route, copy_target, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
+use super::plan::{
+    Route, copy_target, expected, header_kind, keeps_rows, route, splittable_copy, starts_post_data, state_key,
+};
 use crate::engine::postgres::sections::is_blank;
 use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
 use copy::CopyBlock;
@@ -51,6 +53,10 @@ pub struct Plan {
     pub foreign_keys: u64,
     /// Why (and from which file line) the rest of the load ran serially, if it did.
     pub serial_from: Option<(u64, String)>,
+    /// Every table's rows are final once the data section is in: all of them loaded by COPY in
+    /// the parallel sessions, and nothing in post-data that may change rows (`keeps_rows`),
+    /// so rows counted then are the end state's.
+    pub rows_final_after_data: bool,
 }
 
 impl std::fmt::Display for Plan {
@@ -119,6 +125,8 @@ pub struct Splitter<'a, L: Lanes> {
     units: Vec<u64>,
     /// Each table's COPY pieces: the lane and unit that loaded them (`Lanes::after`).
     loaded: std::collections::HashMap<Vec<u8>, Vec<(usize, u64)>>,
+    /// The tables of `loaded`, in dump order.
+    loaded_order: Vec<Vec<u8>>,
     /// Rows not known by their table (INSERTs, a COPY in the serial session): builds wait
     /// for every session.
     untracked_data: bool,
@@ -159,6 +167,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             tables: std::collections::HashMap::new(),
             units: vec![0; lanes_n],
             loaded: std::collections::HashMap::new(),
+            loaded_order: Vec::new(),
             untracked_data: false,
             data_done: false,
         })
@@ -314,6 +323,9 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         }
         if self.phase == Phase::Data && self.route == Route::TableData && !copy {
             self.untracked_data = true;
+        }
+        if self.phase == Phase::Post && self.route == Route::Serial && !keeps_rows(&statement) {
+            self.plan.rows_final_after_data = false;
         }
         if self.phase == Phase::Post && self.route == Route::Build && self.entry_statements == 0 {
             self.entry_lane = self.place_build(&statement)?;

@@ -1,7 +1,7 @@
 //! When each session may run what it is sent: barriers, units of work, a build's waits for
 //! the sessions that loaded its table, and the settings each session has.
 
-use super::super::lanes::{Lanes, Piece};
+use super::super::lanes::{Lanes, Piece, TableLoad};
 use super::super::plan::build_target;
 use super::{Phase, Splitter};
 
@@ -10,6 +10,14 @@ impl<L: Lanes> Splitter<'_, L> {
         // The data needs every table; post-data waits only where a build needs it.
         if (self.phase, phase) != (Phase::Data, Phase::Post) {
             self.barrier()?;
+        } else if !self.untracked_data {
+            self.plan.rows_final_after_data = true;
+            let tables: Vec<TableLoad> = self
+                .loaded_order
+                .iter()
+                .map(|t| (t.clone(), self.loaded.get(t).cloned().unwrap_or_default()))
+                .collect();
+            self.lanes.data_sent(&tables);
         }
         if phase == Phase::Post {
             self.post_state = self.state.clone();
@@ -40,6 +48,7 @@ impl<L: Lanes> Splitter<'_, L> {
         }
         self.barrier()?;
         self.phase = Phase::Serial;
+        self.plan.rows_final_after_data = false;
         self.plan.serial_from = Some((here, why));
         Ok(())
     }
