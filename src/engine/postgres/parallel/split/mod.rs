@@ -324,8 +324,10 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         if self.phase == Phase::Data && self.route == Route::TableData && !copy {
             self.untracked_data = true;
         }
-        if self.phase == Phase::Post && self.route == Route::Serial && !keeps_rows(&statement) {
+        if self.phase == Phase::Post && self.plan.rows_final_after_data && !keeps_rows(&statement) {
             self.plan.rows_final_after_data = false;
+            let first = String::from_utf8_lossy(&statement[..statement.len().min(60)]).into_owned();
+            tracing::debug!(line, statement = %first, "Post-data may change rows here: the rows are counted after the load.");
         }
         if self.phase == Phase::Post && self.route == Route::Build && self.entry_statements == 0 {
             self.entry_lane = self.place_build(&statement)?;
