@@ -89,6 +89,9 @@ names+=("backup-container -r (RESTORE_LOADER=psql)")
 names+=("backup-container -r (RESTORE_SPILL_MB=0)")
 names+=("gunzip -c | psql, stock server" "backup-container -r, stock server" "backup-container -v (verify)")
 names+=("backup-container -v (RESTORE_JOBS=4)")
+# Verification as it was before the load in our own process (psql, one session): the baseline
+# of the restore-speed issue's verification goal.
+names+=("backup-container -v (RESTORE_LOADER=psql, RESTORE_JOBS=1)")
 if [ -n "${ONLY:-}" ]; then
   kept=()
   for n in "${names[@]}"; do
@@ -157,6 +160,8 @@ run() {
     "backup-container -r (RESTORE_JOBS="*)
       local jobs="${name#*=}"; jobs="${jobs%)}"
       RESTORE_JOBS="$jobs" BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
+    "backup-container -v (RESTORE_LOADER=psql, RESTORE_JOBS=1)")
+      RESTORE_LOADER=psql RESTORE_JOBS=1 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
     "backup-container -v (RESTORE_JOBS=4)")
       RESTORE_JOBS=4 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
     "backup-container -r (restore)")

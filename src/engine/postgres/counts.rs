@@ -40,7 +40,8 @@ pub fn check(
 
 /// Counts each of `tables` once `ready(i)` returns (its rows are in), one table per
 /// statement: the session then holds one table's lock at a time and waits for none while
-/// holding it, so it can never deadlock with index builds running beside it.
+/// holding it, so it can never deadlock with index builds running beside it. No parallel
+/// workers: the counts run beside the load's sessions, whose cores they would take.
 ///
 /// # Errors
 /// A count query fails, or `ready` was interrupted.
@@ -52,7 +53,7 @@ pub fn count_each(
     ready: &dyn Fn(usize) -> Result<(), crate::system::cancel::Interrupted>,
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<Option<u64>>> {
-    let mut session = engine.session(conn, database, "-c client_min_messages=warning").context(WHAT)?;
+    let mut session = engine.session(conn, database, "-c client_min_messages=warning -c max_parallel_workers_per_gather=0").context(WHAT)?;
     let _watch = session.watch(cancel);
     let mut found = vec![None; tables.len()];
     let statements = count_statements(tables, 1);
