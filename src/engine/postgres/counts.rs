@@ -53,7 +53,9 @@ pub fn count_each(
     ready: &dyn Fn(usize) -> Result<(), crate::system::cancel::Interrupted>,
     cancel: &Cancel,
 ) -> anyhow::Result<Vec<Option<u64>>> {
-    let mut session = engine.session(conn, database, "-c client_min_messages=warning -c max_parallel_workers_per_gather=0").context(WHAT)?;
+    let mut session = engine
+        .session(conn, database, "-c client_min_messages=warning -c max_parallel_workers_per_gather=0")
+        .context(WHAT)?;
     let _watch = session.watch(cancel);
     let mut found = vec![None; tables.len()];
     let statements = count_statements(tables, 1);
