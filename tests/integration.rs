@@ -30,6 +30,7 @@ mod notify;
 mod object_lock;
 mod parallel_restore;
 mod pitr_base;
+mod pitr_busy;
 mod pitr_check;
 mod pitr_daemon;
 mod pitr_mirror;
