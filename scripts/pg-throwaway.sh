@@ -7,7 +7,9 @@ set -euo pipefail
 
 pg_bin_dir() {
   if [ -n "${PG_TEST_BIN_DIR:-}" ]; then echo "$PG_TEST_BIN_DIR"; return; fi
-  if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
+  # Resolved: a folder on PATH may hold only links to initdb and pg_ctl (the server's own
+  # folder has pg_basebackup and the rest).
+  if command -v initdb >/dev/null 2>&1; then dirname "$(readlink -f "$(command -v initdb)")"; return; fi
   find /usr/lib/postgresql -maxdepth 3 -name initdb -path '*/bin/*' 2>/dev/null | sort -V | tail -n 1 | xargs -r dirname
 }
 
