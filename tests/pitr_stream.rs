@@ -15,6 +15,28 @@ use crate::harness::daemon::wait_until;
 use crate::harness::pitr::{Streamed, indexed, socket_conn, work};
 use crate::harness::postgres::{PgServer, major_bin_dir};
 
+/// The archive's index names every segment from the first to the newest exactly once, and
+/// each stored file matches its recorded sha256 and holds a whole segment.
+fn every_segment_once_and_whole(store: &backup_container::pitr::archive::Store, size: u64) {
+    let index_path = store.archive.index();
+    let numbers = indexed(&index_path);
+    let (lo, hi) = (*numbers.iter().min().unwrap(), *numbers.iter().max().unwrap());
+    assert_eq!(numbers.len() as u64, hi - lo + 1, "every segment once, none missing: {numbers:?}");
+    let (index, torn) = index::load(&index_path).unwrap();
+    assert!(!torn);
+    for a in index.segments() {
+        let name = backup_container::pitr::wal::Segment { timeline: a.timeline, number: a.number }.name(size);
+        let path = store.archive.wal(a.timeline, &name, ".gz");
+        let bytes = std::fs::read(&path).unwrap();
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, a.sha256, "{}", path.display());
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain).unwrap();
+        assert_eq!(plain.len() as u64, size, "{name}: a whole segment");
+    }
+}
+
 #[test]
 fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
     let Some(pg) = PgServer::start() else { return };
@@ -51,22 +73,7 @@ fn wal_is_streamed_into_the_archive_without_a_gap_across_a_killed_streamer() {
     );
     streamer.stop();
 
-    let numbers = indexed(&index_path);
-    let (lo, hi) = (*numbers.iter().min().unwrap(), *numbers.iter().max().unwrap());
-    assert_eq!(numbers.len() as u64, hi - lo + 1, "every segment once, none missing: {numbers:?}");
-    let (index, torn) = index::load(&index_path).unwrap();
-    assert!(!torn);
-    for a in index.segments() {
-        let name = backup_container::pitr::wal::Segment { timeline: a.timeline, number: a.number }.name(size);
-        let path = store.archive.wal(a.timeline, &name, ".gz");
-        let bytes = std::fs::read(&path).unwrap();
-        use sha2::Digest;
-        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, a.sha256, "{}", path.display());
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain).unwrap();
-        assert_eq!(plain.len() as u64, size, "{name}: a whole segment");
-    }
+    every_segment_once_and_whole(store, size);
     // The spool keeps only the newest finished segment (and the partial).
     let finished: Vec<String> = std::fs::read_dir(spool.path())
         .unwrap()
@@ -171,21 +178,7 @@ fn fifty_segments_on_13_survive_a_restart_and_a_killed_streamer_under_an_insert_
     });
     streamer.stop();
     assert!(inserted > 0, "the insert loop ran");
-    let numbers = indexed(&index_path);
-    let (lo, hi) = (*numbers.iter().min().unwrap(), *numbers.iter().max().unwrap());
-    assert_eq!(numbers.len() as u64, hi - lo + 1, "every segment once, none missing: {numbers:?}");
-    let (index, torn) = index::load(&index_path).unwrap();
-    assert!(!torn);
-    for a in index.segments() {
-        let name = backup_container::pitr::wal::Segment { timeline: a.timeline, number: a.number }.name(size);
-        let bytes = std::fs::read(store.archive.wal(a.timeline, &name, ".gz")).unwrap();
-        use sha2::Digest;
-        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, a.sha256, "{name}");
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain).unwrap();
-        assert_eq!(plain.len() as u64, size, "{name}: a whole segment");
-    }
+    every_segment_once_and_whole(store, size);
     pg.psql("postgres", "SELECT pg_drop_replication_slot('bc_test_fifty')");
 }
 

@@ -62,10 +62,13 @@ pub fn check(stream: &Summary, counted: &Counted) -> Option<CountCheck> {
     if uncountable(stream).is_some() {
         return None;
     }
+    // By name: thousands of tables are looked up in a map, not one list search each.
+    let by_name: std::collections::HashMap<(&str, &str), Option<u64>> =
+        counted.iter().map(|(c, n)| ((c.schema.as_str(), c.table.as_str()), *n)).collect();
     let found = stream
         .tables
         .iter()
-        .map(|t| counted.iter().find(|(c, _)| c.schema == t.schema && c.table == t.table).map(|(_, n)| *n))
+        .map(|t| by_name.get(&(t.schema.as_str(), t.table.as_str())).copied())
         .collect::<Option<Vec<Option<u64>>>>()?;
     Some(compare(&stream.tables, &found))
 }

@@ -9,7 +9,8 @@
 //! failed COPY's rows), errors named by the file's line (a COPY's by the row the server names),
 //! meta-commands refused except the dump's `\restrict`/`\unrestrict` (which only guard psql).
 //! Connections stay open across barriers: a barrier waits until every lane has run what it
-//! was sent; a lane can also wait for one unit of another (an index build for a table's rows). A cancellation cancels the running statement of every lane (`PQcancel`).
+//! was sent; a lane can also wait for one unit of another (an index build for a table's
+//! rows). A cancellation cancels the running statement of every lane (`PQcancel`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,8 +9,9 @@
 //! - post-data: index builds and constraints in parallel as they are read, each as soon as
 //!   the sessions that loaded its table's rows have finished them (`Lanes::after`; a table
 //!   not known from its COPY lines, or lanes that cannot wait on each other, wait for every
-//!   session once); partition index attachments, then foreign keys (in parallel), then everything else in dump order, from a
-//!   spool file (bounded memory), each group after the one before has finished.
+//!   session once); partition index attachments, then foreign keys (in parallel), then
+//!   everything else in dump order, from a spool file (bounded memory), each group after the
+//!   one before has finished.
 //!
 //! Session state (`SET ...`, `set_config(...)`) is replayed into each session before the first
 //! statement that follows it there; the dump's `\restrict` key goes first into every session,
