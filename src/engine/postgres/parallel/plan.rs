@@ -124,7 +124,7 @@ pub fn state_key(statement: &[u8]) -> Option<String> {
 /// Whether a post-data statement leaves every table's row count as the data section left it:
 /// the kinds pg_dump writes there (triggers, rules, policies, grants, comments, publications,
 /// subscriptions, statistics, materialized view refreshes, `ALTER ...` other than attaching
-/// or detaching partitions). Anything else (a `DELETE`, a function call, a `DO` block added by
+/// or detaching partitions, renaming, or moving to another schema). Anything else (a `DELETE`, a function call, a `DO` block added by
 /// hand) may change rows: the counts then wait for the end of the load.
 pub fn keeps_rows(statement: &[u8]) -> bool {
     let mut text = statement.trim_ascii_start();
@@ -157,12 +157,18 @@ pub fn keeps_rows(statement: &[u8]) -> bool {
     let stats = ["RELATION", "ATTRIBUTE"]
         .iter()
         .any(|k| head.starts_with(&format!("SELECT * FROM PG_CATALOG.PG_RESTORE_{k}_STATS(")));
-    let moves_partitions = starts(&["ALTER", "TABLE"]) && {
-        let all = String::from_utf8_lossy(text).to_ascii_uppercase();
-        all.contains("ATTACH PARTITION") || all.contains("DETACH PARTITION")
+    // Rows moved under another parent, or a table that no longer has the name it was
+    // counted by: the count at the end judges those.
+    // The whole statement, upper case, its white space made single spaces.
+    let all = || {
+        let upper = String::from_utf8_lossy(text).to_ascii_uppercase();
+        format!(" {} ", upper.split_whitespace().collect::<Vec<_>>().join(" "))
     };
+    let moves_rows = (starts(&["ALTER", "TABLE"])
+        && ["ATTACH PARTITION", "DETACH PARTITION"].iter().any(|k| all().contains(k)))
+        || (starts(&["ALTER"]) && [" RENAME ", " SET SCHEMA "].iter().any(|k| all().contains(k)));
     let alter_extension = starts(&["ALTER", "EXTENSION"]);
-    (stats || KEEP.iter().any(|k| starts(k))) && !moves_partitions && !alter_extension
+    (stats || KEEP.iter().any(|k| starts(k))) && !moves_rows && !alter_extension
 }
 
 /// The table a `COPY <name> (...) FROM stdin;` loads, as written (quotes kept).
@@ -306,6 +312,8 @@ mod tests {
             "DO $$BEGIN DELETE FROM public.a; END$$;",
             "ALTER TABLE public.p ATTACH PARTITION public.c FOR VALUES IN (1);",
             "ALTER EXTENSION x UPDATE;",
+            "ALTER TABLE public.a RENAME\n    TO b;",
+            "ALTER TABLE public.a SET SCHEMA other;",
             "CALL public.p();",
             "SELECT * FROM pg_catalog.pg_restore_relation_statsX(1); DELETE FROM public.a;",
         ] {
