@@ -49,6 +49,10 @@ fn check_names_what_a_server_lacks_for_archiving() {
     // -c lists them; a bad entry is a configuration error.
     let c = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", &server));
     assert!(c.stdout.contains(&format!("Point-in-time recovery (PITR_SERVERS): localhost:{port}")), "{}", c.stdout);
+    // Base backups at gzip level 9 unless a level is set, then at that one.
+    assert!(c.stdout.contains("(gzip level 9,"), "{}", c.stdout);
+    let set = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", &server).env("BACKUP_COMPRESSION_LEVEL", "4"));
+    assert!(set.stdout.contains("(gzip level 4,"), "{}", set.stdout);
     let bad = run(fx.cmd(&conf).arg("-c").env("PITR_SERVERS", "localhost/app1"));
     assert_eq!(bad.code, 2, "{}", bad.all());
     assert!(bad.stderr.contains("PITR_SERVERS") && bad.stderr.contains("host or host:port"), "{}", bad.all());

@@ -5,12 +5,14 @@
 //! the old chain and the WAL only it needed; a second daemon on the same archive is refused;
 //! SIGTERM stops it all cleanly; an archive at `PITR_MAX_BYTES` pauses archiving and drops the
 //! slot; a restarted server and a killed `pg_receivewal` leave no gap and no duplicate. The
-//! archive's FTPS mirror (vsftpd) follows retention: the removed chain and WAL go there too.
+//! archive's mirrors (FTPS on vsftpd, S3 on moto) follow retention: the removed chain and WAL
+//! go there too.
 
 use std::time::Duration;
 
 use crate::harness::app::Fixture;
 use crate::harness::daemon::{Daemon, get, metric, wait_until};
+use crate::harness::moto::MotoServer;
 use crate::harness::pitr::work;
 use crate::harness::run;
 use crate::harness::vsftpd::{self, Cert, Vsftpd};
@@ -26,14 +28,33 @@ fn pitr_daemon(fx: &Fixture, conf: &std::path::Path) -> std::process::Command {
     cmd
 }
 
-/// `cmd` copying the archive to `ftp` (vsftpd, FTPS), deleting there what retention removes.
-fn mirrored(mut cmd: std::process::Command, ftp: &Vsftpd) -> std::process::Command {
+/// The S3 bucket the archive is mirrored to.
+const BUCKET: &str = "pitr-offsite";
+
+/// `cmd` copying the archive to `ftp` (vsftpd, FTPS) and to `moto` (S3), deleting on both
+/// what retention removes.
+fn mirrored(mut cmd: std::process::Command, ftp: &Vsftpd, moto: &MotoServer) -> std::process::Command {
     cmd.env("FTP_URL", format!("ftp://127.0.0.1:{}/offsite/", ftp.port))
         .env("FTP_USER", &ftp.user)
         .env("FTP_PASSWORD", vsftpd::PASSWORD)
         .env("FTP_CA_FILE", &ftp.trust)
-        .env("FTP_PRUNE_BACKUPS", "true");
+        .env("FTP_PRUNE_BACKUPS", "true")
+        .env("S3_ENDPOINT", moto.endpoint())
+        .env("S3_BUCKET", BUCKET)
+        .env("S3_USER", "test")
+        .env("S3_PASSWORD", "test-secret")
+        .env("S3_PRUNE_BACKUPS", "true");
     cmd
+}
+
+/// The keys in the mirror bucket under `prefix` (ListObjectsV2; moto does not check
+/// signatures, and the test's archive stays under its 1000 keys a page).
+fn keys_under(moto: &MotoServer, prefix: &str) -> Vec<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}/{BUCKET}?list-type=2&prefix={prefix}", moto.endpoint());
+    let body = agent.get(url).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(!body.contains("<IsTruncated>true"), "one page: {body}");
+    body.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_string).collect()
 }
 
 /// The files under `dir` (none when it does not exist).
@@ -80,19 +101,21 @@ fn receiver(d: &Daemon, server: &str) -> nix::unistd::Pid {
 fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
     let Some(fx) = Fixture::start(20) else { return };
     let Some(ftp) = Vsftpd::start(false, Cert::CaSigned) else { return };
+    let Some(moto) = MotoServer::start() else { return };
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    assert_eq!(agent.put(format!("{}/{BUCKET}", moto.endpoint())).send(&[][..]).unwrap().status().as_u16(), 200);
     let server = format!("localhost:{}", fx.pg.port);
     let conf = fx.conf(&format!("localhost:{}/app1\n0 0 1 1 * default ./backup.sh -s\n", fx.pg.port));
-    let mut d = Daemon::start(mirrored(pitr_daemon(&fx, &conf), &ftp), fx.dir.path());
+    let mut d = Daemon::start(mirrored(pitr_daemon(&fx, &conf), &ftp, &moto), fx.dir.path());
     d.wait_for("A full base backup of", Duration::from_secs(60));
-    // The mirror's copy of the archive (FTPS, pruning): the first chain goes up.
+    // The mirrors' copies of the archive (FTPS and S3, pruning): the first chain goes up.
     let archive_dir = std::fs::read_dir(fx.backups().join("pitr")).unwrap().next().unwrap().unwrap().path();
-    let copy = ftp.root.join("offsite").join(archive_dir.strip_prefix(fx.backups()).unwrap());
-    assert!(
-        wait_until(Duration::from_secs(60), || !files_under(&copy.join("base/1")).is_empty()),
-        "{}\n{}",
-        d.log(),
-        ftp.log()
-    );
+    let key = archive_dir.strip_prefix(fx.backups()).unwrap().to_string_lossy().into_owned();
+    let copy = ftp.root.join("offsite").join(&key);
+    let on_both = |chain: &str| {
+        !files_under(&copy.join(chain)).is_empty() && !keys_under(&moto, &format!("{key}/{chain}/")).is_empty()
+    };
+    assert!(wait_until(Duration::from_secs(60), || on_both("base/1")), "{}\n{}", d.log(), ftp.log());
     fx.pg.psql("postgres", "CREATE TABLE t (x int)");
     work(&fx.pg, 3);
     let series = |name: &str| format!("{name}{{server=\"{server}\"}}");
@@ -170,29 +193,40 @@ fn the_daemon_archives_wal_takes_base_backups_and_heals_a_gap() {
 
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
-    // The mirror follows retention (on a daemon's first pass, then hourly): the first chain's
-    // copy and the WAL older than the kept base go there too; the kept chain stays.
-    let mut d = Daemon::start(mirrored(pitr_daemon(&fx, &conf), &ftp), fx.dir.path());
+    // The mirrors follow retention (on a daemon's first pass, then hourly): the first chain's
+    // copies and the WAL older than the kept base go there too; the kept chain stays.
+    let mut d = Daemon::start(mirrored(pitr_daemon(&fx, &conf), &ftp, &moto), fx.dir.path());
     let kept_name =
         |n: u64| backup_container::pitr::wal::Segment { timeline: kept.timeline, number: n }.name(index.segment_size);
-    let older_wal = || {
-        files_under(&copy.join("wal"))
+    let older = |names: Vec<String>| {
+        names
             .iter()
-            .filter_map(|p| p.file_name()?.to_str()?.get(..24).map(str::to_string))
+            .filter_map(|p| p.rsplit('/').next()?.get(..24).map(str::to_string))
             .filter(|n| n.len() == 24 && !n.contains('.'))
             .filter(|n| n.as_str() < kept_name(kept.number).as_str())
             .collect::<Vec<_>>()
     };
-    let followed = || files_under(&copy.join("base/1")).is_empty() && older_wal().is_empty();
+    let ftp_wal = || files_under(&copy.join("wal")).iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let s3_wal = || keys_under(&moto, &format!("{key}/wal/"));
+    let followed = || {
+        files_under(&copy.join("base/1")).is_empty()
+            && keys_under(&moto, &format!("{key}/base/1/")).is_empty()
+            && older(ftp_wal()).is_empty()
+            && older(s3_wal()).is_empty()
+    };
     assert!(
         wait_until(Duration::from_secs(60), followed),
-        "left on the mirror: {:?} {:?}\n{}",
+        "left on the mirrors: {:?} {:?} {:?} {:?}\n{}",
         files_under(&copy.join("base/1")),
-        older_wal(),
+        keys_under(&moto, &format!("{key}/base/1/")),
+        older(ftp_wal()),
+        older(s3_wal()),
         d.log()
     );
-    assert!(!files_under(&copy.join("base/2")).is_empty(), "the kept chain stays on the mirror");
-    assert!(files_under(&copy.join("wal")).iter().any(|p| p.to_string_lossy().contains(&kept_name(kept.number))));
+    assert!(on_both("base/2"), "the kept chain stays on the mirrors");
+    for names in [ftp_wal(), s3_wal()] {
+        assert!(names.iter().any(|p| p.contains(&kept_name(kept.number))), "{names:?}");
+    }
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
     for entry in walkdir::WalkDir::new(fx.backups()) {

@@ -50,13 +50,14 @@ pub fn render(out: &mut dyn Write, s: &Settings, mode: &Mode) -> std::io::Result
         writeln!(
             out,
             "- Point-in-time recovery (PITR_SERVERS): {}. Archived by the daemon only (not by -1 runs, CronJobs or \
-             Indexed Jobs): WAL streamed into {} (spool {}), full base backups {}, incrementals {} (17+ with \
-             summarize_wal), PITR drills {}, the slot dropped past {} held back, {} chains kept. Restores: -r … --at \
+             Indexed Jobs): WAL streamed into {} (spool {}), full base backups {} ({}), incrementals {} (17+ \
+             with summarize_wal), PITR drills {}, the slot dropped past {} held back, {} chains kept. Restores: -r … --at \
              TIME, --pitr-datadir (docs/PITR.md).",
             names.join(", "),
             s.backup_dir.join(crate::pitr::layout::ROOT).display(),
             s.pitr.spool_dir.display(),
             schedules(&s.pitr.base),
+            s.pitr.base_compression.describe(),
             schedules(&s.pitr.incremental),
             schedules(&s.pitr.drill),
             crate::model::human::bytes(s.pitr.slot_max_retained),

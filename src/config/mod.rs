@@ -237,8 +237,13 @@ impl Settings {
             sources: BTreeMap::new(),
             pitr: pitr::PitrSettings::default(),
         };
-        settings.pitr =
-            pitr::PitrSettings::load(&l, &settings.credentials, &settings.restore.verify_dir, &mut settings.cron);
+        settings.pitr = pitr::PitrSettings::load(
+            &l,
+            &settings.credentials,
+            &settings.restore.verify_dir,
+            &mut settings.cron,
+            compression,
+        );
 
         let mut specs: Vec<(DatabaseSpec, String)> =
             toml.databases.iter().map(|d| (d.spec.clone(), d.source.clone())).collect();

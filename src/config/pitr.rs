@@ -14,6 +14,7 @@ use super::loader::Loader;
 use crate::model::database::{Conn, Credentials, Database};
 use crate::model::schedule::Schedule;
 use crate::model::spec::DatabaseSpec;
+use crate::stream::compress::Compression;
 
 /// `PITR_SLOT_MAX_RETAINED`'s default: WAL the slot may hold back on the server before it is
 /// dropped (a gap in the archive is the lesser harm than a full disk on the primary).
@@ -95,6 +96,9 @@ pub struct PitrSettings {
     /// When PITR drills run (`PITR_DRILL_SCHEDULE`, or `run = "pitr-drill"`).
     pub drill: Vec<Schedule>,
     pub drill_counts: DrillCounts,
+    /// How base backups are compressed: as backups are, at a higher gzip level when
+    /// `BACKUP_COMPRESSION_LEVEL` is not set (`Compression::for_base_backups`).
+    pub base_compression: Compression,
 }
 
 impl PitrSettings {
@@ -126,6 +130,7 @@ impl PitrSettings {
         credentials: &CredentialVars,
         verify_dir: &Path,
         cron: &mut Vec<CronLine>,
+        compression: Compression,
     ) -> PitrSettings {
         let (base_lines, rest): (Vec<CronLine>, Vec<CronLine>) =
             std::mem::take(cron).into_iter().partition(|c| c.action() == CronAction::PitrBase);
@@ -187,6 +192,7 @@ impl PitrSettings {
                 Some("off") => DrillCounts::Off,
                 _ => DrillCounts::Full,
             },
+            base_compression: compression.for_base_backups(l.text(env::BACKUP_COMPRESSION_LEVEL).is_some()),
         };
         out.servers = Self::servers(l, credentials);
         out

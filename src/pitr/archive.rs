@@ -26,6 +26,8 @@ pub const EXTENSIONS: [&str; 4] = [".gz", ".zst", ".gz.age", ".zst.age"];
 pub struct Store {
     pub archive: Archive,
     compression: Compression,
+    /// A base backup's: the same algorithm, maybe another level (`with_base_compression`).
+    base_compression: Compression,
     recipients: Option<Recipients>,
 }
 
@@ -39,17 +41,23 @@ pub struct Stored {
 
 impl Store {
     pub fn new(archive: Archive, compression: Compression, recipients: Option<Recipients>) -> Store {
-        Store { archive, compression, recipients }
+        Store { archive, compression, base_compression: compression, recipients }
     }
 
-    /// The writer a stored file goes through: compression (on every thread for a base backup,
-    /// on one for WAL files, which are small and many), encryption when on, the hash of the
+    /// The same store with base backups compressed by `base` (`PitrSettings::base_compression`;
+    /// the same algorithm as the store's, so the extension is the same).
+    pub fn with_base_compression(self, base: Compression) -> Store {
+        Store { base_compression: base, ..self }
+    }
+
+    /// The writer a stored file goes through: compression (on every thread and at the base
+    /// backups' level for a base backup, on one for WAL files, which are small and many), encryption when on, the hash of the
     /// stored bytes.
     ///
     /// # Errors
     /// The encryption or the compression cannot be set up.
     pub fn writer(&self, file: File, big: bool) -> anyhow::Result<Encoder<Sealed<HashingWriter<BufWriter<File>>>>> {
-        let compression = if big { self.compression } else { self.compression.shared(usize::MAX) };
+        let compression = if big { self.base_compression } else { self.compression.shared(usize::MAX) };
         let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         let sealed = Sealed::new(hashing, self.recipients.as_ref()).context("starting the encryption")?;
         compression.encoder(sealed).context("starting the compression")

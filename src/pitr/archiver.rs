@@ -239,7 +239,8 @@ impl Ctx {
             None => default_slot(&self.name, &archive_id(&archive)?),
         };
         let recipients = self.settings.encryption.clone();
-        let store = Store::new(archive, self.settings.compression, recipients);
+        let store = Store::new(archive, self.settings.compression, recipients)
+            .with_base_compression(self.settings.pitr.base_compression);
         let spool = self.settings.pitr.spool_dir.join(server_name(&spec.host, spec.port.unwrap_or(5432)));
         std::fs::create_dir_all(&spool).with_context(|| format!("creating the spool {}", spool.display()))?;
         let setup = Setup {
