@@ -29,8 +29,8 @@ impl Storage for Shared {
     fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
         self.0.list()
     }
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
-        self.0.get(key, local)
+    fn stream(&self, key: &str, sink: &mut backup_container::storage::Sink) -> anyhow::Result<u64> {
+        self.0.stream(key, sink)
     }
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         self.0.delete(key)

@@ -179,7 +179,7 @@ fn the_archive_is_copied_to_ftps_and_locked_s3_byte_for_byte() {
             .env("BACKUP_COMPRESSION", compression);
         let r = crate::harness::run(&mut cmd);
         assert_eq!(r.code, 0, "--remote {mirror}: {}", r.all());
-        assert!(r.stderr.contains("Downloaded what the recovery needs from the mirror"), "{}", r.all());
+        assert!(r.stderr.contains("Streamed what the recovery needs from the mirror (nothing staged)"), "{}", r.all());
         assert_eq!(fx.pg.psql("app1", "SELECT x FROM marker"), "42", "--remote {mirror}");
         fx.pg.psql("app1", "DROP TABLE marker");
         let staged = std::fs::read_dir(fx.backups().join(".backup_container_fetch"))

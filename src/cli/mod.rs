@@ -57,12 +57,12 @@ pub fn dispatch(cli: &Cli, env: Env, cancel: &Cancel) -> anyhow::Result<Exit> {
     if let Some(dir) = &cli.pitr_datadir {
         let at =
             cli.at.as_deref().ok_or_else(|| UsageError("--pitr-datadir needs --at TIME (or --at latest)".into()))?;
-        let mirrors = match &cli.remote {
-            Some(_) => crate::storage::from_settings(&settings, cancel)?,
-            None => Vec::new(),
+        let mirror = match cli.remote.as_deref() {
+            Some(name) => {
+                Some(crate::restore::fetch::take_mirror(crate::storage::from_settings(&settings, cancel)?, name)?)
+            }
+            None => None,
         };
-        let mirror =
-            cli.remote.as_deref().map(|name| crate::restore::fetch::pick_mirror(&mirrors, name)).transpose()?;
         let done = crate::restore::pitr::datadir(&settings, cli.pitr_server.as_deref(), dir, at, mirror, cancel)?;
         println!("{done}");
         return Ok(Exit::Success);

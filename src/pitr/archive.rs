@@ -15,7 +15,7 @@ use super::wal::{Segment, Switch, parse_history};
 use crate::catalog::checksum::HashingWriter;
 use crate::catalog::durable::PartialFile;
 use crate::catalog::layout::{IN_PROGRESS_SUFFIX, with_suffix};
-use crate::stream::compress::{self, Compression, Encoder};
+use crate::stream::compress::{Compression, Encoder};
 use crate::stream::crypt::{Keys, Recipients, Sealed};
 
 /// Every extension a stored file can have.
@@ -131,65 +131,12 @@ impl Store {
     }
 
     /// Puts archived segment `a` back into `dir` as the server wrote it (a spool that was
-    /// lost): the stored file's sha256 checked first, the decoded size checked, written under
-    /// a temporary name, fsynced and renamed.
+    /// lost): `Source::segment` on the local archive.
     ///
     /// # Errors
-    /// The stored file is missing or does not match its record, cannot be decrypted (no
-    /// identity) or decoded, or the copy cannot be written.
+    /// As `Source::segment`.
     pub fn restore_segment(&self, a: &Archived, size: u64, keys: &Keys, dir: &Path) -> anyhow::Result<PathBuf> {
-        let segment = Segment { timeline: a.timeline, number: a.number };
-        let stored = self.existing(&self.archive.wal(a.timeline, &segment.name(size), &self.extension()));
-        self.restore_wal(&stored, &a.sha256, segment, size, keys, dir)
-    }
-
-    /// Puts the archived `.partial` of `segment` (recorded as `sha256` in `partial.json`) into
-    /// `dir` under the segment's own name (pg_receivewal's partial files are whole-sized):
-    /// recovery replays it as the last segment.
-    ///
-    /// # Errors
-    /// As `restore_segment`.
-    pub fn restore_partial(
-        &self,
-        segment: Segment,
-        sha256: &str,
-        size: u64,
-        keys: &Keys,
-        dir: &Path,
-    ) -> anyhow::Result<PathBuf> {
-        let stored = self.existing(&self.archive.wal(
-            segment.timeline,
-            &format!("{}.partial", segment.name(size)),
-            &self.extension(),
-        ));
-        self.restore_wal(&stored, sha256, segment, size, keys, dir)
-    }
-
-    fn restore_wal(
-        &self,
-        stored: &Path,
-        sha: &str,
-        segment: Segment,
-        size: u64,
-        keys: &Keys,
-        dir: &Path,
-    ) -> anyhow::Result<PathBuf> {
-        let bytes = std::fs::read(stored).with_context(|| format!("reading {}", stored.display()))?;
-        let mut hashing = HashingWriter::new(std::io::sink());
-        hashing.write_all(&bytes)?;
-        let (_, sha256, _) = hashing.finish();
-        if sha256 != sha {
-            anyhow::bail!("{} does not match its record (sha256 {sha256}, recorded {sha})", stored.display());
-        }
-        let target = dir.join(segment.name(size));
-        let (guard, mut file) = PartialFile::create(&target)?;
-        let copied = std::io::copy(&mut compress::decoder(stored, &bytes[..], keys)?, &mut file)
-            .with_context(|| format!("decoding {} into {}", stored.display(), guard.partial_path().display()))?;
-        if copied != size {
-            anyhow::bail!("{} holds {copied} bytes, not a whole segment of {size}", stored.display());
-        }
-        guard.commit(file)?;
-        Ok(target)
+        super::source::Source::local(self).segment(a, size, keys, dir)
     }
 
     /// Stores `content` (a base backup's manifest) at `target`.

@@ -122,7 +122,8 @@ fn prove(
     cancel: &Cancel,
 ) -> anyhow::Result<()> {
     let pg = settings.engines.postgres();
-    let server = recover::recover(settings, Sources { store, index, keys: &settings.keys }, chosen, cancel)?;
+    let server =
+        recover::recover(settings, Sources { store, mirror: None, index, keys: &settings.keys }, chosen, cancel)?;
     let conn = server.conn();
     // JSON, never lines: a name may hold a newline.
     let sql = "SELECT coalesce(json_agg(datname ORDER BY datname), '[]') FROM pg_database \

@@ -17,6 +17,7 @@ pub mod recover;
 pub mod report;
 pub mod retention;
 pub mod slot;
+pub mod source;
 pub mod status;
 pub mod stream;
 pub mod wal;

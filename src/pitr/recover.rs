@@ -1,7 +1,8 @@
 //! Point-in-time recovery from the archive: the plan (`plan`), then the chosen base backups
 //! extracted under `VERIFY_DIR` (each stored file's sha256 checked as it streams; combined with
 //! `pg_combinebackup` of the backups' own major when the chain has incrementals), the WAL to
-//! replay put in `pg_wal` (each file checked against its record first), and a throwaway server
+//! replay put in `pg_wal` (each file checked against its record first; from the local archive
+//! or streamed from a mirror's copy, `pitr::source`), and a throwaway server
 //! of the backups' own major started on it (`Engine::start_server_on`), recovering to the
 //! target and promoted. The WAL is staged before the server starts (the server's
 //! `restore_command` fails for every file, so recovery reads `pg_wal`): the server's user needs
@@ -24,6 +25,7 @@ use tracing::info;
 
 use super::archive::Store;
 use super::index::{BaseBackup, Index};
+use super::source::Source;
 use crate::config::Settings;
 use crate::engine::postgres::Installed;
 use crate::engine::{DataDir, Engine, Recovery, Server, ServerOptions};
@@ -32,10 +34,12 @@ use crate::stream::crypt::Keys;
 use crate::system::cancel::Cancel;
 use plan::Chosen;
 
-/// What recovery reads: the archive's files, its index, and the identity for an encrypted one.
+/// What recovery reads: the archive's files (local, or a mirror's copy with `mirror`), its
+/// index, and the identity for an encrypted one.
 #[derive(Clone, Copy)]
 pub struct Sources<'a> {
     pub store: &'a Store,
+    pub mirror: Option<&'a dyn crate::storage::Storage>,
     pub index: &'a Index,
     pub keys: &'a Keys,
 }
@@ -80,7 +84,10 @@ fn attempt(
     target_time: Option<String>,
     cancel: &Cancel,
 ) -> anyhow::Result<Box<dyn Server>> {
-    let Sources { store, index, keys } = from;
+    let Sources { store, mirror, index, keys } = from;
+    let source = Source { store, mirror };
+    let started = std::time::Instant::now();
+    let mut read = 0;
     let folder = tempfile::Builder::new()
         .prefix("pitr")
         .tempdir_in(&opts.work_dir)
@@ -88,12 +95,12 @@ fn attempt(
     let data = folder.path().join("data");
     let last = chosen.chain.last().ok_or_else(|| anyhow!("no base backup was chosen"))?;
     if let [only] = chosen.chain.as_slice() {
-        extract(store, only, keys, &data, cancel)?;
+        read += extract(source, only, keys, &data, cancel)?;
     } else {
         let mut parts = Vec::new();
         for b in &chosen.chain {
             let part = folder.path().join(format!("part{}", b.n));
-            extract(store, b, keys, &part, cancel)?;
+            read += extract(source, b, keys, &part, cancel)?;
             parts.push(part);
         }
         let combine = tools.server_dir_exact(last.major)?.join("pg_combinebackup");
@@ -110,8 +117,11 @@ fn attempt(
             let _ = std::fs::remove_dir_all(part);
         }
     }
-    stage_wal(store, index, chosen, keys, &data.join("pg_wal"))?;
+    read += stage_wal(source, index, chosen, keys, &data.join("pg_wal"))?;
     cancel.check()?;
+    if let Some(mirror) = mirror {
+        info!(bytes = read, seconds = started.elapsed().as_secs_f64(), mirror = %mirror.name(), "Streamed what the recovery needs from the mirror (nothing staged).");
+    }
     let recovery = Recovery { restore_command: "false".into(), target_time };
     info!(chain = last.chain, backup = last.n, segments = chosen.segments.len(), "Recovering in a throwaway server.");
     engine.start_server_on(DataDir { folder, superuser: last.superuser.clone() }, Some(&recovery), opts, cancel)
@@ -154,46 +164,58 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Unpacks base backup `b` into `dest`, its stored file's sha256 checked against the record
-/// once the whole file has passed (the folder is discarded on a mismatch).
-fn extract(store: &Store, b: &BaseBackup, keys: &Keys, dest: &Path, cancel: &Cancel) -> anyhow::Result<()> {
+/// Unpacks base backup `b` into `dest` as it streams, its stored file's sha256 checked against
+/// the record once the whole file has passed (the folder is discarded on a mismatch); returns
+/// the stored size.
+fn extract(source: Source, b: &BaseBackup, keys: &Keys, dest: &Path, cancel: &Cancel) -> anyhow::Result<u64> {
     cancel.check()?;
-    let path = store.existing(&store.archive.base(b.chain, b.n, &store.extension()));
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hashing = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: sha2::Sha256::new() };
-    {
-        let mut decoded = crate::stream::compress::decoder(&path, &mut hashing, keys)?;
-        tar::Archive::new(&mut decoded).unpack(dest).with_context(|| format!("unpacking {}", path.display()))?;
-        std::io::copy(&mut decoded, &mut std::io::sink()).with_context(|| format!("reading {}", path.display()))?;
-    }
-    let got = crate::catalog::checksum::hex(&hashing.hash.finalize());
-    if got != b.sha256 {
-        bail!("{} does not match its record (sha256 {got}, recorded {})", path.display(), b.sha256);
-    }
-    Ok(())
+    let path = source.store.archive.base(b.chain, b.n, &source.store.extension());
+    source.read(&path, &mut |name, raw| {
+        // A download that is retried starts over in an empty folder.
+        let _ = std::fs::remove_dir_all(dest);
+        let mut hashing = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, raw), hash: sha2::Sha256::new() };
+        {
+            let mut decoded = crate::stream::compress::decoder(name, &mut hashing, keys)?;
+            tar::Archive::new(&mut decoded).unpack(dest).with_context(|| format!("unpacking {}", name.display()))?;
+            std::io::copy(&mut decoded, &mut std::io::sink()).with_context(|| format!("reading {}", name.display()))?;
+        }
+        // What the decoder left unread (the gzip trailer's padding) counts too.
+        std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading {}", name.display()))?;
+        let got = crate::catalog::checksum::hex(&std::mem::take(&mut hashing.hash).finalize());
+        if got != b.sha256 {
+            bail!("{} does not match its record (sha256 {got}, recorded {})", name.display(), b.sha256);
+        }
+        Ok(())
+    })
 }
 
-/// The chosen segments, the `.partial` when needed, and the history files, into `pg_wal`.
-fn stage_wal(store: &Store, index: &Index, chosen: &Chosen, keys: &Keys, pg_wal: &Path) -> anyhow::Result<()> {
+/// The chosen segments, the `.partial` when needed, and the history files, into `pg_wal`;
+/// returns the stored bytes read.
+fn stage_wal(source: Source, index: &Index, chosen: &Chosen, keys: &Keys, pg_wal: &Path) -> anyhow::Result<u64> {
     std::fs::create_dir_all(pg_wal).with_context(|| format!("creating {}", pg_wal.display()))?;
-    let size = index.segment_size;
+    let (store, size) = (source.store, index.segment_size);
+    let mut read = 0;
     for a in &chosen.segments {
-        store.restore_segment(a, size, keys, pg_wal)?;
+        source.segment(a, size, keys, pg_wal)?;
+        read += a.size;
     }
     if let Some(segment) = chosen.partial {
         let (_, _, sha) = super::archive::partial_record(&store.archive)
             .filter(|(s, _, _)| *s == segment)
             .ok_or_else(|| anyhow!("the archive's partial segment changed while recovering; try again"))?;
-        store.restore_partial(segment, &sha, size, keys, pg_wal)?;
+        read += source.partial(segment, &sha, size, keys, pg_wal)?.1;
     }
     for timeline in &chosen.histories {
-        let stored = store.existing(&store.archive.history(*timeline, &store.extension()));
-        let raw = std::fs::File::open(&stored).with_context(|| format!("opening {}", stored.display()))?;
+        let (stored, raw) = source.bytes(&store.archive.history(*timeline, &store.extension()), HISTORY_LIMIT)?;
+        read += raw.len() as u64;
         let mut text = Vec::new();
-        crate::stream::compress::decoder(&stored, raw, keys)?
+        crate::stream::compress::decoder(&stored, &raw[..], keys)?
             .read_to_end(&mut text)
             .with_context(|| format!("decoding {}", stored.display()))?;
         crate::catalog::durable::write_atomic(&pg_wal.join(format!("{timeline:08X}.history")), &text)?;
     }
-    Ok(())
+    Ok(read)
 }
+
+/// The most a stored history file may hold (a few lines per timeline switch).
+const HISTORY_LIMIT: u64 = 16 << 20;

@@ -63,6 +63,16 @@ pub fn pick_mirror<'a>(mirrors: &'a [Box<dyn Storage>], name: &str) -> anyhow::R
     }
 }
 
+/// The mirror `name` picks (as `pick_mirror`), taken out of `mirrors`.
+///
+/// # Errors
+/// As `pick_mirror`.
+pub fn take_mirror(mut mirrors: Vec<Box<dyn Storage>>, name: &str) -> anyhow::Result<Box<dyn Storage>> {
+    let picked = pick_mirror(&mirrors, name)?.name();
+    let i = mirrors.iter().position(|m| m.name() == picked).unwrap_or_default();
+    Ok(mirrors.swap_remove(i))
+}
+
 /// Downloads the backup of `core` that `filter` chooses on `mirror` (with `for_restore`, the
 /// restore rules: another database's backup needs `-f`).
 ///

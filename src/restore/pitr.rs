@@ -33,14 +33,26 @@ pub struct FromArchive {
     pub folder: std::path::PathBuf,
     store: Store,
     index: Index,
+    /// The mirror whose copy is read (`--remote`): its files streamed as recovery needs them.
+    mirror: Option<Mirror>,
     /// The archive's read lock: retention removes nothing while this restore reads it.
     _reading: crate::catalog::lock::RunLock,
-    /// The mirror's copy, staged (`--remote`): removed after the lock is let go.
+    /// The mirror's index, staged (`--remote`): removed after the lock is let go.
     _staged: Option<super::pitr_fetch::Staged>,
 }
 
+/// A mirror, shown by its name.
+struct Mirror(Box<dyn crate::storage::Storage>);
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.name())
+    }
+}
+
 /// Plans the restore of `spec` as of `at` (nothing is touched), from the local archive or,
-/// with `remote`, from its copy on that mirror (what the plan needs downloaded and staged).
+/// with `remote`, from its copy on that mirror (its index staged; the files the plan needs
+/// are streamed from it when recovery reads them).
 ///
 /// # Errors
 /// The server is not archived here (or on the mirror), `at` does not parse, the archive
@@ -50,7 +62,7 @@ pub fn prepare(
     spec: &DatabaseSpec,
     filter: Option<&str>,
     at: &str,
-    remote: Option<&dyn crate::storage::Storage>,
+    remote: Option<Box<dyn crate::storage::Storage>>,
 ) -> anyhow::Result<FromArchive> {
     let server = settings.pitr.find(&spec.host, spec.port).ok_or_else(|| {
         anyhow!(
@@ -61,10 +73,10 @@ pub fn prepare(
     })?;
     let target = Target::parse(at, &settings.zone).map_err(|e| anyhow!(e))?;
     let (host, port) = (&server.database.spec.host, spec.port.unwrap_or(5432));
-    let (archive, staged) = match remote {
+    let (archive, staged) = match &remote {
         None => (Archive::new(&settings.backup_dir, host, port), None),
         Some(mirror) => {
-            let (archive, staged) = super::pitr_fetch::stage(&settings.backup_dir, mirror, host, port)?;
+            let (archive, staged) = super::pitr_fetch::stage(&settings.backup_dir, mirror.as_ref(), host, port)?;
             (archive, Some(staged))
         }
     };
@@ -77,9 +89,6 @@ pub fn prepare(
     let chosen =
         plan::choose(&index, partial_state(&archive), target).map_err(|e| anyhow!("{}: {e}", server.name()))?;
     let store = Store::new(archive, settings.compression, settings.encryption.clone());
-    if let Some(mirror) = remote {
-        super::pitr_fetch::download(&store, &index, &chosen, mirror)?;
-    }
     Ok(FromArchive {
         server: server.name(),
         source: filter.unwrap_or(&spec.database).to_string(),
@@ -88,6 +97,7 @@ pub fn prepare(
         folder: store.archive.dir.clone(),
         store,
         index,
+        mirror: remote.map(Mirror),
         _reading: reading,
         _staged: staged,
     })
@@ -105,7 +115,7 @@ pub fn datadir(
     server: Option<&str>,
     dir: &std::path::Path,
     at: &str,
-    remote: Option<&dyn crate::storage::Storage>,
+    remote: Option<Box<dyn crate::storage::Storage>>,
     cancel: &Cancel,
 ) -> anyhow::Result<String> {
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
@@ -142,7 +152,12 @@ fn recovered(
     from: &FromArchive,
     cancel: &Cancel,
 ) -> anyhow::Result<Box<dyn crate::engine::Server>> {
-    let sources = crate::pitr::recover::Sources { store: &from.store, index: &from.index, keys: &settings.keys };
+    let sources = crate::pitr::recover::Sources {
+        store: &from.store,
+        mirror: from.mirror.as_ref().map(|m| m.0.as_ref()),
+        index: &from.index,
+        keys: &settings.keys,
+    };
     crate::pitr::recover::recover(settings, sources, &from.chosen, cancel)
         .context("recovering the archive in a throwaway server; the database was not touched")
 }

@@ -2,23 +2,20 @@
 //! (`pitr::mirror` keeps it in the archive's own layout), for the day the backup volume is
 //! gone. The mirror's index and the `.partial`'s record go into a staging archive under
 //! `BACKUP_DIR` (`.backup_container_fetch/pitr_<pid>/pitr/<server>/`); the plan is made from
-//! them exactly as from the local archive; then only what the plan needs is downloaded: the
-//! chain's base backups and their manifests, the history files, the segments to replay and,
-//! when the target is past the last whole segment, the `.partial`. Recovery then reads the
-//! staging archive like the local one, checking each file against the index's sha256 before
-//! it is used. The staging folder is removed when the restore ends (and a killed run's at the
-//! next fetch, never a running one's).
+//! them exactly as from the local archive. Nothing else is staged: recovery streams what the
+//! plan needs from the mirror (`pitr::source`) — the chain's base backups unpacked as they
+//! arrive, the history files, the segments to replay and, when the target is past the last
+//! whole segment, the `.partial` — each checked against the index's sha256 before it is used.
+//! The staging folder is removed when the restore ends (and a killed run's at the next fetch,
+//! never a running one's).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use tracing::info;
 
 use super::fetch::STAGING_DIR;
-use crate::pitr::archive::{EXTENSIONS, Store};
-use crate::pitr::index::Index;
 use crate::pitr::layout::Archive;
-use crate::pitr::recover::plan::Chosen;
 use crate::storage::Storage;
 
 /// A staging archive; removed when dropped.
@@ -63,57 +60,6 @@ pub fn stage(backup_dir: &Path, mirror: &dyn Storage, host: &str, port: u16) -> 
     }
     info!(mirror = %name, "Read the archive's index from the mirror.");
     Ok((archive, staged))
-}
-
-/// Downloads what `chosen` needs from `mirror` into `store`'s archive (the staging one).
-///
-/// # Errors
-/// A file the plan needs is on no extension the archive uses, or a download fails.
-pub fn download(store: &Store, index: &Index, chosen: &Chosen, mirror: &dyn Storage) -> anyhow::Result<()> {
-    let (a, ext, size) = (&store.archive, store.extension(), index.segment_size);
-    let mut wanted: Vec<PathBuf> = Vec::new();
-    for b in &chosen.chain {
-        wanted.push(a.base(b.chain, b.n, &ext));
-        wanted.push(a.base_manifest(b.chain, b.n, &ext));
-    }
-    wanted.extend(chosen.histories.iter().map(|t| a.history(*t, &ext)));
-    wanted.extend(chosen.segments.iter().map(|s| {
-        a.wal(s.timeline, &crate::pitr::wal::Segment { timeline: s.timeline, number: s.number }.name(size), &ext)
-    }));
-    if let Some(p) = chosen.partial {
-        wanted.push(a.wal(p.timeline, &format!("{}.partial", p.name(size)), &ext));
-    }
-    let started = std::time::Instant::now();
-    let mut bytes = 0;
-    for path in &wanted {
-        bytes += get_any(a, mirror, path, &ext)?;
-    }
-    info!(files = wanted.len(), bytes, seconds = started.elapsed().as_secs_f64(), mirror = %mirror.name(), "Downloaded what the recovery needs from the mirror.");
-    Ok(())
-}
-
-/// Downloads `path` (written with extension `ext`), or the same file with another of the
-/// archive's extensions (compression or encryption changed since it was stored) under that
-/// name; returns the bytes.
-fn get_any(archive: &Archive, mirror: &dyn Storage, path: &Path, ext: &str) -> anyhow::Result<u64> {
-    let text = path.to_string_lossy().into_owned();
-    let stem = text.strip_suffix(ext).unwrap_or(&text).to_string();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut first = None;
-    for e in std::iter::once(ext).chain(EXTENSIONS.iter().copied().filter(|e| *e != ext)) {
-        let local = PathBuf::from(format!("{stem}{e}"));
-        match mirror.get(&key(archive, &local), &local) {
-            Ok(n) => return Ok(n),
-            Err(err) => {
-                let _ = std::fs::remove_file(&local);
-                first.get_or_insert(err);
-            }
-        }
-    }
-    let err = first.unwrap_or_else(|| anyhow!("no extension"));
-    Err(err.context(format!("downloading {} from {}", key(archive, path), mirror.name())))
 }
 
 /// Whether process `pid` exists (signal 0; a process of another user counts).

@@ -89,11 +89,10 @@ pub fn run(
     let root = &settings.backup_dir;
     let untouched = "nothing was restored and the database was not touched";
     if let Some(at) = &request.at {
-        let mirrors = match &request.remote {
-            Some(_) => crate::storage::from_settings(settings, cancel)?,
-            None => Vec::new(),
+        let mirror = match request.remote.as_deref() {
+            Some(name) => Some(fetch::take_mirror(crate::storage::from_settings(settings, cancel)?, name)?),
+            None => None,
         };
-        let mirror = request.remote.as_deref().map(|name| fetch::pick_mirror(&mirrors, name)).transpose()?;
         let from = super::pitr::prepare(settings, &spec, request.filter, at, mirror).context(untouched)?;
         return restore(settings, notifiers, request, engine, spec, Source::Archive(Box::new(from)), confirm, cancel);
     }

@@ -59,6 +59,17 @@ pub fn check(storage: &dyn Storage, scratch: &Path) -> anyhow::Result<()> {
         ensure!(n == want.len() as u64 && got == want, "{name}: {key} came back as {n} different bytes");
     }
     ensure!(storage.get(MISSING, &scratch.join("missing")).is_err(), "{name}: get of a missing key succeeded");
+    // A stream: the sink sees the first bytes as they come; what it leaves is read and counted;
+    // the sink's own error is the stream's, its words kept.
+    let mut head = [0u8; 10];
+    let n = storage.stream(DAILY, &mut |r| Ok(r.read_exact(&mut head)?)).context("stream of a nested key")?;
+    let want = std::fs::read(&big)?;
+    ensure!(n == 70_000 && head[..] == want[..10], "{name}: a stream counted {n} bytes or began with other bytes");
+    let refused = storage.stream(DAILY, &mut |_| anyhow::bail!("the sink refuses")).err().map(|e| format!("{e:#}"));
+    ensure!(
+        refused.as_deref().is_some_and(|e| e.contains("the sink refuses")),
+        "{name}: a failing sink's error was {refused:?}"
+    );
 
     storage.put(&small, DAILY).context("replacing an object")?;
     if let Some((_, Some(size))) = keys(storage)?.into_iter().find(|(k, _)| k == DAILY) {

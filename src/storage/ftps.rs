@@ -125,7 +125,7 @@ impl FtpsStorage {
         Ok(stream)
     }
 
-    fn run<T: TlsStream, R>(
+    fn run<T: TlsStream + Send, R>(
         &self,
         mut stream: ImplFtpStream<T>,
         f: impl FnOnce(&mut dyn Ftp) -> anyhow::Result<R>,
@@ -195,13 +195,13 @@ trait Ftp {
     fn size(&mut self, name: &str) -> anyhow::Result<u64>;
     /// Base names in `dir`; an empty or missing folder is an empty list.
     fn names(&mut self, dir: Option<&str>) -> anyhow::Result<Vec<String>>;
-    /// Downloads `path` into `local`; returns the bytes written.
-    fn download(&mut self, path: &str, local: &Path) -> anyhow::Result<u64>;
+    /// Hands `path`'s bytes to `sink` as they arrive; returns the bytes read.
+    fn stream(&mut self, path: &str, sink: &mut super::Sink) -> anyhow::Result<u64>;
     fn remove(&mut self, path: &str) -> anyhow::Result<()>;
     fn remove_dir(&mut self, path: &str) -> bool;
 }
 
-impl<T: TlsStream> Ftp for ImplFtpStream<T> {
+impl<T: TlsStream + Send> Ftp for ImplFtpStream<T> {
     fn pwd(&mut self) -> anyhow::Result<String> {
         ImplFtpStream::pwd(self).map_err(|e| anyhow!("PWD: {e}"))
     }
@@ -260,15 +260,14 @@ impl<T: TlsStream> Ftp for ImplFtpStream<T> {
             .collect())
     }
 
-    fn download(&mut self, path: &str, local: &Path) -> anyhow::Result<u64> {
-        let mut written = None;
-        self.retr(path, |r| {
-            let n = super::write_download(r, local).map_err(|e| FtpError::ConnectionError(std::io::Error::other(e)))?;
-            written = Some(n);
-            Ok(())
-        })
-        .map_err(|e| anyhow!("downloading {path}: {e}"))?;
-        written.ok_or_else(|| anyhow!("downloading {path}: no data"))
+    fn stream(&mut self, path: &str, sink: &mut super::Sink) -> anyhow::Result<u64> {
+        let mut stream = self.retr_as_stream(path).map_err(|e| anyhow!("downloading {path}: {e}"))?;
+        let fed = super::feed(&mut stream, sink);
+        // Always finished (the transfer's reply read), but the sink's error is the cause.
+        let finished = stream.finish();
+        let n = fed.with_context(|| format!("downloading {path}"))?;
+        finished.map_err(|e| anyhow!("downloading {path}: {e}"))?;
+        Ok(n)
     }
 
     fn remove(&mut self, path: &str) -> anyhow::Result<()> {
@@ -335,10 +334,10 @@ impl Storage for FtpsStorage {
         })
     }
 
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+    fn stream(&self, key: &str, sink: &mut super::Sink) -> anyhow::Result<u64> {
         self.session(|ftp| {
             let expected = ftp.size(key)?;
-            let n = ftp.download(key, local)?;
+            let n = ftp.stream(key, sink)?;
             if n != expected {
                 bail!("downloading {key}: received {n} bytes of {expected}");
             }

@@ -58,10 +58,10 @@ impl Storage for LocalStorage {
         Ok(objects(&catalog::scan(&self.root)?))
     }
 
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+    fn stream(&self, key: &str, sink: &mut super::Sink) -> anyhow::Result<u64> {
         let path = safe_name::join_under(&self.root, key)?;
         let mut source = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        super::write_download(&mut source, local)
+        super::feed(&mut source, sink).with_context(|| format!("reading {}", path.display()))
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {

@@ -52,9 +52,9 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+    fn stream(&self, key: &str, sink: &mut super::Sink) -> anyhow::Result<u64> {
         let bytes = self.bytes(key).ok_or_else(|| anyhow::anyhow!("downloading {key}: no such object"))?;
-        super::write_download(&mut bytes.as_slice(), local)
+        super::feed(&mut bytes.as_slice(), sink)
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {

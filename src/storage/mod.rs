@@ -51,12 +51,23 @@ pub trait Storage: Send + Sync {
     /// Connection or listing failures.
     fn list(&self) -> anyhow::Result<Vec<RemoteObject>>;
 
+    /// Hands `key`'s bytes to `sink` as they arrive (nothing staged on disk; what `sink`
+    /// leaves unread is read after it); returns the object's size. A transfer that ends short
+    /// of the size the server announced is an error, after `sink` has seen it: the caller
+    /// checks the content (sha256) before it uses it. `sink` is called at most once.
+    ///
+    /// # Errors
+    /// Connection, missing object or transfer failures, or `sink`'s own error.
+    fn stream(&self, key: &str, sink: &mut Sink) -> anyhow::Result<u64>;
+
     /// Downloads `key` into the file `local` (created or replaced), streamed and synced to
     /// disk; returns the bytes written. The caller checks the content (sha256).
     ///
     /// # Errors
     /// Connection, missing object, transfer or write failures.
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64>;
+    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+        self.stream(key, &mut |from| write_download(from, local).map(|_| ()))
+    }
 
     /// Deletes one object.
     ///
@@ -79,6 +90,31 @@ pub trait Storage: Send + Sync {
         }
         Ok(())
     }
+}
+
+/// What `Storage::stream` hands an object's bytes to.
+pub type Sink<'a> = dyn FnMut(&mut (dyn std::io::Read + Send)) -> anyhow::Result<()> + 'a;
+
+/// Hands `from` to `sink`, then reads what it left; returns the bytes read in all.
+///
+/// # Errors
+/// `sink`'s error, or reading the rest.
+pub fn feed(from: &mut (dyn std::io::Read + Send), sink: &mut Sink) -> anyhow::Result<u64> {
+    struct Counted<'r> {
+        inner: &'r mut (dyn std::io::Read + Send),
+        n: u64,
+    }
+    impl std::io::Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.n += n as u64;
+            Ok(n)
+        }
+    }
+    let mut counted = Counted { inner: from, n: 0 };
+    sink(&mut counted)?;
+    std::io::copy(&mut counted, &mut std::io::sink())?;
+    Ok(counted.n)
 }
 
 /// One file for `put_many`.
@@ -153,6 +189,11 @@ impl Storage for Retrying {
 
     fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
         self.retry("download", || self.inner.get(key, local))
+    }
+
+    /// Retried as a whole: `sink` is called again on each attempt and must start over.
+    fn stream(&self, key: &str, sink: &mut Sink) -> anyhow::Result<u64> {
+        self.retry("download", || self.inner.stream(key, sink))
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {

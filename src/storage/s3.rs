@@ -388,7 +388,7 @@ impl Storage for S3Storage {
         Ok(out)
     }
 
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<u64> {
+    fn stream(&self, key: &str, sink: &mut super::Sink) -> anyhow::Result<u64> {
         let full = self.key(key);
         let url = self.bucket.get_object(Some(&self.credentials), &full).sign(SIGNED_FOR);
         let mut resp = self.agent.get(url.as_str()).call().map_err(|e| anyhow!("GET {full}: {e}"))?;
@@ -399,9 +399,9 @@ impl Storage for S3Storage {
         }
         let expected: Option<u64> = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
         let mut body = resp.into_body();
-        // No size limit: backups are large; the stream goes straight to the file.
+        // No size limit: backups are large; the stream goes straight to the sink.
         let mut reader = body.with_config().limit(u64::MAX).reader();
-        let n = super::write_download(&mut reader, local).with_context(|| format!("GET {full}"))?;
+        let n = super::feed(&mut reader, sink).with_context(|| format!("GET {full}"))?;
         if let Some(len) = expected.filter(|len| *len != n) {
             bail!("GET {full}: received {n} bytes of {len}");
         }

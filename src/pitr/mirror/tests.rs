@@ -40,7 +40,7 @@ impl Storage for Refusing {
     fn list(&self) -> anyhow::Result<Vec<RemoteObject>> {
         Ok(Vec::new())
     }
-    fn get(&self, _: &str, _: &Path) -> anyhow::Result<u64> {
+    fn stream(&self, _: &str, _: &mut crate::storage::Sink) -> anyhow::Result<u64> {
         anyhow::bail!("nothing here")
     }
     fn delete(&self, _: &str) -> anyhow::Result<()> {
