@@ -13,6 +13,7 @@
 # Prints medians.
 #
 #   SIZE_MB=300 RUNS=3 scripts/bench-pitr.sh        (make bench runs it after bench.sh)
+#   SIZE_MB=1000 RUNS=2 PARTS=restore WAL_SECS=300 scripts/bench-pitr.sh   (the issue's 1 GB + 5 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/pg-throwaway.sh
@@ -87,14 +88,17 @@ done
 fi
 
 if part restore; then
-# The restore: an archive kept by the daemon, 30 s of pgbench after its base backup.
+# The restore: an archive kept by the daemon, WAL_SECS (30) of pgbench after its base backup,
+# the target halfway.
 rm -rf "$BACKUP_DIR/pitr" "$PITR_SPOOL_DIR"
 "$BIN" >"$WORK/daemon.log" 2>&1 & DAEMON=$!
 for _ in $(seq 1 600); do grep -q "A full base backup of" "$WORK/daemon.log" && break; sleep 0.5; done
-PGPASSWORD=bench-pw pgbench -T 15 -c 2 -h 127.0.0.1 -p "$PGPORT_T" -U bench bench >/dev/null 2>&1
+HALF=$(( ${WAL_SECS:-30} / 2 )); [ "$HALF" -ge 1 ] || HALF=1
+PGPASSWORD=bench-pw pgbench -T "$HALF" -c 2 -h 127.0.0.1 -p "$PGPORT_T" -U bench bench >/dev/null 2>&1
 sleep 1; T=$(date -u +%Y-%m-%dT%H:%M:%S.%6N+00:00); sleep 1
-PGPASSWORD=bench-pw pgbench -T 15 -c 2 -h 127.0.0.1 -p "$PGPORT_T" -U bench bench >/dev/null 2>&1
+PGPASSWORD=bench-pw pgbench -T "$HALF" -c 2 -h 127.0.0.1 -p "$PGPORT_T" -U bench bench >/dev/null 2>&1
 pg_admin -d postgres -c "SELECT pg_switch_wal()" >/dev/null; sleep 20
+echo "WAL archived: $(find "$BACKUP_DIR"/pitr/*/wal -type f | wc -l) files, $(du -sm "$BACKUP_DIR"/pitr/*/wal | cut -f1) MB stored" >&2
 stop_daemon
 
 ours_restore() {

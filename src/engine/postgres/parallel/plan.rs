@@ -228,9 +228,35 @@ pub fn splittable_copy(statement: &[u8]) -> bool {
     }
 }
 
+/// The same COPY (a `splittable_copy`) with `FREEZE`, for a block in the transaction that
+/// truncated its table: the rows are written frozen and their pages all-visible, so reading
+/// them after the load (the row counts) sets no hint bits and writes no page again.
+pub fn frozen(statement: &[u8]) -> Vec<u8> {
+    let text = statement.trim_ascii_end();
+    let tail = &statement[text.len()..];
+    match text.strip_suffix(b" FROM stdin;") {
+        Some(head) => [head, b" FROM stdin WITH (FREEZE);", tail].concat(),
+        None => statement.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_tables_copy_is_frozen() {
+        assert_eq!(frozen(b"COPY public.a (id) FROM stdin;\n"), b"COPY public.a (id) FROM stdin WITH (FREEZE);\n");
+        assert_eq!(
+            frozen(b"COPY \"x FROM stdin;\" (id) FROM stdin;"),
+            b"COPY \"x FROM stdin;\" (id) FROM stdin WITH (FREEZE);"
+        );
+        assert_eq!(
+            frozen(b"COPY a FROM stdin CSV;\n"),
+            b"COPY a FROM stdin CSV;\n",
+            "not the form pg_dump writes: as it is"
+        );
+    }
 
     #[test]
     fn headers_and_routes() {

@@ -322,8 +322,12 @@ fn throwaway_loads_truncate_each_table_in_the_copy_transaction_and_do_not_cut_it
     summary.check_complete().unwrap();
     assert_eq!(plan.pieces, 0, "{plan}");
     let workers = format!("{}{}", lanes.all(1), lanes.all(2));
-    assert!(workers.contains("BEGIN;\nTRUNCATE ONLY public.a;\nCOPY public.a (id) FROM stdin;\n"), "{workers}");
+    assert!(
+        workers.contains("BEGIN;\nTRUNCATE ONLY public.a;\nCOPY public.a (id) FROM stdin WITH (FREEZE);\n"),
+        "{workers}"
+    );
     assert_eq!(workers.matches("TRUNCATE ONLY \"My b\".\"x y\";").count(), 1, "a second block never truncates");
+    assert_eq!(workers.matches("FREEZE").count(), 2, "only a block in the truncating transaction is frozen");
     assert_eq!(workers.matches("COMMIT;").count(), 2);
     // The second block of the table goes to the lane of the first, after it.
     let lane = if lanes.all(1).contains("\"x y\"") { 1 } else { 2 };

@@ -303,7 +303,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
     }
 
     /// One statement; `copy`: a `COPY ... FROM stdin` whose rows follow.
-    fn statement(&mut self, statement: Vec<u8>, line: u64, copy: bool) -> anyhow::Result<()> {
+    fn statement(&mut self, mut statement: Vec<u8>, line: u64, copy: bool) -> anyhow::Result<()> {
         if !copy && let Some(key) = state_key(&statement) {
             if self.phase == Phase::Post {
                 for spool in 0..3 {
@@ -369,6 +369,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                         self.lanes.send(lane, Piece::Statement(b"BEGIN;\n"), Some(line))?;
                         self.lanes.send(lane, Piece::Statement(&truncate), Some(line))?;
                         in_transaction = true;
+                        statement = super::plan::frozen(&statement);
                     }
                 }
                 self.open_unit = if let Dest::Lane(l) = dest { Some(l) } else { None };
