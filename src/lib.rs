@@ -27,7 +27,7 @@
 //! - `notify/`: events, queued senders: `event`, `missed`, `pagerduty`, `queue`, `webhook`
 //! - `fleet/`: `host/*` expansion and the coverage audit: `audit`
 //! - `storage/`: where backups are kept: `conformance`, `ftps`, `ftps_tls`, `local`, `memory`, `prune`, `s3`, `s3_lock`
-//! - `pitr/`: point-in-time recovery (being built): `archive`, `archiver`, `base`, `drill`, `index`, `layout`, `manifest`, `mirror`, `preflight`, `recover`, `report`, `retention`, `slot`, `status`, `stream`, `wal`
+//! - `pitr/`: point-in-time recovery: `archive`, `archiver`, `base`, `drill`, `index`, `layout`, `manifest`, `mirror`, `preflight`, `recover`, `report`, `retention`, `slot`, `source`, `status`, `stream`, `wal`
 //! - `backup/`: one run, the per-database pipeline: `hooks`, `jobs`, `mirror`, `pipeline`, `report`, `steps`, `view`
 //! - `restore/`: reading backups back: `database`, `fetch`, `open`, `pitr`, `pitr_fetch`, `pool`, `run`, `verify`
 //! - `check/`: `--check`: `site`
