@@ -97,9 +97,10 @@ fn parallel_and_psql_end_in_the_same_database() {
     assert!(!plan.contains("serial from"), "{plan}");
     assert!(!plan.contains(" 0 index"), "{plan}");
     assert!(!plan.contains(" 0 foreign keys"), "{plan}");
-    // Its post-data (triggers, policies, row security, a materialized view, grants, comments)
-    // leaves rows alone: counted beside the builds.
-    assert!(r.stderr.contains("as they came in, beside the index builds"), "{}", r.all());
+    // Its pre-data has what pg_dump writes there, and its post-data (triggers, policies, row
+    // security, a materialized view, grants, comments) leaves rows alone: the server's replies
+    // to the COPYs are the counts.
+    assert!(r.stderr.contains("from the server's replies to its COPYs"), "{}", r.all());
 
     gunzip_into_psql(&fx, &file, "ser");
     assert_eq!(comparable_dump(&fx, "par"), comparable_dump(&fx, "ser"));
@@ -280,9 +281,10 @@ fn a_full_tmpdir_only_slows_the_spill_queue() {
     assert_eq!(fx.pg.row_counts("full_tmp"), fx.pg.row_counts("slow"));
 }
 
-/// The rows counted beside the index builds are the server's own counts, not the dump's: a
-/// dump whose pre-data holds a trigger that drops rows as they load is refused, naming the
-/// table; one whose post-data deletes rows is counted at the end, and refused too.
+/// The rows checked are the server's own, not the dump's: a pg_dump file is judged by the
+/// server's replies to its COPYs; a dump whose pre-data holds a trigger that drops rows as they
+/// load is counted beside the builds instead, and refused, naming the table; one whose
+/// post-data deletes rows is counted at the end, and refused too.
 #[test]
 fn rows_counted_beside_the_builds_are_the_servers_counts() {
     let Some(fx) = Fixture::start(300) else { return };
@@ -300,7 +302,7 @@ fn rows_counted_beside_the_builds_are_the_servers_counts() {
     };
     let r = restore("whole", &dump);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("as they came in, beside the index builds"), "{}", r.all());
+    assert!(r.stderr.contains("from the server's replies to its COPYs"), "{}", r.all());
     assert_eq!(fx.pg.row_counts("whole"), fx.pg.row_counts("app1"));
 
     let first_data = dump.find("--\n-- Data for Name:").unwrap();

@@ -89,6 +89,8 @@ pub struct RestoreReport {
     pub counts: load::CountCheck,
     /// `counts` were taken beside the load (each table once its rows were in), not after it.
     pub counted_while_loading: bool,
+    /// ... and they are the server's replies to the COPYs (no table was read again).
+    pub counted_from_replies: bool,
     /// The previous database, renamed and kept (`RESTORE_KEEP_PREVIOUS=true`).
     pub kept_previous: Option<String>,
     /// What the parallel load ran where (`None`: one session).

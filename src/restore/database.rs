@@ -40,7 +40,12 @@ pub fn restore_into(
         warn!(errors = report.errors.count, first = %first, "SQL errors during the load (-I): continuing.");
     }
     info!(stream = %report.stream, "Backup stream loaded.");
-    if req.count_check && report.counted_while_loading {
+    if req.count_check && report.counted_from_replies {
+        info!(
+            tables = report.stream.tables.len(),
+            "Took every table's rows from the server's replies to its COPYs (nothing before or after the data could change them)."
+        );
+    } else if req.count_check && report.counted_while_loading {
         info!(
             tables = report.stream.tables.len(),
             "Counted every table's rows as they came in, beside the index builds."

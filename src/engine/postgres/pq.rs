@@ -203,21 +203,26 @@ impl Session {
         Ok(())
     }
 
-    /// Ends the COPY and returns its outcome (the first error of its rows, if any).
+    /// Ends the COPY and returns the rows the server stored (its `COPY n`), or the first
+    /// error of its rows.
     ///
     /// # Errors
     /// The server's error for the COPY, or a lost connection.
-    pub fn copy_end(&mut self) -> Result<(), Box<PgError>> {
+    pub fn copy_end(&mut self) -> Result<u64, Box<PgError>> {
         // SAFETY: a live connection; libpq refuses (-1) when no COPY is in progress, and the
         // results below then carry the COPY's error.
         unsafe { ffi::PQputCopyEnd(self.conn.as_ptr(), std::ptr::null()) };
-        let mut outcome = Ok(());
+        let mut outcome = Ok(0);
         loop {
             // SAFETY: a live connection; NULL ends the results of the command.
             let raw = unsafe { ffi::PQgetResult(self.conn.as_ptr()) };
             let Some(result) = Result_::take(raw) else { break };
             match result.status() {
-                ffi::ExecStatusType::PGRES_COMMAND_OK => {}
+                ffi::ExecStatusType::PGRES_COMMAND_OK => {
+                    if let Ok(rows) = outcome.as_mut() {
+                        *rows = result.tuples();
+                    }
+                }
                 ffi::ExecStatusType::PGRES_COPY_IN => {
                     // Still copying (the end could not be sent): the connection is broken.
                     return Err(PgError::connection(self.last_error()));
@@ -303,6 +308,13 @@ impl Result_ {
 
     fn field(&self, code: u8) -> Option<String> {
         field(self.0.as_ptr(), code)
+    }
+
+    /// The rows the command reports (`COPY n`: the rows the server stored).
+    fn tuples(&self) -> u64 {
+        // SAFETY: a live result; libpq owns the string (empty when the command reports none).
+        let text = unsafe { CStr::from_ptr(ffi::PQcmdTuples(self.0.as_ptr())) };
+        text.to_str().ok().and_then(|t| t.parse().ok()).unwrap_or(0)
     }
 
     fn error(&self, fallback: impl FnOnce() -> String) -> Box<PgError> {

@@ -92,9 +92,12 @@ pub fn load<'a>(
         let (errors, stream) = serial(engine, req, &target.name, &mut rest, offset, cancel)?;
         (errors, stream, None)
     };
-    if let Some(check) = counted.and_then(|c| parallel::early::check(&stream, &c)) {
+    if let Some(c) = counted
+        && let Some(check) = parallel::early::check(&stream, &c)
+    {
         report.counts = check;
         report.counted_while_loading = true;
+        report.counted_from_replies = c.from_replies;
     }
     if let Some((line, setting)) = sql.blanked.first() {
         info!(

@@ -33,6 +33,17 @@ impl Piece<'_> {
     }
 }
 
+/// The server's replies to each table's COPYs (the table as its COPY names it): the rows it
+/// stored, summed over the table's COPYs; `None` once one of them failed.
+pub type Replies = std::sync::Arc<Mutex<std::collections::HashMap<Vec<u8>, Option<u64>>>>;
+
+/// Adds one COPY's reply (`None`: it failed) to `table`'s.
+pub fn add_reply(replies: &Replies, table: &[u8], rows: Option<u64>) {
+    let mut map = replies.lock().unwrap_or_else(PoisonError::into_inner);
+    let sum = map.entry(table.to_vec()).or_insert(Some(0));
+    *sum = sum.zip(rows).map(|(a, b)| a + b);
+}
+
 /// A table (as its COPY names it) and the lanes and units that load its rows.
 pub type TableLoad = (Vec<u8>, Vec<(usize, u64)>);
 
@@ -58,7 +69,9 @@ pub trait Lanes {
     }
     /// Every table's rows have been sent: each table (as its COPY names it) with the lanes and
     /// units that load it, in dump order, for row counts that run as soon as they are in.
-    fn data_sent(&mut self, _tables: &[TableLoad]) {}
+    /// `replies_exact`: nothing before the data can make a table's rows differ from what the
+    /// server's replies to its COPYs say (`plan::keeps_replies`).
+    fn data_sent(&mut self, _tables: &[TableLoad], _replies_exact: bool) {}
     /// The worker with the least unfinished work.
     fn idlest(&self) -> usize;
     /// Waits until every session has run everything sent to it; later sends start new ones.

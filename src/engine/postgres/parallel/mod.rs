@@ -13,6 +13,7 @@ pub mod early;
 mod lanes;
 mod plan;
 mod queue;
+mod rows;
 mod sessions;
 mod split;
 mod wire;

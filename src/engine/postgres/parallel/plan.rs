@@ -121,56 +121,6 @@ pub fn state_key(statement: &[u8]) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Whether a post-data statement leaves every table's row count as the data section left it:
-/// the kinds pg_dump writes there (triggers, rules, policies, grants, comments, publications,
-/// subscriptions, statistics, materialized view refreshes, `ALTER ...` other than attaching
-/// or detaching partitions, renaming, or moving to another schema). Anything else (a `DELETE`, a function call, a `DO` block added by
-/// hand) may change rows: the counts then wait for the end of the load.
-pub fn keeps_rows(statement: &[u8]) -> bool {
-    let mut text = statement.trim_ascii_start();
-    while text.starts_with(b"--") {
-        let next = memchr::memchr(b'\n', text).map_or(text.len(), |n| n + 1);
-        text = text[next..].trim_ascii_start();
-    }
-    let head: String = String::from_utf8_lossy(&text[..text.len().min(64)]).to_ascii_uppercase();
-    let words: Vec<&str> = head.split_whitespace().collect();
-    let starts = |p: &[&str]| words.len() >= p.len() && words.iter().zip(p).all(|(w, p)| w == p);
-    const KEEP: &[&[&str]] = &[
-        &["CREATE", "TRIGGER"],
-        &["CREATE", "CONSTRAINT", "TRIGGER"],
-        &["CREATE", "RULE"],
-        &["CREATE", "POLICY"],
-        &["CREATE", "PUBLICATION"],
-        &["CREATE", "SUBSCRIPTION"],
-        &["CREATE", "EVENT", "TRIGGER"],
-        &["CREATE", "INDEX"],
-        &["CREATE", "UNIQUE", "INDEX"],
-        &["CREATE", "STATISTICS"],
-        &["REFRESH", "MATERIALIZED", "VIEW"],
-        &["COMMENT", "ON"],
-        &["SECURITY", "LABEL"],
-        &["GRANT"],
-        &["REVOKE"],
-        &["ALTER"],
-    ];
-    // PostgreSQL 18's statistics.
-    let stats = ["RELATION", "ATTRIBUTE"]
-        .iter()
-        .any(|k| head.starts_with(&format!("SELECT * FROM PG_CATALOG.PG_RESTORE_{k}_STATS(")));
-    // Rows moved under another parent, or a table that no longer has the name it was
-    // counted by: the count at the end judges those.
-    // The whole statement, upper case, its white space made single spaces.
-    let all = || {
-        let upper = String::from_utf8_lossy(text).to_ascii_uppercase();
-        format!(" {} ", upper.split_whitespace().collect::<Vec<_>>().join(" "))
-    };
-    let moves_rows = (starts(&["ALTER", "TABLE"])
-        && ["ATTACH PARTITION", "DETACH PARTITION"].iter().any(|k| all().contains(k)))
-        || (starts(&["ALTER"]) && [" RENAME ", " SET SCHEMA "].iter().any(|k| all().contains(k)));
-    let alter_extension = starts(&["ALTER", "EXTENSION"]);
-    (stats || KEEP.iter().any(|k| starts(k))) && !moves_rows && !alter_extension
-}
-
 /// The table a `COPY <name> (...) FROM stdin;` loads, as written (quotes kept).
 pub fn copy_target(statement: &[u8]) -> &[u8] {
     let text = statement.trim_ascii_start();
@@ -314,37 +264,6 @@ mod tests {
         assert_eq!(state_key(b"SET x = 1; CREATE TABLE t ();"), None);
         assert_eq!(state_key(b"SELECT pg_catalog.setval('public.s', 42, true);"), None);
         assert_eq!(state_key(b"CREATE TABLE settings (a int);"), None);
-    }
-
-    #[test]
-    fn statements_that_leave_rows_alone() {
-        for keeps in [
-            "CREATE TRIGGER t BEFORE INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION public.f();",
-            "COMMENT ON INDEX public.a_pkey IS 'k';",
-            "GRANT SELECT ON TABLE public.a TO app;",
-            "ALTER TABLE public.a ENABLE ROW LEVEL SECURITY;",
-            "REFRESH MATERIALIZED VIEW public.mv;",
-            "-- a comment\nCREATE POLICY p ON public.a USING (true);",
-            "SELECT * FROM pg_catalog.pg_restore_relation_stats('version', '180000'::integer);",
-            "alter index public.i attach partition public.j;",
-        ] {
-            assert!(keeps_rows(keeps.as_bytes()), "{keeps}");
-        }
-        for changes in [
-            "DELETE FROM public.a;",
-            "TRUNCATE public.a;",
-            "INSERT INTO public.a VALUES (1);",
-            "SELECT public.cleanup();",
-            "DO $$BEGIN DELETE FROM public.a; END$$;",
-            "ALTER TABLE public.p ATTACH PARTITION public.c FOR VALUES IN (1);",
-            "ALTER EXTENSION x UPDATE;",
-            "ALTER TABLE public.a RENAME\n    TO b;",
-            "ALTER TABLE public.a SET SCHEMA other;",
-            "CALL public.p();",
-            "SELECT * FROM pg_catalog.pg_restore_relation_statsX(1); DELETE FROM public.a;",
-        ] {
-            assert!(!keeps_rows(changes.as_bytes()), "{changes}");
-        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ struct Recorder {
     units: Vec<u64>,
     /// What `data_sent` was told.
     data_sent: Option<Vec<super::lanes::TableLoad>>,
+    replies_exact: bool,
 }
 
 impl Recorder {
@@ -71,9 +72,10 @@ impl Lanes for Recorder {
     fn has_room(&self, _lane: usize) -> bool {
         self.room
     }
-    fn data_sent(&mut self, tables: &[super::lanes::TableLoad]) {
+    fn data_sent(&mut self, tables: &[super::lanes::TableLoad], replies_exact: bool) {
         assert!(self.data_sent.is_none(), "said once");
         self.data_sent = Some(tables.to_vec());
+        self.replies_exact = replies_exact;
     }
     fn after(&mut self, lane: usize, other: usize, unit: u64) -> anyhow::Result<bool> {
         if self.waits {
@@ -406,6 +408,7 @@ fn rows_not_known_by_their_table_make_the_builds_wait_for_every_session() {
 fn the_tables_and_their_lanes_are_told_once_the_data_is_sent_and_rows_stay_final() {
     let (lanes, plan) = split_waiting(&dump(100_000), 2);
     assert!(plan.rows_final_after_data, "{plan:?}");
+    assert!(lanes.replies_exact, "what pg_dump writes before the data leaves the COPY replies exact");
     let sent = lanes.data_sent.clone().expect("told");
     let names: Vec<String> = sent.iter().map(|(t, _)| String::from_utf8_lossy(t).into_owned()).collect();
     assert_eq!(names, ["public.a", "public.b"]);
@@ -419,6 +422,14 @@ fn the_tables_and_their_lanes_are_told_once_the_data_is_sent_and_rows_stay_final
     // The told moment is before any post-data statement.
     let build = lanes.pieces.iter().position(|(_, _, t)| t.contains("a_pkey")).unwrap();
     assert!(lanes.pieces[..build].iter().any(|(_, k, _)| *k == "unit"));
+
+    // A trigger before the data: told, but the tables are counted, not taken from the replies.
+    let text = dump(3).replace(
+        "CREATE TABLE public.b (id int);",
+        "CREATE TABLE public.b (id int);\n\nCREATE TRIGGER t BEFORE INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION public.f();",
+    );
+    let (lanes, plan) = split_waiting(&text, 2);
+    assert!(lanes.data_sent.is_some() && !lanes.replies_exact && plan.rows_final_after_data, "{plan:?}");
 
     // A statement in post-data that may change rows: the counts wait for the end.
     let text = dump(3).replace(

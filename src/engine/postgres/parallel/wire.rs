@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail};
 
-use super::lanes::{Backlog, Lanes, Piece, Progress, TableLoad, idlest, stopped};
+use super::lanes::{Backlog, Lanes, Piece, Progress, Replies, TableLoad, add_reply, idlest, stopped};
 use super::queue::{Budget, Entry, Queue};
 use crate::engine::Conn;
 use crate::engine::load::SharedErrors;
@@ -64,16 +64,20 @@ pub struct WireLanes<'a> {
     spill: Arc<Budget>,
     /// Told when every table's rows have been sent (the row counts beside the builds).
     data_sent: Option<std::sync::mpsc::Sender<DataSent>>,
+    /// The server's replies to the lanes' COPYs.
+    replies: Replies,
 }
 
 /// The progress of each lane to wait for, and the unit.
 pub type Waits = Vec<(Arc<Progress>, u64)>;
 
 /// Every table's rows sent: each table (as its COPY names it) with the progress of the lanes
-/// that load it and the unit to wait for; and the load's token (cancelled when a lane fails).
+/// that load it and the unit to wait for; the load's token (cancelled when a lane fails); and
+/// the server's replies to the COPYs when they are the rows' final count.
 pub struct DataSent {
     pub tables: Vec<(Vec<u8>, Waits)>,
     pub cancel: Cancel,
+    pub replies: Option<Replies>,
 }
 
 impl<'a> WireLanes<'a> {
@@ -97,6 +101,7 @@ impl<'a> WireLanes<'a> {
             lanes: (0..=workers).map(|_| None).collect(),
             spill: Arc::new(Budget::new(options.restore_spill_bytes)),
             data_sent: None,
+            replies: Replies::default(),
         }
     }
 
@@ -124,6 +129,7 @@ impl<'a> WireLanes<'a> {
             cancel: self.cancel.clone(),
             done: Arc::clone(&done),
             queued: Arc::clone(&queued),
+            replies: Arc::clone(&self.replies),
         };
         let handle = std::thread::Builder::new()
             .name(format!("load-{lane}"))
@@ -240,7 +246,7 @@ impl Lanes for WireLanes<'_> {
         Ok(true)
     }
 
-    fn data_sent(&mut self, tables: &[TableLoad]) {
+    fn data_sent(&mut self, tables: &[TableLoad], replies_exact: bool) {
         let Some(to) = self.data_sent.take() else { return };
         let progress = |lane: usize| self.lanes.get(lane).and_then(Option::as_ref).map(|l| Arc::clone(&l.done));
         // A lane gone (it failed): no count beside the load; the load reports the failure.
@@ -256,7 +262,8 @@ impl Lanes for WireLanes<'_> {
             return;
         };
         // A receiver gone only means nobody counts beside the load.
-        let _ = to.send(DataSent { tables, cancel: self.cancel.clone() });
+        let replies = replies_exact.then(|| Arc::clone(&self.replies));
+        let _ = to.send(DataSent { tables, cancel: self.cancel.clone(), replies });
     }
 
     fn has_room(&self, lane: usize) -> bool {
@@ -304,10 +311,13 @@ struct Worker {
     cancel: Cancel,
     done: Arc<Progress>,
     queued: Arc<AtomicU64>,
+    replies: Replies,
 }
 
-/// The COPY a lane is in: its statement's file line, its first row's, and whether it failed.
+/// The COPY a lane is in: its table, its statement's file line, its first row's, and whether
+/// it failed.
 struct Copying {
+    table: Vec<u8>,
     statement_line: Option<u64>,
     first_row: Option<u64>,
     failed: bool,
@@ -332,18 +342,20 @@ impl Worker {
                     self.queued.fetch_sub(sql.len() as u64, Ordering::Relaxed);
                     match session.exec(&sql) {
                         Ok(Outcome::CopyIn) => {
-                            copying = Some(Copying { statement_line: line, first_row: None, failed: false })
+                            let table = super::plan::copy_target(&sql).to_vec();
+                            copying = Some(Copying { table, statement_line: line, first_row: None, failed: false })
                         }
                         Ok(Outcome::Done) => {}
                         Err(e) => self.failed(line, &e)?,
                     }
                 }
                 Msg::CopyEnd => {
-                    if let Some(c) = copying.take()
-                        && let Err(e) = session.copy_end()
-                    {
-                        let line = row_line(&c, &e);
-                        self.failed(line, &e)?;
+                    if let Some(c) = copying.take() {
+                        let ended = session.copy_end();
+                        add_reply(&self.replies, &c.table, ended.as_ref().ok().copied());
+                        if let Err(e) = ended {
+                            self.failed(row_line(&c, &e), &e)?;
+                        }
                     }
                 }
                 Msg::Unit => self.done.advance(),
@@ -402,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_copy_error_names_the_row_it_was_on() {
-        let c = Copying { statement_line: Some(100), first_row: Some(101), failed: true };
+        let c = Copying { table: b"public.a".to_vec(), statement_line: Some(100), first_row: Some(101), failed: true };
         let mut e = PgError { context: Some("COPY a, line 3, column id: \"x\"".into()), ..PgError::default() };
         assert_eq!(row_line(&c, &e), Some(103));
         e.context = Some("KOPIE a, Zeile 3".into());

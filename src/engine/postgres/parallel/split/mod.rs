@@ -28,9 +28,8 @@ mod order;
 mod spool;
 
 use super::lanes::{Lanes, Piece};
-use super::plan::{
-    Route, copy_target, expected, header_kind, keeps_rows, route, splittable_copy, starts_post_data, state_key,
-};
+use super::plan::{Route, copy_target, expected, header_kind, route, splittable_copy, starts_post_data, state_key};
+use super::rows::{keeps_replies, keeps_rows};
 use crate::engine::postgres::sections::is_blank;
 use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
 use copy::CopyBlock;
@@ -58,6 +57,9 @@ pub struct Plan {
     /// the parallel sessions, and nothing in post-data that may change rows (`keeps_rows`),
     /// so rows counted then are the end state's.
     pub rows_final_after_data: bool,
+    /// Nothing before the data can make a table's rows differ from the server's replies to its
+    /// COPYs (`keeps_replies`: no trigger, rule, foreign table or row change in pre-data).
+    pub replies_exact: bool,
 }
 
 impl std::fmt::Display for Plan {
@@ -163,7 +165,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             spools,
             post_state: Vec::new(),
             out: Vec::new(),
-            plan: Plan::default(),
+            plan: Plan { replies_exact: true, ..Plan::default() },
             skip_wal,
             tables: std::collections::HashMap::new(),
             units: vec![0; lanes_n],
@@ -324,6 +326,11 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         }
         if self.phase == Phase::Data && self.route == Route::TableData && !copy {
             self.untracked_data = true;
+        }
+        if self.phase == Phase::Pre && self.plan.replies_exact && !keeps_replies(&statement) {
+            self.plan.replies_exact = false;
+            let first = String::from_utf8_lossy(&statement[..statement.len().min(60)]).into_owned();
+            tracing::debug!(line, statement = %first, "Pre-data may change what COPY stores: rows are counted.");
         }
         if self.phase == Phase::Post && self.plan.rows_final_after_data && !keeps_rows(&statement) {
             self.plan.rows_final_after_data = false;

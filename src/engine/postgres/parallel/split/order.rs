@@ -17,7 +17,7 @@ impl<L: Lanes> Splitter<'_, L> {
                 .iter()
                 .map(|t| (t.clone(), self.loaded.get(t).cloned().unwrap_or_default()))
                 .collect();
-            self.lanes.data_sent(&tables);
+            self.lanes.data_sent(&tables, self.plan.replies_exact);
         }
         if phase == Phase::Post {
             self.post_state = self.state.clone();
