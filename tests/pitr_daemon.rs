@@ -4,7 +4,8 @@
 //! archive is a gap, reported and healed by a new full base backup; retention then removes
 //! the old chain and the WAL only it needed; a second daemon on the same archive is refused;
 //! SIGTERM stops it all cleanly; an archive at `PITR_MAX_BYTES` pauses archiving and drops the
-//! slot; a restarted server and a killed `pg_receivewal` leave no gap and no duplicate. The
+//! slot; a restarted server and a killed `pg_receivewal` leave no gap and no duplicate (nor
+//! does the short `.partial` of zeros a run killed while creating it leaves). The
 //! archive's mirrors (FTPS on vsftpd, S3 on moto) follow retention: the removed chain and WAL
 //! go there too.
 
@@ -426,20 +427,20 @@ fn a_restarted_server_and_a_killed_streamer_leave_no_gap_and_no_duplicate() {
     let series = |name: &str| format!("{name}{{server=\"{server}\"}}");
     let archive = std::fs::read_dir(fx.backups().join("pitr")).unwrap().next().unwrap().unwrap().path();
     let segments = || backup_container::pitr::index::load(&archive.join("index.jsonl")).unwrap().0.segments().count();
-    let healthy = |after: usize| {
-        let m = metrics_of(&d);
+    let healthy = |d: &Daemon, after: usize| {
+        let m = metrics_of(d);
         metric(&m, &series("backup_pitr_streamer_up")) == Some(1.0)
             && metric(&m, &series("backup_pitr_gaps")) == Some(0.0)
             && segments() > after
     };
-    assert!(wait_until(Duration::from_secs(60), || healthy(0)), "{}", d.log());
+    assert!(wait_until(Duration::from_secs(60), || healthy(&d, 0)), "{}", d.log());
 
     // The database server restarts: every connection cut, pg_receivewal's too.
     let before = segments();
     pg.restart();
     work(pg, 2);
     pg.psql("postgres", "SELECT pg_switch_wal()");
-    assert!(wait_until(Duration::from_secs(90), || healthy(before)), "{}\n{}", metrics_of(&d), d.log());
+    assert!(wait_until(Duration::from_secs(90), || healthy(&d, before)), "{}\n{}", metrics_of(&d), d.log());
 
     // pg_receivewal killed outright.
     nix::sys::signal::kill(receiver(&d, &server), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -448,7 +449,7 @@ fn a_restarted_server_and_a_killed_streamer_leave_no_gap_and_no_duplicate() {
     let before = segments();
     work(pg, 2);
     pg.psql("postgres", "SELECT pg_switch_wal()");
-    assert!(wait_until(Duration::from_secs(90), || healthy(before)), "{}\n{}", metrics_of(&d), d.log());
+    assert!(wait_until(Duration::from_secs(90), || healthy(&d, before)), "{}\n{}", metrics_of(&d), d.log());
 
     // No segment archived twice, none missing from the first to the newest.
     let text = std::fs::read_to_string(archive.join("index.jsonl")).unwrap();
@@ -460,6 +461,21 @@ fn a_restarted_server_and_a_killed_streamer_leave_no_gap_and_no_duplicate() {
     }
     let numbers: Vec<u64> = seen.iter().map(|(_, n)| *n).collect();
     assert_eq!(numbers.len() as u64, numbers.last().unwrap() - numbers[0] + 1, "no hole: {numbers:?}");
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+
+    // A run killed while it filled its next segment with zeros leaves a short `.partial`, which
+    // pg_receivewal refuses to start on ("should be 0 or 16777216"): the daemon removes it.
+    let spool = std::fs::read_dir(fx.dir.path().join("spool")).unwrap().next().unwrap().unwrap().path();
+    let newest = *numbers.last().unwrap();
+    let next = backup_container::pitr::wal::Segment { timeline: 1, number: newest + 2 }.name(16 << 20);
+    std::fs::write(spool.join(format!("{next}.partial")), vec![0u8; 2_793_472]).unwrap();
+    let (mut d, _) = archiving(&fx, &[]);
+    d.wait_for("Removed a .partial that pg_receivewal was stopped while creating", Duration::from_secs(30));
+    let before = segments();
+    work(pg, 2);
+    pg.psql("postgres", "SELECT pg_switch_wal()");
+    assert!(wait_until(Duration::from_secs(90), || healthy(&d, before)), "{}\n{}", metrics_of(&d), d.log());
     let (code, _) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
 }

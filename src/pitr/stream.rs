@@ -152,6 +152,9 @@ fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
         if let Err(e) = run_once(setup, &["--create-slot", "--if-not-exists"], cancel, child_pid) {
             warn!(server = %setup.server, slot = %setup.slot, error = %format!("{e:#}"), "Could not create the replication slot.");
         }
+        for name in remove_unfinished_partials(&setup.spool, setup.segment_size) {
+            warn!(server = %setup.server, file = %name, "Removed a .partial that pg_receivewal was stopped while creating (only zeros, no WAL): it would refuse to start on it.");
+        }
         let started = Instant::now();
         info!(server = %setup.server, slot = %setup.slot, "Streaming WAL (pg_receivewal).");
         let result = run_once(setup, &["--synchronous", "--no-loop"], cancel, child_pid);
@@ -174,6 +177,27 @@ fn supervise(setup: &Setup, cancel: &Cancel, child_pid: &AtomicU32) {
         let _ = cancel.sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(60));
     }
+}
+
+/// `pg_receivewal` fills a new segment file with zeros to its full size before it writes WAL
+/// into it, and refuses to start on a `.partial` of any other size than 0 or a segment's (a
+/// run killed while filling leaves one). Such a file that holds only zeros has no WAL: it is
+/// removed (and its name returned). One holding anything else is left for pg_receivewal to
+/// report.
+fn remove_unfinished_partials(spool: &Path, segment_size: u64) -> Vec<String> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(spool).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        if !name.ends_with(".partial") || len == 0 || len >= segment_size {
+            continue;
+        }
+        let zeros = std::fs::read(entry.path()).is_ok_and(|bytes| bytes.iter().all(|b| *b == 0));
+        if zeros && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
 }
 
 /// The server no longer has the WAL after the spool's newest (its slot was dropped, or it
@@ -347,4 +371,33 @@ impl Mover {
 /// When the spool file was last written (its segment's receive time).
 fn modified(path: &Path) -> DateTime<Utc> {
     std::fs::metadata(path).and_then(|m| m.modified()).map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a short `.partial` of zeros goes: not a whole one, an empty one, one holding WAL,
+    /// or a finished segment.
+    #[test]
+    fn a_partial_left_while_being_filled_with_zeros_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 1u64 << 20;
+        let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.path().join(name), bytes).unwrap();
+        write("000000010000000000000006.partial", vec![0; 279_347]);
+        write("000000010000000000000007.partial", vec![0; size as usize]);
+        write("000000010000000000000008.partial", Vec::new());
+        let mut wal = vec![0; 1000];
+        wal[10] = 0xd1;
+        write("000000010000000000000009.partial", wal);
+        write("000000010000000000000005", vec![0; 1000]);
+        assert_eq!(remove_unfinished_partials(dir.path(), size), vec!["000000010000000000000006.partial".to_string()]);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 4, "{left:?}");
+        assert!(!left.contains(&"000000010000000000000006.partial".to_string()));
+    }
 }
