@@ -44,6 +44,12 @@ impl Archive {
         self.dir.parent().and_then(Path::parent).unwrap_or(&self.dir)
     }
 
+    /// A file's key on a mirror: its path under the backup folder (a mirror's copy keeps the
+    /// archive's layout).
+    pub fn key(&self, path: &Path) -> String {
+        path.strip_prefix(self.backup_dir()).unwrap_or(path).to_string_lossy().into_owned()
+    }
+
     /// The index (`index`).
     pub fn index(&self) -> PathBuf {
         self.dir.join("index.jsonl")

@@ -57,8 +57,7 @@ impl<'a> Source<'a> {
         let mut first = None;
         for e in std::iter::once(ext.as_str()).chain(EXTENSIONS.iter().copied().filter(|e| *e != ext)) {
             let name = PathBuf::from(format!("{stem}{e}"));
-            let key =
-                name.strip_prefix(self.store.archive.backup_dir()).unwrap_or(&name).to_string_lossy().into_owned();
+            let key = self.store.archive.key(&name);
             // Once the object was found, its failure is the answer; before, the next name is tried.
             let mut found = false;
             match mirror.stream(&key, &mut |r| {

@@ -52,10 +52,10 @@ pub fn stage(backup_dir: &Path, mirror: &dyn Storage, host: &str, port: u16) -> 
     std::fs::create_dir_all(&archive.dir).with_context(|| format!("creating {}", archive.dir.display()))?;
     let name = mirror.name();
     mirror
-        .get(&key(&archive, &archive.index()), &archive.index())
+        .get(&archive.key(&archive.index()), &archive.index())
         .with_context(|| format!("{name} holds no point-in-time archive of {host}:{port} (its index.jsonl)"))?;
     let partial = archive.dir.join("partial.json");
-    if mirror.get(&key(&archive, &partial), &partial).is_err() {
+    if mirror.get(&archive.key(&partial), &partial).is_err() {
         let _ = std::fs::remove_file(&partial);
     }
     info!(mirror = %name, "Read the archive's index from the mirror.");
@@ -65,11 +65,6 @@ pub fn stage(backup_dir: &Path, mirror: &dyn Storage, host: &str, port: u16) -> 
 /// Whether process `pid` exists (signal 0; a process of another user counts).
 fn alive(pid: i32) -> bool {
     !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
-}
-
-/// A file's key on the mirror: its path under the (staging) backup folder.
-fn key(archive: &Archive, path: &Path) -> String {
-    path.strip_prefix(archive.backup_dir()).unwrap_or(path).to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
