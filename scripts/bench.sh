@@ -7,6 +7,7 @@
 #   SIZE_MB=1000 RUNS=3 scripts/bench.sh        (make bench)
 #   EXTRA="gzip:2 gzip:3" adds backup-container variants (algorithm:level).
 #   ONLY="restore|verify" runs only the matching commands (plus the two baselines).
+#   VERIFY_TMP=disk puts verification's throwaway servers in the work folder (default: tmpfs).
 #
 # SIZE_MB is the approximate size of the plain dump.
 set -euo pipefail
@@ -22,7 +23,8 @@ BIN="${BIN:-target/release/backup-container}"
 WORK="$(mktemp -d /tmp/backup-bench.XXXXXX)"
 chmod 755 "$WORK"
 NORMAL_DIR=""
-cleanup() { pg_stop; [ -z "$NORMAL_DIR" ] || PG_DIR_T="$NORMAL_DIR" pg_stop; rm -rf "$WORK"; }
+VERIFY_AT=""
+cleanup() { pg_stop; [ -z "$NORMAL_DIR" ] || PG_DIR_T="$NORMAL_DIR" pg_stop; rm -rf "$WORK"; [ -z "$VERIFY_AT" ] || rm -rf "$VERIFY_AT"; }
 trap cleanup EXIT
 
 # Autovacuum is off on both servers: after a restore it vacuums and analyzes the new gigabyte
@@ -63,7 +65,19 @@ DUMP=(pg_dump -h 127.0.0.1 -p "$PGPORT_T" -U bench -Fp bench)
 printf 'localhost:%s/bench\n' "$PGPORT_T" > "$WORK/backup.conf"
 export BACKUP_CONF="$WORK/backup.conf" LOCALHOST_USER=bench LOCALHOST_PASSWORD=bench-pw
 export BACKUP_ADMIN_USER=bench BACKUP_ADMIN_PASSWORD=bench-pw VERIFY_MAX_AGE=0
-mkdir -p "$WORK/verify" && chmod 777 "$WORK/verify"
+# Verification's throwaway servers go to memory (tmpfs) when it has room: this machine's disk is
+# mounted with online discard, and a verification writing and deleting 1.3 GB on it raised the
+# server CPU of the restores after it in the same run (docs/PERFORMANCE.md, "A verification
+# beside the restores"). VERIFY_TMP=<dir> chooses another place; VERIFY_TMP=disk keeps $WORK.
+VERIFY_TMP="${VERIFY_TMP:-/dev/shm}"
+if [ "$VERIFY_TMP" != disk ] && [ -d "$VERIFY_TMP" ] && [ -w "$VERIFY_TMP" ] \
+  && [ "$(df -Pm "$VERIFY_TMP" | awk 'NR == 2 {print $4}')" -gt $(( SIZE_MB * 4 )) ]; then
+  VERIFY_AT="$(mktemp -d "$VERIFY_TMP/backup-bench-verify.XXXXXX")"
+else
+  VERIFY_AT="$WORK/verify"; mkdir -p "$VERIFY_AT"
+fi
+chmod 777 "$VERIFY_AT"
+echo "Verifications' throwaway servers in $VERIFY_AT" >&2
 
 # A fixed backup to restore and verify, made once with the default settings.
 BACKUP_DIR="$WORK/source" "$BIN" -1 2>/dev/null
@@ -161,15 +175,15 @@ run() {
       local jobs="${name#*=}"; jobs="${jobs%)}"
       RESTORE_JOBS="$jobs" BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -v (RESTORE_LOADER=psql, RESTORE_JOBS=1)")
-      RESTORE_LOADER=psql RESTORE_JOBS=1 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
+      RESTORE_LOADER=psql RESTORE_JOBS=1 BACKUP_DIR="$WORK/source" VERIFY_DIR="$VERIFY_AT" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
     "backup-container -v (RESTORE_JOBS=4)")
-      RESTORE_JOBS=4 BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
+      RESTORE_JOBS=4 BACKUP_DIR="$WORK/source" VERIFY_DIR="$VERIFY_AT" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
     "backup-container -r (restore)")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$PGPORT_T/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -r, stock server")
       BACKUP_DIR="$WORK/source" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -r "localhost:$NORMAL_PORT/our_restore" -f "$SOURCE" -s 2>"$WORK/log" ;;
     "backup-container -v (verify)")
-      BACKUP_DIR="$WORK/source" VERIFY_DIR="$WORK/verify" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
+      BACKUP_DIR="$WORK/source" VERIFY_DIR="$VERIFY_AT" /usr/bin/time -f "$TIMEFMT" -o "$t" "$BIN" -v "localhost:$PGPORT_T/bench" 2>"$WORK/log" ;;
   esac
   sleep 0.3   # the server reaps the command's backends
   local srv_after; srv_after=$(server_cpu)
@@ -246,6 +260,14 @@ echo
 echo "Wall times of every run (this machine is a VM; single runs vary by up to 20%):"
 for name in "${names[@]}"; do
   printf '  %-34s %s\n' "$name" "$(awk '{printf "%s ", $1}' "$WORK/$(key "$name").results")"
+done
+echo
+echo "Server CPU seconds of every run (restores):"
+for name in "${names[@]}"; do
+  case "$name" in
+    *"-v ("*) ;;
+    *restore* | *psql* | *"-r ("* | *"-r, "*) printf '  %-34s %s\n' "$name" "$(awk '{printf "%s ", $5}' "$WORK/$(key "$name").results")" ;;
+  esac
 done
 echo
 echo "Peak RSS of backup-container rows is the process's own (getrusage, logged); other rows: the largest process of the pipeline."

@@ -72,6 +72,9 @@ pub trait Lanes {
     /// `replies_exact`: nothing before the data can make a table's rows differ from what the
     /// server's replies to its COPYs say (`plan::keeps_replies`).
     fn data_sent(&mut self, _tables: &[TableLoad], _replies_exact: bool) {}
+    /// The build just sent to `lane` reads the rows of these pieces (lane, unit): counted as
+    /// work there, so the next choice of `idlest` knows the lane is busy for a while.
+    fn weigh_build(&mut self, _lane: usize, _pieces: &[(usize, u64)]) {}
     /// The worker with the least unfinished work.
     fn idlest(&self) -> usize;
     /// Waits until every session has run everything sent to it; later sends start new ones.
@@ -108,19 +111,44 @@ impl Progress {
     }
 }
 
-/// A worker's unfinished work: units sent and not yet reached, then bytes queued.
-pub struct Backlog {
-    pub units: u64,
-    pub done: u64,
-    pub queued: u64,
+/// A lane's work in bytes, unit by unit: what it was given (text sent, and for a build a share
+/// of its table's rows) and that count at the end of each unit. What a lane has not finished
+/// includes the unit its server is still working through, whose bytes have left the queue: a
+/// large COPY's last rows are sent seconds before the server is through them.
+#[derive(Default)]
+pub struct Work {
+    given: u64,
+    unit_ends: Vec<u64>,
 }
 
-/// The worker (1..=`workers`) with the least unfinished work; a lane without a session has
-/// none. 0 when there are no workers.
-pub fn idlest(workers: usize, backlog: impl Fn(usize) -> Option<Backlog>) -> usize {
-    (1..=workers)
-        .min_by_key(|&lane| backlog(lane).map_or((0, 0), |b| (b.units.saturating_sub(b.done), b.queued)))
-        .unwrap_or(0)
+impl Work {
+    pub fn add(&mut self, bytes: u64) {
+        self.given = self.given.saturating_add(bytes);
+    }
+
+    pub fn end_unit(&mut self) {
+        self.unit_ends.push(self.given);
+    }
+
+    /// The bytes of the `unit`th unit (counted from 1); 0 for one not ended.
+    pub fn unit(&self, unit: u64) -> u64 {
+        let Some(i) = usize::try_from(unit).ok().and_then(|u| u.checked_sub(1)) else { return 0 };
+        let before = i.checked_sub(1).and_then(|b| self.unit_ends.get(b)).copied().unwrap_or(0);
+        self.unit_ends.get(i).map_or(0, |end| end.saturating_sub(before))
+    }
+
+    /// The bytes not finished once `done` units are, the open unit's included.
+    pub fn unfinished(&self, done: u64) -> u64 {
+        let done = usize::try_from(done).unwrap_or(usize::MAX).min(self.unit_ends.len());
+        let finished = done.checked_sub(1).and_then(|i| self.unit_ends.get(i)).copied().unwrap_or(0);
+        self.given.saturating_sub(finished)
+    }
+}
+
+/// The worker (1..=`workers`) with the least unfinished work, as `backlog` orders it; a lane
+/// without a session has none. 0 when there are no workers.
+pub fn idlest(workers: usize, backlog: impl Fn(usize) -> Option<(u64, u64)>) -> usize {
+    (1..=workers).min_by_key(|&lane| backlog(lane).unwrap_or((0, 0))).unwrap_or(0)
 }
 
 /// The error of a load that stopped: the first SQL error any session hit, else an
@@ -129,5 +157,38 @@ pub fn stopped(tally: &SharedErrors) -> anyhow::Error {
     match snapshot(tally).first.first() {
         Some(first) => anyhow::anyhow!("a session of the load stopped at an SQL error: {first}"),
         None => anyhow::Error::new(Interrupted).context("the load was stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lane_is_busy_until_its_server_is_through_the_unit() {
+        let mut w = Work::default();
+        w.add(500); // a COPY's rows, all sent
+        w.end_unit();
+        w.add(10); // a statement
+        w.end_unit();
+        w.add(7); // an open unit
+        assert_eq!(w.unfinished(0), 517, "the COPY counts until the server has finished it");
+        assert_eq!(w.unfinished(1), 17);
+        assert_eq!(w.unfinished(2), 7);
+        assert_eq!(w.unfinished(99), 7, "more units done than ended cannot hide the open one");
+        assert_eq!((w.unit(1), w.unit(2), w.unit(3), w.unit(0)), (500, 10, 0, 0));
+    }
+
+    #[test]
+    fn the_idlest_lane_has_the_least_work_left() {
+        // Lane 1: a long COPY in progress (nothing queued); lane 2: two short statements.
+        let backlog = |lane: usize| match lane {
+            1 => Some((507_000_000, 1)),
+            2 => Some((170, 2)),
+            _ => None,
+        };
+        assert_eq!(idlest(2, backlog), 2);
+        assert_eq!(idlest(3, backlog), 3, "a lane without a session has nothing to do");
+        assert_eq!(idlest(0, backlog), 0);
     }
 }

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use anyhow::anyhow;
 
-use super::lanes::{Backlog, Lanes, Piece, idlest, stopped};
+use super::lanes::{Lanes, Piece, idlest, stopped};
 use crate::engine::load::SharedErrors;
 use crate::engine::postgres::PostgresEngine;
 use crate::engine::{Conn, process};
@@ -197,10 +197,10 @@ impl Lanes for PsqlLanes<'_> {
 
     fn idlest(&self) -> usize {
         idlest(self.workers, |lane| {
-            self.sessions[lane].as_ref().map(|s| Backlog {
-                units: s.units,
-                done: s.done.load(Ordering::Relaxed),
-                queued: s.queued.load(Ordering::Relaxed) + s.pending.len() as u64,
+            // Units not yet reached first: a psql session's COPY in progress has left the queue.
+            self.sessions[lane].as_ref().map(|s| {
+                let units = s.units.saturating_sub(s.done.load(Ordering::Relaxed));
+                (units, s.queued.load(Ordering::Relaxed) + s.pending.len() as u64)
             })
         })
     }

@@ -24,6 +24,8 @@ struct Recorder {
     /// What `data_sent` was told.
     data_sent: Option<Vec<super::lanes::TableLoad>>,
     replies_exact: bool,
+    /// Every `weigh_build`: the lane and the pieces its build reads.
+    weighed: Vec<(usize, Vec<(usize, u64)>)>,
 }
 
 impl Recorder {
@@ -76,6 +78,9 @@ impl Lanes for Recorder {
         assert!(self.data_sent.is_none(), "said once");
         self.data_sent = Some(tables.to_vec());
         self.replies_exact = replies_exact;
+    }
+    fn weigh_build(&mut self, lane: usize, pieces: &[(usize, u64)]) {
+        self.weighed.push((lane, pieces.to_vec()));
     }
     fn after(&mut self, lane: usize, other: usize, unit: u64) -> anyhow::Result<bool> {
         if self.waits {
@@ -390,6 +395,13 @@ fn a_build_waits_only_for_the_lanes_that_loaded_its_table() {
         }
         // The foreign key still runs after everything (a barrier), after both builds.
         assert!(at("b_fk FOREIGN KEY") > a.max(b));
+        // Each build weighs, on its lane, the pieces that loaded its table.
+        let loads = lanes.data_sent.clone().unwrap();
+        let of = |t: &str| loads.iter().find(|(n, _)| n == t.as_bytes()).map(|(_, p)| p.clone()).unwrap();
+        for (build, table) in [(a, "public.a"), (b, "public.b")] {
+            let weighed = (lanes.pieces[build].0, of(table));
+            assert!(lanes.weighed.contains(&weighed), "{weighed:?} in {:?}", lanes.weighed);
+        }
     }
 }
 

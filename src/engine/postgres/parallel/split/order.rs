@@ -73,13 +73,14 @@ impl<L: Lanes> Splitter<'_, L> {
     /// waits for every session instead, once.
     pub(super) fn place_build(&mut self, statement: &[u8]) -> anyhow::Result<usize> {
         let lane = self.lanes.idlest();
-        if self.data_done {
-            return Ok(lane);
-        }
         let pieces = match build_target(statement) {
             Some(table) if !self.untracked_data => self.loaded.get(table).cloned(),
             _ => None,
         };
+        self.lanes.weigh_build(lane, pieces.as_deref().unwrap_or_default());
+        if self.data_done {
+            return Ok(lane);
+        }
         if let Some(pieces) = pieces {
             let mut waits: Vec<(usize, u64)> = Vec::new();
             for (other, unit) in pieces.into_iter().filter(|(other, _)| *other != lane) {
