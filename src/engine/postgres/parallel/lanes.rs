@@ -37,11 +37,11 @@ impl Piece<'_> {
 /// stored, summed over the table's COPYs; `None` once one of them failed.
 pub type Replies = std::sync::Arc<Mutex<std::collections::HashMap<Vec<u8>, Option<u64>>>>;
 
-/// Adds one COPY's reply (`None`: it failed) to `table`'s.
+/// Adds one COPY's reply (`None`: it failed, or said no number) to `table`'s.
 pub fn add_reply(replies: &Replies, table: &[u8], rows: Option<u64>) {
     let mut map = replies.lock().unwrap_or_else(PoisonError::into_inner);
     let sum = map.entry(table.to_vec()).or_insert(Some(0));
-    *sum = sum.zip(rows).map(|(a, b)| a + b);
+    *sum = sum.zip(rows).and_then(|(a, b)| a.checked_add(b));
 }
 
 /// A table (as its COPY names it) and the lanes and units that load its rows.
@@ -130,6 +130,11 @@ impl Work {
         self.unit_ends.push(self.given);
     }
 
+    /// The units ended.
+    pub fn units(&self) -> u64 {
+        self.unit_ends.len() as u64
+    }
+
     /// The bytes of the `unit`th unit (counted from 1); 0 for one not ended.
     pub fn unit(&self, unit: u64) -> u64 {
         let Some(i) = usize::try_from(unit).ok().and_then(|u| u.checked_sub(1)) else { return 0 };
@@ -177,6 +182,7 @@ mod tests {
         assert_eq!(w.unfinished(2), 7);
         assert_eq!(w.unfinished(99), 7, "more units done than ended cannot hide the open one");
         assert_eq!((w.unit(1), w.unit(2), w.unit(3), w.unit(0)), (500, 10, 0, 0));
+        assert_eq!(w.units(), 2);
     }
 
     #[test]

@@ -49,10 +49,10 @@ enum Msg {
 
 struct Lane {
     queue: Arc<Queue<Msg>>,
-    units: u64,
     done: Arc<Progress>,
     queued: Arc<AtomicU64>,
-    /// What the lane was given, for `idlest` (a build weighs a share of its table's rows).
+    /// What the lane was given, unit by unit, for `idlest` (a build weighs a share of its
+    /// table's rows); its units ended, against `done` reached.
     work: Work,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -151,7 +151,7 @@ impl<'a> WireLanes<'a> {
                 result
             })
             .expect("a thread can be started");
-        Lane { queue, units: 0, done, queued, work: Work::default(), handle }
+        Lane { queue, done, queued, work: Work::default(), handle }
     }
 
     fn post(&mut self, lane: usize, msg: Entry<Msg>, bytes: u64) -> anyhow::Result<()> {
@@ -170,7 +170,9 @@ impl<'a> WireLanes<'a> {
         let (lanes, workers) = (&self.lanes, self.workers);
         let idle_other = || {
             (1..=workers).filter(|&other| other != lane).any(|other| {
-                lanes[other].as_ref().is_none_or(|o| o.done.get() >= o.units && o.queued.load(Ordering::Relaxed) == 0)
+                lanes[other]
+                    .as_ref()
+                    .is_none_or(|o| o.done.get() >= o.work.units() && o.queued.load(Ordering::Relaxed) == 0)
             })
         };
         if !queue.send(msg, &idle_other) {
@@ -242,7 +244,6 @@ impl Lanes for WireLanes<'_> {
     fn end_unit(&mut self, lane: usize) -> anyhow::Result<()> {
         self.post(lane, Entry::Message(Msg::Unit, 0), 0)?;
         if let Some(l) = self.lanes[lane].as_mut() {
-            l.units += 1;
             l.work.end_unit();
         }
         Ok(())
@@ -253,7 +254,15 @@ impl Lanes for WireLanes<'_> {
             .iter()
             .filter_map(|&(other, unit)| Some(self.lanes.get(other)?.as_ref()?.work.unit(unit)))
             .fold(0, u64::saturating_add);
-        if let Some(l) = self.lanes.get_mut(lane).and_then(Option::as_mut) {
+        if lane >= self.lanes.len() || self.cancel.is_cancelled() {
+            return;
+        }
+        // The build is sent to `lane` next: its session starts now if it has not yet, so that
+        // the weight counts there.
+        if self.lanes[lane].is_none() {
+            self.lanes[lane] = Some(self.start(lane));
+        }
+        if let Some(l) = self.lanes[lane].as_mut() {
             l.work.add(rows / BUILD_SHARE);
         }
     }
@@ -294,7 +303,7 @@ impl Lanes for WireLanes<'_> {
             // Work first: one large COPY outweighs several short statements.
             self.lanes[lane].as_ref().map(|l| {
                 let done = l.done.get();
-                (l.work.unfinished(done), l.units.saturating_sub(done))
+                (l.work.unfinished(done), l.work.units().saturating_sub(done))
             })
         })
     }
