@@ -203,16 +203,16 @@ impl Session {
         Ok(())
     }
 
-    /// Ends the COPY and returns the rows the server stored (its `COPY n`), or the first
-    /// error of its rows.
+    /// Ends the COPY and returns the rows the server stored (its `COPY n`; `None` when its
+    /// reply holds no number), or the first error of its rows.
     ///
     /// # Errors
     /// The server's error for the COPY, or a lost connection.
-    pub fn copy_end(&mut self) -> Result<u64, Box<PgError>> {
+    pub fn copy_end(&mut self) -> Result<Option<u64>, Box<PgError>> {
         // SAFETY: a live connection; libpq refuses (-1) when no COPY is in progress, and the
         // results below then carry the COPY's error.
         unsafe { ffi::PQputCopyEnd(self.conn.as_ptr(), std::ptr::null()) };
-        let mut outcome = Ok(0);
+        let mut outcome = Ok(None);
         loop {
             // SAFETY: a live connection; NULL ends the results of the command.
             let raw = unsafe { ffi::PQgetResult(self.conn.as_ptr()) };
@@ -310,11 +310,12 @@ impl Result_ {
         field(self.0.as_ptr(), code)
     }
 
-    /// The rows the command reports (`COPY n`: the rows the server stored).
-    fn tuples(&self) -> u64 {
+    /// The rows the command reports (`COPY n`: the rows the server stored); `None` when it
+    /// reports no number.
+    fn tuples(&self) -> Option<u64> {
         // SAFETY: a live result; libpq owns the string (empty when the command reports none).
         let text = unsafe { CStr::from_ptr(ffi::PQcmdTuples(self.0.as_ptr())) };
-        text.to_str().ok().and_then(|t| t.parse().ok()).unwrap_or(0)
+        text.to_str().ok().and_then(|t| t.parse().ok())
     }
 
     fn error(&self, fallback: impl FnOnce() -> String) -> Box<PgError> {

@@ -143,6 +143,9 @@ mod tests {
         super::super::lanes::add_reply(&replies, b"public.a", None);
         super::super::lanes::add_reply(&replies, b"public.a", Some(1));
         assert_eq!(from_replies(&tables(&[b"public.a"]), &replies), None, "a failed COPY: count");
+        super::super::lanes::add_reply(&replies, b"big", Some(u64::MAX));
+        super::super::lanes::add_reply(&replies, b"big", Some(1));
+        assert_eq!(from_replies(&tables(&[b"big"]), &replies), None, "a sum past u64: count, never wrap");
     }
 
     #[test]

@@ -66,7 +66,8 @@ impl Worker {
                 Msg::CopyEnd => {
                     if let Some(c) = copying.take() {
                         let ended = session.copy_end();
-                        add_reply(&self.replies, &c.table, ended.as_ref().ok().copied());
+                        // A failed COPY, or a reply without its rows: the table is counted.
+                        add_reply(&self.replies, &c.table, ended.as_ref().ok().copied().flatten());
                         if let Err(e) = ended {
                             self.failed(row_line(&c, &e), &e)?;
                         }
