@@ -109,6 +109,13 @@ fn parallel_and_psql_end_in_the_same_database() {
     // The trigger did not fire during the load (post-data), the view was refreshed.
     assert_eq!(fx.pg.psql("par", "SELECT count(*) FROM public.big WHERE payload LIKE '%!'"), "0");
     assert_eq!(fx.pg.psql("par", "SELECT n FROM public.big_count"), "160000");
+    // The big table loaded in the transaction that truncated it first, as pg_restore loads it
+    // (a new file: its relfilenode is no longer its oid); a table of one row with a plain COPY.
+    let new_file = |db: &str, table: &str| {
+        fx.pg.psql(db, &format!("SELECT relfilenode <> oid FROM pg_class WHERE oid = '{table}'::regclass"))
+    };
+    assert_eq!(new_file("par", "public.big"), "t");
+    assert_eq!(new_file("par", "public.parent"), "f");
 
     // With the default spill budget, the big table's rows wait in TMPDIR while idle sessions
     // take the next tables: one session loads it whole, to the same end state.
@@ -121,6 +128,17 @@ fn parallel_and_psql_end_in_the_same_database() {
     assert!(plan.contains("(0 extra pieces)") && !plan.contains("serial from"), "{plan}");
     assert_eq!(comparable_dump(&fx, "spilled"), comparable_dump(&fx, "wide"));
     assert_eq!(fx.pg.row_counts("spilled"), fx.pg.row_counts("wide"));
+    // Loaded whole in its truncating transaction: every page frozen (nothing for a vacuum to
+    // do, no hint bits for the index builds to set).
+    assert_eq!(new_file("spilled", "public.big"), "t");
+    fx.pg.psql("spilled", "CREATE EXTENSION pg_visibility");
+    assert_eq!(
+        fx.pg.psql(
+            "spilled",
+            "SELECT all_frozen || ' of ' || pg_relation_size('public.big') / 8192 FROM pg_visibility_map_summary('public.big')"
+        ),
+        fx.pg.psql("spilled", "SELECT (pg_relation_size('public.big') / 8192) || ' of ' || pg_relation_size('public.big') / 8192")
+    );
 
     // RESTORE_JOBS=1: today's single psql session, same result.
     let r = run(fx

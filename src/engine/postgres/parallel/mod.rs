@@ -50,6 +50,7 @@ pub fn load(
     cancel: &Cancel,
 ) -> anyhow::Result<(SqlErrors, Summary, Plan, Option<Counted>)> {
     let tally = Arc::new(Mutex::new(SqlErrors::default()));
+    let truncate = truncate_mode(engine, req, into, cancel);
     let (result, counted) = match engine.options.restore_loader {
         RestoreLoader::Psql => {
             let mut lanes = sessions::PsqlLanes::new(
@@ -61,7 +62,7 @@ pub fn load(
                 Arc::clone(&tally),
                 cancel,
             );
-            (split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction).and_then(|s| s.run(input)), None)
+            (split::Splitter::new(&mut lanes, scanner, offset, truncate).and_then(|s| s.run(input)), None)
         }
         RestoreLoader::Libpq => {
             let workers = if req.jobs > 1 { req.jobs } else { 0 };
@@ -88,7 +89,7 @@ pub fn load(
                     if one {
                         lanes.send(0, Piece::Statement(b"BEGIN;\n"), None)?;
                     }
-                    let done = split::Splitter::new(&mut lanes, scanner, offset, req.single_transaction)?.run(input)?;
+                    let done = split::Splitter::new(&mut lanes, scanner, offset, truncate)?.run(input)?;
                     if one {
                         lanes.send(0, Piece::Statement(b"COMMIT;\n"), None)?;
                         lanes.barrier()?;
@@ -115,6 +116,29 @@ pub fn load(
             errors.first.first().map(String::as_str).unwrap_or_default()
         ),
         Err(e) => Err(e.context("the load stopped before the end of the backup")),
+    }
+}
+
+/// Which tables load in the transaction that truncates them (`split::Truncate`): every table
+/// the dump made, whole, on a throwaway server (`single_transaction`); the first piece of
+/// each when the admin is a superuser (who may truncate any table, whoever owns it after the
+/// dump's `ALTER ... OWNER TO`); none otherwise, or when that cannot be asked.
+fn truncate_mode(engine: &PostgresEngine, req: &RestoreRequest, into: &str, cancel: &Cancel) -> split::Truncate {
+    if req.single_transaction {
+        return split::Truncate::WholeTable;
+    }
+    match engine.query(
+        &req.admin,
+        into,
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+        cancel,
+    ) {
+        Ok(answer) if answer.trim() == "t" => split::Truncate::FirstPiece,
+        Ok(_) => split::Truncate::Off,
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), "Could not ask whether the admin is a superuser: tables load without TRUNCATE.");
+            split::Truncate::Off
+        }
     }
 }
 

@@ -153,7 +153,7 @@ pub fn build_target(statement: &[u8]) -> Option<&[u8]> {
 }
 
 /// The words of a statement: split at white space outside double quotes.
-fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut quoted = false;
     text.split(move |&b| {
         if b == b'"' {

@@ -7,6 +7,14 @@
 use super::super::lanes::{Lanes, Piece};
 use super::spool::{TAG_COPY_END, TAG_ROWS};
 use super::{Dest, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
+use crate::engine::postgres::parallel::plan::{copy_target, frozen};
+
+/// COPY text a table's first block must reach for the block to load in the transaction that
+/// truncates the table (`fresh`); a smaller one loads with a plain COPY. Each truncating commit
+/// flushes the WAL at once (the table's old file is removed at commit): one flush per table of
+/// a megabyte or more is nothing beside its load, one per table of a schema of thousands of
+/// small ones is not.
+const FRESH_BYTES: usize = 1 << 20;
 use crate::stream::scan::Scanner;
 
 pub(super) struct CopyBlock {
@@ -16,8 +24,13 @@ pub(super) struct CopyBlock {
     pub(super) statement: Vec<u8>,
     pub(super) statement_line: u64,
     pub(super) splittable: bool,
-    /// The block runs in its own transaction (`skip_wal`): commit after its `\.`.
+    /// The block runs in the transaction that truncated its table (`fresh`): commit after its
+    /// `\.` (or at the end of its first piece).
     pub(super) in_transaction: bool,
+    /// The statement waits for the first rows (`FRESH_BYTES`): a table the dump made, which
+    /// may load in the transaction that truncates it (`fresh`); the file line of those rows.
+    pub(super) deferred: bool,
+    pub(super) deferred_from: Option<u64>,
     pub(super) piece: u64,
     /// The current row's first bytes and length (a row may span reads).
     pub(super) row_start: Vec<u8>,
@@ -52,7 +65,7 @@ impl<L: Lanes> Splitter<'_, L> {
             }
             let full = copy.splittable && copy.piece >= SPLIT_BYTES;
             if self.out.len() >= SEND_BYTES || full {
-                self.flush_copy(&copy, rows_from)?;
+                self.flush_copy(&mut copy, rows_from, false)?;
                 rows_from = self.line;
                 if full {
                     if self.cut_now(&copy) {
@@ -65,7 +78,7 @@ impl<L: Lanes> Splitter<'_, L> {
             }
         }
         self.scanner.feed(&buf[..used]);
-        self.flush_copy(&copy, rows_from)?;
+        self.flush_copy(&mut copy, rows_from, ended)?;
         if ended {
             match copy.dest {
                 Dest::Lane(lane) => self.lanes.send(lane, Piece::CopyEnd, Some(self.line - 1))?,
@@ -112,18 +125,70 @@ impl<L: Lanes> Splitter<'_, L> {
         is_end
     }
 
-    fn flush_copy(&mut self, copy: &CopyBlock, rows_from: u64) -> anyhow::Result<()> {
+    /// Sends the rows gathered in `out` (`ended`: the block's end line was read); a deferred
+    /// statement goes first, once the rows show which it is.
+    fn flush_copy(&mut self, copy: &mut CopyBlock, mut rows_from: u64, ended: bool) -> anyhow::Result<()> {
+        // What was held back goes in pieces of `SEND_BYTES` like the rest.
+        let mut piece = usize::MAX;
+        if copy.deferred {
+            let first = *copy.deferred_from.get_or_insert(rows_from);
+            if !ended && self.out.len() < FRESH_BYTES {
+                return Ok(());
+            }
+            self.start_copy(copy, self.out.len() >= FRESH_BYTES)?;
+            rows_from = first;
+            piece = SEND_BYTES;
+        }
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
         let r = match copy.dest {
-            Dest::Lane(lane) => self.lanes.send(lane, Piece::Rows(&out), Some(rows_from)),
+            Dest::Lane(lane) => self.send_rows(lane, &out, rows_from, piece),
             Dest::Spool(spool) => write_record(&mut self.spools[spool], TAG_ROWS, rows_from, &out),
         };
         self.out = out;
         self.out.clear();
         r
+    }
+
+    /// Rows to `lane` in pieces of at most `piece` bytes, each cut after a row where one ends
+    /// in it, and each with the file line it starts at.
+    fn send_rows(&mut self, lane: usize, rows: &[u8], mut line: u64, piece: usize) -> anyhow::Result<()> {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let mut n = rest.len().min(piece);
+            if n < rest.len()
+                && let Some(end) = memchr::memrchr(b'\n', &rest[..n])
+            {
+                n = end + 1;
+            }
+            self.lanes.send(lane, Piece::Rows(&rest[..n]), Some(line))?;
+            line += memchr::memchr_iter(b'\n', &rest[..n]).count() as u64;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// Sends a deferred COPY statement: in a transaction that truncates its table first
+    /// (`truncate`, rows frozen), or plain.
+    fn start_copy(&mut self, copy: &mut CopyBlock, truncate: bool) -> anyhow::Result<()> {
+        copy.deferred = false;
+        let Dest::Lane(lane) = copy.dest else { return Ok(()) };
+        let line = Some(copy.statement_line);
+        self.sync(lane)?;
+        if truncate {
+            let table = copy_target(&copy.statement).to_vec();
+            let statement = [b"TRUNCATE ONLY ".as_slice(), &table, b";\n"].concat();
+            self.lanes.send(lane, Piece::Statement(b"BEGIN;\n"), line)?;
+            self.lanes.send(lane, Piece::Statement(&statement), line)?;
+            self.lanes.send(lane, Piece::Statement(&frozen(&copy.statement)), line)?;
+            self.fresh.taken.insert(table, lane);
+            copy.in_transaction = true;
+        } else {
+            self.lanes.send(lane, Piece::Statement(&copy.statement), line)?;
+        }
+        Ok(())
     }
 
     /// Whether a big table's rows move on to another session now: only when the session
@@ -138,6 +203,12 @@ impl<L: Lanes> Splitter<'_, L> {
         let Dest::Lane(old) = copy.dest else { return Ok(()) };
         // psql names a failed COPY by its `\.` line: this one stands for the piece's last row.
         self.lanes.send(old, Piece::CopyEnd, Some(self.line - 1))?;
+        if copy.in_transaction {
+            // The truncating transaction ends with its piece: the other pieces wait for its
+            // lock, and load as plain COPYs.
+            self.lanes.send(old, Piece::Statement(b"COMMIT;\n"), Some(self.line - 1))?;
+            copy.in_transaction = false;
+        }
         self.piece_done(copy, old)?;
         let lane = self.lanes.idlest();
         self.sync(lane)?;

@@ -24,6 +24,7 @@ use std::io::{BufRead, BufWriter};
 use anyhow::Context;
 
 mod copy;
+mod fresh;
 mod order;
 mod spool;
 
@@ -33,6 +34,8 @@ use super::rows::{keeps_replies, keeps_rows};
 use crate::engine::postgres::sections::is_blank;
 use crate::stream::scan::{Scanner, Summary, postgres::PgScanner};
 use copy::CopyBlock;
+use fresh::Fresh;
+pub use fresh::Truncate;
 use spool::{AFTER, ATTACH, FOREIGN, TAG_SETTING, TAG_STATEMENT, write_record};
 
 /// A table's rows move to another session after this many bytes: no more than a session's
@@ -119,11 +122,8 @@ pub struct Splitter<'a, L: Lanes> {
     post_state: Vec<Setting>,
     out: Vec<u8>,
     plan: Plan,
-    /// Each table's rows in one transaction that truncates it first (with `wal_level=minimal`
-    /// they then skip the WAL); the lane that took each table (a second block of the same
-    /// table must follow the first, never truncate it).
-    skip_wal: bool,
-    tables: std::collections::HashMap<Vec<u8>, usize>,
+    /// The tables whose rows load in the transaction that truncates them (`fresh`).
+    fresh: Fresh,
     /// Per lane: the units ended there so far.
     units: Vec<u64>,
     /// Each table's COPY pieces: the lane and unit that loaded them (`Lanes::after`).
@@ -139,7 +139,7 @@ pub struct Splitter<'a, L: Lanes> {
 
 impl<'a, L: Lanes> Splitter<'a, L> {
     /// `scanner` has seen what came before (the front sections, `offset` lines).
-    pub fn new(lanes: &'a mut L, scanner: PgScanner, offset: u64, skip_wal: bool) -> anyhow::Result<Self> {
+    pub fn new(lanes: &'a mut L, scanner: PgScanner, offset: u64, truncate: Truncate) -> anyhow::Result<Self> {
         let spools = (0..3)
             .map(|_| tempfile::tempfile().map(BufWriter::new))
             .collect::<std::io::Result<Vec<_>>>()
@@ -166,8 +166,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             post_state: Vec::new(),
             out: Vec::new(),
             plan: Plan { replies_exact: true, ..Plan::default() },
-            skip_wal,
-            tables: std::collections::HashMap::new(),
+            fresh: Fresh::new(truncate),
             units: vec![0; lanes_n],
             loaded: std::collections::HashMap::new(),
             loaded_order: Vec::new(),
@@ -305,7 +304,7 @@ impl<'a, L: Lanes> Splitter<'a, L> {
     }
 
     /// One statement; `copy`: a `COPY ... FROM stdin` whose rows follow.
-    fn statement(&mut self, mut statement: Vec<u8>, line: u64, copy: bool) -> anyhow::Result<()> {
+    fn statement(&mut self, statement: Vec<u8>, line: u64, copy: bool) -> anyhow::Result<()> {
         if !copy && let Some(key) = state_key(&statement) {
             if self.phase == Phase::Post {
                 for spool in 0..3 {
@@ -326,6 +325,9 @@ impl<'a, L: Lanes> Splitter<'a, L> {
         }
         if self.phase == Phase::Data && self.route == Route::TableData && !copy {
             self.untracked_data = true;
+        }
+        if self.phase == Phase::Pre {
+            self.fresh.pre_data(&statement);
         }
         if self.phase == Phase::Pre && self.plan.replies_exact && !keeps_replies(&statement) {
             self.plan.replies_exact = false;
@@ -354,30 +356,21 @@ impl<'a, L: Lanes> Splitter<'a, L> {
             self.open_unit = Some(lane);
         }
         let mut dest = dest;
-        let mut in_transaction = false;
+        let mut deferred = false;
         if copy {
             let parallel = dest != Dest::Lane(0) && self.phase == Phase::Data && splittable_copy(&statement);
             if parallel {
                 self.plan.tables += 1;
             }
-            let mut splittable = parallel;
-            if parallel && self.skip_wal {
-                splittable = false;
+            let splittable = parallel && self.fresh.mode != Truncate::WholeTable;
+            if parallel {
                 let target = copy_target(&statement).to_vec();
-                match self.tables.get(&target) {
-                    Some(&lane) => dest = Dest::Lane(lane),
-                    None => {
-                        let Dest::Lane(lane) = dest else { unreachable!("parallel rows go to a lane") };
-                        self.tables.insert(target.clone(), lane);
-                        let mut truncate = b"TRUNCATE ONLY ".to_vec();
-                        truncate.extend_from_slice(&target);
-                        truncate.extend_from_slice(b";\n");
-                        self.sync(lane)?;
-                        self.lanes.send(lane, Piece::Statement(b"BEGIN;\n"), Some(line))?;
-                        self.lanes.send(lane, Piece::Statement(&truncate), Some(line))?;
-                        in_transaction = true;
-                        statement = super::plan::frozen(&statement);
-                    }
+                if let Some(&first) = self.fresh.taken.get(&target) {
+                    dest = Dest::Lane(first);
+                } else if self.fresh.truncates(&target, self.plan.replies_exact) {
+                    // Sent with its first rows, once they show whether the table is worth
+                    // truncating (`copy::FRESH_BYTES`).
+                    deferred = true;
                 }
                 self.open_unit = if let Dest::Lane(l) = dest { Some(l) } else { None };
             }
@@ -401,8 +394,13 @@ impl<'a, L: Lanes> Splitter<'a, L> {
                 row_start: Vec::new(),
                 row_len: 0,
                 held: false,
-                in_transaction,
+                in_transaction: false,
+                deferred,
+                deferred_from: None,
             });
+            if deferred {
+                return Ok(());
+            }
         } else if self.phase == Phase::Post && self.route == Route::Build {
             self.plan.builds += 1;
         }

@@ -1,7 +1,7 @@
 //! The splitter against a recording set of lanes: what each session would be sent, in order.
 
 use super::lanes::{Lanes, Piece};
-use super::split::{SPLIT_BYTES, Splitter};
+use super::split::{SPLIT_BYTES, Splitter, Truncate};
 use crate::stream::scan::postgres::PgScanner;
 
 #[derive(Default)]
@@ -133,22 +133,22 @@ fn dump(rows_a: usize) -> String {
 }
 
 fn split(text: &str, workers: usize) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
-    split_with(text, workers, false)
+    split_with(text, workers, Truncate::Off)
 }
 
-fn split_with(text: &str, workers: usize, skip_wal: bool) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
-    split_reading(text, workers, skip_wal, 4096)
+fn split_with(text: &str, workers: usize, truncate: Truncate) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
+    split_reading(text, workers, truncate, 4096)
 }
 
 /// `split_with`, reading the text `read` bytes at a time.
 fn split_reading(
     text: &str,
     workers: usize,
-    skip_wal: bool,
+    truncate: Truncate,
     read: usize,
 ) -> (Recorder, super::Plan, crate::stream::scan::Summary) {
     let mut lanes = Recorder::new(workers);
-    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, skip_wal).unwrap();
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, truncate).unwrap();
     let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(read, text.as_bytes())).unwrap();
     (lanes, plan, summary)
 }
@@ -162,7 +162,7 @@ fn statements(lanes: &Recorder) -> Vec<&str> {
 fn the_end_of_copy_data_is_never_sent_as_a_row_however_the_reads_cut_it() {
     for read in [1, 2, 3, 5, 4096] {
         for workers in [0, 2] {
-            let (lanes, _, summary) = split_reading(&dump(40), workers, false, read);
+            let (lanes, _, summary) = split_reading(&dump(40), workers, Truncate::Off, read);
             summary.check_complete().unwrap();
             let rows: String =
                 lanes.pieces.iter().filter(|(_, k, _)| *k == "rows").map(|(_, _, t)| t.as_str()).collect();
@@ -275,7 +275,7 @@ fn a_lane_with_room_takes_a_big_table_whole_in_big_pieces() {
     let mut lanes = Recorder::new(2);
     lanes.room = true;
     let text = dump(rows);
-    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, false).unwrap();
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, Truncate::Off).unwrap();
     let (summary, plan) = splitter.run(&mut std::io::BufReader::with_capacity(1 << 20, text.as_bytes())).unwrap();
     summary.check_complete().unwrap();
     assert_eq!(plan.pieces, 0, "{plan}");
@@ -317,36 +317,11 @@ fn a_file_without_object_headers_runs_in_one_session() {
     assert!(lanes.sessions[1].is_empty() && lanes.sessions[2].is_empty());
 }
 
-#[test]
-fn throwaway_loads_truncate_each_table_in_the_copy_transaction_and_do_not_cut_it() {
-    let rows = (SPLIT_BYTES as usize / 90) * 2;
-    let text =
-        dump(rows).replace("CREATE TABLE public.b (id int);", "CREATE TABLE \"My b\".\"x y\" (id int);").replace(
-            "COPY public.b (id) FROM stdin;\n1\n\\.\n",
-            "COPY \"My b\".\"x y\" (id) FROM stdin;\n1\n\\.\n\nCOPY \"My b\".\"x y\" (id) FROM stdin;\n2\n\\.\n",
-        );
-    let (lanes, plan, summary) = split_with(&text, 2, true);
-    summary.check_complete().unwrap();
-    assert_eq!(plan.pieces, 0, "{plan}");
-    let workers = format!("{}{}", lanes.all(1), lanes.all(2));
-    assert!(
-        workers.contains("BEGIN;\nTRUNCATE ONLY public.a;\nCOPY public.a (id) FROM stdin WITH (FREEZE);\n"),
-        "{workers}"
-    );
-    assert_eq!(workers.matches("TRUNCATE ONLY \"My b\".\"x y\";").count(), 1, "a second block never truncates");
-    assert_eq!(workers.matches("FREEZE").count(), 2, "only a block in the truncating transaction is frozen");
-    assert_eq!(workers.matches("COMMIT;").count(), 2);
-    // The second block of the table goes to the lane of the first, after it.
-    let lane = if lanes.all(1).contains("\"x y\"") { 1 } else { 2 };
-    let text = lanes.all(lane);
-    assert!(text.find("\n1\n\\.\nCOMMIT;").unwrap() < text.find("\n2\n\\.\n").unwrap(), "{text}");
-}
-
 /// Runs the splitter over `text` with lanes that can wait on each other.
 fn split_waiting(text: &str, workers: usize) -> (Recorder, super::Plan) {
     let mut lanes = Recorder::new(workers);
     lanes.waits = true;
-    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, false).unwrap();
+    let splitter = Splitter::new(&mut lanes, PgScanner::new(), 0, Truncate::Off).unwrap();
     let (summary, plan) = splitter.run(&mut std::io::BufReader::new(text.as_bytes())).unwrap();
     summary.check_complete().unwrap();
     (lanes, plan)
@@ -460,3 +435,5 @@ fn the_tables_and_their_lanes_are_told_once_the_data_is_sent_and_rows_stay_final
     let (_, plan) = split_waiting(&text, 2);
     assert!(plan.serial_from.is_some() && !plan.rows_final_after_data, "{plan:?}");
 }
+
+mod fresh;
