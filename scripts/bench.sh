@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark: one throwaway PostgreSQL loaded with a reproducible data set; every command below
 # runs against it in the same session, RUNS times, interleaved (each round runs every command
-# in a rotating order, so background noise hits all alike). Prints one table of medians: wall
-# and CPU time, peak RSS, output size, and ratios to `pg_dump > /dev/null` and `gzip -6`.
+# in a rotating order, every other round backwards, so that background noise hits all alike and
+# no command always follows the same one). Prints one table of medians: wall and CPU time, peak
+# RSS, output size, and ratios to `pg_dump > /dev/null` and `gzip -6`.
 #
 #   SIZE_MB=1000 RUNS=3 scripts/bench.sh        (make bench)
 #   EXTRA="gzip:2 gzip:3" adds backup-container variants (algorithm:level).
 #   ONLY="restore|verify" runs only the matching commands (plus the two baselines).
 #   VERIFY_TMP=disk puts verification's throwaway servers in the work folder (default: tmpfs).
+#   WARM_MB=3000 writes and frees that much memory (tmpfs) right before every command.
+#   STATEMENT_STATS=1 has the tuned server log each statement's CPU (log_statement_stats) and
+#   prints, per restore, the user and system CPU the server spent inside its statements.
 #
 # SIZE_MB is the approximate size of the plain dump.
 set -euo pipefail
@@ -59,6 +63,10 @@ noise_rows=$(( SIZE_MB * 1000000 / 5 / 4200 ))
 pg_admin -d bench -c "CREATE EXTENSION IF NOT EXISTS pgcrypto" -c "CREATE TABLE attachments (id int PRIMARY KEY, data bytea)"
 pg_admin -d bench -c "INSERT INTO attachments SELECT g, gen_random_bytes(1024) || gen_random_bytes(1024) FROM generate_series(1, $noise_rows) g"
 pg_admin -d bench -c "VACUUM ANALYZE"
+
+if [ "${STATEMENT_STATS:-0}" = 1 ]; then
+  pg_admin -d postgres -c "ALTER SYSTEM SET log_statement_stats = on" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 
 export PGPASSWORD=bench-pw
 DUMP=(pg_dump -h 127.0.0.1 -p "$PGPORT_T" -U bench -Fp bench)
@@ -147,7 +155,16 @@ run() {
   pg_admin -d postgres -c CHECKPOINT
   normal -d postgres -c CHECKPOINT
   sync
+  # WARM_MB: every command starts right after that much memory was written and freed. On this
+  # VM, memory free for a few seconds goes back to the host (balloon free page reporting), and
+  # the next page-cache write into it costs ten times the kernel time: a restore that drops the
+  # old database first reuses what it freed, one that keeps it until the new one is proven
+  # does not (docs/PERFORMANCE.md).
+  if [ "${WARM_MB:-0}" -gt 0 ]; then
+    head -c "${WARM_MB}M" /dev/zero > "/dev/shm/bench-warm.$$" && rm -f "/dev/shm/bench-warm.$$"
+  fi
   local srv_before; srv_before=$(server_cpu)
+  local log_at; log_at=$(stat -c %s "$PG_DIR_T/log")
   case "$name" in
     "pg_dump > /dev/null") /usr/bin/time -f "$TIMEFMT" -o "$t" "${DUMP[@]}" >/dev/null ;;
     "pg_dump | gzip -6") /usr/bin/time -f "$TIMEFMT" -o "$t" bash -o pipefail -c '"$@" | gzip -6 > '"$out" _ "${DUMP[@]}" ;;
@@ -187,6 +204,10 @@ run() {
   esac
   sleep 0.3   # the server reaps the command's backends
   local srv_after; srv_after=$(server_cpu)
+  if [ "${STATEMENT_STATS:-0}" = 1 ]; then
+    tail -c +$((log_at + 1)) "$PG_DIR_T/log" | sed -nE 's/.*[^0-9.]([0-9.]+) s user, ([0-9.]+) s system, .*/\1 \2/p' \
+      | awk '{u += $1; s += $2} END {printf "%.2f %.2f\n", u, s}' >> "$WORK/$(key "$name").stmt"
+  fi
   read -r w u s m < "$t"
   case "$name" in
     "pg_dump > /dev/null") bytes=$("${DUMP[@]}" | wc -c) ;;
@@ -199,7 +220,9 @@ run() {
 for ((round = 0; round < RUNS; round++)); do
   n=${#names[@]}
   for ((i = 0; i < n; i++)); do
-    run "${names[$(( (i + round) % n ))]}"
+    # Backwards every other round: each command follows a different one.
+    if ((round % 2)); then j=$(( (n - 1 - i + round) % n )); else j=$(( (i + round) % n )); fi
+    run "${names[$j]}"
   done
   echo "round $((round + 1))/$RUNS done" >&2
 done
@@ -269,6 +292,17 @@ for name in "${names[@]}"; do
     *restore* | *psql* | *"-r ("* | *"-r, "*) printf '  %-34s %s\n' "$name" "$(awk '{printf "%s ", $5}' "$WORK/$(key "$name").results")" ;;
   esac
 done
+if [ "${STATEMENT_STATS:-0}" = 1 ]; then
+  echo
+  echo "Server CPU inside the statements of every run, user / system s (log_statement_stats; the tuned server):"
+  for name in "${names[@]}"; do
+    [ -f "$WORK/$(key "$name").stmt" ] || continue
+    case "$name" in
+      *"-v ("*) ;;
+      *restore* | *psql* | *"-r ("* | *"-r, "*) printf '  %-34s %s\n' "$name" "$(awk '{printf "%s/%s ", $1, $2}' "$WORK/$(key "$name").stmt")" ;;
+    esac
+  done
+fi
 echo
 echo "Peak RSS of backup-container rows is the process's own (getrusage, logged); other rows: the largest process of the pipeline."
 echo "Restore rows restore the same default-gzip backup into a fresh database of the same server."
