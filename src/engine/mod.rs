@@ -63,8 +63,9 @@ pub struct RestoreRequest {
     /// `-I`: continue past SQL errors in the database part (they are still counted).
     pub ignore_errors: bool,
     /// Load so that the data skips the WAL (throwaway servers with `wal_level=minimal`): one
-    /// transaction on the serial path; on the parallel path one per table (`TRUNCATE` first,
-    /// rows not cut in pieces), which skips the WAL just the same.
+    /// transaction on the serial path; on the parallel path tables are not cut in pieces, and
+    /// each big one the dump made loads in the transaction that truncates it, which skips the
+    /// WAL just the same (`parallel::split::fresh`).
     pub single_transaction: bool,
     pub placement: Placement,
     /// Compare each table's rows with the dump's after the load (`RESTORE_COUNT_CHECK`).

@@ -353,10 +353,17 @@ impl Mover {
         Ok(())
     }
 
-    /// Stores the `.partial` again when it changed and `partial_every` has passed.
+    /// Stores the `.partial` again when it changed and `partial_every` has passed; never one
+    /// shorter than a segment: pg_receivewal fills a new segment file with zeros to its full
+    /// size before it writes WAL into it, so a shorter one holds no WAL yet, and a copy of it
+    /// would fail every drill and restore that needs it (a test found one 13 MB long).
     fn refresh_partial(&mut self, segment: Segment, path: &Path) -> anyhow::Result<()> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let meta = std::fs::metadata(path);
+        if meta.as_ref().map(|m| m.len()).unwrap_or(0) != self.setup.segment_size {
+            return Ok(());
+        }
+        let mtime = meta.and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
         if let Some((last, at, when)) = &self.partial
             && *last == name
             && (*at == mtime || when.elapsed() < self.setup.partial_every)
@@ -417,5 +424,39 @@ mod tests {
         left.sort();
         assert_eq!(left.len(), 5, "{left:?}");
         assert!(!left.contains(&"000000010000000000000006.partial".to_string()));
+    }
+
+    /// A `.partial` still being filled with zeros is not stored; once whole, it is.
+    #[test]
+    fn a_partial_is_stored_only_at_its_full_size() {
+        use crate::pitr::layout::Archive;
+        use crate::stream::compress::Compression;
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, remote) = (dir.path().join("spool"), dir.path().join("archive"));
+        std::fs::create_dir_all(&spool).unwrap();
+        let size = 1u64 << 20;
+        let store = Store::new(Archive::new(&remote, "db", 5432), Compression::default(), None);
+        let setup = Setup {
+            server: "db:5432".into(),
+            conn: Conn { host: "db.invalid".into(), port: Some(5432), user: None, password: None },
+            pg_receivewal: PathBuf::from("pg_receivewal"),
+            spool: spool.clone(),
+            store: store.clone(),
+            slot: "s".into(),
+            segment_size: size,
+            partial_every: Duration::ZERO,
+            keys: crate::stream::crypt::Keys::default(),
+        };
+        let mut mover = Mover { setup, index: Index::default(), partial: None };
+        let path = spool.join("000000010000000000000007.partial");
+        std::fs::write(&path, vec![0; 13 << 16]).unwrap();
+        mover.pass().unwrap();
+        assert!(crate::pitr::archive::partial_record(&store.archive).is_none(), "a short .partial is not stored");
+        let mut whole = vec![0; size as usize];
+        whole[100] = 0xd1;
+        std::fs::write(&path, whole).unwrap();
+        mover.pass().unwrap();
+        let (segment, _, _) = crate::pitr::archive::partial_record(&store.archive).expect("stored once whole");
+        assert_eq!(segment, Segment { timeline: 1, number: 7 });
     }
 }
