@@ -28,6 +28,11 @@ impl Fx {
         pg.create_app("app", APP_PASSWORD, &["wide"]);
         pg.psql("wide", SUPERUSER_PART);
         pg.psql("wide", APP_PART);
+        // Past 1 MiB of COPY text: restores load it in the transaction that truncates it.
+        pg.psql(
+            "wide",
+            "SET ROLE app; CREATE TABLE public.bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS t FROM generate_series(1, 12000) g",
+        );
         Some(Fx { pg, dir: tempfile::tempdir().unwrap() })
     }
 
@@ -103,10 +108,14 @@ fn round_trip(major: u32) {
         assert!(sql.contains("\nSET transaction_timeout = 0;"), "pg_dump's own header is kept for {major}");
         assert!(m.get("portable_header_lines").is_none(), "{m}");
     }
-    let r = run(fx.cmd(&newest).args(["-r", &fx.spec("wide_copy"), "-f", "localhost-wide", "-s"]));
+    let r =
+        run(fx.cmd(&newest).args(["-r", &fx.spec("wide_copy"), "-f", "localhost-wide", "-s"]).env("RESTORE_JOBS", "2"));
     assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
     assert!(r.stderr.contains("rows checked"), "{}", r.all());
     assert_eq!(fx.pg.row_counts("wide_copy"), fx.pg.row_counts("wide"), "PostgreSQL {major}");
+    // Loaded in its truncating transaction, rows frozen, on this major too (a new file).
+    let new_file = "SELECT relfilenode <> oid FROM pg_class WHERE oid = 'public.bulk'::regclass";
+    assert_eq!(fx.pg.psql("wide_copy", new_file), "t", "PostgreSQL {major}");
     let setting = |db: &str| fx.pg.psql(db, "SELECT count(*) FROM pg_largeobject_metadata");
     assert_eq!(setting("wide_copy"), setting("wide"));
     let vdir = fx.dir.path().join("verify");

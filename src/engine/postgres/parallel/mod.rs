@@ -122,10 +122,14 @@ pub fn load(
 /// Which tables load in the transaction that truncates them (`split::Truncate`): every table
 /// the dump made, whole, on a throwaway server (`single_transaction`); the first piece of
 /// each when the admin is a superuser (who may truncate any table, whoever owns it after the
-/// dump's `ALTER ... OWNER TO`); none otherwise, or when that cannot be asked.
+/// dump's `ALTER ... OWNER TO`); none otherwise, or when that cannot be asked. One session
+/// loads nothing in parallel sessions, so it is not asked then.
 fn truncate_mode(engine: &PostgresEngine, req: &RestoreRequest, into: &str, cancel: &Cancel) -> split::Truncate {
     if req.single_transaction {
         return split::Truncate::WholeTable;
+    }
+    if req.jobs < 2 {
+        return split::Truncate::Off;
     }
     match engine.query(
         &req.admin,

@@ -152,6 +152,16 @@ pub fn build_target(statement: &[u8]) -> Option<&[u8]> {
     if table == b"ONLY" { rest.next() } else { Some(table) }
 }
 
+/// The statement after its leading comment lines and white space.
+pub(super) fn without_comments(statement: &[u8]) -> &[u8] {
+    let mut text = statement.trim_ascii_start();
+    while text.starts_with(b"--") {
+        let next = memchr::memchr(b'\n', text).map_or(text.len(), |n| n + 1);
+        text = text[next..].trim_ascii_start();
+    }
+    text
+}
+
 /// The words of a statement: split at white space outside double quotes.
 pub(super) fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut quoted = false;

@@ -7,11 +7,7 @@
 
 /// The statement without leading comments, and its first words in upper case.
 fn head(statement: &[u8]) -> (&[u8], Vec<String>) {
-    let mut text = statement.trim_ascii_start();
-    while text.starts_with(b"--") {
-        let next = memchr::memchr(b'\n', text).map_or(text.len(), |n| n + 1);
-        text = text[next..].trim_ascii_start();
-    }
+    let text = super::plan::without_comments(statement);
     let head: String = String::from_utf8_lossy(&text[..text.len().min(64)]).to_ascii_uppercase();
     (text, head.split_whitespace().map(str::to_string).collect())
 }

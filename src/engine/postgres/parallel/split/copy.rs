@@ -5,9 +5,10 @@
 //! first bytes of a row that could be that line wait until the row is whole).
 
 use super::super::lanes::{Lanes, Piece};
+use super::super::plan::{copy_target, frozen};
 use super::spool::{TAG_COPY_END, TAG_ROWS};
 use super::{Dest, SEND_BYTES, SPLIT_BYTES, Splitter, write_record};
-use crate::engine::postgres::parallel::plan::{copy_target, frozen};
+use crate::stream::scan::Scanner;
 
 /// COPY text a table's first block must reach for the block to load in the transaction that
 /// truncates the table (`fresh`); a smaller one loads with a plain COPY. Each truncating commit
@@ -15,7 +16,6 @@ use crate::engine::postgres::parallel::plan::{copy_target, frozen};
 /// a megabyte or more is nothing beside its load, one per table of a schema of thousands of
 /// small ones is not.
 const FRESH_BYTES: usize = 1 << 20;
-use crate::stream::scan::Scanner;
 
 pub(super) struct CopyBlock {
     pub(super) dest: Dest,

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::plan::words;
+use super::super::plan::{without_comments, words};
 
 /// Which tables' rows load in the transaction that truncates them first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,16 +77,6 @@ impl Fresh {
     }
 }
 
-/// The statement after its leading comment lines and white space.
-fn without_comments(statement: &[u8]) -> &[u8] {
-    let mut text = statement.trim_ascii_start();
-    while text.starts_with(b"--") {
-        let next = memchr::memchr(b'\n', text).map_or(text.len(), |n| n + 1);
-        text = text[next..].trim_ascii_start();
-    }
-    text
-}
-
 /// Whether `word` stands in `upper` as a word of its own (not part of an identifier).
 fn contains_word(upper: &[u8], word: &[u8]) -> bool {
     let in_word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$';
@@ -122,7 +112,21 @@ pub fn created_table(statement: &[u8]) -> Option<&[u8]> {
         let first = p[0].to_ascii_uppercase();
         (first == b"PARTITION" || first.ends_with(b")PARTITION")) && p[1].eq_ignore_ascii_case(b"BY")
     });
-    (!partitioned && !name.is_empty()).then_some(name)
+    (!partitioned && plain_name(name)).then_some(name)
+}
+
+/// Whether `name` is a (schema-qualified) name and nothing else: letters, digits, `_`, `$`,
+/// `.` and non-ASCII outside double quotes, every quote closed. The TRUNCATE built from it
+/// is then one statement, whatever a hostile dump names its tables.
+fn plain_name(name: &[u8]) -> bool {
+    let mut quoted = false;
+    let all = name.iter().all(|&b| {
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        quoted || b == b'"' || b.is_ascii_alphanumeric() || b"_$.".contains(&b) || !b.is_ascii()
+    });
+    all && !quoted && !name.is_empty()
 }
 
 #[cfg(test)]
@@ -139,6 +143,7 @@ mod tests {
             ("CREATE TABLE public.m_2024 PARTITION OF public.m FOR VALUES FROM (1) TO (2);", "public.m_2024"),
             ("CREATE TABLE public.child (\n)\nINHERITS (public.parent);", "public.child"),
             ("CREATE TABLE \"partition by\" (id int);", "\"partition by\""),
+            ("CREATE TABLE \"we\"\"ird\ntable; x\".\u{e9}t\u{e9} (id int);", "\"we\"\"ird\ntable; x\".\u{e9}t\u{e9}"),
         ];
         for (statement, name) in made {
             assert_eq!(created_table(statement.as_bytes()), Some(name.as_bytes()), "{statement}");
@@ -152,6 +157,8 @@ mod tests {
             "CREATE TEMPORARY TABLE t (id int);",
             "CREATE TABLE IF EXISTS t (id int);",
             "ALTER TABLE public.a OWNER TO app;",
+            "CREATE TABLE public.a;DROP (id int);",
+            "CREATE TABLE \"unclosed (id int);",
             "CREATE",
         ];
         for statement in not {
