@@ -7,6 +7,8 @@
 # whole restore's wall time is printed beside it. RUNS interleaved rounds, medians.
 #
 #   RUNS=3 scripts/bench-counts.sh        (make bench runs it after bench-pitr.sh)
+#   BASELINE=/path/to/older/backup-container scripts/bench-counts.sh
+#                                         (each round also restores with that binary, rows side by side)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/pg-throwaway.sh
@@ -15,6 +17,8 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
 BIN="$(pwd)/${BIN:-target/release/backup-container}"
 [ -x "$BIN" ] || cargo build --release --quiet
+BASELINE="${BASELINE:-}"
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 2; }
 WORK="$(mktemp -d /tmp/backup-bench-counts.XXXXXX)"
 chmod 755 "$WORK"
 cleanup() { pg_stop; rm -rf "$WORK"; }
@@ -53,19 +57,27 @@ for n in "${sizes[@]}"; do
   make_db "wide_$n" "$n"
 done
 
+# restore N [BINARY LABEL]: one -r of the N-table dump, its times appended under LABEL.
 restore() {
-  local n="$1" log="$WORK/restore.log" t0
+  local n="$1" bin="${2:-$BIN}" label="${3:-}" log="$WORK/restore.log" t0
   t0=$(date +%s.%N)
-  "$BIN" -r "localhost:$PGPORT_T/copy_$n" -f "$WORK/wide_$n.sql.gz" -s >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  echo "$(date +%s.%N) - $t0" | bc >>"$WORK/wall_$n"
+  "$bin" -r "localhost:$PGPORT_T/copy_$n" -f "$WORK/wide_$n.sql.gz" -s >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  echo "$(date +%s.%N) - $t0" | bc >>"$WORK/wall_$n$label"
   local counted; counted=$(grep "Counted every table's rows" "$log" | tail -n 1)
-  echo "$counted" | grep -o 'count_seconds="*[0-9.]*' | grep -o '[0-9.]*$' >>"$WORK/count_$n"
-  echo "$counted" | grep -o ' tables=[0-9]*' | grep -o '[0-9]*$' >"$WORK/tables_$n"
+  echo "$counted" | grep -o 'count_seconds="*[0-9.]*' | grep -o '[0-9.]*$' >>"$WORK/count_$n$label"
+  echo "$counted" | grep -o ' tables=[0-9]*' | grep -o '[0-9]*$' >"$WORK/tables_$n$label"
+}
+
+# Both binaries for one size, in the round's order.
+restore_each() {
+  if [ -z "$BASELINE" ]; then restore "$1"
+  elif [ $(( round % 2 )) -eq 1 ]; then restore "$1"; restore "$1" "$BASELINE" _baseline
+  else restore "$1" "$BASELINE" _baseline; restore "$1"; fi
 }
 
 for round in $(seq 1 "$RUNS"); do
   echo "Round $round/$RUNS ..." >&2
-  if [ $(( round % 2 )) -eq 1 ]; then restore 600; restore 5000; else restore 5000; restore 600; fi
+  if [ $(( round % 2 )) -eq 1 ]; then restore_each 600; restore_each 5000; else restore_each 5000; restore_each 600; fi
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -74,6 +86,14 @@ printf '\nRow counts of -r: %s rounds, medians; %s cores; PostgreSQL %s; %s\n\n'
 printf '| %-24s | %14s | %16s | %15s |\n' "database" "tables counted" "count step, s" "whole -r, s"
 printf '|%s|\n' "--------------------------|----------------|------------------|-----------------"
 for n in "${sizes[@]}"; do
-  [ -s "$WORK/count_$n" ] || { echo "no count_seconds in the restore log of wide_$n" >&2; exit 1; }
-  printf '| %-24s | %14s | %16s | %15.2f |\n' "$n tables" "$(cat "$WORK/tables_$n")" "$(median <"$WORK/count_$n")" "$(median <"$WORK/wall_$n")"
+  for label in "" ${BASELINE:+_baseline}; do
+    [ -s "$WORK/count_$n$label" ] || { echo "no count_seconds in the restore log of wide_$n$label" >&2; exit 1; }
+    printf '| %-24s | %14s | %16s | %15.2f |\n' "$n tables${label:+ (baseline)}" "$(cat "$WORK/tables_$n$label")" \
+      "$(median <"$WORK/count_$n$label")" "$(median <"$WORK/wall_$n$label")"
+  done
+done
+for n in "${sizes[@]}"; do
+  for label in "" ${BASELINE:+_baseline}; do
+    echo "rounds, $n tables${label:+ (baseline)}: count $(paste -sd' ' "$WORK/count_$n$label"); whole $(paste -sd' ' "$WORK/wall_$n$label")" >&2
+  done
 done
