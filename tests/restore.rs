@@ -49,13 +49,13 @@ fn round_trip_same_server_new_name_and_second_server() {
     let r = run(fx.cmd(&conf).args(["-r", &format!("localhost:{}/app1", other.port), "-f", "localhost-app1", "-s"]));
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(other.content_digest("app1"), original);
-    assert_eq!(
-        other.psql(
-            "app1",
-            "SELECT pg_catalog.pg_get_userbyid(datdba) = 'postgres' FROM pg_database WHERE datname = 'app1'"
-        ),
-        "t"
-    );
+    // The database belongs to its owner at backup time again (the roles section made the role
+    // here), not to the admin user as with the bash version: on 15+ that owner may create in
+    // schema public again.
+    let owner = "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app1'";
+    assert_eq!(other.psql("app1", owner), "app");
+    assert_eq!(other.psql("app1", owner), fx.pg.psql("app1", owner));
+    assert_eq!(other.psql("app1", "SELECT has_schema_privilege('app', 'public', 'CREATE')"), "t");
     assert_eq!(
         other.psql("app1", "SELECT has_database_privilege('app', 'app1', 'CREATE')"),
         "t",
@@ -265,4 +265,28 @@ fn zstd_backups_list_restore_verify_and_prune() {
     let r = run(fx.cmd(&conf).args(["-v", "all"]).env("VERIFY_DIR", &vdir));
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stderr.contains("Verification succeeded."), "{}", r.all());
+}
+
+/// The owner recorded in the settings section is a role this server does not have: the
+/// restore still completes, the admin user keeps the database, and a warning says why.
+#[test]
+fn a_missing_owner_role_is_a_warning_and_the_admin_keeps_the_database() {
+    let Some(fx) = Fixture::start(20) else { return };
+    let port = fx.pg.port;
+    let conf = fx.conf(&format!("localhost:{port}/app1\n"));
+    let r = run(&mut fx.once(&conf));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let ours = fx.newest("localhost-app1");
+    let text = gunzip(&ours);
+    let planted = text.replacen("\n-- owner: app\n", "\n-- owner: gone_role\n", 1);
+    assert_ne!(planted, text, "the settings section records the owner");
+    let file = fx.backups().join("daily/2026-01-05/localhost-app1_2026-01-05_01-00-00.sql.gz");
+    gzip_to(&file, &planted);
+    let r =
+        run(fx.cmd(&conf).args(["-r", &format!("localhost:{port}/owner_copy"), "-f", file.to_str().unwrap(), "-s"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("owner gone_role does not exist on the target server"), "{}", r.all());
+    let owner = "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'owner_copy'";
+    assert_eq!(fx.pg.psql("postgres", owner), "postgres");
+    assert_eq!(fx.pg.row_counts("owner_copy"), fx.pg.row_counts("app1"));
 }

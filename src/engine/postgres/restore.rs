@@ -74,6 +74,9 @@ pub fn load<'a>(
     let locale = front.settings.as_deref().and_then(settings::parse_locale);
     let (target, terminated) = LoadDatabase::create(engine, req, major, locale.as_ref(), cancel)?;
     report.terminated_connections = terminated;
+    if let Some(owner) = front.settings.as_deref().and_then(settings::parse_owner) {
+        report.warnings.extend(target.set_owner(&owner, cancel)?);
+    }
     report.warnings.extend(target.grant_owner(cancel)?);
     debug!(database = %target.name, "Loading the database section.");
     let mut rest = Cursor::new(front.replay).chain(&mut sql);

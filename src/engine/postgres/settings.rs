@@ -19,7 +19,8 @@
 //! name (the bash version's `gunzip | psql -d NAME` runs it in NAME), and is tolerant: a
 //! failure (a role missing on the target, a setting only a superuser may set) is a WARNING,
 //! never the end of the restore. Our restore takes the section off the front, creates the
-//! database with the recorded encoding and locale, and applies the statements after the load.
+//! database with the recorded encoding and locale, hands it to the recorded owner when that
+//! role exists, and applies the statements after the load.
 
 use serde::Deserialize;
 
@@ -255,6 +256,16 @@ pub fn parse_locale(section: &str) -> Option<Locale> {
     })
 }
 
+/// The database's owner when it was backed up, from the section's metadata.
+pub fn parse_owner(section: &str) -> Option<String> {
+    section
+        .lines()
+        .find_map(|l| l.strip_prefix("-- owner: "))
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +316,7 @@ mod tests {
             " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'und'"
         );
         assert_eq!(locale.create_options(14), " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
+        assert_eq!(parse_owner(&text).as_deref(), Some("app"));
     }
 
     #[test]
@@ -313,6 +325,7 @@ mod tests {
         let text = render(&c);
         assert!(!text.contains("DO "), "{text}");
         assert_eq!(parse_locale(&text).unwrap().provider, "libc");
+        assert_eq!(parse_owner(&text), None, "no owner recorded: the admin keeps it");
     }
 
     #[test]

@@ -117,6 +117,28 @@ impl<'a> LoadDatabase<'a> {
         Ok((out.trim() != "1").then(|| format!("role {owner} does not exist on the target server; GRANT skipped")))
     }
 
+    /// Hands the new database to the owner it had when it was backed up (the settings section
+    /// records it), so that its owner may again do what only the owner may: on PostgreSQL 15+,
+    /// create in schema `public`, which belongs to `pg_database_owner`. A warning, never a
+    /// failure, when that role does not exist here or the admin may not hand the database over.
+    pub fn set_owner(&self, owner: &str, cancel: &Cancel) -> anyhow::Result<Option<String>> {
+        let what = || format!("making {owner} the owner of database {}", self.name);
+        let mut session = self.engine.session(&self.req.admin, MAINTENANCE_DB, "").with_context(what)?;
+        let _watch = session.watch(cancel);
+        let exists = format!("SELECT count(*) FROM pg_roles WHERE rolname = {}", quote_literal(owner));
+        let rows = session.query(&exists).map_err(|e| anyhow::anyhow!("{}", e.lines().join(" "))).with_context(what)?;
+        if rows.first().and_then(|r| r.first()).and_then(Option::as_deref) != Some("1") {
+            return Ok(Some(format!(
+                "the backup's database owner {owner} does not exist on the target server; the database is owned by the admin user"
+            )));
+        }
+        let alter = format!("ALTER DATABASE {} OWNER TO {}", quote_ident(&self.name), quote_ident(owner));
+        Ok(session
+            .exec(alter.as_bytes())
+            .err()
+            .map(|e| format!("the backup's database owner {owner} could not be restored: {}", e.lines().join(" "))))
+    }
+
     /// Puts the loaded database in the target's place (`Swap`), or just keeps it.
     /// Returns the sessions terminated and the name of a kept previous database.
     ///

@@ -15,6 +15,8 @@ use crate::harness::postgres::{PgServer, major_bin_dir};
 use crate::harness::{backups_under, bin, gunzip, gzip_to, record, run};
 use crate::wide_schema::{APP_PART, SUPERUSER_PART};
 
+mod many_tables;
+
 /// A server of one major with role `app` owning database `wide` (the wide schema).
 struct Fx {
     pg: PgServer,
@@ -85,8 +87,15 @@ fn clients(major: u32) -> (std::ffi::OsString, u32) {
 /// the same server, verify.
 fn round_trip(major: u32) {
     let Some(fx) = Fx::start(major) else { return };
+    fx.pg.psql(
+        "postgres",
+        "ALTER DATABASE wide SET work_mem = '3MB'; ALTER DATABASE wide SET search_path = public, \"Ünïcode sch\"",
+    );
     let (installed, client_major) = clients(major);
     let newest = client(18);
+    let r = run(fx.cmd(&installed).arg("--check"));
+    let pair = format!("server {major} → pg_dump {client_major}");
+    assert!(r.stdout.contains(&pair), "PostgreSQL {major}: {pair}:\n{}", r.all());
     let r = run(fx.cmd(&installed).arg("-1"));
     assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
     let file = fx.only_backup();
@@ -116,8 +125,27 @@ fn round_trip(major: u32) {
     // Loaded in its truncating transaction, rows frozen, on this major too (a new file).
     let new_file = "SELECT relfilenode <> oid FROM pg_class WHERE oid = 'public.bulk'::regclass";
     assert_eq!(fx.pg.psql("wide_copy", new_file), "t", "PostgreSQL {major}");
-    let setting = |db: &str| fx.pg.psql(db, "SELECT count(*) FROM pg_largeobject_metadata");
-    assert_eq!(setting("wide_copy"), setting("wide"));
+    let large_objects = |db: &str| fx.pg.psql(db, "SELECT count(*) FROM pg_largeobject_metadata");
+    assert_eq!(large_objects("wide_copy"), large_objects("wide"));
+    assert_eq!(database_settings(&fx.pg, "wide_copy"), database_settings(&fx.pg, "wide"), "PostgreSQL {major}");
+    assert!(database_settings(&fx.pg, "wide").contains("work_mem=3MB"));
+    if client_major != 18 {
+        // The newest client's backup of the same server restores into it too.
+        let newest_dir = fx.dir.path().join("newest");
+        let r = run(fx.cmd(&newest).arg("-1").env("BACKUP_DIR", &newest_dir));
+        assert_eq!(r.code, 0, "PostgreSQL {major}, pg_dump 18: {}", r.all());
+        let r = run(fx
+            .cmd(&newest)
+            .args(["-r", &fx.spec("wide_18"), "-f", "localhost-wide", "-s"])
+            .env("BACKUP_DIR", &newest_dir));
+        assert_eq!(r.code, 0, "PostgreSQL {major}, pg_dump 18: {}", r.all());
+        assert_eq!(fx.pg.row_counts("wide_18"), fx.pg.row_counts("wide"), "PostgreSQL {major}, pg_dump 18");
+        assert_eq!(
+            database_settings(&fx.pg, "wide_18"),
+            database_settings(&fx.pg, "wide"),
+            "PostgreSQL {major}, pg_dump 18"
+        );
+    }
     let vdir = fx.dir.path().join("verify");
     std::fs::create_dir_all(&vdir).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -148,6 +176,18 @@ fn round_trip(major: u32) {
     } else {
         assert!(rehearsals.is_null(), "nothing newer than 18 is installed: {rehearsals}");
     }
+}
+
+/// The database's own settings, owner, encoding and locale, one line (`ALTER DATABASE … SET`).
+fn database_settings(pg: &PgServer, db: &str) -> String {
+    pg.psql(
+        "postgres",
+        &format!(
+            "SELECT pg_get_userbyid(d.datdba) || ' ' || pg_encoding_to_char(d.encoding) || ' ' || d.datcollate || ' ' \
+             || d.datctype || ' ' || coalesce((SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s \
+             WHERE s.setdatabase = d.oid AND s.setrole = 0), '') FROM pg_database d WHERE d.datname = '{db}'"
+        ),
+    )
 }
 
 #[test]
@@ -261,80 +301,6 @@ fn a_client_older_than_the_server_writes_nothing() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("no pg_dump can back up a PostgreSQL 16 server (installed: pg_dump 15;"), "{}", r.all());
     assert!(backups_under(&fx.backups()).is_empty());
-}
-
-/// A database of 5 000 tables (2 500 of them partitions of 25 partitioned tables) restores
-/// with `-r`, the row count check on, and verifies: the counts run in batches that stay inside
-/// the lock table (one transaction for all of them ran out of shared memory).
-fn many_tables(major: u32) {
-    let Some(pg) = PgServer::start_major(major) else { return };
-    pg.create_app("app", APP_PASSWORD, &["many"]);
-    for batch in 0..10 {
-        pg.psql(
-            "many",
-            &format!(
-                "SET ROLE app; DO $$ BEGIN FOR i IN {}..{} LOOP
-                   EXECUTE format('CREATE TABLE plain_%s (x int); INSERT INTO plain_%s VALUES (%s)', i, i, i);
-                 END LOOP; END $$",
-                batch * 250 + 1,
-                batch * 250 + 250
-            ),
-        );
-    }
-    for p in 1..=25 {
-        pg.psql(
-            "many",
-            &format!(
-                "SET ROLE app; CREATE TABLE part_{p} (k int, v int) PARTITION BY LIST (k);
-                 DO $$ BEGIN FOR i IN 1..100 LOOP
-                   EXECUTE format('CREATE TABLE part_{p}_%s PARTITION OF part_{p} FOR VALUES IN (%s)', i, i);
-                 END LOOP; END $$;
-                 INSERT INTO part_{p} SELECT g % 100 + 1, g FROM generate_series(1, 300) g"
-            ),
-        );
-    }
-    let fx = Fx { pg, dir: tempfile::tempdir().unwrap() };
-    let conf_line = |c: &mut Command| {
-        let conf = fx.dir.path().join("many.conf");
-        std::fs::write(&conf, format!("localhost:{}/many\n", fx.pg.port)).unwrap();
-        c.env("BACKUP_CONF", conf);
-    };
-    let (newest, _) = clients(major);
-    let mut c = fx.cmd(&newest);
-    conf_line(c.arg("-1"));
-    let r = run(&mut c);
-    assert_eq!(r.code, 0, "{}", r.all());
-    let mut c = fx.cmd(&newest);
-    conf_line(c.args(["-r", &fx.spec("many_copy"), "-f", "localhost-many", "-s"]));
-    let r = run(&mut c);
-    assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
-    assert!(r.stderr.contains("5000 tables checked, 10000 rows checked"), "{}", r.all());
-    let total = |db: &str| {
-        fx.pg.psql(
-            db,
-            "SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace = 'public'::regnamespace",
-        )
-    };
-    assert_eq!(total("many_copy"), "5025");
-    let vdir = fx.dir.path().join("verify");
-    std::fs::create_dir_all(&vdir).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&vdir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut c = fx.cmd(&newest);
-    conf_line(c.args(["-v", &fx.spec("many")]).env("VERIFY_DIR", &vdir));
-    let r = run(&mut c);
-    assert_eq!(r.code, 0, "PostgreSQL {major}: {}", r.all());
-}
-
-#[test]
-fn five_thousand_tables_on_15() {
-    many_tables(15);
-}
-
-#[test]
-fn five_thousand_tables_on_18() {
-    many_tables(18);
 }
 
 /// With clients 15 and 18 installed (`PG_BIN_DIR` lists both, 18 first), a 15 server is dumped
