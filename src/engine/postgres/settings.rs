@@ -242,11 +242,22 @@ fn tolerant(template: &str) -> String {
     format!("DO {tag}{body}{tag};\n")
 }
 
+/// A metadata line (`-- KEY: value`) of a settings section, read only from the comment block
+/// that starts at its header (the lines read before the header may hold blank lines): nothing
+/// in a statement below it (a database comment spanning lines) can pose as one.
+fn meta_field(section: &str, key: &str) -> Option<String> {
+    let prefix = format!("-- {key}: ");
+    section
+        .lines()
+        .skip_while(|l| l.trim_end() != SETTINGS_HEADER)
+        .take_while(|l| l.starts_with("--"))
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().to_string())
+}
+
 /// Reads the locale lines of a settings section (our restore creates the database with them).
 pub fn parse_locale(section: &str) -> Option<Locale> {
-    let field = |key: &str| {
-        section.lines().find_map(|l| l.strip_prefix(&format!("-- {key}: ")).map(str::trim).map(str::to_string))
-    };
+    let field = |key| meta_field(section, key);
     Some(Locale {
         encoding: field("encoding").filter(|e| !e.is_empty())?,
         collate: field("lc_collate")?,
@@ -258,12 +269,7 @@ pub fn parse_locale(section: &str) -> Option<Locale> {
 
 /// The database's owner when it was backed up, from the section's metadata.
 pub fn parse_owner(section: &str) -> Option<String> {
-    section
-        .lines()
-        .find_map(|l| l.strip_prefix("-- owner: "))
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(str::to_string)
+    meta_field(section, "owner").filter(|o| !o.is_empty())
 }
 
 #[cfg(test)]
@@ -326,6 +332,17 @@ mod tests {
         assert!(!text.contains("DO "), "{text}");
         assert_eq!(parse_locale(&text).unwrap().provider, "libc");
         assert_eq!(parse_owner(&text), None, "no owner recorded: the admin keeps it");
+    }
+
+    #[test]
+    fn metadata_comes_from_the_leading_comments_only() {
+        let mut c = Captured { encoding: "UTF8".into(), provider: "c".into(), default_acl: true, ..Default::default() };
+        c.comment = Some("line one\n-- owner: postgres\n-- encoding: SQL_ASCII".into());
+        // A hand-made section without the owner line: the comment's line must not stand in.
+        let text = format!("--\n\n{}", render(&c).replacen("\n-- owner: \n", "\n", 1));
+        assert!(text.contains("\n-- owner: postgres\n"), "the comment spans lines: {text}");
+        assert_eq!(parse_owner(&text), None);
+        assert_eq!(parse_locale(&text).unwrap().encoding, "UTF8");
     }
 
     #[test]

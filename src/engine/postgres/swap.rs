@@ -22,6 +22,11 @@ const NAME_MAX: usize = 63;
 /// Attempts at the rename transaction (a client may reconnect between terminate and rename).
 const SWAP_ATTEMPTS: u32 = 5;
 
+/// A query with one row when `role` exists on the server, none otherwise.
+fn role_exists(role: &str) -> String {
+    format!("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {}", quote_literal(role))
+}
+
 /// `<db><suffix>`, the database name cut (at a character boundary) so that the whole fits.
 pub fn side_name(db: &str, suffix: &str) -> String {
     let mut cut = NAME_MAX.saturating_sub(suffix.len()).min(db.len());
@@ -106,7 +111,7 @@ impl<'a> LoadDatabase<'a> {
     /// warning when that role does not exist on this server.
     pub fn grant_owner(&self, cancel: &Cancel) -> anyhow::Result<Option<String>> {
         let Some(owner) = &self.req.owner else { return Ok(None) };
-        let exists = format!("SELECT 1 FROM pg_roles WHERE rolname = {}", quote_literal(owner));
+        let exists = role_exists(owner);
         let grant = format!("GRANT ALL ON DATABASE {} TO {}", quote_ident(&self.name), quote_ident(owner));
         let sql = [
             format!("SELECT count(*) FROM ({exists}) AS owner"),
@@ -125,7 +130,7 @@ impl<'a> LoadDatabase<'a> {
         let what = || format!("making {owner} the owner of database {}", self.name);
         let mut session = self.engine.session(&self.req.admin, MAINTENANCE_DB, "").with_context(what)?;
         let _watch = session.watch(cancel);
-        let exists = format!("SELECT count(*) FROM pg_roles WHERE rolname = {}", quote_literal(owner));
+        let exists = format!("SELECT count(*) FROM ({}) AS owner", role_exists(owner));
         let rows = session.query(&exists).map_err(|e| anyhow::anyhow!("{}", e.lines().join(" "))).with_context(what)?;
         if rows.first().and_then(|r| r.first()).and_then(Option::as_deref) != Some("1") {
             return Ok(Some(format!(
